@@ -1,0 +1,82 @@
+# iyagi — build, run and test.
+#   make            build build/rel/iyagid
+#   make run        install missing Debian packages, build, run on 127.0.0.1:8080 with ./data
+#   make test       install what tests need, then unit tests, fuzzers (short), e2e (release and ASan+UBSan)
+#   make asan       build build/asan/iyagid with AddressSanitizer + UndefinedBehaviorSanitizer
+#   make fuzz       build the libFuzzer targets (clang)
+
+LLHTTP_DIR  ?= /usr/share/llhttp
+LLHTTP_INC  ?= /usr/share/include/llhttp
+CC          ?= gcc
+PKGS        := libuv jansson libargon2 libcrypto
+LIBS        := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lrocksdb -lpthread -lm
+WARN        := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+BASEFLAGS   := -std=c11 -D_GNU_SOURCE -g -I$(LLHTTP_INC) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+
+SRC         := $(sort $(wildcard src/*/*.c))
+LIB_SRC     := $(SRC)
+TESTS       := $(patsubst tests/unit/%.c,%,$(sort $(wildcard tests/unit/test_*.c)))
+FUZZERS     := $(patsubst tests/fuzz/%.c,%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
+LLHTTP_SRC  := $(LLHTTP_DIR)/llhttp.c $(LLHTTP_DIR)/api.c $(LLHTTP_DIR)/http.c
+
+VARIANT     ?= rel
+ifeq ($(VARIANT),asan)
+OPT := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+else
+OPT := -O2
+endif
+B           := build/$(VARIANT)
+OBJ         := $(patsubst src/%.c,$(B)/%.o,$(LIB_SRC)) $(B)/llhttp/llhttp.o $(B)/llhttp/api.o $(B)/llhttp/http.o
+
+.PHONY: all run test unit fuzz asan e2e deps clean bench
+all: check-llhttp $(B)/iyagid
+
+check-llhttp:
+	@test -f $(LLHTTP_DIR)/llhttp.c -a -f $(LLHTTP_INC)/llhttp.h || { \
+	  echo "llhttp C sources not found in $(LLHTTP_DIR): install the Debian package node-llhttp (make deps)"; exit 1; }
+
+$(B)/%.o: src/%.c $(wildcard src/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(OPT) $(WARN) -c $< -o $@
+
+# llhttp is compiled from Debian's node-llhttp sources (not vendored) with its own warnings relaxed.
+$(B)/llhttp/%.o: $(LLHTTP_DIR)/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(OPT) -w -c $< -o $@
+
+$(B)/iyagid: $(OBJ) src/main.c
+	$(CC) $(BASEFLAGS) $(OPT) $(WARN) src/main.c $(OBJ) -o $@ $(LIBS)
+
+$(B)/test_%: tests/unit/test_%.c tests/unit/t.h $(OBJ)
+	$(CC) $(BASEFLAGS) $(OPT) $(WARN) -Isrc $< $(OBJ) -o $@ $(LIBS)
+
+unit: $(addprefix $(B)/,$(TESTS))
+	@set -e; for t in $(TESTS); do $(B)/$$t; done
+
+asan:
+	$(MAKE) VARIANT=asan all
+
+# libFuzzer targets: clang, the codec sources only.
+FUZZ_SRC := $(wildcard src/base/*.c) $(wildcard src/codec/*.c) $(LLHTTP_SRC)
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC)
+	@mkdir -p build/fuzz
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I$(LLHTTP_INC) -Isrc \
+	  $< $(FUZZ_SRC) -o $@ $(LIBS)
+
+fuzz: $(addprefix build/fuzz/,$(FUZZERS))
+
+deps:
+	@scripts/deps.sh
+
+run: deps all
+	mkdir -p data
+	$(B)/iyagid --listen 127.0.0.1:8080 --data ./data
+
+test: deps
+	@scripts/test.sh
+
+bench: deps all
+	@bench/run.sh
+
+clean:
+	rm -rf build

@@ -1,0 +1,136 @@
+/* test_base.c — the UTF-8 validator (whole and one byte at a time) and the
+ * u64 hash map (against a plain array as the model). */
+#include "t.h"
+#include "base/u64map.h"
+#include "base/utf8.h"
+#include "base/buf.h"
+#include <stdint.h>
+#include <stdlib.h>
+
+/* Valid iff the whole-buffer check and the byte-at-a-time feed agree on it. */
+static int utf8_ok(const char *s, size_t n)
+{
+    int whole = iy_utf8_validate(s, n) == 0;
+    iy_utf8 st = { 0, 0, 0 };
+    int bytewise = 1;
+    for (size_t i = 0; i < n && bytewise; i++)
+        bytewise = iy_utf8_feed(&st, (const uint8_t *)s + i, 1) == 0;
+    bytewise = bytewise && iy_utf8_done(&st);
+    CHECK_EQ(whole, bytewise);
+    return whole;
+}
+
+#define OK(lit) CHECK(utf8_ok(lit, sizeof(lit) - 1))
+#define BAD(lit) CHECK(!utf8_ok(lit, sizeof(lit) - 1))
+
+static void test_utf8(void)
+{
+    OK("");
+    OK("hello");
+    OK("\xc2\x80");                 /* U+0080 */
+    OK("\xdf\xbf");                 /* U+07FF */
+    OK("\xe0\xa0\x80");             /* U+0800 */
+    OK("\xed\x9f\xbf");             /* U+D7FF */
+    OK("\xee\x80\x80");             /* U+E000 */
+    OK("\xef\xbf\xbf");             /* U+FFFF */
+    OK("\xf0\x90\x80\x80");         /* U+10000 */
+    OK("\xf0\x9f\x98\x80");         /* U+1F600 */
+    OK("\xf4\x8f\xbf\xbf");         /* U+10FFFF */
+    OK("\xea\xb0\x80\xeb\x82\x98"); /* 가나 */
+    BAD("\x80");                    /* lone continuation */
+    BAD("\xc0\x80");                /* overlong NUL */
+    BAD("\xc1\xbf");                /* overlong */
+    BAD("\xe0\x80\x80");            /* overlong 3-byte */
+    BAD("\xe0\x9f\xbf");            /* overlong 3-byte */
+    BAD("\xed\xa0\x80");            /* U+D800 surrogate */
+    BAD("\xed\xbf\xbf");            /* U+DFFF surrogate */
+    BAD("\xf0\x80\x80\x80");        /* overlong 4-byte */
+    BAD("\xf0\x8f\xbf\xbf");        /* overlong 4-byte */
+    BAD("\xf4\x90\x80\x80");        /* U+110000 */
+    BAD("\xf5\x80\x80\x80");
+    BAD("\xff");
+    BAD("\xc2");                    /* truncated */
+    BAD("\xe0\xa0");                /* truncated */
+    BAD("\xf0\x9f\x98");            /* truncated */
+    BAD("\xc2\x41");                /* missing continuation */
+    BAD("a\xf0\x9f\x98\x80\x80");   /* extra continuation */
+
+    /* Rejection comes as soon as the prefix cannot be valid. */
+    iy_utf8 st = { 0, 0, 0 };
+    CHECK_EQ(iy_utf8_feed(&st, (const uint8_t *)"\xed", 1), 0);
+    CHECK(iy_utf8_feed(&st, (const uint8_t *)"\xa0", 1) != 0);
+    st = (iy_utf8){ 0, 0, 0 };
+    CHECK_EQ(iy_utf8_feed(&st, (const uint8_t *)"\xf4", 1), 0);
+    CHECK(iy_utf8_feed(&st, (const uint8_t *)"\x90", 1) != 0);
+
+    CHECK_EQ(iy_utf8_count("", 0), 0);
+    CHECK_EQ(iy_utf8_count("abc", 3), 3);
+    CHECK_EQ(iy_utf8_count("\xf0\x9f\x98\x80\xea\xb0\x80x", 8), 3);
+
+    /* Every 1- and 2-byte input agrees between the two paths. */
+    for (int a = 0; a < 256; a++) {
+        char s1[1] = { (char)a };
+        utf8_ok(s1, 1);
+        for (int b = 0; b < 256; b += 3) {
+            char s2[2] = { (char)a, (char)b };
+            utf8_ok(s2, 2);
+        }
+    }
+}
+
+static void test_u64map(void)
+{
+    enum { N = 5000 };
+    u64map m = { 0 };
+    static void *model[N + 1];
+    CHECK(u64map_get(&m, 1) == NULL);
+    CHECK(u64map_del(&m, 1) == NULL);
+    srand(7);
+    for (int round = 0; round < 40000; round++) {
+        uint64_t k = (uint64_t)(rand() % N) + 1;
+        /* Keys spread over a wide range but clustered, to provoke probing chains. */
+        uint64_t key = k * 1024;
+        int op = rand() % 3;
+        if (op == 0) {
+            void *v = (void *)(uintptr_t)(round + 1);
+            u64map_put(&m, key, v);
+            model[k] = v;
+        } else if (op == 1) {
+            CHECK(u64map_del(&m, key) == model[k]);
+            model[k] = NULL;
+        } else {
+            CHECK(u64map_get(&m, key) == model[k]);
+        }
+    }
+    size_t n = 0;
+    for (int k = 1; k <= N; k++) {
+        n += model[k] != NULL;
+        CHECK(u64map_get(&m, (uint64_t)k * 1024) == model[k]);
+    }
+    CHECK_EQ(m.n, n);
+    u64map_free(&m);
+    CHECK_EQ(m.n, 0);
+}
+
+static void test_buf(void)
+{
+    iy_buf b = { 0 };
+    iy_buf_append_str(&b, "hello");
+    iy_buf_appendf(&b, " %d", 42);
+    CHECK_MEM(b.data, b.len, "hello 42");
+    iy_buf_consume(&b, 6);
+    CHECK_MEM(b.data, b.len, "42");
+    for (int i = 0; i < 1000; i++) iy_buf_appendf(&b, "%300s", "x");
+    CHECK_EQ(b.len, 2 + 300000);
+    CHECK(iy_str_ieq((iy_str){ "WebSocket", 9 }, "websocket"));
+    iy_buf_free(&b);
+    CHECK(b.data == NULL && b.len == 0);
+}
+
+int main(void)
+{
+    test_utf8();
+    test_u64map();
+    test_buf();
+    return T_DONE("base");
+}
