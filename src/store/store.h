@@ -1,0 +1,202 @@
+/* store.h — the storage seam: users, sessions, channels, messages, inboxes.
+ *
+ * The embedded backend (store_rocks.c, RocksDB) implements this today; a
+ * PostgreSQL backend can implement the same functions later. The store is
+ * synchronous and NOT thread-safe: exactly one thread (the storage thread,
+ * core/dbq.c) calls it. Reads see committed state only.
+ *
+ * Messages are written in batches (group commit): store_batch_begin(), any
+ * number of store_batch_add(), then store_batch_commit() which makes the
+ * whole batch durable with one sync, or none of it. Within a batch, seq (per
+ * channel) and pos (per user inbox) are assigned in order; a failed commit
+ * undoes every assignment, so both stay gap-free, also across crashes (a
+ * crash before the sync loses the whole batch, which was never acknowledged).
+ *
+ * Writes other than messages (users, sessions) are rare and are synced one
+ * by one; they must not be called while a batch is open.
+ *
+ * Ids: users, channels and messages get 64-bit ids from one generator that
+ * is time-sortable: (ms since 2024-01-01) << 22 | node << 12 | counter, and
+ * strictly increasing, also across restarts (the newest id is persisted).
+ *
+ * Memory: every out-struct is filled by the store; pointers inside it
+ * (text, member lists) are owned by the caller afterwards and released with
+ * the matching *_clear() function.
+ */
+#ifndef IY_STORE_H
+#define IY_STORE_H
+#include <stddef.h>
+#include <stdint.h>
+#include "../base/limits.h"
+
+typedef struct store store;
+
+typedef struct iy_user {
+    uint64_t id;
+    char username[IY_USERNAME_MAX + 1];
+    char display_name[IY_DISPLAY_MAX + 1];
+} iy_user;
+
+enum iy_channel_kind { IY_DIRECT = 1, IY_GROUP = 2 };
+
+typedef struct iy_channel {
+    uint64_t id;
+    int kind;                               /* enum iy_channel_kind */
+    char name[IY_GROUP_NAME_MAX + 1];       /* groups only; "" for direct */
+    uint64_t owner;                         /* groups only; 0 for direct */
+    uint32_t nmembers;
+    uint64_t members[IY_GROUP_MAX + 1];     /* ascending user ids */
+} iy_channel;
+
+/* One stored message. text is owned (malloc'd, NUL-terminated, text_len bytes). */
+typedef struct iy_msg {
+    uint64_t id;
+    uint64_t channel;
+    uint64_t seq;
+    uint64_t pos;                  /* in the reader's inbox; 0 when not applicable */
+    uint64_t from;
+    int64_t ts;                    /* ms since the epoch, from the id */
+    char cmid[IY_CMID_MAX + 1];    /* "" if none */
+    char *text;
+    size_t text_len;
+} iy_msg;
+
+typedef struct iy_msg_list {
+    iy_msg *v;
+    size_t n;
+} iy_msg_list;
+
+void iy_msg_clear(iy_msg *m);              /* frees text; accepts a zeroed msg */
+void iy_msg_list_clear(iy_msg_list *l);    /* frees every text and the array */
+
+/* ---- open / close ---------------------------------------------------- */
+
+/* Opens (creating if missing) the store in directory dir, which must exist.
+ * node is the 10-bit node number mixed into ids (0 for a single node).
+ * Returns 0 and *out, or IY_EIO (the reason is logged). */
+int store_open(const char *dir, unsigned node, store **out);
+
+/* Closes the store; every committed write is already durable. Accepts NULL.
+ * A batch still open is discarded: nothing of it is stored, and its seq/pos
+ * are assigned again by the next batch. */
+void store_free(store *s);
+
+/* ---- users ----------------------------------------------------------- */
+
+/* Creates a user; assigns out->id. pwhash is an Argon2id encoded hash
+ * (NUL-terminated, < 256 bytes). Synced before returning.
+ * Returns 0, IY_ECONFLICT if the username is taken, IY_EIO. */
+int store_user_create(store *s, const char *username, const char *display_name,
+                      const char *pwhash, iy_user *out);
+
+/* Returns 0, IY_ENOTFOUND, IY_EIO. */
+int store_user_get(store *s, uint64_t id, iy_user *out);
+
+/* Looks a user up by username; pwhash (may be NULL) receives the encoded
+ * hash, NUL-terminated, at most 255 bytes. Returns 0, IY_ENOTFOUND, IY_EIO. */
+int store_user_find(store *s, const char *username, iy_user *out, char pwhash[256]);
+
+/* Sets the display name. Returns 0, IY_ENOTFOUND, IY_EIO. */
+int store_user_set_display_name(store *s, uint64_t id, const char *display_name);
+
+/* ---- sessions (tokens are stored as their SHA-256) -------------------- */
+
+/* Returns 0, IY_EIO. Synced. */
+int store_session_create(store *s, const uint8_t token_hash[32], uint64_t user, const char *device);
+
+/* Returns 0 with *user and device (NUL-terminated), IY_ENOTFOUND, IY_EIO. */
+int store_session_get(store *s, const uint8_t token_hash[32], uint64_t *user,
+                      char device[IY_DEVICE_MAX + 1]);
+
+/* Returns 0, IY_ENOTFOUND, IY_EIO. Synced. */
+int store_session_delete(store *s, const uint8_t token_hash[32]);
+
+/* ---- channels -------------------------------------------------------- */
+
+/* Returns 0, IY_ENOTFOUND, IY_EIO. */
+int store_channel_get(store *s, uint64_t id, iy_channel *out);
+
+/* The direct channel between a and b, if it exists: 0 with *channel, IY_ENOTFOUND, IY_EIO. */
+int store_direct_find(store *s, uint64_t a, uint64_t b, uint64_t *channel);
+
+/* Creates a group with the given members (creator included by the caller,
+ * owner = creator), 2..IY_GROUP_MAX members, all existing users.
+ * Returns 0 and *out, IY_ETOOBIG, IY_EINVAL (fewer than 2), IY_ENOTFOUND (a
+ * member does not exist), IY_EIO. Synced. */
+int store_group_create(store *s, uint64_t creator, const char *name,
+                       const uint64_t *members, size_t n, iy_channel *out);
+
+/* The channels of user, newest activity first is NOT guaranteed: any order.
+ * *out is malloc'd (free with iy_free). Returns 0, IY_EIO. */
+int store_user_channels(store *s, uint64_t user, uint64_t **out, size_t *n);
+
+/* The newest message of a channel (0 with *out, IY_ENOTFOUND if none, IY_EIO). */
+int store_channel_last(store *s, uint64_t channel, iy_msg *out);
+
+/* ---- messages -------------------------------------------------------- */
+
+typedef struct store_batch store_batch;
+
+/* What to store: to a channel (channel != 0) or directly to a user (to != 0,
+ * the direct channel between from and to is created on the first message).
+ * text: valid UTF-8 already checked by the caller. cmid may be "" (then no
+ * idempotency). */
+typedef struct iy_send {
+    uint64_t from;
+    uint64_t channel;
+    uint64_t to;
+    const char *text;
+    size_t text_len;
+    const char *cmid;
+} iy_send;
+
+/* What was stored: the message (text NOT copied: out->msg.text is NULL; the
+ * caller keeps its own), its members, and each member's new inbox pos.
+ * msg.pos is the sender's pos. */
+typedef struct iy_stored {
+    iy_msg msg;
+    uint32_t nmembers;
+    uint64_t members[IY_GROUP_MAX + 1];
+    uint64_t pos[IY_GROUP_MAX + 1];         /* pos[i] belongs to members[i] */
+} iy_stored;
+
+/* Opens the one batch of this store (at most one open at a time). Never fails. */
+store_batch *store_batch_begin(store *s);
+
+/* Adds one message to the open batch.
+ * Returns:
+ *   0            stored in the batch; *out filled (durable only after commit)
+ *   IY_EEXIST    (from, cmid) was already stored, committed or earlier in this
+ *                batch: *out holds the original's id, channel, seq, ts and
+ *                the sender's pos (nmembers = 0); nothing new is added
+ *   IY_ENOTFOUND the channel or the `to` user does not exist
+ *   IY_EFORBIDDEN from is not a member of the channel
+ *   IY_EINVAL    to == from, or neither/both of channel and to
+ *   IY_EIO
+ * On failure the batch is unchanged and stays usable. */
+int store_batch_add(store_batch *b, const iy_send *in, iy_stored *out);
+
+/* Writes the batch with one sync and closes it. Returns 0, or IY_EIO after
+ * which nothing of the batch is stored and every seq/pos it assigned is
+ * free again. An empty batch commits without touching the disk. */
+int store_batch_commit(store_batch *b);
+
+/* The newest pos of user's inbox (committed), 0 if empty. Returns 0, IY_EIO. */
+int store_user_pos(store *s, uint64_t user, uint64_t *pos);
+
+/* History of a channel: with before_seq (> 0) the up to limit messages below
+ * it, newest first (before_seq == UINT64_MAX: from the newest); with
+ * after_seq (>= 0, before_seq == 0) the ones above it, oldest first.
+ * msg.pos is 0. An unknown channel has no messages. Returns 0, IY_EIO. */
+int store_history(store *s, uint64_t channel, uint64_t before_seq, uint64_t after_seq,
+                  int limit, iy_msg_list *out);
+
+/* Inbox entries of user after pos `after`, oldest first, at most limit,
+ * each message with its pos. *more = 1 if entries remain past the last.
+ * Returns 0, IY_EIO. */
+int store_sync(store *s, uint64_t user, uint64_t after, int limit, iy_msg_list *out, int *more);
+
+/* Counters for /metrics: number of messages stored (since creation). */
+uint64_t store_message_count(store *s);
+
+#endif

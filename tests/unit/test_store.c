@@ -1,0 +1,647 @@
+/* test_store.c — the RocksDB store (store.h): users, sessions, channels,
+ * batches (seq/pos assignment, idempotency, rollback), reads, reopen, and a
+ * throughput print. Each test runs in a fresh directory under /tmp. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "t.h"
+#include "base/alloc.h"
+#include "base/err.h"
+#include "store/store.h"
+
+static char dir[64];
+
+static store *fresh(void)
+{
+    strcpy(dir, "/tmp/iyagi_store_XXXXXX");
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    store *s = NULL;
+    CHECK_EQ(store_open(dir, 0, &s), 0);
+    return s;
+}
+
+static store *reopen(store *s)
+{
+    store_free(s);
+    s = NULL;
+    CHECK_EQ(store_open(dir, 0, &s), 0);
+    return s;
+}
+
+static void done(store *s)
+{
+    store_free(s);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t mkuser(store *s, const char *name)
+{
+    iy_user u;
+    CHECK_EQ(store_user_create(s, name, name, "$argon2id$hash", &u), 0);
+    return u.id;
+}
+
+/* Sends one message in its own batch; returns the add's result. */
+static int send1(store *s, uint64_t from, uint64_t channel, uint64_t to, const char *text,
+                 const char *cmid, iy_stored *out)
+{
+    store_batch *b = store_batch_begin(s);
+    iy_send in = { from, channel, to, text, strlen(text), cmid };
+    int rc = store_batch_add(b, &in, out);
+    CHECK_EQ(store_batch_commit(b), 0);
+    return rc;
+}
+
+static void test_users(void)
+{
+    store *s = fresh();
+    iy_user u, v;
+    char hash[256];
+    CHECK_EQ(store_user_create(s, "alice", "Alice A", "$argon2id$v=19$abc", &u), 0);
+    CHECK(u.id != 0);
+    CHECK(strcmp(u.username, "alice") == 0);
+    CHECK(strcmp(u.display_name, "Alice A") == 0);
+    CHECK_EQ(store_user_create(s, "alice", "Other", "$x", &v), IY_ECONFLICT);
+    CHECK_EQ(store_user_create(s, "bob", "", "$y", &v), 0);
+    CHECK(v.id > u.id);
+
+    memset(&v, 0, sizeof v);
+    CHECK_EQ(store_user_get(s, u.id, &v), 0);
+    CHECK(v.id == u.id && strcmp(v.username, "alice") == 0 && strcmp(v.display_name, "Alice A") == 0);
+    CHECK_EQ(store_user_get(s, 12345, &v), IY_ENOTFOUND);
+
+    memset(&v, 0, sizeof v);
+    CHECK_EQ(store_user_find(s, "alice", &v, hash), 0);
+    CHECK(v.id == u.id);
+    CHECK(strcmp(hash, "$argon2id$v=19$abc") == 0);
+    CHECK_EQ(store_user_find(s, "alice", &v, NULL), 0);
+    CHECK_EQ(store_user_find(s, "carol", &v, hash), IY_ENOTFOUND);
+
+    CHECK_EQ(store_user_set_display_name(s, u.id, "Alice Z \xea\xb0\x80"), 0);
+    CHECK_EQ(store_user_set_display_name(s, 999, "x"), IY_ENOTFOUND);
+    s = reopen(s);
+    CHECK_EQ(store_user_get(s, u.id, &v), 0);
+    CHECK(strcmp(v.display_name, "Alice Z \xea\xb0\x80") == 0);
+    CHECK_EQ(store_user_find(s, "alice", &v, hash), 0);
+    CHECK(strcmp(hash, "$argon2id$v=19$abc") == 0);   /* kept by set_display_name */
+    CHECK_EQ(store_user_create(s, "alice", "", "$x", &v), IY_ECONFLICT);
+    done(s);
+}
+
+static void test_sessions(void)
+{
+    store *s = fresh();
+    uint8_t h1[32], h2[32];
+    memset(h1, 0xab, sizeof h1);
+    memset(h2, 0x00, sizeof h2);
+    uint64_t user = 0;
+    char dev[IY_DEVICE_MAX + 1];
+    CHECK_EQ(store_session_create(s, h1, 42, "phone"), 0);
+    CHECK_EQ(store_session_create(s, h2, 43, ""), 0);
+    CHECK_EQ(store_session_get(s, h1, &user, dev), 0);
+    CHECK_EQ(user, 42);
+    CHECK(strcmp(dev, "phone") == 0);
+    s = reopen(s);
+    CHECK_EQ(store_session_get(s, h2, &user, dev), 0);
+    CHECK_EQ(user, 43);
+    CHECK(strcmp(dev, "") == 0);
+    CHECK_EQ(store_session_delete(s, h1), 0);
+    CHECK_EQ(store_session_get(s, h1, &user, dev), IY_ENOTFOUND);
+    CHECK_EQ(store_session_delete(s, h1), IY_ENOTFOUND);
+    s = reopen(s);
+    CHECK_EQ(store_session_get(s, h1, &user, dev), IY_ENOTFOUND);
+    CHECK_EQ(store_session_get(s, h2, &user, dev), 0);
+    done(s);
+}
+
+static void test_direct(void)
+{
+    store *s = fresh();
+    uint64_t a = mkuser(s, "aa"), b = mkuser(s, "bb"), c = mkuser(s, "cc");
+    iy_stored o;
+    uint64_t ch, pa = 0, pb = 0;
+
+    CHECK_EQ(store_direct_find(s, a, b, &ch), IY_ENOTFOUND);
+    CHECK_EQ(send1(s, a, 0, b, "hi", "", &o), 0);
+    ch = o.msg.channel;
+    CHECK(ch != 0);
+    CHECK_EQ(o.msg.seq, 1);
+    CHECK_EQ(o.msg.pos, 1);
+    CHECK_EQ(o.nmembers, 2);
+    CHECK(o.members[0] == a && o.members[1] == b);
+    CHECK(o.pos[0] == 1 && o.pos[1] == 1);
+    CHECK(o.msg.text == NULL);
+    uint64_t found = 0;
+    CHECK_EQ(store_direct_find(s, b, a, &found), 0);
+    CHECK(found == ch);
+
+    /* The other direction uses the same channel. */
+    CHECK_EQ(send1(s, b, 0, a, "hey", "", &o), 0);
+    CHECK(o.msg.channel == ch);
+    CHECK_EQ(o.msg.seq, 2);
+    CHECK_EQ(o.msg.pos, 2);
+    CHECK(o.members[0] == a && o.members[1] == b && o.pos[0] == 2 && o.pos[1] == 2);
+
+    /* A channel send to the direct channel. */
+    CHECK_EQ(send1(s, a, ch, 0, "third", "", &o), 0);
+    CHECK_EQ(o.msg.seq, 3);
+    CHECK(o.pos[0] == 3 && o.pos[1] == 3);
+
+    /* a-c: a's pos continues, c's starts at 1, the channel's seq at 1. */
+    CHECK_EQ(send1(s, c, 0, a, "to a", "", &o), 0);
+    CHECK(o.msg.channel != ch);
+    CHECK_EQ(o.msg.seq, 1);
+    CHECK(o.members[0] == a && o.members[1] == c);
+    CHECK(o.pos[0] == 4 && o.pos[1] == 1);
+    CHECK_EQ(o.msg.pos, 1);   /* the sender is c */
+
+    CHECK_EQ(store_user_pos(s, a, &pa), 0);
+    CHECK_EQ(store_user_pos(s, b, &pb), 0);
+    CHECK_EQ(pa, 4);
+    CHECK_EQ(pb, 3);
+    CHECK_EQ(store_user_pos(s, 5555, &pa), 0);   /* no inbox yet */
+    CHECK_EQ(pa, 0);
+
+    iy_channel cc;
+    CHECK_EQ(store_channel_get(s, ch, &cc), 0);
+    CHECK_EQ(cc.kind, IY_DIRECT);
+    CHECK_EQ(cc.nmembers, 2);
+    CHECK(cc.members[0] == a && cc.members[1] == b && cc.owner == 0 && cc.name[0] == '\0');
+
+    /* Errors. */
+    CHECK_EQ(send1(s, a, 0, a, "self", "", &o), IY_EINVAL);
+    CHECK_EQ(send1(s, a, ch, b, "both", "", &o), IY_EINVAL);
+    CHECK_EQ(send1(s, a, 0, 0, "neither", "", &o), IY_EINVAL);
+    CHECK_EQ(send1(s, a, 0, 777, "nobody", "", &o), IY_ENOTFOUND);
+    CHECK_EQ(send1(s, c, ch, 0, "intruder", "", &o), IY_EFORBIDDEN);
+    CHECK_EQ(send1(s, a, 888, 0, "no channel", "", &o), IY_ENOTFOUND);
+    CHECK_EQ(store_message_count(s), 4);
+
+    /* Two messages of a new pair in one batch share one channel. */
+    uint64_t d = mkuser(s, "dd");
+    store_batch *bt = store_batch_begin(s);
+    iy_send in1 = { b, 0, d, "x", 1, "" }, in2 = { d, 0, b, "y", 1, "" };
+    iy_stored o2;
+    CHECK_EQ(store_batch_add(bt, &in1, &o), 0);
+    CHECK_EQ(store_batch_add(bt, &in2, &o2), 0);
+    CHECK(o.msg.channel == o2.msg.channel);
+    CHECK(o.msg.seq == 1 && o2.msg.seq == 2);
+    CHECK(o.members[0] == b && o.members[1] == d);
+    CHECK(o.pos[0] == 4 && o.pos[1] == 1 && o2.pos[0] == 5 && o2.pos[1] == 2);
+    CHECK_EQ(store_direct_find(s, b, d, &found), IY_ENOTFOUND);   /* not committed yet */
+    CHECK_EQ(store_user_pos(s, b, &pb), 0);
+    CHECK_EQ(pb, 3);                                              /* committed only */
+    CHECK_EQ(store_batch_commit(bt), 0);
+    CHECK_EQ(store_direct_find(s, b, d, &found), 0);
+    CHECK(found == o.msg.channel);
+    CHECK_EQ(store_user_pos(s, b, &pb), 0);
+    CHECK_EQ(pb, 5);
+
+    uint64_t *chs = NULL;
+    size_t n = 0;
+    CHECK_EQ(store_user_channels(s, b, &chs, &n), 0);
+    CHECK_EQ(n, 2);
+    CHECK(n == 2 && ((chs[0] == ch && chs[1] == found) || (chs[1] == ch && chs[0] == found)));
+    iy_free(chs);
+    CHECK_EQ(store_user_channels(s, 424242, &chs, &n), 0);
+    CHECK_EQ(n, 0);
+    iy_free(chs);
+    done(s);
+}
+
+static void test_cmid(void)
+{
+    store *s = fresh();
+    uint64_t a = mkuser(s, "aa"), b = mkuser(s, "bb");
+    iy_stored o, d;
+
+    store_batch *bt = store_batch_begin(s);
+    iy_send in = { a, 0, b, "one", 3, "c-1" };
+    CHECK_EQ(store_batch_add(bt, &in, &o), 0);
+    memset(&d, 0xff, sizeof d);
+    CHECK_EQ(store_batch_add(bt, &in, &d), IY_EEXIST);   /* within the batch */
+    CHECK(d.msg.id == o.msg.id && d.msg.seq == o.msg.seq && d.msg.channel == o.msg.channel);
+    CHECK(d.msg.pos == o.msg.pos && d.msg.ts == o.msg.ts && d.nmembers == 0);
+    CHECK(strcmp(d.msg.cmid, "c-1") == 0);
+    /* The same cmid of another sender is another message. */
+    iy_send other = { b, 0, a, "two", 3, "c-1" };
+    CHECK_EQ(store_batch_add(bt, &other, &d), 0);
+    CHECK_EQ(d.msg.seq, 2);
+    CHECK_EQ(store_batch_commit(bt), 0);
+
+    CHECK_EQ(send1(s, a, 0, b, "one again", "c-1", &d), IY_EEXIST);   /* across batches */
+    CHECK(d.msg.id == o.msg.id && d.msg.seq == 1 && d.msg.pos == 1 && d.msg.channel == o.msg.channel);
+    CHECK_EQ(send1(s, a, 0, b, "no cmid", "", &d), 0);
+    CHECK_EQ(send1(s, a, 0, b, "no cmid", "", &d), 0);   /* empty cmid: no idempotency */
+    CHECK_EQ(d.msg.seq, 4);
+
+    s = reopen(s);
+    CHECK_EQ(send1(s, a, o.msg.channel, 0, "after reopen", "c-1", &d), IY_EEXIST);
+    CHECK(d.msg.id == o.msg.id && d.msg.seq == 1 && d.msg.pos == 1 && d.msg.ts == o.msg.ts);
+    CHECK_EQ(store_message_count(s), 4);
+
+    char big[IY_CMID_MAX + 2];
+    memset(big, 'z', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    CHECK_EQ(send1(s, a, 0, b, "long cmid", big, &d), IY_EINVAL);
+    big[IY_CMID_MAX] = '\0';
+    CHECK_EQ(send1(s, a, 0, b, "max cmid", big, &d), 0);
+    CHECK_EQ(send1(s, a, 0, b, "max cmid", big, &d), IY_EEXIST);
+    done(s);
+}
+
+static void test_rollback(void)
+{
+    store *s = fresh();
+    uint64_t a = mkuser(s, "aa"), b = mkuser(s, "bb"), c = mkuser(s, "cc");
+    iy_stored o;
+    CHECK_EQ(send1(s, a, 0, b, "1", "k1", &o), 0);
+    uint64_t ch = o.msg.channel;
+
+    /* A batch never committed: store_free discards it. */
+    store_batch *bt = store_batch_begin(s);
+    iy_send in = { a, 0, b, "lost", 4, "k2" }, in2 = { a, 0, c, "lost too", 8, "k3" };
+    CHECK_EQ(store_batch_add(bt, &in, &o), 0);
+    CHECK_EQ(o.msg.seq, 2);
+    CHECK_EQ(store_batch_add(bt, &in2, &o), 0);
+    s = reopen(s);
+
+    uint64_t p, found;
+    CHECK_EQ(store_user_pos(s, a, &p), 0);
+    CHECK_EQ(p, 1);
+    CHECK_EQ(store_direct_find(s, a, c, &found), IY_ENOTFOUND);
+    CHECK_EQ(store_message_count(s), 1);
+    iy_msg m;
+    CHECK_EQ(store_channel_last(s, ch, &m), 0);
+    CHECK_EQ(m.seq, 1);
+    iy_msg_clear(&m);
+
+    /* The next batch reuses seq 2 / pos 2, and the cmid is free. */
+    CHECK_EQ(send1(s, a, 0, b, "kept", "k2", &o), 0);
+    CHECK_EQ(o.msg.seq, 2);
+    CHECK(o.pos[0] == 2 && o.pos[1] == 2);
+    CHECK_EQ(send1(s, a, 0, c, "kept too", "k3", &o), 0);
+    CHECK_EQ(o.msg.seq, 1);
+    CHECK_EQ(o.msg.pos, 3);
+
+    /* A failed add leaves the batch usable and unchanged. */
+    bt = store_batch_begin(s);
+    iy_send bad = { c, ch, 0, "x", 1, "k9" }, good = { a, ch, 0, "y", 1, "k9" };
+    CHECK_EQ(store_batch_add(bt, &bad, &o), IY_EFORBIDDEN);
+    CHECK_EQ(store_batch_add(bt, &good, &o), 0);
+    CHECK_EQ(o.msg.seq, 3);
+    CHECK_EQ(store_batch_commit(bt), 0);
+    /* An empty batch commits. */
+    CHECK_EQ(store_batch_commit(store_batch_begin(s)), 0);
+    CHECK_EQ(store_message_count(s), 4);
+    done(s);
+}
+
+static void test_ids(void)
+{
+    store *s = fresh();
+    uint64_t a = mkuser(s, "aa"), b = mkuser(s, "bb");
+    iy_stored o;
+    uint64_t last = b;
+    int ok_inc = 1, ok_ts = 1, ok_add = 1;
+    for (int round = 0; round < 2; round++) {
+        store_batch *bt = store_batch_begin(s);
+        for (int i = 0; i < 5000; i++) {   /* > 4096 per ms possible: counter overflow */
+            int64_t t0 = now_ms();
+            iy_send in = { a, 0, b, "x", 1, "" };
+            if (store_batch_add(bt, &in, &o) != 0) ok_add = 0;
+            int64_t t1 = now_ms();
+            if (o.msg.id <= last) ok_inc = 0;
+            last = o.msg.id;
+            /* ts follows the id; a borrowed ms may run up to a few ms ahead. */
+            if (o.msg.ts != (int64_t)(o.msg.id >> 22) + 1704067200000LL) ok_ts = 0;
+            if (o.msg.ts < t0 - 1 || o.msg.ts > t1 + 50) ok_ts = 0;
+        }
+        CHECK_EQ(store_batch_commit(bt), 0);
+        s = reopen(s);
+    }
+    CHECK(ok_add);
+    CHECK(ok_inc);
+    CHECK(ok_ts);
+    /* After reopen ids continue above the persisted newest one. */
+    iy_user u;
+    CHECK_EQ(store_user_create(s, "cc", "", "$h", &u), 0);
+    CHECK(u.id > last);
+    CHECK_EQ((u.id >> 12) & 0x3ff, 0);
+    done(s);
+
+    /* The node number is mixed in. */
+    strcpy(dir, "/tmp/iyagi_store_XXXXXX");
+    CHECK(mkdtemp(dir) != NULL);
+    CHECK_EQ(store_open(dir, 5, &s), 0);
+    CHECK_EQ(store_user_create(s, "dd", "", "$h", &u), 0);
+    CHECK_EQ((u.id >> 12) & 0x3ff, 5);
+    done(s);
+    store *bad = NULL;
+    CHECK_EQ(store_open("/tmp", 1024, &bad), IY_EIO);
+    CHECK(bad == NULL);
+}
+
+static void test_history_sync(void)
+{
+    store *s = fresh();
+    uint64_t a = mkuser(s, "aa"), b = mkuser(s, "bb"), c = mkuser(s, "cc");
+    iy_stored o;
+    char text[32];
+    uint64_t ch = 0, ids[11];
+    store_batch *bt = store_batch_begin(s);
+    for (int i = 1; i <= 10; i++) {
+        snprintf(text, sizeof text, "m%d", i);
+        iy_send in = { i % 2 ? a : b, 0, i % 2 ? b : a, text, strlen(text), "" };
+        CHECK_EQ(store_batch_add(bt, &in, &o), 0);
+        ids[i] = o.msg.id;
+        ch = o.msg.channel;
+        /* Interleave another channel of a's so that a's inbox is not just ch. */
+        iy_send other = { c, 0, a, "other", 5, "" };
+        CHECK_EQ(store_batch_add(bt, &other, &o), 0);
+    }
+    CHECK_EQ(store_batch_commit(bt), 0);
+
+    iy_msg_list l;
+    CHECK_EQ(store_history(s, ch, UINT64_MAX, 0, 3, &l), 0);   /* newest first */
+    CHECK_EQ(l.n, 3);
+    if (l.n == 3) {
+        CHECK(l.v[0].seq == 10 && l.v[1].seq == 9 && l.v[2].seq == 8);
+        CHECK_MEM(l.v[0].text, l.v[0].text_len, "m10");
+        CHECK(l.v[0].id == ids[10] && l.v[0].from == b && l.v[0].channel == ch && l.v[0].pos == 0);
+        CHECK(l.v[0].ts == (int64_t)(ids[10] >> 22) + 1704067200000LL);
+    }
+    iy_msg_list_clear(&l);
+    CHECK_EQ(store_history(s, ch, 4, 0, 50, &l), 0);
+    CHECK_EQ(l.n, 3);
+    if (l.n == 3) CHECK(l.v[0].seq == 3 && l.v[2].seq == 1);
+    iy_msg_list_clear(&l);
+    CHECK_EQ(store_history(s, ch, 1, 0, 50, &l), 0);
+    CHECK_EQ(l.n, 0);
+    iy_msg_list_clear(&l);
+    CHECK_EQ(store_history(s, ch, 0, 0, 4, &l), 0);             /* oldest first */
+    CHECK_EQ(l.n, 4);
+    if (l.n == 4) {
+        CHECK(l.v[0].seq == 1 && l.v[3].seq == 4);
+        CHECK_MEM(l.v[0].text, l.v[0].text_len, "m1");
+        CHECK(l.v[0].from == a);
+    }
+    iy_msg_list_clear(&l);
+    CHECK_EQ(store_history(s, ch, 0, 7, 50, &l), 0);
+    CHECK_EQ(l.n, 3);
+    if (l.n == 3) CHECK(l.v[0].seq == 8 && l.v[2].seq == 10);
+    iy_msg_list_clear(&l);
+    CHECK_EQ(store_history(s, ch, 0, 10, 50, &l), 0);
+    CHECK_EQ(l.n, 0);
+    iy_msg_list_clear(&l);
+    CHECK_EQ(store_history(s, 31337, UINT64_MAX, 0, 50, &l), 0);
+    CHECK_EQ(l.n, 0);
+    iy_msg_list_clear(&l);
+
+    iy_msg m;
+    CHECK_EQ(store_channel_last(s, ch, &m), 0);
+    CHECK_EQ(m.seq, 10);
+    CHECK_MEM(m.text, m.text_len, "m10");
+    iy_msg_clear(&m);
+    CHECK_EQ(store_channel_last(s, 31337, &m), IY_ENOTFOUND);
+
+    /* a's inbox: 20 entries, alternating ch and the c channel. */
+    int more = -1;
+    CHECK_EQ(store_sync(s, a, 0, 7, &l, &more), 0);
+    CHECK_EQ(l.n, 7);
+    CHECK_EQ(more, 1);
+    int ok = 1;
+    for (size_t i = 0; i < l.n; i++) {
+        if (l.v[i].pos != i + 1) ok = 0;
+        if ((i % 2 == 0) != (l.v[i].channel == ch)) ok = 0;
+        if (i % 2 == 0 && l.v[i].seq != i / 2 + 1) ok = 0;
+    }
+    CHECK(ok);
+    if (l.n == 7) CHECK_MEM(l.v[2].text, l.v[2].text_len, "m2");
+    iy_msg_list_clear(&l);
+    CHECK_EQ(store_sync(s, a, 14, 6, &l, &more), 0);
+    CHECK_EQ(l.n, 6);
+    CHECK_EQ(more, 0);
+    if (l.n == 6) CHECK(l.v[0].pos == 15 && l.v[5].pos == 20);
+    iy_msg_list_clear(&l);
+    CHECK_EQ(store_sync(s, a, 20, 6, &l, &more), 0);
+    CHECK_EQ(l.n, 0);
+    CHECK_EQ(more, 0);
+    iy_msg_list_clear(&l);
+    CHECK_EQ(store_sync(s, b, 0, 100, &l, &more), 0);
+    CHECK_EQ(l.n, 10);
+    CHECK_EQ(more, 0);
+    iy_msg_list_clear(&l);
+    done(s);
+}
+
+static void test_groups(void)
+{
+    store *s = fresh();
+    uint64_t u[IY_GROUP_MAX + 2];
+    char name[16];
+    for (int i = 0; i < IY_GROUP_MAX + 2; i++) {
+        snprintf(name, sizeof name, "user%d", i);
+        u[i] = mkuser(s, name);
+    }
+    iy_channel g;
+    CHECK_EQ(store_group_create(s, u[0], "too many", u, IY_GROUP_MAX + 1, &g), IY_ETOOBIG);
+    CHECK_EQ(store_group_create(s, u[0], "alone", u, 1, &g), IY_EINVAL);
+    uint64_t with_ghost[3] = { u[0], u[1], 999 };
+    CHECK_EQ(store_group_create(s, u[0], "ghost", with_ghost, 3, &g), IY_ENOTFOUND);
+    /* Exactly 100, given in reverse order with a duplicate. */
+    uint64_t mem[IY_GROUP_MAX + 1];
+    for (int i = 0; i < IY_GROUP_MAX; i++) mem[i] = u[IY_GROUP_MAX - 1 - i];
+    mem[IY_GROUP_MAX] = u[3];
+    CHECK_EQ(store_group_create(s, u[0], "big", mem, IY_GROUP_MAX + 1, &g), 0);
+    CHECK_EQ(g.nmembers, IY_GROUP_MAX);
+    CHECK_EQ(g.kind, IY_GROUP);
+    CHECK(g.owner == u[0] && strcmp(g.name, "big") == 0);
+    int asc = 1;
+    for (uint32_t i = 1; i < g.nmembers; i++) if (g.members[i] <= g.members[i - 1]) asc = 0;
+    CHECK(asc);
+
+    iy_channel g2;
+    CHECK_EQ(store_channel_get(s, g.id, &g2), 0);
+    CHECK(g2.nmembers == g.nmembers && memcmp(g2.members, g.members, g.nmembers * 8) == 0);
+    CHECK(strcmp(g2.name, "big") == 0 && g2.owner == u[0] && g2.kind == IY_GROUP);
+    CHECK_EQ(store_channel_get(s, 4242, &g2), IY_ENOTFOUND);
+
+    /* A small group: the creator is added if absent. */
+    iy_channel small;
+    uint64_t two[1] = { u[1] };
+    CHECK_EQ(store_group_create(s, u[2], "pair", two, 1, &small), 0);
+    CHECK_EQ(small.nmembers, 2);
+
+    /* Sends: per-member pos. u[1] gets pos 1 (big), 2 (small), 3 (big). */
+    iy_stored o;
+    CHECK_EQ(send1(s, u[5], g.id, 0, "hello all", "g1", &o), 0);
+    CHECK_EQ(o.nmembers, IY_GROUP_MAX);
+    CHECK(memcmp(o.members, g.members, g.nmembers * 8) == 0);
+    int allone = 1;
+    for (uint32_t i = 0; i < o.nmembers; i++) if (o.pos[i] != 1) allone = 0;
+    CHECK(allone);
+    CHECK_EQ(o.msg.seq, 1);
+    CHECK_EQ(send1(s, u[1], small.id, 0, "psst", "", &o), 0);
+    CHECK_EQ(o.msg.pos, 2);
+    CHECK_EQ(send1(s, u[6], g.id, 0, "again", "", &o), 0);
+    CHECK_EQ(o.msg.seq, 2);
+    uint64_t p1 = 0, p2 = 0, p7 = 0;
+    for (uint32_t i = 0; i < o.nmembers; i++) {
+        if (o.members[i] == u[1]) p1 = o.pos[i];
+        if (o.members[i] == u[2]) p2 = o.pos[i];
+        if (o.members[i] == u[7]) p7 = o.pos[i];
+    }
+    CHECK_EQ(p1, 3);
+    CHECK_EQ(p2, 3);
+    CHECK_EQ(p7, 2);
+    CHECK_EQ(send1(s, u[IY_GROUP_MAX + 1], g.id, 0, "outsider", "", &o), IY_EFORBIDDEN);
+
+    uint64_t *chs;
+    size_t n;
+    CHECK_EQ(store_user_channels(s, u[1], &chs, &n), 0);
+    CHECK_EQ(n, 2);
+    iy_free(chs);
+    CHECK_EQ(store_user_channels(s, u[IY_GROUP_MAX + 1], &chs, &n), 0);
+    CHECK_EQ(n, 0);
+    iy_free(chs);
+    done(s);
+}
+
+static void test_reopen_and_big(void)
+{
+    store *s = fresh();
+    uint64_t a = mkuser(s, "aa"), b = mkuser(s, "bb");
+    iy_stored o;
+    CHECK_EQ(send1(s, a, 0, b, "1", "", &o), 0);
+    CHECK_EQ(send1(s, b, 0, a, "2", "", &o), 0);
+    uint64_t ch = o.msg.channel;
+    s = reopen(s);
+
+    /* 100,000 bytes with embedded NULs. */
+    size_t len = 100000;
+    char *big = iy_malloc(len);
+    for (size_t i = 0; i < len; i++) big[i] = (char)(i % 7 == 0 ? 0 : 'a' + i % 26);
+    store_batch *bt = store_batch_begin(s);
+    iy_send in = { a, ch, 0, big, len, "big" };
+    CHECK_EQ(store_batch_add(bt, &in, &o), 0);
+    CHECK_EQ(store_batch_commit(bt), 0);
+    CHECK_EQ(o.msg.seq, 3);
+    CHECK(o.pos[0] == 3 && o.pos[1] == 3);
+    CHECK_EQ(store_message_count(s), 3);
+
+    s = reopen(s);
+    iy_msg m;
+    CHECK_EQ(store_channel_last(s, ch, &m), 0);
+    CHECK_EQ(m.text_len, len);
+    CHECK(m.text_len == len && memcmp(m.text, big, len) == 0 && m.text[len] == '\0');
+    CHECK(strcmp(m.cmid, "big") == 0);
+    iy_msg_clear(&m);
+    iy_msg_list l;
+    int more;
+    CHECK_EQ(store_sync(s, b, 2, 10, &l, &more), 0);
+    CHECK_EQ(l.n, 1);
+    if (l.n == 1) CHECK(l.v[0].text_len == len && memcmp(l.v[0].text, big, len) == 0);
+    iy_msg_list_clear(&l);
+    iy_free(big);
+
+    /* Counters continue without gaps after reopen. */
+    CHECK_EQ(send1(s, b, 0, a, "4", "", &o), 0);
+    CHECK_EQ(o.msg.seq, 4);
+    CHECK(o.pos[0] == 4 && o.pos[1] == 4);
+    CHECK_EQ(store_message_count(s), 4);
+    iy_user u;
+    CHECK_EQ(store_user_get(s, a, &u), 0);
+    CHECK(strcmp(u.username, "aa") == 0);
+    done(s);
+}
+
+/* Throughput of the steady state: 2,000 established pairs among 1,000
+ * users, 200 batches of 100 direct messages of 100 bytes, each with a cmid.
+ * Printed, not asserted: the machine is shared. */
+static void bench(void)
+{
+    store *s = fresh();
+    enum { USERS = 1000, PAIRS = 2000, BATCHES = 200, PER = 100 };
+    uint64_t *u = iy_malloc(USERS * sizeof *u);
+    uint64_t (*pair)[2] = iy_malloc(PAIRS * sizeof *pair);
+    char name[16], cmid[24], text[100];
+    for (int i = 0; i < USERS; i++) {
+        snprintf(name, sizeof name, "b%d", i);
+        u[i] = mkuser(s, name);
+    }
+    memset(text, 'x', sizeof text);
+    iy_stored *o = iy_malloc(sizeof *o);
+    unsigned r = 12345;
+    int errs = 0;
+    store_batch *bt = store_batch_begin(s);
+    for (int i = 0; i < PAIRS; i++) {       /* create the channels, untimed */
+        r = r * 1103515245 + 12345;
+        int x = (int)(r >> 8) % USERS, y = (x + 1 + (int)(r >> 20) % (USERS - 1)) % USERS;
+        pair[i][0] = u[x];
+        pair[i][1] = u[y];
+        iy_send in = { u[x], 0, u[y], text, sizeof text, "" };
+        if (store_batch_add(bt, &in, o) != 0) errs++;
+    }
+    if (store_batch_commit(bt) != 0) errs++;
+
+    struct timespec t0, t1, t2, c0, c1;
+    double secs = 0, commit_secs = 0;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
+    for (int bi = 0; bi < BATCHES; bi++) {
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        bt = store_batch_begin(s);
+        for (int i = 0; i < PER; i++) {
+            r = r * 1103515245 + 12345;
+            int p = (int)(r >> 8) % PAIRS, way = (r >> 4) & 1;
+            snprintf(cmid, sizeof cmid, "m%d", bi * PER + i);
+            iy_send in = { pair[p][way], 0, pair[p][!way], text, sizeof text, cmid };
+            if (store_batch_add(bt, &in, o) != 0) errs++;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (store_batch_commit(bt) != 0) errs++;
+        clock_gettime(CLOCK_MONOTONIC, &t2);
+        secs += (double)(t2.tv_sec - t0.tv_sec) + (double)(t2.tv_nsec - t0.tv_nsec) / 1e9;
+        commit_secs += (double)(t2.tv_sec - t1.tv_sec) + (double)(t2.tv_nsec - t1.tv_nsec) / 1e9;
+    }
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+    double cpu = (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) / 1e9;
+    CHECK_EQ(errs, 0);
+    CHECK_EQ(store_message_count(s), PAIRS + BATCHES * PER);
+    printf("store bench: %d direct messages, %d batches: %.0f messages/s "
+           "(%.0f%% of the time in commit; %.1f us CPU per message)\n", BATCHES * PER, BATCHES,
+           BATCHES * PER / secs, 100 * commit_secs / secs, cpu * 1e6 / (BATCHES * PER));
+    iy_free(o);
+    iy_free(pair);
+    iy_free(u);
+    done(s);
+}
+
+int main(void)
+{
+    test_users();
+    test_sessions();
+    test_direct();
+    test_cmid();
+    test_rollback();
+    test_ids();
+    test_history_sync();
+    test_groups();
+    test_reopen_and_big();
+    bench();
+    return T_DONE("store");
+}
