@@ -1,0 +1,66 @@
+/* bus_local.c — the single-node bus: every event goes to every I/O thread.
+ *
+ * With a handful of I/O threads, broadcasting a committed batch costs one
+ * queue push per thread; each thread then looks its own connections up by
+ * user id, so no thread ever touches another thread's connections. */
+#include "bus.h"
+#include "../base/alloc.h"
+#include <string.h>
+
+struct bus {
+    unsigned n;
+    bus_post_fn post;
+    void **ctx;
+};
+
+bus *bus_local_new(unsigned n, bus_post_fn post, void **ctx)
+{
+    bus *b = iy_calloc(1, sizeof *b);
+    b->n = n;
+    b->post = post;
+    b->ctx = iy_calloc(n, sizeof *b->ctx);
+    memcpy(b->ctx, ctx, n * sizeof *ctx);
+    return b;
+}
+
+void bus_free(bus *b)
+{
+    if (!b) return;
+    iy_free(b->ctx);
+    iy_free(b);
+}
+
+void bus_publish(bus *b, bus_batch *batch)
+{
+    atomic_fetch_add(&batch->refs, (int)b->n);
+    for (unsigned i = 0; i < b->n; i++) {
+        bus_event *ev = iy_calloc(1, sizeof *ev);
+        ev->kind = BUS_BATCH;
+        ev->batch = batch;
+        b->post(b->ctx[i], ev);
+    }
+    bus_batch_unref(batch);
+}
+
+void bus_revoke(bus *b, uint64_t user, const uint8_t session[32])
+{
+    for (unsigned i = 0; i < b->n; i++) {
+        bus_event *ev = iy_calloc(1, sizeof *ev);
+        ev->kind = BUS_REVOKE;
+        ev->user = user;
+        memcpy(ev->session, session, 32);
+        b->post(b->ctx[i], ev);
+    }
+}
+
+void bus_batch_unref(bus_batch *batch)
+{
+    if (batch && atomic_fetch_sub(&batch->refs, 1) == 1) batch->release(batch);
+}
+
+void bus_event_free(bus_event *ev)
+{
+    if (!ev) return;
+    if (ev->kind == BUS_BATCH) bus_batch_unref(ev->batch);
+    iy_free(ev);
+}

@@ -1,0 +1,891 @@
+/* api.c — the HTTP API of the contract (shared/PROTOCOL.md, "HTTP API").
+ *
+ * A request is parsed and validated on its I/O thread; anything that needs
+ * the store becomes an api_job whose handler runs on the storage thread and
+ * leaves a status and a JSON body; the answer is written back on the I/O
+ * thread. Multi-step requests (login: look up, verify on the thread pool,
+ * create the session) chain stages through job->after.
+ *
+ * Long polling (GET /v1/sync?wait=S): when the first look finds nothing,
+ * the connection registers under its user like a WebSocket does; the next
+ * bus batch for that user (or the deadline, checked by the sweep) answers it.
+ * The sync answer and later batches travel in one FIFO, so nothing can slip
+ * between the look and the registration. */
+#include "core_int.h"
+#include "metrics.h"
+#include "../base/alloc.h"
+#include "../base/err.h"
+#include "../base/log.h"
+#include "../base/utf8.h"
+#include "../codec/jsonw.h"
+#include "../codec/proto.h"
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+typedef struct api_job api_job;
+typedef void (*api_handler)(store *s, api_job *a);
+
+struct api_job {
+    dbq_job j;
+    uint64_t conn_id;
+    iothread *t;
+    api_handler handler;                     /* storage thread */
+    void (*then)(conn *c, api_job *a);       /* I/O thread, owns the job; NULL: write the answer */
+    int need_auth;
+    uint8_t token[32];                       /* SHA-256 of the bearer token */
+    uint64_t user;                           /* the caller, after auth */
+    char device[IY_DEVICE_MAX + 1];
+    uint64_t id;                             /* the id in the path */
+    char username[IY_USERNAME_MAX + 1];
+    char display_name[IY_DISPLAY_MAX + 1];
+    int has_display_name;
+    char *password;
+    size_t password_len;
+    char pwhash[256];
+    char ws_url[600];
+    char new_token[44];
+    iy_user u;
+    uint64_t after, before;
+    int limit, has_before, has_after, wait;
+    uint64_t *members;                       /* group create */
+    size_t nmembers;
+    char name[IY_GROUP_NAME_MAX + 1];
+    int to_user;                             /* message send: POST /v1/users/{id}/messages */
+    int status;
+    iy_buf body;
+};
+
+static void api_job_free(dbq_job *j)
+{
+    api_job *a = (api_job *)j;
+    if (a->password) {
+        memset(a->password, 0, a->password_len);
+        iy_free(a->password);
+    }
+    iy_free(j->text);
+    iy_free(a->members);
+    iy_buf_free(&a->body);
+    iy_free(a);
+}
+
+static void fail(api_job *a, int err, const char *message)
+{
+    a->status = iy_err_http_status(err);
+    iy_buf_reset(&a->body);
+    proto_write_http_error(&a->body, iy_err_code(err), message);
+}
+
+static void ok_user(api_job *a, int status, const iy_user *u)
+{
+    a->status = status;
+    iy_buf_append_str(&a->body, "{\"user\":");
+    proto_write_user(&a->body, u);
+    iy_buf_putc(&a->body, '}');
+}
+
+/* Storage thread: authenticate, then the handler. */
+static void api_run(store *s, dbq_job *j)
+{
+    api_job *a = (api_job *)j;
+    iy_buf_reset(&a->body);
+    if (a->need_auth) {
+        int rc = store_session_get(s, a->token, &a->user, a->device);
+        if (rc == IY_ENOTFOUND) { fail(a, IY_EUNAUTH, "invalid or revoked token"); return; }
+        if (rc) { fail(a, IY_EIO, "storage error"); return; }
+    }
+    a->handler(s, a);
+}
+
+static void api_done(dbq_job *j)
+{
+    api_job *a = (api_job *)j;
+    conn *c = iothread_conn(a->t, a->conn_id);
+    if (c && !c->closing && a->then && a->status < 400) {
+        /* The next stage takes over the job's reference. */
+        void (*then)(conn *, api_job *) = a->then;
+        a->then = NULL;
+        then(c, a);
+        return;
+    }
+    if (c && !c->closing) conn_http_respond(c, a->status, "application/json", a->body.data, a->body.len);
+    dbq_job_unref(j);
+}
+
+static api_job *job_new(conn *c, const http_request *req, api_handler h, int need_auth)
+{
+    api_job *a = iy_calloc(1, sizeof *a);
+    dbq_job_init(&a->j, DBQ_RUN);
+    a->j.run = api_run;
+    a->j.done = api_done;
+    a->j.free = api_job_free;
+    a->j.origin = c->t;
+    a->t = c->t;
+    a->conn_id = c->id;
+    a->handler = h;
+    a->need_auth = need_auth;
+    a->status = 200;
+    if (need_auth && req) {
+        iy_str v = req->authorization;
+        if (v.len > 7 && strncasecmp(v.ptr, "Bearer ", 7) == 0)
+            auth_token_hash(v.ptr + 7, v.len - 7, a->token);
+        /* else: the hash of nothing matches no session: 401 */
+    }
+    return a;
+}
+
+/* Submits a (re)initialised job; answers 503 itself if the store is stopping. */
+static void submit(conn *c, api_job *a)
+{
+    c->http_busy = 1;
+    conn_pause(c);
+    dbq_job_init(&a->j, DBQ_RUN);
+    if (dbq_submit(c->t->srv->dbq, &a->j) != 0) {
+        conn_http_error(c, IY_EUNAVAIL, "server is shutting down");
+        dbq_job_unref(&a->j);
+    }
+}
+
+static void ws_url_for(conn *c, const http_request *req, char *out, size_t n)
+{
+    const char *pub = c->t->srv->cfg.public_url;
+    if (pub[0]) {
+        const char *rest = pub;
+        const char *scheme = "ws://";
+        if (strncmp(pub, "https://", 8) == 0) { scheme = "wss://"; rest = pub + 8; }
+        else if (strncmp(pub, "http://", 7) == 0) rest = pub + 7;
+        size_t len = strlen(rest);
+        while (len && rest[len - 1] == '/') len--;
+        snprintf(out, n, "%s%.*s/v1/ws", scheme, (int)len, rest);
+    } else if (req && req->host.len && req->host.len < 256) {
+        snprintf(out, n, "ws://%.*s/v1/ws", (int)req->host.len, req->host.ptr);
+    } else {
+        snprintf(out, n, "ws://%s:%d/v1/ws", c->t->srv->cfg.listen_host, c->t->srv->cfg.listen_port);
+    }
+}
+
+/* ---- body parsing helpers ---- */
+
+static json_t *parse_body(conn *c, const http_request *req)
+{
+    json_error_t e;
+    json_t *root = json_loadb(req->body ? req->body : "", req->body_len,
+                              JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &e);
+    if (!root || !json_is_object(root)) {
+        json_decref(root);
+        conn_http_error(c, IY_EINVAL, "the body must be a JSON object");
+        return NULL;
+    }
+    return root;
+}
+
+/* A string field: 1 (copied), 0 (absent or null), or an error answered. */
+static int get_str(conn *c, json_t *o, const char *key, char *out, size_t cap, int required)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) {
+        if (required) {
+            char m[96];
+            snprintf(m, sizeof m, "%s is required", key);
+            conn_http_error(c, IY_EINVAL, m);
+            return IY_EINVAL;
+        }
+        return 0;
+    }
+    if (!json_is_string(v)) {
+        char m[96];
+        snprintf(m, sizeof m, "%s must be a string", key);
+        conn_http_error(c, IY_EINVAL, m);
+        return IY_EINVAL;
+    }
+    size_t n = json_string_length(v);
+    if (n >= cap) {
+        char m[96];
+        snprintf(m, sizeof m, "%s is too long (at most %zu bytes)", key, cap - 1);
+        conn_http_error(c, IY_ETOOBIG, m);
+        return IY_ETOOBIG;
+    }
+    if (memchr(json_string_value(v), '\0', n)) {
+        conn_http_error(c, IY_EINVAL, "strings may not contain NUL");
+        return IY_EINVAL;
+    }
+    memcpy(out, json_string_value(v), n + 1);
+    return 1;
+}
+
+static int valid_username(const char *u)
+{
+    size_t n = strlen(u);
+    if (n < IY_USERNAME_MIN || n > IY_USERNAME_MAX) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = u[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' || ch == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static int check_display_name(conn *c, const char *s)
+{
+    if (iy_utf8_count(s, strlen(s)) > IY_DISPLAY_MAX_CP) {
+        conn_http_error(c, IY_ETOOBIG, "display_name is at most 64 characters");
+        return IY_ETOOBIG;
+    }
+    return 0;
+}
+
+/* ---- signup ---- */
+
+static void signup_store(store *s, api_job *a)
+{
+    int rc = store_user_create(s, a->username, a->has_display_name ? a->display_name : a->username,
+                               a->pwhash, &a->u);
+    if (rc == IY_ECONFLICT) fail(a, IY_ECONFLICT, "username is taken");
+    else if (rc) fail(a, IY_EIO, "storage error");
+    else ok_user(a, 201, &a->u);
+}
+
+static void signup_hashed(void *ctx, int err, const char *encoded)
+{
+    api_job *a = ctx;
+    conn *c = iothread_conn(a->t, a->conn_id);
+    if (!c || c->closing) { dbq_job_unref(&a->j); return; }
+    if (err) {
+        conn_http_error(c, IY_EIO, "password hashing failed");
+        dbq_job_unref(&a->j);
+        return;
+    }
+    snprintf(a->pwhash, sizeof a->pwhash, "%s", encoded);
+    submit(c, a);
+}
+
+static void signup(conn *c, const http_request *req)
+{
+    json_t *o = parse_body(c, req);
+    if (!o) return;
+    api_job *a = job_new(c, req, signup_store, 0);
+    char pw[IY_PASSWORD_MAX + 1];
+    int rc;
+    if ((rc = get_str(c, o, "username", a->username, sizeof a->username, 1)) < 0) goto out;
+    if (!valid_username(a->username)) {
+        conn_http_error(c, IY_EINVAL, "username must be 3 to 32 of a-z 0-9 _ . -");
+        goto out;
+    }
+    if ((rc = get_str(c, o, "password", pw, sizeof pw, 1)) < 0) goto out;
+    if (strlen(pw) < IY_PASSWORD_MIN) {
+        conn_http_error(c, IY_EINVAL, "password must be at least 8 characters");
+        goto out;
+    }
+    if ((rc = get_str(c, o, "display_name", a->display_name, sizeof a->display_name, 0)) < 0) goto out;
+    a->has_display_name = rc == 1 && a->display_name[0];
+    if (a->has_display_name && check_display_name(c, a->display_name)) goto out;
+    json_decref(o);
+    c->http_busy = 1;
+    conn_pause(c);
+    auth_hash_password(c->t, pw, strlen(pw), signup_hashed, a);
+    memset(pw, 0, sizeof pw);
+    return;
+out:
+    memset(pw, 0, sizeof pw);
+    json_decref(o);
+    dbq_job_unref(&a->j);
+}
+
+/* ---- login: look up, verify (thread pool), create the session ---- */
+
+static void login_session_store(store *s, api_job *a)
+{
+    if (store_session_create(s, a->token, a->u.id, a->device)) {
+        fail(a, IY_EIO, "storage error");
+        return;
+    }
+    a->status = 201;
+    iy_buf *b = &a->body;
+    iy_buf_append_str(b, "{\"token\":");
+    jw_cstr(b, a->new_token);
+    iy_buf_append_str(b, ",\"user\":");
+    proto_write_user(b, &a->u);
+    iy_buf_append_str(b, ",\"device\":");
+    jw_cstr(b, a->device);
+    iy_buf_append_str(b, ",\"ws_url\":");
+    jw_cstr(b, a->ws_url);
+    iy_buf_putc(b, '}');
+}
+
+static void login_verified(void *ctx, int ok)
+{
+    api_job *a = ctx;
+    conn *c = iothread_conn(a->t, a->conn_id);
+    if (!c || c->closing) { dbq_job_unref(&a->j); return; }
+    if (!ok) {
+        conn_http_error(c, IY_EUNAUTH, "wrong username or password");
+        dbq_job_unref(&a->j);
+        return;
+    }
+    auth_token_new(a->new_token, a->token);
+    a->handler = login_session_store;
+    submit(c, a);
+}
+
+static void login_lookup_store(store *s, api_job *a)
+{
+    int rc = store_user_find(s, a->username, &a->u, a->pwhash);
+    if (rc == IY_ENOTFOUND) a->pwhash[0] = '\0'; /* verified against a dummy: same time */
+    else if (rc) fail(a, IY_EIO, "storage error");
+}
+
+static void login_looked_up(conn *c, api_job *a)
+{
+    auth_verify_password(c->t, a->pwhash, a->password, a->password_len, login_verified, a);
+    /* the conn stays paused and busy until the answer */
+    c->http_busy = 1;
+    conn_pause(c);
+}
+
+static void login(conn *c, const http_request *req)
+{
+    json_t *o = parse_body(c, req);
+    if (!o) return;
+    api_job *a = job_new(c, req, login_lookup_store, 0);
+    char pw[IY_PASSWORD_MAX + 1];
+    int rc;
+    if ((rc = get_str(c, o, "username", a->username, sizeof a->username, 1)) < 0) goto out;
+    if ((rc = get_str(c, o, "password", pw, sizeof pw, 1)) < 0) goto out;
+    if ((rc = get_str(c, o, "device", a->device, sizeof a->device, 0)) < 0) goto out;
+    if (rc == 0 || !a->device[0]) {
+        memcpy(a->device, "d-", 2);
+        auth_random_hex(a->device + 2, 8);
+    }
+    a->password_len = strlen(pw);
+    a->password = iy_strndup(pw, a->password_len);
+    ws_url_for(c, req, a->ws_url, sizeof a->ws_url);
+    a->then = login_looked_up;
+    json_decref(o);
+    memset(pw, 0, sizeof pw);
+    submit(c, a);
+    return;
+out:
+    memset(pw, 0, sizeof pw);
+    json_decref(o);
+    dbq_job_unref(&a->j);
+}
+
+/* ---- sessions, users ---- */
+
+static void logout_store(store *s, api_job *a)
+{
+    if (store_session_delete(s, a->token)) { fail(a, IY_EIO, "storage error"); return; }
+    /* Published from the storage thread: after every auth that could still
+     * have used this token, so no socket of the session survives. */
+    bus_revoke(a->t->srv->bus, a->user, a->token);
+    a->status = 204;
+}
+
+static void me_store(store *s, api_job *a)
+{
+    int rc = 0;
+    if (a->has_display_name) rc = store_user_set_display_name(s, a->user, a->display_name);
+    if (!rc) rc = store_user_get(s, a->user, &a->u);
+    if (rc) fail(a, rc == IY_ENOTFOUND ? IY_ENOTFOUND : IY_EIO, "no such user");
+    else ok_user(a, 200, &a->u);
+}
+
+static void user_get_store(store *s, api_job *a)
+{
+    int rc = a->username[0] ? store_user_find(s, a->username, &a->u, NULL) : store_user_get(s, a->id, &a->u);
+    if (rc == IY_ENOTFOUND) fail(a, IY_ENOTFOUND, "no such user");
+    else if (rc) fail(a, IY_EIO, "storage error");
+    else ok_user(a, 200, &a->u);
+}
+
+/* ---- channels ---- */
+
+static int member_of(const iy_channel *ch, uint64_t user)
+{
+    for (uint32_t i = 0; i < ch->nmembers; i++)
+        if (ch->members[i] == user) return 1;
+    return 0;
+}
+
+/* 0 with *ch filled when the caller may read the channel; else answered. */
+static int load_channel(store *s, api_job *a, iy_channel *ch)
+{
+    int rc = store_channel_get(s, a->id, ch);
+    if (rc == IY_ENOTFOUND) { fail(a, IY_ENOTFOUND, "no such channel"); return rc; }
+    if (rc) { fail(a, IY_EIO, "storage error"); return rc; }
+    if (!member_of(ch, a->user)) { fail(a, IY_EFORBIDDEN, "not a member of this channel"); return IY_EFORBIDDEN; }
+    return 0;
+}
+
+static void channel_get_store(store *s, api_job *a)
+{
+    iy_channel *ch = iy_malloc(sizeof *ch);
+    if (load_channel(s, a, ch) == 0) {
+        iy_buf_append_str(&a->body, "{\"channel\":");
+        proto_write_channel(&a->body, ch, 1);
+        iy_buf_putc(&a->body, '}');
+    }
+    iy_free(ch);
+}
+
+static void write_messages(iy_buf *b, const iy_msg_list *l)
+{
+    iy_buf_append_str(b, "\"messages\":[");
+    for (size_t i = 0; i < l->n; i++) {
+        if (i) iy_buf_putc(b, ',');
+        proto_write_message(b, &l->v[i]);
+    }
+    iy_buf_putc(b, ']');
+}
+
+static void history_store(store *s, api_job *a)
+{
+    iy_channel *ch = iy_malloc(sizeof *ch);
+    iy_msg_list l = { 0 };
+    if (load_channel(s, a, ch) == 0) {
+        int rc = store_history(s, a->id, a->has_after ? 0 : (a->has_before ? a->before : UINT64_MAX),
+                               a->has_after ? a->after : 0, a->limit, &l);
+        if (rc) {
+            fail(a, IY_EIO, "storage error");
+        } else {
+            iy_buf_putc(&a->body, '{');
+            write_messages(&a->body, &l);
+            iy_buf_putc(&a->body, '}');
+        }
+    }
+    iy_msg_list_clear(&l);
+    iy_free(ch);
+}
+
+static void channels_store(store *s, api_job *a)
+{
+    uint64_t *ids = NULL;
+    size_t n = 0;
+    if (store_user_channels(s, a->user, &ids, &n)) { fail(a, IY_EIO, "storage error"); return; }
+    iy_channel *ch = iy_malloc(sizeof *ch);
+    iy_buf_append_str(&a->body, "{\"channels\":[");
+    int first = 1;
+    for (size_t i = 0; i < n; i++) {
+        iy_msg last;
+        memset(&last, 0, sizeof last);
+        if (store_channel_get(s, ids[i], ch) != 0) continue;
+        int has_last = store_channel_last(s, ids[i], &last) == 0;
+        if (!first) iy_buf_putc(&a->body, ',');
+        first = 0;
+        iy_buf_append_str(&a->body, "{\"channel\":");
+        proto_write_channel(&a->body, ch, 1);
+        iy_buf_append_str(&a->body, ",\"last_message\":");
+        if (has_last) proto_write_message(&a->body, &last);
+        else iy_buf_append_str(&a->body, "null");
+        /* No read receipts are recorded by this version, so nothing has been
+         * read: unread is the channel's last seq. */
+        iy_buf_append_str(&a->body, ",\"unread\":");
+        jw_u64(&a->body, has_last ? last.seq : 0);
+        iy_buf_putc(&a->body, '}');
+        iy_msg_clear(&last);
+    }
+    iy_buf_append_str(&a->body, "]}");
+    iy_free(ch);
+    iy_free(ids);
+}
+
+static void group_create_store(store *s, api_job *a)
+{
+    iy_channel *ch = iy_malloc(sizeof *ch);
+    /* The creator is a member, added if absent. */
+    int has = 0;
+    for (size_t i = 0; i < a->nmembers; i++) has |= a->members[i] == a->user;
+    if (!has) {
+        a->members = iy_realloc(a->members, (a->nmembers + 1) * sizeof *a->members);
+        a->members[a->nmembers++] = a->user;
+    }
+    int rc = a->nmembers > IY_GROUP_MAX ? IY_ETOOBIG
+             : store_group_create(s, a->user, a->name, a->members, a->nmembers, ch);
+    if (rc == IY_ETOOBIG) fail(a, IY_ETOOBIG, "a group has at most 100 members");
+    else if (rc == IY_ENOTFOUND) fail(a, IY_ENOTFOUND, "no such user");
+    else if (rc == IY_EINVAL) fail(a, IY_EINVAL, "a group needs at least 2 members");
+    else if (rc) fail(a, IY_EIO, "storage error");
+    else {
+        a->status = 201;
+        iy_buf_append_str(&a->body, "{\"channel\":");
+        proto_write_channel(&a->body, ch, 1);
+        iy_buf_putc(&a->body, '}');
+    }
+    iy_free(ch);
+}
+
+static void group_create(conn *c, const http_request *req)
+{
+    json_t *o = parse_body(c, req);
+    if (!o) return;
+    api_job *a = job_new(c, req, group_create_store, 1);
+    if (get_str(c, o, "name", a->name, sizeof a->name, 1) < 0) goto out;
+    json_t *m = json_object_get(o, "members");
+    if (!json_is_array(m)) { conn_http_error(c, IY_EINVAL, "members must be an array of user ids"); goto out; }
+    if (json_array_size(m) > IY_GROUP_MAX) { conn_http_error(c, IY_ETOOBIG, "a group has at most 100 members"); goto out; }
+    a->members = iy_calloc(json_array_size(m) + 1, sizeof *a->members);
+    for (size_t i = 0; i < json_array_size(m); i++) {
+        json_t *v = json_array_get(m, i);
+        uint64_t id;
+        if (!json_is_string(v) || proto_parse_id(json_string_value(v), json_string_length(v), &id)) {
+            conn_http_error(c, IY_EINVAL, "members must be an array of user ids");
+            goto out;
+        }
+        int dup = 0;
+        for (size_t k = 0; k < a->nmembers; k++) dup |= a->members[k] == id;
+        if (!dup) a->members[a->nmembers++] = id;
+    }
+    json_decref(o);
+    submit(c, a);
+    return;
+out:
+    json_decref(o);
+    dbq_job_unref(&a->j);
+}
+
+/* ---- sending over HTTP: authenticate, then a send job ---- */
+
+typedef struct http_send {
+    dbq_job j;            /* DBQ_SEND */
+    iothread *t;
+    uint64_t conn_id;
+    char cmid[IY_CMID_MAX + 1];
+} http_send;
+
+static void http_send_free(dbq_job *j)
+{
+    iy_free(j->text);
+    iy_free(j);
+}
+
+static void http_send_done(dbq_job *j)
+{
+    http_send *h = (http_send *)j;
+    conn *c = iothread_conn(h->t, h->conn_id);
+    if (c && !c->closing) {
+        if (j->err == 0 || j->err == IY_EEXIST) {
+            iy_msg m = j->stored.msg;
+            m.text = j->text;
+            m.text_len = j->send.text_len;
+            iy_buf b = { 0 };
+            iy_buf_append_str(&b, "{\"message\":");
+            proto_write_message(&b, &m);
+            iy_buf_putc(&b, '}');
+            conn_http_respond(c, j->err == IY_EEXIST ? 200 : 201, "application/json", b.data, b.len);
+            iy_buf_free(&b);
+        } else {
+            conn_http_error(c, j->err,
+                            j->err == IY_ENOTFOUND ? "no such user or channel"
+                            : j->err == IY_EFORBIDDEN ? "not a member of this channel"
+                            : j->err == IY_EINVAL ? "cannot send a message to yourself"
+                            : "storage unavailable, retry with the same cmid");
+        }
+    }
+    dbq_job_unref(j);
+}
+
+static void send_authed(conn *c, api_job *a)
+{
+    http_send *h = iy_calloc(1, sizeof *h);
+    dbq_job_init(&h->j, DBQ_SEND);
+    h->j.done = http_send_done;
+    h->j.free = http_send_free;
+    h->j.origin = c->t;
+    h->t = c->t;
+    h->conn_id = c->id;
+    memcpy(h->cmid, a->name, sizeof h->cmid);
+    h->j.text = a->j.text;
+    a->j.text = NULL;
+    h->j.send = (iy_send){ .from = a->user, .channel = a->to_user ? 0 : a->id, .to = a->to_user ? a->id : 0,
+                           .text = h->j.text, .text_len = a->password_len, .cmid = h->cmid };
+    h->j.origin_thread = c->t->index;
+    h->j.origin_conn = 0;
+    c->http_busy = 1;
+    conn_pause(c);
+    if (dbq_submit(c->t->srv->dbq, &h->j) != 0) {
+        conn_http_error(c, IY_EUNAVAIL, "server is shutting down");
+        dbq_job_unref(&h->j);
+    }
+    dbq_job_unref(&a->j);
+}
+
+static void nothing_store(store *s, api_job *a) { (void)s; (void)a; }
+
+static void send_message(conn *c, const http_request *req, uint64_t id, int to_user)
+{
+    json_t *o = parse_body(c, req);
+    if (!o) return;
+    api_job *a = job_new(c, req, nothing_store, 1);
+    a->id = id;
+    a->to_user = to_user;
+    json_t *t = json_object_get(o, "text");
+    char msg[160];
+    if (!json_is_string(t)) { conn_http_error(c, IY_EINVAL, "text must be a string"); goto out; }
+    int rc = proto_check_text(json_string_value(t), json_string_length(t), msg, sizeof msg);
+    if (rc) { conn_http_error(c, rc, msg); goto out; }
+    /* cmid travels in a->name (a free buffer of this job kind). */
+    if (get_str(c, o, "cmid", a->name, IY_CMID_MAX + 1, 0) < 0) goto out;
+    a->password_len = json_string_length(t); /* text length, see send_authed */
+    a->j.text = iy_strndup(json_string_value(t), a->password_len);
+    a->then = send_authed;
+    json_decref(o);
+    submit(c, a);
+    return;
+out:
+    json_decref(o);
+    dbq_job_unref(&a->j);
+}
+
+/* ---- sync and long polling ---- */
+
+#define SYNC_EMPTY 299 /* internal: nothing after `after` yet; the I/O thread may wait */
+
+static void sync_store(store *s, api_job *a)
+{
+    iy_msg_list l = { 0 };
+    int more = 0;
+    uint64_t pos = 0;
+    int rc = store_sync(s, a->user, a->after, a->limit, &l, &more);
+    if (!rc && l.n) pos = l.v[l.n - 1].pos;
+    else if (!rc) rc = store_user_pos(s, a->user, &pos);
+    if (rc) {
+        fail(a, IY_EIO, "storage error");
+        iy_msg_list_clear(&l);
+        return;
+    }
+    if (!l.n && pos > a->after) pos = a->after;
+    iy_buf_putc(&a->body, '{');
+    write_messages(&a->body, &l);
+    iy_buf_append_str(&a->body, ",\"pos\":");
+    jw_u64(&a->body, pos);
+    iy_buf_append_str(&a->body, more ? ",\"more\":true}" : ",\"more\":false}");
+    a->status = l.n ? 200 : SYNC_EMPTY;
+    iy_msg_list_clear(&l);
+}
+
+static void sync_answered(conn *c, api_job *a)
+{
+    if (a->status == SYNC_EMPTY && a->wait > 0) {
+        c->user = a->user;
+        memcpy(c->session, a->token, 32);
+        c->registered = 1;
+        iothread_user_add(c->t, c);
+        c->http_waiting = 1;
+        c->http_busy = 1;
+        c->wait_after = a->after;
+        c->wait_limit = a->limit;
+        c->wait_deadline_ms = uv_now(&c->t->loop) + (uint64_t)a->wait * 1000;
+    } else {
+        conn_http_respond(c, 200, "application/json", a->body.data, a->body.len);
+    }
+    dbq_job_unref(&a->j);
+}
+
+static void sync_submit(conn *c, const http_request *req, uint64_t after, int limit, int wait)
+{
+    api_job *a = job_new(c, req, sync_store, 1);
+    if (!req) memcpy(a->token, c->session, 32); /* a wake-up: the session that waited */
+    a->after = after;
+    a->limit = limit;
+    a->wait = wait;
+    a->then = sync_answered;
+    submit(c, a);
+}
+
+static void unwait(conn *c)
+{
+    if (c->registered) {
+        iothread_user_del(c->t, c);
+        c->registered = 0;
+    }
+    c->http_waiting = 0;
+}
+
+void api_wait_wake(conn *c)
+{
+    if (!c->http_waiting) return;
+    unwait(c);
+    sync_submit(c, NULL, c->wait_after, c->wait_limit, 0);
+}
+
+void api_wait_expire(conn *c)
+{
+    if (!c->http_waiting) return;
+    unwait(c);
+    iy_buf b = { 0 };
+    iy_buf_append_str(&b, "{\"messages\":[],\"pos\":");
+    jw_u64(&b, c->wait_after);
+    iy_buf_append_str(&b, ",\"more\":false}");
+    conn_http_respond(c, 200, "application/json", b.data, b.len);
+    iy_buf_free(&b);
+}
+
+/* ---- routing ---- */
+
+/* A numeric query parameter in [lo, hi]; *present tells whether it was given.
+ * 0, or answers 400 and returns IY_EINVAL. */
+static int query_num(conn *c, const http_request *req, const char *name, uint64_t lo, uint64_t hi,
+                     uint64_t *out, int *present)
+{
+    char v[32];
+    int rc = http_query_get(req->query, name, v, sizeof v);
+    *present = rc == 1;
+    if (rc == 0) return 0;
+    char *end = NULL;
+    unsigned long long x = 0;
+    if (rc == 1 && v[0] >= '0' && v[0] <= '9') x = strtoull(v, &end, 10);
+    if (rc != 1 || !end || *end || x < lo || x > hi) {
+        char m[128];
+        snprintf(m, sizeof m, "%s must be an integer from %llu to %llu", name, (unsigned long long)lo,
+                 (unsigned long long)hi);
+        conn_http_error(c, IY_EINVAL, m);
+        return IY_EINVAL;
+    }
+    *out = x;
+    return 0;
+}
+
+static void discovery(conn *c, const http_request *req)
+{
+    char url[600];
+    ws_url_for(c, req, url, sizeof url);
+    iy_buf b = { 0 };
+    iy_buf_append_str(&b, "{\"ws_url\":");
+    jw_cstr(&b, url);
+    iy_buf_appendf(&b, ",\"node\":\"%s:%d\"}", c->t->srv->cfg.listen_host, c->t->srv->cfg.listen_port);
+    conn_http_respond(c, 200, "application/json", b.data, b.len);
+    iy_buf_free(&b);
+}
+
+static void metrics_page(conn *c)
+{
+    iy_buf b = { 0 };
+    metrics_render(&b);
+    conn_http_respond(c, 200, "text/plain; version=0.0.4", b.data, b.len);
+    iy_buf_free(&b);
+}
+
+static void simple_job(conn *c, const http_request *req, api_handler h, uint64_t id)
+{
+    api_job *a = job_new(c, req, h, 1);
+    a->id = id;
+    submit(c, a);
+}
+
+static void me_patch(conn *c, const http_request *req)
+{
+    json_t *o = parse_body(c, req);
+    if (!o) return;
+    api_job *a = job_new(c, req, me_store, 1);
+    int rc = get_str(c, o, "display_name", a->display_name, sizeof a->display_name, 0);
+    json_decref(o);
+    if (rc < 0 || (rc == 1 && check_display_name(c, a->display_name))) {
+        dbq_job_unref(&a->j);
+        return;
+    }
+    a->has_display_name = rc == 1;
+    submit(c, a);
+}
+
+static void user_lookup(conn *c, const http_request *req)
+{
+    api_job *a = job_new(c, req, user_get_store, 1);
+    int rc = http_query_get(req->query, "username", a->username, sizeof a->username);
+    if (rc != 1 || !a->username[0]) {
+        conn_http_error(c, IY_EINVAL, "give ?username=NAME or /v1/users/{id}");
+        dbq_job_unref(&a->j);
+        return;
+    }
+    submit(c, a);
+}
+
+static void history(conn *c, const http_request *req, uint64_t channel)
+{
+    uint64_t before = 0, after = 0, limit = IY_PAGE_DEFAULT;
+    int has_b = 0, has_a = 0, has_l = 0;
+    if (query_num(c, req, "before_seq", 1, UINT64_MAX, &before, &has_b) ||
+        query_num(c, req, "after_seq", 0, UINT64_MAX, &after, &has_a) ||
+        query_num(c, req, "limit", 1, IY_PAGE_MAX, &limit, &has_l))
+        return;
+    if (has_b && has_a) {
+        conn_http_error(c, IY_EINVAL, "give before_seq or after_seq, not both");
+        return;
+    }
+    api_job *a = job_new(c, req, history_store, 1);
+    a->id = channel;
+    a->before = before;
+    a->has_before = has_b;
+    a->after = after;
+    a->has_after = has_a;
+    a->limit = (int)limit;
+    submit(c, a);
+}
+
+static void sync_request(conn *c, const http_request *req)
+{
+    uint64_t after = 0, limit = IY_SYNC_DEFAULT, wait = 0;
+    int p;
+    if (query_num(c, req, "after", 0, UINT64_MAX, &after, &p) ||
+        query_num(c, req, "limit", 1, IY_SYNC_MAX, &limit, &p) ||
+        query_num(c, req, "wait", 0, IY_WAIT_MAX, &wait, &p))
+        return;
+    sync_submit(c, req, after, (int)limit, (int)wait);
+}
+
+static void not_yet(conn *c)
+{
+    conn_http_error(c, IY_EUNAVAIL, "this endpoint is not available on this server yet");
+}
+
+void api_handle(conn *c, const http_request *req)
+{
+    iy_str seg[8];
+    int n = http_path_split(req->path, seg, 8);
+    int m = req->method;
+    uint64_t id = 0;
+    if (n < 0) { conn_http_error(c, IY_ENOTFOUND, "no such endpoint"); return; }
+
+    if (n == 0 && m == HTTP_GET) { static_index(c); return; }
+    if (n == 1 && iy_str_eq(seg[0], "healthz") && m == HTTP_GET) {
+        conn_http_respond(c, 200, "text/plain", "ok\n", 3);
+        return;
+    }
+    if (n == 1 && iy_str_eq(seg[0], "metrics") && m == HTTP_GET) { metrics_page(c); return; }
+    if (n < 2 || !iy_str_eq(seg[0], "v1")) { conn_http_error(c, IY_ENOTFOUND, "no such endpoint"); return; }
+
+    iy_str r = seg[1];
+    int has_id = n >= 3 && proto_parse_id(seg[2].ptr, seg[2].len, &id) == 0;
+    if (n >= 3 && !has_id && !(iy_str_eq(r, "sessions") || iy_str_eq(r, "push"))) {
+        conn_http_error(c, IY_ENOTFOUND, "no such resource");
+        return;
+    }
+    if (iy_str_eq(r, "users")) {
+        if (n == 2 && m == HTTP_POST) { signup(c, req); return; }
+        if (n == 2 && m == HTTP_GET) { user_lookup(c, req); return; }
+        if (n == 3 && m == HTTP_GET) { simple_job(c, req, user_get_store, id); return; }
+        if (n == 4 && iy_str_eq(seg[3], "messages") && m == HTTP_POST) { send_message(c, req, id, 1); return; }
+    } else if (iy_str_eq(r, "sessions")) {
+        if (n == 2 && m == HTTP_POST) { login(c, req); return; }
+        if (n == 3 && iy_str_eq(seg[2], "current") && m == HTTP_DELETE)
+            { simple_job(c, req, logout_store, 0); return; }
+    } else if (iy_str_eq(r, "me") && n == 2) {
+        if (m == HTTP_GET) { simple_job(c, req, me_store, 0); return; }
+        if (m == HTTP_PATCH) { me_patch(c, req); return; }
+    } else if (iy_str_eq(r, "channels")) {
+        if (n == 2 && m == HTTP_GET) { simple_job(c, req, channels_store, 0); return; }
+        if (n == 3 && m == HTTP_GET) { simple_job(c, req, channel_get_store, id); return; }
+        if (n == 4 && iy_str_eq(seg[3], "messages") && m == HTTP_GET) { history(c, req, id); return; }
+        if (n == 4 && iy_str_eq(seg[3], "messages") && m == HTTP_POST) { send_message(c, req, id, 0); return; }
+        if (n >= 3 && (m == HTTP_PATCH || iy_str_eq(seg[3 < n ? 3 : 2], "members"))) { not_yet(c); return; }
+    } else if (iy_str_eq(r, "groups") && n == 2 && m == HTTP_POST) {
+        { group_create(c, req); return; }
+    } else if (iy_str_eq(r, "sync") && n == 2 && m == HTTP_GET) {
+        { sync_request(c, req); return; }
+    } else if (iy_str_eq(r, "discovery") && n == 2 && m == HTTP_GET) {
+        { discovery(c, req); return; }
+    } else if (iy_str_eq(r, "friends") || iy_str_eq(r, "presence") || iy_str_eq(r, "push")) {
+        { not_yet(c); return; }
+    }
+    conn_http_error(c, IY_ENOTFOUND, "no such endpoint");
+}

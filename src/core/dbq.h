@@ -1,0 +1,64 @@
+/* dbq.h — the storage thread: one queue of jobs, group commit.
+ *
+ * I/O threads never touch the store. They submit jobs; the storage thread
+ * takes every queued job at once (a "round"):
+ *
+ *   1. every DBQ_SEND job is added to one store batch;
+ *   2. the batch is committed with ONE sync (group commit);
+ *   3. each send job goes back to its origin thread (ack or error), then the
+ *      committed messages are published on the bus (msg to every device);
+ *   4. every DBQ_RUN job then runs in submission order, seeing the state
+ *      just committed, and goes back to its origin thread.
+ *
+ * A job goes back through post(origin, job); the origin's FIFO also carries
+ * bus events, and since 3 and 4 post in that order, a reader that learns the
+ * committed inbox pos P in step 4 (auth's ready.pos) is registered before
+ * any later batch reaches its thread: ready.pos + the live stream leave no gap.
+ *
+ * Jobs are refcounted because a send is referenced by its origin (for the
+ * ack) and by the published bus batch (for fan-out); the last unref calls
+ * j->free. */
+#ifndef IY_DBQ_H
+#define IY_DBQ_H
+#include <stdatomic.h>
+#include <stdint.h>
+#include "../bus/bus.h"
+#include "../store/store.h"
+
+enum dbq_kind { DBQ_SEND = 1, DBQ_RUN = 2 };
+
+typedef struct dbq_job dbq_job;
+struct dbq_job {
+    dbq_job *_next;                          /* queue link: the dbq's */
+    int kind;                                /* enum dbq_kind */
+    atomic_int refs;                         /* set to 1 by dbq_job_init */
+    void (*run)(store *s, dbq_job *j);       /* DBQ_RUN: runs on the storage thread */
+    void (*done)(dbq_job *j);                /* on the origin thread; must dbq_job_unref(j) */
+    void (*free)(dbq_job *j);                /* frees the job's memory */
+    void *origin;                            /* the origin I/O thread */
+    int err;                                 /* result: 0 or an IY_E* code */
+    /* DBQ_SEND only: */
+    iy_send send;                            /* send.text points to text below */
+    char *text;                              /* owned, freed by free */
+    iy_stored stored;                        /* filled by the store */
+    unsigned origin_thread;
+    uint64_t origin_conn;                    /* 0 for HTTP */
+};
+
+typedef struct dbq dbq;
+
+/* Starts the storage thread over s. post(origin, job) hands a finished job to
+ * its origin thread (from the storage thread). Returns NULL if the thread
+ * cannot start. */
+dbq *dbq_start(store *s, bus *b, void (*post)(void *origin, dbq_job *j));
+
+/* Queues j. Returns 0, or IY_EUNAVAIL once dbq_stop has begun (then j is untouched). */
+int dbq_submit(dbq *q, dbq_job *j);
+
+/* Finishes every queued job, stops the thread and frees q. Accepts NULL. */
+void dbq_stop(dbq *q);
+
+void dbq_job_init(dbq_job *j, int kind);
+void dbq_job_unref(dbq_job *j);
+
+#endif

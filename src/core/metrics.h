@@ -1,0 +1,29 @@
+/* metrics.h — process-wide counters and histograms for /metrics.
+ *
+ * Updated with relaxed atomics from any thread; rendered as Prometheus text.
+ * Histograms have fixed bucket bounds (see metrics.c). */
+#ifndef IY_METRICS_H
+#define IY_METRICS_H
+#include <stdint.h>
+#include "../base/buf.h"
+
+enum metric_counter {
+    M_CONNECTIONS,          /* gauge: open TCP connections */
+    M_WS_CONNECTIONS,       /* gauge: authenticated WebSockets */
+    M_MESSAGES_STORED,      /* counter: messages stored since start */
+    M_DUPLICATES,           /* counter: idempotent resends answered from the store */
+    M_COMMITS,              /* counter: group commits */
+    M_COMMIT_ERRORS,
+    M_DELIVERIES,           /* counter: msg frames queued to sockets */
+    M_HTTP_REQUESTS,
+    M_WS_FRAMES_IN,
+    M_SLOW_CLOSED,          /* connections dropped for an output queue over the cap */
+    M_COUNTER_COUNT
+};
+
+void metrics_add(enum metric_counter c, int64_t delta);
+void metrics_observe_batch(uint64_t messages);     /* one commit of that many messages */
+void metrics_observe_ack_ns(uint64_t ns);          /* receipt of a send to its ack */
+void metrics_render(iy_buf *out);
+
+#endif

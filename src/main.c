@@ -1,0 +1,83 @@
+/* main.c — iyagid's command line. */
+#include "core/server.h"
+#include "base/log.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: iyagid [--listen HOST:PORT] [--data DIR] [--threads N] [--public-url URL]\n"
+            "              [--presence-timeout S] [--auth-timeout S] [--idle-timeout S]\n"
+            "              [--push-allow-private]\n"
+            "  --listen HOST:PORT     IPv4 address to serve on (default 127.0.0.1:8080)\n"
+            "  --data DIR             every byte of state lives here (default ./data, created if missing)\n"
+            "  --threads N            I/O threads (default: number of cores)\n"
+            "  --public-url URL       base URL that discovery hands to clients (default: the Host header)\n"
+            "  --presence-timeout S   seconds of silence before a user is offline (default 30)\n"
+            "  --auth-timeout S       seconds a WebSocket may stay unauthenticated (default 10)\n"
+            "  --idle-timeout S       seconds of silence before a WebSocket is closed (default 60)\n"
+            "  --push-allow-private   allow push endpoints on private addresses (tests)\n");
+}
+
+static int int_arg(const char *name, const char *v, int lo, int hi)
+{
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (!*v || *end || x < lo || x > hi) {
+        fprintf(stderr, "iyagid: %s must be an integer from %d to %d\n", name, lo, hi);
+        exit(2);
+    }
+    return (int)x;
+}
+
+int main(int argc, char **argv)
+{
+    server_config cfg;
+    server_config_defaults(&cfg);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--push-allow-private")) {
+            cfg.push_allow_private = 1;
+            continue;
+        }
+        if (!v) {
+            fprintf(stderr, "iyagid: %s needs a value\n", a);
+            usage(stderr);
+            return 2;
+        }
+        i++;
+        if (!strcmp(a, "--listen")) {
+            const char *colon = strrchr(v, ':');
+            if (!colon || colon == v || (size_t)(colon - v) >= sizeof cfg.listen_host) {
+                fprintf(stderr, "iyagid: --listen takes HOST:PORT\n");
+                return 2;
+            }
+            snprintf(cfg.listen_host, sizeof cfg.listen_host, "%.*s", (int)(colon - v), v);
+            cfg.listen_port = int_arg("--listen port", colon + 1, 0, 65535);
+        } else if (!strcmp(a, "--data")) {
+            snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", v);
+        } else if (!strcmp(a, "--threads")) {
+            cfg.threads = (unsigned)int_arg(a, v, 1, 64);
+        } else if (!strcmp(a, "--public-url")) {
+            snprintf(cfg.public_url, sizeof cfg.public_url, "%s", v);
+        } else if (!strcmp(a, "--presence-timeout")) {
+            cfg.presence_timeout_s = int_arg(a, v, 1, 3600);
+        } else if (!strcmp(a, "--auth-timeout")) {
+            cfg.auth_timeout_s = int_arg(a, v, 1, 3600);
+        } else if (!strcmp(a, "--idle-timeout")) {
+            cfg.idle_timeout_s = int_arg(a, v, 1, 86400);
+        } else {
+            fprintf(stderr, "iyagid: unknown option %s\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    return server_run(&cfg) == 0 ? 0 : 1;
+}
