@@ -28,8 +28,15 @@ endif
 B           := build/$(VARIANT)
 OBJ         := $(patsubst src/%.c,$(B)/%.o,$(LIB_SRC)) $(B)/llhttp/llhttp.o $(B)/llhttp/api.o $(B)/llhttp/http.o
 
+# The web client: every file under web/ is embedded into the binary at build
+# time (tools/embed.c writes a C table of them), so iyagid serves it from memory.
+WEB_FILES   := $(sort $(shell find web -type f 2>/dev/null))
+OBJ         += $(B)/gen/web_assets.o
+# The benchmark client (issue 6): every bench/*.c linked with the codecs.
+BENCH_SRC   := $(sort $(wildcard bench/*.c))
+
 .PHONY: all run test unit fuzz asan e2e deps clean bench
-all: check-llhttp $(B)/iyagid
+all: check-llhttp $(B)/iyagid $(if $(BENCH_SRC),$(B)/iyagi-bench)
 
 check-llhttp:
 	@test -f $(LLHTTP_DIR)/llhttp.c -a -f $(LLHTTP_INC)/llhttp.h || { \
@@ -43,6 +50,20 @@ $(B)/%.o: src/%.c $(wildcard src/*/*.h)
 $(B)/llhttp/%.o: $(LLHTTP_DIR)/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) $(OPT) -w -c $< -o $@
+
+build/tools/embed: tools/embed.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 $(WARN) $< -o $@
+
+$(B)/gen/web_assets.c: build/tools/embed $(WEB_FILES)
+	@mkdir -p $(dir $@)
+	build/tools/embed web $(WEB_FILES) > $@.tmp && mv $@.tmp $@
+
+$(B)/gen/web_assets.o: $(B)/gen/web_assets.c src/core/web_assets.h
+	$(CC) $(BASEFLAGS) $(OPT) $(WARN) -Isrc -c $< -o $@
+
+$(B)/iyagi-bench: $(BENCH_SRC) $(wildcard bench/*.h) $(OBJ)
+	$(CC) $(BASEFLAGS) $(OPT) $(WARN) -Isrc $(BENCH_SRC) $(filter-out $(B)/gen/web_assets.o,$(OBJ)) -o $@ $(LIBS)
 
 $(B)/iyagid: $(OBJ) src/main.c
 	$(CC) $(BASEFLAGS) $(OPT) $(WARN) src/main.c $(OBJ) -o $@ $(LIBS)

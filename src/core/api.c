@@ -38,7 +38,7 @@ struct api_job {
     uint64_t user;                           /* the caller, after auth */
     char device[IY_DEVICE_MAX + 1];
     uint64_t id;                             /* the id in the path */
-    char username[IY_USERNAME_MAX + 1];
+    char username[256];                      /* validated to IY_USERNAME_MAX by the handlers */
     char display_name[IY_DISPLAY_MAX + 1];
     int has_display_name;
     char *password;
@@ -267,6 +267,11 @@ static void signup(conn *c, const http_request *req)
     api_job *a = job_new(c, req, signup_store, 0);
     char pw[IY_PASSWORD_MAX + 1];
     int rc;
+    json_t *un = json_object_get(o, "username");
+    if (json_is_string(un) && json_string_length(un) > IY_USERNAME_MAX) {
+        conn_http_error(c, IY_EINVAL, "username must be 3 to 32 of a-z 0-9 _ . -");
+        goto out;
+    }
     if ((rc = get_str(c, o, "username", a->username, sizeof a->username, 1)) < 0) goto out;
     if (!valid_username(a->username)) {
         conn_http_error(c, IY_EINVAL, "username must be 3 to 32 of a-z 0-9 _ . -");
@@ -331,7 +336,7 @@ static void login_verified(void *ctx, int ok)
 static void login_lookup_store(store *s, api_job *a)
 {
     int rc = store_user_find(s, a->username, &a->u, a->pwhash);
-    if (rc == IY_ENOTFOUND) a->pwhash[0] = '\0'; /* verified against a dummy: same time */
+    if (rc == IY_ENOTFOUND || rc == IY_EINVAL) a->pwhash[0] = '\0'; /* verified against a dummy: same time */
     else if (rc) fail(a, IY_EIO, "storage error");
 }
 
@@ -394,7 +399,7 @@ static void me_store(store *s, api_job *a)
 static void user_get_store(store *s, api_job *a)
 {
     int rc = a->username[0] ? store_user_find(s, a->username, &a->u, NULL) : store_user_get(s, a->id, &a->u);
-    if (rc == IY_ENOTFOUND) fail(a, IY_ENOTFOUND, "no such user");
+    if (rc == IY_ENOTFOUND || rc == IY_EINVAL) fail(a, IY_ENOTFOUND, "no such user");
     else if (rc) fail(a, IY_EIO, "storage error");
     else ok_user(a, 200, &a->u);
 }
@@ -846,13 +851,17 @@ void api_handle(conn *c, const http_request *req)
     uint64_t id = 0;
     if (n < 0) { conn_http_error(c, IY_ENOTFOUND, "no such endpoint"); return; }
 
-    if (n == 0 && m == HTTP_GET) { static_index(c); return; }
     if (n == 1 && iy_str_eq(seg[0], "healthz") && m == HTTP_GET) {
         conn_http_respond(c, 200, "text/plain", "ok\n", 3);
         return;
     }
     if (n == 1 && iy_str_eq(seg[0], "metrics") && m == HTTP_GET) { metrics_page(c); return; }
-    if (n < 2 || !iy_str_eq(seg[0], "v1")) { conn_http_error(c, IY_ENOTFOUND, "no such endpoint"); return; }
+    if (n == 0 || !iy_str_eq(seg[0], "v1")) {
+        if (m == HTTP_GET) static_serve(c, req->path);
+        else conn_http_error(c, IY_ENOTFOUND, "no such endpoint");
+        return;
+    }
+    if (n < 2) { conn_http_error(c, IY_ENOTFOUND, "no such endpoint"); return; }
 
     iy_str r = seg[1];
     int has_id = n >= 3 && proto_parse_id(seg[2].ptr, seg[2].len, &id) == 0;

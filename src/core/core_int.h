@@ -171,7 +171,7 @@ void api_wait_wake(conn *c);                               /* a batch reached a 
 void api_wait_expire(conn *c);
 
 /* ---- static.c: the web client ---- */
-void static_index(conn *c);
+void static_serve(conn *c, iy_str path);              /* GET of a web client file */
 
 /* ---- chat.c: WebSocket ops ---- */
 void chat_on_text(conn *c, const char *data, size_t len);

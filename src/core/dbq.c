@@ -167,6 +167,11 @@ void dbq_stop(dbq *q)
     pthread_cond_signal(&q->cv);
     pthread_mutex_unlock(&q->mu);
     pthread_join(q->thread, NULL);
+}
+
+void dbq_free(dbq *q)
+{
+    if (!q) return;
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->cv);
     iy_free(q);

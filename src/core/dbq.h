@@ -55,8 +55,12 @@ dbq *dbq_start(store *s, bus *b, void (*post)(void *origin, dbq_job *j));
 /* Queues j. Returns 0, or IY_EUNAVAIL once dbq_stop has begun (then j is untouched). */
 int dbq_submit(dbq *q, dbq_job *j);
 
-/* Finishes every queued job, stops the thread and frees q. Accepts NULL. */
+/* Finishes every queued job and stops the thread; later dbq_submit calls
+ * return IY_EUNAVAIL. q stays valid until dbq_free. */
 void dbq_stop(dbq *q);
+
+/* Frees a stopped q; no thread may use it any more. Accepts NULL. */
+void dbq_free(dbq *q);
 
 void dbq_job_init(dbq_job *j, int kind);
 void dbq_job_unref(dbq_job *j);

@@ -103,12 +103,12 @@ int server_run(const server_config *cfg)
 
     for (unsigned i = 0; i < srv->nthreads; i++) iothread_post_ctl(srv->threads[i], THREAD_STOP_ACCEPT);
     dbq_stop(srv->dbq);
-    srv->dbq = NULL;
     for (unsigned i = 0; i < srv->nthreads; i++) iothread_post_ctl(srv->threads[i], THREAD_EXIT);
     for (unsigned i = 0; i < srv->nthreads; i++) iothread_join(srv->threads[i]);
     uv_walk(&srv->main_loop, close_walk, NULL);
     uv_run(&srv->main_loop, UV_RUN_DEFAULT);
     uv_loop_close(&srv->main_loop);
+    dbq_free(srv->dbq);
     bus_free(srv->bus);
     store_free(srv->store);
     iy_free(srv->threads);
