@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 pkgs=(gcc make pkg-config libuv1-dev node-llhttp libjansson-dev libargon2-dev libssl-dev librocksdb-dev
       clang libclang-rt-14-dev curl)
+[ -d tests/web ] && pkgs+=(chromium fonts-noto-cjk)   # browser tests drive Debian's Chromium
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 
@@ -21,7 +22,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# The end-to-end tests' client library (ws), pinned by package-lock.json.
-if [ ! -d tests/e2e/node_modules ] || [ tests/e2e/package-lock.json -nt tests/e2e/node_modules ]; then
-  (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
-fi
+# The test suites' npm packages (ws, playwright-core), pinned by package-lock.json.
+for d in tests/e2e tests/web; do
+  [ -f "$d/package-lock.json" ] || continue
+  if [ ! -d "$d/node_modules" ] || [ "$d/package-lock.json" -nt "$d/node_modules" ]; then
+    (cd "$d" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+done

@@ -34,6 +34,10 @@ e2e() {  # e2e BINARY
   (cd tests/e2e && IYAGID="$PWD/../../$1" node --test --test-concurrency=2 ./*.test.mjs)
 }
 
+web() {  # browser end-to-end tests of the web client (Playwright + Debian's Chromium)
+  (cd tests/web && IYAGID="$PWD/../../build/rel/iyagid" node --test --test-concurrency=1 ./*.test.mjs)
+}
+
 export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
 export ASAN_OPTIONS="abort_on_error=0:detect_leaks=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
@@ -42,6 +46,7 @@ step "build" make -s -j"$JOBS"
 step "unit tests" make -s -j"$JOBS" unit
 step "fuzz (${FUZZ_SECONDS} s each)" fuzz_all
 step "end-to-end" e2e build/rel/iyagid
+[ -f tests/web/package.json ] && step "web client (Chromium)" web
 step "build (ASan+UBSan)" make -s -j"$JOBS" VARIANT=asan
 step "unit tests (ASan+UBSan)" make -s -j"$JOBS" VARIANT=asan unit
 step "end-to-end (ASan+UBSan)" e2e build/asan/iyagid

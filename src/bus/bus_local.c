@@ -53,6 +53,39 @@ void bus_revoke(bus *b, uint64_t user, const uint8_t session[32])
     }
 }
 
+void bus_notify(bus *b, bus_notice *notice)
+{
+    atomic_fetch_add(&notice->refs, (int)b->n);
+    for (unsigned i = 0; i < b->n; i++) {
+        bus_event *ev = iy_calloc(1, sizeof *ev);
+        ev->kind = BUS_NOTICE;
+        ev->notice = notice;
+        b->post(b->ctx[i], ev);
+    }
+    bus_notice_unref(notice);
+}
+
+bus_notice *bus_notice_new(const uint64_t *users, size_t n, const char *frame, size_t len)
+{
+    bus_notice *no = iy_calloc(1, sizeof *no);
+    atomic_init(&no->refs, 1);
+    no->users = iy_malloc((n ? n : 1) * sizeof *users);
+    if (n) memcpy(no->users, users, n * sizeof *users);
+    no->n = n;
+    no->frame = iy_malloc(len ? len : 1);
+    memcpy(no->frame, frame, len);
+    no->len = len;
+    return no;
+}
+
+void bus_notice_unref(bus_notice *no)
+{
+    if (!no || atomic_fetch_sub(&no->refs, 1) != 1) return;
+    iy_free(no->users);
+    iy_free(no->frame);
+    iy_free(no);
+}
+
 void bus_batch_unref(bus_batch *batch)
 {
     if (batch && atomic_fetch_sub(&batch->refs, 1) == 1) batch->release(batch);
@@ -62,5 +95,6 @@ void bus_event_free(bus_event *ev)
 {
     if (!ev) return;
     if (ev->kind == BUS_BATCH) bus_batch_unref(ev->batch);
+    if (ev->kind == BUS_NOTICE) bus_notice_unref(ev->notice);
     iy_free(ev);
 }

@@ -386,7 +386,18 @@ void proto_write_message(iy_buf *b, const iy_msg *m)
     if (m->cmid[0]) {
         iy_buf_putc(b, ','); jw_key(b, "cmid"); jw_cstr(b, m->cmid);
     }
+    proto_write_event_fields(b, m->event, m->subject);
     iy_buf_putc(b, '}');
+}
+
+void proto_write_event_fields(iy_buf *b, int event, uint64_t subject)
+{
+    static const char *const names[] = { NULL, "member_added", "member_removed", "renamed" };
+    if (event <= 0 || event > IY_EV_RENAMED) return;
+    iy_buf_putc(b, ','); jw_key(b, "event"); jw_cstr(b, names[event]);
+    if (event == IY_EV_MEMBER_ADDED || event == IY_EV_MEMBER_REMOVED) {
+        iy_buf_putc(b, ','); jw_key(b, "user"); jw_id(b, subject);
+    }
 }
 
 void proto_write_error(iy_buf *b, const char *rid, const char *code, const char *message)

@@ -82,6 +82,9 @@ void proto_write_channel(iy_buf *b, const iy_channel *c, int with_members);
 /* {"id","channel","seq","pos" (only if m->pos != 0),"from","text","ts",
  *  "cmid" (only if non-empty)} */
 void proto_write_message(iy_buf *b, const iy_msg *m);
+/* Appends ,"event":"member_added"|"member_removed"|"renamed"[,"user":"<subject>"]
+ * for a membership event (nothing for a plain message). */
+void proto_write_event_fields(iy_buf *b, int event, uint64_t subject);
 
 /* The WebSocket error frame: {"op":"error","rid" (if rid != NULL),"code","message"}. */
 void proto_write_error(iy_buf *b, const char *rid, const char *code, const char *message);

@@ -463,34 +463,57 @@ static void history_store(store *s, api_job *a)
     iy_free(ch);
 }
 
+/* One row of GET /v1/channels, kept to sort by newest activity. */
+typedef struct channel_row {
+    uint64_t newest;      /* id of the last message (time-sortable), or the channel id */
+    size_t off, len;      /* the row's JSON in the scratch buffer */
+} channel_row;
+
+static int row_newest_first(const void *x, const void *y)
+{
+    const channel_row *a = x, *b = y;
+    return a->newest < b->newest ? 1 : a->newest > b->newest ? -1 : 0;
+}
+
 static void channels_store(store *s, api_job *a)
 {
     uint64_t *ids = NULL;
     size_t n = 0;
     if (store_user_channels(s, a->user, &ids, &n)) { fail(a, IY_EIO, "storage error"); return; }
     iy_channel *ch = iy_malloc(sizeof *ch);
-    iy_buf_append_str(&a->body, "{\"channels\":[");
-    int first = 1;
+    channel_row *rows = iy_calloc(n ? n : 1, sizeof *rows);
+    size_t nrows = 0;
+    iy_buf tmp = { 0 };
     for (size_t i = 0; i < n; i++) {
         iy_msg last;
         memset(&last, 0, sizeof last);
         if (store_channel_get(s, ids[i], ch) != 0) continue;
         int has_last = store_channel_last(s, ids[i], &last) == 0;
-        if (!first) iy_buf_putc(&a->body, ',');
-        first = 0;
-        iy_buf_append_str(&a->body, "{\"channel\":");
-        proto_write_channel(&a->body, ch, 1);
-        iy_buf_append_str(&a->body, ",\"last_message\":");
-        if (has_last) proto_write_message(&a->body, &last);
-        else iy_buf_append_str(&a->body, "null");
-        /* No read receipts are recorded by this version, so nothing has been
-         * read: unread is the channel's last seq. */
-        iy_buf_append_str(&a->body, ",\"unread\":");
-        jw_u64(&a->body, has_last ? last.seq : 0);
-        iy_buf_putc(&a->body, '}');
+        uint64_t read = 0;
+        store_read_get(s, a->user, ids[i], &read);
+        channel_row *r = &rows[nrows++];
+        r->newest = has_last ? last.id : ch->id;
+        r->off = tmp.len;
+        iy_buf_append_str(&tmp, "{\"channel\":");
+        proto_write_channel(&tmp, ch, 1);
+        iy_buf_append_str(&tmp, ",\"last_message\":");
+        if (has_last) proto_write_message(&tmp, &last);
+        else iy_buf_append_str(&tmp, "null");
+        iy_buf_append_str(&tmp, ",\"unread\":");
+        jw_u64(&tmp, has_last && last.seq > read ? last.seq - read : 0);
+        iy_buf_putc(&tmp, '}');
+        r->len = tmp.len - r->off;
         iy_msg_clear(&last);
     }
+    qsort(rows, nrows, sizeof *rows, row_newest_first);
+    iy_buf_append_str(&a->body, "{\"channels\":[");
+    for (size_t i = 0; i < nrows; i++) {
+        if (i) iy_buf_putc(&a->body, ',');
+        iy_buf_append(&a->body, tmp.data + rows[i].off, rows[i].len);
+    }
     iy_buf_append_str(&a->body, "]}");
+    iy_buf_free(&tmp);
+    iy_free(rows);
     iy_free(ch);
     iy_free(ids);
 }
@@ -549,13 +572,19 @@ out:
     dbq_job_unref(&a->j);
 }
 
-/* ---- sending over HTTP: authenticate, then a send job ---- */
+/* ---- sending over HTTP: authenticate, then a send job ----
+ * Also carries membership changes, which are messages of their channel
+ * (store.h, enum iy_event). */
+
+enum send_reply { REPLY_MESSAGE, REPLY_CHANNEL, REPLY_EMPTY };
 
 typedef struct http_send {
     dbq_job j;            /* DBQ_SEND */
     iothread *t;
     uint64_t conn_id;
     char cmid[IY_CMID_MAX + 1];
+    int reply;            /* enum send_reply */
+    uint8_t token[32];    /* for the follow-up read of REPLY_CHANNEL */
 } http_send;
 
 static void http_send_free(dbq_job *j)
@@ -564,12 +593,37 @@ static void http_send_free(dbq_job *j)
     iy_free(j);
 }
 
+static const char *send_error_message(int err, int event)
+{
+    switch (err) {
+    case IY_ENOTFOUND: return event ? "no such user, channel or member" : "no such user or channel";
+    case IY_EFORBIDDEN: return event ? "only the owner may do that" : "not a member of this channel";
+    case IY_EINVAL: return event ? "not possible on this channel" : "cannot send a message to yourself";
+    case IY_ECONFLICT: return "already a member";
+    case IY_ETOOBIG: return "a group has at most 100 members";
+    default: return "storage unavailable, retry";
+    }
+}
+
+static void channel_get_store(store *s, api_job *a);
+
 static void http_send_done(dbq_job *j)
 {
     http_send *h = (http_send *)j;
     conn *c = iothread_conn(h->t, h->conn_id);
     if (c && !c->closing) {
-        if (j->err == 0 || j->err == IY_EEXIST) {
+        if (j->err != 0 && j->err != IY_EEXIST) {
+            /* A channel the caller is not in reads as forbidden, also for events. */
+            int err = j->err == IY_EFORBIDDEN && j->send.event ? IY_EFORBIDDEN : j->err;
+            conn_http_error(c, err, send_error_message(j->err, j->send.event));
+        } else if (h->reply == REPLY_EMPTY) {
+            conn_http_respond(c, 204, NULL, "", 0);
+        } else if (h->reply == REPLY_CHANNEL) {
+            api_job *g = job_new(c, NULL, channel_get_store, 1);
+            memcpy(g->token, h->token, 32);
+            g->id = j->stored.msg.channel;
+            submit(c, g);
+        } else {
             iy_msg m = j->stored.msg;
             m.text = j->text;
             m.text_len = j->send.text_len;
@@ -579,17 +633,14 @@ static void http_send_done(dbq_job *j)
             iy_buf_putc(&b, '}');
             conn_http_respond(c, j->err == IY_EEXIST ? 200 : 201, "application/json", b.data, b.len);
             iy_buf_free(&b);
-        } else {
-            conn_http_error(c, j->err,
-                            j->err == IY_ENOTFOUND ? "no such user or channel"
-                            : j->err == IY_EFORBIDDEN ? "not a member of this channel"
-                            : j->err == IY_EINVAL ? "cannot send a message to yourself"
-                            : "storage unavailable, retry with the same cmid");
         }
     }
     dbq_job_unref(j);
 }
 
+/* The api_job carries the request: id = channel or user, name = cmid or new
+ * group name, password_len = text length, j.text = text, to_user,
+ * has_display_name = event, after = subject, limit = reply. */
 static void send_authed(conn *c, api_job *a)
 {
     http_send *h = iy_calloc(1, sizeof *h);
@@ -599,11 +650,15 @@ static void send_authed(conn *c, api_job *a)
     h->j.origin = c->t;
     h->t = c->t;
     h->conn_id = c->id;
-    memcpy(h->cmid, a->name, sizeof h->cmid);
+    h->reply = a->limit;
+    memcpy(h->token, a->token, 32);
+    int event = a->has_display_name;
+    if (!event) memcpy(h->cmid, a->name, sizeof h->cmid);
     h->j.text = a->j.text;
     a->j.text = NULL;
     h->j.send = (iy_send){ .from = a->user, .channel = a->to_user ? 0 : a->id, .to = a->to_user ? a->id : 0,
-                           .text = h->j.text, .text_len = a->password_len, .cmid = h->cmid };
+                           .text = h->j.text ? h->j.text : "", .text_len = a->password_len,
+                           .cmid = h->cmid, .event = event, .subject = a->after };
     h->j.origin_thread = c->t->index;
     h->j.origin_conn = 0;
     c->http_busy = 1;
@@ -633,6 +688,7 @@ static void send_message(conn *c, const http_request *req, uint64_t id, int to_u
     if (get_str(c, o, "cmid", a->name, IY_CMID_MAX + 1, 0) < 0) goto out;
     a->password_len = json_string_length(t); /* text length, see send_authed */
     a->j.text = iy_strndup(json_string_value(t), a->password_len);
+    a->limit = REPLY_MESSAGE;
     a->then = send_authed;
     json_decref(o);
     submit(c, a);
@@ -724,6 +780,152 @@ void api_wait_expire(conn *c)
     iy_buf_append_str(&b, ",\"more\":false}");
     conn_http_respond(c, 200, "application/json", b.data, b.len);
     iy_buf_free(&b);
+}
+
+/* ---- group membership and names: event messages ---- */
+
+static void membership(conn *c, const http_request *req, uint64_t channel, int event, uint64_t subject)
+{
+    api_job *a = job_new(c, req, nothing_store, 1);
+    a->id = channel;
+    a->has_display_name = event;
+    a->after = subject;
+    a->limit = event == IY_EV_MEMBER_REMOVED ? REPLY_EMPTY : REPLY_CHANNEL;
+    if (event == IY_EV_MEMBER_ADDED || event == IY_EV_RENAMED) {
+        json_t *o = parse_body(c, req);
+        if (!o) { dbq_job_unref(&a->j); return; }
+        if (event == IY_EV_MEMBER_ADDED) {
+            json_t *v = json_object_get(o, "user_id");
+            if (!json_is_string(v) || proto_parse_id(json_string_value(v), json_string_length(v), &a->after)) {
+                json_decref(o);
+                conn_http_error(c, IY_EINVAL, "user_id must be a user id");
+                dbq_job_unref(&a->j);
+                return;
+            }
+        } else {
+            int rc = get_str(c, o, "name", a->name, sizeof a->name, 1);
+            if (rc < 0 || !a->name[0]) {
+                if (rc >= 0) conn_http_error(c, IY_EINVAL, "name must not be empty");
+                json_decref(o);
+                dbq_job_unref(&a->j);
+                return;
+            }
+            a->password_len = strlen(a->name);
+            a->j.text = iy_strndup(a->name, a->password_len);
+        }
+        json_decref(o);
+    }
+    a->then = send_authed;
+    submit(c, a);
+}
+
+/* ---- friends ---- */
+
+static void friend_put_store(store *s, api_job *a)
+{
+    int st = 0, rc = store_friend_put(s, a->user, a->id, &st);
+    if (rc == IY_ENOTFOUND) { fail(a, IY_ENOTFOUND, "no such user"); return; }
+    if (rc == IY_EINVAL) { fail(a, IY_EINVAL, "you cannot befriend yourself"); return; }
+    if (rc) { fail(a, IY_EIO, "storage error"); return; }
+    iy_buf_append_str(&a->body, st == IY_FRIEND_MUTUAL ? "{\"state\":\"friends\"}" : "{\"state\":\"outgoing\"}");
+    if (st == IY_FRIEND_MUTUAL) {
+        /* New friends learn each other's presence at once. */
+        social_push_presence(a->t->srv, s, a->user, &a->id, 1);
+        social_push_presence(a->t->srv, s, a->id, &a->user, 1);
+    }
+}
+
+static void friend_delete_store(store *s, api_job *a)
+{
+    int rc = store_friend_delete(s, a->user, a->id);
+    if (rc == IY_ENOTFOUND) fail(a, IY_ENOTFOUND, "no such user");
+    else if (rc == IY_EINVAL) fail(a, IY_EINVAL, "you cannot unfriend yourself");
+    else if (rc) fail(a, IY_EIO, "storage error");
+    else a->status = 204;
+}
+
+static void user_array(store *s, iy_buf *b, const uint64_t *ids, size_t n)
+{
+    iy_buf_putc(b, '[');
+    int first = 1;
+    for (size_t i = 0; i < n; i++) {
+        iy_user u;
+        if (store_user_get(s, ids[i], &u) != 0) continue;
+        if (!first) iy_buf_putc(b, ',');
+        first = 0;
+        proto_write_user(b, &u);
+    }
+    iy_buf_putc(b, ']');
+}
+
+static void friends_list_store(store *s, api_job *a)
+{
+    uint64_t *f = NULL, *in = NULL, *out = NULL;
+    size_t nf = 0, ni = 0, no = 0;
+    if (store_friend_list(s, a->user, &f, &nf, &in, &ni, &out, &no)) {
+        fail(a, IY_EIO, "storage error");
+        return;
+    }
+    iy_buf *b = &a->body;
+    iy_buf_append_str(b, "{\"friends\":[");
+    int first = 1;
+    for (size_t i = 0; i < nf; i++) {
+        iy_user u;
+        if (store_user_get(s, f[i], &u) != 0) continue;
+        int online;
+        int64_t last;
+        social_presence_of(a->t->srv, s, f[i], &online, &last);
+        if (!first) iy_buf_putc(b, ',');
+        first = 0;
+        iy_buf_append_str(b, "{\"user\":");
+        proto_write_user(b, &u);
+        iy_buf_append_str(b, ",\"presence\":{");
+        social_presence_fields(b, f[i], online, last);
+        iy_buf_append_str(b, "}}");
+    }
+    iy_buf_append_str(b, "],\"incoming\":");
+    user_array(s, b, in, ni);
+    iy_buf_append_str(b, ",\"outgoing\":");
+    user_array(s, b, out, no);
+    iy_buf_putc(b, '}');
+    iy_free(f);
+    iy_free(in);
+    iy_free(out);
+}
+
+/* ---- presence ---- */
+
+static void presence_store(store *s, api_job *a)
+{
+    iy_buf_putc(&a->body, '{');
+    social_presence_list(&a->body, a->t->srv, s, a->user, a->members, a->nmembers);
+    iy_buf_putc(&a->body, '}');
+}
+
+static void presence_query(conn *c, const http_request *req)
+{
+    char list[IY_PRESENCE_QUERY_MAX * 21 + 1];
+    int rc = http_query_get(req->query, "users", list, sizeof list);
+    if (rc != 1 || !list[0]) {
+        conn_http_error(c, rc == IY_EINVAL ? IY_ETOOBIG : IY_EINVAL,
+                        rc == IY_EINVAL ? "at most 200 users" : "give ?users=ID,ID");
+        return;
+    }
+    api_job *a = job_new(c, req, presence_store, 1);
+    a->members = iy_calloc(IY_PRESENCE_QUERY_MAX, sizeof *a->members);
+    for (char *tok = list, *end; tok; tok = end ? end + 1 : NULL) {
+        end = strchr(tok, ',');
+        size_t n = end ? (size_t)(end - tok) : strlen(tok);
+        uint64_t id;
+        if (a->nmembers == IY_PRESENCE_QUERY_MAX || proto_parse_id(tok, n, &id)) {
+            conn_http_error(c, a->nmembers == IY_PRESENCE_QUERY_MAX ? IY_ETOOBIG : IY_EINVAL,
+                            a->nmembers == IY_PRESENCE_QUERY_MAX ? "at most 200 users" : "users must be user ids");
+            dbq_job_unref(&a->j);
+            return;
+        }
+        a->members[a->nmembers++] = id;
+    }
+    submit(c, a);
 }
 
 /* ---- routing ---- */
@@ -886,15 +1088,33 @@ void api_handle(conn *c, const http_request *req)
         if (n == 3 && m == HTTP_GET) { simple_job(c, req, channel_get_store, id); return; }
         if (n == 4 && iy_str_eq(seg[3], "messages") && m == HTTP_GET) { history(c, req, id); return; }
         if (n == 4 && iy_str_eq(seg[3], "messages") && m == HTTP_POST) { send_message(c, req, id, 0); return; }
-        if (n >= 3 && (m == HTTP_PATCH || iy_str_eq(seg[3 < n ? 3 : 2], "members"))) { not_yet(c); return; }
+        if (n == 3 && m == HTTP_PATCH) { membership(c, req, id, IY_EV_RENAMED, 0); return; }
+        if (n == 4 && iy_str_eq(seg[3], "members") && m == HTTP_POST) {
+            membership(c, req, id, IY_EV_MEMBER_ADDED, 0);
+            return;
+        }
+        if (n == 5 && iy_str_eq(seg[3], "members") && m == HTTP_DELETE) {
+            uint64_t who;
+            if (proto_parse_id(seg[4].ptr, seg[4].len, &who)) { conn_http_error(c, IY_ENOTFOUND, "no such user"); return; }
+            membership(c, req, id, IY_EV_MEMBER_REMOVED, who);
+            return;
+        }
     } else if (iy_str_eq(r, "groups") && n == 2 && m == HTTP_POST) {
         { group_create(c, req); return; }
     } else if (iy_str_eq(r, "sync") && n == 2 && m == HTTP_GET) {
         { sync_request(c, req); return; }
     } else if (iy_str_eq(r, "discovery") && n == 2 && m == HTTP_GET) {
         { discovery(c, req); return; }
-    } else if (iy_str_eq(r, "friends") || iy_str_eq(r, "presence") || iy_str_eq(r, "push")) {
-        { not_yet(c); return; }
+    } else if (iy_str_eq(r, "friends")) {
+        if (n == 2 && m == HTTP_GET) { simple_job(c, req, friends_list_store, 0); return; }
+        if (n == 3 && m == HTTP_PUT) { simple_job(c, req, friend_put_store, id); return; }
+        if (n == 3 && m == HTTP_DELETE) { simple_job(c, req, friend_delete_store, id); return; }
+    } else if (iy_str_eq(r, "presence") && n == 2 && m == HTTP_GET) {
+        presence_query(c, req);
+        return;
+    } else if (iy_str_eq(r, "push")) {
+        not_yet(c);
+        return;
     }
     conn_http_error(c, IY_ENOTFOUND, "no such endpoint");
 }

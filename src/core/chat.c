@@ -8,6 +8,7 @@
  * member (built once, copied to each of that member's devices here). */
 #include "core_int.h"
 #include "metrics.h"
+#include "presence.h"
 #include "../base/alloc.h"
 #include "../base/err.h"
 #include "../base/log.h"
@@ -29,12 +30,17 @@ typedef struct ws_job {
     iy_buf out;                       /* the answer, built on the storage thread */
     iy_user u;                        /* auth result */
     char device[IY_DEVICE_MAX + 1];
+    uint64_t seq;                     /* read */
+    uint64_t *users;                  /* presence query */
+    size_t nusers;
+    server *srv;
 } ws_job;
 
 static void ws_job_free(dbq_job *j)
 {
     ws_job *w = (ws_job *)j;
     iy_free(j->text);
+    iy_free(w->users);
     iy_buf_free(&w->out);
     iy_free(w);
 }
@@ -47,6 +53,7 @@ static ws_job *ws_job_new(conn *c, const proto_req *req, int kind)
     w->j.origin = c->t;
     w->conn_id = c->id;
     w->user = c->user;
+    w->srv = c->t->srv;
     w->t0 = mono_ns();
     if (req->has_rid) {
         memcpy(w->rid, req->rid, sizeof w->rid);
@@ -139,8 +146,10 @@ static void auth_done(dbq_job *j)
             memcpy(c->session, w->session, 32);
             c->ws_state = WS_READY;
             c->registered = 1;
+            c->reported_rx_ms = c->last_rx_ms;
             iothread_user_add(c->t, c);
             metrics_add(M_WS_CONNECTIONS, 1);
+            presence_device_up(c->t->srv->presence, c->user, (int64_t)now_ms());
             conn_ws_send(c, w->out.data, w->out.len);
             conn_resume(c);
         }
@@ -312,6 +321,109 @@ static void start_read_job(conn *c, const proto_req *req, void (*run)(store *, d
     submit(c, w);
 }
 
+/* ---- read receipts, typing, presence ---- */
+
+/* The members of channel if user is one: 0, IY_ENOTFOUND, IY_EFORBIDDEN, IY_EIO. */
+static int members_of(store *s, uint64_t channel, uint64_t user, iy_channel *ch)
+{
+    int rc = store_channel_get(s, channel, ch);
+    if (rc) return rc;
+    for (uint32_t i = 0; i < ch->nmembers; i++)
+        if (ch->members[i] == user) return 0;
+    return IY_EFORBIDDEN;
+}
+
+static void read_run(store *s, dbq_job *j)
+{
+    ws_job *w = (ws_job *)j;
+    iy_channel *ch = iy_malloc(sizeof *ch);
+    iy_msg last;
+    memset(&last, 0, sizeof last);
+    uint64_t now = 0;
+    j->err = members_of(s, w->channel, w->user, ch);
+    if (!j->err) {
+        /* A seq beyond the channel's last is clamped to it. */
+        uint64_t seq = w->seq;
+        if (store_channel_last(s, w->channel, &last) == 0) { if (seq > last.seq) seq = last.seq; }
+        else seq = 0;
+        j->err = store_read_set(s, w->user, w->channel, seq, &now);
+    }
+    if (!j->err) {
+        iy_buf f = { 0 };
+        iy_buf_append_str(&f, "{\"op\":\"receipt\",\"channel\":");
+        jw_id(&f, w->channel);
+        iy_buf_append_str(&f, ",\"user\":");
+        jw_id(&f, w->user);
+        iy_buf_append_str(&f, ",\"seq\":");
+        jw_u64(&f, now);
+        iy_buf_putc(&f, '}');
+        bus_notice *no = bus_notice_new(ch->members, ch->nmembers, f.data, f.len);
+        no->origin_thread = j->origin_thread;
+        no->origin_conn = j->origin_conn;
+        bus_notify(w->srv->bus, no);
+        iy_buf_free(&f);
+    }
+    iy_msg_clear(&last);
+    iy_free(ch);
+}
+
+static void typing_run(store *s, dbq_job *j)
+{
+    ws_job *w = (ws_job *)j;
+    iy_channel *ch = iy_malloc(sizeof *ch);
+    j->err = members_of(s, w->channel, w->user, ch);
+    if (!j->err) {
+        iy_buf f = { 0 };
+        iy_buf_append_str(&f, "{\"op\":\"typing\",\"channel\":");
+        jw_id(&f, w->channel);
+        iy_buf_append_str(&f, ",\"user\":");
+        jw_id(&f, w->user);
+        iy_buf_putc(&f, '}');
+        bus_notice *no = bus_notice_new(ch->members, ch->nmembers, f.data, f.len);
+        no->skip_user = w->user; /* never to any device of the typist */
+        bus_notify(w->srv->bus, no);
+        iy_buf_free(&f);
+    }
+    iy_free(ch);
+}
+
+static void presence_run(store *s, dbq_job *j)
+{
+    ws_job *w = (ws_job *)j;
+    frame_begin(&w->out, "presence", w);
+    iy_buf_putc(&w->out, ',');
+    social_presence_list(&w->out, w->srv, s, w->user, w->users, w->nusers);
+    iy_buf_putc(&w->out, '}');
+}
+
+/* Answers only on error (read and typing have no answer of their own). */
+static void quiet_done(dbq_job *j)
+{
+    ws_job *w = (ws_job *)j;
+    conn *c = job_conn(w);
+    if (c && j->err)
+        send_error(c, w->has_rid ? w->rid : NULL, j->err,
+                   j->err == IY_EFORBIDDEN ? "not a member of this channel"
+                   : j->err == IY_ENOTFOUND ? "no such channel" : "storage error");
+    dbq_job_unref(j);
+}
+
+static void start_notice_job(conn *c, proto_req *req, void (*run)(store *, dbq_job *))
+{
+    ws_job *w = ws_job_new(c, req, DBQ_RUN);
+    w->j.run = run;
+    w->j.done = run == presence_run ? answer_done : quiet_done;
+    w->j.origin_thread = c->t->index;
+    w->j.origin_conn = c->id;
+    w->channel = req->channel;
+    w->seq = req->seq;
+    w->users = req->users;
+    w->nusers = req->nusers;
+    req->users = NULL;
+    req->nusers = 0;
+    submit(c, w);
+}
+
 /* ---- dispatch ---- */
 
 void chat_on_text(conn *c, const char *data, size_t len)
@@ -349,6 +461,20 @@ void chat_on_text(conn *c, const char *data, size_t len)
     case P_HISTORY:
         start_read_job(c, &req, history_run);
         break;
+    case P_READ:
+        start_notice_job(c, &req, read_run);
+        break;
+    case P_TYPING: {
+        /* At most one typing per socket per second; extras are dropped. */
+        uint64_t now = uv_now(&c->t->loop);
+        if (c->last_typing_ms && now - c->last_typing_ms < 1000) break;
+        c->last_typing_ms = now;
+        start_notice_job(c, &req, typing_run);
+        break;
+    }
+    case P_PRESENCE:
+        start_notice_job(c, &req, presence_run);
+        break;
     case P_HB: {
         iy_buf b = { 0 };
         ws_job w = { .has_rid = req.has_rid };
@@ -360,7 +486,7 @@ void chat_on_text(conn *c, const char *data, size_t len)
         break;
     }
     default:
-        send_error(c, rid, IY_EUNAVAIL, "this op is not available on this server yet");
+        send_error(c, rid, IY_EINVAL, "unknown op");
         break;
     }
     proto_req_clear(&req);
@@ -407,6 +533,7 @@ void chat_deliver(iothread *t, const bus_batch *b)
                 iy_buf_append_str(f, ",\"cmid\":");
                 jw_cstr(f, st->msg.cmid);
             }
+            proto_write_event_fields(f, st->msg.event, st->msg.subject);
             iy_buf_putc(f, '}');
             uint8_t head10[10];
             size_t hn = ws_frame_header(head10, WS_OP_TEXT, f->len - 10);
@@ -428,11 +555,25 @@ void chat_deliver(iothread *t, const bus_batch *b)
     iy_buf_free(&text);
 }
 
+void chat_notice(iothread *t, const bus_notice *no)
+{
+    for (size_t i = 0; i < no->n; i++) {
+        if (no->users[i] == no->skip_user) continue;
+        for (conn *c = u64map_get(&t->users, no->users[i]), *next; c; c = next) {
+            next = c->user_next;
+            if (c->proto != PROTO_WS) continue;
+            if (no->origin_conn && c->t->index == no->origin_thread && c->id == no->origin_conn) continue;
+            conn_ws_send(c, no->frame, no->len);
+        }
+    }
+}
+
 void chat_revoke(iothread *t, const bus_event *ev)
 {
     for (conn *c = u64map_get(&t->users, ev->user), *next; c; c = next) {
         next = c->user_next;
         if (memcmp(c->session, ev->session, 32) != 0) continue;
+        c->clean_close = 1; /* a logout is a proper goodbye: offline at once */
         if (c->proto == PROTO_WS) conn_ws_close(c, 1008, "logged out");
         else conn_close(c);
     }

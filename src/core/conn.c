@@ -3,6 +3,7 @@
  * The state diagram and invariants are in core_int.h. */
 #include "core_int.h"
 #include "metrics.h"
+#include "presence.h"
 #include "../base/alloc.h"
 #include "../base/err.h"
 #include "../base/log.h"
@@ -92,13 +93,22 @@ static void on_close(uv_handle_t *h)
     iy_free(c);
 }
 
+/* Wall-clock ms of a loop timestamp of this thread. */
+static int64_t wall_of(conn *c, uint64_t loop_ms)
+{
+    return (int64_t)now_ms() - (int64_t)(uv_now(&c->t->loop) - loop_ms);
+}
+
 /* Leaves the user registry: no more deliveries to this connection. */
 static void unregister(conn *c)
 {
     if (!c->registered) return;
     iothread_user_del(c->t, c);
     c->registered = 0;
-    if (c->proto == PROTO_WS) metrics_add(M_WS_CONNECTIONS, -1);
+    if (c->proto == PROTO_WS) {
+        metrics_add(M_WS_CONNECTIONS, -1);
+        presence_device_down(c->t->srv->presence, c->user, c->clean_close, wall_of(c, c->last_rx_ms));
+    }
 }
 
 void conn_close(conn *c)
@@ -403,6 +413,7 @@ static size_t ws_input(conn *c, char *data, size_t len)
         case WS_PONG:
             break;
         case WS_CLOSE:
+            c->clean_close = 1;
             /* Echo the code (RFC 6455 5.5.1); a close without code gets 1000. */
             conn_ws_close(c, ev.close_code == 1005 ? 1000 : ev.close_code, NULL);
             return len;
@@ -443,8 +454,22 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 void conn_sweep(iothread *t, uint64_t now)
 {
     const server_config *cfg = &t->srv->cfg;
+    /* Life signs of ready WebSockets go to presence once per sweep, not per frame. */
+    size_t nalive = 0, cap = 0;
+    uint64_t *users = NULL;
+    int64_t *when = NULL;
     for (conn *c = t->all, *next; c; c = next) {
         next = c->all_next;
+        if (c->registered && c->proto == PROTO_WS && c->last_rx_ms > c->reported_rx_ms) {
+            if (nalive == cap) {
+                cap = cap ? cap * 2 : 64;
+                users = iy_realloc(users, cap * sizeof *users);
+                when = iy_realloc(when, cap * sizeof *when);
+            }
+            users[nalive] = c->user;
+            when[nalive++] = wall_of(c, c->last_rx_ms);
+            c->reported_rx_ms = c->last_rx_ms;
+        }
         if (c->draining) {
             if (now - c->drain_since_ms > DRAIN_MS) conn_close(c);
         } else if (c->closing) {
@@ -461,4 +486,7 @@ void conn_sweep(iothread *t, uint64_t now)
             conn_close(c);
         }
     }
+    presence_alive(t->srv->presence, users, when, nalive);
+    iy_free(users);
+    iy_free(when);
 }

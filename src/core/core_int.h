@@ -62,8 +62,12 @@ typedef struct server server;
 typedef struct iothread iothread;
 typedef struct conn conn;
 
+struct presence;
+
 struct server {
     server_config cfg;
+    struct presence *presence;
+    uv_timer_t presence_timer;
     store *store;
     dbq *dbq;
     bus *bus;
@@ -139,6 +143,10 @@ struct conn {
     uint64_t wait_after;
     uint64_t wait_deadline_ms;
     int wait_limit;
+    /* presence and rate limits (WebSocket) */
+    uint64_t reported_rx_ms;    /* last life sign reported to presence */
+    uint64_t last_typing_ms;
+    unsigned clean_close : 1;   /* the peer or a logout closed it properly */
 };
 
 /* ---- iothread.c ---- */
@@ -177,6 +185,7 @@ void static_serve(conn *c, iy_str path);              /* GET of a web client fil
 void chat_on_text(conn *c, const char *data, size_t len);
 void chat_deliver(iothread *t, const bus_batch *b);
 void chat_revoke(iothread *t, const bus_event *ev);
+void chat_notice(iothread *t, const bus_notice *no);
 
 /* ---- auth.c ---- */
 void auth_token_new(char out[44], uint8_t hash[32]);           /* random token (base64url) and its SHA-256 */
@@ -188,6 +197,15 @@ typedef void (*auth_verify_cb)(void *ctx, int ok);
 void auth_hash_password(iothread *t, const char *pw, size_t n, auth_hash_cb cb, void *ctx);
 void auth_verify_password(iothread *t, const char *encoded, const char *pw, size_t n,
                           auth_verify_cb cb, void *ctx);
+
+/* ---- social.c: presence as friends see it (storage thread unless noted) ---- */
+void social_publish(void *srv, uint64_t user, int online, int64_t last_active); /* any thread */
+void social_presence_of(server *srv, store *s, uint64_t user, int *online, int64_t *last_active);
+int social_may_see(store *s, uint64_t viewer, uint64_t user);   /* self, friend, or a shared channel */
+void social_presence_fields(iy_buf *b, uint64_t user, int online, int64_t last_active);
+void social_presence_frame(iy_buf *b, uint64_t user, int online, int64_t last_active);
+void social_presence_list(iy_buf *b, server *srv, store *s, uint64_t viewer, const uint64_t *ids, size_t n);
+void social_push_presence(server *srv, store *s, uint64_t user, const uint64_t *to, size_t n);
 
 /* ---- util ---- */
 uint64_t now_ms(void);                                      /* wall clock */

@@ -103,6 +103,7 @@ static void on_wake(uv_async_t *a)
         } else if (it->ev) {
             if (it->ev->kind == BUS_BATCH) chat_deliver(t, it->ev->batch);
             else if (it->ev->kind == BUS_REVOKE) chat_revoke(t, it->ev);
+            else if (it->ev->kind == BUS_NOTICE) chat_notice(t, it->ev->notice);
             bus_event_free(it->ev);
         } else if (it->ctl == THREAD_STOP_ACCEPT) {
             stop_accepting(t);

@@ -7,6 +7,7 @@
  * queue (every accepted send is committed and answered) -> sockets closed
  * (WebSockets with 1001) -> store closed. */
 #include "server.h"
+#include "presence.h"
 #include "../base/alloc.h"
 #include "../base/err.h"
 #include "../base/log.h"
@@ -52,6 +53,12 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_stop(&srv->main_loop);
 }
 
+static void on_presence_tick(uv_timer_t *t)
+{
+    server *srv = t->data;
+    presence_tick(srv->presence, (int64_t)now_ms());
+}
+
 static void raise_fd_limit(void)
 {
     struct rlimit rl;
@@ -80,6 +87,7 @@ int server_run(const server_config *cfg)
     }
     if (store_open(cfg->data_dir, 0, &srv->store) != 0) goto out;
 
+    srv->presence = presence_new(cfg->presence_timeout_s, social_publish, srv);
     srv->nthreads = cfg->threads;
     srv->threads = iy_calloc(srv->nthreads, sizeof *srv->threads);
     for (unsigned i = 0; i < srv->nthreads; i++)
@@ -94,6 +102,9 @@ int server_run(const server_config *cfg)
     srv->sigterm.data = srv->sigint.data = srv;
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
+    uv_timer_init(&srv->main_loop, &srv->presence_timer);
+    srv->presence_timer.data = srv;
+    uv_timer_start(&srv->presence_timer, on_presence_tick, 250, 250);
 
     for (unsigned i = 0; i < srv->nthreads; i++) iothread_run(srv->threads[i]);
     iy_log("iyagid listening on http://%s:%d/ (data %s, %u I/O threads)", cfg->listen_host,
@@ -109,6 +120,7 @@ int server_run(const server_config *cfg)
     uv_run(&srv->main_loop, UV_RUN_DEFAULT);
     uv_loop_close(&srv->main_loop);
     dbq_free(srv->dbq);
+    presence_free(srv->presence);
     bus_free(srv->bus);
     store_free(srv->store);
     iy_free(srv->threads);

@@ -48,6 +48,16 @@ typedef struct iy_channel {
     uint64_t members[IY_GROUP_MAX + 1];     /* ascending user ids */
 } iy_channel;
 
+/* Membership events are stored as messages of their channel (with seq and an
+ * inbox pos for every member concerned), so every device learns of them in
+ * order, live or through sync. */
+enum iy_event {
+    IY_EV_NONE = 0,            /* a user's message */
+    IY_EV_MEMBER_ADDED = 1,    /* subject joined (added by from) */
+    IY_EV_MEMBER_REMOVED = 2,  /* subject left (from == subject) or was removed by the owner */
+    IY_EV_RENAMED = 3,         /* the group's new name is the text */
+};
+
 /* One stored message. text is owned (malloc'd, NUL-terminated, text_len bytes). */
 typedef struct iy_msg {
     uint64_t id;
@@ -59,6 +69,8 @@ typedef struct iy_msg {
     char cmid[IY_CMID_MAX + 1];    /* "" if none */
     char *text;
     size_t text_len;
+    int event;                     /* enum iy_event */
+    uint64_t subject;              /* MEMBER_ADDED/REMOVED: the user added or removed */
 } iy_msg;
 
 typedef struct iy_msg_list {
@@ -148,16 +160,23 @@ typedef struct iy_send {
     const char *text;
     size_t text_len;
     const char *cmid;
+    int event;                 /* enum iy_event; events need channel (a group) */
+    uint64_t subject;          /* MEMBER_ADDED/REMOVED */
 } iy_send;
 
 /* What was stored: the message (text NOT copied: out->msg.text is NULL; the
  * caller keeps its own), its members, and each member's new inbox pos.
- * msg.pos is the sender's pos. */
+ * msg.pos is the sender's pos. For events, members are everyone concerned:
+ * the members after the change plus, for MEMBER_REMOVED, the removed user
+ * (who learns of the removal and then gets nothing more); owner is the
+ * group's owner after the change (it passes to the lowest remaining member
+ * id when the owner leaves). */
 typedef struct iy_stored {
     iy_msg msg;
     uint32_t nmembers;
     uint64_t members[IY_GROUP_MAX + 1];
     uint64_t pos[IY_GROUP_MAX + 1];         /* pos[i] belongs to members[i] */
+    uint64_t owner;                         /* events: the owner after the change */
 } iy_stored;
 
 /* Opens the one batch of this store (at most one open at a time). Never fails. */
@@ -171,8 +190,17 @@ store_batch *store_batch_begin(store *s);
  *                the sender's pos (nmembers = 0); nothing new is added
  *   IY_ENOTFOUND the channel or the `to` user does not exist
  *   IY_EFORBIDDEN from is not a member of the channel
- *   IY_EINVAL    to == from, or neither/both of channel and to
+ *   IY_EINVAL    to == from, or neither/both of channel and to, or an
+ *                event on a direct channel, or a rename to "" / > IY_GROUP_NAME_MAX
+ *   IY_ECONFLICT MEMBER_ADDED of a user who is already a member
+ *   IY_ETOOBIG   MEMBER_ADDED to a group of IY_GROUP_MAX members
+ *   IY_EFORBIDDEN also: MEMBER_REMOVED of someone else by a non-owner,
+ *                RENAMED by a non-owner (any member may add)
+ *   IY_ENOTFOUND also: MEMBER_ADDED of a user that does not exist,
+ *                MEMBER_REMOVED of a non-member
  *   IY_EIO
+ * Events apply their membership/name change inside the batch (later adds of
+ * the same batch see it) and never use cmid idempotency. 
  * On failure the batch is unchanged and stays usable. */
 int store_batch_add(store_batch *b, const iy_send *in, iy_stored *out);
 
@@ -195,6 +223,54 @@ int store_history(store *s, uint64_t channel, uint64_t before_seq, uint64_t afte
  * each message with its pos. *more = 1 if entries remain past the last.
  * Returns 0, IY_EIO. */
 int store_sync(store *s, uint64_t user, uint64_t after, int limit, iy_msg_list *out, int *more);
+
+/* ---- read state (receipts) ----------------------------------------------- */
+
+/* Records that user has read channel up to seq; it only moves forward (a
+ * smaller seq is ignored, returning 0). *now gets the stored read seq.
+ * Written without sync: a process crash keeps it (the WAL is written), a
+ * machine crash may lose the last moves, which is harmless for receipts.
+ * Returns 0, IY_EIO. */
+int store_read_set(store *s, uint64_t user, uint64_t channel, uint64_t seq, uint64_t *now);
+
+/* The read seq of user in channel (0 if never read). Returns 0, IY_EIO. */
+int store_read_get(store *s, uint64_t user, uint64_t channel, uint64_t *seq);
+
+/* ---- friends (symmetric, by request and acceptance) --------------------- */
+
+enum iy_friend_state {
+    IY_FRIEND_NONE = 0,
+    IY_FRIEND_OUTGOING = 1,    /* a asked b */
+    IY_FRIEND_INCOMING = 2,    /* b asked a */
+    IY_FRIEND_MUTUAL = 3,      /* friends */
+};
+
+/* a asks b (PUT /v1/friends/b). If b had asked a, both become friends.
+ * Idempotent. *state is the state from a's side afterwards. Synced.
+ * Returns 0, IY_ENOTFOUND (b does not exist), IY_EINVAL (a == b), IY_EIO. */
+int store_friend_put(store *s, uint64_t a, uint64_t b, int *state);
+
+/* Ends a friendship or a request in either direction, for both. Idempotent.
+ * Synced. Returns 0, IY_ENOTFOUND (b does not exist), IY_EIO. */
+int store_friend_delete(store *s, uint64_t a, uint64_t b);
+
+/* The state between a and b from a's side. Returns 0, IY_EIO. */
+int store_friend_state(store *s, uint64_t a, uint64_t b, int *state);
+
+/* user's friends, incoming and outgoing requests: three malloc'd arrays
+ * (free with iy_free; NULL when empty), ascending ids. Returns 0, IY_EIO. */
+int store_friend_list(store *s, uint64_t user, uint64_t **friends, size_t *nf,
+                      uint64_t **incoming, size_t *ni, uint64_t **outgoing, size_t *no);
+
+/* 1 if a and b share a channel (direct or group), else 0; IY_EIO. */
+int store_share_channel(store *s, uint64_t a, uint64_t b);
+
+/* ---- presence persistence ------------------------------------------------ */
+
+/* last_active_at of a user (ms), kept across restarts; 0 if never seen.
+ * Set is written without sync (see store_read_set). Return 0, IY_EIO. */
+int store_last_active_set(store *s, uint64_t user, int64_t ms);
+int store_last_active_get(store *s, uint64_t user, int64_t *ms);
 
 /* Counters for /metrics: number of messages stored (since creation). */
 uint64_t store_message_count(store *s);
