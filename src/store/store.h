@@ -166,6 +166,10 @@ typedef struct iy_send {
 
 /* What was stored: the message (text NOT copied: out->msg.text is NULL; the
  * caller keeps its own), its members, and each member's new inbox pos.
+ * A user's message also sets its sender's read seq to its seq (in the same
+ * batch); an event does not move the actor's read seq. owner is the group's
+ * owner for every message (0 for direct). event/subject are echoed in msg
+ * (subject 0 for RENAMED).
  * msg.pos is the sender's pos. For events, members are everyone concerned:
  * the members after the change plus, for MEMBER_REMOVED, the removed user
  * (who learns of the removal and then gets nothing more); owner is the
@@ -200,7 +204,12 @@ store_batch *store_batch_begin(store *s);
  *                MEMBER_REMOVED of a non-member
  *   IY_EIO
  * Events apply their membership/name change inside the batch (later adds of
- * the same batch see it) and never use cmid idempotency. 
+ * the same batch see it) and never use cmid idempotency (cmid is ignored).
+ * An event is checked in this order: a channel that is not a group, or an
+ * event value out of range -> IY_EINVAL; from not a member -> IY_EFORBIDDEN;
+ * then ADDED: ECONFLICT, ENOTFOUND, ETOOBIG; REMOVED: EFORBIDDEN, ENOTFOUND;
+ * RENAMED: EFORBIDDEN, then EINVAL (also for a name holding a NUL byte).
+ * In an empty group (everyone left) every add is IY_EFORBIDDEN.
  * On failure the batch is unchanged and stays usable. */
 int store_batch_add(store_batch *b, const iy_send *in, iy_stored *out);
 
@@ -227,7 +236,9 @@ int store_sync(store *s, uint64_t user, uint64_t after, int limit, iy_msg_list *
 /* ---- read state (receipts) ----------------------------------------------- */
 
 /* Records that user has read channel up to seq; it only moves forward (a
- * smaller seq is ignored, returning 0). *now gets the stored read seq.
+ * smaller seq is ignored, returning 0); a seq past the channel's newest
+ * committed seq is clamped to it. *now gets the stored read seq.
+ * Membership is not checked here (the caller does).
  * Written without sync: a process crash keeps it (the WAL is written), a
  * machine crash may lose the last moves, which is harmless for receipts.
  * Returns 0, IY_EIO. */
@@ -250,7 +261,8 @@ enum iy_friend_state {
  * Returns 0, IY_ENOTFOUND (b does not exist), IY_EINVAL (a == b), IY_EIO. */
 int store_friend_put(store *s, uint64_t a, uint64_t b, int *state);
 
-/* Ends a friendship or a request in either direction, for both. Idempotent.
+/* Ends a friendship or a request in either direction, for both. Idempotent
+ * (nothing to end, a == b included: 0, no write).
  * Synced. Returns 0, IY_ENOTFOUND (b does not exist), IY_EIO. */
 int store_friend_delete(store *s, uint64_t a, uint64_t b);
 

@@ -13,11 +13,35 @@
  *   'c' channel                           kind u8, owner u64, nlen u16, name, n u16, members u64*n
  *   'd' min(a,b) max(a,b)                 channel u64
  *   'x' user channel                      (empty)              the user -> channels index
- *   'M' channel seq                       id u64, from u64, clen u8, cmid, text (the rest)
+ *   'M' channel seq                       id u64, from u64, flags u8, cmid, [event], text
  *   'I' user pos                          channel u64, seq u64 (a reference, never the text)
  *   'C' user cmid                         channel u64, seq u64, id u64, sender pos u64
+ *   'R' user channel                      read seq u64
+ *   'F' a b                               state u8 (enum iy_friend_state, a's side)
+ *   'L' user                              last_active ms i64
  *
  * All values are big-endian too. ts is never stored: it is the id's ms.
+ *
+ * Message values. flags is the cmid length (0..IY_CMID_MAX < 0x80) with bit
+ * 0x80 set when an event block follows the cmid: event u8, subject u64. A
+ * user's message never sets the bit, so its record is byte for byte what
+ * the first version wrote, and old records read as event 0.
+ *
+ * Friends. A request from a to b is the pair 'F' a b = OUTGOING and
+ * 'F' b a = INCOMING; acceptance turns both into MUTUAL; delete removes both.
+ * So each side's lists are one scan of its own 'F' range.
+ *
+ * Membership events (store_batch_add with iy_send.event) rewrite the 'c'
+ * record and the 'x' index inside the open batch, next to their 'M' record:
+ * a later add of the same batch reads the channel through the batch and sees
+ * the change, and a failed or dropped batch loses it with the message.
+ * There is no in-memory channel state to undo.
+ *
+ * Read state. A message sets its sender's 'R' to its seq in the batch.
+ * store_read_set clamps to the channel's committed newest seq, so 'R' never
+ * passes the newest seq and a send (always newest + 1) only moves it forward.
+ * 'R' and 'L' are written with sync = 0: the WAL keeps them across a
+ * process crash; only a machine crash may lose the newest moves.
  *
  * Counters. The newest committed seq of each channel and pos of each user
  * are cached in two open-addressing maps, loaded lazily by seeking to the
@@ -57,7 +81,10 @@
 enum {
     K_META = 'm', K_USER = 'u', K_UNAME = 'n', K_SESSION = 's', K_CHANNEL = 'c',
     K_DIRECT = 'd', K_UCHAN = 'x', K_MSG = 'M', K_INBOX = 'I', K_CMID = 'C',
+    K_READ = 'R', K_FRIEND = 'F', K_ACTIVE = 'L',
 };
+
+#define MSG_F_EVENT 0x80u   /* in a message's flags byte: an event block follows the cmid */
 
 /* ---- big-endian encoding ---------------------------------------------- */
 
@@ -85,7 +112,7 @@ typedef struct wr {
 static void wr_u8(wr *w, unsigned v) { w->p[w->n++] = (uint8_t)v; }
 static void wr_u16(wr *w, unsigned v) { w->p[w->n++] = (uint8_t)(v >> 8); w->p[w->n++] = (uint8_t)v; }
 static void wr_u64(wr *w, uint64_t v) { put64(w->p + w->n, v); w->n += 8; }
-static void wr_mem(wr *w, const void *p, size_t n) { memcpy(w->p + w->n, p, n); w->n += n; }
+static void wr_mem(wr *w, const void *p, size_t n) { if (n) memcpy(w->p + w->n, p, n); w->n += n; }
 
 /* A bounds-checked reader; bad is set on the first overrun (a corrupt record). */
 typedef struct rd {
@@ -248,6 +275,7 @@ struct store {
     rocksdb_readoptions_t *ropt;       /* point reads */
     rocksdb_readoptions_t *ropt_scan;  /* scans: bounds set per scan */
     rocksdb_writeoptions_t *wopt;      /* sync = 1 */
+    rocksdb_writeoptions_t *wopt_lazy; /* sync = 0: read state, last_active */
     uint64_t node;
     uint64_t last_id;                  /* newest id handed out */
     uint64_t msg_count;                /* committed messages */
@@ -402,6 +430,8 @@ int store_open(const char *dir, unsigned node, store **out)
     s->ropt_scan = rocksdb_readoptions_create();
     s->wopt = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(s->wopt, 1);
+    s->wopt_lazy = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(s->wopt_lazy, 0);
 
     size_t dl = strlen(dir);
     char *path = iy_malloc(dl + 4);
@@ -431,6 +461,7 @@ void store_free(store *s)
     map_free(&s->batch.seq);
     map_free(&s->batch.pos);
     if (s->db) rocksdb_close(s->db);
+    if (s->wopt_lazy) rocksdb_writeoptions_destroy(s->wopt_lazy);
     if (s->wopt) rocksdb_writeoptions_destroy(s->wopt);
     if (s->ropt_scan) rocksdb_readoptions_destroy(s->ropt_scan);
     if (s->ropt) rocksdb_readoptions_destroy(s->ropt);
@@ -532,8 +563,12 @@ static int msg_decode(const char *v, size_t vl, uint64_t channel, uint64_t seq, 
     m->seq = seq;
     m->id = rd_u64(&r);
     m->from = rd_u64(&r);
-    unsigned cl = rd_u8(&r);
-    rd_str(&r, cl, m->cmid, IY_CMID_MAX);
+    unsigned flags = rd_u8(&r);
+    rd_str(&r, flags & ~MSG_F_EVENT, m->cmid, IY_CMID_MAX);
+    if (flags & MSG_F_EVENT) {
+        m->event = (int)rd_u8(&r);
+        m->subject = rd_u64(&r);
+    }
     if (r.bad) return corrupt("message");
     m->ts = id_ts(m->id);
     m->text = iy_strndup((const char *)r.p, r.n);
@@ -941,12 +976,62 @@ static int cmid_lookup(store_batch *b, const uint8_t *k, size_t kl, const iy_sen
     return IY_EEXIST;
 }
 
+/* Checks the membership event in (from is a member of group c, loaded
+ * through the batch) and applies it to c, which then holds the channel
+ * after the change. out->members gets everyone concerned: the members
+ * after the change, plus the removed user for MEMBER_REMOVED (the members
+ * before it, ascending too). Returns 0 or the error of store_batch_add;
+ * c is unspecified after an error. */
+static int event_apply(store *s, const iy_send *in, iy_channel *c, iy_stored *out)
+{
+    int rc, i;
+    iy_user u;
+    switch (in->event) {
+    case IY_EV_MEMBER_ADDED:
+        if (find_member(c->members, c->nmembers, in->subject) >= 0) return IY_ECONFLICT;
+        if ((rc = user_load(s, in->subject, &u, NULL)) != 0) return rc;
+        if (c->nmembers >= IY_GROUP_MAX) return IY_ETOOBIG;
+        for (i = (int)c->nmembers; i > 0 && c->members[i - 1] > in->subject; i--)
+            c->members[i] = c->members[i - 1];
+        c->members[i] = in->subject;
+        c->nmembers++;
+        break;
+    case IY_EV_MEMBER_REMOVED:
+        if (in->from != in->subject && in->from != c->owner) return IY_EFORBIDDEN;
+        if ((i = find_member(c->members, c->nmembers, in->subject)) < 0) return IY_ENOTFOUND;
+        out->nmembers = c->nmembers;
+        memcpy(out->members, c->members, c->nmembers * sizeof *c->members);
+        c->nmembers--;
+        memmove(c->members + i, c->members + i + 1,
+                (c->nmembers - (uint32_t)i) * sizeof *c->members);
+        /* The owner leaving hands the group to the lowest remaining id; an
+         * empty group has no owner. */
+        if (c->owner == in->subject) c->owner = c->nmembers ? c->members[0] : 0;
+        return 0;
+    case IY_EV_RENAMED:
+        if (in->from != c->owner) return IY_EFORBIDDEN;
+        if (in->text_len == 0 || in->text_len > IY_GROUP_NAME_MAX ||
+            memchr(in->text, '\0', in->text_len))   /* the name is a C string */
+            return IY_EINVAL;
+        memcpy(c->name, in->text, in->text_len);
+        c->name[in->text_len] = '\0';
+        break;
+    default:
+        return IY_EINVAL;
+    }
+    out->nmembers = c->nmembers;
+    memcpy(out->members, c->members, c->nmembers * sizeof *c->members);
+    return 0;
+}
+
 int store_batch_add(store_batch *b, const iy_send *in, iy_stored *out)
 {
     store *s = b->s;
-    size_t cl = in->cmid ? strlen(in->cmid) : 0;
+    int ev = in->event;
+    /* Events never use cmid idempotency: their cmid is ignored. */
+    size_t cl = ev == IY_EV_NONE && in->cmid ? strlen(in->cmid) : 0;
     if ((in->channel != 0) == (in->to != 0) || in->to == in->from || cl > IY_CMID_MAX ||
-        !b->open)
+        !b->open || ev < IY_EV_NONE || ev > IY_EV_RENAMED || (ev != IY_EV_NONE && in->to))
         return IY_EINVAL;
 
     /* Reads and checks first: nothing is written to the batch before the
@@ -954,6 +1039,7 @@ int store_batch_add(store_batch *b, const iy_send *in, iy_stored *out)
     uint8_t ck[1 + 8 + IY_CMID_MAX];
     size_t ckl = 0;
     int rc;
+    out->owner = 0;
     if (cl) {
         ck[0] = K_CMID;
         put64(ck + 1, in->from);
@@ -964,6 +1050,7 @@ int store_batch_add(store_batch *b, const iy_send *in, iy_stored *out)
 
     uint64_t ch = 0;
     int create = 0;
+    iy_channel *c = NULL;    /* events: the channel after the change */
     if (in->to) {
         uint64_t a = in->from < in->to ? in->from : in->to;
         uint64_t z = in->from < in->to ? in->to : in->from;
@@ -979,38 +1066,42 @@ int store_batch_add(store_batch *b, const iy_send *in, iy_stored *out)
             return rc;
         }
     } else {
-        iy_channel *c = iy_malloc(sizeof *c);
+        c = iy_malloc(sizeof *c);
         ch = in->channel;
         rc = channel_load(s, b->wb, ch, c);
+        if (rc == 0 && ev != IY_EV_NONE && c->kind != IY_GROUP) rc = IY_EINVAL;
         if (rc == 0 && find_member(c->members, c->nmembers, in->from) < 0) rc = IY_EFORBIDDEN;
-        if (rc == 0) {
+        if (rc == 0 && ev != IY_EV_NONE) {
+            rc = event_apply(s, in, c, out);
+        } else if (rc == 0) {
             out->nmembers = c->nmembers;
             memcpy(out->members, c->members, c->nmembers * sizeof *c->members);
         }
-        iy_free(c);
-        if (rc) return rc;
+        if (rc) goto err;
+        out->owner = c->owner;
     }
 
     uint64_t seq = 0;
-    if (!create && (rc = counter_pending(b, K_MSG, ch, &seq)) != 0) return rc;
+    if (!create && (rc = counter_pending(b, K_MSG, ch, &seq)) != 0) goto err;
     seq++;
     for (uint32_t i = 0; i < out->nmembers; i++) {
-        if ((rc = counter_pending(b, K_INBOX, out->members[i], &out->pos[i])) != 0) return rc;
+        if ((rc = counter_pending(b, K_INBOX, out->members[i], &out->pos[i])) != 0) goto err;
         out->pos[i]++;
     }
 
     /* From here on nothing fails. */
+    uint8_t k[17], val[CHANNEL_VAL_MAX];
     if (create) {
-        iy_channel *c = iy_calloc(1, sizeof *c);
-        uint8_t k[17], val[CHANNEL_VAL_MAX], chv[8];
+        iy_channel *d = iy_calloc(1, sizeof *d);
+        uint8_t chv[8];
         ch = next_id(s);
-        c->id = ch;
-        c->kind = IY_DIRECT;
-        c->nmembers = 2;
-        c->members[0] = out->members[0];
-        c->members[1] = out->members[1];
-        size_t vn = channel_encode(val, c);
-        iy_free(c);
+        d->id = ch;
+        d->kind = IY_DIRECT;
+        d->nmembers = 2;
+        d->members[0] = out->members[0];
+        d->members[1] = out->members[1];
+        size_t vn = channel_encode(val, d);
+        iy_free(d);
         rocksdb_writebatch_wi_put(b->wb, (const char *)k, key1(k, K_CHANNEL, ch),
                                   (const char *)val, vn);
         put64(chv, ch);
@@ -1021,15 +1112,33 @@ int store_batch_add(store_batch *b, const iy_send *in, iy_stored *out)
             rocksdb_writebatch_wi_put(b->wb, (const char *)k,
                                       key2(k, K_UCHAN, out->members[i], ch), "", 0);
     }
+    if (ev != IY_EV_NONE) {
+        /* The membership or name change, atomic with its message. */
+        size_t vn = channel_encode(val, c);
+        rocksdb_writebatch_wi_put(b->wb, (const char *)k, key1(k, K_CHANNEL, ch),
+                                  (const char *)val, vn);
+        if (ev == IY_EV_MEMBER_ADDED)
+            rocksdb_writebatch_wi_put(b->wb, (const char *)k,
+                                      key2(k, K_UCHAN, in->subject, ch), "", 0);
+        else if (ev == IY_EV_MEMBER_REMOVED)
+            rocksdb_writebatch_wi_delete(b->wb, (const char *)k,
+                                         key2(k, K_UCHAN, in->subject, ch));
+    }
+    uint64_t subject = ev == IY_EV_MEMBER_ADDED || ev == IY_EV_MEMBER_REMOVED ? in->subject : 0;
 
     uint64_t id = next_id(s);
-    uint8_t mk[17], hdr[8 + 8 + 1 + IY_CMID_MAX];
+    uint8_t mk[17], hdr[8 + 8 + 1 + IY_CMID_MAX + 1 + 8];
     wr w = { hdr, 0 };
     wr_u64(&w, id);
     wr_u64(&w, in->from);
-    wr_u8(&w, (unsigned)cl);
+    wr_u8(&w, (unsigned)cl | (ev != IY_EV_NONE ? MSG_F_EVENT : 0));
     wr_mem(&w, in->cmid, cl);
-    const char *kp[1] = { (const char *)mk }, *vp[2] = { (const char *)hdr, in->text };
+    if (ev != IY_EV_NONE) {
+        wr_u8(&w, (unsigned)ev);
+        wr_u64(&w, subject);
+    }
+    const char *kp[1] = { (const char *)mk };
+    const char *vp[2] = { (const char *)hdr, in->text_len ? in->text : "" };
     size_t kls[1] = { key2(mk, K_MSG, ch, seq) }, vls[2] = { w.n, in->text_len };
     rocksdb_writebatch_wi_putv(b->wb, 1, kp, kls, 2, vp, vls);   /* the text is not copied twice */
 
@@ -1044,6 +1153,16 @@ int store_batch_add(store_batch *b, const iy_send *in, iy_stored *out)
         if (out->members[i] == in->from) sender_pos = out->pos[i];
     }
     map_put(&b->seq, ch, seq);
+    if (sender_pos) {
+        /* The sender has read their own message (or event: a renamer has no
+         * unread rename). seq is the channel's newest
+         * and 'R' never passes the newest (store_read_set clamps), so this
+         * only moves forward. */
+        uint8_t rv[8];
+        put64(rv, seq);
+        rocksdb_writebatch_wi_put(b->wb, (const char *)k, key2(k, K_READ, in->from, ch),
+                                  (const char *)rv, 8);
+    }
     if (cl) {
         uint8_t cv[32];
         put64(cv, ch);
@@ -1053,6 +1172,7 @@ int store_batch_add(store_batch *b, const iy_send *in, iy_stored *out)
         rocksdb_writebatch_wi_put(b->wb, (const char *)ck, ckl, (const char *)cv, 32);
     }
     b->nmsgs++;
+    iy_free(c);
 
     memset(&out->msg, 0, sizeof out->msg);
     out->msg.id = id;
@@ -1063,7 +1183,12 @@ int store_batch_add(store_batch *b, const iy_send *in, iy_stored *out)
     out->msg.ts = id_ts(id);
     if (cl) memcpy(out->msg.cmid, in->cmid, cl + 1);
     out->msg.text_len = in->text_len;
+    out->msg.event = ev;
+    out->msg.subject = subject;
     return 0;
+err:
+    iy_free(c);
+    return rc;
 }
 
 int store_batch_commit(store_batch *b)
@@ -1191,5 +1316,198 @@ int store_sync(store *s, uint64_t user, uint64_t after, int limit, iy_msg_list *
         iy_msg_list_clear(out);
         *more = 0;
     }
+    return rc;
+}
+
+/* ---- read state ------------------------------------------------------------- */
+
+/* A u64 value under key k (committed state): 0 with *v (0 if absent), IY_EIO. */
+static int get_u64(store *s, const uint8_t *k, size_t kl, uint64_t *v, const char *what)
+{
+    char *val;
+    size_t vl;
+    *v = 0;
+    int rc = kv_get(s, NULL, k, kl, &val, &vl);
+    if (rc <= 0) return rc;
+    if (vl == 8) *v = get64((const uint8_t *)val);
+    rocksdb_free(val);
+    return vl == 8 ? 0 : corrupt(what);
+}
+
+/* A lazy (unsynced) single put. */
+static int put_lazy(store *s, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    char *err = NULL;
+    rocksdb_put(s->db, s->wopt_lazy, (const char *)k, kl, (const char *)v, vl, &err);
+    return err ? rerr(err, "put") : 0;
+}
+
+int store_read_set(store *s, uint64_t user, uint64_t channel, uint64_t seq, uint64_t *now)
+{
+    uint8_t k[17], v[8];
+    uint64_t cur, last;
+    int rc;
+    *now = 0;
+    key2(k, K_READ, user, channel);
+    if ((rc = get_u64(s, k, 17, &cur, "read")) != 0) return rc;
+    /* Nobody has seen past the committed newest seq; keeping 'R' below it
+     * lets a send move it to its own seq without reading it first. */
+    if ((rc = counter_committed(s, &s->seq, K_MSG, channel, &last)) != 0) return rc;
+    if (seq > last) seq = last;
+    *now = cur;
+    if (seq <= cur) return 0;
+    put64(v, seq);
+    if ((rc = put_lazy(s, k, 17, v, 8)) != 0) return rc;
+    *now = seq;
+    return 0;
+}
+
+int store_read_get(store *s, uint64_t user, uint64_t channel, uint64_t *seq)
+{
+    uint8_t k[17];
+    return get_u64(s, k, key2(k, K_READ, user, channel), seq, "read");
+}
+
+/* ---- friends ------------------------------------------------------------------ */
+
+/* The state between a and b from a's side: 0 with *state, IY_EIO. */
+static int friend_load(store *s, uint64_t a, uint64_t b, int *state)
+{
+    uint8_t k[17];
+    char *v;
+    size_t vl;
+    *state = IY_FRIEND_NONE;
+    int rc = kv_get(s, NULL, k, key2(k, K_FRIEND, a, b), &v, &vl);
+    if (rc <= 0) return rc;
+    unsigned st = vl == 1 ? (uint8_t)v[0] : 0;
+    rocksdb_free(v);
+    if (st < IY_FRIEND_OUTGOING || st > IY_FRIEND_MUTUAL) return corrupt("friend");
+    *state = (int)st;
+    return 0;
+}
+
+/* Writes both sides: a's state sa and the mirrored one of b (NONE deletes). Synced. */
+static int friend_write(store *s, uint64_t a, uint64_t b, int sa)
+{
+    static const uint8_t mirror[4] = { IY_FRIEND_NONE, IY_FRIEND_INCOMING, IY_FRIEND_OUTGOING,
+                                       IY_FRIEND_MUTUAL };
+    uint8_t k[17], v[2] = { (uint8_t)sa, mirror[sa] };
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    for (int i = 0; i < 2; i++) {
+        key2(k, K_FRIEND, i ? b : a, i ? a : b);
+        if (sa == IY_FRIEND_NONE) rocksdb_writebatch_delete(wb, (const char *)k, 17);
+        else rocksdb_writebatch_put(wb, (const char *)k, 17, (const char *)&v[i], 1);
+    }
+    return write_sync(s, wb);
+}
+
+int store_friend_put(store *s, uint64_t a, uint64_t b, int *state)
+{
+    iy_user u;
+    int rc, st;
+    *state = IY_FRIEND_NONE;
+    if (a == b) return IY_EINVAL;
+    if ((rc = user_load(s, b, &u, NULL)) != 0) return rc;
+    if ((rc = friend_load(s, a, b, &st)) != 0) return rc;
+    int next = st == IY_FRIEND_NONE ? IY_FRIEND_OUTGOING
+             : st == IY_FRIEND_INCOMING ? IY_FRIEND_MUTUAL : st;
+    if (next != st && (rc = friend_write(s, a, b, next)) != 0) return rc;
+    *state = next;
+    return 0;
+}
+
+int store_friend_delete(store *s, uint64_t a, uint64_t b)
+{
+    iy_user u;
+    int rc, st;
+    if ((rc = user_load(s, b, &u, NULL)) != 0) return rc;
+    if ((rc = friend_load(s, a, b, &st)) != 0) return rc;
+    return st == IY_FRIEND_NONE ? 0 : friend_write(s, a, b, IY_FRIEND_NONE);
+}
+
+int store_friend_state(store *s, uint64_t a, uint64_t b, int *state)
+{
+    return friend_load(s, a, b, state);
+}
+
+/* Appends x to the malloc'd array *v of *n elements (capacity *cap). */
+static void push_u64(uint64_t **v, size_t *n, size_t *cap, uint64_t x)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        *v = iy_realloc(*v, *cap * sizeof **v);
+    }
+    (*v)[(*n)++] = x;
+}
+
+int store_friend_list(store *s, uint64_t user, uint64_t **friends, size_t *nf,
+                      uint64_t **incoming, size_t *ni, uint64_t **outgoing, size_t *no)
+{
+    uint64_t **arr[4] = { NULL, outgoing, incoming, friends };
+    size_t *cnt[4] = { NULL, no, ni, nf }, cap[4] = { 0 };
+    for (int i = 1; i < 4; i++) {
+        *arr[i] = NULL;
+        *cnt[i] = 0;
+    }
+    uint8_t lo[9], hi[9];
+    key1(lo, K_FRIEND, user);
+    rocksdb_iterator_t *it = scan_open(s, lo, 9, hi, key1_succ(hi, K_FRIEND, user));
+    int rc = 0;
+    for (rocksdb_iter_seek(it, (const char *)lo, 9); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
+        if (kl != 17 || vl != 1 || v[0] < IY_FRIEND_OUTGOING || v[0] > IY_FRIEND_MUTUAL) {
+            rc = corrupt("friend");
+            break;
+        }
+        push_u64(arr[v[0]], cnt[v[0]], &cap[v[0]], get64(k + 9));
+    }
+    int rc2 = scan_close(it);
+    if (rc == 0) rc = rc2;
+    if (rc) {
+        for (int i = 1; i < 4; i++) {
+            iy_free(*arr[i]);
+            *arr[i] = NULL;
+            *cnt[i] = 0;
+        }
+    }
+    return rc;
+}
+
+int store_share_channel(store *s, uint64_t a, uint64_t b)
+{
+    uint64_t *chs, ch;
+    size_t n;
+    /* The direct channel is the common case and one point read. */
+    int rc = store_direct_find(s, a, b, &ch);
+    if (rc != IY_ENOTFOUND) return rc == 0 ? 1 : rc;
+    if ((rc = store_user_channels(s, a, &chs, &n)) != 0) return rc;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        uint8_t k[17];
+        char *v;
+        size_t vl;
+        rc = kv_get(s, NULL, k, key2(k, K_UCHAN, b, chs[i]), &v, &vl);
+        if (rc == 1) rocksdb_free(v);
+    }
+    iy_free(chs);
+    return rc;
+}
+
+/* ---- presence persistence ------------------------------------------------------ */
+
+int store_last_active_set(store *s, uint64_t user, int64_t ms)
+{
+    uint8_t k[9], v[8];
+    put64(v, (uint64_t)ms);
+    return put_lazy(s, k, key1(k, K_ACTIVE, user), v, 8);
+}
+
+int store_last_active_get(store *s, uint64_t user, int64_t *ms)
+{
+    uint8_t k[9];
+    uint64_t v;
+    int rc = get_u64(s, k, key1(k, K_ACTIVE, user), &v, "last_active");
+    *ms = rc == 0 ? (int64_t)v : 0;
     return rc;
 }
