@@ -1,0 +1,87 @@
+// Groups in the browser: three people in a group chat; adding, removing and leaving, shown as
+// system lines; the UI degrades to an error line where the server lacks membership changes.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  startServer, launchBrowser, newPerson, signUp, openChat, send, texts, waitForText, uname, httpFeature,
+} from './lib/harness.mjs';
+
+let server, browser;
+before(async () => { server = await startServer(); browser = await launchBrowser(); });
+after(async () => { await browser?.close(); await server?.close(); });
+
+test('a group of three: create it, everyone talks, everyone sees the same conversation', async (t) => {
+  const P = [];
+  const names = [uname('ann'), uname('ben'), uname('cat'), uname('dan')];
+  const display = ['Ann', 'Ben', 'Cat', 'Dan'];
+  for (let i = 0; i < 4; i++) {
+    const p = await newPerson(browser, server);
+    p.session = await signUp(p.page, names[i], display[i]);
+    P.push(p);
+  }
+  const [A, B, C, D] = P;
+
+  // Ann creates the group through the dialog
+  await A.page.getByRole('button', { name: 'New group…' }).click();
+  await A.page.getByLabel('Group name').fill('Trio <i>talk</i>');
+  await A.page.getByRole('dialog').getByLabel(/^Members/).fill(`${names[1]}, ${names[2]}`);
+  await A.page.getByRole('button', { name: 'Create' }).click();
+  await A.page.locator('#chat-title', { hasText: 'Trio <i>talk</i>' }).waitFor();
+  await A.page.locator('#chat-sub', { hasText: '3 members' }).waitFor();
+  await send(A.page, 'welcome, both of you');
+
+  for (const p of [B, C]) {
+    await openChat(p.page, 'Trio <i>talk</i>');
+    await waitForText(p.page, 'welcome, both of you');
+  }
+  await send(B.page, 'thanks Ann');
+  await waitForText(C.page, 'thanks Ann');
+  await send(C.page, 'hi all 🎉');
+  for (const p of [A, B, C]) await waitForText(p.page, 'hi all 🎉');
+  const want = ['welcome, both of you', 'thanks Ann', 'hi all 🎉'];
+  for (const p of [A, B, C]) assert.deepEqual(await texts(p.page), want);
+  // in a group, others' messages carry the sender's name
+  assert.equal(await C.page.locator('#msgs li.msg', { hasText: 'thanks Ann' }).locator('.who').textContent(), 'Ben');
+
+  // membership changes
+  const channel = await A.page.evaluate(() => location.hash.slice(4));
+  if (!(await httpFeature(server, A.session.token, 'POST', `/v1/channels/${channel}/members`, { user_id: '1' }))) {
+    // not landed: the dialog shows an error line and nothing breaks
+    await A.page.getByRole('button', { name: 'Members' }).click();
+    await A.page.getByLabel('Add a member (username)').fill(names[3]);
+    await A.page.getByRole('button', { name: 'Add', exact: true }).click();
+    await A.page.locator('#members-error', { hasText: 'not available' }).waitFor();
+    t.skip('server answers membership changes with "unavailable" (not landed yet)');
+    for (const p of P) await p.context.close();
+    return;
+  }
+  await A.page.getByRole('button', { name: 'Members' }).click();
+  const dlg = A.page.getByRole('dialog');
+  await dlg.getByLabel('Add a member (username)').fill(names[3]);
+  await dlg.getByRole('button', { name: 'Add', exact: true }).click();
+  await dlg.locator('#member-list li', { hasText: 'Dan' }).waitFor();
+  await dlg.getByRole('button', { name: 'Remove Cat' }).click();
+  await dlg.locator('#member-list li', { hasText: 'Cat' }).waitFor({ state: 'detached' });
+  await dlg.getByRole('button', { name: 'Close' }).click();
+  await A.page.locator('#msgs li.sys', { hasText: 'Ann added Dan' }).waitFor();
+  await A.page.locator('#msgs li.sys', { hasText: 'Ann removed Cat' }).waitFor();
+  await B.page.locator('#msgs li.sys', { hasText: 'Ann removed Cat' }).waitFor();
+
+  // Cat is out: the group leaves her list
+  await C.page.locator('#chat-list .chat-item', { hasText: 'Trio' }).waitFor({ state: 'detached' });
+  // Dan is in and can talk
+  await openChat(D.page, 'Trio <i>talk</i>');
+  await send(D.page, 'hello from Dan');
+  await waitForText(A.page, 'hello from Dan');
+  await waitForText(B.page, 'hello from Dan');
+
+  // Ben leaves by himself
+  await B.page.getByRole('button', { name: 'Members' }).click();
+  await B.page.getByRole('button', { name: 'Leave group' }).click();
+  await B.page.locator('#chat-list .chat-item', { hasText: 'Trio' }).waitFor({ state: 'detached' });
+  await A.page.locator('#msgs li.sys', { hasText: 'Ben left' }).waitFor();
+  await A.page.locator('#chat-sub', { hasText: '2 members' }).waitFor();
+
+  for (const p of P) assert.deepEqual(p.page.errors, []);
+  for (const p of P) await p.context.close();
+});

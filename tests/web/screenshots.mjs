@@ -1,0 +1,87 @@
+// screenshots.mjs — the main screens at a phone's size (390x844) and a desktop's (1280x800),
+// written to docs/screenshots/. Run: cd tests/web && node screenshots.mjs (after make).
+import fs from 'node:fs';
+import path from 'node:path';
+import {
+  startServer, launchBrowser, newPerson, signUp, logIn, openDirect, openChat, send, waitForText, api, SHOTS, PHONE, DESKTOP, sleep,
+} from './lib/harness.mjs';
+
+const server = await startServer();
+const browser = await launchBrowser();
+fs.mkdirSync(SHOTS, { recursive: true });
+const shot = async (page, name) => {
+  await sleep(250);
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
+  console.log('wrote', path.join('docs/screenshots', `${name}.png`));
+};
+try {
+  // people and a bit of history, made over HTTP
+  const mk = async (username, display_name) => {
+    await api(server, 'POST', '/v1/users', { body: { username, password: 'correct horse 1', display_name } });
+    return (await api(server, 'POST', '/v1/sessions', { body: { username, password: 'correct horse 1' } })).data;
+  };
+  const bob = await mk('bob', 'Bob');
+  const carol = await mk('carol', 'Carol 캐롤');
+  const dave = await mk('dave', 'Dave');
+
+  for (const [name, viewport, mobile] of [['desktop', DESKTOP, false], ['phone', PHONE, true]]) {
+    const me = `alice_${name}`;
+    const A = await newPerson(browser, server, { viewport, mobile });
+    await shot(A.page, `${name}-login`);
+    const sa = await signUp(A.page, me, 'Alice');
+    const msg = (s, to, text) => api(server, 'POST', `/v1/users/${to}/messages`, { token: s.token, body: { text } });
+    await msg(dave, sa.user.id, 'Are we still on for Friday?');
+    await msg(carol, sa.user.id, '사진 보냈어요! Did you get the photos?');
+    for (const [s, u] of [[bob, bob.user], [carol, carol.user], [dave, dave.user]]) {
+      await api(server, 'PUT', `/v1/friends/${u.id}`, { token: sa.token });
+      await api(server, 'PUT', `/v1/friends/${sa.user.id}`, { token: s.token });
+    }
+    const g = (await api(server, 'POST', '/v1/groups', { token: sa.token, body: { name: 'Weekend trip 🏕️', members: [bob.user.id, carol.user.id] } })).data;
+    if (g && g.channel) {
+      await api(server, 'POST', `/v1/channels/${g.channel.id}/messages`, { token: bob.token, body: { text: 'I can drive. Leaving at 8?' } });
+      await api(server, 'POST', `/v1/channels/${g.channel.id}/messages`, { token: carol.token, body: { text: 'Bringing the tent ⛺ and snacks' } });
+    }
+    // Bob is online in his own browser
+    const B = await newPerson(browser, server);
+    await logIn(B.page, 'bob');
+    await A.page.reload();
+    await A.page.locator('#conn[data-state="online"]').waitFor();
+    await A.page.locator('#chat-list .chat-item').nth(2).waitFor();
+
+    await openDirect(A.page, 'bob');
+    await send(A.page, 'Hi Bob! Did you see the forecast? ☀️');
+    await A.page.locator('#msgs li.msg[data-seq]').first().waitFor();
+    await msg(bob, sa.user.id, 'Sunny all weekend 🙌');
+    await waitForText(A.page, 'Sunny all weekend');
+    await send(A.page, 'Perfect. <b>Packing</b> now — see you Saturday');
+    await waitForText(A.page, 'Packing');
+    await openChat(B.page, 'Alice');
+    await A.page.locator('#msgs li.msg[data-state="read"]').last().waitFor({ timeout: 3000 }).catch(() => {});
+    if (name === 'phone') {
+      await A.page.getByRole('button', { name: 'Back to conversations' }).click();
+      await shot(A.page, `${name}-chats`);
+      await openChat(A.page, 'Bob');
+    }
+    await shot(A.page, `${name}-chat`);
+    if (g && g.channel) {
+      if (name === 'phone') await A.page.getByRole('button', { name: 'Back to conversations' }).click();
+      await openChat(A.page, 'Weekend trip');
+      await send(A.page, 'Great, see you both at 8 🚗');
+      await waitForText(A.page, 'see you both');
+      await shot(A.page, `${name}-group`);
+      await A.page.getByRole('button', { name: 'Members' }).click();
+      await A.page.locator('#member-list li').nth(2).waitFor();
+      await shot(A.page, `${name}-members`);
+      await A.page.keyboard.press('Escape');
+    }
+    if (name === 'phone') await A.page.getByRole('button', { name: 'Back to conversations' }).click();
+    await A.page.getByRole('tab', { name: /Friends/ }).click();
+    await A.page.locator('#friend-list li').first().waitFor({ timeout: 3000 }).catch(() => {});
+    await shot(A.page, `${name}-friends`);
+    await A.context.close();
+    await B.context.close();
+  }
+} finally {
+  await browser.close();
+  await server.close();
+}
