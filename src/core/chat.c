@@ -339,16 +339,17 @@ static void read_run(store *s, dbq_job *j)
     iy_channel *ch = iy_malloc(sizeof *ch);
     iy_msg last;
     memset(&last, 0, sizeof last);
-    uint64_t now = 0;
+    uint64_t now = 0, before = 0;
     j->err = members_of(s, w->channel, w->user, ch);
     if (!j->err) {
         /* A seq beyond the channel's last is clamped to it. */
         uint64_t seq = w->seq;
         if (store_channel_last(s, w->channel, &last) == 0) { if (seq > last.seq) seq = last.seq; }
         else seq = 0;
-        j->err = store_read_set(s, w->user, w->channel, seq, &now);
+        j->err = store_read_get(s, w->user, w->channel, &before);
+        if (!j->err) j->err = store_read_set(s, w->user, w->channel, seq, &now);
     }
-    if (!j->err) {
+    if (!j->err && now > before) { /* a read that moves nothing tells nobody */
         iy_buf f = { 0 };
         iy_buf_append_str(&f, "{\"op\":\"receipt\",\"channel\":");
         jw_id(&f, w->channel);

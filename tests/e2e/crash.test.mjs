@@ -11,7 +11,7 @@ const SENDERS = 20;
 test('every acknowledged message survives SIGKILL exactly once, gap-free', { timeout: ms(300000) }, (t) => withServer({}, async (srv) => {
   const { receiver, senders } = await setupSenders(srv, SENDERS, 'cr');
 
-  const acked = await startStreaming(senders, receiver, { inflight: 8, maxPerSender: 5000, minMs: 3000, minAcks: 200 });
+  const acked = await startStreaming(senders, receiver, { inflight: 8, maxPerSender: 10000, minMs: 3000, minAcks: 200, maxAcks: 60000 });
   const killed = await srv.kill(); // mid-stream: every sender still has sends in flight
   assert.equal(killed.signal, 'SIGKILL');
   await awaitStreams(senders);
@@ -21,6 +21,8 @@ test('every acknowledged message survives SIGKILL exactly once, gap-free', { tim
   assert.deepEqual(errors, [], 'no send was refused before the crash');
   assert.ok(acked >= 200, `the server acknowledged at least 200 messages before the kill (got ${acked})`);
   assert.ok(senders.every((s) => s.stream.acks.size > 0), 'every sender got acks');
+  assert.ok(senders.every((s) => s.stream.sent.length < 10000), 'the senders were still streaming at the kill');
+  assert.ok(inflightAtKill > 0, 'sends were in flight at the kill');
 
   await srv.start(); // same data dir
   const { total, channels } = await verifyDurable(srv, senders, receiver);

@@ -7,7 +7,7 @@ import { setupSenders, startStreaming, awaitStreams, verifyDurable, verifyResend
 
 test('SIGTERM mid-stream exits 0 and loses no acknowledged message', { timeout: ms(240000) }, (t) => withServer({}, async (srv) => {
   const { receiver, senders } = await setupSenders(srv, 10, 'sd');
-  const acked = await startStreaming(senders, receiver, { inflight: 8, maxPerSender: 5000, minMs: 1500, minAcks: 100 });
+  const acked = await startStreaming(senders, receiver, { inflight: 8, maxPerSender: 5000, minMs: 1500, minAcks: 100, maxAcks: 30000 });
   assert.ok(acked >= 100, `at least 100 acks before the SIGTERM (got ${acked})`);
 
   // SIGTERM while the senders keep sending; they stop only when their sockets close

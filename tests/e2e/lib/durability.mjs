@@ -30,9 +30,10 @@ export async function setupSenders(server, count, tag) {
 
 /**
  * Start every sender streaming to the receiver (up to `inflight` unacknowledged sends each).
- * Resolves once `minMs` have passed and at least `minAcks` acks arrived (or `maxMs` passed).
+ * Resolves once `minMs` have passed and at least `minAcks` acks arrived, or `maxAcks` acks arrived
+ * (so that a fast server does not make the senders run into maxPerSender), or `maxMs` passed.
  */
-export async function startStreaming(senders, receiver, { inflight = 8, maxPerSender = 5000, minMs = 3000, minAcks = 200, maxMs = ms(30000) } = {}) {
+export async function startStreaming(senders, receiver, { inflight = 8, maxPerSender = 5000, minMs = 3000, minAcks = 200, maxAcks = Infinity, maxMs = ms(30000) } = {}) {
   for (const s of senders) {
     s.stream = streamSender(s.ws, {
       to: receiver.user.id, prefix: s.prefix, inflight, max: maxPerSender,
@@ -43,8 +44,9 @@ export async function startStreaming(senders, receiver, { inflight = 8, maxPerSe
   const acked = () => senders.reduce((n, s) => n + s.stream.acks.size, 0);
   while (Date.now() - t0 < maxMs) {
     if (Date.now() - t0 >= minMs && acked() >= minAcks) break;
+    if (acked() >= maxAcks) break;
     if (senders.every((s) => s.stream.sent.length >= maxPerSender && s.stream.pending.size === 0)) break;
-    await sleep(50);
+    await sleep(20);
   }
   return acked();
 }

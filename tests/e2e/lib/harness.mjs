@@ -25,6 +25,7 @@ import http from 'node:http';
 import crypto from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
+import nodeAssert from 'node:assert/strict';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(HERE, '..', '..', '..');
@@ -620,3 +621,80 @@ export function gapFree(values, what) {
   }
   return null;
 }
+
+// ---------------------------------------------------------------- social features (groups, presence, receipts)
+
+/** run fn over items with at most n at a time; results in item order */
+export async function mapLimit(items, n, fn) {
+  const out = new Array(items.length);
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i], i);
+    }
+  }));
+  return out;
+}
+
+/** `count` new users (signup + login), at most `concurrency` at a time (each costs two Argon2id hashes) */
+export function newUsers(server, base, count, { concurrency = 8 } = {}) {
+  return mapLimit(Array.from({ length: count }, (_, i) => i), concurrency, (i) => newUser(server, `${base}${i}`));
+}
+
+/** ids (strings of digits) sorted numerically */
+export const sortIds = (ids) => [...ids].sort((x, y) => { const a = BigInt(x), b = BigInt(y); return a < b ? -1 : a > b ? 1 : 0; });
+
+/** the numerically smallest id */
+export const minId = (ids) => sortIds(ids)[0];
+
+/** an id that no user or channel has (well-formed, far beyond anything a fresh server hands out) */
+export const UNKNOWN_ID = '9223372036854775000';
+
+/** asserts an HTTP error: status, and the body {"error":{"code","message"}} */
+export function assertHttpError(r, status, code, what) {
+  nodeAssert.equal(r.status, status, `${what}: status, got ${show(r)}`);
+  nodeAssert.ok(r.body && typeof r.body === 'object' && r.body.error && typeof r.body.error === 'object',
+    `${what}: body {"error":{...}}, got ${show(r)}`);
+  nodeAssert.equal(r.body.error.code, code, `${what}: error code, got ${show(r)}`);
+  nodeAssert.equal(typeof r.body.error.message, 'string', `${what}: error message is a string, got ${show(r)}`);
+}
+
+/** asserts a WebSocket error frame with the given code */
+export function assertWsError(f, code, what) {
+  nodeAssert.equal(f?.op, 'error', `${what}: expected an error frame, got ${JSON.stringify(f)}`);
+  nodeAssert.equal(f.code, code, `${what}: error code, got ${JSON.stringify(f)}`);
+}
+
+/**
+ * Drop the connection abruptly: destroy the TCP socket without a WebSocket close frame (what a
+ * phone losing its network looks like to the server). Resolves when the client saw the close.
+ */
+WsClient.prototype.drop = function drop() {
+  if (this.ws._socket) this.ws._socket.destroy();
+  else this.ws.terminate();
+  return this.closed;
+};
+
+/**
+ * Send {op:"hb"} every `everyMs` until the socket closes or the returned stop() is called, so that
+ * the socket keeps "showing life" (presence). The answers are consumed (they stay in .all).
+ */
+WsClient.prototype.heartbeat = function heartbeat(everyMs = 500) {
+  const prefix = `hb~${rid('')}~`;
+  let n = 0;
+  this.listeners.push((f) => f.op === 'hb' && typeof f.rid === 'string' && f.rid.startsWith(prefix));
+  const timer = setInterval(() => {
+    if (!this.isOpen) { clearInterval(timer); return; }
+    try { this.ws.send(JSON.stringify({ op: 'hb', rid: `${prefix}${n++}` })); } catch { /* closing */ }
+  }, everyMs);
+  this.closed.then(() => clearInterval(timer));
+  const stop = () => clearInterval(timer);
+  this.stopHeartbeat = stop;
+  return stop;
+};
+
+/** every frame received so far that matches pred (claimed or not) */
+WsClient.prototype.received = function received(pred) {
+  return this.all.filter(pred);
+};
