@@ -63,7 +63,7 @@ $(B)/gen/web_assets.o: $(B)/gen/web_assets.c src/core/web_assets.h
 	$(CC) $(BASEFLAGS) $(OPT) $(WARN) -Isrc -c $< -o $@
 
 $(B)/iyagi-bench: $(BENCH_SRC) $(wildcard bench/*.h) $(OBJ)
-	$(CC) $(BASEFLAGS) $(OPT) $(WARN) -Isrc $(BENCH_SRC) $(filter-out $(B)/gen/web_assets.o,$(OBJ)) -o $@ $(LIBS)
+	$(CC) $(BASEFLAGS) $(OPT) $(WARN) -Isrc $(BENCH_SRC) $(OBJ) -o $@ $(LIBS)
 
 $(B)/iyagid: $(OBJ) src/main.c
 	$(CC) $(BASEFLAGS) $(OPT) $(WARN) src/main.c $(OBJ) -o $@ $(LIBS)

@@ -1,4 +1,5 @@
 /* main.c — iyagid's command line. */
+#include "core/admin.h"
 #include "core/server.h"
 #include "base/log.h"
 #include <stdio.h>
@@ -34,6 +35,7 @@ static int int_arg(const char *name, const char *v, int lo, int hi)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "admin")) return admin_main(argc - 1, argv + 1);
     server_config cfg;
     server_config_defaults(&cfg);
     for (int i = 1; i < argc; i++) {

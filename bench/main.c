@@ -1,0 +1,466 @@
+/* main.c — iyagi-bench: command line and coordinator.
+ *
+ * Reads the users file written by `iyagid admin create-users` ("id name
+ * token" lines, then "group channel member_id..." lines), forks the workers
+ * (worker.c), runs the phases described in bench.h over pipes, merges the
+ * workers' exact histograms, reads the server's memory (VmRSS) and CPU time
+ * from /proc/PID, and prints a human table then one JSON line. Every run is
+ * bounded: durations are fixed, drains and reconnects have deadlines, and
+ * the coordinator kills nothing but its own workers. */
+#include "bench.h"
+#include "base/alloc.h"
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+uint64_t bench_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int bench_write_full(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n) {
+        ssize_t r = write(fd, c, n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        c += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+int bench_read_full(int fd, void *p, size_t n)
+{
+    char *c = p;
+    while (n) {
+        ssize_t r = read(fd, c, n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        c += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: iyagi-bench SCENARIO --users FILE --port PORT [options]\n"
+        "scenarios:\n"
+        "  idle     --count N connections authenticate and stay idle (heartbeats every 5 s);\n"
+        "           connect+auth rate, server memory per connection (needs --server-pid)\n"
+        "  direct   --count P pairs (users 2i, 2i+1) send 1:1 messages to each other; full speed\n"
+        "           (--window in flight per connection) or --rate R msgs/s offered in all\n"
+        "  group    --count G groups from the users file, all members online; --senders S per group\n"
+        "  history  --count H connections page their channel's history at random (--limit)\n"
+        "  resync   --count K devices go offline, miss --missed messages each, reconnect at once\n"
+        "options:\n"
+        "  --host A (127.0.0.1) --port P --server-pid PID --workers W (2) --duration S (10)\n"
+        "  --warmup S (2) --rate R (0: full speed) --window N (4) --senders S (all) --msg-bytes B (100)\n"
+        "  --limit L (50) --prefill N (200) --missed N (200) --concurrency N (256 handshakes per worker)\n"
+        "  --settle S (6) --hb S (5) --addrs N (32 source addresses 127.0.x.y per worker)\n"
+        "  --label TEXT (a name for the run in the output)\n");
+}
+
+static int load_users(const char *path, bparams *p)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "iyagi-bench: cannot read %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0, ucap = 0, gcap = 0;
+    while (getline(&line, &cap, f) > 0) {
+        if (!strncmp(line, "group ", 6)) {
+            if (p->ngroups == (int)gcap) {
+                gcap = gcap ? 2 * gcap : 64;
+                p->groups = iy_realloc(p->groups, gcap * sizeof *p->groups);
+            }
+            bgroup *g = &p->groups[p->ngroups++];
+            char *s = line + 6, *end;
+            g->channel = strtoull(s, &end, 10);
+            g->n = 0;
+            g->member = iy_calloc(128, sizeof *g->member);
+            for (s = end; g->n < 128; s = end) {
+                uint64_t id = strtoull(s, &end, 10);
+                if (end == s) break;
+                /* Users are written in creation order, so ids ascend: binary search. */
+                int lo = 0, hi = p->nusers - 1, at = -1;
+                while (lo <= hi) {
+                    int mid = (lo + hi) / 2;
+                    if (p->users[mid].id == id) { at = mid; break; }
+                    if (p->users[mid].id < id) lo = mid + 1; else hi = mid - 1;
+                }
+                if (at < 0) {
+                    fprintf(stderr, "iyagi-bench: group member %llu is not in the users file\n",
+                            (unsigned long long)id);
+                    fclose(f);
+                    free(line);
+                    return -1;
+                }
+                g->member[g->n++] = at;
+            }
+            continue;
+        }
+        unsigned long long id;
+        char name[64], token[48];
+        if (sscanf(line, "%llu %63s %47s", &id, name, token) != 3) continue;
+        if (p->nusers == (int)ucap) {
+            ucap = ucap ? 2 * ucap : 1024;
+            p->users = iy_realloc(p->users, ucap * sizeof *p->users);
+        }
+        buser *u = &p->users[p->nusers++];
+        u->id = id;
+        snprintf(u->token, sizeof u->token, "%s", token);
+    }
+    free(line);
+    fclose(f);
+    return 0;
+}
+
+/* Server figures from /proc: VmRSS in KiB, CPU seconds (user + system). */
+static long server_rss_kib(int pid)
+{
+    char path[64], line[256];
+    long kib = -1;
+    snprintf(path, sizeof path, "/proc/%d/status", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6)) kib = strtol(line + 6, NULL, 10);
+    fclose(f);
+    return kib;
+}
+
+static double server_cpu_s(int pid)
+{
+    char path[64], buf[2048];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *s = strrchr(buf, ')');
+    if (!s) return -1;
+    unsigned long long ut = 0, st = 0;
+    /* after ")": state(3) ... utime is field 14, stime 15 */
+    if (sscanf(s + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2) return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static const char *scenario_name(int s)
+{
+    static const char *names[] = { "", "idle", "direct", "group", "history", "resync" };
+    return s >= SC_IDLE && s <= SC_RESYNC ? names[s] : "?";
+}
+
+static double ms(uint64_t ns) { return (double)ns / 1e6; }
+
+static void print_hist_row(const char *name, const hist *h)
+{
+    if (!h->n) return;
+    printf("  %-22s n=%-9llu p50 %8.3f  p90 %8.3f  p99 %8.3f  max %8.3f ms\n", name,
+           (unsigned long long)h->n, ms(hist_quantile(h, 0.5)), ms(hist_quantile(h, 0.9)),
+           ms(hist_quantile(h, 0.99)), ms(h->max));
+}
+
+static void json_hist(const char *name, const hist *h)
+{
+    printf(",\"%s\":{\"n\":%llu,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f}", name,
+           (unsigned long long)h->n, ms(hist_quantile(h, 0.5)), ms(hist_quantile(h, 0.9)),
+           ms(hist_quantile(h, 0.99)), ms(h->max));
+}
+
+int main(int argc, char **argv)
+{
+    bparams p = { .workers = 2, .port = 0, .duration = 10, .warmup = 2, .window = 4,
+                  .msg_bytes = 100, .history_limit = 50, .prefill = 200, .missed = 200,
+                  .concurrency = 256, .settle = 6, .hb_s = 5, .addrs_per_worker = 32 };
+    snprintf(p.host, sizeof p.host, "127.0.0.1");
+    const char *users = NULL, *label = "";
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *sc = argv[1];
+    if (!strcmp(sc, "--help") || !strcmp(sc, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    p.scenario = !strcmp(sc, "idle") ? SC_IDLE : !strcmp(sc, "direct") ? SC_DIRECT
+               : !strcmp(sc, "group") ? SC_GROUP : !strcmp(sc, "history") ? SC_HISTORY
+               : !strcmp(sc, "resync") ? SC_RESYNC : 0;
+    if (!p.scenario) {
+        fprintf(stderr, "iyagi-bench: unknown scenario %s\n", sc);
+        usage(stderr);
+        return 2;
+    }
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) {
+            fprintf(stderr, "iyagi-bench: %s needs a value\n", a);
+            return 2;
+        }
+        i++;
+        if (!strcmp(a, "--users")) users = v;
+        else if (!strcmp(a, "--host")) snprintf(p.host, sizeof p.host, "%s", v);
+        else if (!strcmp(a, "--port")) p.port = atoi(v);
+        else if (!strcmp(a, "--server-pid")) p.server_pid = atoi(v);
+        else if (!strcmp(a, "--workers")) p.workers = atoi(v);
+        else if (!strcmp(a, "--count")) p.count = atoi(v);
+        else if (!strcmp(a, "--duration")) p.duration = atof(v);
+        else if (!strcmp(a, "--warmup")) p.warmup = atof(v);
+        else if (!strcmp(a, "--rate")) p.rate = atof(v);
+        else if (!strcmp(a, "--window")) p.window = atoi(v);
+        else if (!strcmp(a, "--senders")) p.senders = atoi(v);
+        else if (!strcmp(a, "--msg-bytes")) p.msg_bytes = atoi(v);
+        else if (!strcmp(a, "--limit")) p.history_limit = atoi(v);
+        else if (!strcmp(a, "--prefill")) p.prefill = atoi(v);
+        else if (!strcmp(a, "--missed")) p.missed = atoi(v);
+        else if (!strcmp(a, "--concurrency")) p.concurrency = atoi(v);
+        else if (!strcmp(a, "--settle")) p.settle = atof(v);
+        else if (!strcmp(a, "--hb")) p.hb_s = atoi(v);
+        else if (!strcmp(a, "--addrs")) p.addrs_per_worker = atoi(v);
+        else if (!strcmp(a, "--label")) label = v;
+        else {
+            fprintf(stderr, "iyagi-bench: unknown option %s\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!users || p.port <= 0 || p.port > 65535 || p.count <= 0 || p.workers < 1 || p.workers > 64 ||
+        p.duration <= 0 || p.duration > 600 || p.warmup < 0 || p.window < 1 || p.window > 100 ||
+        p.msg_bytes < 64 || p.msg_bytes > 4000 || p.history_limit < 1 || p.history_limit > 200 ||
+        p.concurrency < 1 || p.hb_s < 1 || p.addrs_per_worker < 1 || p.addrs_per_worker > 1000 ||
+        p.workers * p.addrs_per_worker > 250 * 250 || p.prefill < 1 || p.missed < 1 || p.settle > 50) {
+        fprintf(stderr, "iyagi-bench: --users, --port and --count are required; a value is out of range\n");
+        return 2;
+    }
+    if (load_users(users, &p) != 0) return 1;
+    int need = p.scenario == SC_IDLE ? p.count : p.scenario == SC_GROUP ? 0 : 2 * p.count;
+    if (p.scenario == SC_GROUP && p.count > p.ngroups) {
+        fprintf(stderr, "iyagi-bench: %d groups asked, the users file has %d\n", p.count, p.ngroups);
+        return 2;
+    }
+    if (need > p.nusers) {
+        fprintf(stderr, "iyagi-bench: %s --count %d needs %d users, the file has %d\n", sc, p.count, need,
+                p.nusers);
+        return 2;
+    }
+    {
+        struct timespec rt;
+        clock_gettime(CLOCK_REALTIME, &rt);
+        p.nonce = (uint64_t)rt.tv_sec * 1000000ull + (uint64_t)rt.tv_nsec / 1000;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    fflush(stdout);
+
+    int W = p.workers;
+    int *up = iy_calloc((size_t)W, sizeof *up), *down = iy_calloc((size_t)W, sizeof *down);
+    pid_t *pids = iy_calloc((size_t)W, sizeof *pids);
+    for (int i = 0; i < W; i++) {
+        int a[2], b[2];
+        if (pipe(a) != 0 || pipe(b) != 0) {
+            perror("iyagi-bench: pipe");
+            return 1;
+        }
+        pid_t pid = fork();
+        if (pid < 0) {
+            perror("iyagi-bench: fork");
+            return 1;
+        }
+        if (pid == 0) {
+            for (int k = 0; k < i; k++) {
+                close(up[k]);
+                close(down[k]);
+            }
+            close(a[0]);
+            close(b[1]);
+            _exit(worker_main(&p, i, a[1], b[0]));
+        }
+        close(a[1]);
+        close(b[0]);
+        up[i] = a[0];
+        down[i] = b[1];
+        pids[i] = pid;
+    }
+    int failed = 0;
+    pmsg m;
+    for (int i = 0; i < W && !failed; i++)
+        if (bench_read_full(up[i], &m, sizeof m) != 0 || m.kind != MSG_READY) failed = 1;
+    long rss0 = p.server_pid ? server_rss_kib(p.server_pid) : -1, rss1 = -1;
+    double cpu0 = p.server_pid ? server_cpu_s(p.server_pid) : -1, cpu1 = -1;
+    uint64_t go = bench_now_ns(), all_ready = 0, end = 0;
+    pmsg cmd = { .kind = CMD_GO, .ns = go };
+    for (int i = 0; i < W && !failed; i++)
+        if (bench_write_full(down[i], &cmd, sizeof cmd) != 0) failed = 1;
+    if (p.scenario == SC_IDLE && !failed) {
+        for (int i = 0; i < W && !failed; i++) {
+            if (bench_read_full(up[i], &m, sizeof m) != 0 || m.kind != MSG_MARK) failed = 1;
+            else if (m.ns > all_ready) all_ready = m.ns;
+        }
+        cpu1 = p.server_pid ? server_cpu_s(p.server_pid) : -1;
+        struct timespec st = { .tv_sec = (time_t)p.settle,
+                               .tv_nsec = (long)((p.settle - (double)(time_t)p.settle) * 1e9) };
+        nanosleep(&st, NULL);
+        rss1 = p.server_pid ? server_rss_kib(p.server_pid) : -1;
+        cmd.kind = CMD_STOP;
+        for (int i = 0; i < W && !failed; i++)
+            if (bench_write_full(down[i], &cmd, sizeof cmd) != 0) failed = 1;
+    }
+    wreport total, r;
+    memset(&total, 0, sizeof total);
+    hist_init(&total.h_conn);
+    hist_init(&total.h_ack);
+    hist_init(&total.h_e2e);
+    hist_init(&total.h_req);
+    hist_init(&total.h_catch);
+    for (int i = 0; i < W && !failed; i++) {
+        if (bench_read_full(up[i], &m, sizeof m) != 0 || m.kind != MSG_RESULT ||
+            bench_read_full(up[i], &r, sizeof r) != 0) {
+            failed = 1;
+            break;
+        }
+        if (m.ns > end) end = m.ns;
+#define ADD(f) total.f += r.f
+        ADD(conns_ok); ADD(conns_failed); ADD(closed_unexpected); ADD(proto_errors); ADD(server_errors);
+        ADD(sent); ADD(acked); ADD(delivered_win); ADD(delivered_total); ADD(expected_total);
+        ADD(missing); ADD(dup_or_reorder); ADD(seq_order_errors); ADD(pages); ADD(page_errors);
+        ADD(caught_up); ADD(catchup_errors); ADD(synced_msgs); ADD(behind);
+#undef ADD
+        if (r.done_ns > total.done_ns) total.done_ns = r.done_ns;
+        hist_merge(&total.h_conn, &r.h_conn);
+        hist_merge(&total.h_ack, &r.h_ack);
+        hist_merge(&total.h_e2e, &r.h_e2e);
+        hist_merge(&total.h_req, &r.h_req);
+        hist_merge(&total.h_catch, &r.h_catch);
+    }
+    if (p.scenario != SC_IDLE) cpu1 = p.server_pid ? server_cpu_s(p.server_pid) : -1;
+    for (int i = 0; i < W; i++) {
+        if (failed) kill(pids[i], SIGTERM); /* our own workers only */
+        close(down[i]);
+        int st;
+        waitpid(pids[i], &st, 0);
+        close(up[i]);
+    }
+    if (failed) {
+        fprintf(stderr, "iyagi-bench: a worker failed\n");
+        return 1;
+    }
+
+    /* ---- figures ---- */
+    double win_s = p.duration;
+    double busy_s = p.scenario == SC_IDLE ? (double)(all_ready - go) / 1e9
+                  : p.scenario == SC_RESYNC ? (double)(total.done_ns > go ? total.done_ns - go : 0) / 1e9
+                  : p.warmup + p.duration;
+    double cpu = cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : -1;
+    uint64_t errors = total.conns_failed + total.closed_unexpected + total.proto_errors +
+                      total.server_errors + total.missing + total.dup_or_reorder +
+                      total.seq_order_errors + total.page_errors + total.catchup_errors;
+    printf("== iyagi-bench %s %s (count %d, workers %d%s%s)\n", sc, label, p.count, W,
+           p.rate > 0 ? ", fixed rate" : "", p.scenario == SC_DIRECT || p.scenario == SC_GROUP ? "" : "");
+    printf("  connections ok %llu, failed %llu, dropped %llu; protocol errors %llu, server errors %llu\n",
+           (unsigned long long)total.conns_ok, (unsigned long long)total.conns_failed,
+           (unsigned long long)total.closed_unexpected, (unsigned long long)total.proto_errors,
+           (unsigned long long)total.server_errors);
+    double rate_conn = 0, mem_per_conn = 0, delivered_s = 0, msgs_s = 0, pages_s = 0;
+    switch (p.scenario) {
+    case SC_IDLE:
+        rate_conn = busy_s > 0 ? (double)total.conns_ok / busy_s : 0;
+        mem_per_conn = rss0 >= 0 && rss1 >= 0 && total.conns_ok ? (double)(rss1 - rss0) * 1024.0 / (double)total.conns_ok : -1;
+        printf("  connect+auth: %llu in %.2f s = %.0f conn/s\n", (unsigned long long)total.conns_ok, busy_s, rate_conn);
+        if (rss0 >= 0) printf("  server RSS %ld KiB -> %ld KiB after %.0f s idle: %.0f bytes per connection\n",
+                              rss0, rss1, p.settle, mem_per_conn);
+        print_hist_row("connect+auth latency", &total.h_conn);
+        break;
+    case SC_DIRECT:
+    case SC_GROUP:
+        delivered_s = (double)total.delivered_win / win_s;
+        msgs_s = (double)total.h_ack.n / win_s;
+        printf("  %s: sent (acked) %.0f msgs/s, delivered %.0f msgs/s over %.0f s%s\n",
+               p.rate > 0 ? "offered rate" : "full speed", msgs_s, delivered_s, win_s,
+               p.rate > 0 ? "" : "");
+        if (p.rate > 0) printf("  offered %.0f msgs/s; sends skipped (a connection had %d in flight): %llu\n",
+                               p.rate, BENCH_FIXED_RATE_CAP, (unsigned long long)total.behind);
+        printf("  whole run: sent %llu, acked %llu, deliveries expected %llu, received %llu\n",
+               (unsigned long long)total.sent, (unsigned long long)total.acked,
+               (unsigned long long)total.expected_total, (unsigned long long)total.delivered_total);
+        printf("  lost %llu, duplicated/reordered %llu, seq order errors %llu\n",
+               (unsigned long long)total.missing, (unsigned long long)total.dup_or_reorder,
+               (unsigned long long)total.seq_order_errors);
+        print_hist_row("ack latency", &total.h_ack);
+        print_hist_row("end-to-end latency", &total.h_e2e);
+        break;
+    case SC_HISTORY:
+        pages_s = (double)total.pages / win_s;
+        printf("  %.0f pages/s (limit %d) over %.0f s; wrong page sizes %llu\n", pages_s, p.history_limit,
+               win_s, (unsigned long long)total.page_errors);
+        print_hist_row("page latency", &total.h_req);
+        break;
+    case SC_RESYNC:
+        printf("  %llu of %d devices caught up (%d missed messages each, %llu synced) in %.3f s; errors %llu\n",
+               (unsigned long long)total.caught_up, p.count, p.missed, (unsigned long long)total.synced_msgs,
+               busy_s, (unsigned long long)total.catchup_errors);
+        print_hist_row("reconnect+auth", &total.h_conn);
+        print_hist_row("time to caught-up", &total.h_catch);
+        break;
+    }
+    if (cpu >= 0)
+        printf("  server CPU %.2f s over %.2f s = %.2f cores\n", cpu,
+               p.scenario == SC_IDLE ? busy_s : (double)(end - go) / 1e9,
+               cpu / (p.scenario == SC_IDLE ? (busy_s > 0 ? busy_s : 1) : (double)(end - go) / 1e9));
+    printf("  errors in all: %llu\n", (unsigned long long)errors);
+
+    /* ---- one JSON line ---- */
+    time_t now = time(NULL);
+    char date[32];
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    printf("{\"bench\":\"iyagi\",\"scenario\":\"%s\",\"label\":\"%s\",\"date\":\"%s\",\"count\":%d,"
+           "\"workers\":%d,\"rate\":%.0f,\"window\":%d,\"msg_bytes\":%d,\"duration_s\":%.1f",
+           scenario_name(p.scenario), label, date, p.count, W, p.rate, p.window, p.msg_bytes, p.duration);
+    printf(",\"conns_ok\":%llu,\"conns_failed\":%llu,\"dropped\":%llu,\"errors\":%llu",
+           (unsigned long long)total.conns_ok, (unsigned long long)total.conns_failed,
+           (unsigned long long)total.closed_unexpected, (unsigned long long)errors);
+    if (cpu >= 0) printf(",\"server_cpu_s\":%.2f", cpu);
+    switch (p.scenario) {
+    case SC_IDLE:
+        printf(",\"connect_per_s\":%.0f,\"rss_before_kib\":%ld,\"rss_after_kib\":%ld,\"bytes_per_conn\":%.0f",
+               rate_conn, rss0, rss1, mem_per_conn);
+        json_hist("connect", &total.h_conn);
+        break;
+    case SC_DIRECT:
+    case SC_GROUP:
+        printf(",\"acked_per_s\":%.0f,\"delivered_per_s\":%.0f,\"lost\":%llu,\"dup_or_reorder\":%llu,"
+               "\"seq_order_errors\":%llu,\"skipped\":%llu",
+               msgs_s, delivered_s, (unsigned long long)total.missing,
+               (unsigned long long)total.dup_or_reorder, (unsigned long long)total.seq_order_errors,
+               (unsigned long long)total.behind);
+        json_hist("ack", &total.h_ack);
+        json_hist("e2e", &total.h_e2e);
+        break;
+    case SC_HISTORY:
+        printf(",\"pages_per_s\":%.0f,\"limit\":%d,\"page_errors\":%llu", pages_s, p.history_limit,
+               (unsigned long long)total.page_errors);
+        json_hist("page", &total.h_req);
+        break;
+    case SC_RESYNC:
+        printf(",\"missed\":%d,\"caught_up\":%llu,\"all_caught_up_s\":%.3f,\"catchup_errors\":%llu",
+               p.missed, (unsigned long long)total.caught_up, busy_s, (unsigned long long)total.catchup_errors);
+        json_hist("reconnect", &total.h_conn);
+        json_hist("caught_up", &total.h_catch);
+        break;
+    }
+    printf("}\n");
+    return errors ? 3 : 0;
+}
