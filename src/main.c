@@ -10,7 +10,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: iyagid [--listen HOST:PORT] [--data DIR] [--threads N] [--public-url URL]\n"
-            "              [--presence-timeout S] [--auth-timeout S] [--idle-timeout S]\n"
+            "              [--presence-timeout S] [--auth-timeout S] [--idle-timeout S] [--max-backlog N]\n"
             "              [--push-allow-private]\n"
             "  --listen HOST:PORT     IPv4 address to serve on (default 127.0.0.1:8080)\n"
             "  --data DIR             every byte of state lives here (default ./data, created if missing)\n"
@@ -19,6 +19,7 @@ static void usage(FILE *f)
             "  --presence-timeout S   seconds of silence before a user is offline (default 30)\n"
             "  --auth-timeout S       seconds a WebSocket may stay unauthenticated (default 10)\n"
             "  --idle-timeout S       seconds of silence before a WebSocket is closed (default 60)\n"
+            "  --max-backlog N        queued sends past which new sends get 'unavailable' (default 20000)\n"
             "  --push-allow-private   allow push endpoints on private addresses (tests)\n");
 }
 
@@ -73,6 +74,8 @@ int main(int argc, char **argv)
             cfg.presence_timeout_s = int_arg(a, v, 1, 3600);
         } else if (!strcmp(a, "--auth-timeout")) {
             cfg.auth_timeout_s = int_arg(a, v, 1, 3600);
+        } else if (!strcmp(a, "--max-backlog")) {
+            cfg.max_backlog = int_arg(a, v, 1, 10000000);
         } else if (!strcmp(a, "--idle-timeout")) {
             cfg.idle_timeout_s = int_arg(a, v, 1, 86400);
         } else {

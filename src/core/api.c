@@ -643,6 +643,12 @@ static void http_send_done(dbq_job *j)
  * has_display_name = event, after = subject, limit = reply. */
 static void send_authed(conn *c, api_job *a)
 {
+    if (dbq_backlog(c->t->srv->dbq) >= (size_t)c->t->srv->cfg.max_backlog) {
+        metrics_add(M_SHED, 1);
+        conn_http_error(c, IY_EUNAVAIL, "server busy, retry with the same cmid");
+        dbq_job_unref(&a->j);
+        return;
+    }
     http_send *h = iy_calloc(1, sizeof *h);
     dbq_job_init(&h->j, DBQ_SEND);
     h->j.done = http_send_done;
@@ -968,6 +974,7 @@ static void discovery(conn *c, const http_request *req)
 static void metrics_page(conn *c)
 {
     iy_buf b = { 0 };
+    metrics_set(M_BACKLOG, (int64_t)dbq_backlog(c->t->srv->dbq));
     metrics_render(&b);
     conn_http_respond(c, 200, "text/plain; version=0.0.4", b.data, b.len);
     iy_buf_free(&b);

@@ -216,6 +216,12 @@ static void send_done(dbq_job *j)
 
 static void start_send(conn *c, proto_req *req)
 {
+    if (dbq_backlog(c->t->srv->dbq) >= (size_t)c->t->srv->cfg.max_backlog) {
+        /* Shed load rather than queue without bound; nothing was stored. */
+        metrics_add(M_SHED, 1);
+        send_error(c, req->has_rid ? req->rid : NULL, IY_EUNAVAIL, "server busy, retry with the same cmid");
+        return;
+    }
     ws_job *w = ws_job_new(c, req, DBQ_SEND);
     w->j.done = send_done;
     w->j.text = req->text;

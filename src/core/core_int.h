@@ -56,6 +56,7 @@ typedef struct server_config {
     int auth_timeout_s;
     int idle_timeout_s;
     int push_allow_private;
+    int max_backlog;            /* queued sends past which new sends get `unavailable` */
 } server_config;
 
 typedef struct server server;

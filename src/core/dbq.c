@@ -14,8 +14,32 @@ struct dbq {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     dbq_job *head, *tail;
+    size_t queued_sends;           /* under mu */
+    atomic_size_t backlog;         /* = queued_sends, readable without the lock */
     int stopping;
 };
+
+size_t dbq_backlog(dbq *q) { return atomic_load_explicit(&q->backlog, memory_order_relaxed); }
+
+/* Takes the jobs of the next round: everything queued, but at most
+ * DBQ_ROUND_SENDS sends. Called with mu held. */
+static dbq_job *take_round(dbq *q)
+{
+    dbq_job *first = q->head, *last = NULL;
+    size_t sends = 0;
+    for (dbq_job *j = first; j; j = j->_next) {
+        if (j->kind == DBQ_SEND && sends == DBQ_ROUND_SENDS) break;
+        sends += j->kind == DBQ_SEND;
+        last = j;
+    }
+    if (!last) return NULL;
+    q->head = last->_next;
+    if (!q->head) q->tail = NULL;
+    last->_next = NULL;
+    q->queued_sends -= sends;
+    atomic_store_explicit(&q->backlog, q->queued_sends, memory_order_relaxed);
+    return first;
+}
 
 void dbq_job_init(dbq_job *j, int kind)
 {
@@ -100,8 +124,7 @@ static void *dbq_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&q->mu);
         while (!q->head && !q->stopping) pthread_cond_wait(&q->cv, &q->mu);
-        dbq_job *jobs = q->head;
-        q->head = q->tail = NULL;
+        dbq_job *jobs = take_round(q);
         int stopping = q->stopping;
         pthread_mutex_unlock(&q->mu);
         if (!jobs && stopping) break;
@@ -154,6 +177,10 @@ int dbq_submit(dbq *q, dbq_job *j)
     if (q->tail) q->tail->_next = j;
     else q->head = j;
     q->tail = j;
+    if (j->kind == DBQ_SEND) {
+        q->queued_sends++;
+        atomic_store_explicit(&q->backlog, q->queued_sends, memory_order_relaxed);
+    }
     pthread_cond_signal(&q->cv);
     pthread_mutex_unlock(&q->mu);
     return 0;

@@ -15,6 +15,12 @@
  * committed inbox pos P in step 4 (auth's ready.pos) is registered before
  * any later batch reaches its thread: ready.pos + the live stream leave no gap.
  *
+ * Overload: a round takes at most DBQ_ROUND_SENDS sends (the rest wait for
+ * the next round), so a backlog never becomes one giant batch and jobs
+ * queued behind it (auth, reads) keep moving; dbq_backlog() lets the I/O
+ * threads refuse new sends with `unavailable` past DBQ_SHED_SENDS instead of
+ * queueing without bound.
+ *
  * Jobs are refcounted because a send is referenced by its origin (for the
  * ack) and by the published bus batch (for fan-out); the last unref calls
  * j->free. */
@@ -26,6 +32,9 @@
 #include "../store/store.h"
 
 enum dbq_kind { DBQ_SEND = 1, DBQ_RUN = 2 };
+
+#define DBQ_ROUND_SENDS 4096     /* sends committed in one round at most */
+#define DBQ_SHED_SENDS 20000     /* default of --max-backlog: queued sends past which new ones are refused */
 
 typedef struct dbq_job dbq_job;
 struct dbq_job {
@@ -54,6 +63,9 @@ dbq *dbq_start(store *s, bus *b, void (*post)(void *origin, dbq_job *j));
 
 /* Queues j. Returns 0, or IY_EUNAVAIL once dbq_stop has begun (then j is untouched). */
 int dbq_submit(dbq *q, dbq_job *j);
+
+/* Sends queued and not yet taken into a round (any thread, lock-free). */
+size_t dbq_backlog(dbq *q);
 
 /* Finishes every queued job and stops the thread; later dbq_submit calls
  * return IY_EUNAVAIL. q stays valid until dbq_free. */

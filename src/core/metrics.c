@@ -14,6 +14,11 @@ static const uint64_t ack_le_us[] = { 100, 250, 500, 1000, 2500, 5000, 10000, 25
 #define NACK (sizeof ack_le_us / sizeof ack_le_us[0])
 static _Atomic uint64_t ack_bucket[NACK + 1], ack_sum_ns, ack_count;
 
+void metrics_set(enum metric_counter c, int64_t value)
+{
+    atomic_store_explicit(&counters[c], value, memory_order_relaxed);
+}
+
 void metrics_add(enum metric_counter c, int64_t delta)
 {
     atomic_fetch_add_explicit(&counters[c], delta, memory_order_relaxed);
@@ -66,6 +71,9 @@ void metrics_render(iy_buf *out)
            get(M_WS_FRAMES_IN));
     simple(out, "iyagi_slow_consumers_closed_total", "counter",
            "Connections closed because their output queue passed the cap.", get(M_SLOW_CLOSED));
+    simple(out, "iyagi_sends_shed_total", "counter",
+           "Sends refused with 'unavailable' because the storage queue was too deep.", get(M_SHED));
+    simple(out, "iyagi_storage_backlog", "gauge", "Sends queued for the storage thread.", get(M_BACKLOG));
 
     iy_buf_append_str(out, "# HELP iyagi_commit_batch_size Messages per group commit.\n"
                            "# TYPE iyagi_commit_batch_size histogram\n");

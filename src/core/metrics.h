@@ -18,10 +18,13 @@ enum metric_counter {
     M_HTTP_REQUESTS,
     M_WS_FRAMES_IN,
     M_SLOW_CLOSED,          /* connections dropped for an output queue over the cap */
+    M_SHED,                 /* sends refused because the storage queue was too deep */
+    M_BACKLOG,              /* gauge: sends queued for the storage thread (set at render) */
     M_COUNTER_COUNT
 };
 
 void metrics_add(enum metric_counter c, int64_t delta);
+void metrics_set(enum metric_counter c, int64_t value);
 void metrics_observe_batch(uint64_t messages);     /* one commit of that many messages */
 void metrics_observe_ack_ns(uint64_t ns);          /* receipt of a send to its ack */
 void metrics_render(iy_buf *out);

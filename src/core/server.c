@@ -29,6 +29,7 @@ void server_config_defaults(server_config *cfg)
     cfg->presence_timeout_s = 30;
     cfg->auth_timeout_s = 10;
     cfg->idle_timeout_s = 60;
+    cfg->max_backlog = DBQ_SHED_SENDS;
 }
 
 static int mkdir_p(const char *path)
