@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(gcc make pkg-config libuv1-dev node-llhttp libjansson-dev libargon2-dev libssl-dev librocksdb-dev
+pkgs=(gcc make pkg-config libuv1-dev node-llhttp libjansson-dev libargon2-dev libssl-dev librocksdb-dev libcurl4-openssl-dev
       clang libclang-rt-14-dev curl)
 [ -d tests/web ] && pkgs+=(chromium fonts-noto-cjk fonts-noto-color-emoji)   # browser tests drive Debian's Chromium
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)

@@ -11,7 +11,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: iyagid [--listen HOST:PORT] [--data DIR] [--threads N] [--public-url URL]\n"
             "              [--presence-timeout S] [--auth-timeout S] [--idle-timeout S] [--max-backlog N]\n"
-            "              [--push-allow-private]\n"
+            "              [--push-allow-private] [--push-retry-base-ms N] [--push-give-up S]\n"
             "  --listen HOST:PORT     IPv4 address to serve on (default 127.0.0.1:8080)\n"
             "  --data DIR             every byte of state lives here (default ./data, created if missing)\n"
             "  --threads N            I/O threads (default: number of cores)\n"
@@ -20,7 +20,9 @@ static void usage(FILE *f)
             "  --auth-timeout S       seconds a WebSocket may stay unauthenticated (default 10)\n"
             "  --idle-timeout S       seconds of silence before a WebSocket is closed (default 60)\n"
             "  --max-backlog N        queued sends past which new sends get 'unavailable' (default 20000)\n"
-            "  --push-allow-private   allow push endpoints on private addresses (tests)\n");
+            "  --push-allow-private   allow push endpoints on private addresses (tests)\n"
+            "  --push-retry-base-ms N first retry delay of a failed push, doubling (default 1000)\n"
+            "  --push-give-up S       seconds after which an undelivered push is a dead letter (default 86400)\n");
 }
 
 static int int_arg(const char *name, const char *v, int lo, int hi)
@@ -74,6 +76,10 @@ int main(int argc, char **argv)
             cfg.presence_timeout_s = int_arg(a, v, 1, 3600);
         } else if (!strcmp(a, "--auth-timeout")) {
             cfg.auth_timeout_s = int_arg(a, v, 1, 3600);
+        } else if (!strcmp(a, "--push-retry-base-ms")) {
+            cfg.push_retry_base_ms = int_arg(a, v, 1, 3600000);
+        } else if (!strcmp(a, "--push-give-up")) {
+            cfg.push_give_up_s = int_arg(a, v, 1, 30 * 86400);
         } else if (!strcmp(a, "--max-backlog")) {
             cfg.max_backlog = int_arg(a, v, 1, 10000000);
         } else if (!strcmp(a, "--idle-timeout")) {

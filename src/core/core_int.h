@@ -57,6 +57,8 @@ typedef struct server_config {
     int idle_timeout_s;
     int push_allow_private;
     int max_backlog;            /* queued sends past which new sends get `unavailable` */
+    int push_retry_base_ms;     /* first push retry delay */
+    int push_give_up_s;         /* age past which a push notification is dead */
 } server_config;
 
 typedef struct server server;
@@ -64,10 +66,15 @@ typedef struct iothread iothread;
 typedef struct conn conn;
 
 struct presence;
+struct vapid;
+struct pushd;
 
 struct server {
     server_config cfg;
     struct presence *presence;
+    struct vapid *vapid;        /* Web Push key pair (DIR/vapid.pem) */
+    struct pushd *pushd;        /* the push worker */
+    int push_queued;            /* storage thread: notifications queued this round */
     uv_timer_t presence_timer;
     store *store;
     dbq *dbq;

@@ -10,6 +10,9 @@ struct dbq {
     store *s;
     bus *b;
     void (*post)(void *origin, dbq_job *j);
+    dbq_stored_fn stored;
+    dbq_committed_fn committed;
+    void *hook_ctx;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -39,6 +42,19 @@ static dbq_job *take_round(dbq *q)
     q->queued_sends -= sends;
     atomic_store_explicit(&q->backlog, q->queued_sends, memory_order_relaxed);
     return first;
+}
+
+void dbq_set_hooks(dbq *q, dbq_stored_fn stored, dbq_committed_fn committed, void *ctx)
+{
+    q->stored = stored;
+    q->committed = committed;
+    q->hook_ctx = ctx;
+}
+
+static void hand_back(dbq *q, dbq_job *j)
+{
+    if (j->post) j->post(j);
+    else q->post(j->origin, j);
 }
 
 void dbq_job_init(dbq_job *j, int kind)
@@ -74,7 +90,10 @@ static void commit_sends(dbq *q, dbq_job *jobs)
     store_batch *sb = store_batch_begin(q->s);
     for (dbq_job *j = jobs; j; j = j->_next) {
         j->err = store_batch_add(sb, &j->send, &j->stored);
-        if (j->err == 0) nnew++;
+        if (j->err == 0) {
+            nnew++;
+            if (q->stored) q->stored(q->hook_ctx, sb, j);
+        }
     }
     int rc = store_batch_commit(sb);
     if (rc != 0) {
@@ -87,6 +106,7 @@ static void commit_sends(dbq *q, dbq_job *jobs)
         metrics_add(M_COMMITS, 1);
         metrics_add(M_MESSAGES_STORED, (int64_t)nnew);
         metrics_observe_batch(nnew);
+        if (q->committed) q->committed(q->hook_ctx);
     }
 
     round_batch *rb = NULL;
@@ -113,7 +133,7 @@ static void commit_sends(dbq *q, dbq_job *jobs)
         } else if (j->err == IY_EEXIST) {
             metrics_add(M_DUPLICATES, 1);
         }
-        q->post(j->origin, j);
+        hand_back(q, j);
     }
     if (rb) bus_publish(q->b, &rb->b);
 }
@@ -143,7 +163,7 @@ static void *dbq_main(void *arg)
         for (dbq_job *j = runs, *next; j; j = next) {
             next = j->_next;
             j->run(q->s, j);
-            q->post(j->origin, j);
+            hand_back(q, j);
         }
     }
     return NULL;

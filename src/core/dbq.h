@@ -45,6 +45,8 @@ struct dbq_job {
     void (*done)(dbq_job *j);                /* on the origin thread; must dbq_job_unref(j) */
     void (*free)(dbq_job *j);                /* frees the job's memory */
     void *origin;                            /* the origin I/O thread */
+    void (*post)(dbq_job *j);                /* if set: hands the finished job back instead of
+                                                the dbq's post(origin, j) (e.g. to the push worker) */
     int err;                                 /* result: 0 or an IY_E* code */
     /* DBQ_SEND only: */
     iy_send send;                            /* send.text points to text below */
@@ -55,6 +57,17 @@ struct dbq_job {
 };
 
 typedef struct dbq dbq;
+
+/* Called on the storage thread after each send was added to the open batch
+ * (j->err == 0): the place to add writes that must commit with the message,
+ * like push notifications. */
+typedef void (*dbq_stored_fn)(void *ctx, store_batch *b, dbq_job *j);
+
+/* Called on the storage thread after a batch committed. */
+typedef void (*dbq_committed_fn)(void *ctx);
+
+/* Sets the hooks (before the first submit). */
+void dbq_set_hooks(dbq *q, dbq_stored_fn stored, dbq_committed_fn committed, void *ctx);
 
 /* Starts the storage thread over s. post(origin, job) hands a finished job to
  * its origin thread (from the storage thread). Returns NULL if the thread

@@ -4,15 +4,60 @@
 
 static _Atomic int64_t counters[M_COUNTER_COUNT];
 
-static const uint64_t batch_le[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096 };
-#define NBATCH (sizeof batch_le / sizeof batch_le[0])
-static _Atomic uint64_t batch_bucket[NBATCH + 1], batch_sum, batch_count;
+/* A fixed-bucket histogram: observations <= le[i] count in bucket i, the
+ * rest in the last (+Inf). Rendered cumulatively, as Prometheus wants. */
+typedef struct histogram {
+    const char *name, *help;
+    const double *le;          /* bounds in the unit of the metric */
+    size_t n;
+    _Atomic uint64_t bucket[16];
+    _Atomic uint64_t count;
+    _Atomic double sum;
+} histogram;
 
-/* Ack latency bounds in microseconds. */
-static const uint64_t ack_le_us[] = { 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
-                                      100000, 250000, 1000000 };
-#define NACK (sizeof ack_le_us / sizeof ack_le_us[0])
-static _Atomic uint64_t ack_bucket[NACK + 1], ack_sum_ns, ack_count;
+static const double batch_le[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096 };
+static const double latency_le[] = { 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                     0.05, 0.1, 0.25, 1 };
+static const double push_le[] = { 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 3600, 86400 };
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+static histogram h_batch = { "iyagi_commit_batch_size", "Messages per group commit.", batch_le,
+                             NELEM(batch_le), { 0 }, 0, 0 };
+static histogram h_ack = { "iyagi_ack_latency_seconds", "From receipt of a send to its ack.",
+                           latency_le, NELEM(latency_le), { 0 }, 0, 0 };
+static histogram h_push = { "iyagi_push_latency_seconds",
+                            "From a message's commit to the delivery of its push notification.",
+                            push_le, NELEM(push_le), { 0 }, 0, 0 };
+
+static void observe(histogram *h, double v)
+{
+    size_t i = 0;
+    while (i < h->n && v > h->le[i]) i++;
+    atomic_fetch_add_explicit(&h->bucket[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+    /* A CAS loop for the double sum: observations are rare enough. */
+    double old = atomic_load_explicit(&h->sum, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(&h->sum, &old, old + v, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+    }
+}
+
+static void render_histogram(iy_buf *out, histogram *h)
+{
+    iy_buf_appendf(out, "# HELP %s %s\n# TYPE %s histogram\n", h->name, h->help, h->name);
+    uint64_t cum = 0;
+    for (size_t i = 0; i <= h->n; i++) {
+        cum += atomic_load_explicit(&h->bucket[i], memory_order_relaxed);
+        if (i < h->n) iy_buf_appendf(out, "%s_bucket{le=\"%g\"} %llu\n", h->name, h->le[i], (unsigned long long)cum);
+        else iy_buf_appendf(out, "%s_bucket{le=\"+Inf\"} %llu\n", h->name, (unsigned long long)cum);
+    }
+    iy_buf_appendf(out, "%s_sum %.6f\n%s_count %llu\n", h->name, atomic_load(&h->sum), h->name,
+                   (unsigned long long)atomic_load(&h->count));
+}
+
+void metrics_observe_batch(uint64_t messages) { observe(&h_batch, (double)messages); }
+void metrics_observe_ack_ns(uint64_t ns) { observe(&h_ack, (double)ns / 1e9); }
+void metrics_observe_push_ms(int64_t ms) { observe(&h_push, ms > 0 ? (double)ms / 1e3 : 0); }
 
 void metrics_set(enum metric_counter c, int64_t value)
 {
@@ -22,25 +67,6 @@ void metrics_set(enum metric_counter c, int64_t value)
 void metrics_add(enum metric_counter c, int64_t delta)
 {
     atomic_fetch_add_explicit(&counters[c], delta, memory_order_relaxed);
-}
-
-void metrics_observe_batch(uint64_t messages)
-{
-    size_t i = 0;
-    while (i < NBATCH && messages > batch_le[i]) i++;
-    atomic_fetch_add_explicit(&batch_bucket[i], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&batch_sum, messages, memory_order_relaxed);
-    atomic_fetch_add_explicit(&batch_count, 1, memory_order_relaxed);
-}
-
-void metrics_observe_ack_ns(uint64_t ns)
-{
-    uint64_t us = ns / 1000;
-    size_t i = 0;
-    while (i < NACK && us > ack_le_us[i]) i++;
-    atomic_fetch_add_explicit(&ack_bucket[i], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&ack_sum_ns, ns, memory_order_relaxed);
-    atomic_fetch_add_explicit(&ack_count, 1, memory_order_relaxed);
 }
 
 static int64_t get(enum metric_counter c)
@@ -75,31 +101,16 @@ void metrics_render(iy_buf *out)
            "Sends refused with 'unavailable' because the storage queue was too deep.", get(M_SHED));
     simple(out, "iyagi_storage_backlog", "gauge", "Sends queued for the storage thread.", get(M_BACKLOG));
 
-    iy_buf_append_str(out, "# HELP iyagi_commit_batch_size Messages per group commit.\n"
-                           "# TYPE iyagi_commit_batch_size histogram\n");
-    uint64_t cum = 0;
-    for (size_t i = 0; i <= NBATCH; i++) {
-        cum += atomic_load_explicit(&batch_bucket[i], memory_order_relaxed);
-        if (i < NBATCH)
-            iy_buf_appendf(out, "iyagi_commit_batch_size_bucket{le=\"%llu\"} %llu\n",
-                           (unsigned long long)batch_le[i], (unsigned long long)cum);
-        else
-            iy_buf_appendf(out, "iyagi_commit_batch_size_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-    }
-    iy_buf_appendf(out, "iyagi_commit_batch_size_sum %llu\niyagi_commit_batch_size_count %llu\n",
-                   (unsigned long long)atomic_load(&batch_sum), (unsigned long long)atomic_load(&batch_count));
-
-    iy_buf_append_str(out, "# HELP iyagi_ack_latency_seconds From receipt of a send to its ack.\n"
-                           "# TYPE iyagi_ack_latency_seconds histogram\n");
-    cum = 0;
-    for (size_t i = 0; i <= NACK; i++) {
-        cum += atomic_load_explicit(&ack_bucket[i], memory_order_relaxed);
-        if (i < NACK)
-            iy_buf_appendf(out, "iyagi_ack_latency_seconds_bucket{le=\"%g\"} %llu\n",
-                           (double)ack_le_us[i] / 1e6, (unsigned long long)cum);
-        else
-            iy_buf_appendf(out, "iyagi_ack_latency_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-    }
-    iy_buf_appendf(out, "iyagi_ack_latency_seconds_sum %.6f\niyagi_ack_latency_seconds_count %llu\n",
-                   (double)atomic_load(&ack_sum_ns) / 1e9, (unsigned long long)atomic_load(&ack_count));
+    simple(out, "iyagi_push_queued_total", "counter", "Push notifications queued (new or collapsed).",
+           get(M_PUSH_QUEUED));
+    simple(out, "iyagi_push_sent_total", "counter", "Push notifications delivered (2xx).", get(M_PUSH_SENT));
+    simple(out, "iyagi_push_retried_total", "counter", "Push deliveries that failed and were rescheduled.",
+           get(M_PUSH_RETRIED));
+    simple(out, "iyagi_push_dead_total", "counter", "Push notifications given up (dead letters).",
+           get(M_PUSH_DEAD));
+    simple(out, "iyagi_push_gone_total", "counter", "Web Push subscriptions removed after 404/410.",
+           get(M_PUSH_GONE));
+    render_histogram(out, &h_batch);
+    render_histogram(out, &h_ack);
+    render_histogram(out, &h_push);
 }

@@ -20,6 +20,11 @@ enum metric_counter {
     M_SLOW_CLOSED,          /* connections dropped for an output queue over the cap */
     M_SHED,                 /* sends refused because the storage queue was too deep */
     M_BACKLOG,              /* gauge: sends queued for the storage thread (set at render) */
+    M_PUSH_QUEUED,
+    M_PUSH_SENT,
+    M_PUSH_RETRIED,
+    M_PUSH_DEAD,
+    M_PUSH_GONE,
     M_COUNTER_COUNT
 };
 
@@ -27,6 +32,7 @@ void metrics_add(enum metric_counter c, int64_t delta);
 void metrics_set(enum metric_counter c, int64_t value);
 void metrics_observe_batch(uint64_t messages);     /* one commit of that many messages */
 void metrics_observe_ack_ns(uint64_t ns);          /* receipt of a send to its ack */
+void metrics_observe_push_ms(int64_t ms);          /* commit of a message to its push delivery */
 void metrics_render(iy_buf *out);
 
 #endif

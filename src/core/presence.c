@@ -135,3 +135,12 @@ int presence_get(presence *p, uint64_t user, int *online, int64_t *last_active_m
     pthread_mutex_unlock(&p->mu);
     return e != NULL;
 }
+
+int presence_devices(presence *p, uint64_t user)
+{
+    pthread_mutex_lock(&p->mu);
+    entry *e = u64map_get(&p->users, user);
+    int n = e ? e->devices : 0;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}

@@ -38,6 +38,9 @@ void presence_alive(presence *p, const uint64_t *users, const int64_t *ms, size_
 /* Expires users silent for longer than the timeout. */
 void presence_tick(presence *p, int64_t now_ms);
 
+/* Connected (authenticated) sockets of user right now; 0 if unknown. */
+int presence_devices(presence *p, uint64_t user);
+
 /* 1 with *online and *last_active_ms if user is known in memory, else 0. */
 int presence_get(presence *p, uint64_t user, int *online, int64_t *last_active_ms);
 

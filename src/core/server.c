@@ -8,6 +8,9 @@
  * (WebSockets with 1001) -> store closed. */
 #include "server.h"
 #include "presence.h"
+#include "metrics.h"
+#include "../push/pushd.h"
+#include <curl/curl.h>
 #include "../base/alloc.h"
 #include "../base/err.h"
 #include "../base/log.h"
@@ -30,6 +33,8 @@ void server_config_defaults(server_config *cfg)
     cfg->auth_timeout_s = 10;
     cfg->idle_timeout_s = 60;
     cfg->max_backlog = DBQ_SHED_SENDS;
+    cfg->push_retry_base_ms = 1000;
+    cfg->push_give_up_s = 86400;
 }
 
 static int mkdir_p(const char *path)
@@ -60,6 +65,31 @@ static void on_presence_tick(uv_timer_t *t)
     presence_tick(srv->presence, (int64_t)now_ms());
 }
 
+/* Storage thread, after each send joined the batch: members with no
+ * connected socket get a push notification, written in the same commit. */
+static void on_stored(void *ctx, store_batch *b, dbq_job *j)
+{
+    server *srv = ctx;
+    const iy_stored *st = &j->stored;
+    if (st->msg.event) return; /* membership events are not pushed */
+    for (uint32_t i = 0; i < st->nmembers; i++) {
+        uint64_t u = st->members[i];
+        if (u == st->msg.from || presence_devices(srv->presence, u) > 0) continue;
+        if (store_batch_push(b, u, &st->msg, j->text, j->send.text_len) == 0) {
+            metrics_add(M_PUSH_QUEUED, 1);
+            srv->push_queued = 1;
+        }
+    }
+}
+
+static void on_committed(void *ctx)
+{
+    server *srv = ctx;
+    if (!srv->push_queued) return;
+    srv->push_queued = 0;
+    pushd_kick(srv->pushd);
+}
+
 static void raise_fd_limit(void)
 {
     struct rlimit rl;
@@ -81,12 +111,16 @@ int server_run(const server_config *cfg)
     srv->cfg = *cfg;
     int rc = IY_EIO;
     signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread starts */
     raise_fd_limit();
     if (mkdir_p(cfg->data_dir) != 0) {
         iy_log("cannot create data directory %s: %s", cfg->data_dir, strerror(errno));
         goto out;
     }
     if (store_open(cfg->data_dir, 0, &srv->store) != 0) goto out;
+    char vapid_path[4200];
+    snprintf(vapid_path, sizeof vapid_path, "%s/vapid.pem", cfg->data_dir);
+    if (vapid_load_or_create(vapid_path, &srv->vapid) != 0) goto out_store;
 
     srv->presence = presence_new(cfg->presence_timeout_s, social_publish, srv);
     srv->nthreads = cfg->threads;
@@ -96,6 +130,11 @@ int server_run(const server_config *cfg)
     srv->bus = bus_local_new(srv->nthreads, iothread_post_event, (void **)srv->threads);
     srv->dbq = dbq_start(srv->store, srv->bus, iothread_post_job);
     if (!srv->dbq) goto out_store;
+    dbq_set_hooks(srv->dbq, on_stored, on_committed, srv);
+    pushd_config pc = { cfg->push_allow_private, cfg->push_retry_base_ms, cfg->push_give_up_s,
+                        "mailto:postmaster@iyagi.invalid" };
+    srv->pushd = pushd_start(srv->dbq, srv->vapid, &pc);
+    if (!srv->pushd) goto out_store;
 
     uv_loop_init(&srv->main_loop);
     uv_signal_init(&srv->main_loop, &srv->sigterm);
@@ -115,6 +154,7 @@ int server_run(const server_config *cfg)
 
     for (unsigned i = 0; i < srv->nthreads; i++) iothread_post_ctl(srv->threads[i], THREAD_STOP_ACCEPT);
     dbq_stop(srv->dbq);
+    pushd_stop(srv->pushd); /* after the storage thread: nothing can answer it any more */
     for (unsigned i = 0; i < srv->nthreads; i++) iothread_post_ctl(srv->threads[i], THREAD_EXIT);
     for (unsigned i = 0; i < srv->nthreads; i++) iothread_join(srv->threads[i]);
     uv_walk(&srv->main_loop, close_walk, NULL);
@@ -122,10 +162,12 @@ int server_run(const server_config *cfg)
     uv_loop_close(&srv->main_loop);
     dbq_free(srv->dbq);
     presence_free(srv->presence);
+    vapid_free(srv->vapid);
     bus_free(srv->bus);
     store_free(srv->store);
     iy_free(srv->threads);
     iy_free(srv);
+    curl_global_cleanup();
     iy_log("stopped cleanly");
     return 0;
 

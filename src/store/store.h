@@ -284,6 +284,71 @@ int store_share_channel(store *s, uint64_t a, uint64_t b);
 int store_last_active_set(store *s, uint64_t user, int64_t ms);
 int store_last_active_get(store *s, uint64_t user, int64_t *ms);
 
+/* ---- push: subscriptions and the durable outbox --------------------------- */
+
+enum iy_push_kind { IY_PUSH_WEBHOOK = 1, IY_PUSH_WEBPUSH = 2 };
+
+#define IY_PUSH_URL_MAX 2048
+
+/* Where one device's notifications go. */
+typedef struct iy_push_sub {
+    uint64_t id;
+    uint64_t user;
+    char device[IY_DEVICE_MAX + 1];
+    int kind;                              /* enum iy_push_kind */
+    char url[IY_PUSH_URL_MAX + 1];         /* webhook URL or Web Push endpoint */
+    char p256dh[128];                      /* webpush: the browser's public key, base64url */
+    char auth[64];                         /* webpush: the auth secret, base64url */
+    char secret[65];                       /* webhook: HMAC-SHA256 key, 64 hex chars */
+} iy_push_sub;
+
+/* Stores sub (assigning sub->id). Synced. A user has at most 32
+ * subscriptions: IY_ETOOBIG past that. Returns 0, IY_ETOOBIG, IY_EIO. */
+int store_push_sub_create(store *s, iy_push_sub *sub);
+
+/* Deletes subscription id of user (its pending notifications go too).
+ * Synced. Returns 0, IY_ENOTFOUND (no such id for this user), IY_EIO. */
+int store_push_sub_delete(store *s, uint64_t user, uint64_t id);
+
+/* 0 with *out, IY_ENOTFOUND, IY_EIO. */
+int store_push_sub_get(store *s, uint64_t id, iy_push_sub *out);
+
+/* One pending notification: for one subscription, about one channel. */
+typedef struct iy_push_note {
+    uint64_t sub;                  /* the subscription it goes to */
+    uint64_t user;
+    uint64_t channel;
+    uint64_t message_id;           /* also the notification's stable id */
+    uint64_t from;
+    char preview[401];             /* the first 100 code points of the text (<= 400 bytes) */
+    int64_t created_ms;            /* when this (sub, channel) entry was first queued */
+    int64_t due_ms;                /* next attempt */
+    uint32_t attempts;
+} iy_push_note;
+
+/* In the open batch (atomic with the message): queues a notification of
+ * message m (preview = its first 100 code points) to every subscription of
+ * user. Collapse rule: while a notification for (subscription, channel) is
+ * still pending, a newer message updates it (message_id, from, preview; due
+ * now; created_ms and attempts kept) instead of queueing another. A user
+ * with no subscription costs nothing. Returns 0, IY_EIO. */
+int store_batch_push(store_batch *b, uint64_t user, const iy_msg *m, const char *text, size_t text_len);
+
+/* Up to max notifications due at now_ms (due_ms <= now_ms), oldest due
+ * first; each one taken is leased: its due_ms moves to now_ms + lease_ms so
+ * it is not taken again while in flight. *out malloc'd (iy_free).
+ * Returns 0, IY_EIO. */
+int store_push_take(store *s, int64_t now_ms, int64_t lease_ms, size_t max, iy_push_note **out, size_t *n);
+
+/* The outcome of delivering note (as taken): done = delivered (removed,
+ * unless a newer message collapsed into it meanwhile: then it stays, due
+ * now); otherwise retry at retry_ms (attempts + 1), or, when dead, move it
+ * to the dead letters. Returns 0, IY_EIO. */
+int store_push_done(store *s, const iy_push_note *note, int done, int dead, int64_t retry_ms);
+
+/* Counts for /metrics: pending notifications and dead letters. */
+int store_push_counts(store *s, uint64_t *pending, uint64_t *dead);
+
 /* Counters for /metrics: number of messages stored (since creation). */
 uint64_t store_message_count(store *s);
 
