@@ -512,18 +512,25 @@ int store_batch_push(store_batch *b, uint64_t user, const iy_msg *m, const char 
         char *old;
         size_t ol;
         rc = store__batch_get(b, pk, pkl, &old, &ol);
+        int fresh = rc == IY_ENOTFOUND;
         if (rc == 0) {
-            /* Collapse: newest message, due now; created_ms and attempts stay. */
+            /* Collapse: the newest message replaces the content; the schedule
+             * stays (created_ms, attempts, due_ms). A note waiting for a retry
+             * keeps its backoff and one in flight keeps its lease, so a burst
+             * to a failing receiver never becomes a burst of requests; a note
+             * delivered meanwhile is sent again with the newer content
+             * (store_push_done). */
             iy_push_note cur;
             rc = note_decode(old, ol, ids[i], m->channel, &cur);
             iy_free(old);
             if (rc) return rc;
-            store__batch_put(b, qk, due_key(qk, cur.due_ms, ids[i], m->channel), NULL, 0);
             note.created_ms = cur.created_ms;
             note.attempts = cur.attempts;
+            note.due_ms = cur.due_ms;
         } else if (rc == IY_ENOTFOUND) {
             note.created_ms = now;
             note.attempts = 0;
+            note.due_ms = now;
             added++;
         } else {
             return rc;
@@ -533,9 +540,8 @@ int store_batch_push(store_batch *b, uint64_t user, const iy_msg *m, const char 
         note.channel = m->channel;
         note.message_id = m->id;
         note.from = m->from;
-        note.due_ms = now;
         store__batch_put(b, pk, pkl, v, note_encode(v, &note));
-        store__batch_put(b, qk, due_key(qk, now, ids[i], m->channel), "", 0);
+        if (fresh) store__batch_put(b, qk, due_key(qk, now, ids[i], m->channel), "", 0);
     }
     if (added) {
         uint8_t k = K_COUNT, cv[16];
