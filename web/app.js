@@ -2,6 +2,7 @@
 // Every piece of user data (names, messages) reaches the DOM through textContent or
 // attributes set with setAttribute/dataset: never as markup.
 import { api, ApiError, ChatSocket, describeError } from './net.js';
+import { disablePush, enablePush, pushErrorText, pushSupported, unsubscribeBrowser } from './push.js';
 
 const $ = (id) => document.getElementById(id);
 const LONG_TEXT = 3000;          // longer messages are shown folded, with "Show all"
@@ -45,6 +46,7 @@ const K = {
   session: 'iyagi.session',
   outbox: () => `iyagi.outbox.${S.me.id}`,
   read: () => `iyagi.read.${S.me.id}`,
+  push: (uid = S.me.id) => `iyagi.push.${uid}`,   // {id, endpoint}: this browser's push subscription
 };
 
 function el(tag, props = {}, ...children) {
@@ -797,6 +799,8 @@ function go(id) {
 
 function route() {
   if (!S.me) return;
+  const pushed = /^#channel=(\d+)$/.exec(location.hash);
+  if (pushed) { location.replace(`#/c/${pushed[1]}`); return; }
   const m = /^#\/c\/(u:)?(\d+)$/.exec(location.hash);
   if (!m) { closeChat(); return; }
   const id = (m[1] || '') + m[2];
@@ -1003,6 +1007,11 @@ function resetState() {
 function sessionDead() {
   if (!S.session) return;
   store.del(K.session);
+  if (S.me && store.get(K.push(S.me.id), null)) {
+    // the server dropped the subscription with the session; drop the browser's side too
+    store.del(K.push(S.me.id));
+    unsubscribeBrowser();
+  }
   S.session = null;
   resetState();
   history.replaceState(null, '', location.pathname);
@@ -1013,13 +1022,17 @@ function sessionDead() {
 async function logout() {
   const s = S.session;
   const me = S.me;
+  const push = me ? store.get(K.push(me.id), null) : null;
   store.del(K.session);
-  if (me) store.del(`iyagi.outbox.${me.id}`);
+  if (me) { store.del(`iyagi.outbox.${me.id}`); store.del(K.push(me.id)); }
   S.session = null;
   resetState();
   history.replaceState(null, '', location.pathname);
   showAuth();
-  if (s) api('DELETE', '/v1/sessions/current', { token: s.token }).catch(() => {});
+  if (!s) return;
+  // the push subscription first: it needs the session's token
+  if (push) await disablePush(s.token, push.id).catch(() => {});
+  api('DELETE', '/v1/sessions/current', { token: s.token }).catch(() => {});
 }
 
 function startApp() {
@@ -1033,6 +1046,8 @@ function startApp() {
   $('auth').hidden = true;
   $('app').hidden = false;
   $('me-name').textContent = nameOf(S.me.id);
+  renderPush();
+  showError('push-error', '');
   closeChat(true);
   selectTab('chats');
   S.sock = new ChatSocket({
@@ -1048,6 +1063,49 @@ function startApp() {
     S.users.set(S.me.id, S.me);
     $('me-name').textContent = nameOf(S.me.id);
   }).catch((e) => { if (e.status === 401) sessionDead(); });
+}
+
+// ---------------------------------------------------------------- push notifications
+let pushBusy = false;
+
+function renderPush() {
+  const t = $('push-toggle');
+  const ok = pushSupported();
+  t.disabled = !ok;
+  t.checked = ok && !!(S.me && store.get(K.push(), null));
+  $('push-label').title = ok ? 'Notify me of new messages while iyagi is closed'
+    : 'This browser does not support push notifications';
+}
+
+async function togglePush() {
+  const t = $('push-toggle');
+  if (!S.me || !S.session) { t.checked = false; return; }
+  const want = t.checked;
+  if (pushBusy) { t.checked = !want; return; }   // one change at a time
+  pushBusy = true;
+  t.setAttribute('aria-busy', 'true');
+  const me = S.me;
+  const token = S.session.token;
+  showError('push-error', '');
+  try {
+    if (want) {
+      const sub = await enablePush(token);
+      if (S.me !== me) { disablePush(token, sub.id).catch(() => {}); return; }   // logged out meanwhile
+      store.set(K.push(me.id), sub);
+    } else {
+      const old = store.get(K.push(me.id), null);
+      store.del(K.push(me.id));
+      try { await disablePush(token, old && old.id); } catch (e) {
+        if (S.me === me) showError('push-error', `Notifications are off in this browser, but the server could not be told: ${describeError(e)}`);
+      }
+    }
+  } catch (e) {
+    if (S.me === me) showError('push-error', pushErrorText(e));
+  } finally {
+    pushBusy = false;
+    t.removeAttribute('aria-busy');
+    if (S.me === me) renderPush();
+  }
 }
 
 // ---------------------------------------------------------------- wiring
@@ -1073,6 +1131,19 @@ function wire() {
   $('tab-signup').addEventListener('click', () => setAuthMode(true));
   $('auth-form').addEventListener('submit', submitAuth);
   $('logout').addEventListener('click', logout);
+  $('push-toggle').addEventListener('change', togglePush);
+  if ('serviceWorker' in navigator) {
+    // a notification was clicked (sw.js): open its conversation
+    navigator.serviceWorker.addEventListener('message', (e) => {
+      const d = e.data;
+      if (!d || d.type !== 'iyagi.open-channel' || !S.me) return;
+      const id = String(d.channel || '');
+      if (!/^\d+$/.test(id)) return;
+      selectTab('chats');
+      go(id);
+    });
+    navigator.serviceWorker.startMessages();
+  }
   $('tab-chats').addEventListener('click', () => selectTab('chats'));
   $('tab-friends').addEventListener('click', () => selectTab('friends'));
   for (const [a, b] of [['tab-chats', 'tab-friends'], ['tab-login', 'tab-signup']]) {
@@ -1206,6 +1277,7 @@ function wire() {
       return;
     }
     if (!S.me) return;
+    if (e.key === K.push()) { if (!pushBusy) renderPush(); return; }
     if (e.key === K.read()) {
       const r = store.get(K.read(), {});
       for (const [id, seq] of Object.entries(r)) {
