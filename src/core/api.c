@@ -248,7 +248,10 @@ static void signup_store(store *s, api_job *a)
                                a->pwhash, &a->u);
     if (rc == IY_ECONFLICT) fail(a, IY_ECONFLICT, "username is taken");
     else if (rc) fail(a, IY_EIO, "storage error");
-    else ok_user(a, 201, &a->u);
+    else {
+        ok_user(a, 201, &a->u);
+        iy_log("signup: user %llu (%s)", (unsigned long long)a->u.id, a->u.username);
+    }
 }
 
 static void signup_hashed(void *ctx, int err, const char *encoded)
@@ -310,6 +313,7 @@ static void login_session_store(store *s, api_job *a)
         fail(a, IY_EIO, "storage error");
         return;
     }
+    iy_log("login: user %llu, device %s", (unsigned long long)a->u.id, a->device);
     a->status = 201;
     iy_buf *b = &a->body;
     iy_buf_append_str(b, "{\"token\":");
@@ -329,6 +333,8 @@ static void login_verified(void *ctx, int ok)
     conn *c = iothread_conn(a->t, a->conn_id);
     if (!c || c->closing) { dbq_job_unref(&a->j); return; }
     if (!ok) {
+        /* Only a well-formed name reaches the log: no control characters from clients. */
+        iy_log("login failed for %s", valid_username(a->username) ? a->username : "(a malformed username)");
         conn_http_error(c, IY_EUNAUTH, "wrong username or password");
         dbq_job_unref(&a->j);
         return;
@@ -386,6 +392,7 @@ out:
 static void logout_store(store *s, api_job *a)
 {
     if (store_session_delete(s, a->token)) { fail(a, IY_EIO, "storage error"); return; }
+    iy_log("logout: user %llu, device %s", (unsigned long long)a->user, a->device);
     /* Published from the storage thread: after every auth that could still
      * have used this token, so no socket of the session survives. */
     bus_revoke(a->t->srv->bus, a->user, a->token);

@@ -389,6 +389,8 @@ static size_t ws_input(conn *c, char *data, size_t len)
         used += n;
         if (rc != 0) {
             uint16_t code = ws_close_code_for(rc);
+            iy_log("conn %u/%llu: WebSocket closed with %u (%s)", c->t->index, (unsigned long long)c->id,
+                   code, code == 1007 ? "invalid UTF-8" : code == 1009 ? "message too big" : "protocol error");
             conn_ws_close(c, code, code == 1007 ? "invalid UTF-8" : code == 1009 ? "message too big"
                                                                                : "protocol error");
             return len;

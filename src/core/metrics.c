@@ -74,42 +74,37 @@ static int64_t get(enum metric_counter c)
     return atomic_load_explicit(&counters[c], memory_order_relaxed);
 }
 
-static void simple(iy_buf *out, const char *name, const char *type, const char *help, int64_t v)
-{
-    iy_buf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n%s %lld\n", name, help, name, type, name,
-                   (long long)v);
-}
+/* Every counter and gauge, in the order they are rendered. */
+static const struct {
+    enum metric_counter c;
+    const char *name, *type, *help;
+} plain[] = {
+    { M_CONNECTIONS, "iyagi_connections", "gauge", "Open TCP connections." },
+    { M_WS_CONNECTIONS, "iyagi_websocket_connections", "gauge", "Authenticated WebSocket connections." },
+    { M_MESSAGES_STORED, "iyagi_messages_stored_total", "counter", "Messages stored durably." },
+    { M_DUPLICATES, "iyagi_duplicate_sends_total", "counter", "Resends answered from the store (same cmid)." },
+    { M_COMMITS, "iyagi_commits_total", "counter", "Group commits (one sync each)." },
+    { M_COMMIT_ERRORS, "iyagi_commit_errors_total", "counter", "Failed group commits." },
+    { M_DELIVERIES, "iyagi_deliveries_total", "counter", "msg frames queued to sockets." },
+    { M_HTTP_REQUESTS, "iyagi_http_requests_total", "counter", "HTTP requests parsed." },
+    { M_WS_FRAMES_IN, "iyagi_ws_frames_received_total", "counter", "WebSocket messages received." },
+    { M_SLOW_CLOSED, "iyagi_slow_consumers_closed_total", "counter",
+      "Connections closed because their output queue passed the cap." },
+    { M_SHED, "iyagi_sends_shed_total", "counter",
+      "Sends refused with 'unavailable' because the storage queue was too deep." },
+    { M_BACKLOG, "iyagi_storage_backlog", "gauge", "Sends queued for the storage thread." },
+    { M_PUSH_QUEUED, "iyagi_push_queued_total", "counter", "Push notifications queued (new or collapsed)." },
+    { M_PUSH_SENT, "iyagi_push_sent_total", "counter", "Push notifications delivered (2xx)." },
+    { M_PUSH_RETRIED, "iyagi_push_retried_total", "counter", "Push deliveries that failed and were rescheduled." },
+    { M_PUSH_DEAD, "iyagi_push_dead_total", "counter", "Push notifications given up (dead letters)." },
+    { M_PUSH_GONE, "iyagi_push_gone_total", "counter", "Web Push subscriptions removed after 404/410." },
+};
 
 void metrics_render(iy_buf *out)
 {
-    simple(out, "iyagi_connections", "gauge", "Open TCP connections.", get(M_CONNECTIONS));
-    simple(out, "iyagi_websocket_connections", "gauge", "Authenticated WebSocket connections.",
-           get(M_WS_CONNECTIONS));
-    simple(out, "iyagi_messages_stored_total", "counter", "Messages stored durably.",
-           get(M_MESSAGES_STORED));
-    simple(out, "iyagi_duplicate_sends_total", "counter", "Resends answered from the store (same cmid).",
-           get(M_DUPLICATES));
-    simple(out, "iyagi_commits_total", "counter", "Group commits (one sync each).", get(M_COMMITS));
-    simple(out, "iyagi_commit_errors_total", "counter", "Failed group commits.", get(M_COMMIT_ERRORS));
-    simple(out, "iyagi_deliveries_total", "counter", "msg frames queued to sockets.", get(M_DELIVERIES));
-    simple(out, "iyagi_http_requests_total", "counter", "HTTP requests parsed.", get(M_HTTP_REQUESTS));
-    simple(out, "iyagi_ws_frames_received_total", "counter", "WebSocket messages received.",
-           get(M_WS_FRAMES_IN));
-    simple(out, "iyagi_slow_consumers_closed_total", "counter",
-           "Connections closed because their output queue passed the cap.", get(M_SLOW_CLOSED));
-    simple(out, "iyagi_sends_shed_total", "counter",
-           "Sends refused with 'unavailable' because the storage queue was too deep.", get(M_SHED));
-    simple(out, "iyagi_storage_backlog", "gauge", "Sends queued for the storage thread.", get(M_BACKLOG));
-
-    simple(out, "iyagi_push_queued_total", "counter", "Push notifications queued (new or collapsed).",
-           get(M_PUSH_QUEUED));
-    simple(out, "iyagi_push_sent_total", "counter", "Push notifications delivered (2xx).", get(M_PUSH_SENT));
-    simple(out, "iyagi_push_retried_total", "counter", "Push deliveries that failed and were rescheduled.",
-           get(M_PUSH_RETRIED));
-    simple(out, "iyagi_push_dead_total", "counter", "Push notifications given up (dead letters).",
-           get(M_PUSH_DEAD));
-    simple(out, "iyagi_push_gone_total", "counter", "Web Push subscriptions removed after 404/410.",
-           get(M_PUSH_GONE));
+    for (size_t i = 0; i < NELEM(plain); i++)
+        iy_buf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n%s %lld\n", plain[i].name, plain[i].help,
+                       plain[i].name, plain[i].type, plain[i].name, (long long)get(plain[i].c));
     render_histogram(out, &h_batch);
     render_histogram(out, &h_ack);
     render_histogram(out, &h_push);

@@ -46,6 +46,7 @@
  * disagrees (it deletes the stale key), and counters never go below 0. */
 #include "store.h"
 #include "store_rocks_int.h"
+#include "store_rocks_enc.h"
 #include <rocksdb/c.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,95 +67,12 @@ enum { K_SUB = 'S', K_USUBS = 'U', K_PEND = 'P', K_DUE = 'Q', K_DEAD = 'D', K_CO
 
 /* ---- encoding ---------------------------------------------------------- */
 
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v = v << 8 | p[i];
-    return v;
-}
-
 static uint64_t due_enc(int64_t due) { return (uint64_t)due ^ (UINT64_C(1) << 63); }
 static int64_t due_dec(uint64_t v) { return (int64_t)(v ^ (UINT64_C(1) << 63)); }
-
-static size_t key1(uint8_t *k, int type, uint64_t a)
-{
-    k[0] = (uint8_t)type;
-    put64(k + 1, a);
-    return 9;
-}
-
-static size_t key2(uint8_t *k, int type, uint64_t a, uint64_t b)
-{
-    key1(k, type, a);
-    put64(k + 9, b);
-    return 17;
-}
-
-static size_t key3(uint8_t *k, int type, uint64_t a, uint64_t b, uint64_t c)
-{
-    key2(k, type, a, b);
-    put64(k + 17, c);
-    return 25;
-}
 
 static size_t due_key(uint8_t *k, int64_t due, uint64_t sub, uint64_t channel)
 {
     return key3(k, K_DUE, due_enc(due), sub, channel);
-}
-
-typedef struct wr {
-    uint8_t *p;
-    size_t n;
-} wr;
-
-static void wr_u8(wr *w, unsigned v) { w->p[w->n++] = (uint8_t)v; }
-static void wr_u16(wr *w, unsigned v) { w->p[w->n++] = (uint8_t)(v >> 8); w->p[w->n++] = (uint8_t)v; }
-static void wr_u32(wr *w, uint32_t v) { wr_u16(w, v >> 16); wr_u16(w, v & 0xffff); }
-static void wr_u64(wr *w, uint64_t v) { put64(w->p + w->n, v); w->n += 8; }
-static void wr_mem(wr *w, const void *p, size_t n) { if (n) memcpy(w->p + w->n, p, n); w->n += n; }
-
-typedef struct rd {
-    const uint8_t *p;
-    size_t n;
-    int bad;
-} rd;
-
-static const uint8_t *rd_mem(rd *r, size_t n)
-{
-    if (r->bad || r->n < n) {
-        r->bad = 1;
-        return NULL;
-    }
-    const uint8_t *p = r->p;
-    r->p += n;
-    r->n -= n;
-    return p;
-}
-
-static unsigned rd_u8(rd *r) { const uint8_t *p = rd_mem(r, 1); return p ? p[0] : 0; }
-static unsigned rd_u16(rd *r) { const uint8_t *p = rd_mem(r, 2); return p ? (unsigned)p[0] << 8 | p[1] : 0; }
-static uint32_t rd_u32(rd *r) { uint32_t hi = rd_u16(r); return hi << 16 | rd_u16(r); }
-static uint64_t rd_u64(rd *r) { const uint8_t *p = rd_mem(r, 8); return p ? get64(p) : 0; }
-
-/* Reads len bytes into dst (room for max bytes plus the NUL). */
-static void rd_str(rd *r, size_t len, char *dst, size_t max)
-{
-    const uint8_t *p = rd_mem(r, len);
-    if (!p || len > max) {
-        r->bad = 1;
-        dst[0] = '\0';
-        return;
-    }
-    memcpy(dst, p, len);
-    dst[len] = '\0';
 }
 
 static int corrupt(const char *what)

@@ -33,9 +33,16 @@
  *
  * Membership events (store_batch_add with iy_send.event) rewrite the 'c'
  * record and the 'x' index inside the open batch, next to their 'M' record:
- * a later add of the same batch reads the channel through the batch and sees
- * the change, and a failed or dropped batch loses it with the message.
- * There is no in-memory channel state to undo.
+ * a later add of the same batch reads the channel through the batch's
+ * overlay (below) and sees the change, and a failed or dropped batch loses
+ * it with the message.
+ *
+ * Channel cache. 'c' and 'd' records are read on every send; committed
+ * ones are cached in memory (s->chcache, dropped whole past 32 MiB). Only
+ * committed state enters it: a miss loads from the database, and a
+ * successful commit merges the batch's 'c'/'d' writes in. A failed commit
+ * never touches it. Nothing else writes those records after creation
+ * (store_group_create writes a new id, never cached before).
  *
  * Read state. A message sets its sender's 'R' to its seq in the batch.
  * store_read_set clamps to the channel's committed newest seq, so 'R' never
@@ -52,10 +59,13 @@
  * and the counters are recomputed from the database on the next open, seq
  * and pos stay gap-free across failures and crashes.
  *
- * Batches. The open batch is a WriteBatchWithIndex, so a lookup in the
+ * Batches. The open batch is a plain WriteBatch plus an "overlay"
+ * (store__kvmap) holding the few writes a later add may read back: 'c',
+ * 'd', 'C' and the push file's records (store__batch_put). A lookup in the
  * batch path (cmid duplicates, a direct channel created by an earlier
- * message of the same batch) reads the batch's own writes over the
- * committed database. store_batch_add does every read first and writes into
+ * message of the same batch, a changed group) reads the overlay, then the
+ * committed cache or database. (A WriteBatchWithIndex did this for every
+ * key, at ~20% of the storage thread: its skiplist insert per put.) store_batch_add does every read first and writes into
  * the batch only once nothing can fail any more, so a failed add leaves the
  * batch unchanged. Commit appends the meta record and writes with sync=1:
  * one sync per batch, which is the group commit.
@@ -67,6 +77,7 @@
  */
 #include "store.h"
 #include "store_rocks_int.h"
+#include "store_rocks_enc.h"
 #include <rocksdb/c.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,103 +89,6 @@
 
 #define EPOCH_MS 1704067200000LL  /* 2024-01-01T00:00:00Z */
 #define NODE_MAX 1023u
-
-enum {
-    K_META = 'm', K_USER = 'u', K_UNAME = 'n', K_SESSION = 's', K_CHANNEL = 'c',
-    K_DIRECT = 'd', K_UCHAN = 'x', K_MSG = 'M', K_INBOX = 'I', K_CMID = 'C',
-    K_READ = 'R', K_FRIEND = 'F', K_ACTIVE = 'L',
-};
-
-#define MSG_F_EVENT 0x80u   /* in a message's flags byte: an event block follows the cmid */
-
-/* ---- big-endian encoding ---------------------------------------------- */
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v = v << 8 | p[i];
-    return v;
-}
-
-/* A writer into a caller's buffer sized for the largest record it holds. */
-typedef struct wr {
-    uint8_t *p;
-    size_t n;
-} wr;
-
-static void wr_u8(wr *w, unsigned v) { w->p[w->n++] = (uint8_t)v; }
-static void wr_u16(wr *w, unsigned v) { w->p[w->n++] = (uint8_t)(v >> 8); w->p[w->n++] = (uint8_t)v; }
-static void wr_u64(wr *w, uint64_t v) { put64(w->p + w->n, v); w->n += 8; }
-static void wr_mem(wr *w, const void *p, size_t n) { if (n) memcpy(w->p + w->n, p, n); w->n += n; }
-
-/* A bounds-checked reader; bad is set on the first overrun (a corrupt record). */
-typedef struct rd {
-    const uint8_t *p;
-    size_t n;
-    int bad;
-} rd;
-
-static const uint8_t *rd_mem(rd *r, size_t n)
-{
-    if (r->bad || r->n < n) {
-        r->bad = 1;
-        return NULL;
-    }
-    const uint8_t *p = r->p;
-    r->p += n;
-    r->n -= n;
-    return p;
-}
-
-static unsigned rd_u8(rd *r) { const uint8_t *p = rd_mem(r, 1); return p ? p[0] : 0; }
-static unsigned rd_u16(rd *r) { const uint8_t *p = rd_mem(r, 2); return p ? (unsigned)p[0] << 8 | p[1] : 0; }
-static uint64_t rd_u64(rd *r) { const uint8_t *p = rd_mem(r, 8); return p ? get64(p) : 0; }
-
-/* Reads len bytes into dst (room for max bytes plus the NUL). */
-static void rd_str(rd *r, size_t len, char *dst, size_t max)
-{
-    const uint8_t *p = rd_mem(r, len);
-    if (!p || len > max) {
-        r->bad = 1;
-        dst[0] = '\0';
-        return;
-    }
-    memcpy(dst, p, len);
-    dst[len] = '\0';
-}
-
-/* Keys: type byte followed by one or two big-endian u64. */
-static size_t key1(uint8_t *k, int type, uint64_t a)
-{
-    k[0] = (uint8_t)type;
-    put64(k + 1, a);
-    return 9;
-}
-
-static size_t key2(uint8_t *k, int type, uint64_t a, uint64_t b)
-{
-    key1(k, type, a);
-    put64(k + 9, b);
-    return 17;
-}
-
-/* The smallest key above every key that starts with type+a. */
-static size_t key1_succ(uint8_t *k, int type, uint64_t a)
-{
-    if (a == UINT64_MAX) {
-        k[0] = (uint8_t)(type + 1);
-        return 1;
-    }
-    return key1(k, type, a + 1);
-}
 
 /* ---- u64 -> u64 open-addressing map (linear probing) ------------------ */
 
@@ -262,7 +176,8 @@ static void map_merge(u64map *dst, const u64map *src)
 
 struct store_batch {
     store *s;
-    rocksdb_writebatch_wi_t *wb;
+    rocksdb_writebatch_t *wb;
+    store__kvmap ovl;    /* the batch's writes it may read back: 'c', 'd', 'C', push */
     u64map seq;          /* channel -> newest seq assigned in this batch */
     u64map pos;          /* user -> newest pos assigned in this batch */
     uint64_t nmsgs;
@@ -282,6 +197,8 @@ struct store {
     uint64_t msg_count;                /* committed messages */
     u64map seq;                        /* channel -> newest committed seq */
     u64map pos;                        /* user -> newest committed pos */
+    store__kvmap chcache;              /* committed 'c' and 'd' records (bounded) */
+    int fail_next;                     /* tests: the next commit fails */
     store_batch batch;
 };
 
@@ -299,17 +216,12 @@ static int corrupt(const char *what)
     return IY_EIO;
 }
 
-/* Point read, of committed state (wb NULL) or of the batch over it.
+/* Point read of committed state.
  * Returns 1 with *val (free with rocksdb_free) and *vlen, 0 if absent, IY_EIO. */
-static int kv_get(store *s, rocksdb_writebatch_wi_t *wb, const uint8_t *k, size_t kl,
-                  char **val, size_t *vlen)
+static int kv_get(store *s, const uint8_t *k, size_t kl, char **val, size_t *vlen)
 {
     char *err = NULL;
-    if (wb)
-        *val = rocksdb_writebatch_wi_get_from_batch_and_db(wb, s->db, s->ropt, (const char *)k,
-                                                           kl, vlen, &err);
-    else
-        *val = rocksdb_get(s->db, s->ropt, (const char *)k, kl, vlen, &err);
+    *val = rocksdb_get(s->db, s->ropt, (const char *)k, kl, vlen, &err);
     if (err) return rerr(err, "get");
     return *val != NULL;
 }
@@ -385,19 +297,28 @@ static rocksdb_options_t *make_options(store *s)
     rocksdb_options_set_memtable_prefix_bloom_size_ratio(o, 0.02);
     rocksdb_options_set_max_log_file_size(o, 8u << 20);
 
-    /* Index and filter blocks live in the table readers, not in the block
-     * cache: the 64 MiB LRU cache has 64 shards of 1 MiB, and a filter
-     * block larger than a shard is never admitted, so every Get re-read
-     * and re-checksummed it (perf: ReadFilterBlock, ~40% of the storage
-     * thread). Held by the readers (<= max_open_files), they cost ~1.3
-     * bytes per key for the bloom filter (10 bits) plus the index, and
-     * make the common cmid miss a few in-memory probes. */
+    /* Index and filter blocks go through the block cache (memory stays
+     * bounded) in high priority, L0's pinned. The cache has ONE shard: by
+     * default a 64 MiB LRU cache has 64 shards of 1 MiB, and a filter
+     * block larger than its shard is never admitted, so every Get re-read
+     * and re-checksummed it from the file (perf: ReadFilterBlock and
+     * _copy_to_iter, ~40% of the storage thread, worse as files grew).
+     * One thread reads the store, so one shard costs no contention.
+     * (Table readers holding them, cache_index_and_filter_blocks = 0, did
+     * not help: readers opened without prefetching still re-read the
+     * filter on every Get.) */
     rocksdb_block_based_table_options_t *t = rocksdb_block_based_options_create();
-    s->cache = rocksdb_cache_create_lru(64u << 20);
+    rocksdb_lru_cache_options_t *co = rocksdb_lru_cache_options_create();
+    rocksdb_lru_cache_options_set_capacity(co, 64u << 20);
+    rocksdb_lru_cache_options_set_num_shard_bits(co, 0);
+    s->cache = rocksdb_cache_create_lru_opts(co);
+    rocksdb_lru_cache_options_destroy(co);
     rocksdb_block_based_options_set_block_cache(t, s->cache);
     rocksdb_block_based_options_set_filter_policy(t, rocksdb_filterpolicy_create_bloom_full(10));
     rocksdb_block_based_options_set_whole_key_filtering(t, 1);
-    rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 0);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 1);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks_with_high_priority(t, 1);
+    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(t, 1);
     rocksdb_block_based_options_set_format_version(t, 5);
     rocksdb_options_set_block_based_table_factory(o, t);
     rocksdb_block_based_options_destroy(t);
@@ -409,7 +330,7 @@ static int load_meta(store *s)
     uint8_t k = K_META;
     char *v;
     size_t vl;
-    int rc = kv_get(s, NULL, &k, 1, &v, &vl);
+    int rc = kv_get(s, &k, 1, &v, &vl);
     if (rc <= 0) return rc;
     if (vl != 16) {
         rocksdb_free(v);
@@ -451,7 +372,7 @@ int store_open(const char *dir, unsigned node, store **out)
         goto err;
     }
     if (load_meta(s) != 0) goto err;
-    s->batch.wb = rocksdb_writebatch_wi_create(0, 1);
+    s->batch.wb = rocksdb_writebatch_create();
     *out = s;
     return 0;
 err:
@@ -463,7 +384,9 @@ void store_free(store *s)
 {
     if (!s) return;
     /* An open batch is discarded: nothing of it was written. */
-    if (s->batch.wb) rocksdb_writebatch_wi_destroy(s->batch.wb);
+    if (s->batch.wb) rocksdb_writebatch_destroy(s->batch.wb);
+    store__kv_free(&s->batch.ovl);
+    store__kv_free(&s->chcache);
     map_free(&s->batch.seq);
     map_free(&s->batch.pos);
     if (s->db) rocksdb_close(s->db);
@@ -617,7 +540,7 @@ static int user_load(store *s, uint64_t id, iy_user *out, char *pwhash)
     uint8_t k[9];
     char *v;
     size_t vl;
-    int rc = kv_get(s, NULL, k, key1(k, K_USER, id), &v, &vl);
+    int rc = kv_get(s, k, key1(k, K_USER, id), &v, &vl);
     if (rc <= 0) return rc ? rc : IY_ENOTFOUND;
     rd r = { (const uint8_t *)v, vl, 0 };
     char hash[256];
@@ -645,7 +568,7 @@ int store_user_create(store *s, const char *username, const char *display_name,
     memcpy(nk + 1, username, ul);
     char *v;
     size_t vl;
-    int rc = kv_get(s, NULL, nk, 1 + ul, &v, &vl);
+    int rc = kv_get(s, nk, 1 + ul, &v, &vl);
     if (rc < 0) return rc;
     if (rc) {
         rocksdb_free(v);
@@ -682,7 +605,7 @@ int store_user_find(store *s, const char *username, iy_user *out, char pwhash[25
     memcpy(nk + 1, username, ul);
     char *v;
     size_t vl;
-    int rc = kv_get(s, NULL, nk, 1 + ul, &v, &vl);
+    int rc = kv_get(s, nk, 1 + ul, &v, &vl);
     if (rc <= 0) return rc ? rc : IY_ENOTFOUND;
     uint64_t id = vl == 8 ? get64((const uint8_t *)v) : 0;
     rocksdb_free(v);
@@ -737,7 +660,7 @@ int store_session_get(store *s, const uint8_t token_hash[32], uint64_t *user,
     char *v;
     size_t vl;
     session_key(k, token_hash);
-    int rc = kv_get(s, NULL, k, 33, &v, &vl);
+    int rc = kv_get(s, k, 33, &v, &vl);
     if (rc <= 0) return rc ? rc : IY_ENOTFOUND;
     rd r = { (const uint8_t *)v, vl, 0 };
     *user = rd_u64(&r);
@@ -752,7 +675,7 @@ int store_session_delete(store *s, const uint8_t token_hash[32])
     char *v;
     size_t vl;
     session_key(k, token_hash);
-    int rc = kv_get(s, NULL, k, 33, &v, &vl);
+    int rc = kv_get(s, k, 33, &v, &vl);
     if (rc <= 0) return rc ? rc : IY_ENOTFOUND;
     rocksdb_free(v);
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
@@ -777,15 +700,43 @@ static size_t channel_encode(uint8_t *v, const iy_channel *c)
     return w.n;
 }
 
-/* Reads channel id (through the batch wb if not NULL): 0, IY_ENOTFOUND, IY_EIO. */
-static int channel_load(store *s, rocksdb_writebatch_wi_t *wb, uint64_t id, iy_channel *out)
+/* The committed cache of 'c' and 'd' records is dropped whole past this. */
+#define CHCACHE_MAX_BYTES (32u << 20)
+
+static int chcache_keep(const uint8_t *k, size_t kl)
+{
+    return (kl == 9 && k[0] == K_CHANNEL) || (kl == 17 && k[0] == K_DIRECT);
+}
+
+/* A 'c' or 'd' record as the batch b sees it (b NULL: committed): the
+ * batch's own writes, else the committed cache, else the database (then
+ * cached: only committed state is ever cached, and only commits change
+ * these records). 1 with *v and *vl (valid until the next store call), 0 if
+ * absent, IY_EIO. */
+static int cached_get(store *s, store_batch *b, const uint8_t *k, size_t kl,
+                      const uint8_t **v, size_t *vl)
+{
+    int f = b ? store__kv_get(&b->ovl, k, kl, v, vl) : 0;
+    if (f == 0) f = store__kv_get(&s->chcache, k, kl, v, vl);
+    if (f) return f == 1;
+    char *val;
+    int rc = kv_get(s, k, kl, &val, vl);
+    if (rc <= 0) return rc;
+    if (s->chcache.bytes > CHCACHE_MAX_BYTES) store__kv_clear(&s->chcache);
+    store__kv_put(&s->chcache, k, kl, val, *vl);
+    rocksdb_free(val);
+    return store__kv_get(&s->chcache, k, kl, v, vl);
+}
+
+/* Reads channel id as batch b sees it (b NULL: committed): 0, IY_ENOTFOUND, IY_EIO. */
+static int channel_load(store *s, store_batch *b, uint64_t id, iy_channel *out)
 {
     uint8_t k[9];
-    char *v;
+    const uint8_t *v;
     size_t vl;
-    int rc = kv_get(s, wb, k, key1(k, K_CHANNEL, id), &v, &vl);
+    int rc = cached_get(s, b, k, key1(k, K_CHANNEL, id), &v, &vl);
     if (rc <= 0) return rc ? rc : IY_ENOTFOUND;
-    rd r = { (const uint8_t *)v, vl, 0 };
+    rd r = { v, vl, 0 };
     out->id = id;
     out->kind = (int)rd_u8(&r);
     out->owner = rd_u64(&r);
@@ -793,7 +744,6 @@ static int channel_load(store *s, rocksdb_writebatch_wi_t *wb, uint64_t id, iy_c
     out->nmembers = rd_u16(&r);
     if (out->nmembers > IY_GROUP_MAX + 1) r.bad = 1;
     for (uint32_t i = 0; !r.bad && i < out->nmembers; i++) out->members[i] = rd_u64(&r);
-    rocksdb_free(v);
     return r.bad ? corrupt("channel") : 0;
 }
 
@@ -802,17 +752,16 @@ int store_channel_get(store *s, uint64_t id, iy_channel *out)
     return channel_load(s, NULL, id, out);
 }
 
-/* The direct channel of the pair a < b (through wb if not NULL): 0, IY_ENOTFOUND, IY_EIO. */
-static int direct_load(store *s, rocksdb_writebatch_wi_t *wb, uint64_t a, uint64_t b,
-                       uint64_t *channel)
+/* The direct channel of the pair a < b as batch bt sees it (NULL:
+ * committed): 0, IY_ENOTFOUND, IY_EIO. */
+static int direct_load(store *s, store_batch *bt, uint64_t a, uint64_t b, uint64_t *channel)
 {
     uint8_t k[17];
-    char *v;
+    const uint8_t *v;
     size_t vl;
-    int rc = kv_get(s, wb, k, key2(k, K_DIRECT, a, b), &v, &vl);
+    int rc = cached_get(s, bt, k, key2(k, K_DIRECT, a, b), &v, &vl);
     if (rc <= 0) return rc ? rc : IY_ENOTFOUND;
-    *channel = vl == 8 ? get64((const uint8_t *)v) : 0;
-    rocksdb_free(v);
+    *channel = vl == 8 ? get64(v) : 0;
     return vl == 8 ? 0 : corrupt("direct");
 }
 
@@ -849,7 +798,7 @@ int store_group_create(store *s, uint64_t creator, const char *name,
         uint8_t k[9];
         char *v;
         size_t vl;
-        rc = kv_get(s, NULL, k, key1(k, K_USER, m[i]), &v, &vl);
+        rc = kv_get(s, k, key1(k, K_USER, m[i]), &v, &vl);
         if (rc == 1) rocksdb_free(v);
         rc = rc == 0 ? IY_ENOTFOUND : rc < 0 ? rc : 0;
     }
@@ -935,7 +884,8 @@ store_batch *store_batch_begin(store *s)
 /* Drops everything the batch assigned and wrote; it is closed afterwards. */
 static void batch_reset(store_batch *b)
 {
-    rocksdb_writebatch_wi_clear(b->wb);
+    rocksdb_writebatch_clear(b->wb);
+    store__kv_clear(&b->ovl);
     map_clear(&b->seq);
     map_clear(&b->pos);
     b->nmsgs = 0;
@@ -955,20 +905,35 @@ static int find_member(const uint64_t *v, uint32_t n, uint64_t x)
     return -1;
 }
 
+/* A write of the batch that a later add may read back ('c', 'd', 'C'):
+ * into the write batch and the batch's overlay. */
+static void batch_put_readable(store_batch *b, const uint8_t *k, size_t kl, const void *v,
+                               size_t vl)
+{
+    rocksdb_writebatch_put(b->wb, (const char *)k, kl, (const char *)v, vl);
+    store__kv_put(&b->ovl, k, kl, v, vl);
+}
+
 /* Looks (from, cmid) up in the batch and the database; on a hit fills out
- * with the original and returns IY_EEXIST; 0 if new; IY_EIO. */
+ * with the original and returns IY_EEXIST; 0 if new; IY_EIO. A cmid of
+ * this batch is in its overlay; an older one is a committed 'C' record,
+ * and a new cmid is a Get that the bloom filters (memtable and SST, both
+ * in memory) answer without reading a data block. */
 static int cmid_lookup(store_batch *b, const uint8_t *k, size_t kl, const iy_send *in,
                        size_t cl, iy_stored *out)
 {
-    char *v;
+    const uint8_t *p;
+    char *v = NULL;
     size_t vl;
-    int rc = kv_get(b->s, b->wb, k, kl, &v, &vl);
-    if (rc <= 0) return rc;
+    int rc = store__kv_get(&b->ovl, k, kl, &p, &vl);
+    if (rc == 0) {
+        if ((rc = kv_get(b->s, k, kl, &v, &vl)) <= 0) return rc;
+        p = (const uint8_t *)v;
+    }
     if (vl != 32) {
         rocksdb_free(v);
         return corrupt("cmid");
     }
-    const uint8_t *p = (const uint8_t *)v;
     memset(&out->msg, 0, sizeof out->msg);
     out->msg.channel = get64(p);
     out->msg.seq = get64(p + 8);
@@ -978,7 +943,7 @@ static int cmid_lookup(store_batch *b, const uint8_t *k, size_t kl, const iy_sen
     out->msg.ts = id_ts(out->msg.id);
     memcpy(out->msg.cmid, in->cmid, cl + 1);
     out->nmembers = 0;
-    rocksdb_free(v);
+    rocksdb_free(v);   /* NULL if it came from the overlay */
     return IY_EEXIST;
 }
 
@@ -1063,7 +1028,7 @@ int store_batch_add(store_batch *b, const iy_send *in, iy_stored *out)
         out->nmembers = 2;
         out->members[0] = a;
         out->members[1] = z;
-        rc = direct_load(s, b->wb, a, z, &ch);
+        rc = direct_load(s, b, a, z, &ch);
         if (rc == IY_ENOTFOUND) {
             iy_user u;
             if ((rc = user_load(s, in->to, &u, NULL)) != 0) return rc;
@@ -1074,7 +1039,7 @@ int store_batch_add(store_batch *b, const iy_send *in, iy_stored *out)
     } else {
         c = iy_malloc(sizeof *c);
         ch = in->channel;
-        rc = channel_load(s, b->wb, ch, c);
+        rc = channel_load(s, b, ch, c);
         if (rc == 0 && ev != IY_EV_NONE && c->kind != IY_GROUP) rc = IY_EINVAL;
         if (rc == 0 && find_member(c->members, c->nmembers, in->from) < 0) rc = IY_EFORBIDDEN;
         if (rc == 0 && ev != IY_EV_NONE) {
@@ -1108,27 +1073,23 @@ int store_batch_add(store_batch *b, const iy_send *in, iy_stored *out)
         d->members[1] = out->members[1];
         size_t vn = channel_encode(val, d);
         iy_free(d);
-        rocksdb_writebatch_wi_put(b->wb, (const char *)k, key1(k, K_CHANNEL, ch),
-                                  (const char *)val, vn);
+        batch_put_readable(b, k, key1(k, K_CHANNEL, ch), val, vn);
         put64(chv, ch);
-        rocksdb_writebatch_wi_put(b->wb, (const char *)k,
-                                  key2(k, K_DIRECT, out->members[0], out->members[1]),
-                                  (const char *)chv, 8);
+        batch_put_readable(b, k, key2(k, K_DIRECT, out->members[0], out->members[1]), chv, 8);
         for (int i = 0; i < 2; i++)
-            rocksdb_writebatch_wi_put(b->wb, (const char *)k,
-                                      key2(k, K_UCHAN, out->members[i], ch), "", 0);
+            rocksdb_writebatch_put(b->wb, (const char *)k,
+                                   key2(k, K_UCHAN, out->members[i], ch), "", 0);
     }
     if (ev != IY_EV_NONE) {
         /* The membership or name change, atomic with its message. */
         size_t vn = channel_encode(val, c);
-        rocksdb_writebatch_wi_put(b->wb, (const char *)k, key1(k, K_CHANNEL, ch),
-                                  (const char *)val, vn);
+        batch_put_readable(b, k, key1(k, K_CHANNEL, ch), val, vn);
         if (ev == IY_EV_MEMBER_ADDED)
-            rocksdb_writebatch_wi_put(b->wb, (const char *)k,
-                                      key2(k, K_UCHAN, in->subject, ch), "", 0);
+            rocksdb_writebatch_put(b->wb, (const char *)k,
+                                   key2(k, K_UCHAN, in->subject, ch), "", 0);
         else if (ev == IY_EV_MEMBER_REMOVED)
-            rocksdb_writebatch_wi_delete(b->wb, (const char *)k,
-                                         key2(k, K_UCHAN, in->subject, ch));
+            rocksdb_writebatch_delete(b->wb, (const char *)k,
+                                      key2(k, K_UCHAN, in->subject, ch));
     }
     uint64_t subject = ev == IY_EV_MEMBER_ADDED || ev == IY_EV_MEMBER_REMOVED ? in->subject : 0;
 
@@ -1146,14 +1107,14 @@ int store_batch_add(store_batch *b, const iy_send *in, iy_stored *out)
     const char *kp[1] = { (const char *)mk };
     const char *vp[2] = { (const char *)hdr, in->text_len ? in->text : "" };
     size_t kls[1] = { key2(mk, K_MSG, ch, seq) }, vls[2] = { w.n, in->text_len };
-    rocksdb_writebatch_wi_putv(b->wb, 1, kp, kls, 2, vp, vls);   /* the text is not copied twice */
+    rocksdb_writebatch_putv(b->wb, 1, kp, kls, 2, vp, vls);   /* the text is not copied twice */
 
     uint64_t sender_pos = 0;
     for (uint32_t i = 0; i < out->nmembers; i++) {
         uint8_t ik[17], iv[16];
         put64(iv, ch);
         put64(iv + 8, seq);
-        rocksdb_writebatch_wi_put(b->wb, (const char *)ik, key2(ik, K_INBOX, out->members[i],
+        rocksdb_writebatch_put(b->wb, (const char *)ik, key2(ik, K_INBOX, out->members[i],
                                   out->pos[i]), (const char *)iv, 16);
         map_put(&b->pos, out->members[i], out->pos[i]);
         if (out->members[i] == in->from) sender_pos = out->pos[i];
@@ -1166,7 +1127,7 @@ int store_batch_add(store_batch *b, const iy_send *in, iy_stored *out)
          * only moves forward. */
         uint8_t rv[8];
         put64(rv, seq);
-        rocksdb_writebatch_wi_put(b->wb, (const char *)k, key2(k, K_READ, in->from, ch),
+        rocksdb_writebatch_put(b->wb, (const char *)k, key2(k, K_READ, in->from, ch),
                                   (const char *)rv, 8);
     }
     if (cl) {
@@ -1175,7 +1136,7 @@ int store_batch_add(store_batch *b, const iy_send *in, iy_stored *out)
         put64(cv + 8, seq);
         put64(cv + 16, id);
         put64(cv + 24, sender_pos);
-        rocksdb_writebatch_wi_put(b->wb, (const char *)ck, ckl, (const char *)cv, 32);
+        batch_put_readable(b, ck, ckl, cv, 32);
     }
     b->nmsgs++;
     iy_free(c);
@@ -1206,14 +1167,22 @@ int store_batch_commit(store_batch *b)
         return 0;
     }
     uint8_t k = K_META, v[16];
-    rocksdb_writebatch_wi_put(b->wb, (const char *)&k, 1, (const char *)v,
-                              meta_value(s, b->nmsgs, v));
+    rocksdb_writebatch_put(b->wb, (const char *)&k, 1, (const char *)v,
+                           meta_value(s, b->nmsgs, v));
     char *err = NULL;
-    rocksdb_write_writebatch_wi(s->db, s->wopt, b->wb, &err);
+    if (s->fail_next) {
+        s->fail_next = 0;
+        err = strdup("injected failure (tests)");
+    } else {
+        rocksdb_write(s->db, s->wopt, b->wb, &err);
+    }
     if (err) {
-        batch_reset(b);   /* every seq/pos of the batch is free again */
+        batch_reset(b);   /* every seq/pos and overlay record of the batch is dropped */
         return rerr(err, "commit");
     }
+    /* The batch's channel and direct-pair records are committed now. */
+    if (s->chcache.bytes > CHCACHE_MAX_BYTES) store__kv_clear(&s->chcache);
+    store__kv_merge(&s->chcache, &b->ovl, chcache_keep);
     map_merge(&s->seq, &b->seq);
     map_merge(&s->pos, &b->pos);
     s->msg_count += b->nmsgs;
@@ -1325,199 +1294,6 @@ int store_sync(store *s, uint64_t user, uint64_t after, int limit, iy_msg_list *
     return rc;
 }
 
-/* ---- read state ------------------------------------------------------------- */
-
-/* A u64 value under key k (committed state): 0 with *v (0 if absent), IY_EIO. */
-static int get_u64(store *s, const uint8_t *k, size_t kl, uint64_t *v, const char *what)
-{
-    char *val;
-    size_t vl;
-    *v = 0;
-    int rc = kv_get(s, NULL, k, kl, &val, &vl);
-    if (rc <= 0) return rc;
-    if (vl == 8) *v = get64((const uint8_t *)val);
-    rocksdb_free(val);
-    return vl == 8 ? 0 : corrupt(what);
-}
-
-/* A lazy (unsynced) single put. */
-static int put_lazy(store *s, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
-{
-    char *err = NULL;
-    rocksdb_put(s->db, s->wopt_lazy, (const char *)k, kl, (const char *)v, vl, &err);
-    return err ? rerr(err, "put") : 0;
-}
-
-int store_read_set(store *s, uint64_t user, uint64_t channel, uint64_t seq, uint64_t *now)
-{
-    uint8_t k[17], v[8];
-    uint64_t cur, last;
-    int rc;
-    *now = 0;
-    key2(k, K_READ, user, channel);
-    if ((rc = get_u64(s, k, 17, &cur, "read")) != 0) return rc;
-    /* Nobody has seen past the committed newest seq; keeping 'R' below it
-     * lets a send move it to its own seq without reading it first. */
-    if ((rc = counter_committed(s, &s->seq, K_MSG, channel, &last)) != 0) return rc;
-    if (seq > last) seq = last;
-    *now = cur;
-    if (seq <= cur) return 0;
-    put64(v, seq);
-    if ((rc = put_lazy(s, k, 17, v, 8)) != 0) return rc;
-    *now = seq;
-    return 0;
-}
-
-int store_read_get(store *s, uint64_t user, uint64_t channel, uint64_t *seq)
-{
-    uint8_t k[17];
-    return get_u64(s, k, key2(k, K_READ, user, channel), seq, "read");
-}
-
-/* ---- friends ------------------------------------------------------------------ */
-
-/* The state between a and b from a's side: 0 with *state, IY_EIO. */
-static int friend_load(store *s, uint64_t a, uint64_t b, int *state)
-{
-    uint8_t k[17];
-    char *v;
-    size_t vl;
-    *state = IY_FRIEND_NONE;
-    int rc = kv_get(s, NULL, k, key2(k, K_FRIEND, a, b), &v, &vl);
-    if (rc <= 0) return rc;
-    unsigned st = vl == 1 ? (uint8_t)v[0] : 0;
-    rocksdb_free(v);
-    if (st < IY_FRIEND_OUTGOING || st > IY_FRIEND_MUTUAL) return corrupt("friend");
-    *state = (int)st;
-    return 0;
-}
-
-/* Writes both sides: a's state sa and the mirrored one of b (NONE deletes). Synced. */
-static int friend_write(store *s, uint64_t a, uint64_t b, int sa)
-{
-    static const uint8_t mirror[4] = { IY_FRIEND_NONE, IY_FRIEND_INCOMING, IY_FRIEND_OUTGOING,
-                                       IY_FRIEND_MUTUAL };
-    uint8_t k[17], v[2] = { (uint8_t)sa, mirror[sa] };
-    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
-    for (int i = 0; i < 2; i++) {
-        key2(k, K_FRIEND, i ? b : a, i ? a : b);
-        if (sa == IY_FRIEND_NONE) rocksdb_writebatch_delete(wb, (const char *)k, 17);
-        else rocksdb_writebatch_put(wb, (const char *)k, 17, (const char *)&v[i], 1);
-    }
-    return write_sync(s, wb);
-}
-
-int store_friend_put(store *s, uint64_t a, uint64_t b, int *state)
-{
-    iy_user u;
-    int rc, st;
-    *state = IY_FRIEND_NONE;
-    if (a == b) return IY_EINVAL;
-    if ((rc = user_load(s, b, &u, NULL)) != 0) return rc;
-    if ((rc = friend_load(s, a, b, &st)) != 0) return rc;
-    int next = st == IY_FRIEND_NONE ? IY_FRIEND_OUTGOING
-             : st == IY_FRIEND_INCOMING ? IY_FRIEND_MUTUAL : st;
-    if (next != st && (rc = friend_write(s, a, b, next)) != 0) return rc;
-    *state = next;
-    return 0;
-}
-
-int store_friend_delete(store *s, uint64_t a, uint64_t b)
-{
-    iy_user u;
-    int rc, st;
-    if ((rc = user_load(s, b, &u, NULL)) != 0) return rc;
-    if ((rc = friend_load(s, a, b, &st)) != 0) return rc;
-    return st == IY_FRIEND_NONE ? 0 : friend_write(s, a, b, IY_FRIEND_NONE);
-}
-
-int store_friend_state(store *s, uint64_t a, uint64_t b, int *state)
-{
-    return friend_load(s, a, b, state);
-}
-
-/* Appends x to the malloc'd array *v of *n elements (capacity *cap). */
-static void push_u64(uint64_t **v, size_t *n, size_t *cap, uint64_t x)
-{
-    if (*n == *cap) {
-        *cap = *cap ? *cap * 2 : 16;
-        *v = iy_realloc(*v, *cap * sizeof **v);
-    }
-    (*v)[(*n)++] = x;
-}
-
-int store_friend_list(store *s, uint64_t user, uint64_t **friends, size_t *nf,
-                      uint64_t **incoming, size_t *ni, uint64_t **outgoing, size_t *no)
-{
-    uint64_t **arr[4] = { NULL, outgoing, incoming, friends };
-    size_t *cnt[4] = { NULL, no, ni, nf }, cap[4] = { 0 };
-    for (int i = 1; i < 4; i++) {
-        *arr[i] = NULL;
-        *cnt[i] = 0;
-    }
-    uint8_t lo[9], hi[9];
-    key1(lo, K_FRIEND, user);
-    rocksdb_iterator_t *it = scan_open(s, lo, 9, hi, key1_succ(hi, K_FRIEND, user));
-    int rc = 0;
-    for (rocksdb_iter_seek(it, (const char *)lo, 9); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-        size_t kl, vl;
-        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
-        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
-        if (kl != 17 || vl != 1 || v[0] < IY_FRIEND_OUTGOING || v[0] > IY_FRIEND_MUTUAL) {
-            rc = corrupt("friend");
-            break;
-        }
-        push_u64(arr[v[0]], cnt[v[0]], &cap[v[0]], get64(k + 9));
-    }
-    int rc2 = scan_close(it);
-    if (rc == 0) rc = rc2;
-    if (rc) {
-        for (int i = 1; i < 4; i++) {
-            iy_free(*arr[i]);
-            *arr[i] = NULL;
-            *cnt[i] = 0;
-        }
-    }
-    return rc;
-}
-
-int store_share_channel(store *s, uint64_t a, uint64_t b)
-{
-    uint64_t *chs, ch;
-    size_t n;
-    /* The direct channel is the common case and one point read. */
-    int rc = store_direct_find(s, a, b, &ch);
-    if (rc != IY_ENOTFOUND) return rc == 0 ? 1 : rc;
-    if ((rc = store_user_channels(s, a, &chs, &n)) != 0) return rc;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        uint8_t k[17];
-        char *v;
-        size_t vl;
-        rc = kv_get(s, NULL, k, key2(k, K_UCHAN, b, chs[i]), &v, &vl);
-        if (rc == 1) rocksdb_free(v);
-    }
-    iy_free(chs);
-    return rc;
-}
-
-/* ---- presence persistence ------------------------------------------------------ */
-
-int store_last_active_set(store *s, uint64_t user, int64_t ms)
-{
-    uint8_t k[9], v[8];
-    put64(v, (uint64_t)ms);
-    return put_lazy(s, k, key1(k, K_ACTIVE, user), v, 8);
-}
-
-int store_last_active_get(store *s, uint64_t user, int64_t *ms)
-{
-    uint8_t k[9];
-    uint64_t v;
-    int rc = get_u64(s, k, key1(k, K_ACTIVE, user), &v, "last_active");
-    *ms = rc == 0 ? (int64_t)v : 0;
-    return rc;
-}
-
 /* ---- primitives for the other files of this backend (store_rocks_int.h) ---- */
 
 rocksdb_t *store__db(store *s) { return s->db; }
@@ -1526,22 +1302,24 @@ rocksdb_writeoptions_t *store__wopt(store *s, int sync) { return sync ? s->wopt 
 uint64_t store__new_id(store *s) { return next_id(s); }
 store *store__batch_store(store_batch *b) { return b->s; }
 
+/* The batch is a plain write batch; what it must read back goes into its
+ * overlay too (see batch_put_readable). */
 void store__batch_put(store_batch *b, const void *k, size_t kl, const void *v, size_t vl)
 {
-    if (v) rocksdb_writebatch_wi_put(b->wb, k, kl, v, vl);
-    else rocksdb_writebatch_wi_delete(b->wb, k, kl);
+    if (v) rocksdb_writebatch_put(b->wb, k, kl, v, vl);
+    else rocksdb_writebatch_delete(b->wb, k, kl);
+    store__kv_put(&b->ovl, k, kl, v, vl);
 }
 
 int store__batch_get(store_batch *b, const void *k, size_t kl, char **v, size_t *vl)
 {
-    char *err = NULL;
-    size_t n = 0;
-    char *p = rocksdb_writebatch_wi_get_from_batch_and_db(b->wb, b->s->db, b->s->ropt, k, kl, &n, &err);
-    if (err) return rerr(err, "batch get");
-    if (!p) return IY_ENOTFOUND;
+    const uint8_t *p;
+    size_t n;
+    int f = store__kv_get(&b->ovl, k, kl, &p, &n);
+    if (f == 0) return store__get(b->s, k, kl, v, vl);
+    if (f == 2) return IY_ENOTFOUND;
     *v = iy_malloc(n ? n : 1);
-    memcpy(*v, p, n);
-    rocksdb_free(p);
+    if (n) memcpy(*v, p, n);
     *vl = n;
     return 0;
 }
@@ -1559,3 +1337,22 @@ int store__get(store *s, const void *k, size_t kl, char **v, size_t *vl)
     *vl = n;
     return 0;
 }
+
+int store__rerr(char *err, const char *what) { return rerr(err, what); }
+int store__corrupt(const char *what) { return corrupt(what); }
+int store__write_sync(store *s, rocksdb_writebatch_t *wb) { return write_sync(s, wb); }
+int store__user_load(store *s, uint64_t id, iy_user *out, char *pwhash)
+{
+    return user_load(s, id, out, pwhash);
+}
+int store__seq_committed(store *s, uint64_t channel, uint64_t *seq)
+{
+    return counter_committed(s, &s->seq, K_MSG, channel, seq);
+}
+rocksdb_iterator_t *store__scan_open(store *s, const uint8_t *lo, size_t lol,
+                                     const uint8_t *hi, size_t hil)
+{
+    return scan_open(s, lo, lol, hi, hil);
+}
+int store__scan_close(rocksdb_iterator_t *it) { return scan_close(it); }
+void store__fail_next_commit(store *s) { s->fail_next = 1; }

@@ -11,6 +11,7 @@
 #include "base/alloc.h"
 #include "base/err.h"
 #include "store/store.h"
+#include "store/store_rocks_int.h"   /* store__fail_next_commit */
 
 static char dir[64];
 
@@ -859,6 +860,84 @@ static void test_events_batch(void)
     done(s);
 }
 
+/* The in-memory state of a batch (its readable writes: channel records,
+ * direct pairs, cmids) and the committed channel cache: a failed commit
+ * undoes everything without a reopen, a successful one is seen at once. */
+static void test_failed_commit_caches(void)
+{
+    store *s = fresh();
+    uint64_t o = mkuser(s, "oo"), a = mkuser(s, "aa"), b = mkuser(s, "bb");
+    uint64_t x = mkuser(s, "xx"), y = mkuser(s, "yy");
+    uint64_t three[3] = { o, a, b };
+    iy_channel g, cg;
+    iy_stored r;
+    uint64_t found, p;
+    CHECK_EQ(store_group_create(s, o, "team", three, 3, &g), 0);
+    CHECK_EQ(send1(s, o, g.id, 0, "first", "", &r), 0);   /* the channel is cached now */
+    CHECK_EQ(send1(s, a, 0, b, "ab", "ab1", &r), 0);
+    uint64_t ab = r.msg.channel;
+
+    /* A failed commit of events, a new direct channel and cmids. */
+    store_batch *bt = store_batch_begin(s);
+    iy_send add = { a, g.id, 0, "", 0, "", IY_EV_MEMBER_ADDED, x };
+    iy_send xs = { x, g.id, 0, "hello", 5, "xk", 0, 0 };
+    iy_send ren = { o, g.id, 0, "renamed", 7, "", IY_EV_RENAMED, 0 };
+    iy_send rm = { o, g.id, 0, "", 0, "", IY_EV_MEMBER_REMOVED, b };
+    iy_send xy = { x, 0, y, "new pair", 8, "xy1", 0, 0 };
+    iy_send ab2 = { a, ab, 0, "again", 5, "ab2", 0, 0 };
+    CHECK_EQ(store_batch_add(bt, &add, &r), 0);
+    CHECK_EQ(store_batch_add(bt, &xs, &r), 0);
+    CHECK_EQ(store_batch_add(bt, &ren, &r), 0);
+    CHECK_EQ(store_batch_add(bt, &rm, &r), 0);
+    CHECK_EQ(store_batch_add(bt, &xy, &r), 0);
+    uint64_t xych = r.msg.channel;
+    iy_send xy2 = { y, xych, 0, "reply", 5, "", 0, 0 };
+    CHECK_EQ(store_batch_add(bt, &xy2, &r), 0);           /* the new channel, through the batch */
+    CHECK_EQ(r.msg.seq, 2);
+    CHECK_EQ(store_batch_add(bt, &ab2, &r), 0);
+    CHECK_EQ(store_batch_add(bt, &ab2, &r), IY_EEXIST);   /* the batch's own cmid */
+    store__fail_next_commit(s);
+    CHECK_EQ(store_batch_commit(bt), IY_EIO);
+
+    CHECK_EQ(store_channel_get(s, g.id, &cg), 0);
+    CHECK(cg.nmembers == 3 && cg.members[2] == b && strcmp(cg.name, "team") == 0);
+    CHECK_EQ(store_direct_find(s, x, y, &found), IY_ENOTFOUND);
+    CHECK_EQ(store_channel_get(s, xych, &cg), IY_ENOTFOUND);
+    CHECK_EQ(store_message_count(s), 2);
+    CHECK_EQ(send1(s, x, g.id, 0, "hello", "xk", &r), IY_EFORBIDDEN);
+    CHECK_EQ(send1(s, b, g.id, 0, "still in", "", &r), 0);
+    CHECK_EQ(r.msg.seq, 2);                                /* no gap */
+    CHECK_EQ(send1(s, a, ab, 0, "again", "ab2", &r), 0);   /* the cmid is free again */
+    CHECK_EQ(r.msg.seq, 2);
+    CHECK_EQ(send1(s, x, 0, y, "new pair", "xy1", &r), 0);
+    CHECK(r.msg.channel != xych && r.msg.seq == 1);
+    CHECK_EQ(store_user_pos(s, x, &p), 0);
+    CHECK_EQ(p, 1);
+
+    /* The same events committed: seen at once, without a reopen. */
+    bt = store_batch_begin(s);
+    CHECK_EQ(store_batch_add(bt, &add, &r), 0);
+    CHECK_EQ(store_batch_add(bt, &ren, &r), 0);
+    CHECK_EQ(store_batch_add(bt, &rm, &r), 0);
+    CHECK_EQ(store_batch_commit(bt), 0);
+    CHECK_EQ(store_channel_get(s, g.id, &cg), 0);
+    CHECK(cg.nmembers == 3 && cg.members[2] == x && strcmp(cg.name, "renamed") == 0);
+    CHECK_EQ(send1(s, x, g.id, 0, "hello", "xk", &r), 0);
+    CHECK_EQ(send1(s, b, g.id, 0, "out", "", &r), IY_EFORBIDDEN);
+    /* A failed commit after a successful one leaves the committed cache. */
+    bt = store_batch_begin(s);
+    iy_send rmx = { x, g.id, 0, "", 0, "", IY_EV_MEMBER_REMOVED, x };
+    CHECK_EQ(store_batch_add(bt, &rmx, &r), 0);
+    store__fail_next_commit(s);
+    CHECK_EQ(store_batch_commit(bt), IY_EIO);
+    CHECK_EQ(send1(s, x, g.id, 0, "still here", "", &r), 0);
+    s = reopen(s);
+    CHECK_EQ(store_channel_get(s, g.id, &cg), 0);
+    CHECK(cg.nmembers == 3 && cg.members[2] == x && strcmp(cg.name, "renamed") == 0);
+    CHECK_EQ(send1(s, a, ab, 0, "again", "ab2", &r), IY_EEXIST);
+    done(s);
+}
+
 /* event/subject round-trip through history, sync and channel_last, also after reopen. */
 static void test_event_fields(void)
 {
@@ -1172,6 +1251,7 @@ int main(void)
     test_events();
     test_events_full();
     test_events_batch();
+    test_failed_commit_caches();
     test_event_fields();
     test_read_state();
     test_friends();
