@@ -3,6 +3,7 @@
 #   make run        install missing Debian packages, build, run on 127.0.0.1:8080 with ./data
 #   make test       install what tests need, then unit tests, fuzzers (short), e2e (release and ASan+UBSan)
 #   make asan       build build/asan/iyagid with AddressSanitizer + UndefinedBehaviorSanitizer
+#   make VARIANT=tsan  build build/tsan/iyagid with ThreadSanitizer (manual runs; not in make test)
 #   make fuzz       build the libFuzzer targets (clang)
 
 LLHTTP_DIR  ?= /usr/share/llhttp
@@ -22,6 +23,8 @@ LLHTTP_SRC  := $(LLHTTP_DIR)/llhttp.c $(LLHTTP_DIR)/api.c $(LLHTTP_DIR)/http.c
 VARIANT     ?= rel
 ifeq ($(VARIANT),asan)
 OPT := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+else ifeq ($(VARIANT),tsan)
+OPT := -O1 -fno-omit-frame-pointer -fsanitize=thread
 else
 OPT := -O2
 endif
