@@ -20,7 +20,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startServer, api, show, newUser, newDevice, newUsers, connectWs, fullHistory, gapFree, ms, mapLimit,
-  sortIds, minId, UNKNOWN_ID, assertHttpError, assertWsError,
+  sortIds, minId, UNKNOWN_ID, assertHttpError, assertWsError, isId,
 } from './lib/harness.mjs';
 
 const T = { timeout: ms(120000) };
@@ -29,8 +29,6 @@ const T_BIG = { timeout: ms(300000) };
 let srv;
 before(async () => { srv = await startServer(); });
 after(async () => { await srv?.cleanup(); });
-
-const isId = (v) => typeof v === 'string' && /^[0-9]+$/.test(v) && v !== '0';
 
 /** run a test body with the server's stderr attached to failures and every socket closed after */
 async function t(fn) {

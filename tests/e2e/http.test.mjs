@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startServer, api, rawHttp, show, uname, signup, login, newUser, connectWs, ms, PASSWORD,
+  startServer, api, rawHttp, show, uname, signup, login, newUser, connectWs, ms, PASSWORD, isId,
 } from './lib/harness.mjs';
 
 // every test stops by itself: its waits are bounded, and so is the test
@@ -21,8 +21,6 @@ function assertError(r, status, code, what) {
   assert.equal(r.body.error.code, code, `${what}: error code, got ${show(r)}`);
   assert.equal(typeof r.body.error.message, 'string', `${what}: error message is a string, got ${show(r)}`);
 }
-
-const isId = (v) => typeof v === 'string' && /^[0-9]+$/.test(v) && v !== '0';
 
 async function t(fn) {
   try { await fn(); } catch (e) { throw srv.annotate(e); }

@@ -14,7 +14,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startServer, withServer, api, show, newUser, newDevice, connectWs, ms, sleep, assertWsError,
+  startServer, withServer, api, show, newUser, newDevice, connectWs, ms, sleep, assertWsError, withSockets,
 } from './lib/harness.mjs';
 
 const T = { timeout: ms(120000) };
@@ -23,17 +23,7 @@ let srv;
 before(async () => { srv = await startServer(); });
 after(async () => { await srv?.cleanup(); });
 
-async function t(fn, server = srv) {
-  const sockets = [];
-  const track = (c) => { sockets.push(c); return c; };
-  try {
-    await fn(track);
-  } catch (e) {
-    throw server.annotate(e);
-  } finally {
-    for (const c of sockets) c.terminate();
-  }
-}
+const t = (fn, server = srv) => withSockets(server, fn);
 
 async function createGroup(server, owner, name, members) {
   const r = await api(server, 'POST', '/v1/groups', { token: owner.token, body: { name, members: members.map((u) => u.user.id) } });

@@ -19,7 +19,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startServer, withServer, api, show, newUser, newDevice, connectWs, ms, sleep,
-  sortIds, UNKNOWN_ID, assertHttpError,
+  sortIds, UNKNOWN_ID, assertHttpError, withSockets, isId,
 } from './lib/harness.mjs';
 
 const T = { timeout: ms(120000) };
@@ -36,19 +36,7 @@ let srv;
 before(async () => { srv = await startServer({ presenceTimeout: TIMEOUT_S }); });
 after(async () => { await srv?.cleanup(); });
 
-const isId = (v) => typeof v === 'string' && /^[0-9]+$/.test(v) && v !== '0';
-
-async function t(fn, server = srv) {
-  const sockets = [];
-  const track = (c) => { sockets.push(c); return c; };
-  try {
-    await fn(track);
-  } catch (e) {
-    throw server.annotate(e);
-  } finally {
-    for (const c of sockets) c.terminate();
-  }
-}
+const t = (fn, server = srv) => withSockets(server, fn);
 
 /** connect and keep the socket alive with heartbeats */
 async function live(server, u, label, track) {

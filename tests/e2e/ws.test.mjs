@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startServer, withServer, api, show, newUser, newDevice, openWs, connectWs, fullHistory, gapFree, ms, sleep,
+  startServer, withServer, api, show, newUser, newDevice, openWs, connectWs, fullHistory, gapFree, ms, sleep, withSockets, isId,
 } from './lib/harness.mjs';
 
 // every test stops by itself: its waits are bounded, and so is the test
@@ -13,20 +13,7 @@ let srv;
 before(async () => { srv = await startServer(); });
 after(async () => { await srv?.cleanup(); });
 
-const isId = (v) => typeof v === 'string' && /^[0-9]+$/.test(v) && v !== '0';
-
-/** run a test body with the server's stderr attached to failures and every socket closed after */
-async function t(fn, server = srv) {
-  const sockets = [];
-  const track = (c) => { sockets.push(c); return c; };
-  try {
-    await fn(track);
-  } catch (e) {
-    throw server.annotate(e);
-  } finally {
-    for (const c of sockets) c.terminate();
-  }
-}
+const t = (fn, server = srv) => withSockets(server, fn);
 
 test('auth with a bad token is refused', T, () => t(async (track) => {
   const c = track(await openWs(srv, { label: 'badtoken' }));

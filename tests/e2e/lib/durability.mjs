@@ -1,20 +1,10 @@
 // durability.mjs — stream messages from many senders, then prove (after a crash or a shutdown
 // and a restart) that every acknowledged message is stored exactly once with gap-free seq and pos.
 import assert from 'node:assert/strict';
-import { newUser, connectWs, streamSender, fullHistory, fullSyncWs, gapFree, ms, sleep } from './harness.mjs';
+import { newUser, connectWs, streamSender, fullHistory, fullSyncWs, gapFree, ms, sleep, mapLimit } from './harness.mjs';
 
-/** run fn over items with at most n at a time */
-export async function pool(items, n, fn) {
-  const out = new Array(items.length);
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(n, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i], i);
-    }
-  }));
-  return out;
-}
+/** run fn over items with at most n at a time (the harness's mapLimit) */
+export const pool = mapLimit;
 
 /** a receiver and `count` senders, each with an authenticated socket */
 export async function setupSenders(server, count, tag) {

@@ -625,6 +625,26 @@ export function gapFree(values, what) {
 // ---------------------------------------------------------------- social features (groups, presence, receipts)
 
 /** run fn over items with at most n at a time; results in item order */
+/** a decimal id string, as the contract sends ids */
+export const isId = (v) => typeof v === 'string' && /^[0-9]+$/.test(v) && v !== '0';
+
+/**
+ * Runs fn(track) with the server's stderr attached to failures; every socket passed to track()
+ * is terminated afterwards, pass or fail.
+ */
+export async function withSockets(server, fn) {
+  const sockets = [];
+  const track = (c) => { sockets.push(c); return c; };
+  try {
+    await fn(track);
+  } catch (e) {
+    throw server.annotate(e);
+  } finally {
+    for (const c of sockets) c.terminate();
+  }
+}
+
+/** run fn(item, index) over items with at most n at a time */
 export async function mapLimit(items, n, fn) {
   const out = new Array(items.length);
   let next = 0;
