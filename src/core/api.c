@@ -4,7 +4,9 @@
  * the store becomes an api_job whose handler runs on the storage thread and
  * leaves a status and a JSON body; the answer is written back on the I/O
  * thread. Multi-step requests (login: look up, verify on the thread pool,
- * create the session) chain stages through job->after.
+ * create the session) chain stages through job->after. History pages
+ * (GET /v1/channels/{id}/messages) run on a reader thread instead (readq.h);
+ * GET /v1/sync stays on the storage thread for the reason below.
  *
  * Long polling (GET /v1/sync?wait=S): when the first look finds nothing,
  * the connection registers under its user like a WebSocket does; the next
@@ -147,6 +149,19 @@ static void submit(conn *c, api_job *a)
     conn_pause(c);
     dbq_job_init(&a->j, DBQ_RUN);
     if (dbq_submit(c->t->srv->dbq, &a->j) != 0) {
+        conn_http_error(c, IY_EUNAVAIL, "server is shutting down");
+        dbq_job_unref(&a->j);
+    }
+}
+
+/* As submit, to a reader thread (a->j.read set): HTTP is one request at a
+ * time per connection, so no key order matters; the connection id spreads
+ * connections over the threads. */
+static void submit_read(conn *c, api_job *a)
+{
+    c->http_busy = 1;
+    conn_pause(c);
+    if (readq_submit(c->t->srv->readq, &a->j, c->id * 31 + c->t->index) != 0) {
         conn_http_error(c, IY_EUNAVAIL, "server is shutting down");
         dbq_job_unref(&a->j);
     }
@@ -456,23 +471,31 @@ static void write_messages(iy_buf *b, const iy_msg_list *l)
     iy_buf_putc(b, ']');
 }
 
-static void history_store(store *s, api_job *a)
+/* Reader thread (readq.h): GET /v1/channels/{id}/messages needs no order
+ * against the bus, so the token, the membership and the page are all read
+ * from committed data there. */
+static void history_read(store_reader *r, dbq_job *j)
 {
-    iy_channel *ch = iy_malloc(sizeof *ch);
+    api_job *a = (api_job *)j;
     iy_msg_list l = { 0 };
-    if (load_channel(s, a, ch) == 0) {
-        int rc = store_history(s, a->id, a->has_after ? 0 : (a->has_before ? a->before : UINT64_MAX),
-                               a->has_after ? a->after : 0, a->limit, &l);
-        if (rc) {
-            fail(a, IY_EIO, "storage error");
-        } else {
-            iy_buf_putc(&a->body, '{');
-            write_messages(&a->body, &l);
-            iy_buf_putc(&a->body, '}');
-        }
+    iy_buf_reset(&a->body);
+    int rc = store_reader_session(r, a->token, &a->user, a->device);
+    if (rc == IY_ENOTFOUND) { fail(a, IY_EUNAUTH, "invalid or revoked token"); return; }
+    if (rc) { fail(a, IY_EIO, "storage error"); return; }
+    rc = store_reader_is_member(r, a->id, a->user);
+    if (rc == IY_ENOTFOUND) { fail(a, IY_ENOTFOUND, "no such channel"); return; }
+    if (rc == IY_EFORBIDDEN) { fail(a, IY_EFORBIDDEN, "not a member of this channel"); return; }
+    if (rc == 0)
+        rc = store_reader_history(r, a->id, a->has_after ? 0 : (a->has_before ? a->before : UINT64_MAX),
+                                  a->has_after ? a->after : 0, a->limit, &l);
+    if (rc) {
+        fail(a, IY_EIO, "storage error");
+    } else {
+        iy_buf_putc(&a->body, '{');
+        write_messages(&a->body, &l);
+        iy_buf_putc(&a->body, '}');
     }
     iy_msg_list_clear(&l);
-    iy_free(ch);
 }
 
 /* One row of GET /v1/channels, kept to sort by newest activity. */
@@ -1220,14 +1243,15 @@ static void history(conn *c, const http_request *req, uint64_t channel)
         conn_http_error(c, IY_EINVAL, "give before_seq or after_seq, not both");
         return;
     }
-    api_job *a = job_new(c, req, history_store, 1);
+    api_job *a = job_new(c, req, NULL, 1);
+    a->j.read = history_read;
     a->id = channel;
     a->before = before;
     a->has_before = has_b;
     a->after = after;
     a->has_after = has_a;
     a->limit = (int)limit;
-    submit(c, a);
+    submit_read(c, a);
 }
 
 static void sync_request(conn *c, const http_request *req)

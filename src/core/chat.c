@@ -2,7 +2,9 @@
  * authenticated socket, and the fan-out of committed messages to this
  * thread's sockets.
  *
- * Every op that needs the store becomes a job (dbq.h). Sends join the next
+ * Every op that needs the store becomes a job (dbq.h); `history` and `sync`
+ * only read committed data and run on a reader thread instead (readq.h; why
+ * that is safe for sync: docs/ARCHITECTURE.md). Sends join the next
  * group commit and are answered with `ack` only after it; the same commit's
  * bus batch then reaches every I/O thread, which writes one `msg` frame per
  * member (built once, copied to each of that member's devices here). */
@@ -94,9 +96,14 @@ static conn *job_conn(ws_job *w)
     return c;
 }
 
+/* To the storage thread, or to a reader thread when w->j.read is set (the
+ * connection's reads keep their order there: one key, one thread). Both
+ * count toward the connection's requests in flight. */
 static int submit(conn *c, ws_job *w)
 {
-    if (dbq_submit(c->t->srv->dbq, &w->j) != 0) {
+    int rc = w->j.read ? readq_submit(c->t->srv->readq, &w->j, c->id * 31 + c->t->index)
+                       : dbq_submit(c->t->srv->dbq, &w->j);
+    if (rc != 0) {
         send_error(c, w->has_rid ? w->rid : NULL, IY_EUNAVAIL, "server is shutting down");
         dbq_job_unref(&w->j);
         return IY_EUNAVAIL;
@@ -247,15 +254,18 @@ static void write_messages(iy_buf *b, const iy_msg_list *l)
     iy_buf_putc(b, ']');
 }
 
-static void sync_run(store *s, dbq_job *j)
+/* Reader thread. Safe off the storage FIFO (unlike auth): the socket is
+ * READY, so registered for live delivery before this request was read;
+ * anything committed after the reader's view reaches it live. */
+static void sync_run(store_reader *r, dbq_job *j)
 {
     ws_job *w = (ws_job *)j;
     iy_msg_list l = { 0 };
     int more = 0;
     uint64_t pos = 0;
-    j->err = store_sync(s, w->user, w->after, w->limit, &l, &more);
+    j->err = store_reader_sync(r, w->user, w->after, w->limit, &l, &more);
     if (!j->err && l.n) pos = l.v[l.n - 1].pos;
-    else if (!j->err) j->err = store_user_pos(s, w->user, &pos);
+    else if (!j->err) j->err = store_reader_user_pos(r, w->user, &pos);
     if (!j->err) {
         if (!l.n && pos > w->after) pos = w->after; /* nothing after `after` yet */
         frame_begin(&w->out, "batch", w);
@@ -268,24 +278,14 @@ static void sync_run(store *s, dbq_job *j)
     iy_msg_list_clear(&l);
 }
 
-/* Membership check shared by history-like ops; 0, IY_ENOTFOUND, IY_EFORBIDDEN, IY_EIO. */
-static int check_member(store *s, uint64_t channel, uint64_t user)
-{
-    iy_channel ch;
-    int rc = store_channel_get(s, channel, &ch);
-    if (rc) return rc;
-    for (uint32_t i = 0; i < ch.nmembers; i++)
-        if (ch.members[i] == user) return 0;
-    return IY_EFORBIDDEN;
-}
-
-static void history_run(store *s, dbq_job *j)
+/* Reader thread: membership and the page, both from committed data. */
+static void history_run(store_reader *r, dbq_job *j)
 {
     ws_job *w = (ws_job *)j;
     iy_msg_list l = { 0 };
-    j->err = check_member(s, w->channel, w->user);
+    j->err = store_reader_is_member(r, w->channel, w->user);
     if (!j->err)
-        j->err = store_history(s, w->channel, w->has_after ? 0 : (w->has_before ? w->before : UINT64_MAX),
+        j->err = store_reader_history(r, w->channel, w->has_after ? 0 : (w->has_before ? w->before : UINT64_MAX),
                                w->has_after ? w->after : 0, w->limit, &l);
     if (!j->err) {
         frame_begin(&w->out, "batch", w);
@@ -309,10 +309,10 @@ static void answer_done(dbq_job *j)
     dbq_job_unref(j);
 }
 
-static void start_read_job(conn *c, const proto_req *req, void (*run)(store *, dbq_job *))
+static void start_read_job(conn *c, const proto_req *req, void (*read)(store_reader *, dbq_job *))
 {
     ws_job *w = ws_job_new(c, req, DBQ_RUN);
-    w->j.run = run;
+    w->j.read = read;
     w->j.done = answer_done;
     w->channel = req->channel;
     w->limit = req->limit;

@@ -5,6 +5,7 @@
  *     SO_REUSEPORT listening socket and the connections it accepted; a
  *     connection never moves and only its thread touches it.
  *   - one storage thread (dbq.c) doing group commit;
+ *   - reader threads (readq.c) for history pages and WebSocket sync;
  *   - libuv's thread pool for Argon2id (auth.c).
  * Threads talk only through queues plus a wake-up: iothread_post_*() push to
  * a thread's inbox and uv_async_send() it.
@@ -35,6 +36,7 @@
 #include <stdint.h>
 #include <uv.h>
 #include "dbq.h"
+#include "readq.h"
 #include "../base/buf.h"
 #include "../base/u64map.h"
 #include "../bus/bus.h"
@@ -78,6 +80,7 @@ struct server {
     uv_timer_t presence_timer;
     store *store;
     dbq *dbq;
+    readq *readq;               /* reader threads: history, WebSocket sync */
     bus *bus;
     iothread **threads;
     unsigned nthreads;

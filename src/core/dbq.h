@@ -42,6 +42,7 @@ struct dbq_job {
     int kind;                                /* enum dbq_kind */
     atomic_int refs;                         /* set to 1 by dbq_job_init */
     void (*run)(store *s, dbq_job *j);       /* DBQ_RUN: runs on the storage thread */
+    void (*read)(store_reader *r, dbq_job *j); /* readq jobs instead: runs on a reader thread */
     void (*done)(dbq_job *j);                /* on the origin thread; must dbq_job_unref(j) */
     void (*free)(dbq_job *j);                /* frees the job's memory */
     void *origin;                            /* the origin I/O thread */

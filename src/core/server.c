@@ -131,6 +131,10 @@ int server_run(const server_config *cfg)
     srv->dbq = dbq_start(srv->store, srv->bus, iothread_post_job);
     if (!srv->dbq) goto out_store;
     dbq_set_hooks(srv->dbq, on_stored, on_committed, srv);
+    /* Reads that need no ordering against the bus (readq.h): two threads at
+     * most, the machine's cores are shared with the I/O and storage threads. */
+    srv->readq = readq_start(srv->store, srv->nthreads > 1 ? 2 : 1, iothread_post_job);
+    if (!srv->readq) goto out_store;
     pushd_config pc = { cfg->push_allow_private, cfg->push_retry_base_ms, cfg->push_give_up_s,
                         "mailto:postmaster@iyagi.invalid" };
     srv->pushd = pushd_start(srv->dbq, srv->vapid, &pc);
@@ -154,6 +158,7 @@ int server_run(const server_config *cfg)
 
     for (unsigned i = 0; i < srv->nthreads; i++) iothread_post_ctl(srv->threads[i], THREAD_STOP_ACCEPT);
     dbq_stop(srv->dbq);
+    readq_stop(srv->readq); /* drained while the I/O threads still take its answers */
     pushd_stop(srv->pushd); /* after the storage thread: nothing can answer it any more */
     for (unsigned i = 0; i < srv->nthreads; i++) iothread_post_ctl(srv->threads[i], THREAD_EXIT);
     for (unsigned i = 0; i < srv->nthreads; i++) iothread_join(srv->threads[i]);
@@ -161,6 +166,7 @@ int server_run(const server_config *cfg)
     uv_run(&srv->main_loop, UV_RUN_DEFAULT);
     uv_loop_close(&srv->main_loop);
     dbq_free(srv->dbq);
+    readq_free(srv->readq); /* its readers go before the store */
     presence_free(srv->presence);
     vapid_free(srv->vapid);
     bus_free(srv->bus);

@@ -5,6 +5,13 @@
  * synchronous and NOT thread-safe: exactly one thread (the storage thread,
  * core/dbq.c) calls it. Reads see committed state only.
  *
+ * Threads. Every store_* function below is for the storage thread only
+ * (after store_open, before store_free). The one exception is the reader
+ * interface at the end (store_reader_*): a reader is a read-only view of
+ * committed data for ONE other thread at a time (e.g. core/readq.c's reader
+ * threads); it never touches the storage thread's caches or open batch, so
+ * readers and the storage thread run concurrently without a lock.
+ *
  * Messages are written in batches (group commit): store_batch_begin(), any
  * number of store_batch_add(), then store_batch_commit() which makes the
  * whole batch durable with one sync, or none of it. Within a batch, seq (per
@@ -351,5 +358,40 @@ int store_push_counts(store *s, uint64_t *pending, uint64_t *dead);
 
 /* Counters for /metrics: number of messages stored (since creation). */
 uint64_t store_message_count(store *s);
+
+/* ---- readers: committed reads from other threads --------------------------- */
+
+/* A reader sees what was committed when each call starts (a batch is
+ * visible whole once store_batch_commit returned, never in part); each call
+ * is consistent in itself (a scan reads one snapshot), two calls may see
+ * different commits. A reader object is used by one thread at a time (it
+ * owns mutable read options); create as many as there are reading threads.
+ * store_reader_new and store_reader_free may be called from any thread, but
+ * every reader must be freed before store_free(s). */
+typedef struct store_reader store_reader;
+
+/* A reader of s. Never fails. */
+store_reader *store_reader_new(store *s);
+
+/* Accepts NULL. */
+void store_reader_free(store_reader *r);
+
+/* As store_history / store_sync, from r. */
+int store_reader_history(store_reader *r, uint64_t channel, uint64_t before_seq, uint64_t after_seq,
+                         int limit, iy_msg_list *out);
+int store_reader_sync(store_reader *r, uint64_t user, uint64_t after, int limit, iy_msg_list *out,
+                      int *more);
+
+/* As store_user_pos (read from the database, not the storage thread's cache). */
+int store_reader_user_pos(store_reader *r, uint64_t user, uint64_t *pos);
+
+/* As store_session_get. */
+int store_reader_session(store_reader *r, const uint8_t token_hash[32], uint64_t *user,
+                         char device[IY_DEVICE_MAX + 1]);
+
+/* 0 if user is a member of channel (read from the database, not the
+ * storage thread's channel cache), IY_ENOTFOUND (no such channel),
+ * IY_EFORBIDDEN, IY_EIO. */
+int store_reader_is_member(store_reader *r, uint64_t channel, uint64_t user);
 
 #endif

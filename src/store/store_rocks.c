@@ -202,6 +202,20 @@ struct store {
     store_batch batch;
 };
 
+/* What a read needs: the database and read options of their own (the
+ * store's for the storage thread, a reader's for another thread). */
+typedef struct rview {
+    rocksdb_t *db;
+    rocksdb_readoptions_t *ropt;       /* point reads */
+    rocksdb_readoptions_t *ropt_scan;  /* scans: bounds set per scan */
+} rview;
+
+struct store_reader {
+    rview v;
+};
+
+static rview store_view(const store *s) { return (rview){ s->db, s->ropt, s->ropt_scan }; }
+
 /* Logs a RocksDB error string once, frees it, returns IY_EIO. */
 static int rerr(char *err, const char *what)
 {
@@ -218,12 +232,18 @@ static int corrupt(const char *what)
 
 /* Point read of committed state.
  * Returns 1 with *val (free with rocksdb_free) and *vlen, 0 if absent, IY_EIO. */
-static int kv_get(store *s, const uint8_t *k, size_t kl, char **val, size_t *vlen)
+static int kv_get_v(const rview *rv, const uint8_t *k, size_t kl, char **val, size_t *vlen)
 {
     char *err = NULL;
-    *val = rocksdb_get(s->db, s->ropt, (const char *)k, kl, vlen, &err);
+    *val = rocksdb_get(rv->db, rv->ropt, (const char *)k, kl, vlen, &err);
     if (err) return rerr(err, "get");
     return *val != NULL;
+}
+
+static int kv_get(store *s, const uint8_t *k, size_t kl, char **val, size_t *vlen)
+{
+    rview rv = store_view(s);
+    return kv_get_v(&rv, k, kl, val, vlen);
 }
 
 /* Writes a small batch of non-message records with one sync. */
@@ -405,12 +425,19 @@ void store_free(store *s)
 
 /* An iterator over [lo, hi) (either bound may be NULL). The bounds must stay
  * valid until the iterator is destroyed; one scan at a time. */
+static rocksdb_iterator_t *scan_open_v(const rview *rv, const uint8_t *lo, size_t lol,
+                                       const uint8_t *hi, size_t hil)
+{
+    rocksdb_readoptions_set_iterate_lower_bound(rv->ropt_scan, (const char *)lo, lo ? lol : 0);
+    rocksdb_readoptions_set_iterate_upper_bound(rv->ropt_scan, (const char *)hi, hi ? hil : 0);
+    return rocksdb_create_iterator(rv->db, rv->ropt_scan);
+}
+
 static rocksdb_iterator_t *scan_open(store *s, const uint8_t *lo, size_t lol, const uint8_t *hi,
                                      size_t hil)
 {
-    rocksdb_readoptions_set_iterate_lower_bound(s->ropt_scan, (const char *)lo, lo ? lol : 0);
-    rocksdb_readoptions_set_iterate_upper_bound(s->ropt_scan, (const char *)hi, hi ? hil : 0);
-    return rocksdb_create_iterator(s->db, s->ropt_scan);
+    rview rv = store_view(s);
+    return scan_open_v(&rv, lo, lol, hi, hil);
 }
 
 /* Destroys it; returns 0 or IY_EIO if the scan stopped on an error. */
@@ -423,12 +450,12 @@ static int scan_close(rocksdb_iterator_t *it)
 }
 
 /* The last 8 bytes of the newest 17-byte key type+id+n (0 if none). */
-static int load_last(store *s, int type, uint64_t id, uint64_t *out)
+static int load_last_v(const rview *rv, int type, uint64_t id, uint64_t *out)
 {
     uint8_t lo[9], target[17];
     key1(lo, type, id);
     key2(target, type, id, UINT64_MAX);
-    rocksdb_iterator_t *it = scan_open(s, lo, 9, NULL, 0);
+    rocksdb_iterator_t *it = scan_open_v(rv, lo, 9, NULL, 0);
     rocksdb_iter_seek_for_prev(it, (const char *)target, 17);
     *out = 0;
     if (rocksdb_iter_valid(it)) {
@@ -447,7 +474,8 @@ static int counter_committed(store *s, u64map *m, int type, uint64_t id, uint64_
         *out = *v;
         return 0;
     }
-    int rc = load_last(s, type, id, out);
+    rview rv = store_view(s);
+    int rc = load_last_v(&rv, type, id, out);
     if (rc == 0) map_put(m, id, *out);
     return rc;
 }
@@ -653,20 +681,27 @@ int store_session_create(store *s, const uint8_t token_hash[32], uint64_t user, 
     return write_sync(s, wb);
 }
 
-int store_session_get(store *s, const uint8_t token_hash[32], uint64_t *user,
-                      char device[IY_DEVICE_MAX + 1])
+static int session_get_v(const rview *rv, const uint8_t token_hash[32], uint64_t *user,
+                         char device[IY_DEVICE_MAX + 1])
 {
     uint8_t k[33];
     char *v;
     size_t vl;
     session_key(k, token_hash);
-    int rc = kv_get(s, k, 33, &v, &vl);
+    int rc = kv_get_v(rv, k, 33, &v, &vl);
     if (rc <= 0) return rc ? rc : IY_ENOTFOUND;
     rd r = { (const uint8_t *)v, vl, 0 };
     *user = rd_u64(&r);
     rd_str(&r, rd_u8(&r), device, IY_DEVICE_MAX);
     rocksdb_free(v);
     return r.bad ? corrupt("session") : 0;
+}
+
+int store_session_get(store *s, const uint8_t token_hash[32], uint64_t *user,
+                      char device[IY_DEVICE_MAX + 1])
+{
+    rview rv = store_view(s);
+    return session_get_v(&rv, token_hash, user, device);
 }
 
 int store_session_delete(store *s, const uint8_t token_hash[32])
@@ -728,6 +763,8 @@ static int cached_get(store *s, store_batch *b, const uint8_t *k, size_t kl,
     return store__kv_get(&s->chcache, k, kl, v, vl);
 }
 
+static int channel_decode(const uint8_t *v, size_t vl, uint64_t id, iy_channel *out);
+
 /* Reads channel id as batch b sees it (b NULL: committed): 0, IY_ENOTFOUND, IY_EIO. */
 static int channel_load(store *s, store_batch *b, uint64_t id, iy_channel *out)
 {
@@ -736,6 +773,12 @@ static int channel_load(store *s, store_batch *b, uint64_t id, iy_channel *out)
     size_t vl;
     int rc = cached_get(s, b, k, key1(k, K_CHANNEL, id), &v, &vl);
     if (rc <= 0) return rc ? rc : IY_ENOTFOUND;
+    return channel_decode(v, vl, id, out);
+}
+
+/* Decodes a 'c' value: 0, IY_EIO. */
+static int channel_decode(const uint8_t *v, size_t vl, uint64_t id, iy_channel *out)
+{
     rd r = { v, vl, 0 };
     out->id = id;
     out->kind = (int)rd_u8(&r);
@@ -1202,8 +1245,8 @@ uint64_t store_message_count(store *s)
 
 /* ---- reading messages ------------------------------------------------------ */
 
-int store_history(store *s, uint64_t channel, uint64_t before_seq, uint64_t after_seq,
-                  int limit, iy_msg_list *out)
+static int history_v(const rview *rv, uint64_t channel, uint64_t before_seq, uint64_t after_seq,
+                     int limit, iy_msg_list *out)
 {
     uint8_t lo[9], hi[9], target[17];
     size_t cap = 0;
@@ -1212,7 +1255,7 @@ int store_history(store *s, uint64_t channel, uint64_t before_seq, uint64_t afte
     if (limit <= 0 || (before_seq == 0 && after_seq == UINT64_MAX)) return 0;
 
     key1(lo, K_MSG, channel);
-    rocksdb_iterator_t *it = scan_open(s, lo, 9, hi, key1_succ(hi, K_MSG, channel));
+    rocksdb_iterator_t *it = scan_open_v(rv, lo, 9, hi, key1_succ(hi, K_MSG, channel));
     if (before_seq) rocksdb_iter_seek_for_prev(it, (const char *)target,
                                                key2(target, K_MSG, channel, before_seq - 1));
     else rocksdb_iter_seek(it, (const char *)target, key2(target, K_MSG, channel, after_seq + 1));
@@ -1236,13 +1279,20 @@ int store_history(store *s, uint64_t channel, uint64_t before_seq, uint64_t afte
     return rc;
 }
 
+int store_history(store *s, uint64_t channel, uint64_t before_seq, uint64_t after_seq,
+                  int limit, iy_msg_list *out)
+{
+    rview rv = store_view(s);
+    return history_v(&rv, channel, before_seq, after_seq, limit, out);
+}
+
 /* Reads message (channel, seq) into m: 0, IY_EIO (also if it is missing:
  * an inbox entry always has its message). */
-static int msg_get(store *s, uint64_t channel, uint64_t seq, iy_msg *m)
+static int msg_get(const rview *rv, uint64_t channel, uint64_t seq, iy_msg *m)
 {
     uint8_t k[17];
     char *err = NULL;
-    rocksdb_pinnableslice_t *ps = rocksdb_get_pinned(s->db, s->ropt, (const char *)k,
+    rocksdb_pinnableslice_t *ps = rocksdb_get_pinned(rv->db, rv->ropt, (const char *)k,
                                                      key2(k, K_MSG, channel, seq), &err);
     if (err) return rerr(err, "get");
     if (!ps) return corrupt("inbox");
@@ -1253,7 +1303,8 @@ static int msg_get(store *s, uint64_t channel, uint64_t seq, iy_msg *m)
     return rc;
 }
 
-int store_sync(store *s, uint64_t user, uint64_t after, int limit, iy_msg_list *out, int *more)
+static int sync_v(const rview *rv, uint64_t user, uint64_t after, int limit, iy_msg_list *out,
+                  int *more)
 {
     uint8_t lo[9], hi[9], start[17];
     size_t cap = 0;
@@ -1263,7 +1314,7 @@ int store_sync(store *s, uint64_t user, uint64_t after, int limit, iy_msg_list *
     if (after == UINT64_MAX) return 0;
 
     key1(lo, K_INBOX, user);
-    rocksdb_iterator_t *it = scan_open(s, lo, 9, hi, key1_succ(hi, K_INBOX, user));
+    rocksdb_iterator_t *it = scan_open_v(rv, lo, 9, hi, key1_succ(hi, K_INBOX, user));
     rocksdb_iter_seek(it, (const char *)start, key2(start, K_INBOX, user, after + 1));
     int rc = 0;
     for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
@@ -1279,7 +1330,7 @@ int store_sync(store *s, uint64_t user, uint64_t after, int limit, iy_msg_list *
             break;
         }
         iy_msg *m = list_push(out, &cap);
-        if ((rc = msg_get(s, get64(v), get64(v + 8), m)) != 0) {
+        if ((rc = msg_get(rv, get64(v), get64(v + 8), m)) != 0) {
             out->n--;
             break;
         }
@@ -1291,6 +1342,75 @@ int store_sync(store *s, uint64_t user, uint64_t after, int limit, iy_msg_list *
         iy_msg_list_clear(out);
         *more = 0;
     }
+    return rc;
+}
+
+int store_sync(store *s, uint64_t user, uint64_t after, int limit, iy_msg_list *out, int *more)
+{
+    rview rv = store_view(s);
+    return sync_v(&rv, user, after, limit, out, more);
+}
+
+/* ---- readers: committed reads from another thread (store.h) --------------- */
+
+/* A reader touches only the database handle (thread-safe in RocksDB) and
+ * its own read options; never the store's caches, counters or batch. */
+store_reader *store_reader_new(store *s)
+{
+    store_reader *r = iy_calloc(1, sizeof *r);
+    r->v.db = s->db;
+    r->v.ropt = rocksdb_readoptions_create();
+    r->v.ropt_scan = rocksdb_readoptions_create();
+    return r;
+}
+
+void store_reader_free(store_reader *r)
+{
+    if (!r) return;
+    rocksdb_readoptions_destroy(r->v.ropt_scan);
+    rocksdb_readoptions_destroy(r->v.ropt);
+    iy_free(r);
+}
+
+int store_reader_history(store_reader *r, uint64_t channel, uint64_t before_seq, uint64_t after_seq,
+                         int limit, iy_msg_list *out)
+{
+    return history_v(&r->v, channel, before_seq, after_seq, limit, out);
+}
+
+int store_reader_sync(store_reader *r, uint64_t user, uint64_t after, int limit, iy_msg_list *out,
+                      int *more)
+{
+    return sync_v(&r->v, user, after, limit, out, more);
+}
+
+int store_reader_user_pos(store_reader *r, uint64_t user, uint64_t *pos)
+{
+    return load_last_v(&r->v, K_INBOX, user, pos);
+}
+
+int store_reader_session(store_reader *r, const uint8_t token_hash[32], uint64_t *user,
+                         char device[IY_DEVICE_MAX + 1])
+{
+    return session_get_v(&r->v, token_hash, user, device);
+}
+
+int store_reader_is_member(store_reader *r, uint64_t channel, uint64_t user)
+{
+    uint8_t k[9];
+    char *v;
+    size_t vl;
+    int rc = kv_get_v(&r->v, k, key1(k, K_CHANNEL, channel), &v, &vl);
+    if (rc <= 0) return rc ? rc : IY_ENOTFOUND;
+    iy_channel *ch = iy_malloc(sizeof *ch);
+    rc = channel_decode((const uint8_t *)v, vl, channel, ch);
+    rocksdb_free(v);
+    if (rc == 0) {
+        rc = IY_EFORBIDDEN;
+        for (uint32_t i = 0; i < ch->nmembers; i++)
+            if (ch->members[i] == user) rc = 0;
+    }
+    iy_free(ch);
     return rc;
 }
 
