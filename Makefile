@@ -71,7 +71,7 @@ $(B)/iyagi-bench: $(BENCH_SRC) $(wildcard bench/*.h) $(OBJ)
 $(B)/iyagid: $(OBJ) src/main.c
 	$(CC) $(BASEFLAGS) $(OPT) $(WARN) src/main.c $(OBJ) -o $@ $(LIBS)
 
-$(B)/test_%: tests/unit/test_%.c tests/unit/t.h $(OBJ)
+$(B)/test_%: tests/unit/test_%.c $(wildcard tests/unit/*.h) $(OBJ)
 	$(CC) $(BASEFLAGS) $(OPT) $(WARN) -Isrc $< $(OBJ) -o $@ $(LIBS)
 
 unit: $(addprefix $(B)/,$(TESTS))

@@ -11,35 +11,7 @@
 #include "base/alloc.h"
 #include "base/err.h"
 #include "store/store.h"
-
-static char dir[64];
-
-static store *fresh(void)
-{
-    strcpy(dir, "/tmp/iyagi_reader_XXXXXX");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        exit(1);
-    }
-    store *s = NULL;
-    CHECK_EQ(store_open(dir, 0, &s), 0);
-    return s;
-}
-
-static void done(store *s)
-{
-    store_free(s);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-}
-
-static uint64_t mkuser(store *s, const char *name)
-{
-    iy_user u;
-    CHECK_EQ(store_user_create(s, name, name, "$argon2id$hash", &u), 0);
-    return u.id;
-}
+#include "store_fixture.h"
 
 /* Same answers as the storage thread's functions; membership, sessions. */
 static void test_basics(void)
