@@ -615,6 +615,10 @@ function onFrame(f) {
       if (f.channel === S.current) renderTyping();
       break;
     }
+    case 'channel':
+      // a group we were just put in (created by someone): show it in the list at once
+      loadChannels();
+      break;
     case 'presence':
       if (f.user_id) setPresence(f);
       for (const p of f.presence || []) setPresence(p);

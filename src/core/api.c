@@ -574,6 +574,14 @@ static void group_create_store(store *s, api_job *a)
         iy_buf_append_str(&a->body, "{\"channel\":");
         proto_write_channel(&a->body, ch, 1);
         iy_buf_putc(&a->body, '}');
+        /* Members' open sockets learn of the new group at once ({"op":"channel",
+         * "channel":{...}}, not stored: offline devices find it in GET /v1/channels). */
+        iy_buf f = { 0 };
+        iy_buf_append_str(&f, "{\"op\":\"channel\",\"channel\":");
+        proto_write_channel(&f, ch, 1);
+        iy_buf_putc(&f, '}');
+        bus_notify(a->t->srv->bus, bus_notice_new(ch->members, ch->nmembers, f.data, f.len));
+        iy_buf_free(&f);
     }
     iy_free(ch);
 }

@@ -20,7 +20,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startServer, api, show, newUser, newDevice, newUsers, connectWs, fullHistory, gapFree, ms, mapLimit,
-  sortIds, minId, UNKNOWN_ID, assertHttpError, assertWsError, isId,
+  sortIds, minId, UNKNOWN_ID, assertHttpError, assertWsError, isId, withSockets
 } from './lib/harness.mjs';
 
 const T = { timeout: ms(120000) };
@@ -545,3 +545,23 @@ test('100-member group: concurrent senders, every member gets every message once
   assert.equal(gc.body.channel.members.length, 99);
   assert.ok(!gc.body.channel.members.includes(victim.user.id));
 }));
+
+test('create: every open socket of every member gets {op:"channel"} at once; others do not; nothing is stored', T, () =>
+  withSockets(srv, async (track) => {
+    const [owner, m1, m2, stranger] = await newUsers(srv, 'gn', 4);
+    const O = track(await connectWs(srv, { token: owner.token, label: 'O' }));
+    const M1 = track(await connectWs(srv, { token: m1.token, label: 'M1' }));
+    const M2 = track(await connectWs(srv, { token: m2.token, label: 'M2' }));
+    const X = track(await connectWs(srv, { token: stranger.token, label: 'X' }));
+    const r = await api(srv, 'POST', '/v1/groups', { token: owner.token, body: { name: 'notice', members: [m1.user.id, m2.user.id] } });
+    assert.equal(r.status, 201, show(r));
+    const ch = r.body.channel;
+    for (const s of [O, M1, M2]) {
+      const f = await s.waitFor((g) => g.op === 'channel', { what: `${s.label}: the channel notice` });
+      assert.deepEqual(f, { op: 'channel', channel: ch }, `${s.label}: the notice carries the channel as created`);
+    }
+    await X.roundTrip();
+    assert.deepEqual(X.received((g) => g.op === 'channel'), [], 'a non-member gets no notice');
+    const h = await api(srv, 'GET', `/v1/channels/${ch.id}/messages`, { token: m1.token });
+    assert.deepEqual(h.body.messages, [], 'the notice is not a stored message');
+  }));
