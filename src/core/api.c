@@ -29,6 +29,9 @@
 #include <string.h>
 #include <strings.h>
 
+/* What a send or membership change answers: 201 {message}, 200 {channel}, 204. */
+enum send_reply { REPLY_MESSAGE, REPLY_CHANNEL, REPLY_EMPTY };
+
 typedef struct api_job api_job;
 typedef void (*api_handler)(store *s, api_job *a);
 
@@ -57,7 +60,13 @@ struct api_job {
     uint64_t *members;                       /* group create */
     size_t nmembers;
     char name[IY_GROUP_NAME_MAX + 1];
-    int to_user;                             /* message send: POST /v1/users/{id}/messages */
+    /* message sends and membership changes (send_authed): */
+    int to_user;                             /* POST /v1/users/{id}/messages: id is the user */
+    char cmid[IY_CMID_MAX + 1];
+    size_t text_len;                         /* of j.text */
+    int event;                               /* enum iy_event; 0: a user's message */
+    uint64_t subject;                        /* the member added or removed */
+    int reply;                               /* enum send_reply */
     iy_push_sub *sub;                        /* push subscription being created */
     int status;
     iy_buf body;
@@ -619,7 +628,6 @@ out:
  * Also carries membership changes, which are messages of their channel
  * (store.h, enum iy_event). */
 
-enum send_reply { REPLY_MESSAGE, REPLY_CHANNEL, REPLY_EMPTY };
 
 typedef struct http_send {
     dbq_job j;            /* DBQ_SEND */
@@ -681,9 +689,8 @@ static void http_send_done(dbq_job *j)
     dbq_job_unref(j);
 }
 
-/* The api_job carries the request: id = channel or user, name = cmid or new
- * group name, password_len = text length, j.text = text, to_user,
- * has_display_name = event, after = subject, limit = reply. */
+/* After authentication: the send (or membership event) described by a's
+ * id, to_user, j.text/text_len, cmid, event, subject goes to the storage thread. */
 static void send_authed(conn *c, api_job *a)
 {
     if (dbq_backlog(c->t->srv->dbq) >= (size_t)c->t->srv->cfg.max_backlog) {
@@ -699,15 +706,14 @@ static void send_authed(conn *c, api_job *a)
     h->j.origin = c->t;
     h->t = c->t;
     h->conn_id = c->id;
-    h->reply = a->limit;
+    h->reply = a->reply;
     memcpy(h->token, a->token, 32);
-    int event = a->has_display_name;
-    if (!event) memcpy(h->cmid, a->name, sizeof h->cmid);
+    if (!a->event) memcpy(h->cmid, a->cmid, sizeof h->cmid);
     h->j.text = a->j.text;
     a->j.text = NULL;
     h->j.send = (iy_send){ .from = a->user, .channel = a->to_user ? 0 : a->id, .to = a->to_user ? a->id : 0,
-                           .text = h->j.text ? h->j.text : "", .text_len = a->password_len,
-                           .cmid = h->cmid, .event = event, .subject = a->after };
+                           .text = h->j.text ? h->j.text : "", .text_len = a->text_len,
+                           .cmid = h->cmid, .event = a->event, .subject = a->subject };
     h->j.origin_thread = c->t->index;
     h->j.origin_conn = 0;
     c->http_busy = 1;
@@ -733,11 +739,10 @@ static void send_message(conn *c, const http_request *req, uint64_t id, int to_u
     if (!json_is_string(t)) { conn_http_error(c, IY_EINVAL, "text must be a string"); goto out; }
     int rc = proto_check_text(json_string_value(t), json_string_length(t), msg, sizeof msg);
     if (rc) { conn_http_error(c, rc, msg); goto out; }
-    /* cmid travels in a->name (a free buffer of this job kind). */
-    if (get_str(c, o, "cmid", a->name, IY_CMID_MAX + 1, 0) < 0) goto out;
-    a->password_len = json_string_length(t); /* text length, see send_authed */
-    a->j.text = iy_strndup(json_string_value(t), a->password_len);
-    a->limit = REPLY_MESSAGE;
+    if (get_str(c, o, "cmid", a->cmid, sizeof a->cmid, 0) < 0) goto out;
+    a->text_len = json_string_length(t);
+    a->j.text = iy_strndup(json_string_value(t), a->text_len);
+    a->reply = REPLY_MESSAGE;
     a->then = send_authed;
     json_decref(o);
     submit(c, a);
@@ -837,15 +842,15 @@ static void membership(conn *c, const http_request *req, uint64_t channel, int e
 {
     api_job *a = job_new(c, req, nothing_store, 1);
     a->id = channel;
-    a->has_display_name = event;
-    a->after = subject;
-    a->limit = event == IY_EV_MEMBER_REMOVED ? REPLY_EMPTY : REPLY_CHANNEL;
+    a->event = event;
+    a->subject = subject;
+    a->reply = event == IY_EV_MEMBER_REMOVED ? REPLY_EMPTY : REPLY_CHANNEL;
     if (event == IY_EV_MEMBER_ADDED || event == IY_EV_RENAMED) {
         json_t *o = parse_body(c, req);
         if (!o) { dbq_job_unref(&a->j); return; }
         if (event == IY_EV_MEMBER_ADDED) {
             json_t *v = json_object_get(o, "user_id");
-            if (!json_is_string(v) || proto_parse_id(json_string_value(v), json_string_length(v), &a->after)) {
+            if (!json_is_string(v) || proto_parse_id(json_string_value(v), json_string_length(v), &a->subject)) {
                 json_decref(o);
                 conn_http_error(c, IY_EINVAL, "user_id must be a user id");
                 dbq_job_unref(&a->j);
@@ -859,8 +864,8 @@ static void membership(conn *c, const http_request *req, uint64_t channel, int e
                 dbq_job_unref(&a->j);
                 return;
             }
-            a->password_len = strlen(a->name);
-            a->j.text = iy_strndup(a->name, a->password_len);
+            a->text_len = strlen(a->name);
+            a->j.text = iy_strndup(a->name, a->text_len);
         }
         json_decref(o);
     }
