@@ -50,7 +50,7 @@ void presence_free(presence *p)
 {
     if (!p) return;
     for (size_t i = 0; i < p->users.cap; i++)
-        if (p->users.keys[i]) iy_free(p->users.vals[i]);
+        if (p->users.keys[i]) iy_free((void *)(uintptr_t)p->users.vals[i]);
     u64map_free(&p->users);
     pthread_mutex_destroy(&p->mu);
     iy_free(p);
@@ -118,7 +118,7 @@ void presence_tick(presence *p, int64_t now_ms)
     pthread_mutex_lock(&p->mu);
     for (size_t i = 0; i < p->users.cap; i++) {
         if (!p->users.keys[i]) continue;
-        entry *e = p->users.vals[i];
+        entry *e = (entry *)(uintptr_t)p->users.vals[i];
         if (e->online) evaluate(p, e, now_ms);
     }
     pthread_mutex_unlock(&p->mu);

@@ -84,92 +84,20 @@
 #include <string.h>
 #include <time.h>
 #include "../base/alloc.h"
+#include "../base/u64map.h"
 #include "../base/err.h"
 #include "../base/log.h"
 
 #define EPOCH_MS 1704067200000LL  /* 2024-01-01T00:00:00Z */
 #define NODE_MAX 1023u
 
-/* ---- u64 -> u64 open-addressing map (linear probing) ------------------ */
+/* Counters (channel -> seq, user -> pos) live in src/base/u64map; ids are
+ * never 0, the one key it reserves. */
 
-typedef struct u64map {
-    uint64_t *keys;      /* 0 = empty slot; key 0 lives in has_zero/zero_val */
-    uint64_t *vals;
-    size_t cap;          /* power of two, or 0 */
-    size_t n;
-    int has_zero;
-    uint64_t zero_val;
-} u64map;
-
-static size_t map_slot(const u64map *m, uint64_t k)
-{
-    return (size_t)((k * 0x9E3779B97F4A7C15ull) >> 32) & (m->cap - 1);
-}
-
-static uint64_t *map_find(u64map *m, uint64_t k)
-{
-    if (k == 0) return m->has_zero ? &m->zero_val : NULL;
-    if (m->cap == 0) return NULL;
-    for (size_t i = map_slot(m, k);; i = (i + 1) & (m->cap - 1)) {
-        if (m->keys[i] == k) return &m->vals[i];
-        if (m->keys[i] == 0) return NULL;
-    }
-}
-
-static void map_put(u64map *m, uint64_t k, uint64_t v);
-
-static void map_grow(u64map *m)
-{
-    u64map g = { 0 };
-    g.cap = m->cap ? m->cap * 2 : 64;
-    g.keys = iy_calloc(g.cap, sizeof *g.keys);
-    g.vals = iy_malloc(g.cap * sizeof *g.vals);
-    g.has_zero = m->has_zero;
-    g.zero_val = m->zero_val;
-    for (size_t i = 0; i < m->cap; i++)
-        if (m->keys[i]) map_put(&g, m->keys[i], m->vals[i]);
-    iy_free(m->keys);
-    iy_free(m->vals);
-    *m = g;
-}
-
-static void map_put(u64map *m, uint64_t k, uint64_t v)
-{
-    if (k == 0) {
-        m->has_zero = 1;
-        m->zero_val = v;
-        return;
-    }
-    if ((m->n + 1) * 4 > m->cap * 3) map_grow(m);   /* load <= 3/4 */
-    size_t i = map_slot(m, k);
-    while (m->keys[i] && m->keys[i] != k) i = (i + 1) & (m->cap - 1);
-    if (!m->keys[i]) {
-        m->keys[i] = k;
-        m->n++;
-    }
-    m->vals[i] = v;
-}
-
-static void map_clear(u64map *m)
-{
-    if (m->n) memset(m->keys, 0, m->cap * sizeof *m->keys);
-    m->n = 0;
-    m->has_zero = 0;
-}
-
-static void map_free(u64map *m)
-{
-    iy_free(m->keys);
-    iy_free(m->vals);
-    memset(m, 0, sizeof *m);
-}
-
-/* Copies every entry of src into dst. */
 static void map_merge(u64map *dst, const u64map *src)
 {
     for (size_t i = 0; i < src->cap; i++)
-        if (src->keys[i]) map_put(dst, src->keys[i], src->vals[i]);
-    if (src->has_zero) map_put(dst, 0, src->zero_val);
+        if (src->keys[i]) u64map_set(dst, src->keys[i], src->vals[i]);
 }
 
 /* ---- the store --------------------------------------------------------- */
@@ -407,8 +335,8 @@ void store_free(store *s)
     if (s->batch.wb) rocksdb_writebatch_destroy(s->batch.wb);
     store__kv_free(&s->batch.ovl);
     store__kv_free(&s->chcache);
-    map_free(&s->batch.seq);
-    map_free(&s->batch.pos);
+    u64map_free(&s->batch.seq);
+    u64map_free(&s->batch.pos);
     if (s->db) rocksdb_close(s->db);
     if (s->wopt_lazy) rocksdb_writeoptions_destroy(s->wopt_lazy);
     if (s->wopt) rocksdb_writeoptions_destroy(s->wopt);
@@ -416,8 +344,8 @@ void store_free(store *s)
     if (s->ropt) rocksdb_readoptions_destroy(s->ropt);
     if (s->opt) rocksdb_options_destroy(s->opt);
     if (s->cache) rocksdb_cache_destroy(s->cache);
-    map_free(&s->seq);
-    map_free(&s->pos);
+    u64map_free(&s->seq);
+    u64map_free(&s->pos);
     iy_free(s);
 }
 
@@ -469,14 +397,14 @@ static int load_last_v(const rview *rv, int type, uint64_t id, uint64_t *out)
 /* The newest committed counter of id in map m (type K_MSG: seq, K_INBOX: pos). */
 static int counter_committed(store *s, u64map *m, int type, uint64_t id, uint64_t *out)
 {
-    uint64_t *v = map_find(m, id);
+    uint64_t *v = u64map_find(m, id);
     if (v) {
         *out = *v;
         return 0;
     }
     rview rv = store_view(s);
     int rc = load_last_v(&rv, type, id, out);
-    if (rc == 0) map_put(m, id, *out);
+    if (rc == 0) u64map_set(m, id, *out);
     return rc;
 }
 
@@ -484,7 +412,7 @@ static int counter_committed(store *s, u64map *m, int type, uint64_t id, uint64_
 static int counter_pending(store_batch *b, int type, uint64_t id, uint64_t *out)
 {
     u64map *pm = type == K_MSG ? &b->seq : &b->pos;
-    uint64_t *v = map_find(pm, id);
+    uint64_t *v = u64map_find(pm, id);
     if (v) {
         *out = *v;
         return 0;
@@ -929,8 +857,8 @@ static void batch_reset(store_batch *b)
 {
     rocksdb_writebatch_clear(b->wb);
     store__kv_clear(&b->ovl);
-    map_clear(&b->seq);
-    map_clear(&b->pos);
+    u64map_clear(&b->seq);
+    u64map_clear(&b->pos);
     b->nmsgs = 0;
     b->open = 0;
 }
@@ -1159,10 +1087,10 @@ int store_batch_add(store_batch *b, const iy_send *in, iy_stored *out)
         put64(iv + 8, seq);
         rocksdb_writebatch_put(b->wb, (const char *)ik, key2(ik, K_INBOX, out->members[i],
                                   out->pos[i]), (const char *)iv, 16);
-        map_put(&b->pos, out->members[i], out->pos[i]);
+        u64map_set(&b->pos, out->members[i], out->pos[i]);
         if (out->members[i] == in->from) sender_pos = out->pos[i];
     }
-    map_put(&b->seq, ch, seq);
+    u64map_set(&b->seq, ch, seq);
     if (sender_pos) {
         /* The sender has read their own message (or event: a renamer has no
          * unread rename). seq is the channel's newest

@@ -112,6 +112,27 @@ static void test_u64map(void)
     CHECK_EQ(m.n, 0);
 }
 
+/* The u64-value side: a stored 0 is not absence; clear keeps nothing. */
+static void test_u64map_values(void)
+{
+    u64map m = { 0 };
+    CHECK(u64map_find(&m, 7) == NULL);
+    u64map_set(&m, 7, 0);
+    CHECK(u64map_find(&m, 7) != NULL && *u64map_find(&m, 7) == 0);
+    for (uint64_t k = 1; k <= 1000; k++) u64map_set(&m, k << 20, k * 3);
+    for (uint64_t k = 1; k <= 1000; k++) CHECK(u64map_find(&m, k << 20) && *u64map_find(&m, k << 20) == k * 3);
+    *u64map_find(&m, 5 << 20) = 99;                 /* updated in place through the slot */
+    CHECK_EQ(*u64map_find(&m, 5 << 20), 99);
+    CHECK(u64map_find(&m, 0) == NULL);              /* the reserved key is never found */
+    CHECK_EQ(m.n, 1001);
+    u64map_clear(&m);
+    CHECK_EQ(m.n, 0);
+    CHECK(u64map_find(&m, 7) == NULL && u64map_find(&m, 5 << 20) == NULL);
+    u64map_set(&m, 7, 1);
+    CHECK_EQ(*u64map_find(&m, 7), 1);
+    u64map_free(&m);
+}
+
 static void test_buf(void)
 {
     iy_buf b = { 0 };
@@ -131,6 +152,7 @@ int main(void)
 {
     test_utf8();
     test_u64map();
+    test_u64map_values();
     test_buf();
     return T_DONE("base");
 }
