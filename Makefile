@@ -1,7 +1,9 @@
 # iyagi — build, run and test.
 #   make            build build/rel/iyagid
-#   make run        install missing Debian packages, build, run on 127.0.0.1:8080 with ./data
-#   make test       install what tests need, then unit tests, fuzzers (short), e2e (release and ASan+UBSan)
+#   make run        install missing Debian packages (build only), build, run on 127.0.0.1:8080 with ./data
+#   make test       install what tests need (Debian packages, npm ci), then every suite (scripts/test.sh)
+#   make bench      install missing Debian packages, build, run the benchmark suite (bench/run.sh)
+#   make deps       install everything the targets above need
 #   make asan       build build/asan/iyagid with AddressSanitizer + UndefinedBehaviorSanitizer
 #   make VARIANT=tsan  build build/tsan/iyagid with ThreadSanitizer (manual runs; not in make test)
 #   make fuzz       build the libFuzzer targets (clang)
@@ -38,12 +40,16 @@ OBJ         += $(B)/gen/web_assets.o
 # The benchmark client (issue 6): every bench/*.c linked with the codecs.
 BENCH_SRC   := $(sort $(wildcard bench/*.c))
 
-.PHONY: all run test unit fuzz asan e2e deps clean bench
-all: check-llhttp $(B)/iyagid $(if $(BENCH_SRC),$(B)/iyagi-bench)
+.PHONY: all check-deps run test unit fuzz asan e2e deps clean bench
+all: check-deps $(B)/iyagid $(if $(BENCH_SRC),$(B)/iyagi-bench)
 
-check-llhttp:
+# Says what to install instead of failing later with missing headers or
+# hundreds of undefined references.
+check-deps:
 	@test -f $(LLHTTP_DIR)/llhttp.c -a -f $(LLHTTP_INC)/llhttp.h || { \
-	  echo "llhttp C sources not found in $(LLHTTP_DIR): install the Debian package node-llhttp (make deps)"; exit 1; }
+	  echo "llhttp C sources not found in $(LLHTTP_DIR): install the Debian package node-llhttp (scripts/deps.sh build)"; exit 1; }
+	@pkg-config --exists $(PKGS) || { \
+	  echo "pkg-config or the -dev packages of $(PKGS) are missing: run scripts/deps.sh build"; exit 1; }
 
 $(B)/%.o: src/%.c $(wildcard src/*/*.h)
 	@mkdir -p $(dir $@)
@@ -89,17 +95,25 @@ build/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC)
 
 fuzz: $(addprefix build/fuzz/,$(FUZZERS))
 
+# run, bench and test first install what is missing, then build in a fresh
+# make: this make read the Makefile (and asked pkg-config for LIBS, looked for
+# llhttp's sources) before the packages were there.
 deps:
-	@scripts/deps.sh
+	@scripts/deps.sh test
 
-run: deps all
+run:
+	@scripts/deps.sh build
+	@$(MAKE) --no-print-directory all
 	mkdir -p data
 	$(B)/iyagid --listen 127.0.0.1:8080 --data ./data
 
-test: deps
+test:
+	@scripts/deps.sh test
 	@scripts/test.sh
 
-bench: deps all
+bench:
+	@scripts/deps.sh build
+	@$(MAKE) --no-print-directory all
 	@bench/run.sh
 
 clean:

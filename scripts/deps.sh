@@ -1,14 +1,33 @@
 #!/usr/bin/env bash
-# Installs what building, running and testing iyagi needs on Debian 12, and
-# only what is missing (so `make run` stays quick on a machine that has it).
+# Installs, on Debian 12, what one of iyagi's make targets needs, and only
+# what is missing (so a second `make run` starts at once).
+#
+#   scripts/deps.sh build   Debian packages to build and run iyagid and iyagi-bench
+#   scripts/deps.sh test    the above, plus the test tools: clang (libFuzzer),
+#                           Chromium and fonts, Node.js and npm from Debian, and
+#                           the test suites' npm packages (npm ci)
+#
+# Running the server never needs the npm registry: only `test` touches it.
+# Everything comes from Debian 12's own archive; Node.js is Debian's 18, so
+# every npm package is pinned (package-lock.json) to a version whose
+# `engines` accept it, and npm runs with --engine-strict so a bump that
+# breaks that fails here, loudly, instead of in a user's browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(gcc make pkg-config libuv1-dev node-llhttp libjansson-dev libargon2-dev libssl-dev librocksdb-dev libcurl4-openssl-dev
-      clang libclang-rt-14-dev curl)
-[ -d tests/web ] && pkgs+=(chromium fonts-noto-cjk fonts-noto-color-emoji)   # browser tests drive Debian's Chromium
-command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
-command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+what=${1:-}
+build_pkgs=(gcc make pkg-config libuv1-dev node-llhttp libjansson-dev libargon2-dev libssl-dev
+            librocksdb-dev libcurl4-openssl-dev)
+test_pkgs=(clang libclang-rt-14-dev curl chromium fonts-noto-cjk fonts-noto-color-emoji)
+
+case "$what" in
+  build) pkgs=("${build_pkgs[@]}") ;;
+  test)  pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}")
+         # A machine that already has a Node.js (not Debian's) keeps it.
+         command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+         command -v npm >/dev/null 2>&1 || pkgs+=(npm) ;;
+  *) echo "usage: scripts/deps.sh build|test" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -17,15 +36,20 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
   SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "deps: missing ${missing[*]}; run as root or install sudo" >&2; exit 1; }
+    SUDO=sudo
+  fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+[ "$what" = test ] || exit 0
 
 # The test suites' npm packages (ws, playwright-core), pinned by package-lock.json.
 for d in tests/e2e tests/web; do
   [ -f "$d/package-lock.json" ] || continue
   if [ ! -d "$d/node_modules" ] || [ "$d/package-lock.json" -nt "$d/node_modules" ]; then
-    (cd "$d" && npm ci --no-audit --no-fund --loglevel=error)
+    (cd "$d" && npm ci --engine-strict --no-audit --no-fund)
   fi
 done

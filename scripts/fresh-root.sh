@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# scripts/fresh-root.sh — proves README's set-up on a truly fresh Debian 12.
+#
+# Builds a minimal Debian 12 root with mmdebstrap (--variant=apt) from the
+# same Debian suites this machine's apt uses, copies the repository's files
+# in, and runs inside it, as root, exactly what README.md tells a user:
+#
+#   1. the prerequisite line (apt-get update; apt-get install -y make git)
+#   2. `make run`  as a smoke test: it must serve /healthz and the web client
+#                  at http://127.0.0.1:8080/ (then SIGINT, and it must exit 0)
+#   3. `make test` the whole test command; its exit status is ours
+#
+# The commands are read from README.md itself (the first ```sh block), so the
+# check cannot drift from what the README says. The root shares this
+# machine's network (loopback ports, package registries); nothing of the
+# host goes in but the repository and, where the host trusts extra
+# certificate authorities for the registries, its CA bundle and npm's
+# `cafile` setting. /proc, /sys, /dev, /dev/pts and /dev/shm are bind
+# mounts, undone on every exit path before the root is deleted.
+#
+# Run by .ci/run after README's test command (not by `make test`, which is
+# what runs inside the root). Needs root. Environment: FRESH_ROOT_KEEP=1
+# keeps the root directory for a look afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+
+die() { echo "fresh-root: FAILED: $*" >&2; exit 1; }
+log() { echo "fresh-root: $*"; }
+[ "$(id -u)" -eq 0 ] || die "must run as root (mmdebstrap, chroot, mounts)"
+
+if ! command -v mmdebstrap >/dev/null 2>&1; then
+  log "installing mmdebstrap"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null
+fi
+
+# README's commands: the prerequisite line and the two commands, exactly as written.
+block=$(awk '/^```sh$/{f=1;next} /^```$/{if(f)exit} f' README.md)
+prereq=$(grep -m1 -E '^apt-get ' <<<"$block" || true)
+run_cmd=$(grep -m1 -E '^make run$' <<<"$block" || true)
+test_cmd=$(grep -m1 -E '^make test$' <<<"$block" || true)
+[ -n "$prereq" ] && [ -n "$run_cmd" ] && [ -n "$test_cmd" ] ||
+  die "README.md's first sh block must hold the apt-get prerequisite line, 'make run' and 'make test'"
+
+# The Debian suites this machine uses, as one-line sources (origin Debian only:
+# a third-party repository of the host, say one with a newer Node.js, stays out).
+sources=$(LC_ALL=C apt-cache policy | awk '
+  /^ *[0-9]+ (https?|file):/ { uri=$2; split($3, sc, "/"); suite=sc[1]; comp=sc[2]; next }
+  /^ *release / && uri != "" { if ($0 ~ /o=Debian,/) print "deb " uri " " suite " " comp; uri="" }' | sort -u)
+[ -n "$sources" ] || die "no Debian suites in 'apt-cache policy' (run apt-get update first)"
+
+ROOT=$(mktemp -d /var/tmp/iyagi-fresh-root.XXXXXX)
+mounts=()
+run_pgid=""
+cleanup() {
+  local rc=$?
+  set +e
+  if [ -n "$run_pgid" ] && kill -0 -- "-$run_pgid" 2>/dev/null; then
+    kill -INT -- "-$run_pgid"; sleep 3; kill -KILL -- "-$run_pgid" 2>/dev/null
+  fi
+  for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do
+    umount "${mounts[$i]}" 2>/dev/null || umount -l "${mounts[$i]}"
+  done
+  if grep -qF " $ROOT/" /proc/mounts; then
+    echo "fresh-root: mounts under $ROOT remain; not deleting it" >&2
+    rc=1
+  elif [ "${FRESH_ROOT_KEEP:-0}" = 1 ]; then
+    log "kept $ROOT"
+  else
+    rm -rf --one-file-system "$ROOT"
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+t0=$SECONDS
+log "building a Debian 12 root in $ROOT from:"
+echo "$sources" | sed 's/^/    /'
+mmdebstrap --quiet --variant=apt --mode=root bookworm "$ROOT" - <<<"$sources" ||
+  die "mmdebstrap could not build the root"
+log "root built in $((SECONDS - t0)) s"
+
+# Extra certificate authorities of the host (a registry behind an
+# intercepting proxy): npm in the root trusts what npm on the host trusts.
+ca=""
+if command -v npm >/dev/null 2>&1; then ca=$(npm config get cafile 2>/dev/null || true); fi
+case "$ca" in ""|null|undefined) ca="" ;; esac
+if [ -n "$ca" ] && [ -f "$ca" ]; then
+  install -D -m 0644 "$ca" "$ROOT/usr/local/share/iyagi-host-ca.pem"
+  echo "cafile=/usr/local/share/iyagi-host-ca.pem" > "$ROOT/etc/npmrc"
+  log "carried the host's npm cafile ($ca) into the root"
+fi
+
+for m in proc sys dev dev/pts dev/shm; do
+  mkdir -p "$ROOT/$m"
+  mount --bind "/$m" "$ROOT/$m"
+  mounts+=("$ROOT/$m")
+done
+
+mkdir -p "$ROOT/root/iyagi"
+git ls-files -z --cached --others --exclude-standard |
+  tar --null -T - -cf - | tar -xf - -C "$ROOT/root/iyagi"
+
+inroot() {  # inroot COMMAND: a login-like shell in the repository, nothing of our environment
+  chroot "$ROOT" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    DEBIAN_FRONTEND=noninteractive /bin/bash -c "cd /root/iyagi && $1"
+}
+
+t=$SECONDS
+log "\$ $prereq"
+inroot "$prereq" > "$ROOT/prereq.log" 2>&1 || { tail -n 30 "$ROOT/prereq.log" >&2; die "README's prerequisite line failed: $prereq"; }
+log "prerequisites: $((SECONDS - t)) s"
+
+if curl -s -o /dev/null --max-time 2 http://127.0.0.1:8080/healthz; then
+  die "something already listens on 127.0.0.1:8080; stop it and run again"
+fi
+t=$SECONDS
+log "\$ $run_cmd   (waiting for http://127.0.0.1:8080/healthz)"
+setsid chroot "$ROOT" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
+  PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
+  /bin/bash -c "cd /root/iyagi && exec $run_cmd" > "$ROOT/make-run.log" 2>&1 &
+run_pgid=$!
+up=0
+for _ in $(seq 1 600); do
+  kill -0 "$run_pgid" 2>/dev/null || break
+  if curl -sf -o /dev/null --max-time 2 http://127.0.0.1:8080/healthz; then up=1; break; fi
+  sleep 1
+done
+if [ $up -ne 1 ]; then
+  tail -n 40 "$ROOT/make-run.log" >&2
+  die "'$run_cmd' did not serve http://127.0.0.1:8080/healthz"
+fi
+log "'$run_cmd' served /healthz after $((SECONDS - t)) s"
+page=$(curl -sf --max-time 5 http://127.0.0.1:8080/) || die "GET / failed"
+grep -q '<html' <<<"$page" || die "GET / did not serve the web client"
+kill -INT -- "-$run_pgid"
+rc=0; wait "$run_pgid" || rc=$?
+run_pgid=""
+# make passes SIGINT to iyagid, which stops cleanly; make itself then reports
+# the interrupt, so iyagid's own last line is what tells a clean stop.
+grep -q "stopped cleanly" "$ROOT/make-run.log" || { tail -n 20 "$ROOT/make-run.log" >&2; die "iyagid did not stop cleanly on SIGINT (make exited $rc)"; }
+log "'$run_cmd' stopped cleanly on SIGINT"
+
+t=$SECONDS
+log "\$ $test_cmd"
+inroot "$test_cmd" || die "README's test command '$test_cmd' failed in the fresh root after $((SECONDS - t)) s"
+log "'$test_cmd' passed in $((SECONDS - t)) s"
+log "all of README's commands work on a fresh Debian 12 root ($((SECONDS - t0)) s in all)"
