@@ -11,12 +11,12 @@
 LLHTTP_DIR  ?= /usr/share/llhttp
 LLHTTP_INC  ?= /usr/share/include/llhttp
 CC          ?= gcc
-PKGS        := libuv jansson libargon2 libcrypto libcurl
+PKGS        := libuv jansson libargon2 libcrypto libcurl libpq
 LIBS        := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lrocksdb -lpthread -lm
 WARN        := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 BASEFLAGS   := -std=c11 -D_GNU_SOURCE -g -I$(LLHTTP_INC) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 
-SRC         := $(sort $(wildcard src/*/*.c))
+SRC         := $(sort $(wildcard src/*/*.c src/*/*/*.c))
 LIB_SRC     := $(SRC)
 TESTS       := $(patsubst tests/unit/%.c,%,$(sort $(wildcard tests/unit/test_*.c)))
 FUZZERS     := $(patsubst tests/fuzz/%.c,%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
@@ -51,7 +51,7 @@ check-deps:
 	@pkg-config --exists $(PKGS) || { \
 	  echo "pkg-config or the -dev packages of $(PKGS) are missing: run scripts/deps.sh build"; exit 1; }
 
-$(B)/%.o: src/%.c $(wildcard src/*/*.h)
+$(B)/%.o: src/%.c $(wildcard src/*/*.h src/*/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) $(OPT) $(WARN) -c $< -o $@
 
@@ -68,7 +68,7 @@ $(B)/gen/web_assets.c: build/tools/embed $(WEB_FILES)
 	@mkdir -p $(dir $@)
 	build/tools/embed web $(WEB_FILES) > $@.tmp && mv $@.tmp $@
 
-$(B)/gen/web_assets.o: $(B)/gen/web_assets.c src/core/web_assets.h
+$(B)/gen/web_assets.o: $(B)/gen/web_assets.c src/api/web_assets.h
 	$(CC) $(BASEFLAGS) $(OPT) $(WARN) -Isrc -c $< -o $@
 
 $(B)/iyagi-bench: $(BENCH_SRC) $(wildcard bench/*.h) $(OBJ)

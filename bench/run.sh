@@ -13,12 +13,15 @@
 #    commit, machine, exact commands and figures to docs/BENCHMARKS.md.
 #
 # Environment: BENCH_NO_APPEND=1 prints the section instead of appending it;
-# BENCH_KEEP=1 keeps the run directory (build/bench/run.*).
+# BENCH_KEEP=1 keeps the run directory (build/bench/run.*); BENCH_STORE=postgres
+# runs the server on a throwaway PostgreSQL (scripts/pg-throwaway.sh) seeded
+# the same way (admin create-users --store), instead of the embedded store;
+# IYAGID and BENCH name other binaries (a before/after comparison).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-IYAGID=build/rel/iyagid
-BENCH=build/rel/iyagi-bench
+IYAGID=${IYAGID:-build/rel/iyagid}
+BENCH=${BENCH:-build/rel/iyagi-bench}
 USERS=15000
 NGROUPS=20
 GROUP_SIZE=100
@@ -40,20 +43,39 @@ fi
 
 mkdir -p build/bench
 RUN=$(mktemp -d build/bench/run.XXXXXX)
-cp -a "$SEED/data" "$RUN/data"
-U="$SEED/users.txt"
+STORE_ARGS=()
+PGDIR=""
+if [ "${BENCH_STORE:-rocksdb}" = postgres ]; then
+    # A throwaway PostgreSQL seeded like the embedded store's seed directory.
+    PGDIR=$(mktemp -d /tmp/iyagi-bench-pg.XXXXXX)
+    chmod 755 "$PGDIR"
+    scripts/pg-throwaway.sh start "$PGDIR" >/dev/null
+    PGURL=$(scripts/pg-throwaway.sh createdb "$PGDIR" bench)
+    mkdir -p "$RUN/data"
+    start=$(date +%s)
+    "$IYAGID" admin create-users --data "$RUN/data" --store "$PGURL" --count $USERS --prefix bu \
+        --groups $NGROUPS --group-size $GROUP_SIZE --out "$RUN/users.txt"
+    echo "bench: PostgreSQL seeded in $(( $(date +%s) - start )) s"
+    U="$RUN/users.txt"
+    STORE_ARGS=(--store "$PGURL")
+else
+    cp -a "$SEED/data" "$RUN/data"
+    U="$SEED/users.txt"
+fi
 
 # A free loopback port: ask the kernel for one, then use it at once.
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
        echo $(( 20000 + RANDOM % 20000 )))
 
-"$IYAGID" --listen 127.0.0.1:$PORT --data "$RUN/data" --threads 2 >"$RUN/server.log" 2>&1 &
+"$IYAGID" --listen 127.0.0.1:$PORT --data "$RUN/data" "${STORE_ARGS[@]}" --threads 2 >"$RUN/server.log" 2>&1 &
 SPID=$!
 stop_server() {
     if kill -0 $SPID 2>/dev/null; then
         kill -TERM $SPID
         wait $SPID || true
     fi
+    [ -z "$PGDIR" ] || scripts/pg-throwaway.sh stop "$PGDIR" || true
+    PGDIR=""
 }
 trap stop_server EXIT
 for _ in $(seq 100); do
@@ -104,7 +126,7 @@ cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
     echo
     echo "## $(date -u +%Y-%m-%dT%H:%MZ) — commit $commit"
     echo
-    echo "Machine: $(nproc) CPUs ($cpu), $mem, Linux $(uname -r). Server: \`iyagid --threads 2\`;"
+    echo "Machine: $(nproc) CPUs ($cpu), $mem, Linux $(uname -r). Server: \`iyagid --threads 2\` on the ${BENCH_STORE:-rocksdb} store$([ "${BENCH_STORE:-}" = postgres ] && echo ' (PostgreSQL 15, throwaway, fsync on, same machine)');"
     echo "client: \`iyagi-bench\`, $WORKERS worker processes, on the same machine (they share the CPUs)."
     echo "Load average at the end of the run: $(cut -d' ' -f1-3 /proc/loadavg) (anything else running skews the figures)."
     echo
@@ -129,8 +151,14 @@ cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
     echo "Commands (PORT, PID: the server's; U: $U):"
     echo
     echo '```'
-    echo "iyagid admin create-users --data DIR --count $USERS --prefix bu --groups $NGROUPS --group-size $GROUP_SIZE --out U"
-    echo "iyagid --listen 127.0.0.1:PORT --data COPY-OF-DIR --threads 2"
+    if [ "${BENCH_STORE:-}" = postgres ]; then
+        echo "scripts/pg-throwaway.sh start PGDIR; scripts/pg-throwaway.sh createdb PGDIR bench   # -> URL"
+        echo "iyagid admin create-users --data DIR --store URL --count $USERS --prefix bu --groups $NGROUPS --group-size $GROUP_SIZE --out U"
+        echo "iyagid --listen 127.0.0.1:PORT --data DIR --store URL --threads 2"
+    else
+        echo "iyagid admin create-users --data DIR --count $USERS --prefix bu --groups $NGROUPS --group-size $GROUP_SIZE --out U"
+        echo "iyagid --listen 127.0.0.1:PORT --data COPY-OF-DIR --threads 2"
+    fi
     for s in "${SUITE[@]}"; do echo "iyagi-bench $s --users U --port PORT --server-pid PID --workers $WORKERS"; done
     echo '```'
     echo

@@ -17,8 +17,9 @@ cd "$(dirname "$0")/.."
 
 what=${1:-}
 build_pkgs=(gcc make pkg-config libuv1-dev node-llhttp libjansson-dev libargon2-dev libssl-dev
-            librocksdb-dev libcurl4-openssl-dev)
-test_pkgs=(clang libclang-rt-14-dev curl chromium fonts-noto-cjk fonts-noto-color-emoji)
+            librocksdb-dev libcurl4-openssl-dev libpq-dev)
+test_pkgs=(clang libclang-rt-14-dev curl chromium fonts-noto-cjk fonts-noto-color-emoji
+           postgresql)   # a throwaway PostgreSQL for the tests of the shared store
 
 case "$what" in
   build) pkgs=("${build_pkgs[@]}") ;;

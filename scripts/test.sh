@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Every test of iyagi, in order of cost: unit tests of each codec and the
-# store, the libFuzzer targets for a short time, the end-to-end suite
-# against the real binary, then unit tests and the end-to-end suite again
-# under AddressSanitizer + UndefinedBehaviorSanitizer.
+# Every test of iyagi, in order of cost: unit tests of each codec, the
+# rules and the store (both backends), the libFuzzer targets for a short
+# time, the end-to-end suite against the real binary on each store
+# (embedded RocksDB, then PostgreSQL), the browser suite, then unit tests
+# and the end-to-end suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# A throwaway PostgreSQL (scripts/pg-throwaway.sh) serves the run and is
+# removed at the end, whatever happens.
 # Ends with one line "N passed, N failed" counting the suites.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -30,22 +33,36 @@ fuzz_all() {
   return $rc
 }
 
-e2e() {  # e2e BINARY
-  (cd tests/e2e && IYAGID="$PWD/../../$1" node --test --test-concurrency=2 ./*.test.mjs)
+e2e() {  # e2e BINARY [STORE]
+  (cd tests/e2e && IYAGID="$PWD/../../$1" IYAGI_E2E_STORE="${2:-rocksdb}" IYAGI_E2E_PG_DIR="$PGDIR" \
+     node --test --test-concurrency=2 ./*.test.mjs)
 }
 
 web() {  # browser end-to-end tests of the web client (Playwright + Debian's Chromium)
   (cd tests/web && IYAGID="$PWD/../../build/rel/iyagid" node --test --test-concurrency=1 ./*.test.mjs)
 }
 
+# The suite's PostgreSQL: one server, a fresh database per test server (and
+# per unit-test store). A failed start is a failed suite: the PostgreSQL
+# tests then fail too rather than skip.
+PGDIR=$(mktemp -d /tmp/iyagi-test-pg.XXXXXX)
+chmod 755 "$PGDIR"
+trap 'scripts/pg-throwaway.sh stop "$PGDIR" >/dev/null 2>&1 || true' EXIT
+pg_start() {
+  IYAGI_TEST_PG_URL=$(scripts/pg-throwaway.sh start "$PGDIR") && export IYAGI_TEST_PG_URL IYAGI_TEST_PG_DIR="$PGDIR" &&
+    echo "PostgreSQL at $IYAGI_TEST_PG_URL"
+}
+
 export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
 export ASAN_OPTIONS="abort_on_error=0:detect_leaks=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 
+step "throwaway PostgreSQL" pg_start
 step "build" make -s -j"$JOBS"
 step "unit tests" make -s -j"$JOBS" unit
 step "fuzz (${FUZZ_SECONDS} s each)" fuzz_all
 step "end-to-end" e2e build/rel/iyagid
+step "end-to-end on PostgreSQL" e2e build/rel/iyagid postgres
 [ -f tests/web/package.json ] && step "web client (Chromium)" web
 step "build (ASan+UBSan)" make -s -j"$JOBS" VARIANT=asan
 step "unit tests (ASan+UBSan)" make -s -j"$JOBS" VARIANT=asan unit

@@ -1,7 +1,8 @@
 /* main.c — iyagid's command line. */
-#include "core/admin.h"
-#include "core/server.h"
+#include "server/admin.h"
+#include "server/server.h"
 #include "base/log.h"
+#include "store/store.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,11 +10,16 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: iyagid [--listen HOST:PORT] [--data DIR] [--threads N] [--public-url URL]\n"
+            "usage: iyagid [--listen HOST:PORT] [--data DIR] [--store URL] [--node NAME] [--threads N]\n"
+            "              [--public-url URL]\n"
             "              [--presence-timeout S] [--auth-timeout S] [--idle-timeout S] [--max-backlog N]\n"
             "              [--push-allow-private] [--push-retry-base-ms N] [--push-give-up S]\n"
             "  --listen HOST:PORT     IPv4 address to serve on (default 127.0.0.1:8080)\n"
-            "  --data DIR             every byte of state lives here (default ./data, created if missing)\n"
+            "  --data DIR             the embedded store lives here (default ./data, created if missing)\n"
+            "  --store URL            keep all shared state in PostgreSQL instead (a libpq URI:\n"
+            "                         postgresql://USER@HOST:PORT/DB, multi-host with\n"
+            "                         target_session_attrs=read-write); the schema is created or upgraded\n"
+            "  --node NAME            this node's name, unique in a cluster (default HOST:PORT of --listen)\n"
             "  --threads N            I/O threads (default: number of cores)\n"
             "  --public-url URL       base URL that discovery hands to clients (default: the Host header)\n"
             "  --presence-timeout S   seconds of silence before a user is offline (default 30)\n"
@@ -68,6 +74,18 @@ int main(int argc, char **argv)
             cfg.listen_port = int_arg("--listen port", colon + 1, 0, 65535);
         } else if (!strcmp(a, "--data")) {
             snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", v);
+        } else if (!strcmp(a, "--store")) {
+            if (strlen(v) >= sizeof cfg.store || !store_is_url(v)) {
+                fprintf(stderr, "iyagid: --store takes a postgresql:// URL\n");
+                return 2;
+            }
+            snprintf(cfg.store, sizeof cfg.store, "%s", v);
+        } else if (!strcmp(a, "--node")) {
+            if (!*v || strlen(v) >= sizeof cfg.node) {
+                fprintf(stderr, "iyagid: --node takes a name of 1 to %zu bytes\n", sizeof cfg.node - 1);
+                return 2;
+            }
+            snprintf(cfg.node, sizeof cfg.node, "%s", v);
         } else if (!strcmp(a, "--threads")) {
             cfg.threads = (unsigned)int_arg(a, v, 1, 64);
         } else if (!strcmp(a, "--public-url")) {

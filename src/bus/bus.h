@@ -1,41 +1,65 @@
-/* bus.h — the hand-off of committed messages to the threads (later: the
- * nodes) that hold the members' sockets.
+/* bus.h — what crosses from the thread that committed something to the
+ * threads (and, in a cluster, the nodes) holding the sockets it concerns.
  *
- * Single node (bus_local.c): the storage thread publishes each committed
- * batch once; the bus hands one reference of it to every I/O thread, which
- * delivers it to its own connections. Cluster (later): a NATS implementation
- * publishes per-user subjects and each node subscribes for its users; the
- * functions below are the whole seam.
+ * Every message kind is a typed, self-contained struct: it owns its bytes
+ * and names no job, connection pointer or store record, so the same struct
+ * can be handed between threads by reference (bus_local.c) or encoded for
+ * the wire between nodes (a later bus_nats.c; the wire form of each kind is
+ * documented with it). Handlers must be idempotent: a message may arrive
+ * twice or never, the store is the truth (a device missing a pos fetches it
+ * with sync).
  *
- * Ordering: bus_publish() calls from one thread reach every subscriber in
- * call order, and after any bus_post() made earlier by the same thread —
- * this is what makes `ready.pos` plus the live stream gap-free. */
+ *   kind        carries                                        handler (chat/deliver.c)
+ *   BUS_BATCH   committed messages, each with its recipients'  one `msg` frame per recipient
+ *               inbox pos and where it came from                device, skipping the sender's socket
+ *   BUS_NOTICE  one JSON frame and the users whose sockets     the frame to their sockets
+ *               get it (presence, receipt, typing, channel)
+ *   BUS_REVOKE  a user and a session (token hash)              close that session's sockets
+ *
+ * Subscriptions. A subscriber (an I/O thread) says which users it holds
+ * sockets of (bus_subscribe / bus_unsubscribe, counted); a message for a
+ * user reaches at least every subscriber of that user. The local bus ignores
+ * the counts and hands every message to every I/O thread (each looks its
+ * own sockets up: a handful of threads costs a handful of queue pushes); a
+ * cluster bus routes by user, so the cost of a message does not grow with
+ * the number of nodes.
+ *
+ * Order. Messages published from one thread reach each subscriber in
+ * publish order (the local bus: a FIFO per thread). Across nodes there is
+ * no such promise; receivers order by pos and fill gaps from the store. */
 #ifndef IY_BUS_H
 #define IY_BUS_H
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "../store/store.h"
+#include "../model/types.h"
 
-/* One committed message as the bus carries it. */
+/* Where a message or notice came from: the sender's socket gets an ack
+ * instead of the msg (and the reader's socket no receipt of its own). */
+typedef struct bus_origin {
+    unsigned node;             /* store node number of the committing node */
+    unsigned thread;           /* I/O thread index on that node */
+    uint64_t conn;             /* connection id on that thread; 0: none (HTTP) */
+} bus_origin;
+
+/* One committed message. */
 typedef struct bus_msg {
-    const iy_stored *st;       /* members and their pos; st->msg without text */
-    const char *text;
-    size_t text_len;
-    unsigned origin_thread;    /* the sending connection, which gets an ack instead of a msg */
-    uint64_t origin_conn;      /* 0 for HTTP sends */
+    iy_msg m;                  /* m.text owned; m.pos unused (per recipient below) */
+    uint32_t n;
+    uint64_t *members;         /* recipients (owned) */
+    uint64_t *pos;             /* pos[i]: the new inbox pos of members[i] (owned) */
+    bus_origin origin;
 } bus_msg;
 
-/* A committed batch, shared read-only by every subscriber. */
+/* Committed messages, shared read-only by every subscriber. */
 typedef struct bus_batch {
     atomic_int refs;
     size_t n;
     bus_msg *v;
-    void (*release)(struct bus_batch *b);   /* called once when the last reference goes */
 } bus_batch;
 
-/* A small notice (presence change, read receipt, typing): one pre-built
- * JSON frame for every socket of a list of users, shared read-only. */
+/* A small notice: one pre-built JSON frame for every socket of a list of
+ * users, shared read-only. */
 typedef struct bus_notice {
     atomic_int refs;
     uint64_t *users;           /* the users whose sockets get the frame */
@@ -43,45 +67,63 @@ typedef struct bus_notice {
     char *frame;               /* a JSON text, without WebSocket framing */
     size_t len;
     uint64_t skip_user;        /* none of this user's sockets get it (typing); 0: none */
-    unsigned origin_thread;    /* nor does this socket (receipt); origin_conn 0: none */
-    uint64_t origin_conn;
+    bus_origin origin;         /* nor does this socket (receipt); origin.conn 0: none */
 } bus_notice;
 
-/* An event for a subscriber (an I/O thread). */
 enum bus_kind { BUS_BATCH = 1, BUS_REVOKE = 2, BUS_NOTICE = 3 };
+
+/* An event for a subscriber. */
 typedef struct bus_event {
     struct bus_event *next;    /* queue link, owned by the subscriber's queue */
     int kind;
-    bus_batch *batch;          /* BUS_BATCH: one reference, dropped with bus_batch_unref */
+    bus_batch *batch;          /* BUS_BATCH: one reference */
+    bus_notice *notice;        /* BUS_NOTICE: one reference */
     uint64_t user;             /* BUS_REVOKE: close this user's sockets of session `session` */
     uint8_t session[32];
-    bus_notice *notice;        /* BUS_NOTICE: one reference */
 } bus_event;
 
-/* A subscriber receives events through post(ctx, ev); it owns ev afterwards
- * and frees it with bus_event_free. */
+/* A subscriber receives events through post(ctx, ev) (on the publishing
+ * thread); it owns ev afterwards and frees it with bus_event_free. */
 typedef void (*bus_post_fn)(void *ctx, bus_event *ev);
 
 typedef struct bus bus;
 
-/* A bus for n subscribers; ctx[i] is passed to post for subscriber i. Never fails. */
+/* The single-node bus for n subscribers (I/O threads); ctx[i] is passed to
+ * post for subscriber i. Never fails. */
 bus *bus_local_new(unsigned n, bus_post_fn post, void **ctx);
 void bus_free(bus *b);                               /* accepts NULL */
 
-/* Hands batch to every subscriber; takes over the caller's reference. */
+/* Subscriber i holds (or no longer holds) a socket of user. Counted: as
+ * many unsubscribes as subscribes. Any thread. */
+void bus_subscribe(bus *b, unsigned i, uint64_t user);
+void bus_unsubscribe(bus *b, unsigned i, uint64_t user);
+
+/* Hands batch to the subscribers of its recipients; takes over the
+ * caller's reference. */
 void bus_publish(bus *b, bus_batch *batch);
 
-/* Tells every subscriber that session (of user) is revoked. */
+/* Tells the subscribers of user that session is revoked. */
 void bus_revoke(bus *b, uint64_t user, const uint8_t session[32]);
 
-/* Hands notice to every subscriber; takes over the caller's reference. */
+/* Hands notice to the subscribers of its users; takes over the reference. */
 void bus_notify(bus *b, bus_notice *notice);
+
+/* ---- building and releasing (bus.c) ---- */
+
+/* An empty batch with room for n messages, refs = 1. */
+bus_batch *bus_batch_new(size_t n);
+
+/* Appends a copy of message m (text[0..text_len) copied) with its
+ * recipients to batch (which has room). */
+void bus_batch_add(bus_batch *b, const iy_msg *m, const char *text, size_t text_len,
+                   const uint64_t *members, const uint64_t *pos, uint32_t n, bus_origin origin);
+
+void bus_batch_unref(bus_batch *batch);              /* accepts NULL */
 
 /* A notice with copies of users[0..n) and frame[0..len), refs = 1. */
 bus_notice *bus_notice_new(const uint64_t *users, size_t n, const char *frame, size_t len);
 void bus_notice_unref(bus_notice *notice);           /* accepts NULL */
 
-void bus_batch_unref(bus_batch *batch);              /* accepts NULL */
-void bus_event_free(bus_event *ev);                  /* drops the batch reference too */
+void bus_event_free(bus_event *ev);                  /* drops its reference too */
 
 #endif

@@ -20,7 +20,7 @@
 #include <stdint.h>
 #include "../base/buf.h"
 #include "../base/limits.h"
-#include "../store/store.h"
+#include "../model/types.h"
 
 /* The client -> server ops. */
 enum proto_op { P_AUTH = 1, P_SEND, P_SYNC, P_HISTORY, P_READ, P_TYPING, P_PRESENCE, P_HB };

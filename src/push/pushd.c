@@ -10,7 +10,7 @@
 #include "../base/err.h"
 #include "../base/log.h"
 #include "../codec/jsonw.h"
-#include "../core/metrics.h"
+#include "../base/metrics.h"
 #include <curl/curl.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -46,6 +46,7 @@ typedef struct take_job {
     dbq_job j;
     pushd *p;
     int64_t now;
+    int all;                    /* also notes this node leased before (after a restart) */
     size_t max;
     iy_push_note *notes;
     iy_push_sub *subs;          /* subs[i] for notes[i]; id 0 if it is gone */
@@ -134,7 +135,7 @@ static void take_free(dbq_job *j)
 static void take_run(store *s, dbq_job *j)
 {
     take_job *t = (take_job *)j;
-    j->err = store_push_take(s, t->now, LEASE_MS, t->max, &t->notes, &t->n);
+    j->err = store_push_take(s, t->now, LEASE_MS, t->all, t->max, &t->notes, &t->n);
     if (j->err) return;
     t->subs = iy_calloc(t->n ? t->n : 1, sizeof *t->subs);
     for (size_t i = 0; i < t->n; i++)
@@ -343,8 +344,9 @@ static void submit_take(pushd *p, int64_t now)
     t->j.post = take_post;
     t->j.free = take_free;
     t->p = p;
-    /* After a restart nothing is in flight: leased notes are due at once. */
-    t->now = p->started ? now : now + LEASE_MS;
+    /* After a restart nothing of ours is in flight: our leased notes are due at once. */
+    t->now = now;
+    t->all = !p->started;
     t->max = MAX_INFLIGHT - p->inflight;
     if (dbq_submit(p->q, &t->j) != 0) {
         iy_free(t);

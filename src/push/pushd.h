@@ -18,7 +18,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include "webpush.h"
-#include "../core/dbq.h"
+#include "../store/dbq.h"
 
 typedef struct pushd_config {
     int allow_private;      /* --push-allow-private */

@@ -398,8 +398,27 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
     return -1;
 }
 
-/* Reads the key at path: 0, IY_ENOTFOUND (no such file), IY_EIO (logged). */
-static int vapid_read(const char *path, EVP_PKEY **out)
+/* Parses a PEM private key (what of: for the log): 0, IY_EIO (logged). */
+static int pem_key(const char *pem, size_t len, const char *what, EVP_PKEY **out)
+{
+    BIO *mem = BIO_new_mem_buf(pem, (int)len);
+    EVP_PKEY *pkey = mem ? PEM_read_bio_PrivateKey(mem, NULL, no_passphrase, NULL) : NULL;
+    BIO_free(mem);
+    if (!pkey) {
+        log_ssl("reading the VAPID key");
+        iy_log("push: %s is not an unencrypted PEM private key", what);
+        return IY_EIO;
+    }
+    if (!is_p256_private(pkey)) {
+        iy_log("push: %s is not a P-256 (prime256v1) private key", what);
+        EVP_PKEY_free(pkey);
+        return IY_EIO;
+    }
+    *out = pkey;
+    return 0;
+}
+
+int vapid_read_file(const char *path, iy_buf *pem)
 {
     FILE *f = fopen(path, "re");
     if (!f) {
@@ -407,20 +426,27 @@ static int vapid_read(const char *path, EVP_PKEY **out)
         iy_log("push: cannot open VAPID key %s: %s", path, strerror(errno));
         return IY_EIO;
     }
-    EVP_PKEY *pkey = PEM_read_PrivateKey(f, NULL, no_passphrase, NULL);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && pem->len < (1u << 20)) iy_buf_append(pem, chunk, n);
+    int bad = ferror(f);
     fclose(f);
-    if (!pkey) {
-        log_ssl("reading the VAPID key");
-        iy_log("push: %s is not an unencrypted PEM private key", path);
+    if (bad) {
+        iy_log("push: cannot read VAPID key %s", path);
         return IY_EIO;
     }
-    if (!is_p256_private(pkey)) {
-        iy_log("push: %s is not a P-256 (prime256v1) private key", path);
-        EVP_PKEY_free(pkey);
-        return IY_EIO;
-    }
-    *out = pkey;
     return 0;
+}
+
+/* Reads the key at path: 0, IY_ENOTFOUND (no such file), IY_EIO (logged). */
+static int vapid_read(const char *path, EVP_PKEY **out)
+{
+    iy_buf pem = { 0 };
+    int rc = vapid_read_file(path, &pem);
+    if (rc == 0) rc = pem_key(pem.data ? pem.data : "", pem.len, path, out);
+    if (pem.data) OPENSSL_cleanse(pem.data, pem.len);
+    iy_buf_free(&pem);
+    return rc;
 }
 
 /* Makes a new directory entry durable (best effort: the key is in place
@@ -494,18 +520,12 @@ out:
     return rc;
 }
 
-int vapid_load_or_create(const char *path, vapid **out)
+/* The vapid of a loaded key (taken over). */
+static int vapid_of(EVP_PKEY *pkey, vapid **out)
 {
-    EVP_PKEY *pkey = NULL;
     uint8_t pub[WP_PUB_LEN];
-    int rc = vapid_read(path, &pkey);
-    if (rc == IY_ENOTFOUND) {
-        rc = vapid_create(path);
-        if (rc == 0 || rc == IY_EEXIST) rc = vapid_read(path, &pkey);
-        if (rc == IY_ENOTFOUND) rc = IY_EIO;
-    }
-    if (rc) return rc;
-    if ((rc = p256_pub(pkey, pub)) != 0) {
+    int rc = p256_pub(pkey, pub);
+    if (rc) {
         EVP_PKEY_free(pkey);
         return rc;
     }
@@ -517,6 +537,44 @@ int vapid_load_or_create(const char *path, vapid **out)
     iy_buf_free(&b);
     *out = v;
     return 0;
+}
+
+int vapid_load_or_create(const char *path, vapid **out)
+{
+    EVP_PKEY *pkey = NULL;
+    int rc = vapid_read(path, &pkey);
+    if (rc == IY_ENOTFOUND) {
+        rc = vapid_create(path);
+        if (rc == 0 || rc == IY_EEXIST) rc = vapid_read(path, &pkey);
+        if (rc == IY_ENOTFOUND) rc = IY_EIO;
+    }
+    if (rc) return rc;
+    return vapid_of(pkey, out);
+}
+
+int vapid_new_pem(iy_buf *pem)
+{
+    EVP_PKEY *pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    BIO *mem = BIO_new(BIO_s_secmem());   /* cleared when freed: it holds the private key */
+    char *p = NULL;
+    int rc = IY_EIO;
+    if (pkey && mem && PEM_write_bio_PrivateKey(mem, pkey, NULL, NULL, 0, NULL, NULL)) {
+        long n = BIO_get_mem_data(mem, &p);
+        iy_buf_append(pem, p, (size_t)n);
+        rc = 0;
+    } else {
+        log_ssl("creating the VAPID key");
+    }
+    BIO_free(mem);
+    EVP_PKEY_free(pkey);
+    return rc;
+}
+
+int vapid_from_pem(const char *pem, size_t len, vapid **out)
+{
+    EVP_PKEY *pkey = NULL;
+    int rc = pem_key(pem, len, "the stored VAPID key", &pkey);
+    return rc ? rc : vapid_of(pkey, out);
 }
 
 void vapid_free(vapid *v)

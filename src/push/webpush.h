@@ -29,6 +29,19 @@ typedef struct vapid vapid;
 int vapid_load_or_create(const char *path, vapid **out);
 void vapid_free(vapid *v);                                 /* accepts NULL */
 
+/* A new P-256 key pair as unencrypted PKCS#8 PEM, appended to pem (the
+ * store keeps it: every node of a cluster signs with the same key).
+ * 0 or IY_EIO. */
+int vapid_new_pem(iy_buf *pem);
+
+/* The key pair from PEM bytes (as vapid_load_or_create checks a file).
+ * 0 and *out, IY_EIO (logged). */
+int vapid_from_pem(const char *pem, size_t len, vapid **out);
+
+/* The bytes of the key file at path, appended to pem: 0, IY_ENOTFOUND,
+ * IY_EIO (logged). For moving an old data directory's vapid.pem into the store. */
+int vapid_read_file(const char *path, iy_buf *pem);
+
 /* The public key as browsers want it for applicationServerKey: the
  * uncompressed point (65 bytes), base64url without padding (87 chars).
  * Owned by v, valid until vapid_free(v). */

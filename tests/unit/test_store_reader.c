@@ -1,6 +1,9 @@
-/* test_store_reader.c — the store's readers (store.h, store_reader_*):
- * the same answers as the storage thread's reads, committed data only, and
- * consistent pages while another thread commits (pthread). */
+/* test_store_reader.c — the store's readers (store.h, store_reader_*) on
+ * every backend: the same answers as the storage thread's reads, committed
+ * data only (an open, aborted or discarded round is invisible; a committed
+ * one is seen whole), users, and consistent pages while another thread
+ * commits (pthread). Runs on RocksDB, and on PostgreSQL when
+ * IYAGI_TEST_PG_URL is set (store_fixture.h). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -34,25 +37,37 @@ static void test_basics(void)
     CHECK_EQ(store_reader_user_pos(r, b, &pos), 0);
     CHECK_EQ(pos, 0);
 
-    /* An open batch is invisible to readers until it commits. */
-    store_batch *bt = store_batch_begin(s);
+    /* An open round is invisible to readers until it commits; an aborted
+     * one never is. */
+    iy_send in[5];
+    char text[5][16];
+    for (int i = 0; i < 5; i++) {
+        snprintf(text[i], sizeof text[i], "m%d", i + 1);
+        in[i] = (iy_send){ a, 0, b, text[i], strlen(text[i]), "", 0, 0 };
+    }
     iy_stored st;
     uint64_t ch = 0;
-    for (int i = 0; i < 5; i++) {
-        char t[16];
-        snprintf(t, sizeof t, "m%d", i + 1);
-        iy_send in = { a, ch, ch ? 0 : b, t, strlen(t), "", 0, 0 };
-        CHECK_EQ(store_batch_add(bt, &in, &st), 0);
-        ch = st.msg.channel;
-    }
     iy_msg_list l = { 0 };
     int more = 0;
-    CHECK_EQ(store_reader_is_member(r, ch, a), IY_ENOTFOUND);
-    CHECK_EQ(store_reader_history(r, ch, UINT64_MAX, 0, 10, &l), 0);
-    CHECK_EQ(l.n, 0);
-    CHECK_EQ(store_reader_sync(r, b, 0, 10, &l, &more), 0);
-    CHECK_EQ(l.n, 0);
-    CHECK_EQ(store_batch_commit(bt), 0);
+    for (int pass = 0; pass < 2; pass++) {
+        store_round *rd = round_of(s, in, 5);
+        for (int i = 0; i < 5; i++) {
+            CHECK_EQ(post_send(rd, &in[i], &st), 0);
+            CHECK_EQ(st.msg.seq, (uint64_t)i + 1);
+        }
+        ch = st.msg.channel;
+        CHECK_EQ(store_reader_is_member(r, ch, a), IY_ENOTFOUND);
+        CHECK_EQ(store_reader_history(r, ch, UINT64_MAX, 0, 10, &l), 0);
+        CHECK_EQ(l.n, 0);
+        iy_msg_list_clear(&l);
+        CHECK_EQ(store_reader_sync(r, b, 0, 10, &l, &more), 0);
+        CHECK_EQ(l.n, 0);
+        iy_msg_list_clear(&l);
+        CHECK_EQ(store_reader_user_pos(r, b, &pos), 0);
+        CHECK_EQ(pos, 0);
+        if (pass == 0) store_round_abort(rd);
+        else CHECK_EQ(store_round_commit(rd), 0);
+    }
 
     CHECK_EQ(store_reader_is_member(r, ch, a), 0);
     CHECK_EQ(store_reader_is_member(r, ch, b), 0);
@@ -91,16 +106,47 @@ static void test_basics(void)
     iy_msg_list_clear(&l);
 
     /* Group membership changes are seen once committed. */
-    uint64_t mem[] = { a, b };
+    uint64_t mem[] = { b };
     iy_channel g;
-    CHECK_EQ(store_group_create(s, a, "g", mem, 2, &g), 0);
+    CHECK_EQ(mkgroup(s, a, "g", mem, 1, &g), 0);
+    CHECK_EQ(store_reader_is_member(r, g.id, a), 0);
     CHECK_EQ(store_reader_is_member(r, g.id, c), IY_EFORBIDDEN);
-    bt = store_batch_begin(s);
-    iy_send ev = { a, g.id, 0, "", 0, "", IY_EV_MEMBER_ADDED, c };
-    CHECK_EQ(store_batch_add(bt, &ev, &st), 0);
+    iy_send ev[2] = { { a, g.id, 0, "", 0, "", IY_EV_MEMBER_ADDED, c },
+                      { c, g.id, 0, "in", 2, "", 0, 0 } };
+    store_round *rd = round_of(s, ev, 2);
+    CHECK_EQ(post_send(rd, &ev[0], &st), 0);
+    CHECK_EQ(post_send(rd, &ev[1], &st), 0);
     CHECK_EQ(store_reader_is_member(r, g.id, c), IY_EFORBIDDEN);
-    CHECK_EQ(store_batch_commit(bt), 0);
+    CHECK_EQ(store_reader_user_pos(r, c, &pos), 0);
+    CHECK_EQ(pos, 0);
+    CHECK_EQ(store_round_commit(rd), 0);
     CHECK_EQ(store_reader_is_member(r, g.id, c), 0);
+    CHECK_EQ(store_reader_user_pos(r, c, &pos), 0);
+    CHECK_EQ(pos, 2);
+    CHECK_EQ(store_reader_history(r, g.id, UINT64_MAX, 0, 10, &l), 0);
+    CHECK_EQ(l.n, 2);
+    if (l.n == 2) CHECK(l.v[0].seq == 2 && l.v[0].from == c && l.v[1].event == IY_EV_MEMBER_ADDED);
+    iy_msg_list_clear(&l);
+
+    /* Users: as store_user_get, committed changes included. */
+    iy_user u, w2;
+    memset(&u, 0, sizeof u);
+    CHECK_EQ(store_reader_user_get(r, a, &u), 0);
+    CHECK(u.id == a && strcmp(u.username, "alice") == 0 && strcmp(u.display_name, "alice") == 0);
+    CHECK_EQ(store_reader_user_get(r, 424242, &u), IY_ENOTFOUND);
+    CHECK_EQ(store_user_set_display_name(s, b, "Bob \xea\xb0\x80"), 0);
+    CHECK_EQ(store_reader_user_get(r, b, &u), 0);
+    CHECK_EQ(store_user_get(s, b, &w2), 0);
+    CHECK(u.id == b && strcmp(u.username, "bob") == 0 && strcmp(u.display_name, "Bob \xea\xb0\x80") == 0);
+    CHECK(strcmp(u.display_name, w2.display_name) == 0 && strcmp(u.username, w2.username) == 0);
+    iy_user d;
+    CHECK_EQ(store_user_create(s, "dave", "Dave", "$h", &d), 0);
+    CHECK_EQ(store_reader_user_get(r, d.id, &u), 0);
+    CHECK(u.id == d.id && strcmp(u.username, "dave") == 0 && strcmp(u.display_name, "Dave") == 0);
+
+    /* Sessions deleted are gone for readers too. */
+    CHECK_EQ(store_session_delete(s, tok), 0);
+    CHECK_EQ(store_reader_session(r, tok, &who, dev), IY_ENOTFOUND);
 
     store_reader_free(r);
     store_reader_free(NULL);
@@ -109,8 +155,8 @@ static void test_basics(void)
 
 /* ---- concurrent: one thread commits, readers page meanwhile ---- */
 
-#define BATCHES 300
-#define PER_BATCH 7      /* a batch is all-or-nothing: a reader's newest seq is a multiple */
+#define ROUNDS 300
+#define PER_ROUND 7      /* a round is all-or-nothing: a reader's newest seq is a multiple */
 
 typedef struct rctx {
     store *s;
@@ -135,7 +181,7 @@ static void *reader_main(void *arg)
     for (unsigned iter = 0; !atomic_load(x->stop) || iter < 3; iter++) {
         iy_msg_list l = { 0 };
         int more = 0;
-        /* Newest first: consecutive seqs going down, whole batches only,
+        /* Newest first: consecutive seqs going down, whole rounds only,
          * never older than a page seen before. */
         if (store_reader_history(r, x->ch, UINT64_MAX, 0, 50, &l) != 0) x->bad++;
         for (size_t i = 0; i < l.n; i++) {
@@ -144,7 +190,7 @@ static void *reader_main(void *arg)
         }
         if (l.n) {
             uint64_t top = l.v[0].seq;
-            if (top % PER_BATCH != 0 || top < newest_seen) x->bad++;
+            if (top % PER_ROUND != 0 || top < newest_seen) x->bad++;
             newest_seen = top;
         }
         iy_msg_list_clear(&l);
@@ -166,7 +212,7 @@ static void *reader_main(void *arg)
         if (l.n && l.v[l.n - 1].pos > newest_pos) newest_pos = l.v[l.n - 1].pos;
         iy_msg_list_clear(&l);
         uint64_t pos = 0;
-        if (store_reader_user_pos(r, x->reader_user, &pos) != 0 || pos % PER_BATCH != 0) x->bad++;
+        if (store_reader_user_pos(r, x->reader_user, &pos) != 0 || pos % PER_ROUND != 0) x->bad++;
         if (store_reader_is_member(r, x->ch, x->reader_user) != 0) x->bad++;
         x->pages += 3;
     }
@@ -174,23 +220,37 @@ static void *reader_main(void *arg)
     return NULL;
 }
 
+/* One round of PER_ROUND messages from a: to b (the first round creates
+ * their channel) or to channel ch; texts "m<seq>". Returns the channel. */
+static uint64_t commit_round(store *s, uint64_t a, uint64_t b, uint64_t ch, uint64_t *seq)
+{
+    iy_send in[PER_ROUND];
+    char t[PER_ROUND][32];
+    iy_stored st;
+    memset(&st, 0, sizeof st);
+    for (int i = 0; i < PER_ROUND; i++) {
+        snprintf(t[i], sizeof t[i], "m%llu", (unsigned long long)++*seq);
+        in[i] = (iy_send){ a, ch, ch ? 0 : b, t[i], strlen(t[i]), "", 0, 0 };
+    }
+    store_round *r = round_of(s, in, PER_ROUND);
+    if (!r) return ch;
+    int ok = 1;
+    for (int i = 0; i < PER_ROUND; i++) {
+        if (post_send(r, &in[i], &st) != 0) ok = 0;
+        else if (st.msg.seq != *seq - PER_ROUND + 1 + (uint64_t)i) ok = 0;
+    }
+    CHECK(ok);
+    CHECK_EQ(store_round_commit(r), 0);
+    return st.msg.channel;
+}
+
 static void test_concurrent(void)
 {
     store *s = fresh();
     uint64_t a = mkuser(s, "alice"), b = mkuser(s, "bob");
-    iy_stored st;
-    /* The first batch creates the channel before the readers start. */
-    uint64_t ch = 0;
+    /* The first round creates the channel before the readers start. */
     uint64_t seq = 0;
-    store_batch *bt = store_batch_begin(s);
-    for (int i = 0; i < PER_BATCH; i++) {
-        char t[32];
-        snprintf(t, sizeof t, "m%llu", (unsigned long long)++seq);
-        iy_send in = { a, ch, ch ? 0 : b, t, strlen(t), "", 0, 0 };
-        CHECK_EQ(store_batch_add(bt, &in, &st), 0);
-        ch = st.msg.channel;
-    }
-    CHECK_EQ(store_batch_commit(bt), 0);
+    uint64_t ch = commit_round(s, a, b, 0, &seq);
 
     atomic_int stop;
     atomic_init(&stop, 0);
@@ -200,16 +260,9 @@ static void test_concurrent(void)
         x[i] = (rctx){ s, ch, b, &stop, 0, 0 };
         CHECK_EQ(pthread_create(&th[i], NULL, reader_main, &x[i]), 0);
     }
-    /* The storage thread's work meanwhile: batches, plus its own reads. */
-    for (int k = 1; k < BATCHES; k++) {
-        bt = store_batch_begin(s);
-        for (int i = 0; i < PER_BATCH; i++) {
-            char t[32];
-            snprintf(t, sizeof t, "m%llu", (unsigned long long)++seq);
-            iy_send in = { a, ch, 0, t, strlen(t), "", 0, 0 };
-            CHECK_EQ(store_batch_add(bt, &in, &st), 0);
-        }
-        CHECK_EQ(store_batch_commit(bt), 0);
+    /* The storage thread's work meanwhile: rounds, plus its own reads. */
+    for (int k = 1; k < ROUNDS; k++) {
+        commit_round(s, a, b, ch, &seq);
         iy_msg_list l = { 0 };
         CHECK_EQ(store_history(s, ch, UINT64_MAX, 0, 5, &l), 0);
         CHECK(l.n == 5 && l.v[0].seq == seq);
@@ -226,18 +279,22 @@ static void test_concurrent(void)
     store_reader *r = store_reader_new(s);
     uint64_t pos = 0;
     CHECK_EQ(store_reader_user_pos(r, b, &pos), 0);
-    CHECK_EQ(pos, (uint64_t)BATCHES * PER_BATCH);
+    CHECK_EQ(pos, (uint64_t)ROUNDS * PER_ROUND);
     iy_msg_list l = { 0 };
     CHECK_EQ(store_reader_history(r, ch, UINT64_MAX, 0, 1, &l), 0);
-    CHECK(l.n == 1 && l.v[0].seq == (uint64_t)BATCHES * PER_BATCH);
+    CHECK(l.n == 1 && l.v[0].seq == (uint64_t)ROUNDS * PER_ROUND);
     iy_msg_list_clear(&l);
     store_reader_free(r);
     done(s);
 }
 
-int main(void)
+static void suite(void)
 {
     test_basics();
     test_concurrent();
-    return T_DONE("store_reader");
+}
+
+int main(void)
+{
+    return fx_run("store_reader", suite);
 }

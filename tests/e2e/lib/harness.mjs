@@ -9,13 +9,19 @@
 //
 // Environment:
 //   IYAGID                       server binary (default <repo>/build/rel/iyagid)
+//   IYAGI_E2E_STORE              rocksdb (default: the embedded store in the data dir) or
+//                                postgres: every server gets a fresh database of a throwaway
+//                                PostgreSQL (scripts/pg-throwaway.sh) and runs with --store URL
+//   IYAGI_E2E_PG_DIR             that PostgreSQL's directory (scripts/test.sh starts one for the
+//                                suite); unset, the first server of a test process starts one
+//                                and it is stopped when the process exits
 //   IYAGI_E2E_TIMEOUT_SCALE      multiply every wait (default 3 when IYAGID mentions "asan", else 1)
 //   IYAGI_E2E_START_TIMEOUT_MS   how long to wait for /healthz (default 15000, scaled)
 //   IYAGI_E2E_THREADS            pass --threads N to every server
 //   IYAGI_E2E_VERBOSE=1          copy the servers' stderr to ours
 //   IYAGI_E2E_KEEP=1             keep data directories (their paths are printed)
 
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import net from 'node:net';
@@ -33,6 +39,9 @@ export const IYAGID = path.resolve(REPO, process.env.IYAGID || path.join('build'
 export const SCALE = Number(process.env.IYAGI_E2E_TIMEOUT_SCALE) || (/asan/i.test(IYAGID) ? 3 : 1);
 export const START_TIMEOUT_MS = (Number(process.env.IYAGI_E2E_START_TIMEOUT_MS) || 15000) * SCALE;
 const VERBOSE = !!process.env.IYAGI_E2E_VERBOSE;
+export const STORE = process.env.IYAGI_E2E_STORE || 'rocksdb';
+if (STORE !== 'rocksdb' && STORE !== 'postgres') throw new Error(`IYAGI_E2E_STORE must be rocksdb or postgres, not ${STORE}`);
+export const PG_SCRIPT = path.join(REPO, 'scripts', 'pg-throwaway.sh');
 const KEEP = !!process.env.IYAGI_E2E_KEEP;
 
 /** ms scaled for slow (sanitizer) builds */
@@ -46,6 +55,46 @@ process.on('exit', () => {
     try { p.kill('SIGKILL'); } catch { /* already gone */ }
   }
 });
+
+// ---- a throwaway PostgreSQL (IYAGI_E2E_STORE=postgres) ----
+
+let pgDir = process.env.IYAGI_E2E_PG_DIR || null;
+let pgDbs = 0;
+
+/** Runs scripts/pg-throwaway.sh with args; returns its stdout, trimmed. */
+export function pgScript(...args) {
+  return execFileSync(PG_SCRIPT, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+}
+
+/** Starts a PostgreSQL of its own in a new directory; returns the directory. stopPg(dir) ends it. */
+export async function startPg() {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'iyagi-pg-'));
+  await fsp.chmod(dir, 0o755);
+  pgScript('start', dir);
+  OWN_PG.add(dir);
+  return dir;
+}
+
+export function stopPg(dir) {
+  OWN_PG.delete(dir);
+  try { pgScript('stop', dir); } catch (e) { process.stderr.write(`[e2e] stopping PostgreSQL in ${dir}: ${e.message}\n`); }
+}
+
+const OWN_PG = new Set();
+process.on('exit', () => { for (const d of [...OWN_PG]) stopPg(d); });
+
+/** The suite's PostgreSQL: IYAGI_E2E_PG_DIR, or one started for this process. */
+async function suitePg() {
+  if (!pgDir) pgDir = await startPg();
+  return pgDir;
+}
+
+/** A fresh database (in dir, default the suite's server); returns its URL. */
+export async function pgCreateDb(dir) {
+  const d = dir || await suitePg();
+  const name = `e2e_${process.pid}_${++pgDbs}_${crypto.randomBytes(3).toString('hex')}`;
+  return pgScript('createdb', d, name);
+}
 
 export function binaryPresent() {
   try {
@@ -85,6 +134,7 @@ export class Server {
     this.stderrBuf = '';       // tail of stderr, across restarts
     this.sanitizer = null;     // first sanitizer report line seen
     this.starts = 0;
+    this.storeUrl = opts.storeUrl || null;   // --store URL (postgres)
   }
 
   get url() { return `http://127.0.0.1:${this.port}`; }
@@ -93,6 +143,7 @@ export class Server {
 
   args() {
     const a = ['--listen', `127.0.0.1:${this.port}`, '--data', this.dataDir];
+    if (this.storeUrl) a.push('--store', this.storeUrl);
     const threads = this.opts.threads ?? process.env.IYAGI_E2E_THREADS;
     if (threads) a.push('--threads', String(threads));
     for (const [flag, key] of [['--public-url', 'publicUrl'], ['--presence-timeout', 'presenceTimeout'],
@@ -122,6 +173,7 @@ export class Server {
       this.dataDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'iyagi-e2e-'));
       if (KEEP) process.stderr.write(`[e2e] data dir ${this.dataDir}\n`);
     }
+    if (!this.storeUrl && (this.opts.store || STORE) === 'postgres') this.storeUrl = await pgCreateDb();
     for (let attempt = 0; ; attempt++) {
       if (!this.port) this.port = await freePort();
       try {

@@ -1,0 +1,276 @@
+/* account.c — signup, login, logout, me and user lookups.
+ *
+ * Login chains three stages: look the user up (storage thread), verify the
+ * password (Argon2id on libuv's thread pool), create the session (storage
+ * thread). Logout deletes the session, then — back on the I/O thread, after
+ * the delete committed — revokes it on the bus, so every socket of the
+ * session closes: one authenticated before the delete is registered and
+ * gets the revoke, one after it fails its second read (chat/chat.c). */
+#include "api_int.h"
+#include "../base/alloc.h"
+#include "../base/err.h"
+#include "../base/log.h"
+#include "../chat/auth.h"
+#include "../codec/jsonw.h"
+#include "../codec/proto.h"
+#include <string.h>
+
+typedef struct account_job {
+    api_job a;
+    char username[256];                  /* validated to IY_USERNAME_MAX by the handlers */
+    char display_name[IY_DISPLAY_MAX + 1];
+    int has_display_name;
+    char *password;
+    size_t password_len;
+    char pwhash[256];
+    char ws_url[600];
+    char new_token[44];
+    iy_user u;
+} account_job;
+
+static void account_free(api_job *a)
+{
+    account_job *x = (account_job *)a;
+    if (x->password) {
+        memset(x->password, 0, x->password_len);
+        iy_free(x->password);
+    }
+}
+
+static account_job *account_job_new(conn *c, const http_request *req, api_handler h, int need_auth)
+{
+    return api_job_new(c, req, sizeof(account_job), h, need_auth, account_free);
+}
+
+/* ---- signup ---- */
+
+static void signup_store(store *s, api_job *a)
+{
+    account_job *x = (account_job *)a;
+    int rc = store_user_create(s, x->username, x->has_display_name ? x->display_name : x->username,
+                               x->pwhash, &x->u);
+    if (rc == IY_ECONFLICT) api_fail(a, IY_ECONFLICT, "username is taken");
+    else if (rc) api_fail(a, rc, "storage error");
+    else {
+        api_ok_user(a, 201, &x->u);
+        iy_log("signup: user %llu (%s)", (unsigned long long)x->u.id, x->u.username);
+    }
+}
+
+static void signup_hashed(void *ctx, int err, const char *encoded)
+{
+    account_job *x = ctx;
+    conn *c = iothread_conn(x->a.t, x->a.conn_id);
+    if (!c || c->closing) { api_job_drop(&x->a); return; }
+    if (err) {
+        conn_http_error(c, IY_EIO, "password hashing failed");
+        api_job_drop(&x->a);
+        return;
+    }
+    snprintf(x->pwhash, sizeof x->pwhash, "%s", encoded);
+    api_submit(c, &x->a);
+}
+
+void account_signup(conn *c, const http_request *req)
+{
+    json_t *o = api_parse_body(c, req);
+    if (!o) return;
+    account_job *x = account_job_new(c, req, signup_store, 0);
+    char pw[IY_PASSWORD_MAX + 1];
+    int rc;
+    json_t *un = json_object_get(o, "username");
+    if (json_is_string(un) && json_string_length(un) > IY_USERNAME_MAX) {
+        conn_http_error(c, IY_EINVAL, "username must be 3 to 32 of a-z 0-9 _ . -");
+        goto out;
+    }
+    if ((rc = api_get_str(c, o, "username", x->username, sizeof x->username, 1)) < 0) goto out;
+    if (!api_valid_username(x->username)) {
+        conn_http_error(c, IY_EINVAL, "username must be 3 to 32 of a-z 0-9 _ . -");
+        goto out;
+    }
+    if ((rc = api_get_str(c, o, "password", pw, sizeof pw, 1)) < 0) goto out;
+    if (strlen(pw) < IY_PASSWORD_MIN) {
+        conn_http_error(c, IY_EINVAL, "password must be at least 8 characters");
+        goto out;
+    }
+    if ((rc = api_get_str(c, o, "display_name", x->display_name, sizeof x->display_name, 0)) < 0) goto out;
+    x->has_display_name = rc == 1 && x->display_name[0];
+    if (x->has_display_name && api_check_display_name(c, x->display_name)) goto out;
+    json_decref(o);
+    c->http_busy = 1;
+    conn_pause(c);
+    auth_hash_password(c->t, pw, strlen(pw), signup_hashed, x);
+    memset(pw, 0, sizeof pw);
+    return;
+out:
+    memset(pw, 0, sizeof pw);
+    json_decref(o);
+    api_job_drop(&x->a);
+}
+
+/* ---- login: look up, verify (thread pool), create the session ---- */
+
+static void login_session_store(store *s, api_job *a)
+{
+    account_job *x = (account_job *)a;
+    int rc = store_session_create(s, a->token, x->u.id, a->device);
+    if (rc) {
+        api_fail(a, rc, "storage error");
+        return;
+    }
+    iy_log("login: user %llu, device %s", (unsigned long long)x->u.id, a->device);
+    a->status = 201;
+    iy_buf *b = &a->body;
+    iy_buf_append_str(b, "{\"token\":");
+    jw_cstr(b, x->new_token);
+    iy_buf_append_str(b, ",\"user\":");
+    proto_write_user(b, &x->u);
+    iy_buf_append_str(b, ",\"device\":");
+    jw_cstr(b, a->device);
+    iy_buf_append_str(b, ",\"ws_url\":");
+    jw_cstr(b, x->ws_url);
+    iy_buf_putc(b, '}');
+}
+
+static void login_verified(void *ctx, int ok)
+{
+    account_job *x = ctx;
+    conn *c = iothread_conn(x->a.t, x->a.conn_id);
+    if (!c || c->closing) { api_job_drop(&x->a); return; }
+    if (!ok) {
+        /* Only a well-formed name reaches the log: no control characters from clients. */
+        iy_log("login failed for %s", api_valid_username(x->username) ? x->username : "(a malformed username)");
+        conn_http_error(c, IY_EUNAUTH, "wrong username or password");
+        api_job_drop(&x->a);
+        return;
+    }
+    auth_token_new(x->new_token, x->a.token);
+    x->a.handler = login_session_store;
+    api_submit(c, &x->a);
+}
+
+static void login_lookup_store(store *s, api_job *a)
+{
+    account_job *x = (account_job *)a;
+    int rc = store_user_find(s, x->username, &x->u, x->pwhash);
+    if (rc == IY_ENOTFOUND || rc == IY_EINVAL) x->pwhash[0] = '\0'; /* verified against a dummy: same time */
+    else if (rc) api_fail(a, rc, "storage error");
+}
+
+static void login_looked_up(conn *c, api_job *a)
+{
+    account_job *x = (account_job *)a;
+    auth_verify_password(c->t, x->pwhash, x->password, x->password_len, login_verified, x);
+    /* the conn stays paused and busy until the answer */
+    c->http_busy = 1;
+    conn_pause(c);
+}
+
+void account_login(conn *c, const http_request *req)
+{
+    json_t *o = api_parse_body(c, req);
+    if (!o) return;
+    account_job *x = account_job_new(c, req, login_lookup_store, 0);
+    char pw[IY_PASSWORD_MAX + 1];
+    int rc;
+    if ((rc = api_get_str(c, o, "username", x->username, sizeof x->username, 1)) < 0) goto out;
+    if ((rc = api_get_str(c, o, "password", pw, sizeof pw, 1)) < 0) goto out;
+    if ((rc = api_get_str(c, o, "device", x->a.device, sizeof x->a.device, 0)) < 0) goto out;
+    if (rc == 0 || !x->a.device[0]) {
+        memcpy(x->a.device, "d-", 2);
+        auth_random_hex(x->a.device + 2, 8);
+    }
+    x->password_len = strlen(pw);
+    x->password = iy_strndup(pw, x->password_len);
+    api_ws_url(c, req, x->ws_url, sizeof x->ws_url);
+    x->a.then = login_looked_up;
+    json_decref(o);
+    memset(pw, 0, sizeof pw);
+    api_submit(c, &x->a);
+    return;
+out:
+    memset(pw, 0, sizeof pw);
+    json_decref(o);
+    api_job_drop(&x->a);
+}
+
+/* ---- logout ---- */
+
+static void logout_store(store *s, api_job *a)
+{
+    int rc = store_session_delete(s, a->token);
+    if (rc) { api_fail(a, rc == IY_ENOTFOUND ? IY_EUNAUTH : rc, "storage error"); return; }
+    iy_log("logout: user %llu, device %s", (unsigned long long)a->user, a->device);
+    a->status = 204;
+}
+
+static void logout_done(conn *c, api_job *a)
+{
+    bus_revoke(a->svc->bus, a->user, a->token);
+    conn_http_respond(c, 204, NULL, "", 0);
+    api_job_drop(a);
+}
+
+void account_logout(conn *c, const http_request *req)
+{
+    api_job *a = api_job_new(c, req, sizeof *a, logout_store, 1, NULL);
+    a->then = logout_done;
+    api_submit(c, a);
+}
+
+/* ---- me, users ---- */
+
+static void me_store(store *s, api_job *a)
+{
+    account_job *x = (account_job *)a;
+    int rc = 0;
+    if (x->has_display_name) rc = store_user_set_display_name(s, a->user, x->display_name);
+    if (!rc) rc = store_user_get(s, a->user, &x->u);
+    if (rc) api_fail(a, rc, rc == IY_ENOTFOUND ? "no such user" : "storage error");
+    else api_ok_user(a, 200, &x->u);
+}
+
+void account_me(conn *c, const http_request *req, int patch)
+{
+    account_job *x = account_job_new(c, req, me_store, 1);
+    if (patch) {
+        json_t *o = api_parse_body(c, req);
+        if (!o) { api_job_drop(&x->a); return; }
+        int rc = api_get_str(c, o, "display_name", x->display_name, sizeof x->display_name, 0);
+        json_decref(o);
+        if (rc < 0 || (rc == 1 && api_check_display_name(c, x->display_name))) {
+            api_job_drop(&x->a);
+            return;
+        }
+        x->has_display_name = rc == 1;
+    }
+    api_submit(c, &x->a);
+}
+
+static void user_get_store(store *s, api_job *a)
+{
+    account_job *x = (account_job *)a;
+    int rc = x->username[0] ? store_user_find(s, x->username, &x->u, NULL) : store_user_get(s, a->id, &x->u);
+    if (rc == IY_ENOTFOUND || rc == IY_EINVAL) api_fail(a, IY_ENOTFOUND, "no such user");
+    else if (rc) api_fail(a, rc, "storage error");
+    else api_ok_user(a, 200, &x->u);
+}
+
+void account_user_get(conn *c, const http_request *req, uint64_t id)
+{
+    account_job *x = account_job_new(c, req, user_get_store, 1);
+    x->a.id = id;
+    api_submit(c, &x->a);
+}
+
+void account_user_lookup(conn *c, const http_request *req)
+{
+    account_job *x = account_job_new(c, req, user_get_store, 1);
+    int rc = http_query_get(req->query, "username", x->username, sizeof x->username);
+    if (rc != 1 || !x->username[0]) {
+        conn_http_error(c, IY_EINVAL, "give ?username=NAME or /v1/users/{id}");
+        api_job_drop(&x->a);
+        return;
+    }
+    api_submit(c, &x->a);
+}

@@ -1,0 +1,16 @@
+/* api.h — the HTTP API of the contract (shared/PROTOCOL.md, "HTTP API"), as
+ * the rest of the service sees it. The files of src/api share api_int.h. */
+#ifndef IY_API_H
+#define IY_API_H
+#include "../net/net.h"
+
+/* A complete HTTP request on c (the transport's handler). */
+void api_handle(conn *c, const http_request *req);
+
+/* A message reached c's user while c long-polls (api/sync.c). */
+void api_wait_wake(conn *c);
+
+/* c's long poll is past its deadline: answer the empty batch. */
+void api_wait_expire(conn *c);
+
+#endif

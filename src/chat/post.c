@@ -1,0 +1,41 @@
+/* post.c — one send checked by the rules and appended to a round (post.h). */
+#include "post.h"
+#include "../base/err.h"
+#include "../model/rules.h"
+
+int post_send(store_round *r, const iy_send *in, iy_stored *out)
+{
+    iy_channel ch;
+    int rc = rules_send_shape(in);
+    if (rc) return rc;
+    const char *cmid = rules_send_cmid(in);
+    if (cmid[0] && store_round_cmid(r, in->from, cmid, out) == IY_EEXIST) return IY_EEXIST;
+
+    store_append a = { .in = in, .sender_read = 1 };
+    uint64_t channel = in->channel;
+    if (in->to) {
+        rules_direct_pair(in->from, in->to, &a.pair[0], &a.pair[1]);
+        if (store_round_direct(r, a.pair[0], a.pair[1], &channel) != 0) {
+            /* The first message between them creates their channel. */
+            if (!store_round_user_exists(r, in->to)) return IY_ENOTFOUND;
+            a.members = a.pair;
+            a.nmembers = 2;
+            out->owner = 0;
+            return store_round_append(r, &a, out);
+        }
+    }
+    const iy_channel *c = store_round_channel(r, channel);
+    if (!c) return IY_ENOTFOUND;
+    ch = *c;
+    int subject_exists = in->event == IY_EV_MEMBER_ADDED && store_round_user_exists(r, in->subject);
+    if ((rc = rules_post(&ch, in, subject_exists, out)) != 0) return rc;
+    a.channel = channel;
+    a.changed = in->event != IY_EV_NONE ? &ch : NULL;
+    a.members = out->members;
+    a.nmembers = out->nmembers;
+    uint64_t owner = out->owner;
+    rc = store_round_append(r, &a, out);
+    out->owner = owner;
+    return rc;
+}
+

@@ -1,0 +1,21 @@
+/* post.h — one send checked by the rules and appended to a commit round.
+ *
+ * The use case between the rules (model/rules.h) and the store's round
+ * (store/store.h): the commit round (commit.c) calls it for every send,
+ * and the store's contract tests drive the store through it, so the
+ * backends are tested under exactly the rules the server applies. */
+#ifndef IY_CHAT_POST_H
+#define IY_CHAT_POST_H
+#include "../model/types.h"
+#include "../store/store.h"
+
+/* Checks in against the round's view and appends it: the shape of the send;
+ * a (from, cmid) seen before -> IY_EEXIST with *out the original; a send to
+ * a user uses (or, for the first message between them, creates) their
+ * direct channel; a channel must exist and rules_post must allow it (events
+ * change the channel for the sends after it). Returns 0 (appended: *out
+ * filled, owner included), IY_EEXIST, or the rule's error (nothing
+ * appended). */
+int post_send(store_round *r, const iy_send *in, iy_stored *out);
+
+#endif

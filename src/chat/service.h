@@ -1,0 +1,64 @@
+/* service.h — what every part of the chat service shares: the handles of
+ * the storage thread, the readers, the bus, the presence registry and the
+ * push worker, and the service's configuration. One per process, built by
+ * server/server.c; each I/O thread carries a pointer to it (iothread.svc).
+ *
+ * The service is split by concern:
+ *   chat/commit.c   the commit round: rules on what the store loaded, one
+ *                   durable commit, the bus batch (storage thread)
+ *   chat/chat.c     the WebSocket ops of the contract (I/O threads)
+ *   chat/deliver.c  bus events to this thread's sockets, in pos order
+ *   chat/presence.c who is online; chat/social.c presence as friends see it
+ *   chat/auth.c     tokens and Argon2id
+ *   api/           the HTTP API */
+#ifndef IY_CHAT_SERVICE_H
+#define IY_CHAT_SERVICE_H
+#include <stdint.h>
+#include "../bus/bus.h"
+#include "../net/net.h"
+#include "../store/dbq.h"
+#include "../store/readq.h"
+
+struct presence;
+struct vapid;
+struct pushd;
+
+typedef struct service_config {
+    char public_url[512];       /* what discovery hands out ("" : from the Host header) */
+    char node_name[128];        /* this node's name (--node) */
+    int presence_timeout_s;
+    int push_allow_private;
+    int max_backlog;            /* queued sends past which new sends get `unavailable` */
+} service_config;
+
+typedef struct service {
+    service_config cfg;
+    net_config net;
+    unsigned node;              /* the store's node number (ids, bus origins) */
+    dbq *dbq;
+    readq *readq;
+    bus *bus;
+    struct presence *presence;
+    struct vapid *vapid;
+    struct pushd *pushd;
+    iothread **threads;
+    unsigned nthreads;
+    uint64_t round_failures;        /* storage thread: rounds failed in a row (logging) */
+    int64_t round_failure_logged_ms;
+} service;
+
+static inline service *svc_of(const conn *c) { return (service *)c->t->svc; }
+
+/* The handlers the transport calls (chat/chat.c). */
+extern const net_handlers service_handlers;
+
+/* dbq's and readq's post: a finished job's done() runs on its origin thread. */
+void service_post_job(void *origin, dbq_job *j);
+
+/* The bus's post: an event runs chat/deliver.c on the subscriber thread. */
+void service_post_event(void *thread, bus_event *ev);
+
+/* The commit round of the storage thread (chat/commit.c), for dbq_start. */
+dbq_round_fns commit_round_fns(service *svc);
+
+#endif

@@ -1,0 +1,134 @@
+/* rules.c — the business rules (see rules.h). Pure functions. */
+#include "rules.h"
+#include "../base/err.h"
+#include <stdlib.h>
+#include <string.h>
+
+int rules_find(const uint64_t *v, uint32_t n, uint64_t x)
+{
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (v[mid] == x) return (int)mid;
+        if (v[mid] < x) lo = mid + 1;
+        else hi = mid;
+    }
+    return -1;
+}
+
+int rules_is_member(const iy_channel *c, uint64_t user)
+{
+    return rules_find(c->members, c->nmembers, user) >= 0;
+}
+
+const char *rules_send_cmid(const iy_send *in)
+{
+    return in->event == IY_EV_NONE && in->cmid ? in->cmid : "";
+}
+
+int rules_send_shape(const iy_send *in)
+{
+    int ev = in->event;
+    if ((in->channel != 0) == (in->to != 0) || in->from == 0) return IY_EINVAL;
+    if (in->to == in->from) return IY_EINVAL;
+    if (strlen(rules_send_cmid(in)) > IY_CMID_MAX) return IY_EINVAL;
+    if (ev < IY_EV_NONE || ev > IY_EV_RENAMED) return IY_EINVAL;
+    if (ev != IY_EV_NONE && in->to) return IY_EINVAL;
+    return 0;
+}
+
+void rules_direct_pair(uint64_t from, uint64_t to, uint64_t *a, uint64_t *b)
+{
+    *a = from < to ? from : to;
+    *b = from < to ? to : from;
+}
+
+static void members_to(iy_stored *out, const iy_channel *c)
+{
+    out->nmembers = c->nmembers;
+    memcpy(out->members, c->members, c->nmembers * sizeof *c->members);
+}
+
+int rules_post(iy_channel *c, const iy_send *in, int subject_exists, iy_stored *out)
+{
+    int ev = in->event, i;
+    if (ev != IY_EV_NONE && c->kind != IY_GROUP) return IY_EINVAL;
+    if (!rules_is_member(c, in->from)) return IY_EFORBIDDEN;
+    switch (ev) {
+    case IY_EV_NONE:
+        break;
+    case IY_EV_MEMBER_ADDED:
+        if (rules_is_member(c, in->subject)) return IY_ECONFLICT;
+        if (!subject_exists) return IY_ENOTFOUND;
+        if (c->nmembers >= IY_GROUP_MAX) return IY_ETOOBIG;
+        for (i = (int)c->nmembers; i > 0 && c->members[i - 1] > in->subject; i--)
+            c->members[i] = c->members[i - 1];
+        c->members[i] = in->subject;
+        c->nmembers++;
+        break;
+    case IY_EV_MEMBER_REMOVED:
+        if (in->from != in->subject && in->from != c->owner) return IY_EFORBIDDEN;
+        if ((i = rules_find(c->members, c->nmembers, in->subject)) < 0) return IY_ENOTFOUND;
+        members_to(out, c);   /* the removed member learns of it too */
+        c->nmembers--;
+        memmove(c->members + i, c->members + i + 1, (c->nmembers - (uint32_t)i) * sizeof *c->members);
+        if (c->owner == in->subject) c->owner = c->nmembers ? c->members[0] : 0;
+        out->owner = c->owner;
+        return 0;
+    case IY_EV_RENAMED:
+        if (in->from != c->owner) return IY_EFORBIDDEN;
+        if (in->text_len == 0 || in->text_len > IY_GROUP_NAME_MAX || memchr(in->text, '\0', in->text_len))
+            return IY_EINVAL;
+        memcpy(c->name, in->text, in->text_len);
+        c->name[in->text_len] = '\0';
+        break;
+    default:
+        return IY_EINVAL;
+    }
+    members_to(out, c);
+    out->owner = c->owner;
+    return 0;
+}
+
+static int cmp_u64(const void *x, const void *y)
+{
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+int rules_group_members(uint64_t creator, const char *name, const uint64_t *members, size_t n,
+                        uint64_t *out, uint32_t *nout)
+{
+    *nout = 0;
+    if (name && strlen(name) > IY_GROUP_NAME_MAX) return IY_EINVAL;
+    if (n > 4 * IY_GROUP_MAX) return IY_ETOOBIG;   /* bounds the work below */
+    uint64_t m[4 * IY_GROUP_MAX + 1];
+    memcpy(m, members, n * sizeof *m);
+    m[n] = creator;
+    qsort(m, n + 1, sizeof *m, cmp_u64);
+    size_t u = 0;
+    for (size_t i = 0; i <= n; i++)
+        if (m[i] != 0 && (u == 0 || m[i] != m[u - 1])) m[u++] = m[i];
+    if (u > IY_GROUP_MAX) return IY_ETOOBIG;
+    if (u < 2) return IY_EINVAL;
+    memcpy(out, m, u * sizeof *m);
+    *nout = (uint32_t)u;
+    return 0;
+}
+
+uint64_t rules_read_seq(uint64_t seq, uint64_t last, uint64_t current)
+{
+    if (seq > last) seq = last;
+    return seq > current ? seq : current;
+}
+
+int rules_friend_put(int state_before)
+{
+    return state_before == IY_FRIEND_INCOMING || state_before == IY_FRIEND_MUTUAL ? IY_FRIEND_MUTUAL
+                                                                                 : IY_FRIEND_OUTGOING;
+}
+
+int rules_push_wanted(const iy_msg *m, uint64_t member, int member_online)
+{
+    return m->event == IY_EV_NONE && member != m->from && !member_online;
+}

@@ -1,0 +1,75 @@
+/* rules.h — who may do what: the business rules of channels, groups,
+ * membership events, read state and friends, as pure functions.
+ *
+ * Nothing here does I/O or keeps state: callers (the chat service's commit
+ * round, the API handlers) load what a rule needs through the store, ask
+ * the rule, and write what it decided. Storage backends never decide who
+ * may do what (store/store.h); they store, and assign order atomically.
+ *
+ * Every function returns 0 or an IY_E* code of base/err.h, as documented. */
+#ifndef IY_MODEL_RULES_H
+#define IY_MODEL_RULES_H
+#include <stddef.h>
+#include <stdint.h>
+#include "types.h"
+
+/* The position of x in the ascending array v[0..n), or -1. */
+int rules_find(const uint64_t *v, uint32_t n, uint64_t x);
+
+/* 1 if user is a member of c, else 0. */
+int rules_is_member(const iy_channel *c, uint64_t user);
+
+/* The shape of a send, before anything is loaded: exactly one of channel and
+ * to; not to oneself; cmid at most IY_CMID_MAX bytes; an event value in
+ * range, and events only to a channel. Returns 0 or IY_EINVAL. */
+int rules_send_shape(const iy_send *in);
+
+/* The cmid a send is deduplicated by: "" for events (they never use cmid
+ * idempotency) and for sends without one. */
+const char *rules_send_cmid(const iy_send *in);
+
+/* The direct channel's pair for a send to a user: *a < *b. */
+void rules_direct_pair(uint64_t from, uint64_t to, uint64_t *a, uint64_t *b);
+
+/* May in->from post in->event (IY_EV_NONE: a message) into channel c, as it
+ * is now? On success *c is the channel AFTER the change (events change the
+ * membership, the owner or the name), and out->members / out->nmembers /
+ * out->owner say whose inboxes get the message: the members after the change,
+ * plus the removed user for MEMBER_REMOVED (who learns of its removal and
+ * then gets nothing more). subject_exists tells whether in->subject is a user
+ * (MEMBER_ADDED only). Checked in this order:
+ *   an event on a channel that is not a group          -> IY_EINVAL
+ *   from not a member (in an empty group: everyone)    -> IY_EFORBIDDEN
+ *   MEMBER_ADDED:   already a member -> IY_ECONFLICT, no such user
+ *                   -> IY_ENOTFOUND, IY_GROUP_MAX members -> IY_ETOOBIG
+ *   MEMBER_REMOVED: someone else by a non-owner -> IY_EFORBIDDEN,
+ *                   not a member -> IY_ENOTFOUND
+ *   RENAMED:        by a non-owner -> IY_EFORBIDDEN; a name that is empty,
+ *                   longer than IY_GROUP_NAME_MAX or holds a NUL -> IY_EINVAL
+ * The owner leaving hands the group to the lowest remaining member id; an
+ * empty group has no owner. On failure *c and *out are unspecified. */
+int rules_post(iy_channel *c, const iy_send *in, int subject_exists, iy_stored *out);
+
+/* The members of a new group: members[0..n) plus the creator, sorted,
+ * without duplicates, into out (room for IY_GROUP_MAX), *nout of them.
+ * Returns 0, IY_ETOOBIG (more than IY_GROUP_MAX in all), IY_EINVAL (fewer
+ * than 2, or a name longer than IY_GROUP_NAME_MAX). */
+int rules_group_members(uint64_t creator, const char *name, const uint64_t *members, size_t n,
+                        uint64_t *out, uint32_t *nout);
+
+/* The read seq to store when a member says it has read up to `seq` of a
+ * channel whose newest seq is `last`, having read up to `current`: a seq
+ * past the newest is clamped to it; the read state only moves forward.
+ * Returns the new read seq (== current when nothing moves). */
+uint64_t rules_read_seq(uint64_t seq, uint64_t last, uint64_t current);
+
+/* Friend requests: a's PUT toward b, given the state from a's side before.
+ * Returns the state from a's side afterwards (OUTGOING, or MUTUAL when b had
+ * asked a, or it already was). */
+int rules_friend_put(int state_before);
+
+/* Whether a member gets a push notification for a stored message: not the
+ * sender, not for membership events, and only with no device online. */
+int rules_push_wanted(const iy_msg *m, uint64_t member, int member_online);
+
+#endif

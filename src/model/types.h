@@ -1,0 +1,123 @@
+/* types.h — the domain types of iyagi: users, channels, messages, and what
+ * a send asks for and gets back.
+ *
+ * Plain data, no behaviour: the rules over them are in rules.h, storage in
+ * store/store.h, the wire forms in codec/proto.h. Every layer above base
+ * may include this; it includes nothing of ours but the limits. */
+#ifndef IY_MODEL_TYPES_H
+#define IY_MODEL_TYPES_H
+#include <stddef.h>
+#include <stdint.h>
+#include "../base/limits.h"
+
+typedef struct iy_user {
+    uint64_t id;
+    char username[IY_USERNAME_MAX + 1];
+    char display_name[IY_DISPLAY_MAX + 1];
+} iy_user;
+
+enum iy_channel_kind { IY_DIRECT = 1, IY_GROUP = 2 };
+
+typedef struct iy_channel {
+    uint64_t id;
+    int kind;                               /* enum iy_channel_kind */
+    char name[IY_GROUP_NAME_MAX + 1];       /* groups only; "" for direct */
+    uint64_t owner;                         /* groups only; 0 for direct or an empty group */
+    uint32_t nmembers;
+    uint64_t members[IY_GROUP_MAX + 1];     /* ascending user ids */
+} iy_channel;
+
+/* Membership events are stored as messages of their channel (with seq and an
+ * inbox pos for every member concerned), so every device learns of them in
+ * order, live or through sync. */
+enum iy_event {
+    IY_EV_NONE = 0,            /* a user's message */
+    IY_EV_MEMBER_ADDED = 1,    /* subject joined (added by from) */
+    IY_EV_MEMBER_REMOVED = 2,  /* subject left (from == subject) or was removed by the owner */
+    IY_EV_RENAMED = 3,         /* the group's new name is the text */
+};
+
+/* One stored message. text is owned (malloc'd, NUL-terminated, text_len bytes). */
+typedef struct iy_msg {
+    uint64_t id;
+    uint64_t channel;
+    uint64_t seq;
+    uint64_t pos;                  /* in the reader's inbox; 0 when not applicable */
+    uint64_t from;
+    int64_t ts;                    /* ms since the epoch, from the id */
+    char cmid[IY_CMID_MAX + 1];    /* "" if none */
+    char *text;
+    size_t text_len;
+    int event;                     /* enum iy_event */
+    uint64_t subject;              /* MEMBER_ADDED/REMOVED: the user added or removed */
+} iy_msg;
+
+typedef struct iy_msg_list {
+    iy_msg *v;
+    size_t n;
+} iy_msg_list;
+
+void iy_msg_clear(iy_msg *m);              /* frees text; accepts a zeroed msg */
+void iy_msg_list_clear(iy_msg_list *l);    /* frees every text and the array */
+
+/* What a sender asks for: to a channel (channel != 0) or directly to a user
+ * (to != 0; the direct channel between from and to is created on the first
+ * message). text: valid UTF-8 already checked by the caller, not owned.
+ * cmid may be "" (then no idempotency). */
+typedef struct iy_send {
+    uint64_t from;
+    uint64_t channel;
+    uint64_t to;
+    const char *text;
+    size_t text_len;
+    const char *cmid;
+    int event;                 /* enum iy_event; events need channel (a group) */
+    uint64_t subject;          /* MEMBER_ADDED/REMOVED */
+} iy_send;
+
+/* What was stored: the message (msg.text NULL: the sender keeps its own),
+ * everyone whose inbox got it, and each one's new inbox pos. msg.pos is the
+ * sender's pos (0 if the sender got no inbox row). For events, members are
+ * everyone concerned: the members after the change plus, for MEMBER_REMOVED,
+ * the removed user (who learns of the removal and then gets nothing more);
+ * owner is the group's owner after the change (0 for direct). A duplicate
+ * (cmid seen before) fills msg only (nmembers 0). */
+typedef struct iy_stored {
+    iy_msg msg;
+    uint32_t nmembers;
+    uint64_t members[IY_GROUP_MAX + 1];
+    uint64_t pos[IY_GROUP_MAX + 1];         /* pos[i] belongs to members[i] */
+    uint64_t owner;
+} iy_stored;
+
+/* The friendship between two users, from the first one's side. */
+enum iy_friend_state {
+    IY_FRIEND_NONE = 0,
+    IY_FRIEND_OUTGOING = 1,    /* a asked b */
+    IY_FRIEND_INCOMING = 2,    /* b asked a */
+    IY_FRIEND_MUTUAL = 3,      /* friends */
+};
+
+/* ---- ids ---------------------------------------------------------------
+ * Users, channels, messages and push subscriptions get 64-bit ids that are
+ * unique across every node and time-sortable:
+ *     (ms since 2024-01-01) << 22 | node << 12 | counter
+ * node is the 10-bit number of the node that made it (store.h: one per live
+ * node), counter counts ids made within the same ms by that node. */
+#define IY_ID_EPOCH_MS 1704067200000LL
+#define IY_NODE_MAX 1023u
+
+/* The ms (since the Unix epoch) an id was made at. */
+static inline int64_t iy_id_ts(uint64_t id) { return (int64_t)(id >> 22) + IY_ID_EPOCH_MS; }
+
+/* The id generator of one node: strictly increasing, also when the clock
+ * stands still or steps back (it then continues from the last id's ms; a
+ * counter overflow borrows the next ms). Not thread-safe: one owner. */
+typedef struct iy_idgen {
+    uint64_t node;
+    uint64_t last;             /* newest id handed out (persisted by the store) */
+} iy_idgen;
+
+uint64_t iy_id_next(iy_idgen *g);
+
+#endif

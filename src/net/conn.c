@@ -1,0 +1,476 @@
+/* conn.c — the life of one connection: reading, the HTTP -> WebSocket
+ * upgrade, pausing input, batched output, and the close handshake.
+ * The state diagram and invariants are in net.h. */
+#include "net.h"
+#include "../base/metrics.h"
+#include "../base/alloc.h"
+#include "../base/err.h"
+#include "../base/log.h"
+#include "../codec/proto.h"
+#include <string.h>
+
+#define HTTP_IDLE_MS 30000
+#define DRAIN_MS 2000
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void flush_one(conn *c);
+static void conn_input(conn *c, char *data, size_t len);
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    conn *c = h->data;
+    buf->base = c->t->readbuf;
+    buf->len = READ_BUF_SIZE;
+}
+
+static void start_reading(conn *c)
+{
+    if (c->reading || uv_is_closing((uv_handle_t *)&c->tcp)) return;
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = 1;
+}
+
+static void stop_reading(conn *c)
+{
+    if (!c->reading) return;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
+}
+
+void conn_accept(iothread *t, uv_stream_t *listener)
+{
+    conn *c = iy_calloc(1, sizeof *c);
+    uv_tcp_init(&t->loop, &c->tcp);
+    c->tcp.data = c;
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)iy_free);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->t = t;
+    c->id = t->next_conn_id++;
+    c->proto = PROTO_HTTP;
+    c->hp = http_parser_new(IY_HTTP_HEADER_MAX, IY_JSON_MAX);
+    c->opened_ms = c->last_rx_ms = uv_now(&t->loop);
+    u64map_put(&t->conns, c->id, c);
+    c->all_next = t->all;
+    if (t->all) t->all->all_prev = c;
+    t->all = c;
+    metrics_add(M_CONNECTIONS, 1);
+    start_reading(c);
+}
+
+static void flush_list_del(conn *c)
+{
+    if (!c->in_flush_list) return;
+    if (c->flush_prev) c->flush_prev->flush_next = c->flush_next;
+    else c->t->flush_list = c->flush_next;
+    if (c->flush_next) c->flush_next->flush_prev = c->flush_prev;
+    c->flush_prev = c->flush_next = NULL;
+    c->in_flush_list = 0;
+}
+
+static void flush_list_add(conn *c)
+{
+    if (c->in_flush_list) return;
+    c->flush_prev = NULL;
+    c->flush_next = c->t->flush_list;
+    if (c->flush_next) c->flush_next->flush_prev = c;
+    c->t->flush_list = c;
+    c->in_flush_list = 1;
+}
+
+static void on_close(uv_handle_t *h)
+{
+    conn *c = h->data;
+    flush_list_del(c);
+    for (conn_held *x = c->held, *n; x; x = n) {
+        n = x->next;
+        iy_free(x);
+    }
+    http_parser_free(c->hp);
+    ws_reader_free(c->wr);
+    iy_buf_free(&c->rest);
+    iy_buf_free(&c->out);
+    iy_buf_free(&c->inflight);
+    iy_free(c);
+}
+
+int64_t conn_wall_ms(conn *c, uint64_t loop_ms)
+{
+    return (int64_t)now_ms() - (int64_t)(uv_now(&c->t->loop) - loop_ms);
+}
+
+/* Leaves the user registry: no more deliveries to this connection. */
+static void unregister(conn *c)
+{
+    if (!c->registered) return;
+    iothread_user_del(c->t, c);
+    c->registered = 0;
+    c->t->h->unregister(c);
+}
+
+void conn_close(conn *c)
+{
+    /* A graceful close in progress (closing, handle still open) may become
+     * immediate; a handle already closing is done. */
+    if (uv_is_closing((uv_handle_t *)&c->tcp)) return;
+    c->closing = 1;
+    c->close_after_flush = 0;
+    c->draining = 0;
+    unregister(c);
+    u64map_del(&c->t->conns, c->id);
+    if (c->all_prev) c->all_prev->all_next = c->all_next;
+    else c->t->all = c->all_next;
+    if (c->all_next) c->all_next->all_prev = c->all_prev;
+    c->all_prev = c->all_next = NULL;
+    flush_list_del(c);
+    stop_reading(c);
+    metrics_add(M_CONNECTIONS, -1);
+    uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+/* ---- output ---------------------------------------------------------- */
+
+void conn_write(conn *c, const void *p, size_t n)
+{
+    if (c->closing) return;
+    iy_buf_append(&c->out, p, n);
+    if (c->out.len + c->inflight.len > CONN_OUT_CAP) {
+        iy_log("conn %u/%llu: output queue over %u bytes; dropping the slow reader", c->t->index,
+               (unsigned long long)c->id, CONN_OUT_CAP);
+        metrics_add(M_SLOW_CLOSED, 1);
+        conn_close(c);
+        return;
+    }
+    flush_list_add(c);
+}
+
+void conn_ws_send(conn *c, const char *json, size_t n)
+{
+    uint8_t head[10];
+    size_t hn = ws_frame_header(head, WS_OP_TEXT, n);
+    conn_write(c, head, hn);
+    conn_write(c, json, n);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)status;
+    iy_free(req);
+}
+
+static void begin_drain(conn *c)
+{
+    if (c->t->exiting) { /* shutting down: no time to wait for the peer */
+        conn_close(c);
+        return;
+    }
+    /* The close frame is out: half-close and read until the peer closes, so
+     * that unread input does not turn our close into a reset that would
+     * destroy the close frame in flight. */
+    c->close_after_flush = 0;
+    c->draining = 1;
+    c->drain_since_ms = uv_now(&c->t->loop);
+    uv_shutdown_t *req = iy_calloc(1, sizeof *req);
+    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        iy_free(req);
+        conn_close(c);
+        return;
+    }
+    c->paused = 0;
+    start_reading(c);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    conn *c = req->data;
+    c->writing = 0;
+    if (c->inflight.cap > (64u << 10)) iy_buf_free(&c->inflight);
+    else iy_buf_reset(&c->inflight);
+    if (status < 0) {
+        if (status != UV_ECANCELED) conn_close(c);
+        return;
+    }
+    if (c->out.len || c->close_after_flush) {
+        if (c->t->exiting) flush_one(c); /* the flusher is gone */
+        else flush_list_add(c);
+    }
+}
+
+static void flush_one(conn *c)
+{
+    if (c->writing || (c->closing && !c->close_after_flush)) return;
+    if (c->out.len) {
+        uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (n < 0 && n != UV_EAGAIN) {
+            conn_close(c);
+            return;
+        }
+        if (n > 0) iy_buf_consume(&c->out, (size_t)n);
+        if (c->out.len) {
+            /* The rest goes through one uv_write; new output meanwhile
+             * queues in c->out. */
+            iy_buf tmp = c->inflight;
+            c->inflight = c->out;
+            c->out = tmp;
+            iy_buf_reset(&c->out);
+            c->wreq.data = c;
+            b = uv_buf_init(c->inflight.data, (unsigned)c->inflight.len);
+            if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+                conn_close(c);
+                return;
+            }
+            c->writing = 1;
+            return;
+        }
+        if (c->out.cap > (64u << 10)) iy_buf_free(&c->out);
+    }
+    if (c->close_after_flush) begin_drain(c);
+}
+
+void conn_flush_all(iothread *t)
+{
+    while (t->flush_list) {
+        conn *c = t->flush_list;
+        flush_list_del(c);
+        flush_one(c);
+    }
+}
+
+/* ---- closing gracefully ------------------------------------------------ */
+
+void conn_ws_close(conn *c, uint16_t code, const char *reason)
+{
+    if (c->closing) return;
+    unregister(c);
+    iy_buf frame = { 0 };
+    ws_close_append(&frame, code, reason);
+    conn_write(c, frame.data, frame.len);
+    iy_buf_free(&frame);
+    if (c->closing) return; /* conn_write dropped it */
+    c->closing = 1;
+    c->close_after_flush = 1;
+    c->paused = 1;
+    stop_reading(c);
+    flush_list_add(c);
+}
+
+void conn_pause(conn *c)
+{
+    c->paused = 1;
+    stop_reading(c);
+}
+
+void conn_resume(conn *c)
+{
+    if (c->closing) return;
+    c->paused = 0;
+    if (c->rest.len) {
+        iy_buf pending = c->rest;
+        c->rest = (iy_buf){ 0 };
+        conn_input(c, pending.data, pending.len);
+        iy_buf_free(&pending);
+    }
+    if (!c->paused && !c->closing) start_reading(c);
+}
+
+/* ---- HTTP responses ---------------------------------------------------- */
+
+void conn_http_respond(conn *c, int status, const char *ctype, const char *body, size_t n)
+{
+    iy_buf head = { 0 };
+    http_response_head(&head, status, ctype, n, c->keep_alive);
+    conn_write(c, head.data, head.len);
+    iy_buf_free(&head);
+    conn_write(c, body, n);
+    c->http_busy = 0;
+    c->http_waiting = 0;
+    if (c->hp) http_parser_next(c->hp);
+    if (c->closing) return;
+    if (!c->keep_alive) {
+        c->closing = 1;
+        c->close_after_flush = 1;
+        stop_reading(c);
+        flush_list_add(c);
+        return;
+    }
+    if (c->paused) conn_resume(c);
+}
+
+void conn_http_error(conn *c, int err, const char *message)
+{
+    iy_buf body = { 0 };
+    proto_write_http_error(&body, iy_err_code(err), message);
+    conn_http_respond(c, iy_err_http_status(err), "application/json", body.data, body.len);
+    iy_buf_free(&body);
+}
+
+static void http_fail(conn *c, int status, const char *code, const char *message)
+{
+    iy_buf body = { 0 };
+    proto_write_http_error(&body, code, message);
+    c->keep_alive = 0;
+    conn_http_respond(c, status, "application/json", body.data, body.len);
+    iy_buf_free(&body);
+}
+
+/* ---- input ------------------------------------------------------------- */
+
+static int upgrade(conn *c, const http_request *req)
+{
+    char accept[29];
+    if (!iy_str_eq(req->ws_version, "13")) {
+        const char *r = "HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\n"
+                        "Content-Length: 0\r\nConnection: close\r\n\r\n";
+        conn_write(c, r, strlen(r));
+        return IY_EINVAL;
+    }
+    if (ws_accept_key(req->ws_key.ptr, req->ws_key.len, accept) != 0) {
+        http_fail(c, 400, "bad_request", "bad Sec-WebSocket-Key");
+        return IY_EINVAL;
+    }
+    iy_buf r = { 0 };
+    iy_buf_appendf(&r, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                       "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", accept);
+    conn_write(c, r.data, r.len);
+    iy_buf_free(&r);
+    http_parser_free(c->hp);
+    c->hp = NULL;
+    c->proto = PROTO_WS;
+    c->ws_state = WS_NEW;
+    c->wr = ws_reader_new(IY_JSON_MAX);
+    c->opened_ms = uv_now(&c->t->loop);
+    return 0;
+}
+
+/* Feeds HTTP bytes; returns how many were used. Stops at a pause. */
+static size_t http_input(conn *c, char *data, size_t len)
+{
+    size_t used = 0;
+    while (used < len && !c->paused && !c->closing && c->proto == PROTO_HTTP) {
+        size_t n = 0;
+        const http_request *req = NULL;
+        int rc = http_parser_feed(c->hp, data + used, len - used, &n, &req);
+        used += n;
+        if (rc != 0) {
+            int st = http_parser_error_status(c->hp);
+            http_fail(c, st, st == 400 ? "bad_request" : "too_large",
+                      st == 400 ? "malformed HTTP request" : "request too large");
+            return len;
+        }
+        if (!req) break;
+        metrics_add(M_HTTP_REQUESTS, 1);
+        c->keep_alive = req->keep_alive != 0;
+        if (req->websocket && iy_str_eq(req->path, "/v1/ws")) {
+            if (upgrade(c, req) != 0) {
+                c->closing = 1;
+                c->close_after_flush = 1;
+                stop_reading(c);
+                flush_list_add(c);
+                return len;
+            }
+            break; /* the rest is WebSocket */
+        }
+        c->t->h->http(c, req);
+    }
+    return used;
+}
+
+static size_t ws_input(conn *c, char *data, size_t len)
+{
+    size_t used = 0;
+    while (used < len && !c->paused && !c->closing) {
+        size_t n = 0;
+        ws_event ev;
+        int rc = ws_reader_feed(c->wr, (uint8_t *)data + used, len - used, &n, &ev);
+        used += n;
+        if (rc != 0) {
+            uint16_t code = ws_close_code_for(rc);
+            iy_log("conn %u/%llu: WebSocket closed with %u (%s)", c->t->index, (unsigned long long)c->id,
+                   code, code == 1007 ? "invalid UTF-8" : code == 1009 ? "message too big" : "protocol error");
+            conn_ws_close(c, code, code == 1007 ? "invalid UTF-8" : code == 1009 ? "message too big"
+                                                                               : "protocol error");
+            return len;
+        }
+        switch (ev.kind) {
+        case WS_NONE:
+            return used;
+        case WS_TEXT:
+            metrics_add(M_WS_FRAMES_IN, 1);
+            c->t->h->ws_text(c, (const char *)ev.data, ev.len);
+            break;
+        case WS_BINARY:
+            conn_ws_close(c, 1003, "binary frames are not supported");
+            return len;
+        case WS_PING: {
+            iy_buf f = { 0 };
+            ws_frame_append(&f, WS_OP_PONG, ev.data, ev.len);
+            conn_write(c, f.data, f.len);
+            iy_buf_free(&f);
+            break;
+        }
+        case WS_PONG:
+            break;
+        case WS_CLOSE:
+            c->clean_close = 1;
+            /* Echo the code (RFC 6455 5.5.1); a close without code gets 1000. */
+            conn_ws_close(c, ev.close_code == 1005 ? 1000 : ev.close_code, NULL);
+            return len;
+        }
+    }
+    return used;
+}
+
+static void conn_input(conn *c, char *data, size_t len)
+{
+    size_t used = 0;
+    while (used < len && !c->closing) {
+        if (c->paused) break;
+        if (c->proto == PROTO_HTTP) used += http_input(c, data + used, len - used);
+        else used += ws_input(c, data + used, len - used);
+    }
+    if (used < len && !c->closing) iy_buf_append(&c->rest, data + used, len - used);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    conn *c = s->data;
+    if (nread < 0) {
+        conn_close(c);
+        return;
+    }
+    if (nread == 0) return;
+    c->last_rx_ms = uv_now(&c->t->loop);
+    if (c->draining) return; /* discard until the peer closes */
+    if (c->paused) {
+        iy_buf_append(&c->rest, buf->base, (size_t)nread);
+        stop_reading(c);
+        return;
+    }
+    conn_input(c, buf->base, (size_t)nread);
+}
+
+/* Timeouts of the transport; the service's sweep (life signs, long polls)
+ * follows (net_handlers.sweep). */
+void conn_sweep(iothread *t, uint64_t now)
+{
+    const net_config *cfg = t->cfg;
+    for (conn *c = t->all, *next; c; c = next) {
+        next = c->all_next;
+        if (c->draining) {
+            if (now - c->drain_since_ms > DRAIN_MS) conn_close(c);
+        } else if (c->closing) {
+            continue;
+        } else if (c->proto == PROTO_WS && c->ws_state != WS_READY) {
+            if (now - c->opened_ms > (uint64_t)cfg->auth_timeout_s * 1000)
+                conn_ws_close(c, 1008, "authentication timeout");
+        } else if (c->proto == PROTO_WS) {
+            if (now - c->last_rx_ms > (uint64_t)cfg->idle_timeout_s * 1000)
+                conn_ws_close(c, 1001, "idle timeout");
+        } else if (!c->http_busy && !c->http_waiting && now - c->last_rx_ms > HTTP_IDLE_MS) {
+            conn_close(c);
+        }
+    }
+}

@@ -1,0 +1,233 @@
+/* iothread.c — one I/O thread: its loop, its listening socket, its inbox.
+ *
+ * Each thread binds its own listening socket with SO_REUSEPORT, so the
+ * kernel spreads new connections over the threads and no accept lock is
+ * shared. Other threads reach this one only through the inbox (a mutex-
+ * guarded FIFO plus uv_async_send); everything else here is owned by the
+ * thread. Output is flushed by a prepare handle, i.e. once per loop turn
+ * right before the loop would sleep, so frames queued for one socket during
+ * a turn leave in one write. */
+#include "net.h"
+#include "../base/metrics.h"
+#include "../base/alloc.h"
+#include "../base/err.h"
+#include "../base/log.h"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t mono_ns(void) { return uv_hrtime(); }
+
+/* An item in an I/O thread's inbox: a task or a control word. */
+typedef struct inbox_item {
+    struct inbox_item *next;
+    iothread_fn fn;
+    void *arg;
+    int ctl;                    /* THREAD_STOP_ACCEPT, THREAD_EXIT (fn NULL) */
+} inbox_item;
+
+static void push(iothread *t, inbox_item *it)
+{
+    pthread_mutex_lock(&t->mu);
+    if (t->tail) t->tail->next = it;
+    else t->head = it;
+    t->tail = it;
+    pthread_mutex_unlock(&t->mu);
+    uv_async_send(&t->wake);
+}
+
+void iothread_post(iothread *t, iothread_fn fn, void *arg)
+{
+    inbox_item *it = iy_calloc(1, sizeof *it);
+    it->fn = fn;
+    it->arg = arg;
+    push(t, it);
+}
+
+void iothread_post_ctl(iothread *t, int ctl)
+{
+    inbox_item *it = iy_calloc(1, sizeof *it);
+    it->ctl = ctl;
+    push(t, it);
+}
+
+conn *iothread_conn(iothread *t, uint64_t id) { return u64map_get(&t->conns, id); }
+
+void iothread_user_add(iothread *t, conn *c)
+{
+    conn *head = u64map_get(&t->users, c->user);
+    c->user_prev = NULL;
+    c->user_next = head;
+    if (head) head->user_prev = c;
+    u64map_put(&t->users, c->user, c);
+}
+
+conn *iothread_user_first(iothread *t, uint64_t user) { return u64map_get(&t->users, user); }
+
+void iothread_user_del(iothread *t, conn *c)
+{
+    if (c->user_prev) c->user_prev->user_next = c->user_next;
+    else if (c->user_next) u64map_put(&t->users, c->user, c->user_next);
+    else u64map_del(&t->users, c->user);
+    if (c->user_next) c->user_next->user_prev = c->user_prev;
+    c->user_prev = c->user_next = NULL;
+}
+
+static void close_cb_nothing(uv_handle_t *h) { (void)h; }
+
+static void stop_accepting(iothread *t)
+{
+    if (!t->listening) return;
+    t->listening = 0;
+    uv_close((uv_handle_t *)&t->listener, close_cb_nothing);
+}
+
+static void on_wake(uv_async_t *a)
+{
+    iothread *t = a->data;
+    pthread_mutex_lock(&t->mu);
+    inbox_item *it = t->head;
+    t->head = t->tail = NULL;
+    pthread_mutex_unlock(&t->mu);
+    while (it) {
+        inbox_item *next = it->next;
+        if (it->fn) {
+            it->fn(t, it->arg);
+        } else if (it->ctl == THREAD_STOP_ACCEPT) {
+            stop_accepting(t);
+        } else if (it->ctl == THREAD_EXIT) {
+            t->exiting = 1;
+            stop_accepting(t);
+            for (conn *c = t->all, *n; c; c = n) {
+                n = c->all_next;
+                if (c->proto == PROTO_WS) conn_ws_close(c, 1001, "server shutting down");
+                else conn_close(c);
+            }
+            uv_close((uv_handle_t *)&t->sweeper, close_cb_nothing);
+            uv_close((uv_handle_t *)&t->flusher, close_cb_nothing);
+            uv_close((uv_handle_t *)&t->wake, close_cb_nothing);
+            conn_flush_all(t);
+        }
+        iy_free(it);
+        it = next;
+    }
+}
+
+static void on_flush(uv_prepare_t *p) { conn_flush_all(p->data); }
+
+static void on_sweep(uv_timer_t *tm)
+{
+    iothread *t = tm->data;
+    conn_sweep(t, uv_now(&t->loop));
+    t->h->sweep(t, uv_now(&t->loop));
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    iothread *t = listener->data;
+    if (status < 0) {
+        iy_log("accept: %s", uv_strerror(status));
+        return;
+    }
+    conn_accept(t, listener);
+}
+
+/* A listening socket of our own so that SO_REUSEPORT is set before bind
+ * (libuv 1.44 has no flag for it). */
+static int listen_socket(const char *host, int port, int *fd_out)
+{
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) return IY_EINVAL;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return IY_EIO;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        iy_log("bind %s:%d: %s", host, port, strerror(errno));
+        close(fd);
+        return IY_EIO;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+static void *thread_main(void *arg)
+{
+    iothread *t = arg;
+    uv_run(&t->loop, UV_RUN_DEFAULT);
+    /* Every handle is closed: the loop can go. */
+    int rc = uv_loop_close(&t->loop);
+    if (rc) iy_log("io thread %u: loop close: %s", t->index, uv_strerror(rc));
+    return NULL;
+}
+
+int iothread_new(unsigned index, const net_config *cfg, const net_handlers *h, void *svc,
+                 iothread **out)
+{
+    iothread *t = iy_calloc(1, sizeof *t);
+    t->cfg = cfg;
+    t->h = h;
+    t->svc = svc;
+    t->index = index;
+    t->next_conn_id = 1;
+    t->readbuf = iy_malloc(READ_BUF_SIZE);
+    pthread_mutex_init(&t->mu, NULL);
+    int fd = -1, rc = uv_loop_init(&t->loop);
+    if (rc) goto err;
+    uv_async_init(&t->loop, &t->wake, on_wake);
+    t->wake.data = t;
+    uv_prepare_init(&t->loop, &t->flusher);
+    t->flusher.data = t;
+    uv_prepare_start(&t->flusher, on_flush);
+    uv_timer_init(&t->loop, &t->sweeper);
+    t->sweeper.data = t;
+    uv_timer_start(&t->sweeper, on_sweep, 250, 250);
+
+    if (listen_socket(cfg->host, cfg->port, &fd) != 0) goto err;
+    uv_tcp_init(&t->loop, &t->listener);
+    t->listener.data = t;
+    if ((rc = uv_tcp_open(&t->listener, fd)) != 0 ||
+        (rc = uv_listen((uv_stream_t *)&t->listener, 4096, on_connection)) != 0) {
+        iy_log("listen: %s", uv_strerror(rc));
+        goto err;
+    }
+    t->listening = 1;
+    *out = t;
+    return 0;
+err:
+    /* The loop never ran: no handle has callbacks pending. Leak-free teardown
+     * would need a loop run; we are exiting anyway. */
+    iy_log("io thread %u failed to start", index);
+    return IY_EIO;
+}
+
+int iothread_run(iothread *t)
+{
+    return pthread_create(&t->thread, NULL, thread_main, t) == 0 ? 0 : IY_EIO;
+}
+
+void iothread_join(iothread *t)
+{
+    pthread_join(t->thread, NULL);
+    u64map_free(&t->conns);
+    u64map_free(&t->users);
+    iy_buf_free(&t->scratch);
+    iy_free(t->readbuf);
+    pthread_mutex_destroy(&t->mu);
+    iy_free(t);
+}

@@ -1,0 +1,183 @@
+/* net.h — the transport: I/O threads, their event loops and connections,
+ * HTTP/1.1 and WebSocket plumbing, batched output. It knows nothing of
+ * chat: complete HTTP requests and WebSocket text frames go up to the
+ * service through net_handlers; the service answers with conn_*().
+ *
+ * Threads (see docs/ARCHITECTURE.md):
+ *   - N I/O threads (iothread.c), each with its own libuv loop, its own
+ *     SO_REUSEPORT listening socket and the connections it accepted; a
+ *     connection never moves and only its thread touches it.
+ *   - Other threads reach an I/O thread only through its inbox:
+ *     iothread_post() pushes a task and wakes the loop (uv_async_send).
+ *
+ * Connection lifecycle (conn.c):
+ *
+ *    accept ──> HTTP ──(GET /v1/ws + Upgrade)──> WS_NEW ──auth──> WS_AUTHING ──ok──> WS_READY
+ *                │ ^                               │                  │ bad token
+ *                v │ response written              │ auth timeout     v
+ *              HTTP busy (a job in flight,         └──────────────> closing ──> freed in the
+ *              or long poll waiting)                                 close callback
+ *
+ *  - HTTP: one request at a time; while it is in flight, input is paused and
+ *    unparsed bytes wait in c->rest.
+ *  - Input is also paused while a WebSocket authenticates and while too many
+ *    of its requests are in flight (back-pressure, no unbounded queue).
+ *  - Output is appended to c->out and flushed once per loop turn (prepare
+ *    handle), at most one uv_write in flight. A connection whose queued
+ *    output passes CONN_OUT_CAP is dropped: everything it missed is durable
+ *    and the client catches up with sync.
+ *  - A connection is never freed inside its own callbacks: conn_close()
+ *    unregisters it and calls uv_close(); the memory goes in the close
+ *    callback. Jobs name their connection by (thread, id), never by pointer.
+ *  - Registered: the service put the connection under its user
+ *    (iothread_user_add) to receive deliveries; closing unregisters it and
+ *    tells the service (net_handlers.unregister). */
+#ifndef IY_NET_H
+#define IY_NET_H
+#include <pthread.h>
+#include <stdint.h>
+#include <uv.h>
+#include "../base/buf.h"
+#include "../base/u64map.h"
+#include "../codec/http.h"
+#include "../codec/ws.h"
+#include "../base/limits.h"
+
+#define CONN_OUT_CAP (16u << 20)        /* queued output past which a slow reader is dropped */
+#define CONN_MAX_INFLIGHT 128           /* WebSocket requests in flight before input pauses */
+#define READ_BUF_SIZE (64u << 10)
+
+typedef struct iothread iothread;
+typedef struct conn conn;
+
+/* What the transport needs to know. */
+typedef struct net_config {
+    char host[64];
+    int port;
+    int auth_timeout_s;         /* an unauthenticated WebSocket is closed (1008) after this */
+    int idle_timeout_s;         /* a silent WebSocket is closed (1001) after this */
+} net_config;
+
+/* The service above the transport. Every handler runs on the connection's
+ * I/O thread. */
+typedef struct net_handlers {
+    void (*http)(conn *c, const http_request *req);        /* a request (not the ws upgrade) */
+    void (*ws_text)(conn *c, const char *data, size_t len); /* a complete text message */
+    void (*unregister)(conn *c);                           /* a registered connection leaves */
+    void (*sweep)(iothread *t, uint64_t now);              /* every 250 ms (loop ms) */
+} net_handlers;
+
+/* A task in an I/O thread's inbox: fn(t, arg) runs on that thread. */
+typedef void (*iothread_fn)(iothread *t, void *arg);
+
+enum { THREAD_STOP_ACCEPT = 1, THREAD_EXIT = 2 };
+
+struct iothread {
+    unsigned index;
+    const net_config *cfg;
+    const net_handlers *h;
+    void *svc;                  /* the service's state, for its handlers */
+    pthread_t thread;
+    uv_loop_t loop;
+    uv_async_t wake;
+    uv_tcp_t listener;
+    uv_prepare_t flusher;
+    uv_timer_t sweeper;
+    int listening;
+    pthread_mutex_t mu;
+    struct inbox_item *head, *tail;   /* under mu */
+    uint64_t next_conn_id;
+    u64map conns;               /* conn id -> conn */
+    u64map users;               /* user id -> first registered conn of that user */
+    conn *all;                  /* every open connection (sweeps, shutdown) */
+    conn *flush_list;           /* connections with output to write this turn */
+    char *readbuf;              /* one read buffer per thread: reads are sequential */
+    iy_buf scratch;             /* frame building */
+    int exiting;
+};
+
+enum conn_proto { PROTO_HTTP = 1, PROTO_WS = 2 };
+enum conn_ws_state { WS_NEW = 0, WS_AUTHING, WS_READY };
+
+/* A held frame: a message that reached a socket before its ready (chat). */
+typedef struct conn_held {
+    struct conn_held *next;
+    uint64_t pos;
+    size_t len;
+    char frame[];               /* a complete WebSocket frame */
+} conn_held;
+
+struct conn {
+    uv_tcp_t tcp;               /* first: the handle's data is the conn */
+    iothread *t;
+    uint64_t id;
+    int proto;                  /* enum conn_proto */
+    int ws_state;               /* enum conn_ws_state */
+    unsigned closing : 1, close_after_flush : 1, draining : 1, writing : 1, paused : 1,
+        reading : 1, in_flush_list : 1, http_busy : 1, keep_alive : 1;
+    http_parser *hp;
+    ws_reader *wr;
+    iy_buf rest;                /* input not yet processed while paused */
+    iy_buf out;                 /* queued output */
+    iy_buf inflight;            /* bytes handed to uv_write */
+    uv_write_t wreq;
+    uint64_t last_rx_ms;        /* loop time of the last input */
+    uint64_t opened_ms;
+    uint64_t drain_since_ms;
+    conn *user_prev, *user_next;
+    conn *all_prev, *all_next;
+    conn *flush_prev, *flush_next;
+
+    /* ---- owned by the service (chat/, api/) ---- */
+    unsigned registered : 1,    /* in the thread's user map */
+        clean_close : 1,        /* the peer or a logout closed it properly */
+        http_waiting : 1,       /* a long poll waits for a delivery */
+        wait_woken : 1;         /* a delivery came while the long poll's read was out */
+    int inflight_reqs;          /* WebSocket requests submitted, not answered */
+    uint64_t user;              /* identity once authenticating (WS) or long polling (HTTP) */
+    char device[IY_DEVICE_MAX + 1];
+    uint8_t session[32];
+    uint64_t pos;               /* WS: the highest inbox pos this device was sent (ready, msg) */
+    conn_held *held, **held_tail; /* WS_AUTHING: deliveries before ready */
+    size_t held_bytes;
+    uint64_t wait_after;        /* long poll */
+    uint64_t wait_deadline_ms;
+    int wait_limit;
+    uint64_t reported_rx_ms;    /* last life sign reported to presence */
+    uint64_t last_typing_ms;
+};
+
+/* ---- iothread.c ---- */
+
+/* Binds thread index's listening socket; the loop does not run yet.
+ * Returns 0 and *out, or IY_EIO (logged: the address and why). */
+int iothread_new(unsigned index, const net_config *cfg, const net_handlers *h, void *svc,
+                 iothread **out);
+int iothread_run(iothread *t);                                   /* starts the thread */
+void iothread_post(iothread *t, iothread_fn fn, void *arg);      /* any thread */
+void iothread_post_ctl(iothread *t, int ctl);
+void iothread_join(iothread *t);                                 /* and frees t */
+conn *iothread_conn(iothread *t, uint64_t id);                   /* NULL if closed */
+void iothread_user_add(iothread *t, conn *c);                    /* c->user must be set */
+void iothread_user_del(iothread *t, conn *c);
+conn *iothread_user_first(iothread *t, uint64_t user);           /* then c->user_next */
+
+/* ---- conn.c ---- */
+void conn_accept(iothread *t, uv_stream_t *listener);
+void conn_write(conn *c, const void *p, size_t n);        /* queue raw bytes */
+void conn_ws_send(conn *c, const char *json, size_t n);   /* queue one text frame */
+void conn_ws_close(conn *c, uint16_t code, const char *reason); /* close frame, then close */
+void conn_close(conn *c);                                  /* immediately */
+void conn_flush_all(iothread *t);
+void conn_resume(conn *c);                                 /* continue after a pause */
+void conn_pause(conn *c);
+void conn_http_respond(conn *c, int status, const char *ctype, const char *body, size_t n);
+void conn_http_error(conn *c, int err, const char *message);
+void conn_sweep(iothread *t, uint64_t now_ms);
+int64_t conn_wall_ms(conn *c, uint64_t loop_ms);           /* wall-clock ms of a loop time */
+
+/* ---- time ---- */
+uint64_t now_ms(void);                                      /* wall clock */
+uint64_t mono_ns(void);
+
+#endif

@@ -1,0 +1,221 @@
+/* server.c — start-up and orderly shutdown of iyagid: the composition root
+ * that builds the store, the service (chat/service.h), the threads and the
+ * bus, and takes them down in order.
+ *
+ * Start: store (schema checked, node number claimed) -> VAPID key from the
+ * store -> I/O threads bound (not running) -> bus -> storage thread ->
+ * readers -> push worker -> I/O threads running. Nothing can accept a
+ * connection before the storage thread exists.
+ * Stop (SIGTERM/SIGINT): listeners closed -> storage thread drains its
+ * queue (every accepted send is committed and answered) -> readers drained
+ * -> push worker -> sockets closed (WebSockets with 1001) -> store closed. */
+#include "server.h"
+#include "../chat/chat.h"
+#include "../chat/presence.h"
+#include "../chat/social.h"
+#include "../push/pushd.h"
+#include "../push/webpush.h"
+#include <curl/curl.h>
+#include "../base/alloc.h"
+#include "../base/err.h"
+#include "../base/log.h"
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct server {
+    server_config cfg;
+    service svc;
+    store *store;
+    uv_loop_t main_loop;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t presence_timer;
+} server;
+
+void server_config_defaults(server_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    snprintf(cfg->listen_host, sizeof cfg->listen_host, "127.0.0.1");
+    cfg->listen_port = 8080;
+    snprintf(cfg->data_dir, sizeof cfg->data_dir, "data");
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->threads = n > 0 ? (unsigned)n : 1;
+    cfg->presence_timeout_s = 30;
+    cfg->auth_timeout_s = 10;
+    cfg->idle_timeout_s = 60;
+    cfg->max_backlog = 20000;
+    cfg->push_retry_base_ms = 1000;
+    cfg->push_give_up_s = 86400;
+}
+
+static int mkdir_p(const char *path)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(tmp, 0700) != 0 && errno != EEXIST) return IY_EIO;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0700) != 0 && errno != EEXIST) return IY_EIO;
+    return 0;
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    server *srv = s->data;
+    iy_log("signal %d: shutting down", signum);
+    uv_stop(&srv->main_loop);
+}
+
+static void on_presence_tick(uv_timer_t *t)
+{
+    server *srv = t->data;
+    presence_tick(srv->svc.presence, (int64_t)now_ms());
+}
+
+/* The Web Push key pair lives in the store (every node signs with the same
+ * key). A data directory of an older iyagid kept it in DIR/vapid.pem: that
+ * key moves into the store, so subscriptions made with it keep working. */
+static int load_vapid(store *st, const char *dir, vapid **out)
+{
+    char *v = NULL;
+    size_t vl = 0;
+    int rc = store_setting_get(st, "vapid", &v, &vl);
+    if (rc == IY_ENOTFOUND) {
+        char path[4200];
+        iy_buf pem = { 0 };
+        snprintf(path, sizeof path, "%s/vapid.pem", dir);
+        rc = vapid_read_file(path, &pem);
+        if (rc == 0) iy_log("push: moving the VAPID key of %s into the store", path);
+        else if (rc == IY_ENOTFOUND && (rc = vapid_new_pem(&pem)) == 0) iy_log("push: created a VAPID key");
+        if (rc == 0) rc = store_setting_put_once(st, "vapid", pem.data, pem.len, &v, &vl);
+        iy_buf_free(&pem);
+    }
+    if (rc == 0) rc = vapid_from_pem(v, vl, out);
+    if (v) memset(v, 0, vl);
+    iy_free(v);
+    if (rc) iy_log("push: cannot load the VAPID key (%s)", iy_err_code(rc));
+    return rc;
+}
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+int server_run(const server_config *cfg)
+{
+    server *srv = iy_calloc(1, sizeof *srv);
+    service *svc = &srv->svc;
+    srv->cfg = *cfg;
+    int rc = IY_EIO;
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread starts */
+    raise_fd_limit();
+    if (mkdir_p(cfg->data_dir) != 0) {
+        iy_log("cannot create data directory %s: %s", cfg->data_dir, strerror(errno));
+        goto out;
+    }
+    char node[128];
+    if (cfg->node[0]) snprintf(node, sizeof node, "%s", cfg->node);
+    else snprintf(node, sizeof node, "%s:%d", cfg->listen_host, cfg->listen_port);
+    unsigned nreaders = cfg->threads > 1 ? 2 : 1;
+    store_config sc = { cfg->store[0] ? cfg->store : cfg->data_dir, node, (int)nreaders };
+    if ((rc = store_open(&sc, &srv->store)) != 0) goto out;
+    if ((rc = load_vapid(srv->store, cfg->data_dir, &svc->vapid)) != 0) goto out_store;
+
+    snprintf(svc->cfg.public_url, sizeof svc->cfg.public_url, "%s", cfg->public_url);
+    snprintf(svc->cfg.node_name, sizeof svc->cfg.node_name, "%s", node);
+    svc->cfg.presence_timeout_s = cfg->presence_timeout_s;
+    svc->cfg.push_allow_private = cfg->push_allow_private;
+    svc->cfg.max_backlog = cfg->max_backlog;
+    snprintf(svc->net.host, sizeof svc->net.host, "%s", cfg->listen_host);
+    svc->net.port = cfg->listen_port;
+    svc->net.auth_timeout_s = cfg->auth_timeout_s;
+    svc->net.idle_timeout_s = cfg->idle_timeout_s;
+    svc->node = store_node(srv->store);
+    svc->presence = presence_new(cfg->presence_timeout_s, social_publish, svc);
+    svc->nthreads = cfg->threads;
+    svc->threads = iy_calloc(svc->nthreads, sizeof *svc->threads);
+    rc = IY_EIO;
+    for (unsigned i = 0; i < svc->nthreads; i++)
+        if (iothread_new(i, &svc->net, &service_handlers, svc, &svc->threads[i]) != 0) goto out_store;
+    svc->bus = bus_local_new(svc->nthreads, service_post_event, (void **)svc->threads);
+    dbq_round_fns round = commit_round_fns(svc);
+    svc->dbq = dbq_start(srv->store, &round, service_post_job);
+    if (!svc->dbq) goto out_store;
+    /* Reads that need no ordering against the bus (readq.h): two threads at
+     * most, the machine's cores are shared with the I/O and storage threads. */
+    svc->readq = readq_start(srv->store, nreaders, service_post_job);
+    if (!svc->readq) goto out_store;
+    pushd_config pc = { cfg->push_allow_private, cfg->push_retry_base_ms, cfg->push_give_up_s,
+                        "mailto:postmaster@iyagi.invalid" };
+    svc->pushd = pushd_start(svc->dbq, svc->vapid, &pc);
+    if (!svc->pushd) goto out_store;
+
+    uv_loop_init(&srv->main_loop);
+    uv_signal_init(&srv->main_loop, &srv->sigterm);
+    uv_signal_init(&srv->main_loop, &srv->sigint);
+    srv->sigterm.data = srv->sigint.data = srv;
+    uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&srv->sigint, on_signal, SIGINT);
+    uv_timer_init(&srv->main_loop, &srv->presence_timer);
+    srv->presence_timer.data = srv;
+    uv_timer_start(&srv->presence_timer, on_presence_tick, 250, 250);
+
+    for (unsigned i = 0; i < svc->nthreads; i++) iothread_run(svc->threads[i]);
+    iy_log("iyagid listening on http://%s:%d/ (node %s, node number %u, %s store %s, %u I/O threads)",
+           cfg->listen_host, cfg->listen_port, node, svc->node, store_kind(srv->store),
+           cfg->store[0] ? "shared" : cfg->data_dir, svc->nthreads);
+
+    uv_run(&srv->main_loop, UV_RUN_DEFAULT);
+
+    for (unsigned i = 0; i < svc->nthreads; i++) iothread_post_ctl(svc->threads[i], THREAD_STOP_ACCEPT);
+    dbq_stop(svc->dbq);
+    readq_stop(svc->readq); /* drained while the I/O threads still take its answers */
+    pushd_stop(svc->pushd); /* after the storage thread: nothing can answer it any more */
+    for (unsigned i = 0; i < svc->nthreads; i++) iothread_post_ctl(svc->threads[i], THREAD_EXIT);
+    for (unsigned i = 0; i < svc->nthreads; i++) iothread_join(svc->threads[i]);
+    uv_walk(&srv->main_loop, close_walk, NULL);
+    uv_run(&srv->main_loop, UV_RUN_DEFAULT);
+    uv_loop_close(&srv->main_loop);
+    dbq_free(svc->dbq);
+    readq_free(svc->readq); /* its readers go before the store */
+    presence_free(svc->presence);
+    vapid_free(svc->vapid);
+    bus_free(svc->bus);
+    store_free(srv->store);
+    iy_free(svc->threads);
+    iy_free(srv);
+    curl_global_cleanup();
+    iy_log("stopped cleanly");
+    return 0;
+
+out_store:
+    /* A failed start exits the process: the threads never ran (a thread
+     * that was set up is left to the exit). */
+    vapid_free(svc->vapid);
+    presence_free(svc->presence);
+    store_free(srv->store);
+out:
+    iy_free(svc->threads);
+    iy_free(srv);
+    curl_global_cleanup();
+    return rc ? rc : IY_EIO;
+}

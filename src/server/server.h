@@ -1,0 +1,31 @@
+/* server.h — the whole iyagid process: configuration and the run loop. */
+#ifndef IY_SERVER_H
+#define IY_SERVER_H
+
+typedef struct server_config {
+    char listen_host[64];
+    int listen_port;
+    char data_dir[4096];
+    char store[4096];           /* --store URL ("" : the embedded store in data_dir) */
+    char node[128];             /* --node NAME ("" : HOST:PORT of --listen) */
+    unsigned threads;
+    char public_url[512];
+    int presence_timeout_s;
+    int auth_timeout_s;
+    int idle_timeout_s;
+    int push_allow_private;
+    int max_backlog;            /* queued sends past which new sends get `unavailable` */
+    int push_retry_base_ms;     /* first push retry delay */
+    int push_give_up_s;         /* age past which a push notification is dead */
+} server_config;
+
+/* Fills cfg with the defaults (127.0.0.1:8080, ./data, one I/O thread per core). */
+void server_config_defaults(server_config *cfg);
+
+/* Opens the store, starts the storage thread and the I/O threads, serves
+ * until SIGTERM or SIGINT, then stops in order: stop accepting, commit and
+ * answer everything queued, close the sockets, close the store.
+ * Returns 0 after a clean stop, nonzero if it could not start (logged). */
+int server_run(const server_config *cfg);
+
+#endif

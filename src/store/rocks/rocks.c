@@ -1,0 +1,777 @@
+/* rocks.c — the embedded backend of store.h on RocksDB: opening, the data
+ * format, users, sessions, channels, settings, and the ops table. Commit
+ * rounds, history and sync are in rocks_round.c; read state and friends in
+ * rocks_social.c; push in rocks_push.c.
+ *
+ * One RocksDB database in DIR/db. Every record lives in the default column
+ * family under a one-byte type prefix; integers in keys are big-endian so
+ * that byte order is numeric order and a channel's messages (or a user's
+ * inbox) are one contiguous, seq-ordered (pos-ordered) key range.
+ *
+ *   key                                   value
+ *   'V'                                   format version u32 (absent: version 1)
+ *   'm'                                   last_id u64, msg_count u64
+ *   'G' name                              a setting's bytes (the VAPID key)
+ *   'u' user                              ulen u8, username, dlen u16, display, hlen u8, pwhash
+ *   'n' username                          user u64
+ *   's' sha256(token) [32]                user u64, dlen u8, device
+ *   'c' channel                           kind u8, owner u64, nlen u16, name, n u16, members u64*n
+ *   'd' min(a,b) max(a,b)                 channel u64
+ *   'x' user channel                      (empty)              the user -> channels index
+ *   'M' channel seq                       id u64, from u64, flags u8, cmid, [event], text
+ *   'I' user pos                          channel u64, seq u64 (a reference, never the text)
+ *   'C' user cmid                         channel u64, seq u64, id u64, sender pos u64
+ *   'R' user channel                      read seq u64
+ *   'F' a b                               state u8 (enum iy_friend_state, a's side)
+ *   'L' user                              last_active ms i64
+ *   push ('S', 'U', 'P', 'Q', 'D', 'N')   rocks_push.c
+ *
+ * All values are big-endian too. ts is never stored: it is the id's ms.
+ *
+ * Format versions. 1: the first layout (no 'V' record). 2: adds 'V' and 'G'
+ * (nothing else changed, so a version-1 directory is upgraded by writing
+ * 'V'). A directory of a newer version than this binary knows is refused.
+ *
+ * Message values. flags is the cmid length (0..IY_CMID_MAX < 0x80) with bit
+ * 0x80 set when an event block follows the cmid: event u8, subject u64.
+ *
+ * Friends. A request from a to b is the pair 'F' a b = OUTGOING and
+ * 'F' b a = INCOMING; acceptance turns both into MUTUAL; delete removes both.
+ * So each side's lists are one scan of its own 'F' range.
+ *
+ * Channel cache. 'c' and 'd' records are read on every round; committed ones
+ * are cached in memory (s->chcache, dropped whole past 32 MiB). Only
+ * committed state enters it: a miss loads from the database, and a
+ * successful round commit puts the round's created and changed channels in.
+ * Exact because this process is the only writer (RocksDB's LOCK file) and
+ * every write of those records goes through this file or a round.
+ *
+ * Read state and last_active are written with sync = 0: the WAL keeps them
+ * across a process crash; only a machine crash may lose the newest moves. */
+#include "rocks_int.h"
+#include "rocks_enc.h"
+#include <rocksdb/c.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "../../base/alloc.h"
+#include "../../base/err.h"
+#include "../../base/log.h"
+
+#define FORMAT_VERSION 2u
+
+/* The committed cache of 'c' and 'd' records is dropped whole past this. */
+#define CHCACHE_MAX_BYTES (32u << 20)
+
+/* ---- primitives ---------------------------------------------------------- */
+
+int rocks_rerr(char *err, const char *what)
+{
+    iy_log("store: %s: %s", what, err);
+    rocksdb_free(err);
+    return IY_EIO;
+}
+
+int rocks_corrupt(const char *what)
+{
+    iy_log("store: corrupt %s record", what);
+    return IY_EIO;
+}
+
+int rocks_get_v(const rview *rv, const uint8_t *k, size_t kl, char **val, size_t *vl)
+{
+    char *err = NULL;
+    *val = rocksdb_get(rv->db, rv->ropt, (const char *)k, kl, vl, &err);
+    if (err) return rocks_rerr(err, "get");
+    return *val != NULL;
+}
+
+int rocks_get(rocks *s, const uint8_t *k, size_t kl, char **val, size_t *vl)
+{
+    rview rv = rocks_view(s);
+    return rocks_get_v(&rv, k, kl, val, vl);
+}
+
+int rocks_get_copy(rocks *s, const void *k, size_t kl, char **v, size_t *vl)
+{
+    char *p;
+    size_t n;
+    int rc = rocks_get(s, k, kl, &p, &n);
+    if (rc <= 0) return rc ? rc : IY_ENOTFOUND;
+    *v = iy_malloc(n + 1);
+    memcpy(*v, p, n);
+    (*v)[n] = '\0';
+    *vl = n;
+    rocksdb_free(p);
+    return 0;
+}
+
+int rocks_write(rocks *s, rocksdb_writebatch_t *wb, int sync)
+{
+    char *err = NULL;
+    rocksdb_write(s->db, sync ? s->wopt : s->wopt_lazy, wb, &err);
+    rocksdb_writebatch_destroy(wb);
+    return err ? rocks_rerr(err, "write") : 0;
+}
+
+int rocks_put_lazy(rocks *s, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    char *err = NULL;
+    rocksdb_put(s->db, s->wopt_lazy, (const char *)k, kl, (const char *)v, vl, &err);
+    return err ? rocks_rerr(err, "put") : 0;
+}
+
+/* The meta record: the newest id handed out and the message count. */
+void rocks_put_meta(rocks *s, rocksdb_writebatch_t *wb, uint64_t extra_msgs)
+{
+    uint8_t k = K_META, v[16];
+    put64(v, s->base.ids.last);
+    put64(v + 8, s->total_msgs + extra_msgs);
+    rocksdb_writebatch_put(wb, (const char *)&k, 1, (const char *)v, 16);
+}
+
+rocksdb_iterator_t *rocks_scan_open(const rview *rv, const uint8_t *lo, size_t lol,
+                                    const uint8_t *hi, size_t hil)
+{
+    rocksdb_readoptions_set_iterate_lower_bound(rv->ropt_scan, (const char *)lo, lo ? lol : 0);
+    rocksdb_readoptions_set_iterate_upper_bound(rv->ropt_scan, (const char *)hi, hi ? hil : 0);
+    return rocksdb_create_iterator(rv->db, rv->ropt_scan);
+}
+
+int rocks_scan_close(rocksdb_iterator_t *it)
+{
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    return err ? rocks_rerr(err, "scan") : 0;
+}
+
+/* ---- open / close ------------------------------------------------------ */
+
+static rocksdb_options_t *make_options(rocks *s)
+{
+    rocksdb_options_t *o = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(o, 1);
+    rocksdb_options_set_max_background_jobs(o, 2);
+    rocksdb_options_set_max_open_files(o, 256);   /* sockets share the 20,000 fd cap */
+    rocksdb_options_set_write_buffer_size(o, 32u << 20);
+    rocksdb_options_set_max_write_buffer_number(o, 3);
+    rocksdb_options_set_target_file_size_base(o, 64u << 20);
+    rocksdb_options_set_max_bytes_for_level_base(o, 256u << 20);
+    rocksdb_options_set_level_compaction_dynamic_level_bytes(o, 1);
+    rocksdb_options_set_bytes_per_sync(o, 1u << 20);
+    rocksdb_options_set_compression(o, rocksdb_lz4_compression);
+    rocksdb_options_set_keep_log_file_num(o, 4);
+    /* A memtable bloom filter: most point reads of the write path (cmid,
+     * direct pair) are misses or hit the memtable. */
+    rocksdb_options_set_memtable_whole_key_filtering(o, 1);
+    rocksdb_options_set_memtable_prefix_bloom_size_ratio(o, 0.02);
+    rocksdb_options_set_max_log_file_size(o, 8u << 20);
+
+    /* Index and filter blocks go through the block cache (memory stays
+     * bounded) in high priority, L0's pinned. The cache has ONE shard: by
+     * default a 64 MiB LRU cache has 64 shards of 1 MiB, and a filter
+     * block larger than its shard is never admitted, so every Get re-read
+     * and re-checksummed it from the file (perf: ReadFilterBlock and
+     * _copy_to_iter, ~40% of the storage thread, worse as files grew).
+     * One thread reads the store, so one shard costs no contention.
+     * (Table readers holding them, cache_index_and_filter_blocks = 0, did
+     * not help: readers opened without prefetching still re-read the
+     * filter on every Get.) */
+    rocksdb_block_based_table_options_t *t = rocksdb_block_based_options_create();
+    rocksdb_lru_cache_options_t *co = rocksdb_lru_cache_options_create();
+    rocksdb_lru_cache_options_set_capacity(co, 64u << 20);
+    rocksdb_lru_cache_options_set_num_shard_bits(co, 0);
+    s->cache = rocksdb_cache_create_lru_opts(co);
+    rocksdb_lru_cache_options_destroy(co);
+    rocksdb_block_based_options_set_block_cache(t, s->cache);
+    rocksdb_block_based_options_set_filter_policy(t, rocksdb_filterpolicy_create_bloom_full(10));
+    rocksdb_block_based_options_set_whole_key_filtering(t, 1);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 1);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks_with_high_priority(t, 1);
+    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(t, 1);
+    rocksdb_block_based_options_set_format_version(t, 5);
+    rocksdb_options_set_block_based_table_factory(o, t);
+    rocksdb_block_based_options_destroy(t);
+    return o;
+}
+
+static int load_meta(rocks *s)
+{
+    uint8_t k = K_META;
+    char *v;
+    size_t vl;
+    int rc = rocks_get(s, &k, 1, &v, &vl);
+    if (rc <= 0) return rc;
+    if (vl != 16) {
+        rocksdb_free(v);
+        return rocks_corrupt("meta");
+    }
+    s->base.ids.last = get64((const uint8_t *)v);
+    s->total_msgs = get64((const uint8_t *)v + 8);
+    rocksdb_free(v);
+    return 1;
+}
+
+/* Checks the format version, upgrading an older one: 0, or IY_EIO (logged). */
+static int check_format(rocks *s, const char *dir, int has_meta)
+{
+    uint8_t k = K_VERSION, v[4];
+    char *val;
+    size_t vl;
+    int rc = rocks_get(s, &k, 1, &val, &vl);
+    if (rc < 0) return rc;
+    uint32_t version = 1;   /* the first layout had no version record */
+    if (rc == 1) {
+        rd r = { (const uint8_t *)val, vl, 0 };
+        version = vl == 4 ? rd_u32(&r) : 0;
+        rocksdb_free(val);
+        if (version == 0) return rocks_corrupt("format version");
+    }
+    if (version > FORMAT_VERSION) {
+        iy_log("store: %s holds data format %u, newer than this iyagid knows (%u): refusing to open it",
+               dir, version, FORMAT_VERSION);
+        return IY_EIO;
+    }
+    if (rc == 1 && version == FORMAT_VERSION) return 0;
+    if (has_meta) iy_log("store: upgrading %s from data format %u to %u", dir, version, FORMAT_VERSION);
+    wr w = { v, 0 };
+    wr_u32(&w, FORMAT_VERSION);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_put(wb, (const char *)&k, 1, (const char *)v, 4);
+    return rocks_write(s, wb, 1);
+}
+
+static void rocks_free(store *st);
+extern const store_ops rocks_ops;
+
+int store_rocks_open(const store_config *cfg, store **out)
+{
+    *out = NULL;
+    const char *dir = cfg->where;
+    rocks *s = iy_calloc(1, sizeof *s);
+    s->base.ops = &rocks_ops;
+    s->base.ids.node = 0;   /* one node owns an embedded store */
+    s->opt = make_options(s);
+    s->ropt = rocksdb_readoptions_create();
+    s->ropt_scan = rocksdb_readoptions_create();
+    s->wopt = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(s->wopt, 1);
+    s->wopt_lazy = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(s->wopt_lazy, 0);
+    s->wb = rocksdb_writebatch_create();
+
+    size_t dl = strlen(dir);
+    char *path = iy_malloc(dl + 4);
+    memcpy(path, dir, dl);
+    memcpy(path + dl, "/db", 4);
+    char *err = NULL;
+    s->db = rocksdb_open(s->opt, path, &err);
+    iy_free(path);
+    int rc;
+    if (err) {
+        rocks_rerr(err, "open");
+        goto err;
+    }
+    if ((rc = load_meta(s)) < 0 || check_format(s, dir, rc == 1) != 0) goto err;
+    *out = (store *)s;
+    return 0;
+err:
+    rocks_free((store *)s);
+    return IY_EIO;
+}
+
+static void rocks_free(store *st)
+{
+    rocks *s = (rocks *)st;
+    if (!s) return;
+    if (s->wb) rocksdb_writebatch_destroy(s->wb);
+    iy_kv_free(&s->ovl);
+    iy_kv_free(&s->chcache);
+    if (s->db) rocksdb_close(s->db);
+    if (s->wopt_lazy) rocksdb_writeoptions_destroy(s->wopt_lazy);
+    if (s->wopt) rocksdb_writeoptions_destroy(s->wopt);
+    if (s->ropt_scan) rocksdb_readoptions_destroy(s->ropt_scan);
+    if (s->ropt) rocksdb_readoptions_destroy(s->ropt);
+    if (s->opt) rocksdb_options_destroy(s->opt);
+    if (s->cache) rocksdb_cache_destroy(s->cache);
+    u64map_free(&s->seq);
+    u64map_free(&s->pos);
+    iy_free(s);
+}
+
+static int rocks_heartbeat(store *st)
+{
+    (void)st;
+    return 0;   /* an embedded store has no lease to keep */
+}
+
+void store_rocks_fail_next_commit(store *st) { ((rocks *)st)->fail_next = 1; }
+
+/* ---- settings ------------------------------------------------------------ */
+
+#define SETTING_NAME_MAX 64
+
+static size_t setting_key(uint8_t *k, const char *name)
+{
+    size_t n = strnlen(name, SETTING_NAME_MAX);
+    k[0] = K_SETTING;
+    memcpy(k + 1, name, n);
+    return n + 1;
+}
+
+static int rocks_setting_get(store *st, const char *name, char **v, size_t *vl)
+{
+    uint8_t k[1 + SETTING_NAME_MAX];
+    return rocks_get_copy((rocks *)st, k, setting_key(k, name), v, vl);
+}
+
+static int rocks_setting_put_once(store *st, const char *name, const char *value, size_t len, char **v,
+                                  size_t *vl)
+{
+    rocks *s = (rocks *)st;
+    uint8_t k[1 + SETTING_NAME_MAX];
+    size_t kl = setting_key(k, name);
+    int rc = rocks_get_copy(s, k, kl, v, vl);
+    if (rc != IY_ENOTFOUND) return rc;   /* set already (or an error) */
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_put(wb, (const char *)k, kl, value, len);
+    if ((rc = rocks_write(s, wb, 1)) != 0) return rc;
+    return rocks_get_copy(s, k, kl, v, vl);
+}
+
+/* ---- users -------------------------------------------------------------- */
+
+#define USER_VAL_MAX (1 + IY_USERNAME_MAX + 2 + IY_DISPLAY_MAX + 1 + 255)
+
+static size_t user_encode(uint8_t *v, const char *username, size_t ul, const char *display,
+                          size_t dl, const char *pwhash, size_t hl)
+{
+    wr w = { v, 0 };
+    wr_u8(&w, (unsigned)ul);
+    wr_mem(&w, username, ul);
+    wr_u16(&w, (unsigned)dl);
+    wr_mem(&w, display, dl);
+    wr_u8(&w, (unsigned)hl);
+    wr_mem(&w, pwhash, hl);
+    return w.n;
+}
+
+int rocks_user_load(const rview *rv, uint64_t id, iy_user *out, char *pwhash)
+{
+    uint8_t k[9];
+    char *v;
+    size_t vl;
+    int rc = rocks_get_v(rv, k, key1(k, K_USER, id), &v, &vl);
+    if (rc <= 0) return rc ? rc : IY_ENOTFOUND;
+    rd r = { (const uint8_t *)v, vl, 0 };
+    char hash[256];
+    out->id = id;
+    rd_str(&r, rd_u8(&r), out->username, IY_USERNAME_MAX);
+    rd_str(&r, rd_u16(&r), out->display_name, IY_DISPLAY_MAX);
+    rd_str(&r, rd_u8(&r), hash, 255);
+    rocksdb_free(v);
+    if (r.bad) return rocks_corrupt("user");
+    if (pwhash) memcpy(pwhash, hash, strlen(hash) + 1);
+    return 0;
+}
+
+static int rocks_user_create(store *st, const char *username, const char *display_name,
+                             const char *pwhash, iy_user *out)
+{
+    rocks *s = (rocks *)st;
+    size_t ul = strlen(username), dl = display_name ? strlen(display_name) : 0;
+    size_t hl = strlen(pwhash);
+    if (ul == 0 || ul > IY_USERNAME_MAX || dl > IY_DISPLAY_MAX || hl > 255) return IY_EINVAL;
+    if (!display_name) display_name = "";
+
+    /* Check-then-write is atomic: one thread writes the store. */
+    uint8_t nk[1 + IY_USERNAME_MAX];
+    nk[0] = K_UNAME;
+    memcpy(nk + 1, username, ul);
+    char *v;
+    size_t vl;
+    int rc = rocks_get(s, nk, 1 + ul, &v, &vl);
+    if (rc < 0) return rc;
+    if (rc) {
+        rocksdb_free(v);
+        return IY_ECONFLICT;
+    }
+
+    uint64_t id = store_new_id(st);
+    uint8_t k[9], idv[8], val[USER_VAL_MAX];
+    size_t n = user_encode(val, username, ul, display_name, dl, pwhash, hl);
+    put64(idv, id);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_put(wb, (const char *)k, key1(k, K_USER, id), (const char *)val, n);
+    rocksdb_writebatch_put(wb, (const char *)nk, 1 + ul, (const char *)idv, 8);
+    rocks_put_meta(s, wb, 0);
+    if ((rc = rocks_write(s, wb, 1)) != 0) return rc;
+
+    out->id = id;
+    memcpy(out->username, username, ul + 1);
+    memcpy(out->display_name, display_name, dl + 1);
+    return 0;
+}
+
+static int rocks_user_get(store *st, uint64_t id, iy_user *out)
+{
+    rview rv = rocks_view((rocks *)st);
+    return rocks_user_load(&rv, id, out, NULL);
+}
+
+static int rocks_user_find(store *st, const char *username, iy_user *out, char pwhash[256])
+{
+    rocks *s = (rocks *)st;
+    size_t ul = strlen(username);
+    if (ul == 0 || ul > IY_USERNAME_MAX) return IY_ENOTFOUND;
+    uint8_t nk[1 + IY_USERNAME_MAX];
+    nk[0] = K_UNAME;
+    memcpy(nk + 1, username, ul);
+    char *v;
+    size_t vl;
+    int rc = rocks_get(s, nk, 1 + ul, &v, &vl);
+    if (rc <= 0) return rc ? rc : IY_ENOTFOUND;
+    uint64_t id = vl == 8 ? get64((const uint8_t *)v) : 0;
+    rocksdb_free(v);
+    if (vl != 8) return rocks_corrupt("username");
+    rview rv = rocks_view(s);
+    rc = rocks_user_load(&rv, id, out, pwhash);
+    return rc == IY_ENOTFOUND ? rocks_corrupt("username") : rc;   /* index without user */
+}
+
+static int rocks_user_set_display_name(store *st, uint64_t id, const char *display_name)
+{
+    rocks *s = (rocks *)st;
+    size_t dl = strlen(display_name);
+    if (dl > IY_DISPLAY_MAX) return IY_EINVAL;
+    iy_user u;
+    char hash[256];
+    rview rv = rocks_view(s);
+    int rc = rocks_user_load(&rv, id, &u, hash);
+    if (rc) return rc;
+    uint8_t k[9], val[USER_VAL_MAX];
+    size_t n = user_encode(val, u.username, strlen(u.username), display_name, dl, hash, strlen(hash));
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_put(wb, (const char *)k, key1(k, K_USER, id), (const char *)val, n);
+    return rocks_write(s, wb, 1);
+}
+
+/* ---- sessions ------------------------------------------------------------ */
+
+static void session_key(uint8_t k[33], const uint8_t token_hash[32])
+{
+    k[0] = K_SESSION;
+    memcpy(k + 1, token_hash, 32);
+}
+
+static int rocks_session_create(store *st, const uint8_t token_hash[32], uint64_t user, const char *device)
+{
+    size_t dl = device ? strlen(device) : 0;
+    if (dl > IY_DEVICE_MAX) return IY_EINVAL;
+    uint8_t k[33], val[8 + 1 + IY_DEVICE_MAX];
+    wr w = { val, 0 };
+    session_key(k, token_hash);
+    wr_u64(&w, user);
+    wr_u8(&w, (unsigned)dl);
+    wr_mem(&w, device, dl);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_put(wb, (const char *)k, 33, (const char *)val, w.n);
+    return rocks_write((rocks *)st, wb, 1);
+}
+
+static int session_get_v(const rview *rv, const uint8_t token_hash[32], uint64_t *user,
+                         char device[IY_DEVICE_MAX + 1])
+{
+    uint8_t k[33];
+    char *v;
+    size_t vl;
+    session_key(k, token_hash);
+    int rc = rocks_get_v(rv, k, 33, &v, &vl);
+    if (rc <= 0) return rc ? rc : IY_ENOTFOUND;
+    rd r = { (const uint8_t *)v, vl, 0 };
+    *user = rd_u64(&r);
+    rd_str(&r, rd_u8(&r), device, IY_DEVICE_MAX);
+    rocksdb_free(v);
+    return r.bad ? rocks_corrupt("session") : 0;
+}
+
+static int rocks_session_get(store *st, const uint8_t token_hash[32], uint64_t *user,
+                             char device[IY_DEVICE_MAX + 1])
+{
+    rview rv = rocks_view((rocks *)st);
+    return session_get_v(&rv, token_hash, user, device);
+}
+
+static int rocks_session_delete(store *st, const uint8_t token_hash[32])
+{
+    rocks *s = (rocks *)st;
+    uint8_t k[33];
+    char *v;
+    size_t vl;
+    session_key(k, token_hash);
+    int rc = rocks_get(s, k, 33, &v, &vl);
+    if (rc <= 0) return rc ? rc : IY_ENOTFOUND;
+    rocksdb_free(v);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_delete(wb, (const char *)k, 33);
+    return rocks_write(s, wb, 1);
+}
+
+/* ---- channels ------------------------------------------------------------ */
+
+size_t rocks_channel_encode(uint8_t *v, const iy_channel *c)
+{
+    wr w = { v, 0 };
+    size_t nl = strlen(c->name);
+    wr_u8(&w, (unsigned)c->kind);
+    wr_u64(&w, c->owner);
+    wr_u16(&w, (unsigned)nl);
+    wr_mem(&w, c->name, nl);
+    wr_u16(&w, c->nmembers);
+    for (uint32_t i = 0; i < c->nmembers; i++) wr_u64(&w, c->members[i]);
+    return w.n;
+}
+
+int rocks_channel_decode(const uint8_t *v, size_t vl, uint64_t id, iy_channel *out)
+{
+    rd r = { v, vl, 0 };
+    out->id = id;
+    out->kind = (int)rd_u8(&r);
+    out->owner = rd_u64(&r);
+    rd_str(&r, rd_u16(&r), out->name, IY_GROUP_NAME_MAX);
+    out->nmembers = rd_u16(&r);
+    if (out->nmembers > IY_GROUP_MAX + 1) r.bad = 1;
+    for (uint32_t i = 0; !r.bad && i < out->nmembers; i++) out->members[i] = rd_u64(&r);
+    return r.bad ? rocks_corrupt("channel") : 0;
+}
+
+void rocks_chcache_put(rocks *s, const uint8_t *k, size_t kl, const void *v, size_t vl)
+{
+    if (s->chcache.bytes > CHCACHE_MAX_BYTES) iy_kv_clear(&s->chcache);
+    iy_kv_put(&s->chcache, k, kl, v, vl);
+}
+
+/* A committed 'c' or 'd' record through the cache: 1 with *v and *vl (valid
+ * until the next store call), 0 if absent, IY_EIO. */
+static int cached_get(rocks *s, const uint8_t *k, size_t kl, const uint8_t **v, size_t *vl)
+{
+    int f = iy_kv_get(&s->chcache, k, kl, v, vl);
+    if (f) return f == 1;
+    char *val;
+    int rc = rocks_get(s, k, kl, &val, vl);
+    if (rc <= 0) return rc;
+    rocks_chcache_put(s, k, kl, val, *vl);
+    rocksdb_free(val);
+    return iy_kv_get(&s->chcache, k, kl, v, vl);
+}
+
+int rocks_channel_load(rocks *s, uint64_t id, iy_channel *out)
+{
+    uint8_t k[9];
+    const uint8_t *v;
+    size_t vl;
+    int rc = cached_get(s, k, key1(k, K_CHANNEL, id), &v, &vl);
+    if (rc <= 0) return rc ? rc : IY_ENOTFOUND;
+    return rocks_channel_decode(v, vl, id, out);
+}
+
+static int rocks_channel_get(store *st, uint64_t id, iy_channel *out)
+{
+    return rocks_channel_load((rocks *)st, id, out);
+}
+
+int rocks_direct_load(rocks *s, uint64_t a, uint64_t b, uint64_t *channel)
+{
+    uint8_t k[17];
+    const uint8_t *v;
+    size_t vl;
+    int rc = cached_get(s, k, key2(k, K_DIRECT, a, b), &v, &vl);
+    if (rc <= 0) return rc ? rc : IY_ENOTFOUND;
+    *channel = vl == 8 ? get64(v) : 0;
+    return vl == 8 ? 0 : rocks_corrupt("direct");
+}
+
+static int rocks_group_create(store *st, uint64_t owner, const char *name, const uint64_t *members,
+                              uint32_t n, iy_channel *out)
+{
+    rocks *s = (rocks *)st;
+    size_t nl = name ? strlen(name) : 0;
+    if (nl > IY_GROUP_NAME_MAX || n < 1 || n > IY_GROUP_MAX) return IY_EINVAL;
+    rview rv = rocks_view(s);
+    for (uint32_t i = 0; i < n; i++) {
+        iy_user u;
+        int rc = rocks_user_load(&rv, members[i], &u, NULL);
+        if (rc) return rc;
+    }
+    memset(out, 0, sizeof *out);
+    out->id = store_new_id(st);
+    out->kind = IY_GROUP;
+    memcpy(out->name, name ? name : "", nl + 1);
+    out->owner = owner;
+    out->nmembers = n;
+    memcpy(out->members, members, n * sizeof *members);
+
+    uint8_t k[17], val[CHANNEL_VAL_MAX];
+    size_t vn = rocks_channel_encode(val, out);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_put(wb, (const char *)k, key1(k, K_CHANNEL, out->id), (const char *)val, vn);
+    for (uint32_t i = 0; i < n; i++)
+        rocksdb_writebatch_put(wb, (const char *)k, key2(k, K_UCHAN, members[i], out->id), "", 0);
+    rocks_put_meta(s, wb, 0);
+    return rocks_write(s, wb, 1);
+}
+
+int rocks_user_channels(store *st, uint64_t user, uint64_t **out, size_t *n)
+{
+    rocks *s = (rocks *)st;
+    uint8_t lo[9], hi[9];
+    size_t cap = 0;
+    *out = NULL;
+    *n = 0;
+    key1(lo, K_UCHAN, user);
+    rview rv = rocks_view(s);
+    rocksdb_iterator_t *it = rocks_scan_open(&rv, lo, 9, hi, key1_succ(hi, K_UCHAN, user));
+    for (rocksdb_iter_seek(it, (const char *)lo, 9); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+        if (kl != 17) continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            *out = iy_realloc(*out, cap * sizeof **out);
+        }
+        (*out)[(*n)++] = get64(k + 9);
+    }
+    int rc = rocks_scan_close(it);
+    if (rc) {
+        iy_free(*out);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+/* ---- readers: committed reads from another thread (store.h) --------------- */
+
+/* A reader touches only the database handle (thread-safe in RocksDB) and
+ * its own read options; never the store's caches, counters or round. */
+typedef struct rocks_reader {
+    store_reader_base base;
+    rview v;
+} rocks_reader;
+
+static store_reader *rocks_reader_new(store *st)
+{
+    rocks_reader *r = iy_calloc(1, sizeof *r);
+    r->base.ops = &rocks_ops;
+    r->v.db = ((rocks *)st)->db;
+    r->v.ropt = rocksdb_readoptions_create();
+    r->v.ropt_scan = rocksdb_readoptions_create();
+    return (store_reader *)r;
+}
+
+static void rocks_reader_free(store_reader *sr)
+{
+    rocks_reader *r = (rocks_reader *)sr;
+    rocksdb_readoptions_destroy(r->v.ropt_scan);
+    rocksdb_readoptions_destroy(r->v.ropt);
+    iy_free(r);
+}
+
+#define RV(x) (&((rocks_reader *)(x))->v)
+
+static int rocks_reader_history(store_reader *sr, uint64_t channel, uint64_t before_seq,
+                                uint64_t after_seq, int limit, iy_msg_list *out)
+{
+    return rocks_history_v(RV(sr), channel, before_seq, after_seq, limit, out);
+}
+
+static int rocks_reader_sync(store_reader *sr, uint64_t user, uint64_t after, int limit,
+                             iy_msg_list *out, int *more)
+{
+    return rocks_sync_v(RV(sr), user, after, limit, out, more);
+}
+
+static int rocks_reader_user_pos(store_reader *sr, uint64_t user, uint64_t *pos)
+{
+    return rocks_load_last_v(RV(sr), K_INBOX, user, pos);
+}
+
+static int rocks_reader_session(store_reader *sr, const uint8_t token_hash[32], uint64_t *user,
+                                char device[IY_DEVICE_MAX + 1])
+{
+    return session_get_v(RV(sr), token_hash, user, device);
+}
+
+static int rocks_reader_user_get(store_reader *sr, uint64_t id, iy_user *out)
+{
+    return rocks_user_load(RV(sr), id, out, NULL);
+}
+
+static int rocks_reader_is_member(store_reader *sr, uint64_t channel, uint64_t user)
+{
+    uint8_t k[9];
+    char *v;
+    size_t vl;
+    int rc = rocks_get_v(RV(sr), k, key1(k, K_CHANNEL, channel), &v, &vl);
+    if (rc <= 0) return rc ? rc : IY_ENOTFOUND;
+    iy_channel *ch = iy_malloc(sizeof *ch);
+    rc = rocks_channel_decode((const uint8_t *)v, vl, channel, ch);
+    rocksdb_free(v);
+    if (rc == 0) {
+        rc = IY_EFORBIDDEN;
+        for (uint32_t i = 0; i < ch->nmembers; i++)
+            if (ch->members[i] == user) rc = 0;
+    }
+    iy_free(ch);
+    return rc;
+}
+
+/* ---- the ops table --------------------------------------------------------- */
+
+const store_ops rocks_ops = {
+    .kind = "rocksdb",
+    .free = rocks_free,
+    .heartbeat = rocks_heartbeat,
+    .setting_get = rocks_setting_get,
+    .setting_put_once = rocks_setting_put_once,
+    .user_create = rocks_user_create,
+    .user_get = rocks_user_get,
+    .user_find = rocks_user_find,
+    .user_set_display_name = rocks_user_set_display_name,
+    .session_create = rocks_session_create,
+    .session_get = rocks_session_get,
+    .session_delete = rocks_session_delete,
+    .channel_get = rocks_channel_get,
+    .group_create = rocks_group_create,
+    .user_channels = rocks_user_channels,
+    .channel_last = rocks_channel_last,
+    .share_channel = rocks_share_channel,
+    .round_load = rocks_round_load,
+    .round_commit = rocks_round_commit,
+    .round_release = NULL,
+    .user_pos = rocks_user_pos,
+    .history = rocks_history,
+    .sync = rocks_sync,
+    .read_set = rocks_read_set,
+    .read_get = rocks_read_get,
+    .friend_state = rocks_friend_state,
+    .friend_set = rocks_friend_set,
+    .friend_list = rocks_friend_list,
+    .last_active_set = rocks_last_active_set,
+    .last_active_get = rocks_last_active_get,
+    .push_sub_create = rocks_push_sub_create,
+    .push_sub_delete = rocks_push_sub_delete,
+    .push_sub_get = rocks_push_sub_get,
+    .push_take = rocks_push_take,
+    .push_done = rocks_push_done,
+    .push_counts = rocks_push_counts,
+    .reader_new = rocks_reader_new,
+    .reader_free = rocks_reader_free,
+    .reader_history = rocks_reader_history,
+    .reader_sync = rocks_reader_sync,
+    .reader_user_pos = rocks_reader_user_pos,
+    .reader_session = rocks_reader_session,
+    .reader_user_get = rocks_reader_user_get,
+    .reader_is_member = rocks_reader_is_member,
+};

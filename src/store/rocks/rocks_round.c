@@ -1,0 +1,419 @@
+/* rocks_round.c — the RocksDB backend's commit rounds (store_int.h), its
+ * counters, and reading messages back (history, sync, newest message).
+ *
+ * Counters. The newest committed seq of each channel and pos of each user
+ * are cached in two maps, loaded lazily by seeking to the last key of the
+ * channel's 'M' range (the user's 'I' range). A round reads them into its
+ * view; round.c assigns from there; a successful commit writes the view's
+ * final values back into the maps, a failed one leaves them alone. Because
+ * a crash loses the whole unsynced round and the counters are recomputed
+ * from the database on the next open, seq and pos stay gap-free across
+ * failures and crashes.
+ *
+ * A round commit is ONE WriteBatch written with sync=1: every message ('M'),
+ * inbox row ('I'), cmid ('C'), sender read state ('R'), created direct
+ * channel ('c', 'd', 'x'), changed group ('c', 'x' of the subject), push
+ * note (rocks_push.c) and the meta record. That one sync per round is the
+ * group commit. */
+#include "rocks_int.h"
+#include "rocks_enc.h"
+#include <rocksdb/c.h>
+#include <string.h>
+#include "../../base/alloc.h"
+#include "../../base/err.h"
+#include "../../base/log.h"
+#include "../../model/rules.h"
+
+/* ---- counters ---------------------------------------------------------- */
+
+/* The last 8 bytes of the newest 17-byte key type+id+n (0 if none). */
+int rocks_load_last_v(const rview *rv, int type, uint64_t id, uint64_t *out)
+{
+    uint8_t lo[9], target[17];
+    key1(lo, type, id);
+    key2(target, type, id, UINT64_MAX);
+    rocksdb_iterator_t *it = rocks_scan_open(rv, lo, 9, NULL, 0);
+    rocksdb_iter_seek_for_prev(it, (const char *)target, 17);
+    *out = 0;
+    if (rocksdb_iter_valid(it)) {
+        size_t kl;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+        if (kl == 17 && memcmp(k, lo, 9) == 0) *out = get64(k + 9);
+    }
+    return rocks_scan_close(it);
+}
+
+int rocks_counter(rocks *s, int type, uint64_t id, uint64_t *out)
+{
+    u64map *m = type == K_MSG ? &s->seq : &s->pos;
+    uint64_t *v = u64map_find(m, id);
+    if (v) {
+        *out = *v;
+        return 0;
+    }
+    rview rv = rocks_view(s);
+    int rc = rocks_load_last_v(&rv, type, id, out);
+    if (rc == 0) u64map_set(m, id, *out);
+    return rc;
+}
+
+int rocks_user_pos(store *st, uint64_t user, uint64_t *pos)
+{
+    return rocks_counter((rocks *)st, K_INBOX, user, pos);
+}
+
+/* ---- rounds -------------------------------------------------------------- */
+
+/* Puts a channel and the inbox heads of its members into the view. */
+static int load_channel(rocks *s, store_round *r, uint64_t id)
+{
+    if (round_chan_get(r, id)) return 0;
+    iy_channel *ch = iy_malloc(sizeof *ch);
+    uint64_t seq = 0;
+    int rc = rocks_channel_load(s, id, ch);
+    if (rc == IY_ENOTFOUND) rc = 0, ch->id = 0;   /* not there: the rules answer not_found */
+    else if (rc == 0) rc = rocks_counter(s, K_MSG, id, &seq);
+    if (rc == 0 && ch->id) {
+        round_put_channel(r, ch, seq);
+        for (uint32_t i = 0; rc == 0 && i < ch->nmembers; i++) {
+            uint64_t pos;
+            if (round_user_get(r, ch->members[i])) continue;
+            if ((rc = rocks_counter(s, K_INBOX, ch->members[i], &pos)) == 0)
+                round_put_user(r, ch->members[i], pos);
+        }
+    }
+    iy_free(ch);
+    return rc;
+}
+
+int rocks_round_load(store *st, store_round *r)
+{
+    rocks *s = (rocks *)st;
+    rview rv = rocks_view(s);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < r->npair_keys; i++) {
+        uint64_t a = r->pair_keys[2 * i], b = r->pair_keys[2 * i + 1], ch;
+        rc = rocks_direct_load(s, a, b, &ch);
+        if (rc == IY_ENOTFOUND) rc = 0;
+        else if (rc == 0) {
+            round_put_pair(r, a, b, ch);
+            rc = load_channel(s, r, ch);
+        }
+    }
+    for (size_t i = 0; rc == 0 && i < r->nchan_keys; i++) rc = load_channel(s, r, r->chan_keys[i]);
+    for (size_t i = 0; rc == 0 && i < r->nuser_keys; i++) {
+        uint64_t u = r->user_keys[i], pos;
+        iy_user usr;
+        if (round_user_get(r, u)) continue;
+        rc = rocks_user_load(&rv, u, &usr, NULL);
+        if (rc == IY_ENOTFOUND) {
+            rc = 0;     /* not put: it does not exist */
+            continue;
+        }
+        if (rc == 0 && (rc = rocks_counter(s, K_INBOX, u, &pos)) == 0) round_put_user(r, u, pos);
+    }
+    /* cmids: a new one is a Get that the bloom filters (memtable and SST,
+     * both in memory) answer without reading a data block. */
+    for (size_t i = 0; rc == 0 && i < r->nsends; i++) {
+        const iy_send *in = &r->sends[i];
+        const char *cmid = rules_send_cmid(in);
+        size_t cl = strlen(cmid);
+        if (cl == 0 || rules_send_shape(in) != 0) continue;
+        uint8_t k[1 + 8 + IY_CMID_MAX];
+        char *v;
+        size_t vl;
+        k[0] = K_CMID;
+        put64(k + 1, in->from);
+        memcpy(k + 9, cmid, cl);
+        rc = rocks_get(s, k, 9 + cl, &v, &vl);
+        if (rc <= 0) continue;
+        rc = 0;
+        if (vl == 32) {
+            const uint8_t *p = (const uint8_t *)v;
+            round_put_cmid(r, in->from, cmid, cl, get64(p), get64(p + 8), get64(p + 16), get64(p + 24));
+        } else {
+            rc = rocks_corrupt("cmid");
+        }
+        rocksdb_free(v);
+    }
+    return rc < 0 ? rc : 0;
+}
+
+/* Writes one appended message into wb. */
+static void put_msg(rocksdb_writebatch_t *wb, const round_msg *rm)
+{
+    const iy_msg *m = &rm->m;
+    size_t cl = strlen(m->cmid);
+    uint8_t mk[17], k[1 + 8 + IY_CMID_MAX], hdr[8 + 8 + 1 + IY_CMID_MAX + 1 + 8];
+    wr w = { hdr, 0 };
+    wr_u64(&w, m->id);
+    wr_u64(&w, m->from);
+    wr_u8(&w, (unsigned)cl | (m->event != IY_EV_NONE ? MSG_F_EVENT : 0));
+    wr_mem(&w, m->cmid, cl);
+    if (m->event != IY_EV_NONE) {
+        wr_u8(&w, (unsigned)m->event);
+        wr_u64(&w, m->subject);
+    }
+    const char *kp[1] = { (const char *)mk };
+    const char *vp[2] = { (const char *)hdr, rm->text };
+    size_t kls[1] = { key2(mk, K_MSG, m->channel, m->seq) }, vls[2] = { w.n, rm->text_len };
+    rocksdb_writebatch_putv(wb, 1, kp, kls, 2, vp, vls);   /* the text is not copied twice */
+
+    for (uint32_t i = 0; i < rm->n; i++) {
+        uint8_t iv[16];
+        put64(iv, m->channel);
+        put64(iv + 8, m->seq);
+        rocksdb_writebatch_put(wb, (const char *)k, key2(k, K_INBOX, rm->members[i], rm->pos[i]),
+                               (const char *)iv, 16);
+    }
+    if (rm->sender_read && rm->sender_pos) {
+        /* The sender has read its own message. seq is the channel's newest
+         * and 'R' never passes the newest, so this only moves forward. */
+        uint8_t rv[8];
+        put64(rv, m->seq);
+        rocksdb_writebatch_put(wb, (const char *)k, key2(k, K_READ, m->from, m->channel),
+                               (const char *)rv, 8);
+    }
+    if (m->event == IY_EV_MEMBER_ADDED)
+        rocksdb_writebatch_put(wb, (const char *)k, key2(k, K_UCHAN, m->subject, m->channel), "", 0);
+    else if (m->event == IY_EV_MEMBER_REMOVED)
+        rocksdb_writebatch_delete(wb, (const char *)k, key2(k, K_UCHAN, m->subject, m->channel));
+    if (cl) {
+        uint8_t cv[32];
+        put64(cv, m->channel);
+        put64(cv + 8, m->seq);
+        put64(cv + 16, m->id);
+        put64(cv + 24, rm->sender_pos);
+        k[0] = K_CMID;
+        put64(k + 1, m->from);
+        memcpy(k + 9, m->cmid, cl);
+        rocksdb_writebatch_put(wb, (const char *)k, 9 + cl, (const char *)cv, 32);
+    }
+}
+
+/* Created and changed channels into wb (and, once committed, the cache). */
+static void put_channels(rocks *s, store_round *r, int cache)
+{
+    uint8_t k[17], val[CHANNEL_VAL_MAX];
+    for (size_t i = 0; i < r->nchans; i++) {
+        round_chan *c = &r->chans[i];
+        if (!c->created && !c->changed) continue;
+        size_t vn = rocks_channel_encode(val, &c->ch);
+        size_t kl = key1(k, K_CHANNEL, c->ch.id);
+        if (cache) {
+            rocks_chcache_put(s, k, kl, val, vn);
+        } else {
+            rocksdb_writebatch_put(s->wb, (const char *)k, kl, (const char *)val, vn);
+        }
+        if (!c->created) continue;
+        uint8_t chv[8];
+        put64(chv, c->ch.id);
+        kl = key2(k, K_DIRECT, c->ch.members[0], c->ch.members[1]);
+        if (cache) {
+            rocks_chcache_put(s, k, kl, chv, 8);
+            continue;
+        }
+        rocksdb_writebatch_put(s->wb, (const char *)k, kl, (const char *)chv, 8);
+        for (int m = 0; m < 2; m++)
+            rocksdb_writebatch_put(s->wb, (const char *)k, key2(k, K_UCHAN, c->ch.members[m], c->ch.id), "", 0);
+    }
+}
+
+int rocks_round_commit(store *st, store_round *r)
+{
+    rocks *s = (rocks *)st;
+    int rc = 0;
+    rocksdb_writebatch_clear(s->wb);
+    iy_kv_clear(&s->ovl);
+    put_channels(s, r, 0);
+    for (size_t i = 0; i < r->nmsgs; i++) put_msg(s->wb, &r->msgs[i]);
+    for (size_t i = 0; rc == 0 && i < r->npush; i++) {
+        const round_msg *rm = &r->msgs[r->push[i].msg];
+        rc = rocks_push_queue(s, s->wb, r->push[i].user, &rm->m, rm->text, rm->text_len);
+    }
+    if (rc) return rc;
+    rocks_put_meta(s, s->wb, r->nmsgs);
+
+    char *err = NULL;
+    if (s->fail_next) {
+        s->fail_next = 0;
+        err = strdup("injected failure (tests)");
+    } else {
+        rocksdb_write(s->db, s->wopt, s->wb, &err);
+    }
+    rocksdb_writebatch_clear(s->wb);
+    iy_kv_clear(&s->ovl);
+    if (err) return rocks_rerr(err, "commit");
+
+    /* Committed: the caches follow. */
+    put_channels(s, r, 1);
+    for (size_t i = 0; i < r->nchans; i++)
+        if (r->chans[i].seq != r->chans[i].seq0) u64map_set(&s->seq, r->chans[i].ch.id, r->chans[i].seq);
+    for (size_t i = 0; i < r->nusers; i++)
+        if (r->users[i].pos != r->users[i].pos0) u64map_set(&s->pos, r->users[i].id, r->users[i].pos);
+    s->total_msgs += r->nmsgs;
+    return 0;
+}
+
+/* ---- reading messages ------------------------------------------------------ */
+
+/* Decodes an 'M' value into m (text copied, NUL-terminated). */
+static int msg_decode(const char *v, size_t vl, uint64_t channel, uint64_t seq, iy_msg *m)
+{
+    rd r = { (const uint8_t *)v, vl, 0 };
+    memset(m, 0, sizeof *m);
+    m->channel = channel;
+    m->seq = seq;
+    m->id = rd_u64(&r);
+    m->from = rd_u64(&r);
+    unsigned flags = rd_u8(&r);
+    rd_str(&r, flags & ~MSG_F_EVENT, m->cmid, IY_CMID_MAX);
+    if (flags & MSG_F_EVENT) {
+        m->event = (int)rd_u8(&r);
+        m->subject = rd_u64(&r);
+    }
+    if (r.bad) return rocks_corrupt("message");
+    m->ts = iy_id_ts(m->id);
+    m->text = iy_strndup((const char *)r.p, r.n);
+    m->text_len = r.n;
+    return 0;
+}
+
+/* A new zeroed element at the end of l, which has room for cap elements. */
+static iy_msg *list_push(iy_msg_list *l, size_t *cap)
+{
+    if (l->n == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        l->v = iy_realloc(l->v, *cap * sizeof *l->v);
+    }
+    iy_msg *m = &l->v[l->n++];
+    memset(m, 0, sizeof *m);
+    return m;
+}
+
+int rocks_history_v(const rview *rv, uint64_t channel, uint64_t before_seq, uint64_t after_seq,
+                     int limit, iy_msg_list *out)
+{
+    uint8_t lo[9], hi[9], target[17];
+    size_t cap = 0;
+    out->v = NULL;
+    out->n = 0;
+    if (limit <= 0 || (before_seq == 0 && after_seq == UINT64_MAX)) return 0;
+
+    key1(lo, K_MSG, channel);
+    rocksdb_iterator_t *it = rocks_scan_open(rv, lo, 9, hi, key1_succ(hi, K_MSG, channel));
+    if (before_seq) rocksdb_iter_seek_for_prev(it, (const char *)target,
+                                               key2(target, K_MSG, channel, before_seq - 1));
+    else rocksdb_iter_seek(it, (const char *)target, key2(target, K_MSG, channel, after_seq + 1));
+    int rc = 0;
+    while (rc == 0 && out->n < (size_t)limit && rocksdb_iter_valid(it)) {
+        size_t kl, vl;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+        const char *v = rocksdb_iter_value(it, &vl);
+        if (kl != 17) {
+            rc = rocks_corrupt("message key");
+            break;
+        }
+        iy_msg *m = list_push(out, &cap);
+        if ((rc = msg_decode(v, vl, channel, get64(k + 9), m)) != 0) out->n--;
+        if (before_seq) rocksdb_iter_prev(it);
+        else rocksdb_iter_next(it);
+    }
+    int rc2 = rocks_scan_close(it);
+    if (rc == 0) rc = rc2;
+    if (rc) iy_msg_list_clear(out);
+    return rc;
+}
+
+int rocks_history(store *st, uint64_t channel, uint64_t before_seq, uint64_t after_seq, int limit,
+                  iy_msg_list *out)
+{
+    rview rv = rocks_view((rocks *)st);
+    return rocks_history_v(&rv, channel, before_seq, after_seq, limit, out);
+}
+
+/* Reads message (channel, seq) into m: 0, IY_EIO (also if it is missing:
+ * an inbox entry always has its message). */
+static int msg_get(const rview *rv, uint64_t channel, uint64_t seq, iy_msg *m)
+{
+    uint8_t k[17];
+    char *err = NULL;
+    rocksdb_pinnableslice_t *ps = rocksdb_get_pinned(rv->db, rv->ropt, (const char *)k,
+                                                     key2(k, K_MSG, channel, seq), &err);
+    if (err) return rocks_rerr(err, "get");
+    if (!ps) return rocks_corrupt("inbox");
+    size_t vl;
+    const char *v = rocksdb_pinnableslice_value(ps, &vl);
+    int rc = msg_decode(v, vl, channel, seq, m);
+    rocksdb_pinnableslice_destroy(ps);
+    return rc;
+}
+
+int rocks_sync_v(const rview *rv, uint64_t user, uint64_t after, int limit, iy_msg_list *out,
+                  int *more)
+{
+    uint8_t lo[9], hi[9], start[17];
+    size_t cap = 0;
+    out->v = NULL;
+    out->n = 0;
+    *more = 0;
+    if (after == UINT64_MAX) return 0;
+
+    key1(lo, K_INBOX, user);
+    rocksdb_iterator_t *it = rocks_scan_open(rv, lo, 9, hi, key1_succ(hi, K_INBOX, user));
+    rocksdb_iter_seek(it, (const char *)start, key2(start, K_INBOX, user, after + 1));
+    int rc = 0;
+    for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        if (out->n >= (size_t)(limit > 0 ? limit : 0)) {
+            *more = 1;
+            break;
+        }
+        size_t kl, vl;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
+        if (kl != 17 || vl != 16) {
+            rc = rocks_corrupt("inbox");
+            break;
+        }
+        iy_msg *m = list_push(out, &cap);
+        if ((rc = msg_get(rv, get64(v), get64(v + 8), m)) != 0) {
+            out->n--;
+            break;
+        }
+        m->pos = get64(k + 9);
+    }
+    int rc2 = rocks_scan_close(it);
+    if (rc == 0) rc = rc2;
+    if (rc) {
+        iy_msg_list_clear(out);
+        *more = 0;
+    }
+    return rc;
+}
+
+int rocks_sync(store *st, uint64_t user, uint64_t after, int limit, iy_msg_list *out, int *more)
+{
+    rview rv = rocks_view((rocks *)st);
+    return rocks_sync_v(&rv, user, after, limit, out, more);
+}
+
+int rocks_channel_last(store *st, uint64_t channel, iy_msg *out)
+{
+    rview rv = rocks_view((rocks *)st);
+    uint8_t lo[9], target[17];
+    key1(lo, K_MSG, channel);
+    key2(target, K_MSG, channel, UINT64_MAX);
+    rocksdb_iterator_t *it = rocks_scan_open(&rv, lo, 9, NULL, 0);
+    rocksdb_iter_seek_for_prev(it, (const char *)target, 17);
+    int rc = IY_ENOTFOUND;
+    if (rocksdb_iter_valid(it)) {
+        size_t kl, vl;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+        const char *v = rocksdb_iter_value(it, &vl);
+        if (kl == 17 && memcmp(k, lo, 9) == 0) rc = msg_decode(v, vl, channel, get64(k + 9), out);
+    }
+    int rc2 = rocks_scan_close(it);
+    if (rc2 && rc == 0) iy_msg_clear(out);
+    return rc2 ? rc2 : rc;
+}
+

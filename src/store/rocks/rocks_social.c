@@ -1,0 +1,188 @@
+/* rocks_social.c — the RocksDB backend's small records around the chat:
+ * read state ('R'), friends ('F') and presence persistence ('L') (key
+ * layout: the top of rocks.c). */
+#include "rocks_int.h"
+#include "rocks_enc.h"
+#include <rocksdb/c.h>
+#include <string.h>
+#include "../../base/alloc.h"
+#include "../../base/err.h"
+
+#define kv_get(s, k, kl, val, vl) rocks_get((rocks *)(s), k, kl, val, vl)
+
+/* ---- read state ------------------------------------------------------------- */
+
+/* A u64 value under key k (committed state): 0 with *v (0 if absent), IY_EIO. */
+static int get_u64(store *s, const uint8_t *k, size_t kl, uint64_t *v, const char *what)
+{
+    char *val;
+    size_t vl;
+    *v = 0;
+    int rc = kv_get(s, k, kl, &val, &vl);
+    if (rc <= 0) return rc;
+    if (vl == 8) *v = get64((const uint8_t *)val);
+    rocksdb_free(val);
+    return vl == 8 ? 0 : rocks_corrupt(what);
+}
+
+int rocks_read_set(store *s, uint64_t user, uint64_t channel, uint64_t seq, uint64_t *now)
+{
+    uint8_t k[17], v[8];
+    uint64_t cur;
+    int rc;
+    *now = 0;
+    key2(k, K_READ, user, channel);
+    if ((rc = get_u64(s, k, 17, &cur, "read")) != 0) return rc;
+    /* Never past the channel's newest committed seq (the caller clamped
+     * already, rules_read_seq): a round writes a sender's read mark to its
+     * own message's seq without reading it, which is forward only because
+     * of this. */
+    uint64_t newest = 0;
+    if ((rc = rocks_counter((rocks *)s, K_MSG, channel, &newest)) != 0) return rc;
+    if (seq > newest) seq = newest;
+    *now = cur;
+    if (seq <= cur) return 0;   /* only forward */
+    put64(v, seq);
+    if ((rc = rocks_put_lazy((rocks *)s, k, 17, v, 8)) != 0) return rc;
+    *now = seq;
+    return 0;
+}
+
+int rocks_read_get(store *s, uint64_t user, uint64_t channel, uint64_t *seq)
+{
+    uint8_t k[17];
+    return get_u64(s, k, key2(k, K_READ, user, channel), seq, "read");
+}
+
+/* ---- friends ------------------------------------------------------------------ */
+
+/* The state between a and b from a's side: 0 with *state, IY_EIO. */
+static int friend_load(store *s, uint64_t a, uint64_t b, int *state)
+{
+    uint8_t k[17];
+    char *v;
+    size_t vl;
+    *state = IY_FRIEND_NONE;
+    int rc = kv_get(s, k, key2(k, K_FRIEND, a, b), &v, &vl);
+    if (rc <= 0) return rc;
+    unsigned st = vl == 1 ? (uint8_t)v[0] : 0;
+    rocksdb_free(v);
+    if (st < IY_FRIEND_OUTGOING || st > IY_FRIEND_MUTUAL) return rocks_corrupt("friend");
+    *state = (int)st;
+    return 0;
+}
+
+/* Writes both sides: a's state sa and the mirrored one of b (NONE deletes). Synced. */
+static int friend_write(store *s, uint64_t a, uint64_t b, int sa)
+{
+    static const uint8_t mirror[4] = { IY_FRIEND_NONE, IY_FRIEND_INCOMING, IY_FRIEND_OUTGOING,
+                                       IY_FRIEND_MUTUAL };
+    uint8_t k[17], v[2] = { (uint8_t)sa, mirror[sa] };
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    for (int i = 0; i < 2; i++) {
+        key2(k, K_FRIEND, i ? b : a, i ? a : b);
+        if (sa == IY_FRIEND_NONE) rocksdb_writebatch_delete(wb, (const char *)k, 17);
+        else rocksdb_writebatch_put(wb, (const char *)k, 17, (const char *)&v[i], 1);
+    }
+    return rocks_write((rocks *)s, wb, 1);
+}
+
+int rocks_friend_state(store *s, uint64_t a, uint64_t b, int *state)
+{
+    return friend_load(s, a, b, state);
+}
+
+int rocks_friend_set(store *s, uint64_t a, uint64_t b, int expect_a, int state_a)
+{
+    iy_user u;
+    int rc, st;
+    if (a == b || state_a < IY_FRIEND_NONE || state_a > IY_FRIEND_MUTUAL) return IY_EINVAL;
+    rview rv = rocks_view((rocks *)s);
+    if ((rc = rocks_user_load(&rv, b, &u, NULL)) != 0) return rc;
+    if ((rc = friend_load(s, a, b, &st)) != 0) return rc;
+    if (st != expect_a) return IY_ECONFLICT;
+    return st == state_a ? 0 : friend_write(s, a, b, state_a);
+}
+
+/* Appends x to the malloc'd array *v of *n elements (capacity *cap). */
+static void push_u64(uint64_t **v, size_t *n, size_t *cap, uint64_t x)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        *v = iy_realloc(*v, *cap * sizeof **v);
+    }
+    (*v)[(*n)++] = x;
+}
+
+int rocks_friend_list(store *s, uint64_t user, uint64_t **friends, size_t *nf,
+                      uint64_t **incoming, size_t *ni, uint64_t **outgoing, size_t *no)
+{
+    uint64_t **arr[4] = { NULL, outgoing, incoming, friends };
+    size_t *cnt[4] = { NULL, no, ni, nf }, cap[4] = { 0 };
+    for (int i = 1; i < 4; i++) {
+        *arr[i] = NULL;
+        *cnt[i] = 0;
+    }
+    uint8_t lo[9], hi[9];
+    key1(lo, K_FRIEND, user);
+    rview rv = rocks_view((rocks *)s);
+    rocksdb_iterator_t *it = rocks_scan_open(&rv, lo, 9, hi, key1_succ(hi, K_FRIEND, user));
+    int rc = 0;
+    for (rocksdb_iter_seek(it, (const char *)lo, 9); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
+        if (kl != 17 || vl != 1 || v[0] < IY_FRIEND_OUTGOING || v[0] > IY_FRIEND_MUTUAL) {
+            rc = rocks_corrupt("friend");
+            break;
+        }
+        push_u64(arr[v[0]], cnt[v[0]], &cap[v[0]], get64(k + 9));
+    }
+    int rc2 = rocks_scan_close(it);
+    if (rc == 0) rc = rc2;
+    if (rc) {
+        for (int i = 1; i < 4; i++) {
+            iy_free(*arr[i]);
+            *arr[i] = NULL;
+            *cnt[i] = 0;
+        }
+    }
+    return rc;
+}
+
+int rocks_share_channel(store *s, uint64_t a, uint64_t b)
+{
+    uint64_t *chs, ch;
+    size_t n;
+    /* The direct channel is the common case and one point read. */
+    int rc = rocks_direct_load((rocks *)s, a < b ? a : b, a < b ? b : a, &ch);
+    if (rc != IY_ENOTFOUND) return rc == 0 ? 1 : rc;
+    if ((rc = rocks_user_channels(s, a, &chs, &n)) != 0) return rc;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        uint8_t k[17];
+        char *v;
+        size_t vl;
+        rc = kv_get(s, k, key2(k, K_UCHAN, b, chs[i]), &v, &vl);
+        if (rc == 1) rocksdb_free(v);
+    }
+    iy_free(chs);
+    return rc;
+}
+
+/* ---- presence persistence ------------------------------------------------------ */
+
+int rocks_last_active_set(store *s, uint64_t user, int64_t ms)
+{
+    uint8_t k[9], v[8];
+    put64(v, (uint64_t)ms);
+    return rocks_put_lazy((rocks *)s, k, key1(k, K_ACTIVE, user), v, 8);
+}
+
+int rocks_last_active_get(store *s, uint64_t user, int64_t *ms)
+{
+    uint8_t k[9];
+    uint64_t v;
+    int rc = get_u64(s, k, key1(k, K_ACTIVE, user), &v, "last_active");
+    *ms = rc == 0 ? (int64_t)v : 0;
+    return rc;
+}

@@ -1,0 +1,331 @@
+/* round.c — the commit round's view and number assignment, shared by the
+ * backends (store_int.h). The backend loads; this file collects the keys,
+ * answers the lookups, assigns id, seq and pos, and records the writes. */
+#include "store_int.h"
+#include "../base/alloc.h"
+#include "../base/err.h"
+#include "../model/rules.h"
+#include <string.h>
+
+#define CMID_KEY_MAX (8 + IY_CMID_MAX)
+
+static void put64be(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8) p[i] = (uint8_t)v;
+}
+
+static uint64_t get64be(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+    return v;
+}
+
+void round_pair_key(uint8_t k[16], uint64_t a, uint64_t b)
+{
+    put64be(k, a);
+    put64be(k + 8, b);
+}
+
+static size_t cmid_key(uint8_t *k, uint64_t user, const char *cmid, size_t cl)
+{
+    put64be(k, user);
+    memcpy(k + 8, cmid, cl);
+    return 8 + cl;
+}
+
+/* Appends x to a growable array of uint64_t unless `seen` has it. */
+static void key_add(uint64_t **v, size_t *n, size_t *cap, u64map *seen, uint64_t x)
+{
+    if (!x || u64map_find(seen, x)) return;
+    u64map_set(seen, x, 1);
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        *v = iy_realloc(*v, *cap * sizeof **v);
+    }
+    (*v)[(*n)++] = x;
+}
+
+int store_round_begin(store *s, const iy_send *sends, size_t n, store_round **out)
+{
+    store_base *sb = (store_base *)s;
+    if (sb->round) return IY_EINVAL;   /* one round at a time */
+    store_round *r = iy_calloc(1, sizeof *r);
+    r->s = s;
+    r->sends = sends;
+    r->nsends = n;
+    u64map seen_ch = { 0 }, seen_u = { 0 };
+    iy_kvmap seen_p = { 0 };
+    size_t capc = 0, capu = 0, capp = 0;
+    for (size_t i = 0; i < n; i++) {
+        const iy_send *in = &sends[i];
+        if (rules_send_shape(in) != 0) continue;   /* refused by the rules later, loads nothing */
+        if (in->channel) key_add(&r->chan_keys, &r->nchan_keys, &capc, &seen_ch, in->channel);
+        if (in->subject) key_add(&r->user_keys, &r->nuser_keys, &capu, &seen_u, in->subject);
+        if (in->to) {
+            uint64_t a, b;
+            uint8_t k[16];
+            const uint8_t *v;
+            size_t vl;
+            rules_direct_pair(in->from, in->to, &a, &b);
+            key_add(&r->user_keys, &r->nuser_keys, &capu, &seen_u, a);
+            key_add(&r->user_keys, &r->nuser_keys, &capu, &seen_u, b);
+            round_pair_key(k, a, b);
+            if (iy_kv_get(&seen_p, k, 16, &v, &vl)) continue;
+            iy_kv_put(&seen_p, k, 16, "", 0);
+            if (r->npair_keys == capp) {
+                capp = capp ? capp * 2 : 16;
+                r->pair_keys = iy_realloc(r->pair_keys, 2 * capp * sizeof *r->pair_keys);
+            }
+            r->pair_keys[2 * r->npair_keys] = a;
+            r->pair_keys[2 * r->npair_keys + 1] = b;
+            r->npair_keys++;
+        }
+    }
+    u64map_free(&seen_ch);
+    u64map_free(&seen_u);
+    iy_kv_free(&seen_p);
+    sb->round = r;
+    int rc = sb->ops->round_load(s, r);
+    if (rc) {
+        store_round_abort(r);
+        return rc;
+    }
+    *out = r;
+    return 0;
+}
+
+/* ---- filling the view ---- */
+
+round_chan *round_chan_get(const store_round *r, uint64_t id)
+{
+    uint64_t *i = id ? u64map_find(&r->chan_idx, id) : NULL;
+    return i ? &r->chans[*i - 1] : NULL;
+}
+
+round_user *round_user_get(const store_round *r, uint64_t id)
+{
+    uint64_t *i = id ? u64map_find(&r->user_idx, id) : NULL;
+    return i ? &r->users[*i - 1] : NULL;
+}
+
+static round_chan *chan_add(store_round *r, uint64_t id)
+{
+    round_chan *c = round_chan_get(r, id);
+    if (c) return c;
+    if (r->nchans == r->capchans) {
+        r->capchans = r->capchans ? r->capchans * 2 : 16;
+        r->chans = iy_realloc(r->chans, r->capchans * sizeof *r->chans);
+    }
+    c = &r->chans[r->nchans++];
+    memset(c, 0, sizeof *c);
+    u64map_set(&r->chan_idx, id, r->nchans);
+    return c;
+}
+
+void round_put_channel(store_round *r, const iy_channel *ch, uint64_t seq)
+{
+    round_chan *c = chan_add(r, ch->id);
+    c->ch = *ch;
+    c->seq0 = c->seq = seq;
+}
+
+void round_put_pair(store_round *r, uint64_t a, uint64_t b, uint64_t channel)
+{
+    uint8_t k[16], v[8];
+    round_pair_key(k, a, b);
+    put64be(v, channel);
+    iy_kv_put(&r->pairs, k, 16, v, 8);
+}
+
+void round_put_user(store_round *r, uint64_t user, uint64_t pos)
+{
+    round_user *u = round_user_get(r, user);
+    if (!u) {
+        if (r->nusers == r->capusers) {
+            r->capusers = r->capusers ? r->capusers * 2 : 64;
+            r->users = iy_realloc(r->users, r->capusers * sizeof *r->users);
+        }
+        u = &r->users[r->nusers++];
+        u64map_set(&r->user_idx, user, r->nusers);
+    }
+    u->id = user;
+    u->pos0 = u->pos = pos;
+}
+
+void round_put_cmid(store_round *r, uint64_t user, const char *cmid, size_t cl, uint64_t channel,
+                    uint64_t seq, uint64_t id, uint64_t sender_pos)
+{
+    uint8_t k[CMID_KEY_MAX], v[32];
+    if (cl > IY_CMID_MAX) return;
+    put64be(v, channel);
+    put64be(v + 8, seq);
+    put64be(v + 16, id);
+    put64be(v + 24, sender_pos);
+    iy_kv_put(&r->cmids, k, cmid_key(k, user, cmid, cl), v, 32);
+}
+
+/* ---- lookups ---- */
+
+const iy_channel *store_round_channel(store_round *r, uint64_t id)
+{
+    round_chan *c = round_chan_get(r, id);
+    return c ? &c->ch : NULL;
+}
+
+int store_round_direct(store_round *r, uint64_t a, uint64_t b, uint64_t *channel)
+{
+    uint8_t k[16];
+    const uint8_t *v;
+    size_t vl;
+    round_pair_key(k, a, b);
+    if (iy_kv_get(&r->pairs, k, 16, &v, &vl) != 1 || vl != 8) return IY_ENOTFOUND;
+    *channel = get64be(v);
+    return 0;
+}
+
+int store_round_user_exists(store_round *r, uint64_t user)
+{
+    return round_user_get(r, user) != NULL;
+}
+
+int store_round_cmid(store_round *r, uint64_t user, const char *cmid, iy_stored *orig)
+{
+    size_t cl = strlen(cmid);
+    uint8_t k[CMID_KEY_MAX];
+    const uint8_t *v;
+    size_t vl;
+    if (cl == 0 || cl > IY_CMID_MAX) return 0;
+    if (iy_kv_get(&r->cmids, k, cmid_key(k, user, cmid, cl), &v, &vl) != 1 || vl != 32) return 0;
+    memset(&orig->msg, 0, sizeof orig->msg);
+    orig->msg.channel = get64be(v);
+    orig->msg.seq = get64be(v + 8);
+    orig->msg.id = get64be(v + 16);
+    orig->msg.pos = get64be(v + 24);
+    orig->msg.from = user;
+    orig->msg.ts = iy_id_ts(orig->msg.id);
+    memcpy(orig->msg.cmid, cmid, cl + 1);
+    orig->nmembers = 0;
+    return IY_EEXIST;
+}
+
+/* ---- appending ---- */
+
+int store_round_append(store_round *r, const store_append *a, iy_stored *out)
+{
+    store_base *sb = (store_base *)r->s;
+    const iy_send *in = a->in;
+    if (a->nmembers > IY_GROUP_MAX + 1) return IY_EINVAL;
+    round_chan *c = a->channel ? round_chan_get(r, a->channel) : NULL;
+    if (a->channel && !c) return IY_ENOTFOUND;
+    for (uint32_t i = 0; i < a->nmembers; i++)
+        if (!round_user_get(r, a->members[i])) return IY_ENOTFOUND;
+    /* From here on nothing fails. */
+
+    if (!c) {
+        /* The first message of a pair creates its direct channel. */
+        iy_channel d;
+        memset(&d, 0, sizeof d);
+        d.id = iy_id_next(&sb->ids);
+        d.kind = IY_DIRECT;
+        d.nmembers = 2;
+        d.members[0] = a->pair[0];
+        d.members[1] = a->pair[1];
+        c = chan_add(r, d.id);
+        c->ch = d;
+        c->created = 1;
+        round_put_pair(r, a->pair[0], a->pair[1], d.id);
+    }
+    if (a->changed) {
+        c->ch = *a->changed;
+        c->ch.id = c->ch.id ? c->ch.id : a->channel;
+        c->changed = 1;
+    }
+
+    if (r->nmsgs == r->capmsgs) {
+        r->capmsgs = r->capmsgs ? r->capmsgs * 2 : 64;
+        r->msgs = iy_realloc(r->msgs, r->capmsgs * sizeof *r->msgs);
+    }
+    round_msg *rm = &r->msgs[r->nmsgs++];
+    memset(rm, 0, sizeof *rm);
+    const char *cmid = rules_send_cmid(in);
+    size_t cl = strlen(cmid);
+    rm->m.id = iy_id_next(&sb->ids);
+    rm->m.channel = c->ch.id;
+    rm->m.seq = ++c->seq;
+    rm->m.from = in->from;
+    rm->m.ts = iy_id_ts(rm->m.id);
+    memcpy(rm->m.cmid, cmid, cl + 1);
+    rm->m.event = in->event;
+    rm->m.subject = in->event == IY_EV_MEMBER_ADDED || in->event == IY_EV_MEMBER_REMOVED ? in->subject : 0;
+    rm->m.text_len = in->text_len;
+    rm->text = in->text_len ? in->text : "";
+    rm->text_len = in->text_len;
+    rm->sender_read = a->sender_read;
+    rm->n = a->nmembers;
+    rm->members = iy_malloc((a->nmembers ? a->nmembers : 1) * sizeof *rm->members);
+    rm->pos = iy_malloc((a->nmembers ? a->nmembers : 1) * sizeof *rm->pos);
+    for (uint32_t i = 0; i < a->nmembers; i++) {
+        round_user *u = round_user_get(r, a->members[i]);
+        rm->members[i] = a->members[i];
+        rm->pos[i] = ++u->pos;
+        if (a->members[i] == in->from) rm->sender_pos = rm->pos[i];
+    }
+    rm->m.pos = rm->sender_pos;
+    if (cl) round_put_cmid(r, in->from, cmid, cl, rm->m.channel, rm->m.seq, rm->m.id, rm->sender_pos);
+
+    out->msg = rm->m;
+    out->nmembers = rm->n;
+    memcpy(out->members, rm->members, rm->n * sizeof *rm->members);
+    memcpy(out->pos, rm->pos, rm->n * sizeof *rm->pos);
+    return 0;
+}
+
+int store_round_push(store_round *r, uint64_t user)
+{
+    if (r->nmsgs == 0) return IY_EINVAL;
+    if (r->npush == r->cappush) {
+        r->cappush = r->cappush ? r->cappush * 2 : 64;
+        r->push = iy_realloc(r->push, r->cappush * sizeof *r->push);
+    }
+    r->push[r->npush].user = user;
+    r->push[r->npush].msg = r->nmsgs - 1;   /* the message appended last */
+    r->npush++;
+    return 0;
+}
+
+size_t store_round_count(const store_round *r) { return r->nmsgs; }
+
+int store_round_commit(store_round *r)
+{
+    store_base *sb = (store_base *)r->s;
+    int rc = 0;
+    if (r->nmsgs) rc = sb->ops->round_commit(r->s, r);
+    if (rc == 0) sb->msg_count += r->nmsgs;
+    store_round_abort(r);
+    return rc;
+}
+
+void store_round_abort(store_round *r)
+{
+    if (!r) return;
+    store_base *sb = (store_base *)r->s;
+    if (sb->ops->round_release) sb->ops->round_release(r->s, r);
+    if (sb->round == r) sb->round = NULL;
+    for (size_t i = 0; i < r->nmsgs; i++) {
+        iy_free(r->msgs[i].members);
+        iy_free(r->msgs[i].pos);
+    }
+    iy_free(r->msgs);
+    iy_free(r->push);
+    iy_free(r->chans);
+    iy_free(r->users);
+    u64map_free(&r->chan_idx);
+    u64map_free(&r->user_idx);
+    iy_kv_free(&r->pairs);
+    iy_kv_free(&r->cmids);
+    iy_free(r->chan_keys);
+    iy_free(r->pair_keys);
+    iy_free(r->user_keys);
+    iy_free(r);
+}

@@ -1,0 +1,93 @@
+/* store.c — the storage seam's dispatch: store_open picks the backend,
+ * every other store_* call goes through the backend's table (store_int.h).
+ * The wrappers below are one line each, on purpose: nothing is decided here. */
+#include "store_int.h"
+#include "../base/err.h"
+#include "../base/log.h"
+#include <string.h>
+#include <strings.h>
+
+#define OPS(s) (((store_base *)(s))->ops)
+#define ROPS(r) (((store_reader_base *)(r))->ops)
+
+int store_is_url(const char *where)
+{
+    return where && (strncasecmp(where, "postgresql://", 13) == 0 || strncasecmp(where, "postgres://", 11) == 0);
+}
+
+int store_open(const store_config *cfg, store **out)
+{
+    *out = NULL;
+    return store_is_url(cfg->where) ? store_pg_open(cfg, out) : store_rocks_open(cfg, out);
+}
+
+void store_free(store *s)
+{
+    if (!s) return;
+    store_round_abort(((store_base *)s)->round);
+    OPS(s)->free(s);
+}
+
+const char *store_kind(const store *s) { return OPS(s)->kind; }
+unsigned store_node(const store *s) { return (unsigned)((const store_base *)s)->ids.node; }
+uint64_t store_new_id(store *s) { return iy_id_next(&((store_base *)s)->ids); }
+uint64_t store_message_count(store *s) { return ((store_base *)s)->msg_count; }
+
+store_reader *store_reader_new(store *s) { return OPS(s)->reader_new(s); }
+
+void store_reader_free(store_reader *r)
+{
+    if (r) ROPS(r)->reader_free(r);
+}
+
+void store_push_preview(char dst[401], const char *text, size_t len)
+{
+    size_t i = 0, cps = 0;
+    while (i < len && cps < 100) {
+        size_t j = i + 1;
+        while (j < len && ((unsigned char)text[j] & 0xC0) == 0x80) j++;   /* continuation bytes */
+        if (j > 400) break;
+        i = j;
+        cps++;
+    }
+    if (i) memcpy(dst, text, i);
+    dst[i] = '\0';
+}
+
+int store_heartbeat(store *s) { return OPS(s)->heartbeat(s); }
+int store_setting_get(store *s, const char *name, char **v, size_t *vl) { return OPS(s)->setting_get(s, name, v, vl); }
+int store_setting_put_once(store *s, const char *name, const char *value, size_t len, char **v, size_t *vl) { return OPS(s)->setting_put_once(s, name, value, len, v, vl); }
+int store_user_create(store *s, const char *username, const char *display_name, const char *pwhash, iy_user *out) { return OPS(s)->user_create(s, username, display_name, pwhash, out); }
+int store_user_get(store *s, uint64_t id, iy_user *out) { return OPS(s)->user_get(s, id, out); }
+int store_user_find(store *s, const char *username, iy_user *out, char pwhash[256]) { return OPS(s)->user_find(s, username, out, pwhash); }
+int store_user_set_display_name(store *s, uint64_t id, const char *display_name) { return OPS(s)->user_set_display_name(s, id, display_name); }
+int store_session_create(store *s, const uint8_t token_hash[32], uint64_t user, const char *device) { return OPS(s)->session_create(s, token_hash, user, device); }
+int store_session_get(store *s, const uint8_t token_hash[32], uint64_t *user, char device[IY_DEVICE_MAX + 1]) { return OPS(s)->session_get(s, token_hash, user, device); }
+int store_session_delete(store *s, const uint8_t token_hash[32]) { return OPS(s)->session_delete(s, token_hash); }
+int store_channel_get(store *s, uint64_t id, iy_channel *out) { return OPS(s)->channel_get(s, id, out); }
+int store_group_create(store *s, uint64_t owner, const char *name, const uint64_t *members, uint32_t n, iy_channel *out) { return OPS(s)->group_create(s, owner, name, members, n, out); }
+int store_user_channels(store *s, uint64_t user, uint64_t **out, size_t *n) { return OPS(s)->user_channels(s, user, out, n); }
+int store_channel_last(store *s, uint64_t channel, iy_msg *out) { return OPS(s)->channel_last(s, channel, out); }
+int store_share_channel(store *s, uint64_t a, uint64_t b) { return OPS(s)->share_channel(s, a, b); }
+int store_user_pos(store *s, uint64_t user, uint64_t *pos) { return OPS(s)->user_pos(s, user, pos); }
+int store_history(store *s, uint64_t channel, uint64_t before_seq, uint64_t after_seq, int limit, iy_msg_list *out) { return OPS(s)->history(s, channel, before_seq, after_seq, limit, out); }
+int store_sync(store *s, uint64_t user, uint64_t after, int limit, iy_msg_list *out, int *more) { return OPS(s)->sync(s, user, after, limit, out, more); }
+int store_read_set(store *s, uint64_t user, uint64_t channel, uint64_t seq, uint64_t *now) { return OPS(s)->read_set(s, user, channel, seq, now); }
+int store_read_get(store *s, uint64_t user, uint64_t channel, uint64_t *seq) { return OPS(s)->read_get(s, user, channel, seq); }
+int store_friend_state(store *s, uint64_t a, uint64_t b, int *state) { return OPS(s)->friend_state(s, a, b, state); }
+int store_friend_set(store *s, uint64_t a, uint64_t b, int expect_a, int state_a) { return OPS(s)->friend_set(s, a, b, expect_a, state_a); }
+int store_friend_list(store *s, uint64_t user, uint64_t **friends, size_t *nf, uint64_t **incoming, size_t *ni, uint64_t **outgoing, size_t *no) { return OPS(s)->friend_list(s, user, friends, nf, incoming, ni, outgoing, no); }
+int store_last_active_set(store *s, uint64_t user, int64_t ms) { return OPS(s)->last_active_set(s, user, ms); }
+int store_last_active_get(store *s, uint64_t user, int64_t *ms) { return OPS(s)->last_active_get(s, user, ms); }
+int store_push_sub_create(store *s, iy_push_sub *sub) { return OPS(s)->push_sub_create(s, sub); }
+int store_push_sub_delete(store *s, uint64_t user, uint64_t id) { return OPS(s)->push_sub_delete(s, user, id); }
+int store_push_sub_get(store *s, uint64_t id, iy_push_sub *out) { return OPS(s)->push_sub_get(s, id, out); }
+int store_push_take(store *s, int64_t now_ms, int64_t lease_ms, int all, size_t max, iy_push_note **out, size_t *n) { return OPS(s)->push_take(s, now_ms, lease_ms, all, max, out, n); }
+int store_push_done(store *s, const iy_push_note *note, int done, int dead, int64_t retry_ms) { return OPS(s)->push_done(s, note, done, dead, retry_ms); }
+int store_push_counts(store *s, uint64_t *pending, uint64_t *dead) { return OPS(s)->push_counts(s, pending, dead); }
+int store_reader_history(store_reader *r, uint64_t channel, uint64_t before_seq, uint64_t after_seq, int limit, iy_msg_list *out) { return ROPS(r)->reader_history(r, channel, before_seq, after_seq, limit, out); }
+int store_reader_sync(store_reader *r, uint64_t user, uint64_t after, int limit, iy_msg_list *out, int *more) { return ROPS(r)->reader_sync(r, user, after, limit, out, more); }
+int store_reader_user_pos(store_reader *r, uint64_t user, uint64_t *pos) { return ROPS(r)->reader_user_pos(r, user, pos); }
+int store_reader_session(store_reader *r, const uint8_t token_hash[32], uint64_t *user, char device[IY_DEVICE_MAX + 1]) { return ROPS(r)->reader_session(r, token_hash, user, device); }
+int store_reader_user_get(store_reader *r, uint64_t id, iy_user *out) { return ROPS(r)->reader_user_get(r, id, out); }
+int store_reader_is_member(store_reader *r, uint64_t channel, uint64_t user) { return ROPS(r)->reader_is_member(r, channel, user); }
