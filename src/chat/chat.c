@@ -3,16 +3,16 @@
  *
  * Every op that needs the store becomes a typed job: sends join the next
  * commit round (chat/commit.c) and are answered with `ack` only after it;
- * `read`, `typing` and `presence` run on the storage thread (store work
- * only) and publish their notices from `done`, back here; `auth`, `history`
+ * `auth`, `read`, `typing` and `presence` run on the storage thread (store
+ * work only) and publish their notices from `done`, back here; `history`
  * and `sync` only read committed data and run on a reader thread
  * (store/readq.h).
  *
  * Auth: subscribe, then read (so ready.pos plus the live stream leave no
  * gap, with any bus, in any order of the threads' inboxes):
  *
- *   auth frame ──reader──> token -> user ──> register the socket under the
- *   user (AUTHING: deliveries are held, bus_subscribe) ──reader──> token
+ *   auth frame ──store──> token -> user ──> register the socket under the
+ *   user (AUTHING: deliveries are held, bus_subscribe) ──store──> token
  *   still valid, user, inbox pos P ──> `ready` {pos: P}, then the held
  *   messages with pos > P, then the live stream (chat/deliver.c)
  *
@@ -134,14 +134,18 @@ typedef struct auth_job {
 
 static void auth_free(dbq_job *j) { iy_free(j); }
 
-static void auth_read(store_reader *r, dbq_job *j)
+/* Storage thread: committed reads only (it needs no order against the bus:
+ * the second read comes after the subscription). It runs there rather than
+ * on a reader thread so that a crowd reconnecting at once is not queued
+ * behind its own syncs, which do run on the readers. */
+static void auth_run(store *s, dbq_job *j)
 {
     auth_job *a = (auth_job *)j;
     uint64_t user = 0;
-    int rc = store_reader_session(r, a->session, &user, a->device);
+    int rc = store_session_get(s, a->session, &user, a->device);
     if (rc == 0 && a->second && user != a->w.user) rc = IY_ENOTFOUND;
-    if (rc == 0 && a->second) rc = store_reader_user_get(r, user, &a->u);
-    if (rc == 0 && a->second) rc = store_reader_user_pos(r, user, &a->pos);
+    if (rc == 0 && a->second) rc = store_user_get(s, user, &a->u);
+    if (rc == 0 && a->second) rc = store_user_pos(s, user, &a->pos);
     a->w.user = user;
     j->err = rc == IY_ENOTFOUND ? IY_EUNAUTH : rc;
 }
@@ -215,7 +219,7 @@ static void start_auth(conn *c, const proto_req *req)
     auth_job *a = iy_calloc(1, sizeof *a);
     ws_job_init(&a->w, c, req, DBQ_RUN, auth_free);
     auth_token_hash(req->token, strlen(req->token), a->session);
-    a->w.j.read = auth_read;
+    a->w.j.run = auth_run;
     a->w.j.done = auth_done;
     c->ws_state = WS_AUTHING;
     conn_pause(c); /* frames pipelined behind auth wait for the answer */
