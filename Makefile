@@ -3,6 +3,7 @@
 #   make run        install missing Debian packages (build only), build, run on 127.0.0.1:8080 with ./data
 #   make test       install what tests need (Debian packages, npm ci), then every suite (scripts/test.sh)
 #   make bench      install missing Debian packages, build, run the benchmark suite (bench/run.sh)
+#   make cluster    a local cluster: 3 NATS, PostgreSQL, HAProxy, 3 nodes (scripts/cluster.sh)
 #   make deps       install everything the targets above need
 #   make asan       build build/asan/iyagid with AddressSanitizer + UndefinedBehaviorSanitizer
 #   make VARIANT=tsan  build build/tsan/iyagid with ThreadSanitizer (manual runs; not in make test)
@@ -11,7 +12,7 @@
 LLHTTP_DIR  ?= /usr/share/llhttp
 LLHTTP_INC  ?= /usr/share/include/llhttp
 CC          ?= gcc
-PKGS        := libuv jansson libargon2 libcrypto libcurl libpq
+PKGS        := libuv jansson libargon2 libcrypto libcurl libpq libnats
 LIBS        := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lrocksdb -lpthread -lm
 WARN        := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 BASEFLAGS   := -std=c11 -D_GNU_SOURCE -g -I$(LLHTTP_INC) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -87,7 +88,7 @@ asan:
 	$(MAKE) VARIANT=asan all
 
 # libFuzzer targets: clang, the codec sources only.
-FUZZ_SRC := $(wildcard src/base/*.c) $(wildcard src/codec/*.c) $(LLHTTP_SRC)
+FUZZ_SRC := $(wildcard src/base/*.c) $(wildcard src/codec/*.c) src/bus/bus_wire.c src/bus/bus.c src/model/types.c $(LLHTTP_SRC)
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC)
 	@mkdir -p build/fuzz
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I$(LLHTTP_INC) -Isrc \
@@ -110,6 +111,14 @@ run:
 test:
 	@scripts/deps.sh test
 	@scripts/test.sh
+
+# A local cluster (issue 11): 3 NATS servers, PostgreSQL, HAProxy in front of 3
+# iyagid nodes, all on 127.0.0.1; prints the URLs, Ctrl-C stops and removes it.
+.PHONY: cluster
+cluster:
+	@scripts/deps.sh cluster
+	@$(MAKE) --no-print-directory all
+	@scripts/cluster.sh run
 
 bench:
 	@scripts/deps.sh build

@@ -6,6 +6,9 @@
 #   scripts/deps.sh test    the above, plus the test tools: clang (libFuzzer),
 #                           Chromium and fonts, Node.js and npm from Debian, and
 #                           the test suites' npm packages (npm ci)
+#   scripts/deps.sh cluster the build packages, plus the servers of a local
+#                           cluster (scripts/cluster.sh): nats-server, haproxy,
+#                           postgresql (their Debian services are not used)
 #
 # Running the server never needs the npm registry: only `test` touches it.
 # Everything comes from Debian 12's own archive; Node.js is Debian's 18, so
@@ -17,9 +20,10 @@ cd "$(dirname "$0")/.."
 
 what=${1:-}
 build_pkgs=(gcc make pkg-config libuv1-dev node-llhttp libjansson-dev libargon2-dev libssl-dev
-            librocksdb-dev libcurl4-openssl-dev libpq-dev)
+            librocksdb-dev libcurl4-openssl-dev libpq-dev libnats-dev)
 test_pkgs=(clang libclang-rt-14-dev curl chromium fonts-noto-cjk fonts-noto-color-emoji
-           postgresql)   # a throwaway PostgreSQL for the tests of the shared store
+           postgresql nats-server haproxy)   # throwaway servers for the store and cluster tests
+cluster_pkgs=(nats-server haproxy postgresql)
 
 case "$what" in
   build) pkgs=("${build_pkgs[@]}") ;;
@@ -27,7 +31,8 @@ case "$what" in
          # A machine that already has a Node.js (not Debian's) keeps it.
          command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
          command -v npm >/dev/null 2>&1 || pkgs+=(npm) ;;
-  *) echo "usage: scripts/deps.sh build|test" >&2; exit 2 ;;
+  cluster) pkgs=("${build_pkgs[@]}" "${cluster_pkgs[@]}") ;;
+  *) echo "usage: scripts/deps.sh build|test|cluster" >&2; exit 2 ;;
 esac
 
 missing=()

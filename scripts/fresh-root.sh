@@ -93,6 +93,12 @@ if [ -n "$ca" ] && [ -f "$ca" ]; then
   log "carried the host's npm cafile ($ca) into the root"
 fi
 
+# The root shares this machine's network: packages installed in it must not
+# start their daemons (PostgreSQL on 5432, HAProxy, NATS) there. The usual
+# chroot guard, as Debian's build tools use it: invoke-rc.d asks policy-rc.d.
+printf '#!/bin/sh\nexit 101\n' > "$ROOT/usr/sbin/policy-rc.d"
+chmod 755 "$ROOT/usr/sbin/policy-rc.d"
+
 for m in proc sys dev dev/pts dev/shm; do
   mkdir -p "$ROOT/$m"
   mount --bind "/$m" "$ROOT/$m"

@@ -2,8 +2,10 @@
 # Every test of iyagi, in order of cost: unit tests of each codec, the
 # rules and the store (both backends), the libFuzzer targets for a short
 # time, the end-to-end suite against the real binary on each store
-# (embedded RocksDB, then PostgreSQL), the browser suite, then unit tests
-# and the end-to-end suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# (embedded RocksDB, then PostgreSQL), the cluster suites (three NATS
+# servers, PostgreSQL and three nodes, with their faults), the browser
+# suite, then unit tests, the end-to-end suite and the cluster's functional
+# suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
 # A throwaway PostgreSQL (scripts/pg-throwaway.sh) serves the run and is
 # removed at the end, whatever happens.
 # Ends with one line "N passed, N failed" counting the suites.
@@ -33,9 +35,14 @@ fuzz_all() {
   return $rc
 }
 
-e2e() {  # e2e BINARY [STORE]
+e2e() {  # e2e BINARY [STORE]: every single-node test file
   (cd tests/e2e && IYAGID="$PWD/../../$1" IYAGI_E2E_STORE="${2:-rocksdb}" IYAGI_E2E_PG_DIR="$PGDIR" \
-     node --test --test-concurrency=2 ./*.test.mjs)
+     node --test --test-concurrency=2 $(ls ./*.test.mjs | grep -v '/cluster'))
+}
+
+cluster() {  # cluster BINARY FILES...: 3 NATS servers, PostgreSQL, 3 nodes per file (lib/cluster.mjs)
+  local bin=$1; shift
+  (cd tests/e2e && IYAGID="$PWD/../../$bin" node --test --test-concurrency=1 "$@")
 }
 
 web() {  # browser end-to-end tests of the web client (Playwright + Debian's Chromium)
@@ -63,10 +70,12 @@ step "unit tests" make -s -j"$JOBS" unit
 step "fuzz (${FUZZ_SECONDS} s each)" fuzz_all
 step "end-to-end" e2e build/rel/iyagid
 step "end-to-end on PostgreSQL" e2e build/rel/iyagid postgres
+step "cluster (3 NATS, PostgreSQL, 3 nodes)" cluster build/rel/iyagid ./cluster_infra.test.mjs ./cluster.test.mjs ./cluster_faults.test.mjs
 [ -f tests/web/package.json ] && step "web client (Chromium)" web
 step "build (ASan+UBSan)" make -s -j"$JOBS" VARIANT=asan
 step "unit tests (ASan+UBSan)" make -s -j"$JOBS" VARIANT=asan unit
 step "end-to-end (ASan+UBSan)" e2e build/asan/iyagid
+step "cluster (ASan+UBSan)" cluster build/asan/iyagid ./cluster.test.mjs
 
 echo
 [ ${#failures[@]} -eq 0 ] || echo "failed: ${failures[*]}"

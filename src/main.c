@@ -10,8 +10,8 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: iyagid [--listen HOST:PORT] [--data DIR] [--store URL] [--node NAME] [--threads N]\n"
-            "              [--public-url URL]\n"
+            "usage: iyagid [--listen HOST:PORT] [--data DIR] [--store URL] [--bus URLS] [--node NAME]\n"
+            "              [--capacity N] [--threads N] [--public-url URL]\n"
             "              [--presence-timeout S] [--auth-timeout S] [--idle-timeout S] [--max-backlog N]\n"
             "              [--push-allow-private] [--push-retry-base-ms N] [--push-give-up S]\n"
             "  --listen HOST:PORT     IPv4 address to serve on (default 127.0.0.1:8080)\n"
@@ -19,7 +19,11 @@ static void usage(FILE *f)
             "  --store URL            keep all shared state in PostgreSQL instead (a libpq URI:\n"
             "                         postgresql://USER@HOST:PORT/DB, multi-host with\n"
             "                         target_session_attrs=read-write); the schema is created or upgraded\n"
+            "  --bus URLS             join a cluster: the NATS servers, nats://HOST:PORT[,nats://...]\n"
+            "                         (needs --store: the nodes of a cluster share one PostgreSQL)\n"
             "  --node NAME            this node's name, unique in a cluster (default HOST:PORT of --listen)\n"
+            "  --capacity N           connections this node is meant to hold, for discovery\n"
+            "                         (default: its open-file limit less 1000)\n"
             "  --threads N            I/O threads (default: number of cores)\n"
             "  --public-url URL       base URL that discovery hands to clients (default: the Host header)\n"
             "  --presence-timeout S   seconds of silence before a user is offline (default 30)\n"
@@ -80,6 +84,14 @@ int main(int argc, char **argv)
                 return 2;
             }
             snprintf(cfg.store, sizeof cfg.store, "%s", v);
+        } else if (!strcmp(a, "--bus")) {
+            if (strlen(v) >= sizeof cfg.bus || strncmp(v, "nats://", 7) != 0) {
+                fprintf(stderr, "iyagid: --bus takes nats://HOST:PORT[,nats://HOST:PORT...]\n");
+                return 2;
+            }
+            snprintf(cfg.bus, sizeof cfg.bus, "%s", v);
+        } else if (!strcmp(a, "--capacity")) {
+            cfg.capacity = (unsigned)int_arg(a, v, 1, 10000000);
         } else if (!strcmp(a, "--node")) {
             if (!*v || strlen(v) >= sizeof cfg.node) {
                 fprintf(stderr, "iyagid: --node takes a name of 1 to %zu bytes\n", sizeof cfg.node - 1);
@@ -107,6 +119,10 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
+    }
+    if (cfg.bus[0] && !cfg.store[0]) {
+        fprintf(stderr, "iyagid: --bus needs --store: the nodes of a cluster share one PostgreSQL database\n");
+        return 2;
     }
     return server_run(&cfg) == 0 ? 0 : 1;
 }

@@ -11,6 +11,7 @@
 #include "../base/err.h"
 #include "../base/log.h"
 #include "../chat/auth.h"
+#include "../bus/bus_wire.h"
 #include "../codec/jsonw.h"
 #include "../codec/proto.h"
 #include <string.h>
@@ -182,7 +183,8 @@ void account_login(conn *c, const http_request *req)
     }
     x->password_len = strlen(pw);
     x->password = iy_strndup(pw, x->password_len);
-    api_ws_url(c, req, x->ws_url, sizeof x->ws_url);
+    char node[BUS_NODE_NAME_MAX + 1];
+    api_best_node(c, req, x->ws_url, sizeof x->ws_url, node, sizeof node);
     x->a.then = login_looked_up;
     json_decref(o);
     memset(pw, 0, sizeof pw);

@@ -7,6 +7,7 @@
 #include "../base/metrics.h"
 #include "../base/utf8.h"
 #include "../chat/auth.h"
+#include "../chat/registry.h"
 #include "../codec/jsonw.h"
 #include "../codec/proto.h"
 #include <stdlib.h>
@@ -141,6 +142,20 @@ void api_ws_url(conn *c, const http_request *req, char *out, size_t n)
     }
 }
 
+void api_best_node(conn *c, const http_request *req, char *url, size_t n, char *node, size_t nn)
+{
+    service *svc = svc_of(c);
+    bus_node_info best;
+    if (svc->cluster && registry_best(svc->registry, &best) == 0) {
+        snprintf(url, n, "%s", best.ws_url);
+        snprintf(node, nn, "%s", best.name);
+        return;
+    }
+    /* One node: this one, as the client reached it (or --public-url). */
+    api_ws_url(c, req, url, n);
+    snprintf(node, nn, "%s", svc->cfg.node_name);
+}
+
 void api_write_messages(iy_buf *b, const iy_msg_list *l)
 {
     iy_buf_append_str(b, "\"messages\":[");
@@ -239,15 +254,20 @@ int api_query_num(conn *c, const http_request *req, const char *name, uint64_t l
 
 /* ---- discovery, health, metrics ---- */
 
+/* GET /v1/discovery: the best node for this client now and the live nodes. */
 static void discovery(conn *c, const http_request *req)
 {
+    service *svc = svc_of(c);
     char url[600];
-    api_ws_url(c, req, url, sizeof url);
+    char node[BUS_NODE_NAME_MAX + 1];
+    api_best_node(c, req, url, sizeof url, node, sizeof node);
     iy_buf b = { 0 };
     iy_buf_append_str(&b, "{\"ws_url\":");
     jw_cstr(&b, url);
     iy_buf_append_str(&b, ",\"node\":");
-    jw_cstr(&b, svc_of(c)->cfg.node_name);
+    jw_cstr(&b, node);
+    iy_buf_putc(&b, ',');
+    registry_json(svc->registry, &b);
     iy_buf_putc(&b, '}');
     conn_http_respond(c, 200, "application/json", b.data, b.len);
     iy_buf_free(&b);
@@ -256,7 +276,17 @@ static void discovery(conn *c, const http_request *req)
 static void metrics_page(conn *c)
 {
     iy_buf b = { 0 };
-    metrics_set(M_BACKLOG, (int64_t)dbq_backlog(svc_of(c)->dbq));
+    service *svc = svc_of(c);
+    bus_stats bs;
+    bus_get_stats(svc->bus, &bs);
+    metrics_set(M_BACKLOG, (int64_t)dbq_backlog(svc->dbq));
+    metrics_set(M_BUS_RECEIVED, (int64_t)bs.received);
+    metrics_set(M_BUS_LAG_MS, (int64_t)bs.lag_ms_sum);
+    metrics_set(M_BUS_PUBLISH_ERRORS, (int64_t)bs.publish_errors);
+    metrics_set(M_BUS_RECONNECTS, (int64_t)bs.reconnects);
+    metrics_set(M_BUS_CONNECTED, bs.connected);
+    metrics_set(M_BUS_SUBSCRIPTIONS, (int64_t)bs.subscriptions);
+    metrics_set(M_CLUSTER_NODES, (int64_t)registry_count(svc->registry));
     metrics_render(&b);
     conn_http_respond(c, 200, "text/plain; version=0.0.4", b.data, b.len);
     iy_buf_free(&b);
@@ -273,7 +303,9 @@ void api_handle(conn *c, const http_request *req)
     if (n < 0) { conn_http_error(c, IY_ENOTFOUND, "no such endpoint"); return; }
 
     if (n == 1 && iy_str_eq(seg[0], "healthz") && m == HTTP_GET) {
-        conn_http_respond(c, 200, "text/plain", "ok\n", 3);
+        /* A draining node is out of rotation (load balancers check this). */
+        if (svc_of(c)->draining) conn_http_respond(c, 503, "text/plain", "draining\n", 9);
+        else conn_http_respond(c, 200, "text/plain", "ok\n", 3);
         return;
     }
     if (n == 1 && iy_str_eq(seg[0], "metrics") && m == HTTP_GET) { metrics_page(c); return; }

@@ -13,4 +13,7 @@ void api_wait_wake(conn *c);
 /* c's long poll is past its deadline: answer the empty batch. */
 void api_wait_expire(conn *c);
 
+/* The bus confirmed the subscription c's long poll waited for. */
+void api_wait_subscribed(conn *c);
+
 #endif

@@ -79,8 +79,12 @@ int api_query_num(conn *c, const http_request *req, const char *name, uint64_t l
 int api_valid_username(const char *u);
 int api_check_display_name(conn *c, const char *s);    /* 0 or answered */
 
-/* The WebSocket URL this node hands out (--public-url, else the Host header). */
+/* The WebSocket URL of this node (--public-url, else the Host header). */
 void api_ws_url(conn *c, const http_request *req, char *out, size_t n);
+
+/* Where a new client should go: in a cluster the live node with the most
+ * spare capacity (registry.h), else this node; its ws_url and name. */
+void api_best_node(conn *c, const http_request *req, char *url, size_t n, char *node, size_t nn);
 
 /* {"messages":[...]} members of l. */
 void api_write_messages(iy_buf *b, const iy_msg_list *l);

@@ -88,17 +88,17 @@ static void sync_answered(conn *c, api_job *a)
     sync_job *x = (sync_job *)a;
     int waiting = x->empty && x->wait > 0 && uv_now(&c->t->loop) < c->wait_deadline_ms;
     if (waiting && !c->registered) {
-        /* Subscribe, then read again. */
+        /* Subscribe, then read again (once the bus confirms: api_wait_subscribed). */
         c->user = a->user;
         memcpy(c->session, a->token, 32);
         c->registered = 1;
         iothread_user_add(c->t, c);
-        bus_subscribe(a->svc->bus, c->t->index, c->user);
         sync_job *y = sync_job_new(c, NULL, x->after, x->limit, x->wait);
         memcpy(y->a.token, a->token, 32);
         y->a.then = sync_answered;
         api_job_drop(a);
-        submit_read(c, y);
+        if (bus_subscribe(svc_of(c)->bus, c->t->index, c->user)) submit_read(c, y);
+        else c->waiting_job = y;
         return;
     }
     if (waiting && c->wait_woken) {
@@ -146,6 +146,13 @@ void api_wait_wake(conn *c)
     sync_job *y = sync_job_new(c, NULL, c->wait_after, c->wait_limit, 1);
     memcpy(y->a.token, c->session, 32);
     y->a.then = sync_answered;
+    submit_read(c, y);
+}
+
+void api_wait_subscribed(conn *c)
+{
+    sync_job *y = c->waiting_job;
+    c->waiting_job = NULL;
     submit_read(c, y);
 }
 

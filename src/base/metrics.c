@@ -69,7 +69,7 @@ void metrics_add(enum metric_counter c, int64_t delta)
     atomic_fetch_add_explicit(&counters[c], delta, memory_order_relaxed);
 }
 
-static int64_t get(enum metric_counter c)
+int64_t metrics_get(enum metric_counter c)
 {
     return atomic_load_explicit(&counters[c], memory_order_relaxed);
 }
@@ -98,13 +98,29 @@ static const struct {
     { M_PUSH_RETRIED, "iyagi_push_retried_total", "counter", "Push deliveries that failed and were rescheduled." },
     { M_PUSH_DEAD, "iyagi_push_dead_total", "counter", "Push notifications given up (dead letters)." },
     { M_PUSH_GONE, "iyagi_push_gone_total", "counter", "Web Push subscriptions removed after 404/410." },
+    { M_PUSH_SKIPPED, "iyagi_push_skipped_online_total", "counter",
+      "Push notifications not sent because the member was online on some node." },
+    { M_GAPS_FILLED, "iyagi_gaps_filled_total", "counter", "Inbox pos gaps of sockets filled from the store." },
+    { M_GAP_MESSAGES, "iyagi_gap_messages_total", "counter", "Messages sent to sockets by gap fills." },
+    { M_HELD_BACK, "iyagi_held_back_total", "counter", "msg frames held back behind a missing pos." },
+    { M_DUPLICATES_DROPPED, "iyagi_duplicate_frames_dropped_total", "counter",
+      "msg frames not sent because the socket already had that pos." },
+    { M_BUS_RECEIVED, "iyagi_bus_received_total", "counter", "Bus messages received from other nodes (cross-node deliveries)." },
+    { M_BUS_LAG_MS, "iyagi_bus_lag_ms_total", "counter",
+      "Summed age of bus messages from other nodes when received, ms (divide by received: the mean bus lag)." },
+    { M_BUS_PUBLISH_ERRORS, "iyagi_bus_publish_errors_total", "counter", "Publishes the bus refused." },
+    { M_BUS_RECONNECTS, "iyagi_bus_reconnects_total", "counter", "Reconnects to NATS." },
+    { M_BUS_CONNECTED, "iyagi_bus_connected", "gauge", "1 while connected to NATS (0 single node)." },
+    { M_BUS_SUBSCRIPTIONS, "iyagi_bus_subscriptions", "gauge", "Users this node is subscribed to on the bus." },
+    { M_CLUSTER_NODES, "iyagi_cluster_nodes", "gauge", "Live nodes in the registry, this one included." },
+    { M_DRAINING, "iyagi_draining", "gauge", "1 while this node drains (SIGTERM)." },
 };
 
 void metrics_render(iy_buf *out)
 {
     for (size_t i = 0; i < NELEM(plain); i++)
         iy_buf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n%s %lld\n", plain[i].name, plain[i].help,
-                       plain[i].name, plain[i].type, plain[i].name, (long long)get(plain[i].c));
+                       plain[i].name, plain[i].type, plain[i].name, (long long)metrics_get(plain[i].c));
     render_histogram(out, &h_batch);
     render_histogram(out, &h_ack);
     render_histogram(out, &h_push);

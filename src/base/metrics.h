@@ -25,11 +25,25 @@ enum metric_counter {
     M_PUSH_RETRIED,
     M_PUSH_DEAD,
     M_PUSH_GONE,
+    M_PUSH_SKIPPED,         /* counter: notifications not sent: the member is online on some node */
+    M_GAPS_FILLED,          /* counter: pos gaps of a socket filled from the store */
+    M_GAP_MESSAGES,         /* counter: messages sent to sockets from a gap fill */
+    M_HELD_BACK,            /* counter: msg frames held back because a lower pos was missing */
+    M_DUPLICATES_DROPPED,   /* counter: msg frames a socket already had (pos) */
+    M_BUS_RECEIVED,         /* counter: bus messages from other nodes (set at render) */
+    M_BUS_LAG_MS,           /* counter: their summed age when received, ms (set at render) */
+    M_BUS_PUBLISH_ERRORS,   /* counter: publishes NATS refused (set at render) */
+    M_BUS_RECONNECTS,       /* counter (set at render) */
+    M_BUS_CONNECTED,        /* gauge (set at render) */
+    M_BUS_SUBSCRIPTIONS,    /* gauge: users subscribed on the bus (set at render) */
+    M_CLUSTER_NODES,        /* gauge: live nodes in the registry, this one included (set at render) */
+    M_DRAINING,             /* gauge: 1 while this node drains */
     M_COUNTER_COUNT
 };
 
 void metrics_add(enum metric_counter c, int64_t delta);
 void metrics_set(enum metric_counter c, int64_t value);
+int64_t metrics_get(enum metric_counter c);
 void metrics_observe_batch(uint64_t messages);     /* one commit of that many messages */
 void metrics_observe_ack_ns(uint64_t ns);          /* receipt of a send to its ack */
 void metrics_observe_push_ms(int64_t ms);          /* commit of a message to its push delivery */

@@ -1,8 +1,23 @@
-/* bus.c — building and releasing the bus's message kinds (bus.h), shared by
- * every bus implementation. */
-#include "bus.h"
+/* bus.c — the bus's dispatch (bus_int.h), and building and releasing its
+ * message kinds (bus.h), shared by every implementation. */
+#include "bus_int.h"
 #include "../base/alloc.h"
 #include <string.h>
+
+void bus_free(bus *b)
+{
+    if (b) b->ops->free(b);
+}
+
+int bus_subscribe(bus *b, unsigned i, uint64_t user) { return b->ops->subscribe(b, i, user); }
+void bus_unsubscribe(bus *b, unsigned i, uint64_t user) { b->ops->unsubscribe(b, i, user); }
+void bus_publish(bus *b, bus_batch *batch) { b->ops->publish(b, batch); }
+void bus_revoke(bus *b, uint64_t user, const uint8_t session[32]) { b->ops->revoke(b, user, session); }
+void bus_notify(bus *b, bus_notice *notice) { b->ops->notify(b, notice); }
+void bus_announce_node(bus *b, const struct bus_node_info *n) { b->ops->announce_node(b, n); }
+void bus_announce_presence(bus *b, const struct bus_presence_info *p) { b->ops->announce_presence(b, p); }
+void bus_get_stats(bus *b, bus_stats *out) { b->ops->stats(b, out); }
+int bus_is_cluster(const bus *b) { return b->ops->cluster; }
 
 bus_batch *bus_batch_new(size_t n)
 {

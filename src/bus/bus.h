@@ -70,7 +70,7 @@ typedef struct bus_notice {
     bus_origin origin;         /* nor does this socket (receipt); origin.conn 0: none */
 } bus_notice;
 
-enum bus_kind { BUS_BATCH = 1, BUS_REVOKE = 2, BUS_NOTICE = 3 };
+enum bus_kind { BUS_BATCH = 1, BUS_REVOKE = 2, BUS_NOTICE = 3, BUS_SUBSCRIBED = 4, BUS_RESYNC = 5 };
 
 /* An event for a subscriber. */
 typedef struct bus_event {
@@ -78,9 +78,13 @@ typedef struct bus_event {
     int kind;
     bus_batch *batch;          /* BUS_BATCH: one reference */
     bus_notice *notice;        /* BUS_NOTICE: one reference */
-    uint64_t user;             /* BUS_REVOKE: close this user's sockets of session `session` */
+    uint64_t user;             /* BUS_REVOKE: close this user's sockets of session `session`;
+                                  BUS_SUBSCRIBED: the user's subscription is active now */
     uint8_t session[32];
 } bus_event;
+/* BUS_RESYNC (no fields): the bus was cut off from the other nodes for a
+ * while (a NATS reconnect): messages may have been lost, so every ready
+ * socket should compare its pos with the store. */
 
 /* A subscriber receives events through post(ctx, ev) (on the publishing
  * thread); it owns ev afterwards and frees it with bus_event_free. */
@@ -94,9 +98,52 @@ bus *bus_local_new(unsigned n, bus_post_fn post, void **ctx);
 void bus_free(bus *b);                               /* accepts NULL */
 
 /* Subscriber i holds (or no longer holds) a socket of user. Counted: as
- * many unsubscribes as subscribes. Any thread. */
-void bus_subscribe(bus *b, unsigned i, uint64_t user);
+ * many unsubscribes as subscribes. Any thread. bus_subscribe returns 1 when
+ * every later message for user is sure to reach subscriber i, or 0 when
+ * that is confirmed later by a BUS_SUBSCRIBED event for user (a cluster
+ * bus waits for the server to acknowledge the subscription: subscribe,
+ * THEN read, is what makes ready.pos gap-free). */
+int bus_subscribe(bus *b, unsigned i, uint64_t user);
 void bus_unsubscribe(bus *b, unsigned i, uint64_t user);
+
+/* ---- the cluster: every node hears these (bus_nats.c; no-ops locally) ---- */
+
+struct bus_node_info;
+struct bus_presence_info;
+
+typedef struct bus_cluster_fns {
+    void *ctx;
+    /* A node's registry entry (another node's heartbeat or leave). Called on
+     * a bus thread: must only touch thread-safe state. */
+    void (*node)(void *ctx, const struct bus_node_info *n);
+    /* Another node's view of a user's presence changed. Same rule. */
+    void (*presence)(void *ctx, const struct bus_presence_info *p);
+} bus_cluster_fns;
+
+/* The cluster bus over NATS (servers: "nats://h:p[,nats://h:p...]") for n
+ * subscribers, as bus_local_new plus: node is this node's number (origins
+ * of what it publishes); fns receives the cluster broadcasts. It connects
+ * in the background and keeps reconnecting: a NATS that is down at start
+ * or later pauses what crosses nodes, nothing local. Returns NULL (logged)
+ * only for a bad URL list. */
+bus *bus_nats_new(const char *servers, unsigned n, bus_post_fn post, void **ctx, unsigned node,
+                  const bus_cluster_fns *fns);
+
+/* 1 if this bus crosses nodes. */
+int bus_is_cluster(const bus *b);
+
+/* Announces this node's registry entry / a presence change of its own
+ * view to every node (no-ops on the local bus). Any thread. */
+void bus_announce_node(bus *b, const struct bus_node_info *n);
+void bus_announce_presence(bus *b, const struct bus_presence_info *p);
+
+/* Counters for /metrics: messages received from other nodes, their age
+ * when received (ms, summed), publishes that failed, reconnects. */
+typedef struct bus_stats {
+    uint64_t received, lag_ms_sum, publish_errors, reconnects, subscriptions;
+    int connected;
+} bus_stats;
+void bus_get_stats(bus *b, bus_stats *out);
 
 /* Hands batch to the subscribers of its recipients; takes over the
  * caller's reference. */

@@ -83,15 +83,24 @@ static void frame_begin(iy_buf *b, const char *op, const char *rid)
     }
 }
 
-/* The job's connection, if it is still open; counts the answer. */
+#define DRAIN_WAIT_MS 2000     /* draining: a socket's requests get this long to be answered */
+
+/* The job's connection, if it is still open; counts the answer. A
+ * draining socket closes (1012) after its last answer: what it sent before
+ * the drain is acknowledged first. */
 static conn *job_conn(ws_job *w)
 {
     conn *c = iothread_conn(w->j.origin, w->conn_id);
     if (!c || c->closing) return NULL;
     c->inflight_reqs--;
-    if (c->paused && c->ws_state == WS_READY && c->inflight_reqs < CONN_MAX_INFLIGHT / 2)
+    if (c->paused && c->ws_state == WS_READY && c->inflight_reqs < CONN_MAX_INFLIGHT / 2 && !c->drain_pending)
         conn_resume(c);
     return c;
+}
+
+static void drain_check(conn *c)
+{
+    if (c->drain_pending && c->inflight_reqs <= 0 && !c->closing) conn_ws_close(c, 1012, "service restart");
 }
 
 /* To the storage thread, or to a reader thread when w->j.read is set (one
@@ -198,20 +207,32 @@ static void auth_done(dbq_job *j)
     }
     if (!a->second) {
         /* Subscribe: from here on every message for the user reaches this
-         * socket (held until ready), then read the inbox pos. */
+         * socket (held until ready), then read the inbox pos — at once, or
+         * once the bus confirms the subscription (chat_subscribed). */
         c->user = a->w.user;
         memcpy(c->device, a->device, sizeof c->device);
         memcpy(c->session, a->session, 32);
         c->registered = 1;
         iothread_user_add(c->t, c);
-        bus_subscribe(svc_of(c)->bus, c->t->index, c->user);
         a->second = 1;
-        dbq_job_init(&a->w.j, DBQ_RUN);
-        submit(c, &a->w);
+        if (bus_subscribe(svc_of(c)->bus, c->t->index, c->user)) {
+            dbq_job_init(&a->w.j, DBQ_RUN);
+            submit(c, &a->w);
+        } else {
+            c->waiting_job = a;
+        }
         return;
     }
     ready(c, a);
     dbq_job_unref(j);
+}
+
+void chat_subscribed(conn *c)
+{
+    auth_job *a = c->waiting_job;
+    c->waiting_job = NULL;
+    dbq_job_init(&a->w.j, DBQ_RUN);
+    submit(c, &a->w);
 }
 
 static void start_auth(conn *c, const proto_req *req)
@@ -274,10 +295,12 @@ static void send_done(dbq_job *j)
         iy_buf_putc(&b, '}');
         conn_ws_send(c, b.data, b.len);
         iy_buf_free(&b);
+        if (m->pos) deliver_acked(c, m->pos);
         metrics_observe_ack_ns(mono_ns() - s->w.t0);
     } else if (c) {
         send_error(c, rid_of(&s->w), j->err, send_error_text(j->err));
     }
+    if (c) drain_check(c);
     dbq_job_unref(j);
 }
 
@@ -378,6 +401,7 @@ static void read_done(dbq_job *j)
     conn *c = job_conn(&w->w);
     if (c && j->err == 0) conn_ws_send(c, w->out.data, w->out.len);
     else if (c) send_error(c, rid_of(&w->w), j->err, store_error_text(j->err));
+    if (c) drain_check(c);
     dbq_job_unref(j);
 }
 
@@ -468,6 +492,7 @@ static void notice_done(dbq_job *j)
         bus_notify(n->w.svc->bus, no);
         iy_buf_free(&f);
     }
+    if (c) drain_check(c);
     dbq_job_unref(j);
 }
 
@@ -519,6 +544,7 @@ static void presence_done(dbq_job *j)
         iy_buf_putc(&b, '}');
         conn_ws_send(c, b.data, b.len);
         iy_buf_free(&b);
+        drain_check(c);
     }
     dbq_job_unref(j);
 }
@@ -551,7 +577,10 @@ static void on_ws_text(conn *c, const char *data, size_t len)
     }
     const char *rid = req.has_rid ? req.rid : NULL;
     if (c->ws_state != WS_READY) {
-        if (req.op == P_AUTH && c->ws_state == WS_NEW) {
+        if (svc_of(c)->draining) {
+            /* This node is leaving: go to another one at once. */
+            conn_ws_close(c, 1012, "service restart");
+        } else if (req.op == P_AUTH && c->ws_state == WS_NEW) {
             start_auth(c, &req);
         } else {
             send_error(c, rid, IY_EUNAUTH, "the first frame must be auth");
@@ -610,6 +639,11 @@ static void on_unregister(conn *c)
 {
     service *svc = svc_of(c);
     bus_unsubscribe(svc->bus, c->t->index, c->user);
+    if (c->waiting_job) {
+        dbq_job_unref(c->waiting_job);
+        c->waiting_job = NULL;
+    }
+    deliver_forget(c);
     if (c->proto == PROTO_WS && c->ws_state == WS_READY) {
         metrics_add(M_WS_CONNECTIONS, -1);
         presence_device_down(svc->presence, c->user, c->clean_close, conn_wall_ms(c, c->last_rx_ms));
@@ -627,6 +661,11 @@ static void on_sweep(iothread *t, uint64_t now)
     for (conn *c = t->all, *next; c; c = next) {
         next = c->all_next;
         if (c->closing) continue;
+        if (c->drain_pending && now >= c->wait_deadline_ms) {
+            conn_ws_close(c, 1012, "service restart");   /* its answers took too long */
+            continue;
+        }
+        deliver_sweep(c, now);
         if (c->proto == PROTO_WS && c->ws_state == WS_READY && c->last_rx_ms > c->reported_rx_ms) {
             if (nalive == cap) {
                 cap = cap ? cap * 2 : 64;
@@ -645,11 +684,31 @@ static void on_sweep(iothread *t, uint64_t now)
     iy_free(when);
 }
 
+/* Draining: a ready WebSocket stops reading (no new requests), gets the
+ * answers of what it asked, then 1012; anything else that is not mid
+ * request goes now. HTTP requests in flight finish (keep-alive ends). */
+static void on_drain(conn *c)
+{
+    if (c->proto == PROTO_WS) {
+        if (c->ws_state == WS_READY && c->inflight_reqs > 0) {
+            conn_pause(c);
+            c->drain_pending = 1;
+            c->wait_deadline_ms = uv_now(&c->t->loop) + DRAIN_WAIT_MS;
+        } else {
+            conn_ws_close(c, 1012, "service restart");
+        }
+    } else {
+        c->keep_alive = 0;
+        if (!c->http_busy && !c->http_waiting) conn_close(c);
+    }
+}
+
 const net_handlers service_handlers = {
     .http = api_handle,
     .ws_text = on_ws_text,
     .unregister = on_unregister,
     .sweep = on_sweep,
+    .drain = on_drain,
 };
 
 static void run_done(iothread *t, void *arg)

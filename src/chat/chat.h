@@ -10,8 +10,22 @@
 void deliver_event(iothread *t, void *ev);
 
 /* A socket became ready with inbox pos P: its held messages with pos > P
- * go out now, in pos order, and later ones only when newer than what the
- * device was sent. */
+ * go out now, in pos order; later ones in pos order with no gap. */
 void deliver_ready(conn *c, uint64_t pos);
+
+/* The device was acknowledged its own message at pos. */
+void deliver_acked(conn *c, uint64_t pos);
+
+/* Every sweep, per connection: fills a gap that stayed open, or runs a
+ * due check of pos against the store (a reader job). */
+void deliver_sweep(conn *c, uint64_t now);
+
+/* Frees what c holds (it is closing). */
+void deliver_forget(conn *c);
+
+/* ---- chat.c ---- */
+
+/* The bus confirmed the subscription c's auth waited for. */
+void chat_subscribed(conn *c);
 
 #endif

@@ -14,11 +14,11 @@
  * renamed, a member added, a direct channel created, a cmid used), because
  * the rules read the round's view, which appends update.
  *
- * Push: a member with a socket on this node is online (the presence
- * registry is local and exact for local sockets); anyone else gets a note
- * in the same commit as the message, so a notification exists exactly when
- * its message does. (In a cluster the push worker asks again before it
- * sends: the member may be online on another node.) */
+ * Push: a member online at the commit (presence.h: a device on this node,
+ * or on another node as that node announced it) gets none; anyone else
+ * gets a note in the same commit as the message, so a notification exists
+ * exactly when its message does. The push worker asks again before it
+ * sends (the member may have come online since). */
 #include "service.h"
 #include "post.h"
 #include "presence.h"
@@ -73,7 +73,9 @@ static void *commit(void *ctx, store *s, dbq_job *sends)
         if (j->err) continue;
         const iy_stored *st = &j->stored;
         for (uint32_t i = 0; i < st->nmembers; i++) {
-            int online = presence_devices(svc->presence, st->members[i]) > 0;
+            /* Online anywhere (this node's sockets, or another node's view
+             * as it announced it) at the commit: no notification. */
+            int online = presence_online(svc->presence, st->members[i]);
             if (rules_push_wanted(&st->msg, st->members[i], online) &&
                 store_round_push(r, st->members[i]) == 0) {
                 metrics_add(M_PUSH_QUEUED, 1);

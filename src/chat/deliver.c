@@ -1,103 +1,178 @@
 /* deliver.c — committed messages, notices and revocations from the bus to
- * this I/O thread's sockets.
+ * this I/O thread's sockets, each WebSocket's inbox in pos order with no
+ * gap and nothing twice.
  *
  * A `msg` frame is built once per recipient (the pos is the recipient's)
- * and appended to each of that recipient's sockets here, except the sending
- * socket (which got the ack). Each WebSocket remembers the highest inbox pos
- * it was sent (ready or msg: conn.pos) and drops a message at or below it,
- * so a message that arrives twice, or that the ready's pos already covers,
- * is sent once. (Acks do not move it: an ack may overtake messages of the
- * same round with a lower pos, which must still go out.) While a socket authenticates (WS_AUTHING, already
- * registered: chat.c), its messages are held, in arrival order, and
- * released by deliver_ready after the `ready` frame. HTTP long polls of a
- * recipient are woken (api/sync.c). Notices reach ready WebSockets only. */
+ * and offered to each of that recipient's sockets here, except the sending
+ * socket (which got the ack). Each WebSocket is a small sequencer:
+ *
+ *   pos          every inbox pos up to it was sent (ready.pos, msg, ack)
+ *   held         what arrived ahead of pos + 1, sorted by pos (an ack of a
+ *                pos ahead is held as a marker: the device has it)
+ *
+ *   offer(p):  p <= pos      drop (a duplicate, or covered by ready.pos)
+ *              p == pos + 1  send; pos = p; release what follows from held
+ *              p >  pos + 1  hold; the gap's clock starts
+ *
+ * A gap open for GAP_WAIT_MS (bus messages from several nodes may arrive
+ * out of order, or not at all: NATS core is at most once) is filled from
+ * the store: a reader reads the inbox after pos, the messages go out in
+ * order, then what was held. The same fill runs as a check when the bus
+ * may have lost something with no later message to show the gap: after a
+ * NATS reconnect (BUS_RESYNC), and once shortly after a socket's ready in a
+ * cluster (a subscription may reach the other NATS servers a moment after
+ * our own confirmed it).
+ *
+ * While a socket authenticates (WS_AUTHING, already registered: chat.c),
+ * its messages are held whatever their pos and released by deliver_ready
+ * after the `ready` frame. HTTP long polls of a recipient are woken
+ * (api/sync.c). Notices reach ready WebSockets only. */
 #include "chat.h"
 #include "../api/api.h"
 #include "../base/alloc.h"
+#include "../base/err.h"
 #include "../base/log.h"
 #include "../base/metrics.h"
 #include "../codec/jsonw.h"
 #include "../codec/proto.h"
 #include <string.h>
 
-#define HELD_MAX_BYTES (4u << 20)    /* held before ready; past it the socket is dropped (it resyncs) */
+#define HELD_MAX_BYTES (4u << 20)    /* held per socket; past it the socket is dropped (it resyncs) */
+#define GAP_WAIT_MS 250              /* a gap this old is filled from the store */
+#define FILL_LIMIT 500               /* messages per fill read */
+#define READY_CHECK_MS 1000          /* cluster: a check this long after ready */
+#define RESYNC_SPREAD_MS 2000        /* BUS_RESYNC: checks spread over this long */
 
 static int is_origin(const service *svc, const iothread *t, const conn *c, const bus_origin *o)
 {
     return o->conn && o->node == svc->node && o->thread == t->index && o->conn == c->id;
 }
 
-/* Holds frame (pos) for a socket that is not ready yet. */
+static void drop_held(conn *c)
+{
+    for (conn_held *h = c->held, *n; h; h = n) {
+        n = h->next;
+        iy_free(h);
+    }
+    c->held = NULL;
+    c->held_bytes = 0;
+    c->held_since_ms = 0;
+}
+
+/* Holds frame at pos (len 0: an ack marker), sorted by pos, once per pos. */
 static void hold(conn *c, uint64_t pos, const char *frame, size_t len)
 {
     if (c->held_bytes + len > HELD_MAX_BYTES) {
-        iy_log("conn %u/%llu: too much arrived before ready; dropping it", c->t->index,
+        iy_log("conn %u/%llu: too much held behind a gap; dropping it (it resyncs)", c->t->index,
                (unsigned long long)c->id);
+        drop_held(c);
         conn_close(c);
         return;
     }
+    conn_held **at = &c->held;
+    while (*at && (*at)->pos < pos) at = &(*at)->next;
+    if (*at && (*at)->pos == pos) {
+        if ((*at)->len == 0 && len) {   /* the frame of a pos acked already: not needed */
+            metrics_add(M_DUPLICATES_DROPPED, 1);
+        }
+        return;
+    }
     conn_held *h = iy_malloc(sizeof *h + len);
-    h->next = NULL;
     h->pos = pos;
     h->len = len;
-    memcpy(h->frame, frame, len);
-    if (!c->held) c->held_tail = &c->held;
-    *c->held_tail = h;
-    c->held_tail = &h->next;
+    if (len) memcpy(h->frame, frame, len);
+    h->next = *at;
+    *at = h;
     c->held_bytes += len;
+    if (!c->held_since_ms && c->ws_state == WS_READY) c->held_since_ms = uv_now(&c->t->loop);
 }
 
-/* Sends one msg frame unless the device has it already. */
-static void send_msg(conn *c, uint64_t pos, const char *frame, size_t len)
+/* Sends what held has from pos + 1 on, in order; drops what is at or below pos. */
+static void release_held(conn *c)
 {
-    if (pos <= c->pos) return;
-    c->pos = pos;
-    conn_write(c, frame, len);
-    metrics_add(M_DELIVERIES, 1);
+    while (c->held && c->held->pos <= c->pos + 1 && !c->closing) {
+        conn_held *h = c->held;
+        c->held = h->next;
+        c->held_bytes -= h->len;
+        if (h->pos == c->pos + 1) {
+            c->pos = h->pos;
+            if (h->len) {
+                conn_write(c, h->frame, h->len);
+                metrics_add(M_DELIVERIES, 1);
+            }
+        } else if (h->len) {
+            metrics_add(M_DUPLICATES_DROPPED, 1);
+        }
+        iy_free(h);
+    }
+    /* What is left waits behind a newer gap: its clock starts now. */
+    c->held_since_ms = c->held ? uv_now(&c->t->loop) : 0;
+}
+
+/* Offers the message (frame, len: a WebSocket frame; len 0: an ack marker)
+ * at pos to a WebSocket: the sequencer above. */
+static void offer(conn *c, uint64_t pos, const char *frame, size_t len)
+{
+    if (c->ws_state != WS_READY) {
+        hold(c, pos, frame, len);
+        return;
+    }
+    if (pos <= c->pos) {
+        if (len) metrics_add(M_DUPLICATES_DROPPED, 1);
+        return;
+    }
+    if (pos == c->pos + 1) {
+        c->pos = pos;
+        if (len) {
+            conn_write(c, frame, len);
+            metrics_add(M_DELIVERIES, 1);
+        }
+        release_held(c);
+        return;
+    }
+    if (len) metrics_add(M_HELD_BACK, 1);
+    hold(c, pos, frame, len);
 }
 
 void deliver_ready(conn *c, uint64_t pos)
 {
-    if (pos > c->pos) c->pos = pos;
-    conn_held *h = c->held;
-    c->held = NULL;
-    c->held_tail = NULL;
-    c->held_bytes = 0;
-    while (h) {
-        conn_held *next = h->next;
-        if (!c->closing) send_msg(c, h->pos, h->frame, h->len);
-        iy_free(h);
-        h = next;
-    }
+    c->pos = pos;
+    release_held(c);
+    if (svc_of(c)->cluster) c->check_at_ms = uv_now(&c->t->loop) + READY_CHECK_MS;
+}
+
+void deliver_acked(conn *c, uint64_t pos)
+{
+    offer(c, pos, NULL, 0);
 }
 
 /* The msg frame of m for the recipient at pos, WebSocket header included,
  * built in f (returned: where it starts in f, *len bytes); text is m's text
  * already JSON-escaped. */
-static const char *build_frame(iy_buf *f, const bus_msg *m, uint64_t pos, const iy_buf *text, size_t *len)
+static const char *build_frame(iy_buf *f, const iy_msg *m, uint64_t pos, const iy_buf *text, size_t *len)
 {
     iy_buf_reset(f);
     iy_buf_reserve(f, text->len + 256);
     f->len = 10; /* room for the frame header */
     iy_buf_append_str(f, "{\"op\":\"msg\",\"id\":");
-    jw_id(f, m->m.id);
+    jw_id(f, m->id);
     iy_buf_append_str(f, ",\"channel\":");
-    jw_id(f, m->m.channel);
+    jw_id(f, m->channel);
     iy_buf_append_str(f, ",\"seq\":");
-    jw_u64(f, m->m.seq);
+    jw_u64(f, m->seq);
     iy_buf_append_str(f, ",\"pos\":");
     jw_u64(f, pos);
     iy_buf_append_str(f, ",\"from\":");
-    jw_id(f, m->m.from);
+    jw_id(f, m->from);
     iy_buf_append_str(f, ",\"text\":");
     iy_buf_append(f, text->data, text->len);
     iy_buf_append_str(f, ",\"ts\":");
-    jw_i64(f, m->m.ts);
-    if (m->m.cmid[0]) {
+    jw_i64(f, m->ts);
+    if (m->cmid[0]) {
         iy_buf_append_str(f, ",\"cmid\":");
-        jw_cstr(f, m->m.cmid);
+        jw_cstr(f, m->cmid);
     }
-    proto_write_event_fields(f, m->m.event, m->m.subject);
+    proto_write_event_fields(f, m->event, m->subject);
     iy_buf_putc(f, '}');
     uint8_t head[10];
     size_t hn = ws_frame_header(head, WS_OP_TEXT, f->len - 10);
@@ -124,17 +199,12 @@ static void deliver_batch(iothread *t, const bus_batch *b)
             }
             /* One frame per recipient, shared by all of its devices here. */
             size_t flen;
-            const char *frame = build_frame(f, m, m->pos[k], &text, &flen);
+            const char *frame = build_frame(f, &m->m, m->pos[k], &text, &flen);
             for (conn *c = head, *next; c; c = next) {
                 next = c->user_next;
                 if (is_origin(svc, t, c, &m->origin)) continue;
-                if (c->proto == PROTO_HTTP) {
-                    if (c->http_waiting || c->http_busy) api_wait_wake(c);
-                } else if (c->ws_state == WS_READY) {
-                    send_msg(c, m->pos[k], frame, flen);
-                } else {
-                    hold(c, m->pos[k], frame, flen);
-                }
+                if (c->proto == PROTO_HTTP) api_wait_wake(c);
+                else offer(c, m->pos[k], frame, flen);
             }
         }
     }
@@ -166,16 +236,135 @@ static void deliver_revoke(iothread *t, uint64_t user, const uint8_t session[32]
     }
 }
 
+/* The bus confirmed the user's subscription: whoever waited for it goes on. */
+static void deliver_subscribed(iothread *t, uint64_t user)
+{
+    for (conn *c = iothread_user_first(t, user), *next; c; c = next) {
+        next = c->user_next;
+        if (!c->waiting_job) continue;
+        if (c->proto == PROTO_WS) chat_subscribed(c);
+        else api_wait_subscribed(c);
+    }
+}
+
+/* The bus may have lost messages: every ready socket compares its pos with
+ * the store soon (spread out, so that 20,000 sockets are not 20,000 reads
+ * at once). */
+static void deliver_resync(iothread *t)
+{
+    uint64_t now = uv_now(&t->loop), k = 0;
+    for (conn *c = t->all; c; c = c->all_next, k++)
+        if (c->proto == PROTO_WS && c->ws_state == WS_READY)
+            c->check_at_ms = now + (k * 7919) % RESYNC_SPREAD_MS;
+}
+
 void deliver_event(iothread *t, void *arg)
 {
     bus_event *ev = arg;
-    if (ev->kind == BUS_BATCH) deliver_batch(t, ev->batch);
-    else if (ev->kind == BUS_NOTICE) deliver_notice(t, ev->notice);
-    else if (ev->kind == BUS_REVOKE) deliver_revoke(t, ev->user, ev->session);
+    switch (ev->kind) {
+    case BUS_BATCH: deliver_batch(t, ev->batch); break;
+    case BUS_NOTICE: deliver_notice(t, ev->notice); break;
+    case BUS_REVOKE: deliver_revoke(t, ev->user, ev->session); break;
+    case BUS_SUBSCRIBED: deliver_subscribed(t, ev->user); break;
+    case BUS_RESYNC: deliver_resync(t); break;
+    default: break;
+    }
     bus_event_free(ev);
 }
 
 void service_post_event(void *thread, bus_event *ev)
 {
     iothread_post(thread, deliver_event, ev);
+}
+
+/* ---- filling gaps from the store ---- */
+
+typedef struct fill_job {
+    dbq_job j;
+    uint64_t conn_id;
+    uint64_t user;
+    uint64_t after;
+    iy_msg_list l;
+    int more;
+} fill_job;
+
+static void fill_free(dbq_job *j)
+{
+    iy_msg_list_clear(&((fill_job *)j)->l);
+    iy_free(j);
+}
+
+static void fill_read(store_reader *r, dbq_job *j)
+{
+    fill_job *f = (fill_job *)j;
+    j->err = store_reader_sync(r, f->user, f->after, FILL_LIMIT, &f->l, &f->more);
+}
+
+static void fill_done(dbq_job *j)
+{
+    fill_job *f = (fill_job *)j;
+    conn *c = iothread_conn(j->origin, f->conn_id);
+    if (c && !c->closing) {
+        c->fill_inflight = 0;
+        if (j->err == 0) {
+            iothread *t = c->t;
+            iy_buf text = { 0 };
+            size_t sent = 0;
+            for (size_t i = 0; i < f->l.n && !c->closing; i++) {
+                const iy_msg *m = &f->l.v[i];
+                if (m->pos != c->pos + 1) continue;   /* had it; or a newer gap (next fill) */
+                iy_buf_reset(&text);
+                jw_str(&text, m->text, m->text_len);
+                size_t flen;
+                const char *frame = build_frame(&t->scratch, m, m->pos, &text, &flen);
+                c->pos = m->pos;
+                conn_write(c, frame, flen);
+                sent++;
+                release_held(c);
+            }
+            iy_buf_free(&text);
+            if (sent) {
+                metrics_add(M_GAPS_FILLED, 1);
+                metrics_add(M_GAP_MESSAGES, (int64_t)sent);
+                metrics_add(M_DELIVERIES, (int64_t)sent);
+            }
+            if (f->more) c->check_at_ms = uv_now(&t->loop);   /* there is more: go on */
+        } else {
+            c->check_at_ms = uv_now(&c->t->loop) + GAP_WAIT_MS;   /* the store is away: again later */
+        }
+    }
+    dbq_job_unref(j);
+}
+
+static void fill(conn *c)
+{
+    fill_job *f = iy_calloc(1, sizeof *f);
+    dbq_job_init(&f->j, DBQ_RUN);
+    f->j.read = fill_read;
+    f->j.done = fill_done;
+    f->j.free = fill_free;
+    f->j.origin = c->t;
+    f->conn_id = c->id;
+    f->user = c->user;
+    f->after = c->pos;
+    if (readq_submit(svc_of(c)->readq, &f->j, c->id * 31 + c->t->index) != 0) {
+        fill_free(&f->j);
+        return;
+    }
+    c->fill_inflight = 1;
+}
+
+void deliver_sweep(conn *c, uint64_t now)
+{
+    if (c->proto != PROTO_WS || c->ws_state != WS_READY || c->fill_inflight || c->closing) return;
+    int gap = c->held_since_ms && now - c->held_since_ms >= GAP_WAIT_MS;
+    int check = c->check_at_ms && now >= c->check_at_ms;
+    if (!gap && !check) return;
+    c->check_at_ms = 0;
+    fill(c);
+}
+
+void deliver_forget(conn *c)
+{
+    drop_held(c);
 }

@@ -22,6 +22,7 @@
 struct presence;
 struct vapid;
 struct pushd;
+struct registry;
 
 typedef struct service_config {
     char public_url[512];       /* what discovery hands out ("" : from the Host header) */
@@ -29,6 +30,7 @@ typedef struct service_config {
     int presence_timeout_s;
     int push_allow_private;
     int max_backlog;            /* queued sends past which new sends get `unavailable` */
+    uint32_t capacity;          /* connections this node is meant to hold (--capacity) */
 } service_config;
 
 typedef struct service {
@@ -41,6 +43,9 @@ typedef struct service {
     struct presence *presence;
     struct vapid *vapid;
     struct pushd *pushd;
+    struct registry *registry;  /* the live nodes (a single node: itself) */
+    int cluster;                /* the bus crosses nodes (--bus) */
+    _Atomic int draining;       /* SIGTERM: out of discovery, /healthz 503, sockets moved */
     iothread **threads;
     unsigned nthreads;
     uint64_t round_failures;        /* storage thread: rounds failed in a row (logging) */

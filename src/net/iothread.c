@@ -106,12 +106,18 @@ static void on_wake(uv_async_t *a)
             it->fn(t, it->arg);
         } else if (it->ctl == THREAD_STOP_ACCEPT) {
             stop_accepting(t);
+        } else if (it->ctl == THREAD_DRAIN) {
+            stop_accepting(t);
+            for (conn *c = t->all, *n; c; c = n) {
+                n = c->all_next;
+                if (!c->closing) t->h->drain(c);
+            }
         } else if (it->ctl == THREAD_EXIT) {
             t->exiting = 1;
             stop_accepting(t);
             for (conn *c = t->all, *n; c; c = n) {
                 n = c->all_next;
-                if (c->proto == PROTO_WS) conn_ws_close(c, 1001, "server shutting down");
+                if (c->proto == PROTO_WS) conn_ws_close(c, 1012, "service restart");
                 else conn_close(c);
             }
             uv_close((uv_handle_t *)&t->sweeper, close_cb_nothing);

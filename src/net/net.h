@@ -65,12 +65,17 @@ typedef struct net_handlers {
     void (*ws_text)(conn *c, const char *data, size_t len); /* a complete text message */
     void (*unregister)(conn *c);                           /* a registered connection leaves */
     void (*sweep)(iothread *t, uint64_t now);              /* every 250 ms (loop ms) */
+    void (*drain)(conn *c);                                /* THREAD_DRAIN: move it elsewhere */
 } net_handlers;
 
 /* A task in an I/O thread's inbox: fn(t, arg) runs on that thread. */
 typedef void (*iothread_fn)(iothread *t, void *arg);
 
-enum { THREAD_STOP_ACCEPT = 1, THREAD_EXIT = 2 };
+/* Control words: stop accepting; drain (stop accepting, and hand every
+ * connection to net_handlers.drain: the service closes WebSockets with 1012
+ * "service restart" once their requests are answered, so their clients
+ * move to another node at once); exit (close everything, end the loop). */
+enum { THREAD_STOP_ACCEPT = 1, THREAD_EXIT = 2, THREAD_DRAIN = 3 };
 
 struct iothread {
     unsigned index;
@@ -99,7 +104,9 @@ struct iothread {
 enum conn_proto { PROTO_HTTP = 1, PROTO_WS = 2 };
 enum conn_ws_state { WS_NEW = 0, WS_AUTHING, WS_READY };
 
-/* A held frame: a message that reached a socket before its ready (chat). */
+/* A held frame: a message that reached a socket before its ready or ahead
+ * of a missing pos (chat/deliver.c); len 0: an ack marker (the device has
+ * that pos already). */
 typedef struct conn_held {
     struct conn_held *next;
     uint64_t pos;
@@ -132,14 +139,19 @@ struct conn {
     unsigned registered : 1,    /* in the thread's user map */
         clean_close : 1,        /* the peer or a logout closed it properly */
         http_waiting : 1,       /* a long poll waits for a delivery */
-        wait_woken : 1;         /* a delivery came while the long poll's read was out */
+        wait_woken : 1,         /* a delivery came while the long poll's read was out */
+        fill_inflight : 1,      /* a gap fill (a read of the inbox after pos) is out */
+        drain_pending : 1;      /* draining: closed with 1012 once its requests are answered */
     int inflight_reqs;          /* WebSocket requests submitted, not answered */
     uint64_t user;              /* identity once authenticating (WS) or long polling (HTTP) */
     char device[IY_DEVICE_MAX + 1];
     uint8_t session[32];
-    uint64_t pos;               /* WS: the highest inbox pos this device was sent (ready, msg) */
-    conn_held *held, **held_tail; /* WS_AUTHING: deliveries before ready */
+    void *waiting_job;          /* a job waiting for the bus subscription (BUS_SUBSCRIBED) */
+    uint64_t pos;               /* WS: every inbox pos up to this one was sent (ready, msg, ack) */
+    conn_held *held;            /* WS: what arrived ahead of pos + 1, by pos (chat/deliver.c) */
     size_t held_bytes;
+    uint64_t held_since_ms;     /* loop ms the oldest gap opened; 0: none */
+    uint64_t check_at_ms;       /* loop ms of a due comparison of pos with the store; 0: none */
     uint64_t wait_after;        /* long poll */
     uint64_t wait_deadline_ms;
     int wait_limit;

@@ -378,7 +378,19 @@ static void *pushd_main(void *arg)
             take_job *t = (take_job *)j;
             p->taking = 0;
             for (size_t i = 0; i < t->n; i++) {
-                if (!t->subs[i].id) continue; /* deleted meanwhile, with its notes */
+                if (!t->subs[i].id) {
+                    /* Deleted meanwhile (its notes went with it, unless a
+                     * round queued this one at the same moment): settled. */
+                    report(p, &t->notes[i], 0, 1, 0, 0);
+                    continue;
+                }
+                if (p->cfg.online && p->cfg.online(p->cfg.online_ctx, t->notes[i].user)) {
+                    /* Online on some node by now (the commit only knew this
+                     * node's sockets): no notification. */
+                    metrics_add(M_PUSH_SKIPPED, 1);
+                    report(p, &t->notes[i], 1, 0, 0, 0);
+                    continue;
+                }
                 if (start_transfer(p, &t->notes[i], &t->subs[i]) != 0)
                     report(p, &t->notes[i], 0, 1, 0, 0); /* cannot be built: a dead letter */
             }

@@ -25,6 +25,10 @@ typedef struct pushd_config {
     int retry_base_ms;      /* first retry delay (doubles each attempt, capped at 10 min) */
     int give_up_s;          /* age past which a notification becomes a dead letter */
     const char *subject;    /* VAPID "sub" claim (a mailto: or https: contact) */
+    /* 1 if user is online on some node now (then a due notification is
+     * settled without being sent); NULL: never asked. Any thread. */
+    int (*online)(void *ctx, uint64_t user);
+    void *online_ctx;
 } pushd_config;
 
 typedef struct pushd pushd;

@@ -12,7 +12,9 @@
 #include "server.h"
 #include "../chat/chat.h"
 #include "../chat/presence.h"
+#include "../chat/registry.h"
 #include "../chat/social.h"
+#include "../base/metrics.h"
 #include "../push/pushd.h"
 #include "../push/webpush.h"
 #include <curl/curl.h>
@@ -34,6 +36,9 @@ typedef struct server {
     uv_loop_t main_loop;
     uv_signal_t sigterm, sigint;
     uv_timer_t presence_timer;
+    uv_timer_t registry_timer;
+    uv_timer_t drain_timer;
+    uint64_t drain_until;       /* loop ms */
 } server;
 
 void server_config_defaults(server_config *cfg)
@@ -66,17 +71,128 @@ static int mkdir_p(const char *path)
     return 0;
 }
 
+static void beat(server *srv);
+
+/* Draining: stop once every WebSocket is closed (they close after their
+ * answers), or after DRAIN_MAX_MS. */
+#define DRAIN_MAX_MS 3000
+
+static void on_drained(uv_timer_t *t)
+{
+    server *srv = t->data;
+    if (metrics_get(M_WS_CONNECTIONS) > 0 && uv_now(t->loop) < srv->drain_until) return;
+    uv_timer_stop(t);
+    uv_stop(t->loop);
+}
+
+/* SIGTERM/SIGINT: drain, then stop. Draining: out of discovery at once
+ * (a `leaving` beat; /healthz answers 503), no new connections, every
+ * WebSocket closed with 1012 so its client goes back to discovery at once;
+ * then the storage thread finishes what was accepted (server_run). A
+ * second signal stops at once. */
 static void on_signal(uv_signal_t *s, int signum)
 {
     server *srv = s->data;
-    iy_log("signal %d: shutting down", signum);
-    uv_stop(&srv->main_loop);
+    service *svc = &srv->svc;
+    if (atomic_exchange(&svc->draining, 1)) {
+        iy_log("signal %d again: stopping now", signum);
+        uv_stop(&srv->main_loop);
+        return;
+    }
+    iy_log("signal %d: draining (out of discovery, sockets told to move with 1012), then stopping", signum);
+    metrics_set(M_DRAINING, 1);
+    beat(srv);
+    for (unsigned i = 0; i < svc->nthreads; i++) iothread_post_ctl(svc->threads[i], THREAD_DRAIN);
+    /* A moment for the close frames and the leave beat to go out, at least. */
+    srv->drain_until = uv_now(&srv->main_loop) + DRAIN_MAX_MS;
+    uv_timer_start(&srv->drain_timer, on_drained, 200, 50);
 }
 
 static void on_presence_tick(uv_timer_t *t)
 {
     server *srv = t->data;
-    presence_tick(srv->svc.presence, (int64_t)now_ms());
+    presence_tick(srv->svc.presence, (int64_t)now_ms(), registry_lead(srv->svc.registry));
+}
+
+/* The registry beat: this node's entry to every node, and forget the silent. */
+static void beat(server *srv)
+{
+    service *svc = &srv->svc;
+    bus_node_info self;
+    registry_update_self(svc->registry, (uint32_t)metrics_get(M_WS_CONNECTIONS), svc->draining);
+    registry_self(svc->registry, &self);
+    bus_announce_node(svc->bus, &self);
+    registry_expire(svc->registry);
+    metrics_set(M_CLUSTER_NODES, (int64_t)registry_count(svc->registry));
+}
+
+static void on_registry_tick(uv_timer_t *t) { beat(t->data); }
+
+/* Cluster events (bus threads and the main loop: thread-safe targets only). */
+static void on_node(void *ctx, const bus_node_info *n)
+{
+    registry_heard(((service *)ctx)->registry, n);
+}
+
+static void on_presence(void *ctx, const bus_presence_info *p)
+{
+    presence_remote(((service *)ctx)->presence, p->node, p->user, p->online, p->global, p->last_active);
+}
+
+/* A node joined, restarted or left: what it said of presence no longer
+ * holds; a joiner learns who is online here. */
+static void on_node_change(void *ctx, unsigned node, int joined)
+{
+    service *svc = ctx;
+    presence_node_gone(svc->presence, node, (int64_t)now_ms());
+    if (joined) {
+        presence_reannounce(svc->presence);
+        return;
+    }
+    /* A node that died may have committed messages whose publishes never
+     * left it: every socket here compares its pos with the store. */
+    for (unsigned i = 0; i < svc->nthreads; i++) {
+        bus_event *ev = iy_calloc(1, sizeof *ev);
+        ev->kind = BUS_RESYNC;
+        service_post_event(svc->threads[i], ev);
+    }
+}
+
+/* The presence registry's local-view changes go to the other nodes. */
+static void announce_presence(void *ctx, uint64_t user, int online, int global, int64_t last_active)
+{
+    service *svc = ctx;
+    bus_presence_info p = { svc->node, user, online, global, last_active };
+    bus_announce_presence(svc->bus, &p);
+}
+
+/* The push worker asks before it sends: online on any node? */
+static int push_online(void *ctx, uint64_t user)
+{
+    return presence_online(((service *)ctx)->presence, user);
+}
+
+/* What this node can hold by default: its open-file limit, less a reserve. */
+static uint32_t default_capacity(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 100000;
+    return rl.rlim_cur > 1100 ? (uint32_t)(rl.rlim_cur - 1000) : (uint32_t)rl.rlim_cur / 2;
+}
+
+/* This node's WebSocket URL as discovery hands it out. */
+static void self_ws_url(const server_config *cfg, char *out, size_t n)
+{
+    const char *pub = cfg->public_url, *scheme = "ws://", *rest = pub;
+    if (!pub[0]) {
+        snprintf(out, n, "ws://%s:%d/v1/ws", cfg->listen_host, cfg->listen_port);
+        return;
+    }
+    if (strncmp(pub, "https://", 8) == 0) scheme = "wss://", rest = pub + 8;
+    else if (strncmp(pub, "http://", 7) == 0) rest = pub + 7;
+    size_t len = strlen(rest);
+    while (len && rest[len - 1] == '/') len--;
+    snprintf(out, n, "%s%.*s/v1/ws", scheme, (int)len, rest);
 }
 
 /* The Web Push key pair lives in the store (every node signs with the same
@@ -150,13 +266,27 @@ int server_run(const server_config *cfg)
     svc->net.auth_timeout_s = cfg->auth_timeout_s;
     svc->net.idle_timeout_s = cfg->idle_timeout_s;
     svc->node = store_node(srv->store);
-    svc->presence = presence_new(cfg->presence_timeout_s, social_publish, svc);
+    svc->cluster = cfg->bus[0] != '\0';
+    svc->cfg.capacity = cfg->capacity ? cfg->capacity : default_capacity();
+    bus_node_info self = { .number = svc->node, .incarnation = (int64_t)now_ms(),
+                           .capacity = svc->cfg.capacity };
+    snprintf(self.name, sizeof self.name, "%s", node);
+    self_ws_url(cfg, self.ws_url, sizeof self.ws_url);
+    svc->registry = registry_new(&self, on_node_change, svc);
+    svc->presence = presence_new(cfg->presence_timeout_s, svc->node, social_publish,
+                                 svc->cluster ? announce_presence : NULL, svc);
     svc->nthreads = cfg->threads;
     svc->threads = iy_calloc(svc->nthreads, sizeof *svc->threads);
     rc = IY_EIO;
     for (unsigned i = 0; i < svc->nthreads; i++)
         if (iothread_new(i, &svc->net, &service_handlers, svc, &svc->threads[i]) != 0) goto out_store;
-    svc->bus = bus_local_new(svc->nthreads, service_post_event, (void **)svc->threads);
+    if (svc->cluster) {
+        bus_cluster_fns fns = { svc, on_node, on_presence };
+        svc->bus = bus_nats_new(cfg->bus, svc->nthreads, service_post_event, (void **)svc->threads, svc->node, &fns);
+        if (!svc->bus) goto out_store;
+    } else {
+        svc->bus = bus_local_new(svc->nthreads, service_post_event, (void **)svc->threads);
+    }
     dbq_round_fns round = commit_round_fns(svc);
     svc->dbq = dbq_start(srv->store, &round, service_post_job);
     if (!svc->dbq) goto out_store;
@@ -165,7 +295,7 @@ int server_run(const server_config *cfg)
     svc->readq = readq_start(srv->store, nreaders, service_post_job);
     if (!svc->readq) goto out_store;
     pushd_config pc = { cfg->push_allow_private, cfg->push_retry_base_ms, cfg->push_give_up_s,
-                        "mailto:postmaster@iyagi.invalid" };
+                        "mailto:postmaster@iyagi.invalid", push_online, svc };
     svc->pushd = pushd_start(svc->dbq, svc->vapid, &pc);
     if (!svc->pushd) goto out_store;
 
@@ -178,11 +308,20 @@ int server_run(const server_config *cfg)
     uv_timer_init(&srv->main_loop, &srv->presence_timer);
     srv->presence_timer.data = srv;
     uv_timer_start(&srv->presence_timer, on_presence_tick, 250, 250);
+    uv_timer_init(&srv->main_loop, &srv->registry_timer);
+    srv->registry_timer.data = srv;
+    uv_timer_init(&srv->main_loop, &srv->drain_timer);
+    srv->drain_timer.data = srv;
+    if (svc->cluster) {
+        beat(srv);
+        uv_timer_start(&srv->registry_timer, on_registry_tick, REGISTRY_BEAT_MS, REGISTRY_BEAT_MS);
+    }
 
     for (unsigned i = 0; i < svc->nthreads; i++) iothread_run(svc->threads[i]);
-    iy_log("iyagid listening on http://%s:%d/ (node %s, node number %u, %s store %s, %u I/O threads)",
+    iy_log("iyagid listening on http://%s:%d/ (node %s, node number %u, %s store %s, %s, capacity %u, %u I/O threads)",
            cfg->listen_host, cfg->listen_port, node, svc->node, store_kind(srv->store),
-           cfg->store[0] ? "shared" : cfg->data_dir, svc->nthreads);
+           cfg->store[0] ? "shared" : cfg->data_dir, svc->cluster ? "NATS bus" : "single node",
+           svc->cfg.capacity, svc->nthreads);
 
     uv_run(&srv->main_loop, UV_RUN_DEFAULT);
 
@@ -197,9 +336,10 @@ int server_run(const server_config *cfg)
     uv_loop_close(&srv->main_loop);
     dbq_free(svc->dbq);
     readq_free(svc->readq); /* its readers go before the store */
+    bus_free(svc->bus);       /* no more bus callbacks into presence and the registry */
     presence_free(svc->presence);
+    registry_free(svc->registry);
     vapid_free(svc->vapid);
-    bus_free(svc->bus);
     store_free(srv->store);
     iy_free(svc->threads);
     iy_free(srv);
@@ -212,6 +352,7 @@ out_store:
      * that was set up is left to the exit). */
     vapid_free(svc->vapid);
     presence_free(svc->presence);
+    registry_free(svc->registry);
     store_free(srv->store);
 out:
     iy_free(svc->threads);

@@ -8,6 +8,8 @@ typedef struct server_config {
     char data_dir[4096];
     char store[4096];           /* --store URL ("" : the embedded store in data_dir) */
     char node[128];             /* --node NAME ("" : HOST:PORT of --listen) */
+    char bus[4096];             /* --bus NATS URLs ("" : a single node) */
+    unsigned capacity;          /* --capacity N (0: from the open-file limit) */
     unsigned threads;
     char public_url[512];
     int presence_timeout_s;

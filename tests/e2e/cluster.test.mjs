@@ -1,0 +1,259 @@
+// cluster.test.mjs — three iyagid nodes on one PostgreSQL and three routed NATS servers
+// (lib/cluster.mjs), driven with the real `ws` client: every single-node guarantee across nodes.
+// Faults (SIGKILL of a node, of a NATS server, rolling restarts) are in cluster_faults.test.mjs.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  api, newUser, newDevice, connectWs, ms, sleep, show, mapLimit, fullHistory, gapFree, login,
+} from './lib/harness.mjs';
+import { startCluster, discovery, waitForNodes, iyagidHasBus, natsBinary } from './lib/cluster.mjs';
+import { startReceiver, jsonOf } from './lib/push_receivers.mjs';
+
+// Only an explicit IYAGI_E2E_SKIP_CLUSTER=1 skips: scripts/deps.sh installs nats-server, and a
+// missing one must fail the suite rather than pass it unseen.
+const SKIP = !!process.env.IYAGI_E2E_SKIP_CLUSTER && 'IYAGI_E2E_SKIP_CLUSTER is set';
+if (!SKIP) {
+  if (!natsBinary()) throw new Error('nats-server is not installed (scripts/deps.sh test installs it)');
+  if (!iyagidHasBus()) throw new Error('the iyagid under test has no --bus: rebuild it');
+}
+let cl = null;
+const T = { timeout: ms(120000) };
+
+before(async () => {
+  if (SKIP) return;
+  cl = await startCluster({ nodes: 3, nats: 3, presenceTimeout: 3, extraArgs: ['--push-allow-private', '--push-retry-base-ms', '200'] });
+  await waitForNodes(cl.nodes[0], 3);
+});
+after(async () => { if (cl) await cl.stop(); });
+
+/** runs fn with every node's stderr added to a failure */
+const t = (fn) => async () => {
+  try { await fn(); } catch (e) { throw cl.annotate(e); }
+};
+
+const node = (i) => cl.nodes[i % cl.nodes.length];
+const isMsg = (ch) => (f) => f.op === 'msg' && f.channel === ch;
+
+test('1:1 across nodes: every device of both users, on every node, gets each message once, in order, pos consecutive', { ...T, skip: SKIP }, t(async () => {
+  const a = await newUser(node(0), 'x1a');
+  const b = await newUser(node(1), 'x1b');
+  const a2 = await newDevice(node(2), a, 'a-second');
+  const b2 = await newDevice(node(0), b, 'b-second');
+  const wa = await connectWs(node(0), { token: a.token, label: 'a@n1' });
+  const wa2 = await connectWs(node(2), { token: a2.token, label: 'a2@n3' });
+  const wb = await connectWs(node(1), { token: b.token, label: 'b@n2' });
+  const wb2 = await connectWs(node(0), { token: b2.token, label: 'b2@n1' });
+  try {
+    const N = 30;
+    const acks = [];
+    for (let i = 0; i < N; i++) {
+      // alternate senders and nodes: a from n1, b from n2
+      const [ws, to] = i % 3 === 2 ? [wb, a.user.id] : [wa, b.user.id];
+      ws.send({ op: 'send', rid: `k${i}`, cmid: `k${i}`, to, text: `m${i}` });
+    }
+    for (let i = 0; i < N; i++) {
+      const ws = i % 3 === 2 ? wb : wa;
+      const f = await ws.waitFor((x) => x.rid === `k${i}`, { what: `ack k${i}` });
+      assert.equal(f.op, 'ack', JSON.stringify(f));
+      acks.push(f);
+    }
+    const channel = acks[0].channel;
+    const check = async (ws, user, who, own) => {
+      const want = N - own;
+      await ws.waitForN(isMsg(channel), want, { what: `${who}: msgs`, timeoutMs: ms(20000) });
+      await sleep(300);
+      const msgs = ws.received(isMsg(channel));
+      assert.equal(msgs.length, want, `${who}: each message once`);
+      for (let k = 1; k < msgs.length; k++) assert.ok(msgs[k].seq > msgs[k - 1].seq, `${who}: seq order`);
+      return msgs;
+    };
+    const aOwn = acks.filter((_, i) => i % 3 !== 2).length;
+    const bOwn = N - aOwn;
+    await check(wa, a, 'a@n1 (sender)', aOwn);
+    await check(wb, b, 'b@n2 (sender)', bOwn);
+    for (const [ws, u, who] of [[wa2, a, 'a2@n3'], [wb2, b, 'b2@n1']]) {
+      const msgs = await check(ws, u, who, 0);
+      // a device that sent nothing sees the whole inbox: pos consecutive from its ready.pos
+      assert.deepEqual(msgs.map((m) => m.pos), Array.from({ length: N }, (_, k) => ws.ready.pos + 1 + k), `${who}: pos consecutive`);
+      assert.deepEqual(msgs.map((m) => m.id), [...acks].sort((x, y) => x.seq - y.seq).map((x) => x.id), `${who}: the acknowledged messages`);
+    }
+  } finally {
+    for (const w of [wa, wa2, wb, wb2]) w.terminate();
+  }
+}));
+
+test('group of 100 with members spread over the nodes: every member gets every message once, in seq order, pos consecutive', { ...T, skip: SKIP }, t(async () => {
+  const users = await mapLimit(Array.from({ length: 100 }, (_, i) => i), 8, (i) => newUser(node(i), `xg${i}_`));
+  const create = await api(node(0), 'POST', '/v1/groups', { token: users[0].token, body: { name: 'Cluster 100', members: users.slice(1).map((u) => u.user.id) } });
+  assert.equal(create.status, 201, show(create));
+  const ch = create.body.channel.id;
+  const socks = await mapLimit(users, 12, (u, i) => connectWs(node(i), { token: u.token, label: `m${i}@n${(i % 3) + 1}` }));
+  try {
+    const SENDERS = [1, 2, 3, 50, 99]; // on n2, n3, n1, n3, n1
+    const PER = 8;
+    const total = SENDERS.length * PER;
+    for (const si of SENDERS) {
+      for (let k = 0; k < PER; k++) socks[si].send({ op: 'send', rid: `g${si}-${k}`, cmid: `g${si}-${k}`, channel: ch, text: `from ${si} #${k}` });
+    }
+    const acks = [];
+    for (const si of SENDERS) {
+      for (let k = 0; k < PER; k++) {
+        const f = await socks[si].waitFor((x) => x.rid === `g${si}-${k}`, { what: `ack g${si}-${k}`, timeoutMs: ms(30000) });
+        assert.equal(f.op, 'ack', JSON.stringify(f));
+        acks.push(f);
+      }
+    }
+    const seqs = acks.map((f) => f.seq).sort((x, y) => x - y);
+    assert.equal(gapFree(seqs, 'acked seqs'), null);
+    await mapLimit(socks, 20, async (s, i) => {
+      const own = SENDERS.includes(i) ? PER : 0;
+      await s.waitForN(isMsg(ch), total - own, { what: `member ${i}`, timeoutMs: ms(30000) });
+    });
+    await sleep(300);
+    socks.forEach((s, i) => {
+      const sender = SENDERS.includes(i);
+      const msgs = s.received(isMsg(ch));
+      const mine = s.received((f) => f.op === 'ack');
+      assert.equal(msgs.length, total - (sender ? PER : 0), `member ${i}: each message once`);
+      for (let k = 1; k < msgs.length; k++) assert.ok(msgs[k].seq > msgs[k - 1].seq, `member ${i}: seq order`);
+      const all = [...msgs, ...mine].sort((x, y) => x.seq - y.seq);
+      assert.deepEqual(all.map((f) => f.seq), seqs, `member ${i}: every message`);
+      assert.deepEqual(all.map((f) => f.pos), Array.from({ length: total }, (_, k) => s.ready.pos + 1 + k), `member ${i}: pos consecutive`);
+    });
+    const h = await fullHistory(node(2), users[7].token, ch);
+    assert.deepEqual(h.map((m) => m.seq), Array.from({ length: h.length }, (_, k) => k + 1));
+  } finally {
+    for (const s of socks) s.terminate();
+  }
+}));
+
+test('a cmid resent to another node returns the original ack; tokens work on every node; logout on one closes the sockets on all', { ...T, skip: SKIP }, t(async () => {
+  const a = await newUser(node(0), 'xca');
+  const b = await newUser(node(1), 'xcb');
+  const w1 = await connectWs(node(0), { token: a.token, label: 'a@n1' });
+  const first = await w1.request({ op: 'send', cmid: 'same-cmid', to: b.user.id, text: 'once' });
+  assert.equal(first.op, 'ack');
+  w1.terminate();
+  const w2 = await connectWs(node(1), { token: a.token, label: 'a@n2' });
+  const again = await w2.request({ op: 'send', cmid: 'same-cmid', to: b.user.id, text: 'once' });
+  assert.deepEqual([again.id, again.seq, again.pos, again.channel], [first.id, first.seq, first.pos, first.channel]);
+  const http = await api(node(2), 'POST', `/v1/users/${b.user.id}/messages`, { token: a.token, body: { text: 'once', cmid: 'same-cmid' } });
+  assert.equal(http.status, 200, show(http));
+  assert.equal(http.body.message.id, first.id);
+  const hist = await fullHistory(node(2), b.token, first.channel);
+  assert.equal(hist.length, 1, 'stored once');
+
+  // a token from one node works on every node; logout on n3 closes a's sockets on n1 and n2
+  const sessionB = await login(node(0), a.username, a.password, 'other-device');
+  for (const n of cl.nodes) {
+    const me = await api(n, 'GET', '/v1/me', { token: a.token });
+    assert.equal(me.status, 200, `${n.name}: ${show(me)}`);
+  }
+  const wOnN1 = await connectWs(node(0), { token: a.token, label: 'a again @n1' });
+  const otherOnN1 = await connectWs(node(0), { token: sessionB.token, label: 'a other device @n1' });
+  const out = await api(node(2), 'DELETE', '/v1/sessions/current', { token: a.token });
+  assert.equal(out.status, 204, show(out));
+  for (const [w, who] of [[w2, 'n2'], [wOnN1, 'n1']]) {
+    const c = await w.waitClose({ timeoutMs: ms(5000) });
+    assert.equal(c.code, 1008, `${who}: closed with 1008`);
+  }
+  for (const n of cl.nodes) assert.equal((await api(n, 'GET', '/v1/me', { token: a.token })).status, 401, `${n.name}: the token is dead`);
+  assert.ok(otherOnN1.isOpen, 'the other session stays');
+  otherOnN1.terminate();
+}));
+
+test('presence, typing and receipts cross nodes', { ...T, skip: SKIP }, t(async () => {
+  const a = await newUser(node(0), 'xpa');
+  const b = await newUser(node(1), 'xpb');
+  assert.equal((await api(node(0), 'PUT', `/v1/friends/${b.user.id}`, { token: a.token })).status, 200);
+  assert.equal((await api(node(2), 'PUT', `/v1/friends/${a.user.id}`, { token: b.token })).status, 200);
+  const wb = await connectWs(node(1), { token: b.token, label: 'b@n2' });
+  try {
+    const wa = await connectWs(node(0), { token: a.token, label: 'a@n1' });
+    const on = await wb.waitFor((f) => f.op === 'presence' && f.user_id === a.user.id && f.status === 'online', { what: 'a online' });
+    assert.ok(on.last_active_at > 0);
+    // the presence query on a third node knows a is online (from n1's announcement)
+    const q = await api(node(2), 'GET', `/v1/presence?users=${a.user.id}`, { token: b.token });
+    assert.equal(q.body.presence[0].status, 'online', show(q));
+    // typing from n1 reaches n2; a receipt too
+    const ack = await wa.request({ op: 'send', to: b.user.id, text: 'typing next', cmid: 'p1' });
+    await wb.waitFor((f) => f.op === 'msg' && f.id === ack.id, { what: 'msg' });
+    wa.send({ op: 'typing', channel: ack.channel });
+    const ty = await wb.waitFor((f) => f.op === 'typing', { what: 'typing' });
+    assert.deepEqual([ty.channel, ty.user], [ack.channel, a.user.id]);
+    wb.send({ op: 'read', channel: ack.channel, seq: ack.seq });
+    const rc = await wa.waitFor((f) => f.op === 'receipt', { what: 'receipt' });
+    assert.deepEqual([rc.channel, rc.user, rc.seq], [ack.channel, b.user.id, ack.seq]);
+    // a clean close of a's last device: offline at once, on another node
+    wa.close(1000);
+    const off = await wb.waitFor((f) => f.op === 'presence' && f.user_id === a.user.id && f.status === 'offline', { what: 'a offline', timeoutMs: ms(5000) });
+    assert.ok(off.last_active_at >= on.last_active_at);
+    // a on two nodes: closing one keeps it online (no offline frame), closing both: offline
+    const a1 = await connectWs(node(0), { token: a.token, label: 'a1' });
+    const a2 = await connectWs(node(2), { token: a.token, label: 'a2' });
+    await wb.waitFor((f) => f.op === 'presence' && f.user_id === a.user.id && f.status === 'online', { what: 'a online again' });
+    const mark = wb.all.length;
+    a1.close(1000);
+    await sleep(1000);
+    assert.equal(wb.all.slice(mark).filter((f) => f.op === 'presence' && f.status === 'offline').length, 0,
+      'online while the device on n3 lives');
+    a2.close(1000);
+    await wb.waitFor((f) => f.op === 'presence' && f.user_id === a.user.id && f.status === 'offline', { what: 'offline after the last' });
+  } finally {
+    wb.terminate();
+  }
+}));
+
+test('discovery names the least-loaded live node and lists them all; login hands out the same', { ...T, skip: SKIP }, t(async () => {
+  const d = await waitForNodes(node(0), 3);
+  assert.deepEqual(d.nodes.map((n) => n.node).sort(), ['n1', 'n2', 'n3']);
+  for (const n of d.nodes) {
+    assert.match(n.ws_url, /^ws:\/\/127\.0\.0\.1:\d+\/v1\/ws$/);
+    assert.ok(n.capacity > 0);
+  }
+  // load n1 and n2 with sockets: discovery (asked anywhere) names n3
+  const u = await newUser(node(0), 'xdl');
+  const socks = [];
+  for (let i = 0; i < 6; i++) socks.push(await connectWs(node(i % 2), { token: u.token, label: `load${i}` }));
+  try {
+    let best = null;
+    for (let i = 0; i < 40 && best !== 'n3'; i++) { // the registry beats every second
+      best = (await discovery(node(i % 3))).node;
+      if (best !== 'n3') await sleep(250);
+    }
+    assert.equal(best, 'n3');
+    const d3 = await discovery(node(1));
+    assert.equal(d3.ws_url, d3.nodes.find((n) => n.node === 'n3').ws_url);
+    const l = await login(node(0), u.username, u.password);
+    assert.equal(l.ws_url, d3.ws_url, 'login names the same node');
+  } finally {
+    for (const s of socks) s.terminate();
+  }
+}));
+
+test('push across nodes: a recipient online on another node gets none; offline, exactly one', { ...T, skip: SKIP }, t(async () => {
+  const rcv = await startReceiver({ name: 'hook' });
+  try {
+    const a = await newUser(node(0), 'xha');
+    const b = await newUser(node(1), 'xhb');
+    const sub = await api(node(2), 'POST', '/v1/push/subscriptions', { token: b.token, body: { kind: 'webhook', url: rcv.url('/b') } });
+    assert.equal(sub.status, 201, show(sub));
+    const wb = await connectWs(node(1), { token: b.token, label: 'b@n2' });
+    const wa = await connectWs(node(0), { token: a.token, label: 'a@n1' });
+    await sleep(500); // b's online state reaches n1
+    const online = await wa.request({ op: 'send', to: b.user.id, text: 'you are online', cmid: 'h1' });
+    assert.equal(online.op, 'ack');
+    await wb.waitFor((f) => f.op === 'msg' && f.id === online.id, { what: 'live msg' });
+    wb.close(1000);
+    await sleep(500);
+    const offline = await wa.request({ op: 'send', to: b.user.id, text: 'now offline', cmid: 'h2' });
+    const got = await rcv.waitFor((r) => jsonOf(r).message_id === offline.id, { timeoutMs: ms(10000), what: 'the offline push' });
+    assert.equal(jsonOf(got[0]).preview, 'now offline');
+    await sleep(1500); // every node's worker had its chance
+    const all = rcv.requests.map(jsonOf).filter((j) => j.user_id === b.user.id);
+    assert.deepEqual(all.map((j) => j.message_id), [offline.id], 'one notification, for the offline message only');
+    wa.terminate();
+  } finally {
+    await rcv.close();
+  }
+}));
