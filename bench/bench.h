@@ -19,9 +19,19 @@
  *
  * CLOCK_MONOTONIC is system-wide, so a timestamp written into a message's
  * text by one worker is comparable with the clock of the worker that
- * receives it: that is the end-to-end latency. */
+ * receives it: that is the end-to-end latency.
+ *
+ * Several nodes (disco.c): the coordinator asks GET /v1/discovery once at
+ * start; when the answer lists more than one node (or --discovery says so),
+ * each worker spreads its connections over the listed nodes by weighted round
+ * robin on their spare capacity, and reports its counts per node. With
+ * --reconnect a dropped connection asks discovery again, comes back with
+ * jittered back-off (at once after close 1012), syncs from the highest pos
+ * it has seen and resends its unacknowledged sends with the same cmid
+ * (worker.c, "reconnects"). */
 #ifndef IY_BENCH_H
 #define IY_BENCH_H
+#include "base/buf.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,6 +56,60 @@ void hist_add(hist *h, uint64_t ns);
 void hist_merge(hist *into, const hist *from);
 uint64_t hist_quantile(const hist *h, double q);   /* ns; 0 if empty; q=1 gives max */
 
+/* ---- disco.c: service discovery ----------------------------------------- */
+#define BENCH_MAX_NODES 32
+
+/* One chat node, from a discovery answer (or from --host/--port). */
+typedef struct bnode {
+    char name[96];                  /* `node`; the URL's host:port when the answer has none */
+    char url[192];                  /* ws_url as answered */
+    char host_hdr[96];              /* Host header: the URL's host[:port] */
+    char path[96];                  /* request path of the upgrade, e.g. /v1/ws */
+    uint32_t addr;                  /* IPv4, host byte order */
+    int port;
+    int64_t connections, capacity;  /* -1 when the answer did not say */
+} bnode;
+
+/* A discovery answer: its `nodes` list, or its ws_url alone when it has none. */
+typedef struct bdisco {
+    int n;
+    int listed;                     /* 1: the answer had a `nodes` list */
+    int pick;                       /* index of the answer's own ws_url choice in node[], or -1 */
+    bnode node[BENCH_MAX_NODES];
+} bdisco;
+
+/* Parses a ws:// URL (wss is not spoken here) into nd's url, host_hdr, path,
+ * addr and port; host names are resolved (getaddrinfo, IPv4). 0, or -1. */
+int disco_parse_url(const char *s, size_t n, bnode *nd);
+
+/* Appends the HTTP/1.1 request for GET /v1/discovery on host:port to b. */
+void disco_request(iy_buf *b, const char *host, int port);
+
+/* Parses an HTTP response to that request held in s[0..n): 0 and *d filled
+ * when complete and good, 1 when more bytes are needed (eof: no more will
+ * come), -1 when it is not a 200 with a usable answer. */
+int disco_parse_http(const char *s, size_t n, int eof, bdisco *d);
+
+/* The whole exchange, blocking, at most timeout_ms: 0 and *d filled, or -1. */
+int disco_fetch(const char *host, int port, int timeout_ms, bdisco *d);
+
+/* The weight of a node for spreading new connections: its spare capacity
+ * (capacity - connections, at least 0), or 1 when the answer gave no
+ * figures for some node. */
+void disco_weights(const bdisco *d, double *weight);
+
+/* Smooth weighted round robin over n nodes: adds each eligible node's weight
+ * to cur[i], picks the largest, subtracts the eligible total from it. Over
+ * sum(weights) picks each node is picked weight times, evenly spread. Nodes
+ * with ok[i] == 0 are skipped; when no eligible node has a positive weight,
+ * the eligible ones count equally. Returns the index, or -1 if none is ok. */
+int disco_wrr_pick(double *cur, const double *weight, const int *ok, int n);
+
+/* s at a JSON value (object, array, string, number, literal): returns just
+ * past it, or NULL if it is cut short or not well formed. Strings are
+ * skipped with their escapes, so braces inside them do not count. */
+const char *bench_json_skip(const char *s, const char *e);
+
 /* ---- scenarios and parameters ------------------------------------------ */
 enum scenario { SC_IDLE = 1, SC_DIRECT, SC_GROUP, SC_HISTORY, SC_RESYNC };
 
@@ -65,7 +129,9 @@ typedef struct bparams {
     int workers;
     char host[64];
     int port;
-    int server_pid;             /* 0: no server memory/CPU figures */
+    int server_pid;             /* 0: no server memory/CPU figures; else the first of server_pids */
+    int server_pids[BENCH_MAX_NODES];   /* --server-pid PID[,PID...]: figures summed over them */
+    int nserver_pids;
     int count;                  /* idle N, direct P, group G, history H, resync K */
     double duration, warmup;    /* seconds (direct, group, history) */
     double rate;                /* offered msgs/s in all; 0 = full speed (window) */
@@ -80,13 +146,28 @@ typedef struct bparams {
     int hb_s;                   /* heartbeat period (contract: 5 s) */
     int addrs_per_worker;       /* source addresses per worker */
     uint64_t nonce;             /* makes cmids unique across runs */
+    int discovery;              /* enum disco_mode */
+    int reconnect;              /* --reconnect: dropped connections come back and resume */
+    int spread;                 /* connections spread over disco's nodes (else --host/--port) */
+    bdisco disco;               /* the answer at start, when spread */
     buser *users;
     int nusers;
     bgroup *groups;
     int ngroups;
 } bparams;
 
+enum disco_mode { DISCO_AUTO = 0, DISCO_ON, DISCO_OFF };
+
 #define BENCH_FIXED_RATE_CAP 256    /* sends in flight per connection at a fixed rate */
+
+/* Per-node figures of one worker (merged by name by the coordinator). */
+typedef struct nreport {
+    char name[96];
+    char url[192];
+    uint64_t ready;             /* connections on it at the end */
+    uint64_t connects;          /* handshakes that reached ready there, reconnects included */
+    uint64_t failed, dropped;   /* handshakes that failed there; ready sockets lost there */
+} nreport;
 
 /* What a worker sends back at the end (merged by the coordinator). */
 typedef struct wreport {
@@ -96,7 +177,16 @@ typedef struct wreport {
     uint64_t pages, page_errors, caught_up, catchup_errors, synced_msgs;
     uint64_t all_ready_ns, done_ns;     /* monotonic ns: last connection ready, last device caught up */
     uint64_t behind;                    /* fixed rate: sends skipped because a window was full */
+    /* --reconnect */
+    uint64_t reconnects;                /* dropped connections that came back to ready */
+    uint64_t reconnect_failures;        /* attempts that failed (and were retried) */
+    uint64_t resent;                    /* unacknowledged sends sent again (same cmid) */
+    uint64_t offline_ns;                /* sum of the times without a socket */
+    uint64_t still_offline;             /* connections without a socket at the end */
     hist h_conn, h_ack, h_e2e, h_req, h_catch;
+    hist h_gap;                         /* per reconnect: drop -> ready again */
+    int nnodes;
+    nreport node[BENCH_MAX_NODES];
 } wreport;
 
 /* Pipe messages. */

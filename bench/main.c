@@ -6,7 +6,13 @@
  * workers' exact histograms, reads the server's memory (VmRSS) and CPU time
  * from /proc/PID, and prints a human table then one JSON line. Every run is
  * bounded: durations are fixed, drains and reconnects have deadlines, and
- * the coordinator kills nothing but its own workers. */
+ * the coordinator kills nothing but its own workers.
+ *
+ * Before forking it asks the server's discovery once (disco.c): a `nodes`
+ * list of more than one node, or --discovery, spreads the connections over
+ * the nodes, and the output gains one line (and one JSON object) per node.
+ * Against a single node without those options the output is what it always
+ * was. */
 #include "bench.h"
 #include "base/alloc.h"
 #include <errno.h>
@@ -68,7 +74,16 @@ static void usage(FILE *f)
         "  --warmup S (2) --rate R (0: full speed) --window N (4) --senders S (all) --msg-bytes B (100)\n"
         "  --limit L (50) --prefill N (200) --missed N (200) --concurrency N (256 handshakes per worker)\n"
         "  --settle S (6) --hb S (5) --addrs N (32 source addresses 127.0.x.y per worker)\n"
-        "  --label TEXT (a name for the run in the output)\n");
+        "  --label TEXT (a name for the run in the output)\n"
+        "  --server-pid PID[,PID...]: memory and CPU are summed over several server processes\n"
+        "several nodes:\n"
+        "  --discovery     spread the connections over the nodes GET /v1/discovery lists on --host:--port,\n"
+        "                  weighted by spare capacity (the default when it lists more than one node)\n"
+        "  --no-discovery  connect to --host:--port only, never ask discovery\n"
+        "  --reconnect     a dropped connection asks discovery again and comes back (jittered back-off\n"
+        "                  from 250 ms to 10 s, at once after close 1012), syncs from its pos and resends\n"
+        "                  its unacknowledged sends with the same cmid; reports reconnects and the time\n"
+        "                  without a socket\n");
 }
 
 static int load_users(const char *path, bparams *p)
@@ -133,6 +148,7 @@ static long server_rss_kib(int pid)
 {
     char path[64], line[256];
     long kib = -1;
+    if (pid <= 0) return -1;
     snprintf(path, sizeof path, "/proc/%d/status", pid);
     FILE *f = fopen(path, "r");
     if (!f) return -1;
@@ -145,6 +161,7 @@ static long server_rss_kib(int pid)
 static double server_cpu_s(int pid)
 {
     char path[64], buf[2048];
+    if (pid <= 0) return -1;
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
     FILE *f = fopen(path, "r");
     if (!f) return -1;
@@ -157,6 +174,70 @@ static double server_cpu_s(int pid)
     /* after ")": state(3) ... utime is field 14, stime 15 */
     if (sscanf(s + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2) return -1;
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The sums over every --server-pid; -1 when none could be read. */
+static long servers_rss_kib(const bparams *p)
+{
+    long sum = -1;
+    for (int i = 0; i < p->nserver_pids; i++) {
+        long v = server_rss_kib(p->server_pids[i]);
+        if (v >= 0) sum = (sum < 0 ? 0 : sum) + v;
+    }
+    return sum;
+}
+
+static double servers_cpu_s(const bparams *p)
+{
+    double sum = -1;
+    for (int i = 0; i < p->nserver_pids; i++) {
+        double v = server_cpu_s(p->server_pids[i]);
+        if (v >= 0) sum = (sum < 0 ? 0 : sum) + v;
+    }
+    return sum;
+}
+
+static int parse_pids(const char *v, bparams *p)
+{
+    p->nserver_pids = 0;
+    for (const char *s = v; *s; ) {
+        char *end;
+        long pid = strtol(s, &end, 10);
+        if (end == s || pid <= 0 || p->nserver_pids == BENCH_MAX_NODES) return -1;
+        if (*end && *end != ',') return -1;
+        p->server_pids[p->nserver_pids++] = (int)pid;
+        s = *end == ',' ? end + 1 : end;
+    }
+    p->server_pid = p->nserver_pids ? p->server_pids[0] : 0;
+    return p->nserver_pids ? 0 : -1;
+}
+
+/* Adds a worker's per-node figures into the total, matched by node name. */
+static void merge_nodes(wreport *into, const wreport *from)
+{
+    for (int i = 0; i < from->nnodes; i++) {
+        const nreport *f = &from->node[i];
+        int k = 0;
+        while (k < into->nnodes && strcmp(into->node[k].name, f->name) != 0) k++;
+        if (k == into->nnodes) {
+            if (k == BENCH_MAX_NODES) continue;
+            into->nnodes++;
+            memset(&into->node[k], 0, sizeof into->node[k]);
+            memcpy(into->node[k].name, f->name, sizeof f->name);
+            memcpy(into->node[k].url, f->url, sizeof f->url);
+        }
+        into->node[k].ready += f->ready;
+        into->node[k].connects += f->connects;
+        into->node[k].failed += f->failed;
+        into->node[k].dropped += f->dropped;
+    }
+}
+
+/* Node names and URLs come from the server: keep them JSON-safe. */
+static void json_safe(char *s)
+{
+    for (; *s; s++)
+        if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20) *s = '_';
 }
 
 static const char *scenario_name(int s)
@@ -208,6 +289,19 @@ int main(int argc, char **argv)
     }
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        /* the options without a value */
+        if (!strcmp(a, "--discovery")) {
+            p.discovery = DISCO_ON;
+            continue;
+        }
+        if (!strcmp(a, "--no-discovery")) {
+            p.discovery = DISCO_OFF;
+            continue;
+        }
+        if (!strcmp(a, "--reconnect")) {
+            p.reconnect = 1;
+            continue;
+        }
         if (!v) {
             fprintf(stderr, "iyagi-bench: %s needs a value\n", a);
             return 2;
@@ -216,7 +310,12 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--users")) users = v;
         else if (!strcmp(a, "--host")) snprintf(p.host, sizeof p.host, "%s", v);
         else if (!strcmp(a, "--port")) p.port = atoi(v);
-        else if (!strcmp(a, "--server-pid")) p.server_pid = atoi(v);
+        else if (!strcmp(a, "--server-pid")) {
+            if (parse_pids(v, &p) != 0) {
+                fprintf(stderr, "iyagi-bench: --server-pid takes PID[,PID...]\n");
+                return 2;
+            }
+        }
         else if (!strcmp(a, "--workers")) p.workers = atoi(v);
         else if (!strcmp(a, "--count")) p.count = atoi(v);
         else if (!strcmp(a, "--duration")) p.duration = atof(v);
@@ -264,6 +363,20 @@ int main(int argc, char **argv)
         p.nonce = (uint64_t)rt.tv_sec * 1000000ull + (uint64_t)rt.tv_nsec / 1000;
     }
     signal(SIGPIPE, SIG_IGN);
+    if (p.discovery != DISCO_OFF) {
+        /* One answer for the whole run's start; workers refresh it on reconnects. */
+        bdisco d;
+        if (disco_fetch(p.host, p.port, 5000, &d) == 0) {
+            if (p.discovery == DISCO_ON || (d.listed && d.n > 1)) {
+                p.spread = 1;
+                p.disco = d;
+            }
+        } else if (p.discovery == DISCO_ON) {
+            fprintf(stderr, "iyagi-bench: --discovery: no usable answer from http://%s:%d/v1/discovery\n",
+                    p.host, p.port);
+            return 1;
+        }
+    }
     fflush(stdout);
 
     int W = p.workers;
@@ -299,8 +412,8 @@ int main(int argc, char **argv)
     pmsg m;
     for (int i = 0; i < W && !failed; i++)
         if (bench_read_full(up[i], &m, sizeof m) != 0 || m.kind != MSG_READY) failed = 1;
-    long rss0 = p.server_pid ? server_rss_kib(p.server_pid) : -1, rss1 = -1;
-    double cpu0 = p.server_pid ? server_cpu_s(p.server_pid) : -1, cpu1 = -1;
+    long rss0 = p.server_pid ? servers_rss_kib(&p) : -1, rss1 = -1;
+    double cpu0 = p.server_pid ? servers_cpu_s(&p) : -1, cpu1 = -1;
     uint64_t go = bench_now_ns(), all_ready = 0, end = 0;
     pmsg cmd = { .kind = CMD_GO, .ns = go };
     for (int i = 0; i < W && !failed; i++)
@@ -310,11 +423,11 @@ int main(int argc, char **argv)
             if (bench_read_full(up[i], &m, sizeof m) != 0 || m.kind != MSG_MARK) failed = 1;
             else if (m.ns > all_ready) all_ready = m.ns;
         }
-        cpu1 = p.server_pid ? server_cpu_s(p.server_pid) : -1;
+        cpu1 = p.server_pid ? servers_cpu_s(&p) : -1;
         struct timespec st = { .tv_sec = (time_t)p.settle,
                                .tv_nsec = (long)((p.settle - (double)(time_t)p.settle) * 1e9) };
         nanosleep(&st, NULL);
-        rss1 = p.server_pid ? server_rss_kib(p.server_pid) : -1;
+        rss1 = p.server_pid ? servers_rss_kib(&p) : -1;
         cmd.kind = CMD_STOP;
         for (int i = 0; i < W && !failed; i++)
             if (bench_write_full(down[i], &cmd, sizeof cmd) != 0) failed = 1;
@@ -326,6 +439,7 @@ int main(int argc, char **argv)
     hist_init(&total.h_e2e);
     hist_init(&total.h_req);
     hist_init(&total.h_catch);
+    hist_init(&total.h_gap);
     for (int i = 0; i < W && !failed; i++) {
         if (bench_read_full(up[i], &m, sizeof m) != 0 || m.kind != MSG_RESULT ||
             bench_read_full(up[i], &r, sizeof r) != 0) {
@@ -338,7 +452,10 @@ int main(int argc, char **argv)
         ADD(sent); ADD(acked); ADD(delivered_win); ADD(delivered_total); ADD(expected_total);
         ADD(missing); ADD(dup_or_reorder); ADD(seq_order_errors); ADD(pages); ADD(page_errors);
         ADD(caught_up); ADD(catchup_errors); ADD(synced_msgs); ADD(behind);
+        ADD(reconnects); ADD(reconnect_failures); ADD(resent); ADD(offline_ns); ADD(still_offline);
 #undef ADD
+        merge_nodes(&total, &r);
+        hist_merge(&total.h_gap, &r.h_gap);
         if (r.done_ns > total.done_ns) total.done_ns = r.done_ns;
         hist_merge(&total.h_conn, &r.h_conn);
         hist_merge(&total.h_ack, &r.h_ack);
@@ -346,7 +463,7 @@ int main(int argc, char **argv)
         hist_merge(&total.h_req, &r.h_req);
         hist_merge(&total.h_catch, &r.h_catch);
     }
-    if (p.scenario != SC_IDLE) cpu1 = p.server_pid ? server_cpu_s(p.server_pid) : -1;
+    if (p.scenario != SC_IDLE) cpu1 = p.server_pid ? servers_cpu_s(&p) : -1;
     for (int i = 0; i < W; i++) {
         if (failed) kill(pids[i], SIGTERM); /* our own workers only */
         close(down[i]);
@@ -365,15 +482,36 @@ int main(int argc, char **argv)
                   : p.scenario == SC_RESYNC ? (double)(total.done_ns > go ? total.done_ns - go : 0) / 1e9
                   : p.warmup + p.duration;
     double cpu = cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : -1;
-    uint64_t errors = total.conns_failed + total.closed_unexpected + total.proto_errors +
-                      total.server_errors + total.missing + total.dup_or_reorder +
+    /* With --reconnect a dropped connection is expected (a node killed or
+     * drained on purpose): what counts is one still without a socket at the end. */
+    uint64_t errors = total.conns_failed + (p.reconnect ? total.still_offline : total.closed_unexpected) +
+                      total.proto_errors + total.server_errors + total.missing + total.dup_or_reorder +
                       total.seq_order_errors + total.page_errors + total.catchup_errors;
+    for (int i = 0; i < total.nnodes; i++) {
+        json_safe(total.node[i].name);
+        json_safe(total.node[i].url);
+    }
     printf("== iyagi-bench %s %s (count %d, workers %d%s%s)\n", sc, label, p.count, W,
            p.rate > 0 ? ", fixed rate" : "", p.scenario == SC_DIRECT || p.scenario == SC_GROUP ? "" : "");
     printf("  connections ok %llu, failed %llu, dropped %llu; protocol errors %llu, server errors %llu\n",
            (unsigned long long)total.conns_ok, (unsigned long long)total.conns_failed,
            (unsigned long long)total.closed_unexpected, (unsigned long long)total.proto_errors,
            (unsigned long long)total.server_errors);
+    if (p.spread)
+        for (int i = 0; i < total.nnodes; i++) {
+            const nreport *n = &total.node[i];
+            printf("  node %s (%s): %llu connected at the end; %llu handshakes ok, %llu failed; %llu dropped\n",
+                   n->name, n->url, (unsigned long long)n->ready, (unsigned long long)n->connects,
+                   (unsigned long long)n->failed, (unsigned long long)n->dropped);
+        }
+    if (p.reconnect) {
+        printf("  reconnects %llu (failed attempts %llu), sends resent %llu, without a socket at the end %llu; "
+               "time without a socket %.3f s in all\n",
+               (unsigned long long)total.reconnects, (unsigned long long)total.reconnect_failures,
+               (unsigned long long)total.resent, (unsigned long long)total.still_offline,
+               (double)total.offline_ns / 1e9);
+        print_hist_row("without a socket", &total.h_gap);
+    }
     double rate_conn = 0, mem_per_conn = 0, delivered_s = 0, msgs_s = 0, pages_s = 0;
     switch (p.scenario) {
     case SC_IDLE:
@@ -433,6 +571,23 @@ int main(int argc, char **argv)
            (unsigned long long)total.conns_ok, (unsigned long long)total.conns_failed,
            (unsigned long long)total.closed_unexpected, (unsigned long long)errors);
     if (cpu >= 0) printf(",\"server_cpu_s\":%.2f", cpu);
+    if (p.spread) {
+        printf(",\"nodes\":[");
+        for (int i = 0; i < total.nnodes; i++) {
+            const nreport *n = &total.node[i];
+            printf("%s{\"node\":\"%s\",\"ws_url\":\"%s\",\"conns\":%llu,\"connects\":%llu,\"failed\":%llu,"
+                   "\"dropped\":%llu}", i ? "," : "", n->name, n->url, (unsigned long long)n->ready,
+                   (unsigned long long)n->connects, (unsigned long long)n->failed, (unsigned long long)n->dropped);
+        }
+        printf("]");
+    }
+    if (p.reconnect) {
+        printf(",\"reconnects\":%llu,\"reconnect_failures\":%llu,\"resent\":%llu,\"still_offline\":%llu,"
+               "\"offline_s\":%.3f", (unsigned long long)total.reconnects,
+               (unsigned long long)total.reconnect_failures, (unsigned long long)total.resent,
+               (unsigned long long)total.still_offline, (double)total.offline_ns / 1e9);
+        json_hist("offline", &total.h_gap);
+    }
     switch (p.scenario) {
     case SC_IDLE:
         printf(",\"connect_per_s\":%.0f,\"rss_before_kib\":%ld,\"rss_after_kib\":%ld,\"bytes_per_conn\":%.0f",

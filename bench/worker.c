@@ -20,7 +20,33 @@
  *
  * At a fixed offered rate the send time written in the message is the
  * *scheduled* time, so a server (or client) that falls behind shows it in
- * the latencies instead of hiding it (no coordinated omission). */
+ * the latencies instead of hiding it (no coordinated omission).
+ *
+ * Nodes. Each connection has a node (an entry of w->nodes: the answer of
+ * discovery, or --host/--port alone). When spreading, the set-up assigns
+ * nodes by smooth weighted round robin on spare capacity, so the two sides
+ * of a pair, or consecutive members of a group, land on different nodes.
+ *
+ * Reconnects (--reconnect), per connection:
+ *
+ *   READY --drop (EOF, error, close frame)--> WAIT   t_due = now + back-off:
+ *        0 after close 1012 on a ready socket, else 250 ms x 2^attempt
+ *        (<= 10 s), +-30 % jitter
+ *   WAIT --t_due passed, and a discovery answer asked after the drop is in
+ *        (one request in flight per worker serves every waiting connection;
+ *        if discovery fails, the table it had)--> pick a node: weighted
+ *        round robin over the listed nodes, skipping nodes that refused us
+ *        or sent 1012 in the last 10 s --> CONNECTING ... AUTHING
+ *   AUTHING --ready--> READY: sync after the highest contiguous pos seen
+ *        (paging while `more`; live msg frames are held meanwhile, then
+ *        replayed, each pos taken once), resend every unacknowledged send
+ *        byte for byte (same cmid: the server answers with the original
+ *        ack), refill the window
+ *   CONNECTING..AUTHING --failure or 10 s--> WAIT (attempt + 1)
+ *
+ * Invariants: a connection is in w->recon from its drop until it is ready
+ * again (`recon`); the time in between is its time without a socket; acks
+ * and pos are counted once however often a send went out. */
 #include "bench.h"
 #include "base/alloc.h"
 #include "base/buf.h"
@@ -43,10 +69,29 @@
 #define DRAIN_S 10                   /* seconds to wait for the last acks and deliveries */
 #define RESYNC_TIMEOUT_S 120
 #define SETUP_TIMEOUT_S 180          /* connecting and prefilling, at most */
+#define RECON_MIN_NS 250000000ull    /* --reconnect: first back-off, doubling... */
+#define RECON_MAX_NS 10000000000ull  /* ...up to this */
+#define RECON_JITTER 0.3
+#define HANDSHAKE_NS 10000000000ull  /* a reconnect not ready after this has failed */
+#define DISCO_TIMEOUT_NS 3000000000ull
+#define NODE_DOWN_NS 10000000000ull  /* a node that refused us or drained is skipped this long */
+#define PEND_RING 512                /* unacknowledged sends remembered per connection */
+#define POSW_WORDS 16                /* pos seen past the contiguous base: 1,024 of them */
 
 enum cstate { C_IDLE = 0, C_CONNECTING, C_UPGRADING, C_AUTHING, C_READY, C_CLOSED };
 enum { ROLE_SEND = 1, ROLE_RECV = 2, ROLE_DEVICE = 4 };
 enum phase { PH_SETUP = 0, PH_WAITGO, PH_RUN, PH_HOLD, PH_DRAIN, PH_DONE };
+
+/* The inbox positions a connection has seen: every pos <= base, and
+ * base + 1 + i for each bit i set. base is where a resume syncs from. */
+typedef struct posw {
+    uint64_t base;
+    uint64_t bits[POSW_WORDS];
+} posw;
+
+typedef struct pend {
+    uint64_t ctr, ts;           /* ts 0: a free slot */
+} pend;
 
 typedef struct bconn {
     int fd;
@@ -66,7 +111,36 @@ typedef struct bconn {
     uint64_t base_pos, ready_pos, sync_pos, max_seq;
     iy_buf in, out;
     unsigned dirty : 1, want_out : 1, settled : 1, caught : 1;
+    /* nodes and --reconnect */
+    unsigned recon : 1, listed : 1, resyncing : 1;
+    int node;                   /* index into w->nodes */
+    int attempt;                /* reconnect attempts since it was last ready */
+    int close_code;             /* of the server's close frame, until the reconnect is scheduled */
+    uint64_t t_lost, t_due, t_need;   /* dropped; next attempt; discovery must be newer than this */
+    uint64_t resumed_to;        /* highest pos a resume's sync returned */
+    posw *pw;
+    pend *pend;                 /* senders: sends not acknowledged yet, by ctr % PEND_RING */
+    iy_buf held;                /* live msg frames (4-byte length + bytes) held while resyncing */
 } bconn;
+
+/* A node as this worker sees it. */
+typedef struct wnode {
+    bnode b;
+    int listed;                 /* in the last discovery answer */
+    uint64_t down_until;        /* refused a connection or drained: skipped until then */
+    uint64_t connects, failed, dropped;
+} wnode;
+
+/* The worker's discovery request (one at a time, shared by every reconnect). */
+typedef struct wdisc {
+    int fd;
+    int busy;
+    int sent;
+    uint64_t started;           /* when the request in flight was made */
+    uint64_t answered;          /* `started` of the last request that ended, well or not */
+    iy_buf out, in;
+    bdisco answer;
+} wdisc;
 
 typedef struct worker {
     const bparams *p;
@@ -81,9 +155,14 @@ typedef struct worker {
     int connecting, settled;    /* handshakes in progress; connections ready or failed */
     int concurrency;
     uint64_t made;              /* sockets made (source address round robin) */
-    struct sockaddr_in srv;
+    struct sockaddr_in entry;   /* --host:--port, where discovery is asked */
     char accept[29];
-    char host_hdr[96];
+    wnode nodes[BENCH_MAX_NODES];
+    int nn;
+    double weight[BENCH_MAX_NODES], cur[BENCH_MAX_NODES];   /* weighted round robin */
+    wdisc disc;
+    bconn **recon;              /* connections between a drop and ready again (--reconnect) */
+    int nrecon, recon_live;
     uint8_t *rbuf;
     iy_buf scratch;
     uint64_t rng;
@@ -173,27 +252,43 @@ static void flush_all(worker *w)
 
 /* ---- requests ---------------------------------------------------------- */
 
-static void send_message(worker *w, bconn *c, uint64_t ts)
+/* The send of message ctr, written at ts: its text and cmid follow from
+ * (ctr, ts), so a resend is the first send byte for byte. With --reconnect it
+ * carries rid "c<ctr>", so that an error answer frees its resend slot. */
+static void send_frame(worker *w, bconn *c, uint64_t ctr, uint64_t ts)
 {
     const bparams *p = w->p;
     iy_buf *b = &w->scratch;
     char text[4096];
     int n = snprintf(text, sizeof text, "%llu %d %llu ", (unsigned long long)ts, c->slot,
-                     (unsigned long long)c->ctr);
+                     (unsigned long long)ctr);
     int want = p->msg_bytes < (int)sizeof text ? p->msg_bytes : (int)sizeof text - 1;
     while (n < want) text[n++] = 'x';
     iy_buf_reset(b);
     if (c->to) iy_buf_appendf(b, "{\"op\":\"send\",\"to\":\"%llu\"", (unsigned long long)c->to);
     else iy_buf_appendf(b, "{\"op\":\"send\",\"channel\":\"%llu\"", (unsigned long long)c->channel);
+    if (c->pend) iy_buf_appendf(b, ",\"rid\":\"c%llu\"", (unsigned long long)ctr);
     iy_buf_append_str(b, ",\"text\":\"");
     iy_buf_append(b, text, (size_t)n);
     iy_buf_appendf(b, "\",\"cmid\":\"%llx.%llu.%llu\"}", (unsigned long long)p->nonce,
-                   (unsigned long long)c->ctr, (unsigned long long)ts);
+                   (unsigned long long)ctr, (unsigned long long)ts);
     send_json(w, c, b->data, b->len);
+}
+
+static void send_message(worker *w, bconn *c, uint64_t ts)
+{
+    send_frame(w, c, c->ctr, ts);
+    if (c->pend) c->pend[c->ctr % PEND_RING] = (pend){ .ctr = c->ctr, .ts = ts };
     c->ctr++;
     c->inflight++;
     w->inflight_total++;
     w->r.sent++;
+}
+
+static void pend_done(bconn *c, uint64_t ctr)
+{
+    pend *e = &c->pend[ctr % PEND_RING];
+    if (e->ts && e->ctr == ctr) e->ts = 0;
 }
 
 static void send_history(worker *w, bconn *c)
@@ -210,13 +305,57 @@ static void send_history(worker *w, bconn *c)
     w->inflight_total++;
 }
 
-static void send_sync(worker *w, bconn *c)
+/* rid "s": the resync scenario's catch-up; "rs": a resume after a reconnect. */
+static void send_sync(worker *w, bconn *c, const char *rid)
 {
     iy_buf *b = &w->scratch;
     iy_buf_reset(b);
-    iy_buf_appendf(b, "{\"op\":\"sync\",\"rid\":\"s\",\"after\":%llu,\"limit\":500}",
+    iy_buf_appendf(b, "{\"op\":\"sync\",\"rid\":\"%s\",\"after\":%llu,\"limit\":500}", rid,
                    (unsigned long long)c->sync_pos);
     send_json(w, c, b->data, b->len);
+}
+
+/* ---- positions seen ----------------------------------------------------- */
+
+static void posw_advance(posw *pw, uint64_t n)
+{
+    pw->base += n;
+    if (n >= POSW_WORDS * 64) {
+        memset(pw->bits, 0, sizeof pw->bits);
+        return;
+    }
+    unsigned q = (unsigned)(n / 64), r = (unsigned)(n % 64);
+    for (unsigned i = 0; i < POSW_WORDS; i++) {
+        uint64_t lo = i + q < POSW_WORDS ? pw->bits[i + q] : 0;
+        uint64_t hi = i + q + 1 < POSW_WORDS ? pw->bits[i + q + 1] : 0;
+        pw->bits[i] = r ? (lo >> r) | (hi << (64 - r)) : lo;
+    }
+}
+
+/* Notes pos as seen: 1 if it was new, 0 if seen before (or 0). A pos more
+ * than the window ahead of the base gives up the oldest holes. */
+static int posw_mark(posw *pw, uint64_t pos)
+{
+    if (pos <= pw->base) return 0;
+    uint64_t off = pos - pw->base - 1;
+    if (off >= POSW_WORDS * 64) {
+        posw_advance(pw, off - POSW_WORDS * 64 + 1);
+        off = POSW_WORDS * 64 - 1;
+    }
+    uint64_t bit = 1ull << (off % 64);
+    if (pw->bits[off / 64] & bit) return 0;
+    pw->bits[off / 64] |= bit;
+    uint64_t run = 0;
+    for (unsigned i = 0; i < POSW_WORDS; i++) {
+        if (pw->bits[i] == ~0ull) {
+            run += 64;
+            continue;
+        }
+        run += (uint64_t)__builtin_ctzll(~pw->bits[i]);
+        break;
+    }
+    if (run) posw_advance(pw, run);
+    return 1;
 }
 
 /* ---- connections ------------------------------------------------------- */
@@ -229,17 +368,37 @@ static void settle(worker *w, bconn *c, int ok)
     w->connecting--;
     if (ok) {
         w->r.conns_ok++;
+        w->nodes[c->node].connects++;
         hist_add(&w->r.h_conn, bench_now_ns() - c->t_start);
     } else {
         w->r.conns_failed++;
+        w->nodes[c->node].failed++;
     }
+}
+
+static void recon_schedule(worker *w, bconn *c);
+
+/* A reconnect attempt failed: the node is skipped for a while, and the
+ * connection waits for its next attempt. */
+static void recon_failed(worker *w, bconn *c)
+{
+    w->connecting--;
+    w->r.reconnect_failures++;
+    w->nodes[c->node].failed++;
+    w->nodes[c->node].down_until = bench_now_ns() + NODE_DOWN_NS;
 }
 
 static void conn_close(worker *w, bconn *c, int unexpected)
 {
     if (c->state == C_CLOSED || c->state == C_IDLE) return;
-    if (c->state < C_READY) settle(w, c, 0);
-    else if (unexpected) w->r.closed_unexpected++;
+    int dropped = c->state == C_READY && unexpected;
+    if (c->state < C_READY) {
+        if (c->recon) recon_failed(w, c);
+        else settle(w, c, 0);
+    } else if (unexpected) {
+        w->r.closed_unexpected++;
+        w->nodes[c->node].dropped++;
+    }
     epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     c->fd = -1;
@@ -248,18 +407,22 @@ static void conn_close(worker *w, bconn *c, int unexpected)
     c->inflight = 0;
     iy_buf_reset(&c->in);
     iy_buf_reset(&c->out);
+    iy_buf_reset(&c->held);
+    c->resyncing = 0;
     if ((c->role & ROLE_DEVICE) && w->phase == PH_RUN && !c->caught) {
         c->caught = 1;
         w->devices_done++;
         w->r.catchup_errors++;
     }
+    if (w->p->reconnect && w->phase != PH_DONE && (c->recon || dropped)) recon_schedule(w, c);
 }
 
 static void conn_start(worker *w, bconn *c)
 {
     const bparams *p = w->p;
+    const wnode *nd = &w->nodes[c->node];
     c->t_start = bench_now_ns();
-    c->settled = 0;
+    if (!c->recon) c->settled = 0;
     c->state = C_CONNECTING;
     w->connecting++;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -273,7 +436,9 @@ static void conn_start(worker *w, bconn *c)
     struct sockaddr_in src = { .sin_family = AF_INET };
     src.sin_addr.s_addr = htonl((127u << 24) | ((1 + a / 250) << 8) | (1 + a % 250));
     if (bind(fd, (struct sockaddr *)&src, sizeof src) != 0) goto fail;
-    if (connect(fd, (struct sockaddr *)&w->srv, sizeof w->srv) != 0 && errno != EINPROGRESS) goto fail;
+    struct sockaddr_in dst = { .sin_family = AF_INET, .sin_port = htons((uint16_t)nd->b.port),
+                               .sin_addr.s_addr = htonl(nd->b.addr) };
+    if (connect(fd, (struct sockaddr *)&dst, sizeof dst) != 0 && errno != EINPROGRESS) goto fail;
     struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.ptr = c };
     if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) != 0) goto fail;
     c->want_out = 1;
@@ -282,7 +447,12 @@ fail:
     if (fd >= 0) close(fd);
     c->fd = -1;
     c->state = C_CLOSED;
-    settle(w, c, 0);
+    if (c->recon) {
+        recon_failed(w, c);
+        recon_schedule(w, c);
+    } else {
+        settle(w, c, 0);
+    }
 }
 
 static void start_queued(worker *w)
@@ -320,11 +490,21 @@ static uint64_t num_field(const char *s, size_t n, const char *key)
 
 /* ---- scenario events --------------------------------------------------- */
 
+static void recon_ready(worker *w, bconn *c, uint64_t pos);
+
 static void on_ready(worker *w, bconn *c, uint64_t pos)
 {
     const bparams *p = w->p;
     c->state = C_READY;
+    if (c->recon) {
+        recon_ready(w, c, pos);
+        return;
+    }
     settle(w, c, 1);
+    if (p->reconnect && !c->pw) {
+        c->pw = iy_calloc(1, sizeof *c->pw);
+        c->pw->base = pos; /* what came before this device's first ready is history, not a gap */
+    }
     if (p->scenario == SC_RESYNC && (c->role & ROLE_DEVICE)) {
         if (w->phase == PH_SETUP) {
             /* First connection: note where this device is, then go offline. */
@@ -333,7 +513,7 @@ static void on_ready(worker *w, bconn *c, uint64_t pos)
         } else {
             c->ready_pos = pos;
             c->sync_pos = c->base_pos;
-            send_sync(w, c);
+            send_sync(w, c, "s");
         }
     }
 }
@@ -342,12 +522,15 @@ static void on_ack(worker *w, bconn *c, const char *s, size_t n, uint64_t now)
 {
     const bparams *p = w->p;
     const char *f = find_key(s, n, "\"cmid\":\"");
-    uint64_t ts = 0;
+    uint64_t ts = 0, ctr = 0;
     if (f) {
         const char *dot = memchr(f, '.', (size_t)(s + n - f));
+        if (dot) ctr = num_at(dot + 1, s + n);
         if (dot) dot = memchr(dot + 1, '.', (size_t)(s + n - dot - 1));
         if (dot) ts = num_at(dot + 1, s + n);
     }
+    if (c->pend && f) pend_done(c, ctr);
+    if (c->pw) posw_mark(c->pw, num_field(s, n, "\"pos\":"));
     if (c->inflight > 0) {
         c->inflight--;
         w->inflight_total--;
@@ -367,7 +550,9 @@ static void on_ack(worker *w, bconn *c, const char *s, size_t n, uint64_t now)
     }
 }
 
-static void on_msg(worker *w, bconn *c, const char *s, size_t n, uint64_t now)
+/* One message delivered to c (a msg frame, or a message object of a resume
+ * sync): latency, and each sender's messages once each and in order. */
+static void deliver(worker *w, bconn *c, const char *s, size_t n, uint64_t now)
 {
     w->r.delivered_total++;
     int win = in_window(w, now);
@@ -396,9 +581,86 @@ static void on_msg(worker *w, bconn *c, const char *s, size_t n, uint64_t now)
     c->last_seq = seq;
 }
 
+static void on_msg(worker *w, bconn *c, const char *s, size_t n, uint64_t now)
+{
+    if (c->pw) {
+        if (c->resyncing) {
+            /* after the resume's sync: the sync may return this one too */
+            uint32_t len = (uint32_t)n;
+            iy_buf_append(&c->held, &len, sizeof len);
+            iy_buf_append(&c->held, s, n);
+            return;
+        }
+        /* The resume's sync read what was committed, and a message it
+         * returned may still be on its way here live: that one is no repeat. */
+        uint64_t pos = num_field(s, n, "\"pos\":");
+        if (!posw_mark(c->pw, pos) && pos <= c->resumed_to) return;
+        /* Our own message, sent on the socket this one replaced while the
+         * server still held it (to the server, another socket of the
+         * sender): its ack, or the resend's, counts it. */
+        if (num_field(s, n, "\"from\":") == w->p->users[c->user].id) return;
+    }
+    deliver(w, c, s, n, now);
+}
+
+/* A page of a resume's sync: each message of the connection's channel not
+ * seen yet is delivered (its own messages are counted by their acks; other
+ * channels' messages are not this run's traffic); then the next page, or the
+ * live frames held meanwhile, each pos once. */
+static void on_resume_batch(worker *w, bconn *c, const char *s, size_t n, uint64_t now)
+{
+    const char *e = s + n;
+    const char *arr = find_key(s, n, "\"messages\":[");
+    const char *top = memmem(s, n, "],\"pos\":", 8);
+    if (!arr || !top || top < arr || !c->pw) {
+        w->r.proto_errors++;
+        return;
+    }
+    uint64_t self = w->p->users[c->user].id;
+    for (const char *q = arr; q < top; ) {
+        if (*q != '{') {
+            q++;
+            continue;
+        }
+        const char *end = bench_json_skip(q, top + 1);
+        if (!end) {
+            w->r.proto_errors++;
+            break;
+        }
+        size_t len = (size_t)(end - q);
+        uint64_t pos = num_field(q, len, "\"pos\":");
+        if (pos > c->sync_pos) c->sync_pos = pos;
+        if (pos > c->resumed_to) c->resumed_to = pos;
+        if (posw_mark(c->pw, pos) && num_field(q, len, "\"from\":") != self && c->channel &&
+            num_field(q, len, "\"channel\":") == c->channel)
+            deliver(w, c, q, len, now);
+        q = end;
+    }
+    uint64_t pos = num_at(top + 8, e);
+    if (pos > c->sync_pos) c->sync_pos = pos;
+    if (memmem(s, n, "\"more\":true", 11)) {
+        send_sync(w, c, "rs");
+        return;
+    }
+    c->resyncing = 0;
+    for (size_t off = 0; off + 4 <= c->held.len; ) {
+        uint32_t len;
+        memcpy(&len, c->held.data + off, sizeof len);
+        const char *m = c->held.data + off + 4;
+        if (posw_mark(c->pw, num_field(m, len, "\"pos\":")) && num_field(m, len, "\"from\":") != self)
+            deliver(w, c, m, len, now);
+        off += 4 + len;
+    }
+    iy_buf_reset(&c->held);
+}
+
 static void on_batch(worker *w, bconn *c, const char *s, size_t n, uint64_t now)
 {
     const bparams *p = w->p;
+    if (c->resyncing && find_key(s, n, "\"rid\":\"rs\"")) {
+        on_resume_batch(w, c, s, n, now);
+        return;
+    }
     if (p->scenario == SC_HISTORY) {
         const char *rid = find_key(s, n, "\"rid\":\"");
         uint64_t ts = rid ? num_at(rid, s + n) : 0, before = 0;
@@ -441,7 +703,7 @@ static void on_batch(worker *w, bconn *c, const char *s, size_t n, uint64_t now)
     if (more || c->sync_pos < c->ready_pos) {
         if (!more) w->r.catchup_errors++; /* the server says done, short of ready.pos */
         else {
-            send_sync(w, c);
+            send_sync(w, c, "s");
             return;
         }
     }
@@ -470,6 +732,8 @@ static void on_text(worker *w, bconn *c, const char *s, size_t n)
     else if (IS("error")) {
         w->r.server_errors++;
         if (w->r.server_errors <= 5) fprintf(stderr, "iyagi-bench: server error: %.*s\n", (int)n, s);
+        const char *rid = c->pend ? find_key(s, n, "\"rid\":\"c") : NULL;
+        if (rid) pend_done(c, num_at(rid, s + n)); /* not stored: nothing to resend */
         if (c->state == C_AUTHING) conn_close(w, c, 0);
         else if (c->inflight > 0) {
             c->inflight--;
@@ -532,6 +796,7 @@ static size_t parse_input(worker *w, bconn *c, const char *p, size_t n)
         }
         if (op == WS_OP_TEXT) on_text(w, c, payload, (size_t)len);
         else if (op == WS_OP_CLOSE) {
+            c->close_code = len >= 2 ? (uint8_t)payload[0] << 8 | (uint8_t)payload[1] : 1005;
             conn_close(w, c, 1);
             return n;
         } else if (op == WS_OP_PING) {
@@ -579,13 +844,218 @@ static void on_writable(worker *w, bconn *c)
             conn_close(w, c, 0);
             return;
         }
+        const wnode *nd = &w->nodes[c->node];
         c->state = C_UPGRADING;
-        iy_buf_append_str(&c->out, "GET /v1/ws HTTP/1.1\r\nHost: ");
-        iy_buf_append_str(&c->out, w->host_hdr);
+        iy_buf_appendf(&c->out, "GET %s HTTP/1.1\r\nHost: ", nd->b.path);
+        iy_buf_append_str(&c->out, nd->b.host_hdr);
         iy_buf_append_str(&c->out, "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                                    "Sec-WebSocket-Key: " WS_KEY "\r\nSec-WebSocket-Version: 13\r\n\r\n");
     }
     flush_conn(w, c);
+}
+
+/* ---- nodes and discovery ------------------------------------------------ */
+
+/* Takes a discovery answer: nodes are matched by name (new ones added, the
+ * ones not in it no longer chosen); weights are their spare capacity. */
+static void nodes_update(worker *w, const bdisco *d)
+{
+    double wt[BENCH_MAX_NODES];
+    disco_weights(d, wt);
+    for (int i = 0; i < w->nn; i++) w->nodes[i].listed = 0;
+    for (int k = 0; k < d->n; k++) {
+        int i = 0;
+        while (i < w->nn && strcmp(w->nodes[i].b.name, d->node[k].name) != 0) i++;
+        if (i == w->nn) {
+            if (w->nn == BENCH_MAX_NODES) continue;
+            memset(&w->nodes[i], 0, sizeof w->nodes[i]);
+            w->cur[i] = 0;
+            w->nn++;
+        }
+        w->nodes[i].b = d->node[k];
+        w->nodes[i].listed = 1;
+        w->weight[i] = wt[k];
+    }
+}
+
+/* The node for a new connection: weighted round robin over the listed
+ * nodes that did not fail us lately; else over the listed ones; else any. */
+static int pick_node(worker *w, uint64_t now)
+{
+    int ok[BENCH_MAX_NODES], any = 0;
+    for (int pass = 0; pass < 3 && !any; pass++)
+        for (int i = 0; i < w->nn; i++) {
+            ok[i] = pass == 2 || (w->nodes[i].listed && (pass == 1 || w->nodes[i].down_until <= now));
+            any |= ok[i];
+        }
+    int i = disco_wrr_pick(w->cur, w->weight, ok, w->nn);
+    return i < 0 ? 0 : i;
+}
+
+static void disc_end(worker *w, int ok)
+{
+    wdisc *d = &w->disc;
+    if (d->fd >= 0) {
+        epoll_ctl(w->ep, EPOLL_CTL_DEL, d->fd, NULL);
+        close(d->fd);
+        d->fd = -1;
+    }
+    d->busy = 0;
+    d->answered = d->started;
+    if (ok) nodes_update(w, &d->answer);
+}
+
+/* GET /v1/discovery on --host:--port, from this worker's loop. */
+static void disc_start(worker *w, uint64_t now)
+{
+    wdisc *d = &w->disc;
+    d->busy = 1;
+    d->sent = 0;
+    d->started = now;
+    iy_buf_reset(&d->in);
+    iy_buf_reset(&d->out);
+    disco_request(&d->out, w->p->host, w->p->port);
+    d->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.ptr = d };
+    if (d->fd < 0 ||
+        (connect(d->fd, (struct sockaddr *)&w->entry, sizeof w->entry) != 0 && errno != EINPROGRESS) ||
+        epoll_ctl(w->ep, EPOLL_CTL_ADD, d->fd, &ev) != 0)
+        disc_end(w, 0);
+}
+
+static void disc_event(worker *w, uint32_t events)
+{
+    wdisc *d = &w->disc;
+    if (!d->busy) return;
+    if (!d->sent && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+        int err = 0;
+        socklen_t el = sizeof err;
+        if (getsockopt(d->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 || err) {
+            disc_end(w, 0);
+            return;
+        }
+        ssize_t n = write(d->fd, d->out.data, d->out.len); /* ~100 bytes: one write */
+        if (n != (ssize_t)d->out.len) {
+            disc_end(w, 0);
+            return;
+        }
+        d->sent = 1;
+        struct epoll_event ev = { .events = EPOLLIN, .data.ptr = d };
+        epoll_ctl(w->ep, EPOLL_CTL_MOD, d->fd, &ev);
+        return;
+    }
+    for (;;) {
+        char buf[8192];
+        ssize_t n = read(d->fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (n > 0) iy_buf_append(&d->in, buf, (size_t)n);
+        int r = disco_parse_http(d->in.data, d->in.len, n <= 0, &d->answer);
+        if (r <= 0 || d->in.len > (1u << 20)) {
+            disc_end(w, r == 0);
+            return;
+        }
+    }
+}
+
+/* ---- reconnects (--reconnect; the diagram at the top) --------------------- */
+
+static void recon_schedule(worker *w, bconn *c)
+{
+    uint64_t now = bench_now_ns(), delay = 0;
+    if (c->close_code == 1012) w->nodes[c->node].down_until = now + NODE_DOWN_NS;
+    if (c->close_code != 1012 || c->attempt > 0) {
+        uint64_t base = RECON_MIN_NS << (c->attempt < 6 ? c->attempt : 6);
+        if (base > RECON_MAX_NS) base = RECON_MAX_NS;
+        double f = 1 - RECON_JITTER + 2 * RECON_JITTER * (double)(rnd(w) % 1000001) / 1e6;
+        delay = (uint64_t)((double)base * f);
+    }
+    c->attempt++;
+    c->close_code = 0;
+    c->t_due = now + delay;
+    c->t_need = now;
+    if (!c->recon) {
+        c->recon = 1;
+        c->t_lost = now;
+    }
+    if (!c->listed) {
+        c->listed = 1;
+        w->recon[w->nrecon++] = c;
+    }
+}
+
+/* Keeps the connection's share of the load going after a reconnect. */
+static void refill(worker *w, bconn *c, uint64_t now)
+{
+    const bparams *p = w->p;
+    if (w->phase == PH_RUN && p->rate == 0 && (c->role & ROLE_SEND) &&
+        (p->scenario == SC_DIRECT || p->scenario == SC_GROUP)) {
+        while (c->inflight < p->window) send_message(w, c, now);
+    } else if (w->phase == PH_RUN && p->scenario == SC_HISTORY) {
+        while (c->inflight < p->window) send_history(w, c);
+    } else if (w->phase == PH_SETUP && w->setup_sending && (c->role & ROLE_SEND)) {
+        uint64_t target = p->scenario == SC_HISTORY ? (uint64_t)p->prefill : (uint64_t)p->missed;
+        while (c->inflight < SETUP_WINDOW && c->ctr < target) send_message(w, c, now);
+    }
+}
+
+static void recon_ready(worker *w, bconn *c, uint64_t pos)
+{
+    uint64_t now = bench_now_ns();
+    w->connecting--;
+    c->recon = 0;
+    c->attempt = 0;
+    w->nodes[c->node].connects++;
+    w->r.reconnects++;
+    w->r.offline_ns += now - c->t_lost;
+    hist_add(&w->r.h_gap, now - c->t_lost);
+    c->ready_pos = pos;
+    if (c->pw && pos > c->pw->base) {
+        c->resyncing = 1;
+        c->sync_pos = c->pw->base;
+        send_sync(w, c, "rs");
+    }
+    if (c->pend) {
+        for (uint64_t k = c->ctr > PEND_RING ? c->ctr - PEND_RING : 0; k < c->ctr; k++) {
+            const pend *e = &c->pend[k % PEND_RING];
+            if (!e->ts || e->ctr != k) continue;
+            send_frame(w, c, k, e->ts);
+            c->inflight++;
+            w->inflight_total++;
+            w->r.resent++;
+        }
+    }
+    refill(w, c, now);
+}
+
+static void recon_step(worker *w, uint64_t now)
+{
+    const bparams *p = w->p;
+    int need_disc = 0, k = 0;
+    for (int i = 0; i < w->nrecon; i++) {
+        bconn *c = w->recon[i];
+        if (!c->recon) {
+            c->listed = 0; /* ready again */
+            continue;
+        }
+        w->recon[k++] = c;
+        if (c->state != C_CLOSED) {
+            if (now - c->t_start > HANDSHAKE_NS) conn_close(w, c, 1);
+            continue;
+        }
+        if (now < c->t_due) continue;
+        if (p->discovery != DISCO_OFF && w->disc.answered < c->t_need) {
+            need_disc = 1;
+            continue;
+        }
+        if (w->connecting >= w->concurrency) continue;
+        c->node = pick_node(w, now);
+        conn_start(w, c);
+    }
+    w->nrecon = k;
+    w->recon_live = k;
+    if (need_disc && !w->disc.busy) disc_start(w, now);
+    if (w->disc.busy && now - w->disc.started > DISCO_TIMEOUT_NS) disc_end(w, 0);
 }
 
 /* ---- the share of this worker ------------------------------------------ */
@@ -597,6 +1067,7 @@ static bconn *add_conn(worker *w, int user, int role)
     c->fd = -1;
     c->user = user;
     c->role = role;
+    c->node = w->p->spread ? pick_node(w, 0) : 0;
     return c;
 }
 
@@ -655,7 +1126,9 @@ static void build_share(worker *w)
             c->next_ctr = iy_calloc((size_t)c->nslots, sizeof *c->next_ctr);
         }
         if (c->role & ROLE_SEND) w->senders[w->nsenders++] = c;
+        if ((c->role & ROLE_SEND) && p->reconnect) c->pend = iy_calloc(PEND_RING, sizeof *c->pend);
     }
+    if (p->reconnect) w->recon = iy_calloc((size_t)w->nc + 1, sizeof *w->recon);
 }
 
 /* ---- the phases ---------------------------------------------------------- */
@@ -670,6 +1143,23 @@ static void finish(worker *w)
 {
     if (w->r.expected_total > w->r.delivered_total && w->r.missing < w->r.expected_total - w->r.delivered_total)
         w->r.missing = w->r.expected_total - w->r.delivered_total;
+    w->r.nnodes = w->nn;
+    for (int i = 0; i < w->nn; i++) {
+        nreport *n = &w->r.node[i];
+        /* (memcpy: n and the source both live in *w, which snprintf's restrict forbids) */
+        size_t nl = strnlen(w->nodes[i].b.name, sizeof n->name - 1), ul = strnlen(w->nodes[i].b.url, sizeof n->url - 1);
+        memcpy(n->name, w->nodes[i].b.name, nl);
+        n->name[nl] = '\0';
+        memcpy(n->url, w->nodes[i].b.url, ul);
+        n->url[ul] = '\0';
+        n->connects = w->nodes[i].connects;
+        n->failed = w->nodes[i].failed;
+        n->dropped = w->nodes[i].dropped;
+    }
+    for (int i = 0; i < w->nc; i++) {
+        if (w->c[i].state == C_READY) w->r.node[w->c[i].node].ready++;
+        if (w->c[i].recon) w->r.still_offline++;
+    }
     report(w, MSG_RESULT, bench_now_ns());
     if (bench_write_full(w->to, &w->r, sizeof w->r) != 0) exit(1);
     w->phase = PH_DONE;
@@ -737,6 +1227,7 @@ static void step(worker *w, uint64_t now)
 {
     const bparams *p = w->p;
     start_queued(w);
+    if (w->nrecon) recon_step(w, now);
     if (now - w->last_hb_scan > 1000000000ull) {
         w->last_hb_scan = now;
         for (int i = 0; i < w->nc; i++) {
@@ -792,7 +1283,8 @@ static void step(worker *w, uint64_t now)
         }
         break;
     case PH_DRAIN:
-        if ((w->inflight_total <= 0 && w->r.delivered_total >= w->r.expected_total) || now > w->deadline)
+        if ((w->inflight_total <= 0 && w->r.delivered_total >= w->r.expected_total && !w->recon_live) ||
+            now > w->deadline)
             finish(w);
         break;
     }
@@ -828,15 +1320,33 @@ int worker_main(const bparams *p, int wi, int to, int from)
     hist_init(&w->r.h_e2e);
     hist_init(&w->r.h_req);
     hist_init(&w->r.h_catch);
-    w->srv.sin_family = AF_INET;
-    w->srv.sin_port = htons((uint16_t)p->port);
-    w->srv.sin_addr.s_addr = htonl(0x7f000001);
+    hist_init(&w->r.h_gap);
+    w->disc.fd = -1;
+    w->entry.sin_family = AF_INET;
+    w->entry.sin_port = htons((uint16_t)p->port);
+    w->entry.sin_addr.s_addr = htonl(0x7f000001);
     {
         unsigned a, b, c, d;
         if (sscanf(p->host, "%u.%u.%u.%u", &a, &b, &c, &d) == 4)
-            w->srv.sin_addr.s_addr = htonl(a << 24 | b << 16 | c << 8 | d);
+            w->entry.sin_addr.s_addr = htonl(a << 24 | b << 16 | c << 8 | d);
     }
-    snprintf(w->host_hdr, sizeof w->host_hdr, "%s:%d", p->host, p->port);
+    if (p->spread) {
+        nodes_update(w, &p->disco);
+        for (int i = 0; i < w->w % w->nn; i++) pick_node(w, 0); /* workers start at different nodes */
+    } else {
+        /* --host:--port, as it always was */
+        wnode *nd = &w->nodes[w->nn++];
+        nd->listed = 1;
+        w->weight[0] = 1;
+        nd->b.addr = ntohl(w->entry.sin_addr.s_addr);
+        nd->b.port = p->port;
+        char hh[sizeof nd->b.host_hdr];
+        snprintf(hh, sizeof hh, "%s:%d", p->host, p->port);
+        memcpy(nd->b.host_hdr, hh, sizeof hh);
+        memcpy(nd->b.name, hh, sizeof hh);
+        snprintf(nd->b.url, sizeof nd->b.url, "ws://%s/v1/ws", hh);
+        snprintf(nd->b.path, sizeof nd->b.path, "/v1/ws");
+    }
     if (ws_accept_key(WS_KEY, strlen(WS_KEY), w->accept) != 0) return 1;
     build_share(w);
     w->deadline = bench_now_ns() + SETUP_TIMEOUT_S * 1000000000ull;
@@ -857,6 +1367,10 @@ int worker_main(const bparams *p, int wi, int to, int from)
             bconn *c = evs[i].data.ptr;
             if (!c) {
                 on_control(w);
+                continue;
+            }
+            if ((void *)c == (void *)&w->disc) {
+                disc_event(w, evs[i].events);
                 continue;
             }
             if (c->state == C_CLOSED || c->state == C_IDLE) continue;

@@ -978,7 +978,7 @@ async function submitAuth(ev) {
     S.session = { token: r.token, user: r.user, device: r.device, ws_url: r.ws_url };
     store.set(K.session, S.session);
     $('auth-password').value = '';
-    startApp();
+    startApp(true);
   } catch (e) {
     showError('auth-error', e);
   } finally {
@@ -1039,7 +1039,8 @@ async function logout() {
   api('DELETE', '/v1/sessions/current', { token: s.token }).catch(() => {});
 }
 
-function startApp() {
+/** `fresh`: the session was just made, so its ws_url is discovery's choice of a moment ago */
+function startApp(fresh = false) {
   resetState();
   S.me = S.session.user;
   S.users.set(S.me.id, S.me);
@@ -1055,7 +1056,7 @@ function startApp() {
   closeChat(true);
   selectTab('chats');
   S.sock = new ChatSocket({
-    token: S.session.token, url: S.session.ws_url,
+    token: S.session.token, url: S.session.ws_url, fresh,
     onReady, onFrame, onState: setConn, onAuthFailed,
   });
   S.sock.start();

@@ -1,5 +1,30 @@
 // net.js — the iyagi client protocol (shared/PROTOCOL.md, version 1): the HTTP API and the
-// chat WebSocket with heartbeat, reconnect with backoff and request/answer matching by rid.
+// chat WebSocket with heartbeat, discovery, reconnect with backoff and request/answer matching
+// by rid.
+//
+// The socket's life (ChatSocket), one node of a cluster at a time:
+//
+//      start / connectNow / retry timer
+//              |
+//              v
+//   DISCOVER  GET /v1/discovery -> the node with the most spare capacity (skipping nodes that
+//      |      failed us in the last SUSPECT_MS); if discovery itself fails: the last URL, then
+//      |      the page's own host. (Skipped once, for the ws_url login has just handed out.)
+//      v
+//   CONNECT   WebSocket open, {"op":"auth"} sent; not ready within CONNECT_MS: a failure
+//      |  \___ closed before ready -----------------------------.
+//      v                                                        |
+//   ONLINE    ready: attempt = 0, gen++; the app syncs from its   |
+//      |      pos and resends its unacknowledged sends (same cmid)|
+//      |                                                          v
+//      +-- close 1012 (node draining) ------------------> DISCOVER at once (no back-off)
+//      +-- any other loss (kill, network, silence) -----> WAIT: 250 ms x 2^attempt, <= 10 s,
+//      |                                                  ±30 % jitter, then DISCOVER
+//      +-- 1008 before/at auth -------------------------> onAuthFailed (the app checks the token)
+//
+// Invariants: at most one socket or discovery request at a time (`busy`); a close or answer
+// from an abandoned attempt is ignored (compared against `this.ws` / `this.tryId`); the URL a
+// socket was lost on is never reused blindly: discovery is asked first.
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -44,23 +69,71 @@ export function describeError(e) {
 const HEARTBEAT_MS = 5000;      // the contract: a heartbeat every 5 s
 const SILENCE_MS = 15000;       // nothing heard for this long: the connection is dead
 const REQUEST_MS = 15000;
-const BACKOFF_MIN = 500;
-const BACKOFF_MAX = 15000;
+const BACKOFF_MIN = 250;        // first wait after a loss, doubling per failed attempt...
+const BACKOFF_MAX = 10000;      // ...up to this
+const JITTER = 0.3;             // ±30 %, so that the clients of a dead node do not come back together
+const DISCOVERY_MS = 4000;      // a discovery answer slower than this counts as a failure
+const CONNECT_MS = 8000;        // open + ready slower than this: give up on that node
+const SUSPECT_MS = 15000;       // a node that failed us is skipped for this long (discovery drops
+                                // a dead node within 10 s; until then it may still be named)
+const CLOSE_SERVICE_RESTART = 1012;
+
+/**
+ * Asks the server which chat node to use: {ws_url, node, nodes?} (nodes: [{node, ws_url,
+ * connections, capacity}], in a cluster). Null when discovery cannot be reached or answers
+ * nonsense; never throws.
+ */
+export async function discover(timeoutMs = DISCOVERY_MS) {
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), timeoutMs);
+  try {
+    const r = await fetch('/v1/discovery', { cache: 'no-store', signal: ctl.signal });
+    if (!r.ok) return null;
+    const d = await r.json();
+    return d && typeof d.ws_url === 'string' && /^wss?:\/\//.test(d.ws_url) ? d : null;
+  } catch {
+    return null;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * The ws_url to use from a discovery answer: its own choice unless that node failed us
+ * recently, else the live node with the most spare capacity that did not; the answer's choice
+ * when every node is suspect.
+ */
+export function pickNode(d, suspect = new Map(), now = Date.now()) {
+  const bad = (u) => (suspect.get(u) || 0) > now;
+  if (!bad(d.ws_url)) return d.ws_url;
+  const nodes = Array.isArray(d.nodes) ? d.nodes.filter((n) => n && typeof n.ws_url === 'string' && !bad(n.ws_url)) : [];
+  const spare = (n) => (Number(n.capacity) || 0) - (Number(n.connections) || 0);
+  nodes.sort((a, b) => spare(b) - spare(a));
+  return nodes.length ? nodes[0].ws_url : d.ws_url;
+}
 
 /**
  * The chat socket. Callbacks: onReady(readyFrame, isReconnect), onFrame(frame),
  * onState({state, retryAt}), onAuthFailed(). Reconnects by itself until stop().
+ * `url` is the ws_url login answered; `fresh` says it was just handed out, so the first
+ * connection uses it without asking discovery again.
  */
 export class ChatSocket {
-  constructor({ token, url, onReady, onFrame, onState, onAuthFailed }) {
+  constructor({ token, url, fresh = false, onReady, onFrame, onState, onAuthFailed }) {
     this.token = token;
-    this.urls = [...new Set([url, sameHostUrl()].filter(Boolean))];
-    this.urlIndex = 0;
+    this.url = url || sameHostUrl();   // the node used last: the fallback when discovery fails
+    this.fresh = !!url && fresh;
+    this.suspect = new Map();          // ws_url -> time (ms) until which it is not chosen
+    this.fallback = 0;                 // discovery down: alternate the last URL and the page's host
+    this.node = null;                  // discovery's name of the node in use, when it said
+    this.lastClose = null;             // {code, reason, at}: how the last socket ended
     this.onReady = onReady;
     this.onFrame = onFrame;
     this.onState = onState;
     this.onAuthFailed = onAuthFailed;
     this.ws = null;
+    this.busy = false;       // a discovery request or a socket is under way
+    this.tryId = 0;          // one per attempt; answers of an abandoned attempt are dropped
     this.ready = false;
     this.everReady = false;
     this.gen = 0;            // one per authenticated connection
@@ -80,6 +153,7 @@ export class ChatSocket {
 
   stop() {
     this.stopped = true;
+    this.tryId++;
     window.removeEventListener('online', this._onOnline);
     clearTimeout(this.retryTimer);
     clearInterval(this.hbTimer);
@@ -89,7 +163,7 @@ export class ChatSocket {
 
   /** reconnect now if waiting for a retry */
   connectNow() {
-    if (this.stopped || this.ws) return;
+    if (this.stopped || this.busy) return;
     clearTimeout(this.retryTimer);
     this.attempt = 0;
     this._connect();
@@ -100,23 +174,67 @@ export class ChatSocket {
     this.onState && this.onState({ state, retryAt });
   }
 
-  _connect() {
-    if (this.stopped) return;
+  _suspectUrl(url) { this.suspect.set(url, Date.now() + SUSPECT_MS); }
+
+  /** DISCOVER, then CONNECT (see the diagram at the top) */
+  async _connect() {
+    if (this.stopped || this.busy) return;
+    this.busy = true;
+    const id = ++this.tryId;
+    clearTimeout(this.retryTimer);
     this._setState('connecting');
-    const url = this.urls[this.urlIndex % this.urls.length];
+    let url;
+    if (this.fresh) {
+      url = this.url;
+      this.fresh = false;
+    } else {
+      const d = await discover();
+      if (id !== this.tryId || this.stopped) return;
+      if (d) {
+        url = pickNode(d, this.suspect);
+        const n = Array.isArray(d.nodes) && d.nodes.find((x) => x && x.ws_url === url);
+        this.node = n ? n.node : url === d.ws_url ? d.node || null : null;
+        // every node failed us lately: try the page's own host every other time
+        if ((this.suspect.get(url) || 0) > Date.now() && this.fallback++ % 2) url = sameHostUrl();
+      } else {
+        // discovery itself is down: the node used last, then the page's own host
+        const urls = [...new Set([this.url, sameHostUrl()])];
+        url = urls[this.fallback++ % urls.length];
+      }
+    }
+    this._open(url);
+  }
+
+  _open(url) {
     let ws;
-    try { ws = new WebSocket(url); } catch { this._scheduleRetry(); return; }
+    try { ws = new WebSocket(url); } catch {
+      this.busy = false;
+      this._suspectUrl(url);
+      this._scheduleRetry();
+      return;
+    }
     this.ws = ws;
-    let opened = false;
+    this.url = url;
     let authFailed = false;
+    // a node that accepts nothing (dead machine, full backlog) must not hold us
+    const guard = setTimeout(() => {
+      if (ws !== this.ws || this.ready) return;
+      this._suspectUrl(url);
+      try { ws.close(4001, 'connect timeout'); } catch { /* closed */ }
+      this._dropped(ws);
+    }, CONNECT_MS);
     ws.onopen = () => {
-      opened = true;
       this.lastHeard = Date.now();
       ws.send(JSON.stringify({ op: 'auth', token: this.token }));
       clearInterval(this.hbTimer);
       this.hbTimer = setInterval(() => {
         if (ws.readyState !== WebSocket.OPEN) return;
-        if (Date.now() - this.lastHeard > SILENCE_MS) { ws.close(4000, 'silent'); this._dropped(ws); return; }
+        if (Date.now() - this.lastHeard > SILENCE_MS) {
+          this._suspectUrl(url);
+          ws.close(4000, 'silent');
+          this._dropped(ws);
+          return;
+        }
         ws.send('{"op":"hb"}');
       }, HEARTBEAT_MS);
     };
@@ -128,10 +246,13 @@ export class ChatSocket {
       if (!f || typeof f.op !== 'string') return;
       if (f.op === 'hb') return;
       if (f.op === 'ready') {
+        clearTimeout(guard);
         const again = this.everReady;
         this.ready = true;
         this.everReady = true;
         this.attempt = 0;
+        this.fallback = 0;
+        this.suspect.delete(url);
         this.gen++;
         this._setState('online');
         this.onReady && this.onReady(f, again);
@@ -149,34 +270,44 @@ export class ChatSocket {
       this.onFrame && this.onFrame(f);
     };
     ws.onclose = (ev) => {
+      clearTimeout(guard);
       if (ws !== this.ws) return;
       const wasReady = this.ready;
-      if (!opened) this.urlIndex++;   // could not connect at all: try the other address next time
+      this.lastClose = { code: ev.code, reason: ev.reason || '', at: Date.now() };
       if (ev.code === 1008 && (authFailed || /auth|logged out/i.test(ev.reason || '') || !wasReady)) {
         // the token may be dead (logout elsewhere): let the app check before retrying
         this._dropped(ws);
         this.onAuthFailed && this.onAuthFailed();
         return;
       }
-      this._dropped(ws);
+      // the node went away (killed, draining, unreachable): do not pick it again blindly
+      if (ev.code !== 1000) this._suspectUrl(url);
+      // 1012 "service restart": the node drains; another one is ready, go at once
+      this._dropped(ws, { now: ev.code === CLOSE_SERVICE_RESTART && wasReady });
     };
     ws.onerror = () => { /* onclose follows */ };
   }
 
-  _dropped(ws) {
+  _dropped(ws, { now = false } = {}) {
     if (ws !== this.ws) return;
     ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
     this.ws = null;
     this.ready = false;
+    this.busy = false;
     clearInterval(this.hbTimer);
     this._failPending('disconnected');
-    this._scheduleRetry();
+    if (now && !this.stopped) {
+      this.attempt = 0;
+      this._connect();
+    } else {
+      this._scheduleRetry();
+    }
   }
 
   _scheduleRetry() {
     if (this.stopped) return;
     const base = Math.min(BACKOFF_MAX, BACKOFF_MIN * 2 ** this.attempt);
-    const delay = Math.round(base / 2 + Math.random() * base / 2);
+    const delay = Math.round(base * (1 - JITTER + Math.random() * 2 * JITTER));
     this.attempt++;
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => this._connect(), delay);
