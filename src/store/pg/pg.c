@@ -195,10 +195,9 @@ static int pg_setting_get(store *st, const char *name, char **v, size_t *vl)
     *v = NULL;
     *vl = 0;
     pgs__p_str(&pp, name);
-    int rc = pgs__exec(&s->conn, pgs__deadline(), SQL_SETTING_GET, &pp, &res);
+    int rc = pgs__exec_row(&s->conn, SQL_SETTING_GET, &pp, &res);
     if (rc) return rc;
-    if (PQntuples(res) == 1) value_copy(res, v, vl);
-    else rc = IY_ENOTFOUND;
+    value_copy(res, v, vl);
     PQclear(res);
     return rc;
 }

@@ -444,6 +444,17 @@ int pgs__exec(pgs_conn *pc, int64_t deadline, const char *sql, const pgs_params 
     return rc;
 }
 
+int pgs__exec_row(pgs_conn *pc, const char *sql, const pgs_params *params, PGresult **res)
+{
+    int rc = pgs__exec(pc, pgs__deadline(), sql, params, res);
+    if (rc == 0 && PQntuples(*res) != 1) {
+        PQclear(*res);
+        *res = NULL;
+        rc = IY_ENOTFOUND;
+    }
+    return rc;
+}
+
 static const char SQL_ROLLBACK[] = "ROLLBACK";
 
 int pgs__rollback(pgs_conn *pc, int64_t deadline)

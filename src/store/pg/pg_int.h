@@ -176,6 +176,10 @@ void pgs__pipe_end(pgs_pipe *p);
 int pgs__exec(pgs_conn *pc, int64_t deadline, const char *sql, const pgs_params *params,
               PGresult **res);
 
+/* pgs__exec of a lookup that answers one row: IY_ENOTFOUND (nothing in *res)
+ * when it answers none (or, a broken invariant, several). */
+int pgs__exec_row(pgs_conn *pc, const char *sql, const pgs_params *params, PGresult **res);
+
 /* Rolls back an open transaction block, if any: 0, or IY_EUNAVAIL after
  * closing a connection that could not do it. */
 int pgs__rollback(pgs_conn *pc, int64_t deadline);

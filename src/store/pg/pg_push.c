@@ -149,12 +149,8 @@ int pgs__push_sub_get(store *st, uint64_t id, iy_push_sub *out)
     pgs_params pp = { 0 };
     PGresult *res;
     pgs__p_i64(&pp, id);
-    int rc = pgs__exec(&s->conn, pgs__deadline(), SQL_SUB_GET, &pp, &res);
+    int rc = pgs__exec_row(&s->conn, SQL_SUB_GET, &pp, &res);
     if (rc) return rc;
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        return IY_ENOTFOUND;
-    }
     memset(out, 0, sizeof *out);
     out->id = id;
     out->user = pgs__r_i64(res, 0, 0);

@@ -151,13 +151,10 @@ int pgs__q_session(pgs_conn *pc, const uint8_t h[32], uint64_t *user, char devic
     pgs_params pp = { 0 };
     PGresult *res;
     pgs__p_bytes(&pp, h, 32);
-    int rc = pgs__exec(pc, pgs__deadline(), SQL_SESSION_GET, &pp, &res);
+    int rc = pgs__exec_row(pc, SQL_SESSION_GET, &pp, &res);
     if (rc) return rc;
-    if (PQntuples(res) != 1) rc = IY_ENOTFOUND;
-    if (rc == 0) {
-        *user = pgs__r_i64(res, 0, 0);
-        rc = pgs__r_str(res, 0, 1, device, IY_DEVICE_MAX + 1);
-    }
+    *user = pgs__r_i64(res, 0, 0);
+    rc = pgs__r_str(res, 0, 1, device, IY_DEVICE_MAX + 1);
     PQclear(res);
     return rc;
 }
@@ -168,17 +165,14 @@ int pgs__q_user(pgs_conn *pc, uint64_t id, iy_user *out, char *pwhash)
     PGresult *res;
     char hash[256];
     pgs__p_i64(&pp, id);
-    int rc = pgs__exec(pc, pgs__deadline(), SQL_USER_GET, &pp, &res);
+    int rc = pgs__exec_row(pc, SQL_USER_GET, &pp, &res);
     if (rc) return rc;
-    if (PQntuples(res) != 1) rc = IY_ENOTFOUND;
-    if (rc == 0) {
-        memset(out, 0, sizeof *out);
-        out->id = id;
-        rc = pgs__r_str(res, 0, 0, out->username, sizeof out->username);
-        if (rc == 0) rc = pgs__r_str(res, 0, 1, out->display_name, sizeof out->display_name);
-        if (rc == 0) rc = pgs__r_str(res, 0, 2, hash, sizeof hash);
-        if (rc == 0 && pwhash) memcpy(pwhash, hash, strlen(hash) + 1);
-    }
+    memset(out, 0, sizeof *out);
+    out->id = id;
+    rc = pgs__r_str(res, 0, 0, out->username, sizeof out->username);
+    if (rc == 0) rc = pgs__r_str(res, 0, 1, out->display_name, sizeof out->display_name);
+    if (rc == 0) rc = pgs__r_str(res, 0, 2, hash, sizeof hash);
+    if (rc == 0 && pwhash) memcpy(pwhash, hash, strlen(hash) + 1);
     PQclear(res);
     return rc;
 }
@@ -189,10 +183,9 @@ static int q_is_member(pgs_conn *pc, uint64_t channel, uint64_t user)
     PGresult *res;
     pgs__p_i64(&pp, channel);
     pgs__p_i64(&pp, user);
-    int rc = pgs__exec(pc, pgs__deadline(), SQL_IS_MEMBER, &pp, &res);
+    int rc = pgs__exec_row(pc, SQL_IS_MEMBER, &pp, &res);
     if (rc) return rc;
-    if (PQntuples(res) != 1) rc = IY_ENOTFOUND;
-    else if (!pgs__r_bool(res, 0, 0)) rc = IY_EFORBIDDEN;
+    if (!pgs__r_bool(res, 0, 0)) rc = IY_EFORBIDDEN;
     PQclear(res);
     return rc;
 }

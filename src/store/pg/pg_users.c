@@ -76,12 +76,8 @@ int pgs__user_find(store *st, const char *username, iy_user *out, char pwhash[25
     pgs_params pp = { 0 };
     PGresult *res;
     pgs__p_str(&pp, username);
-    int rc = pgs__exec(&s->conn, pgs__deadline(), SQL_USER_FIND, &pp, &res);
+    int rc = pgs__exec_row(&s->conn, SQL_USER_FIND, &pp, &res);
     if (rc) return rc;
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        return IY_ENOTFOUND;
-    }
     memset(out, 0, sizeof *out);
     out->id = pgs__r_i64(res, 0, 0);
     memcpy(out->username, username, ul + 1);
@@ -181,12 +177,8 @@ int pgs__channel_get(store *st, uint64_t id, iy_channel *out)
     pgs_params pp = { 0 };
     PGresult *res;
     pgs__p_i64(&pp, id);
-    int rc = pgs__exec(&s->conn, pgs__deadline(), SQL_CHAN_GET, &pp, &res);
+    int rc = pgs__exec_row(&s->conn, SQL_CHAN_GET, &pp, &res);
     if (rc) return rc;
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        return IY_ENOTFOUND;
-    }
     memset(out, 0, sizeof *out);
     out->id = id;
     out->kind = pgs__r_i16(res, 0, 0);
@@ -270,10 +262,9 @@ int pgs__channel_last(store *st, uint64_t channel, iy_msg *out)
     pgs_params pp = { 0 };
     PGresult *res;
     pgs__p_i64(&pp, channel);
-    int rc = pgs__exec(&s->conn, pgs__deadline(), SQL_CHAN_LAST, &pp, &res);
+    int rc = pgs__exec_row(&s->conn, SQL_CHAN_LAST, &pp, &res);
     if (rc) return rc;
-    if (PQntuples(res) != 1) rc = IY_ENOTFOUND;
-    else if ((rc = pgs__msg_decode(res, 0, 0, out)) != 0) iy_msg_clear(out);
+    if ((rc = pgs__msg_decode(res, 0, 0, out)) != 0) iy_msg_clear(out);
     PQclear(res);
     return rc;
 }
