@@ -8,7 +8,9 @@
 #   1. the prerequisite line (apt-get update; apt-get install -y make git)
 #   2. `make run`  as a smoke test: it must serve /healthz and the web client
 #                  at http://127.0.0.1:8080/ (then SIGINT, and it must exit 0)
-#   3. `make test` the whole test command; its exit status is ours
+#   3. `make cluster` (README, below them) as a smoke test: its web client
+#                  URL serves the page and discovery lists 3 nodes; Ctrl-C stops it
+#   4. `make test` the whole test command; its exit status is ours
 #
 # The commands are read from README.md itself (the first ```sh block), so the
 # check cannot drift from what the README says. The root shares this
@@ -115,6 +117,23 @@ inroot() {  # inroot COMMAND: a login-like shell in the repository, nothing of o
     DEBIAN_FRONTEND=noninteractive /bin/bash -c "cd /root/iyagi && $1"
 }
 
+# in_background COMMAND LOG: COMMAND in the root, in a session of its own (its
+# process group id in run_pgid), as a user at a terminal would start it.
+in_background() {
+  setsid chroot "$ROOT" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
+    /bin/bash -c "cd /root/iyagi && exec $1" > "$2" 2>&1 &
+  run_pgid=$!
+}
+# interrupt: Ctrl-C to what in_background started; its exit status once it ended.
+interrupt() {
+  local rc=0
+  kill -INT -- "-$run_pgid"
+  wait "$run_pgid" || rc=$?
+  run_pgid=""
+  return $rc
+}
+
 t=$SECONDS
 log "\$ $prereq"
 inroot "$prereq" > "$ROOT/prereq.log" 2>&1 || { tail -n 30 "$ROOT/prereq.log" >&2; die "README's prerequisite line failed: $prereq"; }
@@ -125,10 +144,7 @@ if curl -s -o /dev/null --max-time 2 http://127.0.0.1:8080/healthz; then
 fi
 t=$SECONDS
 log "\$ $run_cmd   (waiting for http://127.0.0.1:8080/healthz)"
-setsid chroot "$ROOT" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
-  PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
-  /bin/bash -c "cd /root/iyagi && exec $run_cmd" > "$ROOT/make-run.log" 2>&1 &
-run_pgid=$!
+in_background "$run_cmd" "$ROOT/make-run.log"
 up=0
 for _ in $(seq 1 600); do
   kill -0 "$run_pgid" 2>/dev/null || break
@@ -142,13 +158,43 @@ fi
 log "'$run_cmd' served /healthz after $((SECONDS - t)) s"
 page=$(curl -sf --max-time 5 http://127.0.0.1:8080/) || die "GET / failed"
 grep -q '<html' <<<"$page" || die "GET / did not serve the web client"
-kill -INT -- "-$run_pgid"
-rc=0; wait "$run_pgid" || rc=$?
-run_pgid=""
+rc=0; interrupt || rc=$?
 # make passes SIGINT to iyagid, which stops cleanly; make itself then reports
 # the interrupt, so iyagid's own last line is what tells a clean stop.
 grep -q "stopped cleanly" "$ROOT/make-run.log" || { tail -n 20 "$ROOT/make-run.log" >&2; die "iyagid did not stop cleanly on SIGINT (make exited $rc)"; }
 log "'$run_cmd' stopped cleanly on SIGINT"
+
+# `make cluster` (README, below the two commands) from the same fresh root,
+# before `make test` installed the cluster's servers: it must install what it
+# needs, print the web client's URL (HAProxy), serve it with 3 nodes in
+# discovery, and stop everything on Ctrl-C.
+grep -qF '`make cluster`' README.md || die "README.md no longer documents 'make cluster'"
+t=$SECONDS
+log "\$ make cluster   (waiting for the web client's URL)"
+in_background "make cluster" "$ROOT/make-cluster.log"
+url=""
+for _ in $(seq 1 600); do
+  kill -0 "$run_pgid" 2>/dev/null || break
+  url=$(sed -n 's|^  web client:  \(http://127\.0\.0\.1:[0-9]*\)/ .*|\1|p' "$ROOT/make-cluster.log")
+  [ -z "$url" ] || break
+  sleep 1
+done
+[ -n "$url" ] || { tail -n 40 "$ROOT/make-cluster.log" >&2; die "'make cluster' did not print the web client's URL"; }
+curl -sf -o /dev/null --max-time 5 "$url/healthz" || die "'make cluster': GET $url/healthz failed"
+page=$(curl -sf --max-time 5 "$url/") || die "'make cluster': GET $url/ failed"
+grep -q '<html' <<<"$page" || die "'make cluster': $url/ did not serve the web client"
+nodes=0
+for _ in $(seq 1 30); do
+  nodes=$(curl -sf --max-time 5 "$url/v1/discovery" | grep -o '"capacity"' | wc -l || true)
+  [ "$nodes" -lt 3 ] || break
+  sleep 1
+done
+[ "$nodes" -eq 3 ] || die "'make cluster': discovery at $url lists $nodes nodes, not 3"
+log "'make cluster' served the web client at $url with 3 nodes after $((SECONDS - t)) s"
+interrupt || true
+grep -q "cluster: stopped;" "$ROOT/make-cluster.log" || { tail -n 20 "$ROOT/make-cluster.log" >&2; die "'make cluster' did not stop on Ctrl-C"; }
+! curl -s -o /dev/null --max-time 2 "$url/healthz" || die "'make cluster': $url still answers after Ctrl-C"
+log "'make cluster' stopped on Ctrl-C"
 
 t=$SECONDS
 log "\$ $test_cmd"

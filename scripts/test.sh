@@ -4,7 +4,8 @@
 # time, the end-to-end suite against the real binary on each store
 # (embedded RocksDB, then PostgreSQL), the cluster suites (three NATS
 # servers, PostgreSQL and three nodes, with their faults), the browser
-# suite, then unit tests, the end-to-end suite and the cluster's functional
+# suite (one file of it against a cluster behind HAProxy), then unit tests,
+# the end-to-end suite and the cluster's functional
 # suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
 # A throwaway PostgreSQL (scripts/pg-throwaway.sh) serves the run and is
 # removed at the end, whatever happens.
