@@ -275,6 +275,7 @@ static void send_done(dbq_job *j)
 {
     send_job *s = (send_job *)j;
     conn *c = job_conn(&s->w);
+    if (c) deliver_answered(c, s->cmid);
     if (c && (j->err == 0 || j->err == IY_EEXIST)) {
         const iy_msg *m = &j->stored.msg;
         iy_buf b = { 0 };
@@ -323,7 +324,7 @@ static void start_send(conn *c, proto_req *req)
                              .text = s->w.j.text, .text_len = req->text_len, .cmid = s->cmid };
     s->w.j.origin_thread = c->t->index;
     s->w.j.origin_conn = c->id;
-    submit(c, &s->w);
+    if (submit(c, &s->w) == 0) deliver_sending(c, s->cmid);
 }
 
 /* ---- sync and history (reader threads) ---- */

@@ -16,6 +16,14 @@ void deliver_ready(conn *c, uint64_t pos);
 /* The device was acknowledged its own message at pos. */
 void deliver_acked(conn *c, uint64_t pos);
 
+/* A send of this socket went to the store (deliver_sending) or was
+ * answered, ack or error (deliver_answered), by its cmid ("" for none): a
+ * gap fill that finds the message committed before its ack reached the
+ * socket waits for the ack instead of sending the device its own message
+ * as a `msg`. */
+void deliver_sending(conn *c, const char *cmid);
+void deliver_answered(conn *c, const char *cmid);
+
 /* Every sweep, per connection: fills a gap that stayed open, or runs a
  * due check of pos against the store (a reader job). */
 void deliver_sweep(conn *c, uint64_t now);

@@ -23,6 +23,12 @@
  * cluster (a subscription may reach the other NATS servers a moment after
  * our own confirmed it).
  *
+ * A fill may read a message of the socket's own before its ack reached the
+ * socket (the commit's answer and the reader's are on different threads):
+ * the device must get the ack, never a `msg` of what it sent itself, so
+ * the fill stops there (the ack's marker then moves pos on). The socket's
+ * sends in flight are known by their cmids' hashes (deliver_sending).
+ *
  * While a socket authenticates (WS_AUTHING, already registered: chat.c),
  * its messages are held whatever their pos and released by deliver_ready
  * after the `ready` frame. HTTP long polls of a recipient are woken
@@ -144,6 +150,43 @@ void deliver_ready(conn *c, uint64_t pos)
 void deliver_acked(conn *c, uint64_t pos)
 {
     offer(c, pos, NULL, 0);
+}
+
+static uint64_t cmid_hash(const char *cmid)
+{
+    uint64_t h = 1469598103934665603ull;   /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)cmid; *p; p++) h = (h ^ *p) * 1099511628211ull;
+    return h;
+}
+
+void deliver_sending(conn *c, const char *cmid)
+{
+    if (!c->registered) return;   /* leaving: nothing will fill it */
+    if (c->nsending == c->sending_cap) {
+        c->sending_cap = c->sending_cap ? c->sending_cap * 2 : 8;
+        c->sending = iy_realloc(c->sending, c->sending_cap * sizeof *c->sending);
+    }
+    c->sending[c->nsending++] = cmid_hash(cmid);
+}
+
+void deliver_answered(conn *c, const char *cmid)
+{
+    uint64_t h = cmid_hash(cmid);
+    for (uint32_t i = 0; i < c->nsending; i++)
+        if (c->sending[i] == h) {
+            c->sending[i] = c->sending[--c->nsending];
+            return;
+        }
+}
+
+/* m (from the store) is a send of this socket's not yet answered. */
+static int own_unanswered(const conn *c, const iy_msg *m)
+{
+    if (m->from != c->user || !c->nsending) return 0;
+    uint64_t h = cmid_hash(m->cmid);
+    for (uint32_t i = 0; i < c->nsending; i++)
+        if (c->sending[i] == h) return 1;
+    return 0;
 }
 
 /* The msg frame of m for the recipient at pos, WebSocket header included,
@@ -310,9 +353,14 @@ static void fill_done(dbq_job *j)
             iothread *t = c->t;
             iy_buf text = { 0 };
             size_t sent = 0;
+            int own = 0;
             for (size_t i = 0; i < f->l.n && !c->closing; i++) {
                 const iy_msg *m = &f->l.v[i];
                 if (m->pos != c->pos + 1) continue;   /* had it; or a newer gap (next fill) */
+                if (own_unanswered(c, m)) {
+                    own = 1;   /* its ack is on the way and moves pos */
+                    break;
+                }
                 iy_buf_reset(&text);
                 jw_str(&text, m->text, m->text_len);
                 size_t flen;
@@ -328,7 +376,10 @@ static void fill_done(dbq_job *j)
                 metrics_add(M_GAP_MESSAGES, (int64_t)sent);
                 metrics_add(M_DELIVERIES, (int64_t)sent);
             }
-            if (f->more) c->check_at_ms = uv_now(&t->loop);   /* there is more: go on */
+            if (own)   /* what followed it here is held, or comes with a check after the ack */
+                c->check_at_ms = uv_now(&t->loop) + GAP_WAIT_MS;
+            else if (f->more)
+                c->check_at_ms = uv_now(&t->loop);   /* there is more: go on */
         } else {
             c->check_at_ms = uv_now(&c->t->loop) + GAP_WAIT_MS;   /* the store is away: again later */
         }
@@ -367,4 +418,7 @@ void deliver_sweep(conn *c, uint64_t now)
 void deliver_forget(conn *c)
 {
     drop_held(c);
+    iy_free(c->sending);
+    c->sending = NULL;
+    c->nsending = c->sending_cap = 0;
 }

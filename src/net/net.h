@@ -149,6 +149,8 @@ struct conn {
     void *waiting_job;          /* a job waiting for the bus subscription (BUS_SUBSCRIBED) */
     uint64_t pos;               /* WS: every inbox pos up to this one was sent (ready, msg, ack) */
     conn_held *held;            /* WS: what arrived ahead of pos + 1, by pos (chat/deliver.c) */
+    uint64_t *sending;          /* WS: hashes of the cmids of its sends not yet answered */
+    uint32_t nsending, sending_cap;
     size_t held_bytes;
     uint64_t held_since_ms;     /* loop ms the oldest gap opened; 0: none */
     uint64_t check_at_ms;       /* loop ms of a due comparison of pos with the store; 0: none */

@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  api, newUser, newDevice, connectWs, ms, sleep, show, mapLimit, fullHistory, gapFree, login,
+  api, newUser, newDevice, connectWs, ms, sleep, show, mapLimit, fullHistory, gapFree, login, streamSender,
 } from './lib/harness.mjs';
 import { startCluster, discovery, waitForNodes, iyagidHasBus, natsBinary } from './lib/cluster.mjs';
 import { startReceiver, jsonOf } from './lib/push_receivers.mjs';
@@ -79,6 +79,40 @@ test('1:1 across nodes: every device of both users, on every node, gets each mes
     }
   } finally {
     for (const w of [wa, wa2, wb, wb2]) w.terminate();
+  }
+}));
+
+test('12 pairs stream both ways at full speed across nodes: a socket gets an ack for each of its sends, a msg for each of the other side\'s, never a msg of its own; together they cover its inbox exactly', { ...T, skip: SKIP }, t(async () => {
+  const P = 12, MAX = 300;
+  const users = await mapLimit(Array.from({ length: 2 * P }, (_, k) => k), 4, (k) => newUser(node(k), `fs${k}`));
+  const socks = await mapLimit(users, 8, (u, k) => connectWs(node(k), { token: u.token, label: `fs${k}@${node(k).name}` }));
+  const msgs = socks.map((ws) => {
+    const got = [];
+    ws.listeners.unshift((f) => { if (f.op === 'msg') got.push(f); return false; });
+    return got;
+  });
+  try {
+    const streams = socks.map((ws, k) => streamSender(ws, { to: users[k ^ 1].user.id, prefix: `fs${k}-`, inflight: 64, max: MAX }));
+    await Promise.all(streams.map((s) => s.done));
+    for (const [k, s] of streams.entries()) {
+      assert.deepEqual([...s.errors.values()], [], `fs${k}: no send failed`);
+      assert.equal(s.acks.size, MAX, `fs${k}: every send acknowledged`);
+    }
+    const deadline = Date.now() + ms(20000);
+    while (msgs.some((m, k) => m.length < MAX) && Date.now() < deadline) await sleep(100);
+    await sleep(300);
+    for (const [k, ws] of socks.entries()) {
+      const who = ws.label;
+      const own = msgs[k].filter((m) => m.from === users[k].user.id);
+      assert.deepEqual(own.map((m) => m.cmid), [], `${who}: no msg frame of its own sends (it got their acks)`);
+      assert.equal(msgs[k].length, MAX, `${who}: each of the other side's messages once`);
+      const mp = msgs[k].map((m) => m.pos);
+      assert.deepEqual(mp, [...mp].sort((x, y) => x - y), `${who}: msgs in pos order`);
+      const all = [...mp, ...[...streams[k].acks.values()].map((a) => a.pos)].sort((x, y) => x - y);
+      assert.deepEqual(all, Array.from({ length: 2 * MAX }, (_, i) => ws.ready.pos + 1 + i), `${who}: acks and msgs cover the inbox, each pos once`);
+    }
+  } finally {
+    for (const w of socks) w.terminate();
   }
 }));
 

@@ -716,6 +716,55 @@ static void test_round_failure(void)
     store_free(s);
 }
 
+/* Another session holds a row the round must lock for longer than a
+ * statement timeout (hot rows under many nodes' rounds): the load waits its
+ * turn again instead of failing, and the send commits once it is free. */
+typedef struct lock_holder {
+    PGconn *c;
+    int ms;
+} lock_holder;
+
+static void *release_later(void *arg)
+{
+    lock_holder *h = arg;
+    usleep((useconds_t)h->ms * 1000);
+    PQclear(PQexec(h->c, "COMMIT"));
+    return NULL;
+}
+
+static void test_round_lock_wait(void)
+{
+    char url[256];
+    fresh_db(url);
+    store *s = open_node(url, "lockwait");
+    uint64_t a = mkuser(s, "la"), b = mkuser(s, "lb");
+    iy_stored o;
+    CHECK_EQ(send1(s, a, 0, b, "first", "", &o), 0);
+    uint64_t ch = o.msg.channel;
+
+    lock_holder h = { admin(url), 3600 };   /* past the 3 s statement timeout */
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT 1 FROM channels WHERE id = %llu FOR UPDATE", (unsigned long long)ch);
+    PQclear(PQexec(h.c, "BEGIN"));
+    PGresult *r = PQexec(h.c, sql);
+    CHECK_EQ(PQntuples(r), 1);
+    PQclear(r);
+    pthread_t th;
+    pthread_create(&th, NULL, release_later, &h);
+    int64_t t0 = mono_ms();
+    CHECK_EQ(send1(s, a, ch, 0, "waited", "lw-1", &o), 0);
+    int64_t took = mono_ms() - t0;
+    CHECK(took >= 3000);
+    CHECK(took < 8000);
+    CHECK_EQ(o.msg.seq, 2);
+    pthread_join(th, NULL);
+    PQfinish(h.c);
+    uint64_t n;
+    CHECK(history_gap_free(s, ch, &n) && n == 2);
+    printf("test_store_pg: a round waited %lld ms for a lock held 3.6 s, then committed\n", (long long)took);
+    store_free(s);
+}
+
 /* ---- readers ---------------------------------------------------------------------------- */
 
 static void test_readers(void)
@@ -1334,6 +1383,7 @@ int main(void)
     test_round_cmid();
     test_round_events();
     test_round_failure();
+    test_round_lock_wait();
     test_readers();
     test_push();
     test_schema_version();

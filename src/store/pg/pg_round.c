@@ -30,6 +30,9 @@
  * pair that L1 did not (another node created it between L1 and L2), the
  * view would lack a lock on that channel: the load is rolled back and
  * started again (bounded; then IY_EUNAVAIL). Only then is the view filled.
+ * So is a load whose lock wait outlasted the statement timeout (the server
+ * answered: hot rows, not an outage): nothing is acknowledged before the
+ * commit, so the round waits its turn again instead of failing its sends.
  *
  * Commit: one exchange, every write as one multi-row statement over
  * unnest() of binary arrays, then COMMIT (synchronous_commit on):
@@ -72,6 +75,7 @@
 #include <string.h>
 
 #define LOAD_ATTEMPTS 4
+#define LOCK_WAIT_RETRIES 1   /* a round waits at most 2 statement timeouts for its locks */
 
 static const char SQL_BEGIN[] = "BEGIN ISOLATION LEVEL READ COMMITTED";
 static const char SQL_COMMIT[] = "COMMIT";
@@ -269,6 +273,12 @@ static int view_fill(store_round *r, pgs_round *be, const PGresult *l1, const PG
     return rc;
 }
 
+/* The last error was a statement or lock timeout on a live connection. */
+static int lock_wait_timed_out(const pgs_conn *pc)
+{
+    return pc->c && (strcmp(pc->sqlstate, "57014") == 0 || strcmp(pc->sqlstate, "55P03") == 0);
+}
+
 int pgs__round_load(store *st, store_round *r)
 {
     pgs_store *s = (pgs_store *)st;
@@ -291,7 +301,7 @@ int pgs__round_load(store *st, store_round *r)
     pgs__p_buf(&p4, &k.pa.b);
     pgs__p_buf(&p4, &k.pb.b);
 
-    int rc = IY_EUNAVAIL;
+    int rc = IY_EUNAVAIL, lock_waits = 0;
     for (int attempt = 0; attempt < LOAD_ATTEMPTS; attempt++) {
         pgs_pipe p;
         pgs__pipe_begin(&p, &s->conn, deadline);
@@ -301,6 +311,18 @@ int pgs__round_load(store *st, store_round *r)
         int q3 = k.ncmids ? pgs__pipe_add(&p, SQL_L3, &p3) : -1;
         int q4 = r->npair_keys ? pgs__pipe_add(&p, SQL_L4, &p4) : -1;
         rc = pgs__pipe_run(&p);
+        if (rc == IY_EUNAVAIL && lock_wait_timed_out(&s->conn) && lock_waits++ < LOCK_WAIT_RETRIES) {
+            /* The server is there but our locks were busy for a whole
+             * statement timeout (other nodes' rounds on the same hot rows):
+             * nothing is acknowledged yet, so wait our turn again rather
+             * than fail the round's sends. */
+            pgs__pipe_end(&p);
+            rc = pgs__rollback(&s->conn, pgs__deadline());
+            if (rc) break;
+            deadline = pgs__deadline();
+            rc = IY_EUNAVAIL;
+            continue;
+        }
         if (rc == 0 && pair_appeared(pgs__pipe_res(&p, q1), pgs__pipe_res(&p, q4))) {
             /* Another node made one of our pairs' channels meanwhile: again,
              * so that its row is locked with the others (channels first). */
