@@ -41,6 +41,7 @@ typedef struct service {
     readq *readq;
     bus *bus;
     struct presence *presence;
+    struct social_batch *social;  /* presence transitions waiting for the storage thread */
     struct vapid *vapid;
     struct pushd *pushd;
     struct registry *registry;  /* the live nodes (a single node: itself) */

@@ -42,7 +42,13 @@ void social_presence_list(iy_buf *b, service *svc, const social_seen *v, size_t 
 void social_notify_presence(service *svc, uint64_t user, int64_t stored_last, const uint64_t *to, size_t n);
 
 /* The presence registry's publish function (presence.h): persists
- * last_active_at and tells the user's friends. ctx is the service. */
+ * last_active_at and tells the user's friends. ctx is the service. Any
+ * thread. Transitions are batched: all those that arrive while one storage
+ * job is queued go with it (one write and one friends read for the batch). */
 void social_publish(void *ctx, uint64_t user, int online, int64_t last_active);
+
+/* The batch of svc->social (before presence starts; after it stopped). */
+struct social_batch *social_batch_new(void);
+void social_batch_free(struct social_batch *b);
 
 #endif

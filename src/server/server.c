@@ -273,6 +273,7 @@ int server_run(const server_config *cfg)
     snprintf(self.name, sizeof self.name, "%s", node);
     self_ws_url(cfg, self.ws_url, sizeof self.ws_url);
     svc->registry = registry_new(&self, on_node_change, svc);
+    svc->social = social_batch_new();
     svc->presence = presence_new(cfg->presence_timeout_s, svc->node, social_publish,
                                  svc->cluster ? announce_presence : NULL, svc);
     svc->nthreads = cfg->threads;
@@ -338,6 +339,7 @@ int server_run(const server_config *cfg)
     readq_free(svc->readq); /* its readers go before the store */
     bus_free(svc->bus);       /* no more bus callbacks into presence and the registry */
     presence_free(svc->presence);
+    social_batch_free(svc->social);
     registry_free(svc->registry);
     vapid_free(svc->vapid);
     store_free(srv->store);
@@ -352,6 +354,7 @@ out_store:
      * that was set up is left to the exit). */
     vapid_free(svc->vapid);
     presence_free(svc->presence);
+    social_batch_free(svc->social);
     registry_free(svc->registry);
     store_free(srv->store);
 out:

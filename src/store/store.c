@@ -79,6 +79,8 @@ int store_friend_set(store *s, uint64_t a, uint64_t b, int expect_a, int state_a
 int store_friend_list(store *s, uint64_t user, uint64_t **friends, size_t *nf, uint64_t **incoming, size_t *ni, uint64_t **outgoing, size_t *no) { return OPS(s)->friend_list(s, user, friends, nf, incoming, ni, outgoing, no); }
 int store_last_active_set(store *s, uint64_t user, int64_t ms) { return OPS(s)->last_active_set(s, user, ms); }
 int store_last_active_get(store *s, uint64_t user, int64_t *ms) { return OPS(s)->last_active_get(s, user, ms); }
+int store_last_active_set_many(store *s, const uint64_t *users, const int64_t *ms, size_t n) { return OPS(s)->last_active_set_many(s, users, ms, n); }
+int store_friends_of(store *s, const uint64_t *users, size_t n, uint64_t **pairs, size_t *np) { return OPS(s)->friends_of(s, users, n, pairs, np); }
 int store_push_sub_create(store *s, iy_push_sub *sub) { return OPS(s)->push_sub_create(s, sub); }
 int store_push_sub_delete(store *s, uint64_t user, uint64_t id) { return OPS(s)->push_sub_delete(s, user, id); }
 int store_push_sub_get(store *s, uint64_t id, iy_push_sub *out) { return OPS(s)->push_sub_get(s, id, out); }

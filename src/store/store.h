@@ -257,6 +257,16 @@ int store_friend_list(store *s, uint64_t user, uint64_t **friends, size_t *nf,
 int store_last_active_set(store *s, uint64_t user, int64_t ms);
 int store_last_active_get(store *s, uint64_t user, int64_t *ms);
 
+/* store_last_active_set for many users at once (a batch of presence
+ * changes; a user may repeat, the newest value is kept). A shared store
+ * writes them with one statement, the embedded one one by one. */
+int store_last_active_set_many(store *s, const uint64_t *users, const int64_t *ms, size_t n);
+
+/* The friends (mutual) of each of users[0..n) at once: *pairs malloc'd
+ * (iy_free; NULL when none) holds *np (user, friend) pairs, 2 * *np ids,
+ * ascending by user, then by friend; a user may repeat in users. */
+int store_friends_of(store *s, const uint64_t *users, size_t n, uint64_t **pairs, size_t *np);
+
 /* ---- push: subscriptions and the durable outbox --------------------------- */
 
 enum iy_push_kind { IY_PUSH_WEBHOOK = 1, IY_PUSH_WEBPUSH = 2 };

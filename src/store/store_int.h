@@ -144,6 +144,8 @@ typedef struct store_ops {
                        uint64_t **out, size_t *no);
     int (*last_active_set)(store *s, uint64_t user, int64_t ms);
     int (*last_active_get)(store *s, uint64_t user, int64_t *ms);
+    int (*last_active_set_many)(store *s, const uint64_t *users, const int64_t *ms, size_t n);
+    int (*friends_of)(store *s, const uint64_t *users, size_t n, uint64_t **pairs, size_t *np);
     int (*push_sub_create)(store *s, iy_push_sub *sub);
     int (*push_sub_delete)(store *s, uint64_t user, uint64_t id);
     int (*push_sub_get)(store *s, uint64_t id, iy_push_sub *out);

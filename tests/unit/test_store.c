@@ -1603,6 +1603,48 @@ static void test_share_and_presence(void)
     CHECK_EQ(store_last_active_set(s, a, t + 1), 0);
     CHECK_EQ(store_last_active_get(s, a, &ms), 0);
     CHECK_EQ(ms, t + 1);
+
+    /* A batch (presence transitions of many users): a user may repeat, the
+     * newest value stays; an empty batch is nothing. */
+    uint64_t bu[4] = { c, a, c, d };
+    int64_t bm[4] = { t + 10, t + 20, t + 30, t + 40 };
+    CHECK_EQ(store_last_active_set_many(s, bu, bm, 4), 0);
+    CHECK_EQ(store_last_active_set_many(s, bu, bm, 0), 0);
+    s = reopen(s);
+    CHECK_EQ(store_last_active_get(s, a, &ms), 0);
+    CHECK_EQ(ms, t + 20);
+    CHECK_EQ(store_last_active_get(s, c, &ms), 0);
+    CHECK_EQ(ms, t + 30);
+    CHECK_EQ(store_last_active_get(s, d, &ms), 0);
+    CHECK_EQ(ms, t + 40);
+    CHECK_EQ(store_last_active_get(s, b, &ms), 0);
+    CHECK_EQ(ms, t - 5000);                          /* not in the batch */
+
+    /* Friends of many at once: mutual ones only, by user then friend, a
+     * repeated user once. */
+    int st;
+    CHECK_EQ(friend_put(s, a, b, &st), 0);
+    CHECK_EQ(friend_put(s, b, a, &st), 0);          /* a-b mutual */
+    CHECK_EQ(friend_put(s, a, d, &st), 0);
+    CHECK_EQ(friend_put(s, d, a, &st), 0);          /* a-d mutual */
+    CHECK_EQ(friend_put(s, c, a, &st), 0);          /* c asks a: not a friend yet */
+    uint64_t *pairs = (uint64_t *)1;
+    size_t np = 9;
+    uint64_t who[4] = { d, a, c, a };
+    CHECK_EQ(store_friends_of(s, who, 4, &pairs, &np), 0);
+    CHECK_EQ(np, 3);
+    uint64_t f1 = b < d ? b : d, f2 = b < d ? d : b;   /* a's friends, ascending */
+    uint64_t want[6] = { a, f1, a, f2, d, a };
+    if (d < a) {   /* ascending by user: d's pair first */
+        uint64_t w2[6] = { d, a, a, f1, a, f2 };
+        memcpy(want, w2, sizeof want);
+    }
+    CHECK(pairs && memcmp(pairs, want, sizeof want) == 0);
+    iy_free(pairs);
+    CHECK_EQ(store_friends_of(s, &c, 1, &pairs, &np), 0);
+    CHECK(np == 0 && pairs == NULL);
+    CHECK_EQ(store_friends_of(s, who, 0, &pairs, &np), 0);
+    CHECK(np == 0 && pairs == NULL);
     done(s);
 }
 

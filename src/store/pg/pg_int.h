@@ -244,6 +244,8 @@ int pgs__friend_set(store *s, uint64_t a, uint64_t b, int expect_a, int state_a)
 int pgs__friend_list(store *s, uint64_t user, uint64_t **f, size_t *nf, uint64_t **in, size_t *ni,
                      uint64_t **out, size_t *no);
 int pgs__last_active_set(store *s, uint64_t user, int64_t ms);
+int pgs__last_active_set_many(store *s, const uint64_t *users, const int64_t *ms, size_t n);
+int pgs__friends_of(store *s, const uint64_t *users, size_t n, uint64_t **pairs, size_t *np);
 int pgs__last_active_get(store *s, uint64_t user, int64_t *ms);
 int pgs__push_sub_create(store *s, iy_push_sub *sub);
 int pgs__push_sub_delete(store *s, uint64_t user, uint64_t id);

@@ -74,7 +74,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LOAD_ATTEMPTS 4
+/* Each attempt after the first follows a pair whose channel another node
+ * made between our channel and user locks; with thousands of new pairs
+ * racing on several nodes (the first messages of 1,000 pairs at once) 4 was
+ * seen to run out. */
+#define LOAD_ATTEMPTS 12
 #define LOCK_WAIT_RETRIES 1   /* a round waits at most 2 statement timeouts for its locks */
 
 static const char SQL_BEGIN[] = "BEGIN ISOLATION LEVEL READ COMMITTED";
@@ -301,8 +305,9 @@ int pgs__round_load(store *st, store_round *r)
     pgs__p_buf(&p4, &k.pa.b);
     pgs__p_buf(&p4, &k.pb.b);
 
-    int rc = IY_EUNAVAIL, lock_waits = 0;
+    int rc = IY_EUNAVAIL, lock_waits = 0, raced = 0;
     for (int attempt = 0; attempt < LOAD_ATTEMPTS; attempt++) {
+        raced = 0;
         pgs_pipe p;
         pgs__pipe_begin(&p, &s->conn, deadline);
         pgs__pipe_add(&p, SQL_BEGIN, NULL);
@@ -330,6 +335,7 @@ int pgs__round_load(store *st, store_round *r)
             rc = pgs__rollback(&s->conn, deadline);
             if (rc) break;
             rc = IY_EUNAVAIL;
+            raced = 1;
             continue;
         }
         if (rc == 0) {
@@ -341,6 +347,9 @@ int pgs__round_load(store *st, store_round *r)
         break;
     }
     keys_free(&k);
+    if (raced)
+        iy_log("store: postgresql: a round's direct channels kept appearing on other nodes"
+               " (%d loads); its sends answer unavailable", LOAD_ATTEMPTS);
     if (rc) {
         pgs__rollback(&s->conn, pgs__now() + 1000);
         be->tx = 0;

@@ -34,6 +34,12 @@ static const char SQL_READ_GET[] = "SELECT seq FROM reads WHERE user_id = $1::in
 static const char SQL_ACTIVE_SET[] =
     "INSERT INTO presence AS p (user_id, last_active_ms) VALUES ($1::int8, $2::int8)"
     " ON CONFLICT (user_id) DO UPDATE SET last_active_ms = GREATEST(p.last_active_ms, EXCLUDED.last_active_ms)";
+/* Rows in user order, so that two nodes' batches never wait on each other in
+ * a cycle; one row per user (ON CONFLICT may not touch a row twice). */
+static const char SQL_ACTIVE_SET_MANY[] =
+    "INSERT INTO presence AS p (user_id, last_active_ms)"
+    " SELECT u, max(m) FROM unnest($1::int8[], $2::int8[]) AS t(u, m) GROUP BY u ORDER BY u"
+    " ON CONFLICT (user_id) DO UPDATE SET last_active_ms = GREATEST(p.last_active_ms, EXCLUDED.last_active_ms)";
 static const char SQL_ACTIVE_GET[] = "SELECT last_active_ms FROM presence WHERE user_id = $1::int8";
 static const char SQL_FRIEND_STATE[] = "SELECT state FROM friends WHERE a = $1::int8 AND b = $2::int8";
 static const char SQL_BEGIN[] = "BEGIN";
@@ -50,6 +56,9 @@ static const char SQL_FRIEND_UPSERT[] =
 static const char SQL_FRIEND_DELETE[] =
     "DELETE FROM friends WHERE (a = $1::int8 AND b = $2::int8) OR (a = $2::int8 AND b = $1::int8)";
 static const char SQL_FRIEND_LIST[] = "SELECT b, state FROM friends WHERE a = $1::int8 ORDER BY b";
+/* state 3: IY_FRIEND_MUTUAL */
+static const char SQL_FRIENDS_OF[] =
+    "SELECT a, b FROM friends WHERE a = ANY ($1::int8[]) AND state = 3 ORDER BY a, b";
 
 /* ---- read state --------------------------------------------------------------- */
 
@@ -109,6 +118,32 @@ int pgs__last_active_set(store *st, uint64_t user, int64_t ms)
     pgs__pipe_add(&p, SQL_ACTIVE_SET, &pp);
     int rc = pgs__pipe_run(&p);
     pgs__pipe_end(&p);
+    return rc;
+}
+
+int pgs__last_active_set_many(store *st, const uint64_t *users, const int64_t *ms, size_t n)
+{
+    pgs_store *s = (pgs_store *)st;
+    int guard = pgs__no_round(s, "store_last_active_set_many");
+    if (guard || n == 0) return guard;
+    pgs_arr au = { 0 }, am = { 0 };
+    pgs__arr_begin(&au, PGS_OID_INT8);
+    pgs__arr_begin(&am, PGS_OID_INT8);
+    for (size_t i = 0; i < n; i++) {
+        pgs__arr_i64(&au, users[i]);
+        pgs__arr_i64(&am, (uint64_t)ms[i]);
+    }
+    pgs_params pp = { 0 };
+    pgs__p_buf(&pp, pgs__arr_end(&au));
+    pgs__p_buf(&pp, pgs__arr_end(&am));
+    pgs_pipe p;
+    pgs__pipe_begin(&p, &s->conn, pgs__deadline());
+    pgs__pipe_add(&p, SQL_LAZY, NULL);
+    pgs__pipe_add(&p, SQL_ACTIVE_SET_MANY, &pp);
+    int rc = pgs__pipe_run(&p);
+    pgs__pipe_end(&p);
+    pgs__arr_free(&au);
+    pgs__arr_free(&am);
     return rc;
 }
 
@@ -209,6 +244,34 @@ static void push_u64(uint64_t **v, size_t *n, size_t *cap, uint64_t x)
         *v = iy_realloc(*v, *cap * sizeof **v);
     }
     (*v)[(*n)++] = x;
+}
+
+int pgs__friends_of(store *st, const uint64_t *users, size_t n, uint64_t **pairs, size_t *np)
+{
+    pgs_store *s = (pgs_store *)st;
+    *pairs = NULL;
+    *np = 0;
+    if (n == 0) return 0;
+    pgs_arr au = { 0 };
+    pgs__arr_begin(&au, PGS_OID_INT8);
+    for (size_t i = 0; i < n; i++) pgs__arr_i64(&au, users[i]);
+    pgs_params pp = { 0 };
+    PGresult *res;
+    pgs__p_buf(&pp, pgs__arr_end(&au));
+    int rc = pgs__exec(&s->conn, pgs__deadline(), SQL_FRIENDS_OF, &pp, &res);
+    pgs__arr_free(&au);
+    if (rc) return rc;
+    size_t k = (size_t)PQntuples(res);
+    if (k) {
+        *pairs = iy_malloc(2 * k * sizeof **pairs);
+        for (size_t i = 0; i < k; i++) {
+            (*pairs)[2 * i] = pgs__r_i64(res, (int)i, 0);
+            (*pairs)[2 * i + 1] = pgs__r_i64(res, (int)i, 1);
+        }
+        *np = k;
+    }
+    PQclear(res);
+    return 0;
 }
 
 int pgs__friend_list(store *st, uint64_t user, uint64_t **f, size_t *nf, uint64_t **in, size_t *ni,

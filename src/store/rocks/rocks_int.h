@@ -93,6 +93,8 @@ int rocks_friend_list(store *s, uint64_t user, uint64_t **f, size_t *nf, uint64_
                       uint64_t **out, size_t *no);
 int rocks_share_channel(store *s, uint64_t a, uint64_t b);
 int rocks_last_active_set(store *s, uint64_t user, int64_t ms);
+int rocks_last_active_set_many(store *s, const uint64_t *users, const int64_t *ms, size_t n);
+int rocks_friends_of(store *s, const uint64_t *users, size_t n, uint64_t **pairs, size_t *np);
 int rocks_last_active_get(store *s, uint64_t user, int64_t *ms);
 
 /* rocks_push.c */

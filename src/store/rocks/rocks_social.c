@@ -4,6 +4,7 @@
 #include "rocks_int.h"
 #include "rocks_enc.h"
 #include <rocksdb/c.h>
+#include <stdlib.h>
 #include <string.h>
 #include "../../base/alloc.h"
 #include "../../base/err.h"
@@ -186,3 +187,54 @@ int rocks_last_active_get(store *s, uint64_t user, int64_t *ms)
     *ms = rc == 0 ? (int64_t)v : 0;
     return rc;
 }
+int rocks_last_active_set_many(store *s, const uint64_t *users, const int64_t *ms, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = rocks_last_active_set(s, users[i], ms[i]);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static int cmp_id(const void *x, const void *y)
+{
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+int rocks_friends_of(store *s, const uint64_t *users, size_t n, uint64_t **pairs, size_t *np)
+{
+    *pairs = NULL;
+    *np = 0;
+    uint64_t *u = iy_malloc((n ? n : 1) * sizeof *u);
+    memcpy(u, users, n * sizeof *u);
+    qsort(u, n, sizeof *u, cmp_id);
+    size_t cap = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (i && u[i] == u[i - 1]) continue;
+        uint64_t *f, *in, *out;
+        size_t nf, ni, no;
+        if ((rc = rocks_friend_list(s, u[i], &f, &nf, &in, &ni, &out, &no)) != 0) break;
+        if (*np + nf > cap) {
+            cap = (*np + nf) * 2;
+            *pairs = iy_realloc(*pairs, cap * 2 * sizeof **pairs);
+        }
+        for (size_t k = 0; k < nf; k++) {
+            (*pairs)[2 * *np] = u[i];
+            (*pairs)[2 * *np + 1] = f[k];
+            ++*np;
+        }
+        iy_free(f);
+        iy_free(in);
+        iy_free(out);
+    }
+    iy_free(u);
+    if (rc) {
+        iy_free(*pairs);
+        *pairs = NULL;
+        *np = 0;
+    }
+    return rc;
+}
+
