@@ -20,7 +20,8 @@
 #      group     20 groups of 100 members spread over the nodes
 # 4. scripts/cluster.sh down. Prints a section for docs/BENCHMARKS.md.
 #
-# Environment: BENCH_NODES, BENCH_IDLE, BENCH_KEEP=1 (keep the cluster's dir).
+# Environment: BENCH_NODES, BENCH_IDLE, BENCH_KEEP=1 (keep the cluster's dir),
+# BENCH_ONLY (a regex: only the runs whose command line matches, e.g. "group|idle").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NODES=${BENCH_NODES:-6}
@@ -96,6 +97,7 @@ OUT=$DIR/out.txt
 NATS_NOTE=""
 PG_NOTE=""
 for s in "${SUITE[@]}"; do
+    [[ -z "${BENCH_ONLY:-}" || "$s" =~ $BENCH_ONLY ]] || continue
     echo "bench: iyagi-bench $s"
     sampler=""
     if [[ "$s" == idle* ]]; then
