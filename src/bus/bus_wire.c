@@ -1,5 +1,6 @@
 /* bus_wire.c — encoding and decoding the messages between nodes (bus_wire.h). */
 #include "bus_wire.h"
+#include "../base/bytes.h"
 #include "../base/err.h"
 #include <string.h>
 
@@ -95,27 +96,9 @@ void bus_wire_presence(iy_buf *out, int64_t sent_ms, const bus_presence_info *p)
 
 /* ---- reading ---- */
 
-typedef struct rd {
-    const uint8_t *p;
-    size_t n;
-    int bad;
-} rd;
-
-static const uint8_t *take(rd *r, size_t n)
-{
-    if (r->bad || r->n < n) {
-        r->bad = 1;
-        return NULL;
-    }
-    const uint8_t *p = r->p;
-    r->p += n;
-    r->n -= n;
-    return p;
-}
-
 static uint64_t rn(rd *r, int bytes)
 {
-    const uint8_t *p = take(r, (size_t)bytes);
+    const uint8_t *p = rd_mem(r, (size_t)bytes);
     uint64_t v = 0;
     for (int i = 0; p && i < bytes; i++) v = v << 8 | p[i];
     return v;
@@ -125,7 +108,7 @@ static uint64_t rn(rd *r, int bytes)
  * holding a NUL byte or longer than max is bad. */
 static void rstr(rd *r, size_t len, char *dst, size_t max)
 {
-    const uint8_t *p = len > max ? (r->bad = 1, NULL) : take(r, len);
+    const uint8_t *p = len > max ? (r->bad = 1, NULL) : rd_mem(r, len);
     if (!p || memchr(p, 0, len)) {
         r->bad = 1;
         dst[0] = '\0';
@@ -164,7 +147,7 @@ int bus_wire_decode(const void *data, size_t len, bus_wire *w)
         rstr(&r, (size_t)rn(&r, 1), m->m.cmid, IY_CMID_MAX);
         size_t tl = (size_t)rn(&r, 4);
         if (tl > IY_TEXT_MAX_BYTES) r.bad = 1;
-        m->m.text = (char *)take(&r, tl);
+        m->m.text = (char *)rd_mem(&r, tl);
         m->m.text_len = tl;
         m->m.ts = iy_id_ts(m->m.id);
         if (m->m.event < IY_EV_NONE || m->m.event > IY_EV_RENAMED || !w->user || !w->pos) r.bad = 1;
@@ -180,12 +163,12 @@ int bus_wire_decode(const void *data, size_t len, bus_wire *w)
         w->skip_user = rn(&r, 8);
         w->frame_len = (size_t)rn(&r, 4);
         if (w->frame_len > IY_JSON_MAX) r.bad = 1;
-        w->frame = (const char *)take(&r, w->frame_len);
+        w->frame = (const char *)rd_mem(&r, w->frame_len);
         if (!w->user) r.bad = 1;
         break;
     case W_REVOKE: {
         w->user = rn(&r, 8);
-        const uint8_t *s = take(&r, 32);
+        const uint8_t *s = rd_mem(&r, 32);
         if (s) memcpy(w->session, s, 32);
         if (!w->user) r.bad = 1;
         break;
