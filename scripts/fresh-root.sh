@@ -118,18 +118,26 @@ inroot() {  # inroot COMMAND: a login-like shell in the repository, nothing of o
 }
 
 # in_background COMMAND LOG: COMMAND in the root, in a session of its own (its
-# process group id in run_pgid), as a user at a terminal would start it.
+# process group id in run_pgid), as a user at a terminal would start it. A
+# script without job control starts `&` commands with SIGINT ignored, and a
+# shell cannot trap a signal that was ignored when it started: env restores
+# the default, or cluster.sh's Ctrl-C trap would never run (CI hung on it).
 in_background() {
-  setsid chroot "$ROOT" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
+  setsid chroot "$ROOT" /usr/bin/env --default-signal=INT -i HOME=/root TERM=dumb LANG=C.UTF-8 \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
     /bin/bash -c "cd /root/iyagi && exec $1" > "$2" 2>&1 &
   run_pgid=$!
 }
-# interrupt: Ctrl-C to what in_background started; its exit status once it ended.
+# interrupt WHAT: Ctrl-C to what in_background started; its exit status once
+# it ended. What has not ended 90 s later is killed and the check fails.
 interrupt() {
-  local rc=0
+  local rc=0 watchdog
   kill -INT -- "-$run_pgid"
+  ( sleep 90; kill -KILL -- "-$run_pgid" ) >/dev/null 2>&1 &
+  watchdog=$!
   wait "$run_pgid" || rc=$?
+  kill "$watchdog" 2>/dev/null || true
+  [ $rc -ne 137 ] || die "'$1' did not stop within 90 s of Ctrl-C (killed)"
   run_pgid=""
   return $rc
 }
@@ -158,7 +166,7 @@ fi
 log "'$run_cmd' served /healthz after $((SECONDS - t)) s"
 page=$(curl -sf --max-time 5 http://127.0.0.1:8080/) || die "GET / failed"
 grep -q '<html' <<<"$page" || die "GET / did not serve the web client"
-rc=0; interrupt || rc=$?
+rc=0; interrupt "$run_cmd" || rc=$?
 # make passes SIGINT to iyagid, which stops cleanly; make itself then reports
 # the interrupt, so iyagid's own last line is what tells a clean stop.
 grep -q "stopped cleanly" "$ROOT/make-run.log" || { tail -n 20 "$ROOT/make-run.log" >&2; die "iyagid did not stop cleanly on SIGINT (make exited $rc)"; }
@@ -191,7 +199,7 @@ for _ in $(seq 1 30); do
 done
 [ "$nodes" -eq 3 ] || die "'make cluster': discovery at $url lists $nodes nodes, not 3"
 log "'make cluster' served the web client at $url with 3 nodes after $((SECONDS - t)) s"
-interrupt || true
+interrupt "make cluster" || true
 grep -q "cluster: stopped;" "$ROOT/make-cluster.log" || { tail -n 20 "$ROOT/make-cluster.log" >&2; die "'make cluster' did not stop on Ctrl-C"; }
 ! curl -s -o /dev/null --max-time 2 "$url/healthz" || die "'make cluster': $url still answers after Ctrl-C"
 log "'make cluster' stopped on Ctrl-C"

@@ -31,9 +31,13 @@ die() { echo "pg-throwaway: $*" >&2; exit 1; }
 [ -n "$cmd" ] && [ -n "$dir" ] || die "usage: $0 start|createdb|down|up|stop DIR [NAME]"
 [ -x "$PGBIN/initdb" ] || die "no PostgreSQL 15 in $PGBIN: apt-get install postgresql (scripts/deps.sh test)"
 
+# DIR as an absolute path: as_pg runs from / (the postgres user may not
+# enter the caller's directory, say /root/iyagi, and would warn on every call).
+if [ -d "$dir" ]; then dir=$(cd "$dir" && pwd); fi
+
 # Runs a server command as the owner of the cluster.
 as_pg() {
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"
+  if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@")
   else "$@"
   fi
 }
