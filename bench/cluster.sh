@@ -34,7 +34,7 @@ DIR=$(mktemp -d /tmp/iyagi-bench-cluster.XXXXXX)
 rmdir "$DIR"
 down() { [ "${BENCH_KEEP:-}" = 1 ] || scripts/cluster.sh down "$DIR" >/dev/null 2>&1 || true; }
 trap down EXIT
-CLUSTER_NODES=$NODES IYAGID_ARGS="--threads 1" scripts/cluster.sh up "$DIR" >"$DIR.up.log" 2>&1 ||
+CLUSTER_NODES=$NODES IYAGID_ARGS="--threads 1 --rate-limits off" scripts/cluster.sh up "$DIR" >"$DIR.up.log" 2>&1 ||
     { cat "$DIR.up.log"; exit 1; }
 PIDS=$(grep -oE '^NODE[0-9]+_PID=[0-9]+' "$DIR/cluster.env" | cut -d= -f2 | paste -sd, -)
 PORT=$(grep -oE '^NODE1_PORT=[0-9]+' "$DIR/cluster.env" | cut -d= -f2)
@@ -126,7 +126,7 @@ echo
 echo "## $(date -u +%Y-%m-%dT%H:%MZ) — the cluster: $NODES nodes, 3 NATS servers, PostgreSQL, one machine"
 echo
 echo '```'
-echo "CLUSTER_NODES=$NODES IYAGID_ARGS=\"--threads 1\" scripts/cluster.sh up DIR"
+echo "CLUSTER_NODES=$NODES IYAGID_ARGS=\"--threads 1 --rate-limits off\" scripts/cluster.sh up DIR"
 echo "iyagid admin create-users --data DIR/admin --store STORE_URL --count $IDLE --prefix cb --groups 20 --group-size 100 --out U"
 for s in "${SUITE[@]}"; do echo "iyagi-bench $s --users U --port NODE1_PORT --server-pid PIDS --discovery"; done
 echo '```'

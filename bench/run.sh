@@ -67,7 +67,7 @@ fi
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
        echo $(( 20000 + RANDOM % 20000 )))
 
-"$IYAGID" --listen 127.0.0.1:$PORT --data "$RUN/data" "${STORE_ARGS[@]}" --threads 2 >"$RUN/server.log" 2>&1 &
+"$IYAGID" --listen 127.0.0.1:$PORT --data "$RUN/data" "${STORE_ARGS[@]}" --threads 2 --rate-limits off >"$RUN/server.log" 2>&1 &
 SPID=$!
 stop_server() {
     if kill -0 $SPID 2>/dev/null; then
@@ -154,10 +154,10 @@ cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
     if [ "${BENCH_STORE:-}" = postgres ]; then
         echo "scripts/pg-throwaway.sh start PGDIR; scripts/pg-throwaway.sh createdb PGDIR bench   # -> URL"
         echo "iyagid admin create-users --data DIR --store URL --count $USERS --prefix bu --groups $NGROUPS --group-size $GROUP_SIZE --out U"
-        echo "iyagid --listen 127.0.0.1:PORT --data DIR --store URL --threads 2"
+        echo "iyagid --listen 127.0.0.1:PORT --data DIR --store URL --threads 2 --rate-limits off"
     else
         echo "iyagid admin create-users --data DIR --count $USERS --prefix bu --groups $NGROUPS --group-size $GROUP_SIZE --out U"
-        echo "iyagid --listen 127.0.0.1:PORT --data COPY-OF-DIR --threads 2"
+        echo "iyagid --listen 127.0.0.1:PORT --data COPY-OF-DIR --threads 2 --rate-limits off"
     fi
     for s in "${SUITE[@]}"; do echo "iyagi-bench $s --users U --port PORT --server-pid PID --workers $WORKERS"; done
     echo '```'

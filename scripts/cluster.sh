@@ -179,7 +179,7 @@ up() {
     mkdir -p "$DIR/n$i/data"
     start_bg "NODE${i}_PID" "$DIR/n$i/log" "$IYAGID" --listen "127.0.0.1:$(env_get "NODE${i}_PORT")" \
       --data "$DIR/n$i/data" --store "$store" --bus "$bus" --node "n$i" \
-      --public-url "$(env_get "NODE${i}_URL")" ${extra[@]+"${extra[@]}"}
+      --public-url "$(env_get "NODE${i}_URL")" --trust-proxy 127.0.0.1/32 ${extra[@]+"${extra[@]}"}
   done
   for i in $(seq 1 "$NODES"); do
     wait_for 30 "$(env_get "NODE${i}_PID")" "iyagid n$i" "$DIR/n$i/log" healthy "$(env_get "NODE${i}_PORT")"

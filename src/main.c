@@ -6,6 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <stdint.h>
+#include <sys/stat.h>
 
 static void usage(FILE *f)
 {
@@ -14,6 +17,7 @@ static void usage(FILE *f)
             "              [--capacity N] [--threads N] [--public-url URL]\n"
             "              [--presence-timeout S] [--auth-timeout S] [--idle-timeout S] [--max-backlog N]\n"
             "              [--push-allow-private] [--push-retry-base-ms N] [--push-give-up S]\n"
+            "              [--shutdown-timeout S] [--rate-limits on|off] [--trust-proxy CIDR]\n"
             "  --listen HOST:PORT     IPv4 address to serve on (default 127.0.0.1:8080)\n"
             "  --data DIR             the embedded store lives here (default ./data, created if missing)\n"
             "  --store URL            keep all shared state in PostgreSQL instead (a libpq URI:\n"
@@ -32,7 +36,36 @@ static void usage(FILE *f)
             "  --max-backlog N        queued sends past which new sends get 'unavailable' (default 20000)\n"
             "  --push-allow-private   allow push endpoints on private addresses (tests)\n"
             "  --push-retry-base-ms N first retry delay of a failed push, doubling (default 1000)\n"
-            "  --push-give-up S       seconds after which an undelivered push is a dead letter (default 86400)\n");
+            "  --push-give-up S       seconds after which an undelivered push is a dead letter (default 86400)\n"
+            "  --shutdown-timeout S   SIGTERM/SIGINT: drain, commit what was accepted, close every socket\n"
+            "                         within S seconds, then exit regardless (default 10)\n"
+            "  --rate-limits on|off   limits on logins, signups, messages, new chats, typing and\n"
+            "                         presence queries per user and per address (default on; off\n"
+            "                         for tests and benchmarks driving thousands of users from one address)\n"
+            "  --trust-proxy CIDR     requests from this IPv4 network (a load balancer) are counted by the\n"
+            "                         client address it appends to X-Forwarded-For (default: none trusted)\n");
+}
+
+/* "A.B.C.D/N" (or "A.B.C.D": /32) -> network and mask, host order. */
+static int parse_cidr(const char *v, uint32_t *net, uint32_t *mask)
+{
+    char ip[16];
+    const char *slash = strchr(v, '/');
+    size_t n = slash ? (size_t)(slash - v) : strlen(v);
+    if (n == 0 || n >= sizeof ip) return -1;
+    memcpy(ip, v, n);
+    ip[n] = '\0';
+    struct in_addr a;
+    if (inet_pton(AF_INET, ip, &a) != 1) return -1;
+    long bits = 32;
+    if (slash) {
+        char *end;
+        bits = strtol(slash + 1, &end, 10);
+        if (!slash[1] || *end || bits < 1 || bits > 32) return -1;
+    }
+    *mask = bits == 32 ? UINT32_MAX : ~(UINT32_MAX >> bits);
+    *net = ntohl(a.s_addr) & *mask;
+    return 0;
 }
 
 static int int_arg(const char *name, const char *v, int lo, int hi)
@@ -48,6 +81,9 @@ static int int_arg(const char *name, const char *v, int lo, int hi)
 
 int main(int argc, char **argv)
 {
+    /* Every file iyagid or its admin commands create (the store, keys,
+     * backups) is the owner's alone. */
+    umask(077);
     if (argc > 1 && !strcmp(argv[1], "admin")) return admin_main(argc - 1, argv + 1);
     server_config cfg;
     server_config_defaults(&cfg);
@@ -112,6 +148,19 @@ int main(int argc, char **argv)
             cfg.push_give_up_s = int_arg(a, v, 1, 30 * 86400);
         } else if (!strcmp(a, "--max-backlog")) {
             cfg.max_backlog = int_arg(a, v, 1, 10000000);
+        } else if (!strcmp(a, "--trust-proxy")) {
+            if (parse_cidr(v, &cfg.trust_net, &cfg.trust_mask) != 0) {
+                fprintf(stderr, "iyagid: --trust-proxy takes an IPv4 network, A.B.C.D/N (e.g. 127.0.0.1/32)\n");
+                return 2;
+            }
+        } else if (!strcmp(a, "--rate-limits")) {
+            if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+                fprintf(stderr, "iyagid: --rate-limits takes on or off\n");
+                return 2;
+            }
+            cfg.rate_limits = !strcmp(v, "on");
+        } else if (!strcmp(a, "--shutdown-timeout")) {
+            cfg.shutdown_timeout_s = int_arg(a, v, 1, 3600);
         } else if (!strcmp(a, "--idle-timeout")) {
             cfg.idle_timeout_s = int_arg(a, v, 1, 86400);
         } else {

@@ -5,12 +5,19 @@
  * thread). Logout deletes the session, then — back on the I/O thread, after
  * the delete committed — revokes it on the bus, so every socket of the
  * session closes: one authenticated before the delete is registered and
- * gets the revoke, one after it fails its second read (chat/chat.c). */
+ * gets the revoke, one after it fails its second read (chat/chat.c).
+ *
+ * Rate limits (chat/limiter.h), checked before any work: logins and
+ * signups per client address, failed logins per account (a growing
+ * back-off that a success clears), and a bounded queue of password hashes
+ * (`unavailable` when full, so that a flood cannot queue everyone's login
+ * behind it). */
 #include "api_int.h"
 #include "../base/alloc.h"
 #include "../base/err.h"
 #include "../base/log.h"
 #include "../chat/auth.h"
+#include "../chat/limiter.h"
 #include "../bus/bus_wire.h"
 #include "../codec/jsonw.h"
 #include "../codec/proto.h"
@@ -26,6 +33,7 @@ typedef struct account_job {
     char pwhash[256];
     char ws_url[600];
     char new_token[44];
+    uint64_t client;                     /* the client's address (conn_client) */
     iy_user u;
 } account_job;
 
@@ -41,6 +49,24 @@ static void account_free(api_job *a)
 static account_job *account_job_new(conn *c, const http_request *req, api_handler h, int need_auth)
 {
     return api_job_new(c, req, sizeof(account_job), h, need_auth, account_free);
+}
+
+/* 0, or answers 429 (per-address limit l) or 503 (the hash queue is full). */
+static int admit(conn *c, const http_request *req, limiter *l, const char *what)
+{
+    if (!svc_of(c)->limits) return 0;
+    int64_t wait = limiter_take(l, conn_client(c, req), (int64_t)now_ms());
+    char m[96];
+    if (wait) {
+        snprintf(m, sizeof m, "too many %s from this address; retry later", what);
+        conn_http_error_retry(c, IY_ERATE, m, wait);
+        return IY_ERATE;
+    }
+    if (auth_pw_busy()) {
+        conn_http_error_retry(c, IY_EUNAVAIL, "the server is busy checking passwords; retry in a second", 1000);
+        return IY_EUNAVAIL;
+    }
+    return 0;
 }
 
 /* ---- signup ---- */
@@ -74,6 +100,7 @@ static void signup_hashed(void *ctx, int err, const char *encoded)
 
 void account_signup(conn *c, const http_request *req)
 {
+    if (admit(c, req, svc_of(c)->limits ? svc_of(c)->limits->signup_addr : NULL, "signups")) return;
     json_t *o = api_parse_body(c, req);
     if (!o) return;
     account_job *x = account_job_new(c, req, signup_store, 0);
@@ -138,13 +165,19 @@ static void login_verified(void *ctx, int ok)
     account_job *x = ctx;
     conn *c = iothread_conn(x->a.t, x->a.conn_id);
     if (!c || c->closing) { api_job_drop(&x->a); return; }
+    service_limits *lim = x->a.svc->limits;
     if (!ok) {
+        char peer[48];
+        net_addr_text(x->client, peer, sizeof peer);
         /* Only a well-formed name reaches the log: no control characters from clients. */
-        iy_log("login failed for %s", api_valid_username(x->username) ? x->username : "(a malformed username)");
+        iy_log("login failed for %s from %s", api_valid_username(x->username) ? x->username : "(a malformed username)",
+               peer);
+        if (lim) limiter_fail(lim->login_user, limiter_key_str(x->username), (int64_t)now_ms());
         conn_http_error(c, IY_EUNAUTH, "wrong username or password");
         api_job_drop(&x->a);
         return;
     }
+    if (lim) limiter_clear(lim->login_user, limiter_key_str(x->username));
     auth_token_new(x->new_token, x->a.token);
     x->a.handler = login_session_store;
     api_submit(c, &x->a);
@@ -169,12 +202,20 @@ static void login_looked_up(conn *c, api_job *a)
 
 void account_login(conn *c, const http_request *req)
 {
+    service_limits *lim = svc_of(c)->limits;
+    if (admit(c, req, lim ? lim->login_addr : NULL, "logins")) return;
     json_t *o = api_parse_body(c, req);
     if (!o) return;
     account_job *x = account_job_new(c, req, login_lookup_store, 0);
+    x->client = conn_client(c, req);
     char pw[IY_PASSWORD_MAX + 1];
     int rc;
     if ((rc = api_get_str(c, o, "username", x->username, sizeof x->username, 1)) < 0) goto out;
+    int64_t locked = lim ? limiter_wait(lim->login_user, limiter_key_str(x->username), (int64_t)now_ms()) : 0;
+    if (locked) {
+        conn_http_error_retry(c, IY_ERATE, "too many failed logins for this account; retry later", locked);
+        goto out;
+    }
     if ((rc = api_get_str(c, o, "password", pw, sizeof pw, 1)) < 0) goto out;
     if ((rc = api_get_str(c, o, "device", x->a.device, sizeof x->a.device, 0)) < 0) goto out;
     if (rc == 0 || !x->a.device[0]) {

@@ -11,6 +11,7 @@
 #include "../codec/jsonw.h"
 #include "../codec/proto.h"
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 #include <strings.h>
 
@@ -23,6 +24,12 @@ static void api_job_free(dbq_job *j)
     iy_free(j->text);
     iy_buf_free(&a->body);
     iy_free(a);
+}
+
+void api_fail_retry(api_job *a, int err, const char *message, int64_t retry_ms)
+{
+    api_fail(a, err, message);
+    a->retry_ms = retry_ms;
 }
 
 void api_fail(api_job *a, int err, const char *message)
@@ -65,7 +72,12 @@ static void api_done(dbq_job *j)
         then(c, a);
         return;
     }
-    if (c && !c->closing) conn_http_respond(c, a->status, "application/json", a->body.data, a->body.len);
+    if (c && !c->closing) {
+        char extra[40];
+        snprintf(extra, sizeof extra, "Retry-After: %lld\r\n", (long long)((a->retry_ms + 999) / 1000));
+        conn_http_respond_x(c, a->status, "application/json", a->retry_ms > 0 ? extra : NULL, a->body.data,
+                            a->body.len);
+    }
     api_job_drop(a);
 }
 
@@ -240,8 +252,9 @@ int api_query_num(conn *c, const http_request *req, const char *name, uint64_t l
     if (rc == 0) return 0;
     char *end = NULL;
     unsigned long long x = 0;
+    errno = 0;
     if (rc == 1 && v[0] >= '0' && v[0] <= '9') x = strtoull(v, &end, 10);
-    if (rc != 1 || !end || *end || x < lo || x > hi) {
+    if (rc != 1 || !end || *end || errno == ERANGE || x < lo || x > hi) {
         char m[128];
         snprintf(m, sizeof m, "%s must be an integer from %llu to %llu", name, (unsigned long long)lo,
                  (unsigned long long)hi);

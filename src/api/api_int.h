@@ -39,6 +39,7 @@ struct api_job {
     char device[IY_DEVICE_MAX + 1];
     uint64_t id;                /* the id in the path */
     int status;
+    int64_t retry_ms;           /* > 0: the answer carries Retry-After (api_fail_retry) */
     iy_buf body;
     void (*free_fn)(api_job *a);  /* frees what a bigger job struct owns; NULL: nothing */
 };
@@ -61,6 +62,8 @@ void api_job_drop(api_job *a);
 
 /* The answer of a failed handler: status and {"error":...} body. */
 void api_fail(api_job *a, int err, const char *message);
+/* The same with Retry-After (rate_limited, unavailable). */
+void api_fail_retry(api_job *a, int err, const char *message, int64_t retry_ms);
 
 /* {"user":...} with status. */
 void api_ok_user(api_job *a, int status, const iy_user *u);

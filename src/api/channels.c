@@ -6,6 +6,7 @@
  * reader thread. A new group's members learn of it at once through a bus
  * notice published after the group was stored. */
 #include "api_int.h"
+#include "../chat/limiter.h"
 #include "../base/alloc.h"
 #include "../base/err.h"
 #include "../base/log.h"
@@ -165,6 +166,7 @@ void channels_group_create(conn *c, const http_request *req)
     group_job *x = api_job_new(c, req, sizeof *x, group_create_store, 1, NULL);
     x->a.then = group_created;
     if (api_get_str(c, o, "name", x->name, sizeof x->name, 1) < 0) goto out;
+    if (!x->name[0]) { conn_http_error(c, IY_EINVAL, "name must not be empty"); goto out; }
     json_t *m = json_object_get(o, "members");
     if (!json_is_array(m)) { conn_http_error(c, IY_EINVAL, "members must be an array of user ids"); goto out; }
     if (json_array_size(m) > IY_GROUP_MAX) { conn_http_error(c, IY_ETOOBIG, "a group has at most 100 members"); goto out; }
@@ -226,8 +228,8 @@ void channels_history(conn *c, const http_request *req, uint64_t channel)
 {
     uint64_t before = 0, after = 0, limit = IY_PAGE_DEFAULT;
     int has_b = 0, has_a = 0, has_l = 0;
-    if (api_query_num(c, req, "before_seq", 1, UINT64_MAX, &before, &has_b) ||
-        api_query_num(c, req, "after_seq", 0, UINT64_MAX, &after, &has_a) ||
+    if (api_query_num(c, req, "before_seq", 1, PROTO_INT_MAX, &before, &has_b) ||
+        api_query_num(c, req, "after_seq", 0, PROTO_INT_MAX, &after, &has_a) ||
         api_query_num(c, req, "limit", 1, IY_PAGE_MAX, &limit, &has_l))
         return;
     if (has_b && has_a) {
@@ -284,6 +286,7 @@ static const char *send_error_message(int err, int event)
     case IY_EINVAL: return event ? "not possible on this channel" : "cannot send a message to yourself";
     case IY_ECONFLICT: return "already a member";
     case IY_ETOOBIG: return "a group has at most 100 members";
+    case IY_ERATE: return "too many new chats; retry later";
     default: return "storage unavailable, retry";
     }
 }
@@ -322,6 +325,12 @@ static void send_authed(conn *c, api_job *a)
 {
     send_req *x = (send_req *)a;
     service *svc = a->svc;
+    int64_t wait = svc->limits ? limiter_take(svc->limits->send_user, a->user, (int64_t)now_ms()) : 0;
+    if (wait) {
+        conn_http_error_retry(c, IY_ERATE, "too many messages; retry with the same cmid later", wait);
+        api_job_drop(a);
+        return;
+    }
     if (dbq_backlog(svc->dbq) >= (size_t)svc->cfg.max_backlog) {
         metrics_add(M_SHED, 1);
         conn_http_error(c, IY_EUNAVAIL, "server busy, retry with the same cmid");

@@ -7,6 +7,7 @@
  * friends learn each other's presence at once (a notice each, from the I/O
  * thread after the commit). */
 #include "api_int.h"
+#include "../chat/limiter.h"
 #include "../base/alloc.h"
 #include "../base/err.h"
 #include "../chat/social.h"
@@ -190,6 +191,12 @@ void friends_list(conn *c, const http_request *req)
 static void presence_store(store *s, api_job *a)
 {
     friend_job *x = (friend_job *)a;
+    service_limits *lim = a->svc->limits;
+    int64_t wait = lim ? limiter_take(lim->presence_user, a->user, (int64_t)now_ms()) : 0;
+    if (wait) {
+        api_fail_retry(a, IY_ERATE, "too many presence queries", wait);
+        return;
+    }
     social_visible(s, a->user, x->ids, x->nids, &x->seen, &x->nseen);
 }
 

@@ -26,6 +26,7 @@ static void push_sub_store(store *s, api_job *base)
     push_job *a = (push_job *)base;
     a->sub->user = base->user;
     memcpy(a->sub->device, base->device, sizeof a->sub->device);
+    memcpy(a->sub->session, base->token, sizeof a->sub->session);   /* it ends with the session */
     int rc = store_push_sub_create(s, a->sub);
     if (rc == IY_ETOOBIG) { api_fail(base, IY_ETOOBIG, "at most 32 push subscriptions per user"); return; }
     if (rc) { api_fail(base, rc, "storage error"); return; }

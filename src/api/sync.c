@@ -16,6 +16,7 @@
 #include "../base/alloc.h"
 #include "../base/err.h"
 #include "../codec/jsonw.h"
+#include "../codec/proto.h"
 #include <string.h>
 
 typedef struct sync_job {
@@ -125,7 +126,7 @@ void sync_request(conn *c, const http_request *req)
 {
     uint64_t after = 0, limit = IY_SYNC_DEFAULT, wait = 0;
     int p;
-    if (api_query_num(c, req, "after", 0, UINT64_MAX, &after, &p) ||
+    if (api_query_num(c, req, "after", 0, PROTO_INT_MAX, &after, &p) ||
         api_query_num(c, req, "limit", 1, IY_SYNC_MAX, &limit, &p) ||
         api_query_num(c, req, "wait", 0, IY_WAIT_MAX, &wait, &p))
         return;

@@ -95,9 +95,17 @@ static void pw_run(uv_work_t *req)
     w->result = rc == ARGON2_OK ? 0 : IY_EIO;
 }
 
+/* Hashes queued or running: libuv's pool runs 4 at a time; past
+ * AUTH_PW_QUEUE_MAX waiting, callers answer `unavailable` at once rather
+ * than queue everyone's login behind a flood (auth_pw_busy). */
+static _Atomic int pw_pending;
+
+int auth_pw_busy(void) { return pw_pending >= AUTH_PW_QUEUE_MAX; }
+
 static void pw_after(uv_work_t *req, int status)
 {
     pw_work *w = req->data;
+    pw_pending--;
     if (status != 0) w->result = w->verify ? 0 : IY_EIO;
     if (w->verify == 2) w->result = 0;
     if (w->verify) w->verify_cb(w->ctx, w->result);
@@ -115,6 +123,7 @@ static pw_work *pw_new(const char *pw, size_t n, void *ctx)
     w->pw_len = n;
     w->ctx = ctx;
     w->req.data = w;
+    pw_pending++;
     return w;
 }
 

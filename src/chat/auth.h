@@ -14,6 +14,11 @@ void auth_random_hex(char *out, size_t nbytes);     /* 2*nbytes hex chars + NUL 
 typedef void (*auth_hash_cb)(void *ctx, int err, const char *encoded);
 typedef void (*auth_verify_cb)(void *ctx, int ok);
 void auth_hash_password(iothread *t, const char *pw, size_t n, auth_hash_cb cb, void *ctx);
+
+/* 1 if AUTH_PW_QUEUE_MAX hashes are queued or running already: a caller
+ * with rate limits on answers `unavailable` instead of queueing more. */
+#define AUTH_PW_QUEUE_MAX 32
+int auth_pw_busy(void);
 void auth_verify_password(iothread *t, const char *encoded, const char *pw, size_t n,
                           auth_verify_cb cb, void *ctx);
 

@@ -22,6 +22,7 @@
  * one committed before it fails the read. */
 #include "chat.h"
 #include "auth.h"
+#include "limiter.h"
 #include "presence.h"
 #include "social.h"
 #include "../api/api.h"
@@ -62,12 +63,26 @@ static void ws_job_init(ws_job *w, conn *c, const proto_req *req, int kind, void
 
 static const char *rid_of(const ws_job *w) { return w->has_rid ? w->rid : NULL; }
 
-static void send_error(conn *c, const char *rid, int err, const char *message)
+static void send_error_retry(conn *c, const char *rid, int err, const char *message, int64_t retry_ms)
 {
     iy_buf b = { 0 };
-    proto_write_error(&b, rid, iy_err_code(err), message);
+    proto_write_error_retry(&b, rid, iy_err_code(err), message, retry_ms);
     conn_ws_send(c, b.data, b.len);
     iy_buf_free(&b);
+}
+
+static void send_error(conn *c, const char *rid, int err, const char *message)
+{
+    send_error_retry(c, rid, err, message, 0);
+}
+
+/* A user's rate limit l (NULL: off): 0 if allowed, else answers
+ * rate_limited with the wait and returns it. */
+static int64_t over_limit(conn *c, limiter *l, const proto_req *req, const char *what)
+{
+    int64_t wait = l ? limiter_take(l, c->user, (int64_t)now_ms()) : 0;
+    if (wait) send_error_retry(c, req->has_rid ? req->rid : NULL, IY_ERATE, what, wait);
+    return wait;
 }
 
 /* Starts an object frame {"op":"<op>"[,"rid":"..."] — the caller continues. */
@@ -267,6 +282,7 @@ static const char *send_error_text(int err)
     case IY_EFORBIDDEN: return "not a member of this channel";
     case IY_EINVAL: return "cannot send a message to yourself";
     case IY_EUNAVAIL: return "storage unavailable, retry with the same cmid";
+    case IY_ERATE: return "too many new chats; retry later";
     default: return "internal error";
     }
 }
@@ -308,6 +324,9 @@ static void send_done(dbq_job *j)
 static void start_send(conn *c, proto_req *req)
 {
     service *svc = svc_of(c);
+    if (over_limit(c, svc->limits ? svc->limits->send_user : NULL, req,
+                   "too many messages; retry with the same cmid later"))
+        return;
     if (dbq_backlog(svc->dbq) >= (size_t)svc->cfg.max_backlog) {
         /* Shed load rather than queue without bound; nothing was stored. */
         metrics_add(M_SHED, 1);
@@ -552,6 +571,8 @@ static void presence_done(dbq_job *j)
 
 static void start_presence(conn *c, proto_req *req)
 {
+    service_limits *lim = svc_of(c)->limits;
+    if (over_limit(c, lim ? lim->presence_user : NULL, req, "too many presence queries")) return;
     presence_job *p = iy_calloc(1, sizeof *p);
     ws_job_init(&p->w, c, req, DBQ_RUN, presence_job_free);
     p->w.j.run = presence_run;
@@ -573,6 +594,8 @@ static void on_ws_text(conn *c, const char *data, size_t len)
     int rc = proto_parse(data, len, &req, err, sizeof err);
     if (rc) {
         send_error(c, req.has_rid ? req.rid : NULL, rc, err);
+        /* Before auth a bad frame is as bad as no auth: the socket goes. */
+        if (c->ws_state == WS_NEW) conn_ws_close(c, 1008, "the first frame must be auth");
         proto_req_clear(&req);
         return;
     }
@@ -611,6 +634,9 @@ static void on_ws_text(conn *c, const char *data, size_t len)
         uint64_t now = uv_now(&c->t->loop);
         if (c->last_typing_ms && now - c->last_typing_ms < 1000) break;
         c->last_typing_ms = now;
+        /* ... and a few per user, whatever its number of sockets. */
+        service_limits *lim = svc_of(c)->limits;
+        if (lim && limiter_take(lim->typing_user, c->user, (int64_t)now_ms())) break;
         start_notice(c, &req);
         break;
     }

@@ -21,6 +21,7 @@
  * sends (the member may have come online since). */
 #include "service.h"
 #include "post.h"
+#include "limiter.h"
 #include "presence.h"
 #include "../base/alloc.h"
 #include "../base/err.h"
@@ -68,8 +69,10 @@ static void *commit(void *ctx, store *s, dbq_job *sends)
     }
 
     int pushed = 0;
+    int64_t now = (int64_t)now_ms();
+    limiter *new_directs = svc->limits ? svc->limits->direct_user : NULL;
     for (dbq_job *j = sends; j; j = j->_next) {
-        j->err = post_send(r, &j->send, &j->stored);
+        j->err = post_send_limited(r, &j->send, new_directs, now, &j->stored);
         if (j->err) continue;
         const iy_stored *st = &j->stored;
         for (uint32_t i = 0; i < st->nmembers; i++) {

@@ -2,8 +2,15 @@
 #include "post.h"
 #include "../base/err.h"
 #include "../model/rules.h"
+#include "limiter.h"
 
 int post_send(store_round *r, const iy_send *in, iy_stored *out)
+{
+    return post_send_limited(r, in, NULL, 0, out);
+}
+
+int post_send_limited(store_round *r, const iy_send *in, limiter *new_directs, int64_t now_ms,
+                      iy_stored *out)
 {
     iy_channel ch;
     int rc = rules_send_shape(in);
@@ -18,6 +25,7 @@ int post_send(store_round *r, const iy_send *in, iy_stored *out)
         if (store_round_direct(r, a.pair[0], a.pair[1], &channel) != 0) {
             /* The first message between them creates their channel. */
             if (!store_round_user_exists(r, in->to)) return IY_ENOTFOUND;
+            if (new_directs && limiter_take(new_directs, in->from, now_ms)) return IY_ERATE;
             a.members = a.pair;
             a.nmembers = 2;
             out->owner = 0;

@@ -18,4 +18,11 @@
  * appended). */
 int post_send(store_round *r, const iy_send *in, iy_stored *out);
 
+/* As post_send; a send that would create a direct channel first takes a
+ * token of its sender from new_directs (NULL: no limit): IY_ERATE if there
+ * is none, nothing appended. */
+struct limiter;
+int post_send_limited(store_round *r, const iy_send *in, struct limiter *new_directs, int64_t now_ms,
+                      iy_stored *out);
+
 #endif

@@ -23,6 +23,7 @@ struct presence;
 struct vapid;
 struct pushd;
 struct registry;
+struct service_limits;
 
 typedef struct service_config {
     char public_url[512];       /* what discovery hands out ("" : from the Host header) */
@@ -45,6 +46,7 @@ typedef struct service {
     struct vapid *vapid;
     struct pushd *pushd;
     struct registry *registry;  /* the live nodes (a single node: itself) */
+    struct service_limits *limits;  /* rate limits (chat/limiter.h); NULL: --rate-limits off */
     int cluster;                /* the bus crosses nodes (--bus) */
     _Atomic int draining;       /* SIGTERM: out of discovery, /healthz 503, sockets moved */
     iothread **threads;

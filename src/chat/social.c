@@ -6,8 +6,9 @@
  * batch (a node losing 20,000 sockets at once is two statements, not
  * 40,000 that the commit rounds queue behind); its done, back on an I/O
  * thread, publishes one `presence` notice per transition for the friends'
- * sockets on the bus. Only friends get pushed changes; a
- * query may also ask about users who share a channel with the asker. */
+ * sockets on the bus. Presence is between friends only, pushed and
+ * queried: a stranger who sends one direct message, or adds someone to a
+ * group, learns nothing of their status or last activity. */
 #include "social.h"
 #include "presence.h"
 #include "../base/alloc.h"
@@ -75,8 +76,7 @@ int social_may_see(store *s, uint64_t viewer, uint64_t user)
 {
     if (viewer == user) return 1;
     int st = IY_FRIEND_NONE;
-    if (store_friend_state(s, viewer, user, &st) == 0 && st == IY_FRIEND_MUTUAL) return 1;
-    return store_share_channel(s, viewer, user) == 1;
+    return store_friend_state(s, viewer, user, &st) == 0 && st == IY_FRIEND_MUTUAL;
 }
 
 void social_visible(store *s, uint64_t viewer, const uint64_t *ids, size_t n, social_seen **out,

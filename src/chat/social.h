@@ -18,8 +18,7 @@ typedef struct social_seen {
 
 /* ---- storage thread (store work only) ---- */
 
-/* 1 if viewer may see user's presence: itself, a friend, or someone it
- * shares a channel with; else 0. */
+/* 1 if viewer may see user's presence: itself or a (mutual) friend; else 0. */
 int social_may_see(store *s, uint64_t viewer, uint64_t user);
 
 /* The ids of ids[0..n) viewer may see, without repeats, each with its

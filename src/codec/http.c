@@ -41,12 +41,12 @@ enum { ST_HEAD, ST_BODY, ST_DONE, ST_DEAD };
 
 enum {
     H_AUTHORIZATION, H_CONTENT_TYPE, H_HOST, H_UPGRADE, H_CONNECTION,
-    H_WS_KEY, H_WS_VERSION, H_ORIGIN, H_COUNT
+    H_WS_KEY, H_WS_VERSION, H_ORIGIN, H_FORWARDED_FOR, H_COUNT
 };
 
 static const char *const hdr_names[H_COUNT] = {
     "authorization", "content-type", "host", "upgrade", "connection",
-    "sec-websocket-key", "sec-websocket-version", "origin",
+    "sec-websocket-key", "sec-websocket-version", "origin", "x-forwarded-for",
 };
 
 typedef struct span {
@@ -242,6 +242,7 @@ static int on_message_complete(llhttp_t *ll)
     r->ws_key = view(p, p->hdr[H_WS_KEY]);
     r->ws_version = view(p, p->hdr[H_WS_VERSION]);
     r->origin = view(p, p->hdr[H_ORIGIN]);
+    r->forwarded_for = view(p, p->hdr[H_FORWARDED_FOR]);
     r->body = p->body.len ? p->store.data + p->body.off : "";
     r->body_len = p->body.len;
     /* Must be read here: llhttp clears its flags right after this callback. */
@@ -495,12 +496,14 @@ const char *http_status_text(int status)
 }
 
 void http_response_head(iy_buf *out, int status, const char *content_type,
-                        size_t content_length, int keep_alive)
+                        size_t content_length, int keep_alive, const char *extra)
 {
     iy_buf_appendf(out, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
     if (content_type) iy_buf_appendf(out, "Content-Type: %s\r\n", content_type);
-    iy_buf_appendf(out, "Content-Length: %zu\r\nConnection: %s\r\nCache-Control: no-store\r\n\r\n",
-                   content_length, keep_alive ? "keep-alive" : "close");
+    iy_buf_appendf(out,
+                   "Content-Length: %zu\r\nConnection: %s\r\nCache-Control: no-store\r\n"
+                   "X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n%s\r\n",
+                   content_length, keep_alive ? "keep-alive" : "close", extra ? extra : "");
 }
 
 int http_path_split(iy_str path, iy_str *seg, int max)

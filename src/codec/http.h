@@ -42,7 +42,8 @@ typedef struct http_request {
     int method;                 /* llhttp_method_t: HTTP_GET, HTTP_POST, HTTP_PUT, HTTP_PATCH, HTTP_DELETE, ... */
     iy_str path;                /* raw path without the query, e.g. "/v1/users/7" (absolute-form URLs reduced to their path) */
     iy_str query;               /* raw query without '?', len 0 if none */
-    iy_str authorization, content_type, host, upgrade, connection, ws_key, ws_version, origin;  /* header values (last one wins, trailing blanks trimmed), len 0 if absent */
+    iy_str authorization, content_type, host, upgrade, connection, ws_key, ws_version, origin,
+        forwarded_for;          /* header values (last one wins, trailing blanks trimmed), len 0 if absent */
     const char *body;           /* body bytes (chunked bodies de-chunked); never NULL */
     size_t body_len;
     int keep_alive;             /* llhttp_should_keep_alive(): 0 means close after answering */
@@ -91,9 +92,12 @@ int http_query_get(iy_str query, const char *name, char *out, size_t outsz);
 
 /* Appends to out a status line and the headers Content-Type (omitted if
  * content_type is NULL), Content-Length, Connection: keep-alive|close,
- * Cache-Control: no-store, then the blank line. The body is the caller's. */
+ * Cache-Control: no-store, X-Content-Type-Options: nosniff,
+ * Referrer-Policy: no-referrer, then `extra` (whole header lines, each
+ * ending in CRLF; NULL for none), then the blank line. The body is the
+ * caller's. */
 void http_response_head(iy_buf *out, int status, const char *content_type,
-                        size_t content_length, int keep_alive);
+                        size_t content_length, int keep_alive, const char *extra);
 
 /* The reason phrase of status: "OK", "Created", "No Content", "Bad Request",
  * ..., "Service Unavailable"; "Unknown" for a status it does not know.

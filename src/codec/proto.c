@@ -26,9 +26,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Largest integer a JavaScript client can send exactly. */
-#define PROTO_INT_MAX ((json_int_t)1 << 53)
-
 typedef struct proto__ctx {
     json_t *root;
     proto_req *req;
@@ -402,12 +399,21 @@ void proto_write_event_fields(iy_buf *b, int event, uint64_t subject)
 
 void proto_write_error(iy_buf *b, const char *rid, const char *code, const char *message)
 {
+    proto_write_error_retry(b, rid, code, message, 0);
+}
+
+void proto_write_error_retry(iy_buf *b, const char *rid, const char *code, const char *message,
+                             int64_t retry_ms)
+{
     iy_buf_append_str(b, "{\"op\":\"error\"");
     if (rid) {
         iy_buf_putc(b, ','); jw_key(b, "rid"); jw_cstr(b, rid);
     }
     iy_buf_putc(b, ','); jw_key(b, "code"); jw_cstr(b, code);
     iy_buf_putc(b, ','); jw_key(b, "message"); jw_cstr(b, message);
+    if (retry_ms > 0) {
+        iy_buf_putc(b, ','); jw_key(b, "retry_after_ms"); jw_i64(b, retry_ms);
+    }
     iy_buf_putc(b, '}');
 }
 

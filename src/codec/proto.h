@@ -25,6 +25,9 @@
 /* The client -> server ops. */
 enum proto_op { P_AUTH = 1, P_SEND, P_SYNC, P_HISTORY, P_READ, P_TYPING, P_PRESENCE, P_HB };
 
+/* Largest integer a JavaScript client can send exactly: the bound of every
+ * number a client gives (seq, pos), over WebSocket and HTTP alike. */
+#define PROTO_INT_MAX ((long long)1 << 53)
 #define IY_TOKEN_MAX 256   /* bytes of a session token in "auth" */
 
 /* One parsed client request. Fields not used by op are zero. */
@@ -88,6 +91,9 @@ void proto_write_event_fields(iy_buf *b, int event, uint64_t subject);
 
 /* The WebSocket error frame: {"op":"error","rid" (if rid != NULL),"code","message"}. */
 void proto_write_error(iy_buf *b, const char *rid, const char *code, const char *message);
+/* The same with "retry_after_ms" (rate_limited, unavailable) when retry_ms > 0. */
+void proto_write_error_retry(iy_buf *b, const char *rid, const char *code, const char *message,
+                             int64_t retry_ms);
 
 /* The HTTP error body: {"error":{"code","message"}}. */
 void proto_write_http_error(iy_buf *b, const char *code, const char *message);

@@ -7,6 +7,9 @@
 #include "../base/err.h"
 #include "../base/log.h"
 #include "../codec/proto.h"
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 
 #define HTTP_IDLE_MS 30000
@@ -47,6 +50,18 @@ void conn_accept(iothread *t, uv_stream_t *listener)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            c->peer = UINT64_C(1) << 32 | ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr);
+        } else if (ss.ss_family == AF_INET6) {
+            const uint8_t *a = ((struct sockaddr_in6 *)&ss)->sin6_addr.s6_addr;
+            uint64_t p = 0;
+            for (int i = 0; i < 8; i++) p = p << 8 | a[i];
+            c->peer = p | UINT64_C(1) << 63;
+        }
+    }
     c->t = t;
     c->id = t->next_conn_id++;
     c->proto = PROTO_HTTP;
@@ -280,8 +295,14 @@ void conn_resume(conn *c)
 
 void conn_http_respond(conn *c, int status, const char *ctype, const char *body, size_t n)
 {
+    conn_http_respond_x(c, status, ctype, NULL, body, n);
+}
+
+void conn_http_respond_x(conn *c, int status, const char *ctype, const char *extra, const char *body,
+                         size_t n)
+{
     iy_buf head = { 0 };
-    http_response_head(&head, status, ctype, n, c->keep_alive);
+    http_response_head(&head, status, ctype, n, c->keep_alive, extra);
     conn_write(c, head.data, head.len);
     iy_buf_free(&head);
     conn_write(c, body, n);
@@ -305,6 +326,54 @@ void conn_http_error(conn *c, int err, const char *message)
     proto_write_http_error(&body, iy_err_code(err), message);
     conn_http_respond(c, iy_err_http_status(err), "application/json", body.data, body.len);
     iy_buf_free(&body);
+}
+
+void conn_http_error_retry(conn *c, int err, const char *message, int64_t retry_ms)
+{
+    char extra[40];
+    snprintf(extra, sizeof extra, "Retry-After: %lld\r\n", (long long)((retry_ms + 999) / 1000));
+    iy_buf body = { 0 };
+    proto_write_http_error(&body, iy_err_code(err), message);
+    conn_http_respond_x(c, iy_err_http_status(err), "application/json", extra, body.data, body.len);
+    iy_buf_free(&body);
+}
+
+void net_addr_text(uint64_t key, char *out, size_t cap)
+{
+    if (key >> 63) snprintf(out, cap, "ipv6-prefix-%016llx", (unsigned long long)key);
+    else if (key) snprintf(out, cap, "%u.%u.%u.%u", (unsigned)(key >> 24 & 255), (unsigned)(key >> 16 & 255),
+                           (unsigned)(key >> 8 & 255), (unsigned)(key & 255));
+    else snprintf(out, cap, "unknown");
+}
+
+/* The key of an IPv4 or IPv6 address in text, or 0. */
+static uint64_t addr_key(const char *p, size_t n)
+{
+    char tmp[INET6_ADDRSTRLEN];
+    if (n == 0 || n >= sizeof tmp) return 0;
+    memcpy(tmp, p, n);
+    tmp[n] = '\0';
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, tmp, &a4) == 1) return UINT64_C(1) << 32 | ntohl(a4.s_addr);
+    if (inet_pton(AF_INET6, tmp, &a6) != 1) return 0;
+    uint64_t k = 0;
+    for (int i = 0; i < 8; i++) k = k << 8 | a6.s6_addr[i];
+    return k | UINT64_C(1) << 63;
+}
+
+uint64_t conn_client(const conn *c, const http_request *req)
+{
+    const net_config *cfg = c->t->cfg;
+    if (!cfg->trust_mask || c->peer >> 32 != 1 || ((uint32_t)c->peer & cfg->trust_mask) != cfg->trust_net ||
+        !req || !req->forwarded_for.len)
+        return c->peer;
+    const char *s = req->forwarded_for.ptr;
+    size_t n = req->forwarded_for.len, i = n;
+    while (i > 0 && s[i - 1] != ',') i--;
+    while (i < n && (s[i] == ' ' || s[i] == '\t')) i++;
+    uint64_t k = addr_key(s + i, n - i);
+    return k ? k : c->peer;
 }
 
 static void http_fail(conn *c, int status, const char *code, const char *message)

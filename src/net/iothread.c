@@ -93,6 +93,18 @@ static void stop_accepting(iothread *t)
     uv_close((uv_handle_t *)&t->listener, close_cb_nothing);
 }
 
+/* After THREAD_EXIT: the loop ends once every socket is closed. A peer that
+ * does not read (the close frame stuck in our buffer) or never closes its
+ * end gets EXIT_GRACE_MS, then its socket is closed under it: a shutdown
+ * never waits on a client. */
+static void on_exit_tick(uv_timer_t *tm)
+{
+    iothread *t = tm->data;
+    if (t->all && uv_now(&t->loop) - t->exit_since < EXIT_GRACE_MS) return;
+    while (t->all) conn_close(t->all);
+    uv_close((uv_handle_t *)tm, close_cb_nothing);
+}
+
 static void on_wake(uv_async_t *a)
 {
     iothread *t = a->data;
@@ -117,13 +129,18 @@ static void on_wake(uv_async_t *a)
             stop_accepting(t);
             for (conn *c = t->all, *n; c; c = n) {
                 n = c->all_next;
-                if (c->proto == PROTO_WS) conn_ws_close(c, 1012, "service restart");
-                else conn_close(c);
+                /* One already closing has said goodbye (or is stuck saying it). */
+                if (c->proto == PROTO_WS && !c->closing) conn_ws_close(c, 1012, "service restart");
+                else if (c->draining || c->proto != PROTO_WS) conn_close(c);
             }
             uv_close((uv_handle_t *)&t->sweeper, close_cb_nothing);
             uv_close((uv_handle_t *)&t->flusher, close_cb_nothing);
             uv_close((uv_handle_t *)&t->wake, close_cb_nothing);
             conn_flush_all(t);
+            t->exit_since = uv_now(&t->loop);
+            uv_timer_init(&t->loop, &t->exit_timer);
+            t->exit_timer.data = t;
+            uv_timer_start(&t->exit_timer, on_exit_tick, 0, 50);
         }
         iy_free(it);
         it = next;
@@ -150,21 +167,37 @@ static void on_connection(uv_stream_t *listener, int status)
 }
 
 /* A listening socket of our own so that SO_REUSEPORT is set before bind
- * (libuv 1.44 has no flag for it). */
-static int listen_socket(const char *host, int port, int *fd_out)
+ * (libuv 1.44 has no flag for it). SO_REUSEPORT would also let a second
+ * iyagid of the same user bind the port and take half of its connections
+ * (two data directories behind one address), so the first thread first
+ * binds a probe without it: that fails while anything listens on the port.
+ * (Two servers starting in the same instant could still both pass.) */
+static int listen_socket(const char *host, int port, int probe, int *fd_out)
 {
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
     sa.sin_port = htons((uint16_t)port);
     if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) return IY_EINVAL;
+    int one = 1;
+    if (probe) {
+        int pfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (pfd < 0) return IY_EIO;
+        setsockopt(pfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        int bad = bind(pfd, (struct sockaddr *)&sa, sizeof sa) != 0 ? errno : 0;
+        close(pfd);
+        if (bad) {
+            iy_log("cannot listen on %s:%d: %s%s", host, port, strerror(bad),
+                   bad == EADDRINUSE ? " (another server, perhaps another iyagid, serves it)" : "");
+            return IY_EIO;
+        }
+    }
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return IY_EIO;
-    int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        iy_log("bind %s:%d: %s", host, port, strerror(errno));
+        iy_log("cannot listen on %s:%d: %s", host, port, strerror(errno));
         close(fd);
         return IY_EIO;
     }
@@ -204,7 +237,7 @@ int iothread_new(unsigned index, const net_config *cfg, const net_handlers *h, v
     t->sweeper.data = t;
     uv_timer_start(&t->sweeper, on_sweep, 250, 250);
 
-    if (listen_socket(cfg->host, cfg->port, &fd) != 0) goto err;
+    if (listen_socket(cfg->host, cfg->port, index == 0, &fd) != 0) goto err;
     uv_tcp_init(&t->loop, &t->listener);
     t->listener.data = t;
     if ((rc = uv_tcp_open(&t->listener, fd)) != 0 ||

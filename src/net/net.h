@@ -46,6 +46,7 @@
 #define CONN_OUT_CAP (16u << 20)        /* queued output past which a slow reader is dropped */
 #define CONN_MAX_INFLIGHT 128           /* WebSocket requests in flight before input pauses */
 #define READ_BUF_SIZE (64u << 10)
+#define EXIT_GRACE_MS 1000              /* THREAD_EXIT: a close frame's time to leave before the socket goes */
 
 typedef struct iothread iothread;
 typedef struct conn conn;
@@ -56,6 +57,7 @@ typedef struct net_config {
     int port;
     int auth_timeout_s;         /* an unauthenticated WebSocket is closed (1008) after this */
     int idle_timeout_s;         /* a silent WebSocket is closed (1001) after this */
+    uint32_t trust_net, trust_mask;  /* --trust-proxy: an IPv4 network (mask 0: none) */
 } net_config;
 
 /* The service above the transport. Every handler runs on the connection's
@@ -88,6 +90,8 @@ struct iothread {
     uv_tcp_t listener;
     uv_prepare_t flusher;
     uv_timer_t sweeper;
+    uv_timer_t exit_timer;      /* THREAD_EXIT: force-closes what has not closed by itself */
+    uint64_t exit_since;        /* loop ms of THREAD_EXIT */
     int listening;
     pthread_mutex_t mu;
     struct inbox_item *head, *tail;   /* under mu */
@@ -128,6 +132,8 @@ struct conn {
     iy_buf out;                 /* queued output */
     iy_buf inflight;            /* bytes handed to uv_write */
     uv_write_t wreq;
+    uint64_t peer;              /* the client's address as a key: IPv4 (1 << 32 | addr), IPv6
+                                   (its /64 prefix, top bit set); 0 unknown (net_addr_text) */
     uint64_t last_rx_ms;        /* loop time of the last input */
     uint64_t opened_ms;
     uint64_t drain_since_ms;
@@ -186,6 +192,18 @@ void conn_flush_all(iothread *t);
 void conn_resume(conn *c);                                 /* continue after a pause */
 void conn_pause(conn *c);
 void conn_http_respond(conn *c, int status, const char *ctype, const char *body, size_t n);
+/* An error answer with Retry-After (seconds, rounded up from retry_ms). */
+void conn_http_error_retry(conn *c, int err, const char *message, int64_t retry_ms);
+/* The client's address as a key (conn.peer's form): the connection's peer,
+ * or, when that peer is a trusted proxy (--trust-proxy), the address that
+ * proxy appended to X-Forwarded-For (the header's last element; a value
+ * that is no address falls back to the peer). */
+uint64_t conn_client(const conn *c, const http_request *req);
+/* An address key, printable (logs). */
+void net_addr_text(uint64_t key, char *out, size_t cap);
+/* The same with extra header lines (each ending in CRLF; NULL for none). */
+void conn_http_respond_x(conn *c, int status, const char *ctype, const char *extra, const char *body,
+                         size_t n);
 void conn_http_error(conn *c, int err, const char *message);
 void conn_sweep(iothread *t, uint64_t now_ms);
 int64_t conn_wall_ms(conn *c, uint64_t loop_ms);           /* wall-clock ms of a loop time */

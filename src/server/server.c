@@ -14,6 +14,7 @@
 #include "../chat/presence.h"
 #include "../chat/registry.h"
 #include "../chat/social.h"
+#include "../chat/limiter.h"
 #include "../base/metrics.h"
 #include "../push/pushd.h"
 #include "../push/webpush.h"
@@ -22,6 +23,7 @@
 #include "../base/err.h"
 #include "../base/log.h"
 #include <errno.h>
+#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,6 +41,7 @@ typedef struct server {
     uv_timer_t registry_timer;
     uv_timer_t drain_timer;
     uint64_t drain_until;       /* loop ms */
+    uint64_t ticks;             /* presence ticks so far */
 } server;
 
 void server_config_defaults(server_config *cfg)
@@ -55,6 +58,8 @@ void server_config_defaults(server_config *cfg)
     cfg->max_backlog = 20000;
     cfg->push_retry_base_ms = 1000;
     cfg->push_give_up_s = 86400;
+    cfg->shutdown_timeout_s = 10;
+    cfg->rate_limits = 1;
 }
 
 static int mkdir_p(const char *path)
@@ -71,11 +76,52 @@ static int mkdir_p(const char *path)
     return 0;
 }
 
+/* The data directory is the server's alone: 0700, and nothing in it
+ * readable by group or others, whatever a directory that existed before
+ * (or an old version, or a copy) left there. New files follow the umask
+ * main() sets. */
+static int private_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)ftw;
+    if ((type == FTW_F || type == FTW_D || type == FTW_DP) && (st->st_mode & 077) &&
+        chmod(path, st->st_mode & 07700) != 0)
+        iy_log("cannot make %s private: %s", path, strerror(errno));
+    return 0;
+}
+
+static void make_private(const char *dir)
+{
+    if (nftw(dir, private_entry, 16, FTW_PHYS) != 0)
+        iy_log("cannot walk the data directory %s: %s", dir, strerror(errno));
+}
+
 static void beat(server *srv);
 
 /* Draining: stop once every WebSocket is closed (they close after their
- * answers), or after DRAIN_MAX_MS. */
+ * answers), or after DRAIN_MAX_MS (a third of --shutdown-timeout at most). */
 #define DRAIN_MAX_MS 3000
+
+/* The shutdown deadline: what is still running then (a store that does not
+ * answer, a thread that does not end) is not waited for. Nothing that was
+ * acknowledged is lost by exiting: an ack follows the commit. */
+static void on_shutdown_deadline(int sig)
+{
+    (void)sig;
+    static const char msg[] = "iyagid: shutdown deadline (--shutdown-timeout) passed: exiting now\n";
+    ssize_t n = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)n;
+    _exit(1);
+}
+
+static void arm_shutdown_deadline(int secs)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_shutdown_deadline;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    alarm((unsigned)secs);
+}
 
 static void on_drained(uv_timer_t *t)
 {
@@ -99,19 +145,24 @@ static void on_signal(uv_signal_t *s, int signum)
         uv_stop(&srv->main_loop);
         return;
     }
-    iy_log("signal %d: draining (out of discovery, sockets told to move with 1012), then stopping", signum);
+    iy_log("signal %d: draining (out of discovery, sockets told to move with 1012), then stopping "
+           "(within %d s)", signum, srv->cfg.shutdown_timeout_s);
+    arm_shutdown_deadline(srv->cfg.shutdown_timeout_s);
     metrics_set(M_DRAINING, 1);
     beat(srv);
     for (unsigned i = 0; i < svc->nthreads; i++) iothread_post_ctl(svc->threads[i], THREAD_DRAIN);
     /* A moment for the close frames and the leave beat to go out, at least. */
-    srv->drain_until = uv_now(&srv->main_loop) + DRAIN_MAX_MS;
+    uint64_t drain_ms = (uint64_t)srv->cfg.shutdown_timeout_s * 1000 / 3;
+    srv->drain_until = uv_now(&srv->main_loop) + (drain_ms < DRAIN_MAX_MS ? drain_ms : DRAIN_MAX_MS);
     uv_timer_start(&srv->drain_timer, on_drained, 200, 50);
 }
 
 static void on_presence_tick(uv_timer_t *t)
 {
     server *srv = t->data;
-    presence_tick(srv->svc.presence, (int64_t)now_ms(), registry_lead(srv->svc.registry));
+    int64_t now = (int64_t)now_ms();
+    presence_tick(srv->svc.presence, now, registry_lead(srv->svc.registry));
+    if (++srv->ticks % 40 == 0) service_limits_sweep(srv->svc.limits, now);   /* every 10 s */
 }
 
 /* The registry beat: this node's entry to every node, and forget the silent. */
@@ -248,6 +299,7 @@ int server_run(const server_config *cfg)
         iy_log("cannot create data directory %s: %s", cfg->data_dir, strerror(errno));
         goto out;
     }
+    make_private(cfg->data_dir);
     char node[128];
     if (cfg->node[0]) snprintf(node, sizeof node, "%s", cfg->node);
     else snprintf(node, sizeof node, "%s:%d", cfg->listen_host, cfg->listen_port);
@@ -265,6 +317,8 @@ int server_run(const server_config *cfg)
     svc->net.port = cfg->listen_port;
     svc->net.auth_timeout_s = cfg->auth_timeout_s;
     svc->net.idle_timeout_s = cfg->idle_timeout_s;
+    svc->net.trust_net = cfg->trust_net;
+    svc->net.trust_mask = cfg->trust_mask;
     svc->node = store_node(srv->store);
     svc->cluster = cfg->bus[0] != '\0';
     svc->cfg.capacity = cfg->capacity ? cfg->capacity : default_capacity();
@@ -274,6 +328,7 @@ int server_run(const server_config *cfg)
     self_ws_url(cfg, self.ws_url, sizeof self.ws_url);
     svc->registry = registry_new(&self, on_node_change, svc);
     svc->social = social_batch_new();
+    svc->limits = cfg->rate_limits ? service_limits_new() : NULL;
     svc->presence = presence_new(cfg->presence_timeout_s, svc->node, social_publish,
                                  svc->cluster ? announce_presence : NULL, svc);
     svc->nthreads = cfg->threads;
@@ -341,6 +396,7 @@ int server_run(const server_config *cfg)
     presence_free(svc->presence);
     social_batch_free(svc->social);
     registry_free(svc->registry);
+    service_limits_free(svc->limits);
     vapid_free(svc->vapid);
     store_free(srv->store);
     iy_free(svc->threads);
@@ -356,6 +412,7 @@ out_store:
     presence_free(svc->presence);
     social_batch_free(svc->social);
     registry_free(svc->registry);
+    service_limits_free(svc->limits);
     store_free(srv->store);
 out:
     iy_free(svc->threads);

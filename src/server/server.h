@@ -1,6 +1,7 @@
 /* server.h — the whole iyagid process: configuration and the run loop. */
 #ifndef IY_SERVER_H
 #define IY_SERVER_H
+#include <stdint.h>
 
 typedef struct server_config {
     char listen_host[64];
@@ -19,6 +20,9 @@ typedef struct server_config {
     int max_backlog;            /* queued sends past which new sends get `unavailable` */
     int push_retry_base_ms;     /* first push retry delay */
     int push_give_up_s;         /* age past which a push notification is dead */
+    int shutdown_timeout_s;     /* SIGTERM to exit, at most (then the process exits regardless) */
+    int rate_limits;            /* 1 (default): chat/limiter.h's limits; 0: --rate-limits off */
+    uint32_t trust_net, trust_mask;  /* --trust-proxy CIDR (IPv4; mask 0: none) */
 } server_config;
 
 /* Fills cfg with the defaults (127.0.0.1:8080, ./data, one I/O thread per core). */
@@ -26,7 +30,8 @@ void server_config_defaults(server_config *cfg);
 
 /* Opens the store, starts the storage thread and the I/O threads, serves
  * until SIGTERM or SIGINT, then stops in order: stop accepting, commit and
- * answer everything queued, close the sockets, close the store.
+ * answer everything queued, close the sockets, close the store; all of it
+ * within shutdown_timeout_s, after which the process exits at once.
  * Returns 0 after a clean stop, nonzero if it could not start (logged). */
 int server_run(const server_config *cfg);
 

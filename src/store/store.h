@@ -119,7 +119,9 @@ int store_session_create(store *s, const uint8_t token_hash[32], uint64_t user, 
 int store_session_get(store *s, const uint8_t token_hash[32], uint64_t *user,
                       char device[IY_DEVICE_MAX + 1]);
 
-/* Returns 0, IY_ENOTFOUND. */
+/* Deletes the session and, in the same write, the push subscriptions made
+ * with it (iy_push_sub.session) with their pending notes: a device that
+ * logged out gets no more previews. Returns 0, IY_ENOTFOUND. */
 int store_session_delete(store *s, const uint8_t token_hash[32]);
 
 /* ---- channels -------------------------------------------------------- */
@@ -284,6 +286,8 @@ typedef struct iy_push_sub {
     char p256dh[128];                      /* webpush: the browser's public key, base64url */
     char auth[64];                         /* webpush: the auth secret, base64url */
     char secret[65];                       /* webhook: HMAC-SHA256 key, 64 hex chars */
+    uint8_t session[32];                   /* the token hash of the session that made it (zeros:
+                                              made before subscriptions had sessions) */
 } iy_push_sub;
 
 /* Stores sub (assigning sub->id). Returns 0, IY_ETOOBIG past

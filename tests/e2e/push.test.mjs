@@ -298,6 +298,36 @@ test('webhook: the sender never gets a push for its own message (even to another
   assert.equal(rb.requests.length, 1, `B: exactly one request (m1), none for its own m2, ${rb.describe()}`);
 }));
 
+test('logout ends the session\'s subscriptions: a logged-out device gets no more previews; the other device\'s stays', T, () => scenario({}, async ({ srv, receiver }) => {
+  const [a, b] = await Promise.all([newUser(srv, 'pla'), newUser(srv, 'plb')]);
+  const b2 = await newDevice(srv, b, 'b-laptop');
+  const rPhone = await receiver({ name: 'B-phone' });
+  const rLaptop = await receiver({ name: 'B-laptop' });
+  const sPhone = await subscribeWebhook(srv, b, rPhone.url('/phone'));
+  const sLaptop = await subscribeWebhook(srv, b2, rLaptop.url('/laptop'));
+
+  const m1 = await sendTo(srv, a, b, 'before the logout', 'pl-1');
+  checkHook((await rPhone.waitFor(about(m1), { what: 'phone notified of m1' }))[0], sPhone, hookBody(b, m1), 'phone, m1');
+  checkHook((await rLaptop.waitFor(about(m1), { what: 'laptop notified of m1' }))[0], sLaptop, hookBody(b, m1), 'laptop, m1');
+
+  const out = await api(srv, 'DELETE', '/v1/sessions/current', { token: b.token });
+  assert.equal(out.status, 204, show(out));
+  const m2 = await sendTo(srv, a, b, 'after the logout', 'pl-2');
+  await rLaptop.waitFor(about(m2), { what: 'laptop (still logged in) notified of m2' });
+  await sleep(QUIET_MS);
+  assert.equal(rPhone.requests.length, 1, `the logged-out phone gets nothing after its logout: ${rPhone.describe()}`);
+  // its subscription is gone, not just silent: deleting it answers 404; the laptop's is still there
+  assertHttpError(await api(srv, 'DELETE', `/v1/push/subscriptions/${sPhone.id}`, { token: b2.token }), 404, 'not_found', 'the phone\'s subscription after logout');
+  // and a restart does not bring it back
+  await srv.restart();
+  const m3 = await sendTo(srv, a, b, 'after the restart', 'pl-3');
+  await rLaptop.waitFor(about(m3), { what: 'laptop notified of m3' });
+  await sleep(QUIET_MS);
+  assert.equal(rPhone.requests.length, 1, `still nothing for the phone after a restart: ${rPhone.describe()}`);
+  const del = await api(srv, 'DELETE', `/v1/push/subscriptions/${sLaptop.id}`, { token: b2.token });
+  assert.equal(del.status, 204, show(del));
+}));
+
 // ---------------------------------------------------------------- retries and metrics
 
 const PUSH_METRICS = ['iyagi_push_queued_total', 'iyagi_push_sent_total', 'iyagi_push_retried_total', 'iyagi_push_dead_total'];

@@ -289,13 +289,13 @@ test('presence: a drop and a return within the timeout -> no flap', T, () => t(a
   assert.deepEqual(pushesAbout(B, a).map((f) => f.status), ['online', 'offline']);
 }));
 
-test('presence query (WS and HTTP): the caller, friends and channel sharers; strangers and requests omitted', T, () => t(async (track) => {
+test('presence query (WS and HTTP): the caller and friends only; channel sharers, strangers and requests omitted', T, () => t(async (track) => {
   const [a, b, c, g, d, e] = await Promise.all(['qa', 'qb', 'qc', 'qg', 'qd', 'qe'].map((n) => newUser(srv, n)));
   await befriend(srv, a, b); // friend, online
   const dm = await api(srv, 'POST', `/v1/users/${a.user.id}/messages`, { token: c.token, body: { text: 'hello', cmid: 'q-c' } });
-  assert.equal(dm.status, 201, show(dm)); // c shares a direct channel, offline
+  assert.equal(dm.status, 201, show(dm)); // c opened a direct channel to a, unasked: no friend
   const grp = await api(srv, 'POST', '/v1/groups', { token: g.token, body: { name: 'q', members: [a.user.id] } });
-  assert.equal(grp.status, 201, show(grp)); // g shares a group, offline
+  assert.equal(grp.status, 201, show(grp)); // g added a to a group: no friend either
   assert.equal((await api(srv, 'PUT', `/v1/friends/${e.user.id}`, { token: a.token })).body?.state, 'outgoing'); // a request only
   const t0 = Date.now();
   const A = await live(srv, a, 'A', track);
@@ -305,12 +305,12 @@ test('presence query (WS and HTTP): the caller, friends and channel sharers; str
   for (const x of [A, B, D, E]) await x.roundTrip();
 
   const all = [a, b, c, g, d, e].map((u) => u.user.id).concat([UNKNOWN_ID]);
-  const expected = sortIds([a, b, c, g].map((u) => u.user.id));
-  const statusOf = { [a.user.id]: 'online', [b.user.id]: 'online', [c.user.id]: 'offline', [g.user.id]: 'offline' };
+  const expected = sortIds([a, b].map((u) => u.user.id));
+  const statusOf = { [a.user.id]: 'online', [b.user.id]: 'online' };
   const check = (list, what) => {
     assert.ok(Array.isArray(list), `${what}: presence is a list`);
     const byId = [...list].sort((x, y) => (BigInt(x.user_id) < BigInt(y.user_id) ? -1 : 1));
-    assert.deepEqual(byId.map((p) => p.user_id), expected, `${what}: exactly the caller, the friend and the channel sharers`);
+    assert.deepEqual(byId.map((p) => p.user_id), expected, `${what}: exactly the caller and the friend`);
     for (const p of byId) {
       assert.equal(p.status, statusOf[p.user_id], `${what}: status of ${p.user_id}`);
       assert.equal(typeof p.last_active_at, 'number', `${what}: last_active_at of ${p.user_id}`);
@@ -331,6 +331,12 @@ test('presence query (WS and HTTP): the caller, friends and channel sharers; str
   const hd = await api(srv, 'GET', `/v1/presence?users=${a.user.id}`, { token: d.token });
   assert.equal(hd.status, 200, show(hd));
   assert.deepEqual(hd.body.presence, [], 'd asking about a stranger gets an empty list');
+  // one unsolicited message (or adding someone to a group) does not open their presence
+  for (const [u, label] of [[c, 'c (sent a a direct message)'], [g, 'g (added a to a group)']]) {
+    const r = await api(srv, 'GET', `/v1/presence?users=${a.user.id}`, { token: u.token });
+    assert.equal(r.status, 200, show(r));
+    assert.deepEqual(r.body.presence, [], `${label} learns nothing of a's presence`);
+  }
   assertHttpError(await api(srv, 'GET', `/v1/presence?users=${a.user.id}`), 401, 'unauthorized', 'presence without a token');
 }));
 

@@ -1,9 +1,12 @@
 /* test_base.c — the UTF-8 validator (whole and one byte at a time) and the
- * u64 hash map (against a plain array as the model). */
+ * u64 hash map (against a plain array as the model), the buffer, and the
+ * escaping of log lines. */
 #include "t.h"
 #include "base/u64map.h"
 #include "base/utf8.h"
 #include "base/buf.h"
+#include "base/log.h"
+#include <string.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -148,8 +151,27 @@ static void test_buf(void)
     CHECK(b.data == NULL && b.len == 0);
 }
 
+/* Log lines: a user-chosen string never ends the line or reaches the
+ * terminal as an escape sequence. */
+static void test_log_escape(void)
+{
+    char out[64];
+    size_t n = iy_log_escape(out, sizeof out, "phone\n2026-01-01T00:00:00.000Z login: user 1");
+    CHECK(strchr(out, '\n') == NULL);
+    CHECK_MEM(out, 14, "phone\\x0a2026-");
+    n = iy_log_escape(out, sizeof out, "\x1b[31mred\x7f a\\b \xec\x9d\xb4");
+    CHECK_MEM(out, n, "\\x1b[31mred\\x7f a\\\\b \xec\x9d\xb4");   /* UTF-8 passes as it is */
+    n = iy_log_escape(out, 6, "ab\ncd");           /* a cut keeps escapes whole */
+    CHECK_MEM(out, n, "ab");
+    n = iy_log_escape(out, 7, "ab\ncd");
+    CHECK_MEM(out, n, "ab\\x0a");
+    CHECK_EQ(iy_log_escape(out, 1, "x"), 0);
+    CHECK_EQ(out[0], '\0');
+}
+
 int main(void)
 {
+    test_log_escape();
     test_utf8();
     test_u64map();
     test_u64map_values();

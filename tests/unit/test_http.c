@@ -497,21 +497,26 @@ static void test_path_split(void)
 static void test_response_head(void)
 {
     iy_buf b = { 0 };
-    http_response_head(&b, 201, "application/json", 42, 1);
+    http_response_head(&b, 201, "application/json", 42, 1, NULL);
     CHECK_MEM(b.data, b.len,
               "HTTP/1.1 201 Created\r\n"
               "Content-Type: application/json\r\n"
               "Content-Length: 42\r\n"
               "Connection: keep-alive\r\n"
               "Cache-Control: no-store\r\n"
+              "X-Content-Type-Options: nosniff\r\n"
+              "Referrer-Policy: no-referrer\r\n"
               "\r\n");
     iy_buf_reset(&b);
-    http_response_head(&b, 204, NULL, 0, 0);
+    http_response_head(&b, 204, NULL, 0, 0, "X-Frame-Options: DENY\r\n");
     CHECK_MEM(b.data, b.len,
               "HTTP/1.1 204 No Content\r\n"
               "Content-Length: 0\r\n"
               "Connection: close\r\n"
               "Cache-Control: no-store\r\n"
+              "X-Content-Type-Options: nosniff\r\n"
+              "Referrer-Policy: no-referrer\r\n"
+              "X-Frame-Options: DENY\r\n"
               "\r\n");
     iy_buf_free(&b);
     CHECK(strcmp(http_status_text(200), "OK") == 0);

@@ -1145,6 +1145,26 @@ static void test_schema_version(void)
     store_free(s);
     s = open_node(url, "schema");   /* opening again migrates nothing */
     store_free(s);
+
+    /* A database of version 1 (push subscriptions without a session, one of
+     * them stored then) is brought to version 2 at open; the old
+     * subscription reads back with no session, and survives any logout. */
+    admin_sql(url, "DELETE FROM schema_version WHERE version = 2");
+    admin_sql(url, "ALTER TABLE push_subs DROP COLUMN session");
+    admin_sql(url, "INSERT INTO push_subs (id, user_id, kind, device, url, p256dh, auth, secret)"
+                   " VALUES (4242, 77, 1, 'old', 'https://hook.example/old', '', '', '')");
+    s = open_node(url, "schema");
+    iy_push_sub g;
+    uint8_t zero[32] = { 0 }, tok[32];
+    memset(tok, 7, sizeof tok);
+    CHECK_EQ(store_push_sub_get(s, 4242, &g), 0);
+    CHECK(strcmp(g.url, "https://hook.example/old") == 0);
+    CHECK(memcmp(g.session, zero, 32) == 0);
+    CHECK_EQ(store_session_create(s, tok, 77, "d"), 0);
+    CHECK_EQ(store_session_delete(s, tok), 0);
+    CHECK_EQ(store_push_sub_get(s, 4242, &g), 0);
+    store_free(s);
+
     admin_sql(url, "INSERT INTO schema_version (version) VALUES (99)");
     store_config cfg = { url, "schema", 1 };
     CHECK_EQ(store_open(&cfg, &s), IY_EIO);

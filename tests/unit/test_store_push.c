@@ -454,6 +454,68 @@ static void test_restart_and_delete(void)
     done(s);
 }
 
+/* A subscription ends with the session that made it: store_session_delete
+ * takes the session's subscriptions and their pending notes along, and
+ * leaves the user's other sessions' subscriptions (and older ones without
+ * a session) alone. */
+static void test_session_ends_subs(void)
+{
+    store *s = fresh();
+    uint64_t alice = mkuser(s, "alice"), bob = mkuser(s, "bob");
+    uint8_t phone[32], laptop[32], zero[32] = { 0 };
+    memset(phone, 0x11, 32);
+    memset(laptop, 0x22, 32);
+    CHECK_EQ(store_session_create(s, phone, alice, "phone"), 0);
+    CHECK_EQ(store_session_create(s, laptop, alice, "laptop"), 0);
+    uint64_t id[4];
+    const uint8_t *made_by[4] = { phone, phone, laptop, zero };
+    for (int i = 0; i < 4; i++) {
+        iy_push_sub sub;
+        memset(&sub, 0, sizeof sub);
+        sub.user = alice;
+        sub.kind = IY_PUSH_WEBHOOK;
+        snprintf(sub.device, sizeof sub.device, "d%d", i);
+        snprintf(sub.url, sizeof sub.url, "https://hook.example/%d", i);
+        memcpy(sub.session, made_by[i], 32);
+        CHECK_EQ(store_push_sub_create(s, &sub), 0);
+        id[i] = sub.id;
+        iy_push_sub g;
+        CHECK_EQ(store_push_sub_get(s, sub.id, &g), 0);
+        CHECK(memcmp(g.session, made_by[i], 32) == 0);
+    }
+    send_push(s, bob, alice, "one note per subscription", NULL);
+    check_counts(s, 4, 0);
+
+    CHECK_EQ(store_session_delete(s, phone), 0);
+    iy_push_sub g;
+    CHECK_EQ(store_push_sub_get(s, id[0], &g), IY_ENOTFOUND);
+    CHECK_EQ(store_push_sub_get(s, id[1], &g), IY_ENOTFOUND);
+    CHECK_EQ(store_push_sub_get(s, id[2], &g), 0);
+    CHECK_EQ(store_push_sub_get(s, id[3], &g), 0);
+    check_counts(s, 2, 0);
+    CHECK_EQ(store_session_delete(s, phone), IY_ENOTFOUND);
+    /* the user's list follows: two deleted, so two more fit again up to the limit */
+    for (int i = 2; i < IY_PUSH_SUBS_MAX; i++) mksub(s, alice, "more");
+    iy_push_sub x;
+    memset(&x, 0, sizeof x);
+    x.user = alice;
+    x.kind = IY_PUSH_WEBHOOK;
+    strcpy(x.url, "https://x");
+    CHECK_EQ(store_push_sub_create(s, &x), IY_ETOOBIG);
+
+    s = reopen(s);
+    CHECK_EQ(store_push_sub_get(s, id[2], &g), 0);
+    CHECK(memcmp(g.session, laptop, 32) == 0);
+    iy_push_note *v;
+    CHECK_EQ(take(s, INT64_MAX, 0, 0, 10, &v), 2);
+    for (size_t i = 0; i < 2; i++) CHECK(v[i].sub == id[2] || v[i].sub == id[3]);
+    iy_free(v);
+    CHECK_EQ(store_session_delete(s, laptop), 0);
+    CHECK_EQ(store_push_sub_get(s, id[2], &g), IY_ENOTFOUND);
+    CHECK_EQ(store_push_sub_get(s, id[3], &g), 0);
+    done(s);
+}
+
 static void test_preview(void)
 {
     store *s = fresh();
@@ -578,6 +640,7 @@ static void suite(void)
     test_failed_commit();
     test_take_done();
     test_restart_and_delete();
+    test_session_ends_subs();
     test_take_all();
     test_preview();
     test_many();

@@ -38,9 +38,9 @@
 
 static const char SQL_SUB_LOCK[] = "SELECT pg_advisory_xact_lock(1769562471, $1::int4)";
 static const char SQL_SUB_INSERT[] =
-    "INSERT INTO push_subs (id, user_id, kind, device, url, p256dh, auth, secret)"
-    " SELECT $1::int8, $2::int8, $3::int2, $4::text, $5::text, $6::text, $7::text, $8::text"
-    " WHERE (SELECT count(*) FROM push_subs WHERE user_id = $2::int8) < $9::int4";
+    "INSERT INTO push_subs (id, user_id, kind, device, url, p256dh, auth, secret, session)"
+    " SELECT $1::int8, $2::int8, $3::int2, $4::text, $5::text, $6::text, $7::text, $8::text,"
+    " $10::bytea WHERE (SELECT count(*) FROM push_subs WHERE user_id = $2::int8) < $9::int4";
 static const char SQL_SUB_LOCK_NOTES[] =
     "SELECT 1 FROM push_notes WHERE sub_id = $1::int8"
     " AND EXISTS (SELECT 1 FROM push_subs WHERE id = $1::int8 AND user_id = $2::int8)"
@@ -50,7 +50,8 @@ static const char SQL_SUB_DELETE[] =
     " n AS (DELETE FROM push_notes WHERE sub_id IN (SELECT id FROM s))"
     " SELECT count(*)::int4 FROM s";
 static const char SQL_SUB_GET[] =
-    "SELECT user_id, kind, device, url, p256dh, auth, secret FROM push_subs WHERE id = $1::int8";
+    "SELECT user_id, kind, device, url, p256dh, auth, secret, session FROM push_subs"
+    " WHERE id = $1::int8";
 #define TAKE_SET \
     " UPDATE push_notes AS p SET due_ms = $3::int8, lease_node = $4::int4" \
     " FROM t WHERE p.sub_id = t.sub_id AND p.channel_id = t.channel_id" \
@@ -110,6 +111,7 @@ int pgs__push_sub_create(store *st, iy_push_sub *sub)
     pgs__p_str(&ins, sub->auth);
     pgs__p_str(&ins, sub->secret);
     pgs__p_i32(&ins, IY_PUSH_SUBS_MAX);
+    pgs__p_bytes(&ins, sub->session, sizeof sub->session);
     pgs_pipe p;
     pgs__pipe_begin(&p, &s->conn, pgs__deadline());
     pgs__pipe_add(&p, SQL_SUB_LOCK, &lk);
@@ -160,6 +162,9 @@ int pgs__push_sub_get(store *st, uint64_t id, iy_push_sub *out)
     if (rc == 0) rc = pgs__r_str(res, 0, 4, out->p256dh, sizeof out->p256dh);
     if (rc == 0) rc = pgs__r_str(res, 0, 5, out->auth, sizeof out->auth);
     if (rc == 0) rc = pgs__r_str(res, 0, 6, out->secret, sizeof out->secret);
+    size_t sl = 0;
+    const char *sess = PQgetisnull(res, 0, 7) ? NULL : pgs__r_bytes(res, 0, 7, &sl);
+    if (rc == 0 && sess && sl == sizeof out->session) memcpy(out->session, sess, sl);
     PQclear(res);
     return rc;
 }

@@ -29,7 +29,9 @@
  *   reads          (user_id, channel_id) PK, seq
  *   friends        (a, b) PK, state (a's side; both rows change together)
  *   presence       user_id PK, last_active_ms
- *   push_subs      id PK, user_id (indexed), device, kind, url, keys
+ *   push_subs      id PK, user_id (indexed), device, kind, url, keys;
+ *                  session (version 2): the token hash of the session that
+ *                  made it (NULL: made before version 2)
  *   push_notes     (sub_id, channel_id) PK, due_ms (indexed), lease_node, ...
  *   push_dead      (sub_id, channel_id, message_id) PK: dead letters
  *   settings       name PK, value bytea
@@ -88,7 +90,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define PGS_SCHEMA_VERSION 1
+#define PGS_SCHEMA_VERSION 2
 
 static const char *const M1[] = {
     "CREATE TABLE settings (name text COLLATE \"C\" PRIMARY KEY, value bytea NOT NULL)",
@@ -139,7 +141,14 @@ static const char *const M1[] = {
     NULL
 };
 
-static const char *const *const migrations[PGS_SCHEMA_VERSION] = { M1 };
+/* Version 2: a push subscription belongs to the session that made it and
+ * ends with it (store_session_delete). */
+static const char *const M2[] = {
+    "ALTER TABLE push_subs ADD COLUMN session bytea",
+    NULL
+};
+
+static const char *const *const migrations[PGS_SCHEMA_VERSION] = { M1, M2 };
 
 static const char SQL_BEGIN[] = "BEGIN";
 static const char SQL_COMMIT[] = "COMMIT";

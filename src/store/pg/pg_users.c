@@ -117,7 +117,19 @@ int pgs__user_set_display_name(store *st, uint64_t id, const char *display_name)
 static const char SQL_SESSION_PUT[] =
     "INSERT INTO sessions (token_hash, user_id, device) VALUES ($1::bytea, $2::int8, $3::text)"
     " ON CONFLICT (token_hash) DO UPDATE SET user_id = EXCLUDED.user_id, device = EXCLUDED.device";
-static const char SQL_SESSION_DELETE[] = "DELETE FROM sessions WHERE token_hash = $1::bytea";
+/* The session and the push subscriptions it made, with their pending
+ * notes, in one transaction; the notes are locked first in (channel, sub)
+ * order, the order in which a round upserts them (pg_push.c). */
+#define SESSION_SUBS                                                                  \
+    "SELECT id FROM push_subs WHERE session = $1::bytea AND user_id ="                \
+    " (SELECT user_id FROM sessions WHERE token_hash = $1::bytea)"
+static const char SQL_SESSION_LOCK_NOTES[] =
+    "SELECT 1 FROM push_notes WHERE sub_id IN (" SESSION_SUBS ")"
+    " ORDER BY channel_id, sub_id FOR UPDATE";
+static const char SQL_SESSION_DELETE[] =
+    "WITH s AS (DELETE FROM push_subs WHERE id IN (" SESSION_SUBS ") RETURNING id),"
+    " n AS (DELETE FROM push_notes WHERE sub_id IN (SELECT id FROM s))"
+    " DELETE FROM sessions WHERE token_hash = $1::bytea";
 
 int pgs__session_create(store *st, const uint8_t h[32], uint64_t user, const char *device)
 {
@@ -144,11 +156,15 @@ int pgs__session_delete(store *st, const uint8_t h[32])
     int guard = pgs__no_round(s, "store_session_delete");
     if (guard) return guard;
     pgs_params pp = { 0 };
-    PGresult *res;
+    pgs_pipe p;
     pgs__p_bytes(&pp, h, 32);
-    int rc = pgs__exec(&s->conn, pgs__deadline(), SQL_SESSION_DELETE, &pp, &res);
-    if (rc) return rc;
-    return touched(res) ? 0 : IY_ENOTFOUND;
+    pgs__pipe_begin(&p, &s->conn, pgs__deadline());
+    pgs__pipe_add(&p, SQL_SESSION_LOCK_NOTES, &pp);
+    int q = pgs__pipe_add(&p, SQL_SESSION_DELETE, &pp);
+    int rc = pgs__pipe_run(&p);
+    if (rc == 0 && atoi(PQcmdTuples(pgs__pipe_res(&p, q))) != 1) rc = IY_ENOTFOUND;
+    pgs__pipe_end(&p);
+    return rc;
 }
 
 /* ---- channels ------------------------------------------------------------------ */

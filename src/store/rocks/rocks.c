@@ -512,9 +512,17 @@ static int rocks_session_delete(store *st, const uint8_t token_hash[32])
     session_key(k, token_hash);
     int rc = rocks_get(s, k, 33, &v, &vl);
     if (rc <= 0) return rc ? rc : IY_ENOTFOUND;
+    rd r = { (const uint8_t *)v, vl, 0 };
+    uint64_t user = rd_u64(&r);
     rocksdb_free(v);
+    if (r.bad) return rocks_corrupt("session");
+    /* The session and the push subscriptions it made go in one write. */
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     rocksdb_writebatch_delete(wb, (const char *)k, 33);
+    if ((rc = rocks_push_subs_of_session_wb(st, wb, user, token_hash)) != 0) {
+        rocksdb_writebatch_destroy(wb);
+        return rc;
+    }
     return rocks_write(s, wb, 1);
 }
 

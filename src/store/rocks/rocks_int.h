@@ -101,6 +101,10 @@ int rocks_last_active_get(store *s, uint64_t user, int64_t *ms);
 int rocks_push_sub_create(store *s, iy_push_sub *sub);
 int rocks_push_sub_delete(store *s, uint64_t user, uint64_t id);
 int rocks_push_sub_get(store *s, uint64_t id, iy_push_sub *out);
+/* Into wb: deletes user's subscriptions made by the session token_hash,
+ * with their pending notes (store_session_delete). */
+int rocks_push_subs_of_session_wb(store *s, rocksdb_writebatch_t *wb, uint64_t user,
+                                  const uint8_t token_hash[32]);
 /* In a round's commit: queues the notes of the message m (text) for user
  * into wb, reading pending notes through s->ovl. */
 int rocks_push_queue(rocks *s, rocksdb_writebatch_t *wb, uint64_t user, const iy_msg *m,

@@ -3,7 +3,9 @@
  *
  *   key                                   value
  *   'S' sub                               user u64, kind u8, dlen u8, device, ulen u16, url,
- *                                         plen u8, p256dh, alen u8, auth, slen u8, secret
+ *                                         plen u8, p256dh, alen u8, auth, slen u8, secret,
+ *                                         [session 32 bytes: the token hash of the session that
+ *                                         made it; absent in subscriptions of older versions]
  *   'U' user                              n u8, sub u64 * n (ascending): the user's subscriptions
  *   'P' sub channel                       note (below): the pending notification
  *   'Q' due sub channel                   (empty): the due index, oldest due first
@@ -67,7 +69,7 @@ enum { K_SUB = 'S', K_USUBS = 'U', K_PEND = 'P', K_DUE = 'Q', K_DEAD = 'D', K_CO
 #define PREVIEW_MAX 400
 #define NOTE_FIXED (8 * 5 + 4 + 2 + 1)
 #define NOTE_MAX (NOTE_FIXED + PREVIEW_MAX)
-#define SUB_MAX (8 + 1 + 1 + IY_DEVICE_MAX + 2 + IY_PUSH_URL_MAX + 1 + 127 + 1 + 63 + 1 + 64)
+#define SUB_MAX (8 + 1 + 1 + IY_DEVICE_MAX + 2 + IY_PUSH_URL_MAX + 1 + 127 + 1 + 63 + 1 + 64 + 32)
 #define USUBS_MAX (1 + 8 * SUBS_MAX)
 
 /* ---- encoding ---------------------------------------------------------- */
@@ -288,6 +290,7 @@ int rocks_push_sub_create(store *s, iy_push_sub *sub)
     wr_mem(&w, sub->auth, al);
     wr_u8(&w, (unsigned)sl);
     wr_mem(&w, sub->secret, sl);
+    wr_mem(&w, sub->session, sizeof sub->session);
 
     size_t i = n;   /* ids stay ascending; a new id is normally the largest */
     while (i > 0 && ids[i - 1] > id) {
@@ -321,6 +324,7 @@ int rocks_push_sub_get(store *s, uint64_t id, iy_push_sub *out)
     rd_str(&r, rd_u8(&r), out->p256dh, sizeof out->p256dh - 1);
     rd_str(&r, rd_u8(&r), out->auth, sizeof out->auth - 1);
     rd_str(&r, rd_u8(&r), out->secret, sizeof out->secret - 1);
+    if (r.n == sizeof out->session) memcpy(out->session, rd_mem(&r, sizeof out->session), sizeof out->session);
     iy_free(v);
     if (r.bad || r.n) return corrupt("push subscription");
     return 0;
@@ -351,34 +355,19 @@ static int scan_close(scan *sc)
     return err ? rerr(err, "scan") : 0;
 }
 
-int rocks_push_sub_delete(store *s, uint64_t user, uint64_t id)
+/* Deletes subscription id (its record and its pending notes with their due
+ * index entries; dead letters stay) into wb; *removed counts the notes. */
+static int sub_delete_wb(store *s, rocksdb_writebatch_t *wb, uint64_t id, int64_t *removed)
 {
-    iy_push_sub *sub = iy_malloc(sizeof *sub);
-    int rc = rocks_push_sub_get(s, id, sub);
-    uint64_t owner = sub->user;
-    iy_free(sub);
-    if (rc) return rc;
-    if (owner != user) return IY_ENOTFOUND;
-
-    uint64_t ids[SUBS_MAX];
-    size_t n, m = 0;
-    if ((rc = usubs_load(s, user, ids, &n)) != 0) return rc;
-    for (size_t i = 0; i < n; i++)
-        if (ids[i] != id) ids[m++] = ids[i];
-
-    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     uint8_t k[25];
     rocksdb_writebatch_delete(wb, (const char *)k, key1(k, K_SUB, id));
-    usubs_put(wb, user, ids, m);
-
-    /* Its pending notes, with their due index entries; dead letters stay. */
     uint8_t lo[9], hi[9];
     key1(lo, K_PEND, id);
     if (id == UINT64_MAX) hi[0] = K_PEND + 1;
     else key1(hi, K_PEND, id + 1);
     scan sc;
     scan_open(s, &sc, lo, 9, hi, id == UINT64_MAX ? 1 : 9);
-    int64_t removed = 0;
+    int rc = 0;
     for (; rc == 0 && rocksdb_iter_valid(sc.it); rocksdb_iter_next(sc.it)) {
         size_t kl, vl;
         const uint8_t *pk = (const uint8_t *)rocksdb_iter_key(sc.it, &kl);
@@ -391,16 +380,80 @@ int rocks_push_sub_delete(store *s, uint64_t user, uint64_t id)
         if ((rc = note_decode(v, vl, id, get64(pk + 9), &note, NULL)) != 0) break;
         rocksdb_writebatch_delete(wb, (const char *)pk, kl);
         rocksdb_writebatch_delete(wb, (const char *)k, due_key(k, note.due_ms, id, note.channel));
-        removed++;
+        (*removed)++;
     }
     int src = scan_close(&sc);
-    if (rc == 0) rc = src;
+    return rc ? rc : src;
+}
+
+/* Deletes the subscriptions of user that keep[] does not mark, in wb. */
+static int subs_delete_wb(store *s, rocksdb_writebatch_t *wb, uint64_t user, const uint64_t *ids,
+                          size_t n, const int *gone)
+{
+    uint64_t keep[SUBS_MAX];
+    size_t m = 0;
+    int64_t removed = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (gone[i]) rc = sub_delete_wb(s, wb, ids[i], &removed);
+        else keep[m++] = ids[i];
+    }
+    if (rc == 0 && m != n) usubs_put(wb, user, keep, m);
     if (rc == 0 && removed) rc = counts_add(s, wb, -removed, 0);
+    return rc;
+}
+
+int rocks_push_sub_delete(store *s, uint64_t user, uint64_t id)
+{
+    iy_push_sub *sub = iy_malloc(sizeof *sub);
+    int rc = rocks_push_sub_get(s, id, sub);
+    uint64_t owner = sub->user;
+    iy_free(sub);
+    if (rc) return rc;
+    if (owner != user) return IY_ENOTFOUND;
+
+    uint64_t ids[SUBS_MAX];
+    int gone[SUBS_MAX] = { 0 };
+    size_t n;
+    if ((rc = usubs_load(s, user, ids, &n)) != 0) return rc;
+    int listed = 0;
+    for (size_t i = 0; i < n; i++) listed |= gone[i] = ids[i] == id;
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    if (listed) {
+        rc = subs_delete_wb(s, wb, user, ids, n, gone);
+    } else {   /* a record the user's list lost: the record and its notes still go */
+        int64_t removed = 0;
+        rc = sub_delete_wb(s, wb, id, &removed);
+        if (rc == 0 && removed) rc = counts_add(s, wb, -removed, 0);
+    }
     if (rc) {
         rocksdb_writebatch_destroy(wb);
         return rc;
     }
     return write_wb(s, wb, 1);
+}
+
+int rocks_push_subs_of_session_wb(store *s, rocksdb_writebatch_t *wb, uint64_t user,
+                                  const uint8_t token_hash[32])
+{
+    uint64_t ids[SUBS_MAX];
+    int gone[SUBS_MAX] = { 0 };
+    size_t n;
+    int rc = usubs_load(s, user, ids, &n);
+    if (rc || n == 0) return rc;
+    iy_push_sub *sub = iy_malloc(sizeof *sub);
+    int any = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        rc = rocks_push_sub_get(s, ids[i], sub);
+        if (rc == IY_ENOTFOUND) {
+            rc = 0;
+            continue;
+        }
+        any |= gone[i] = rc == 0 && memcmp(sub->session, token_hash, 32) == 0;
+    }
+    iy_free(sub);
+    if (rc || !any) return rc;
+    return subs_delete_wb(s, wb, user, ids, n, gone);
 }
 
 /* ---- the outbox ------------------------------------------------------ */

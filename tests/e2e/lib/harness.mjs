@@ -150,6 +150,9 @@ export class Server {
       ['--auth-timeout', 'authTimeout'], ['--idle-timeout', 'idleTimeout']]) {
       if (this.opts[key] !== undefined) a.push(flag, String(this.opts[key]));
     }
+    // The suites drive hundreds of users from 127.0.0.1: the per-address and per-user limits are
+    // off unless a test asks for the defaults (ratelimit.test.mjs does, with rateLimits: 'on').
+    a.push('--rate-limits', this.opts.rateLimits === 'on' ? 'on' : 'off');
     if (this.opts.extraArgs) a.push(...this.opts.extraArgs);
     return a;
   }

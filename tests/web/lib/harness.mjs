@@ -50,7 +50,9 @@ export class Server {
   }
 
   async _spawn() {
-    const args = ['--listen', `127.0.0.1:${this.port}`, '--data', this.dir, ...(this.opts.args || [])];
+    // Every person of a suite signs up from 127.0.0.1: the per-address limits would stop the
+    // eleventh; tests/e2e/ratelimit.test.mjs covers the limits themselves.
+    const args = ['--listen', `127.0.0.1:${this.port}`, '--data', this.dir, '--rate-limits', 'off', ...(this.opts.args || [])];
     const proc = spawn(IYAGID, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
     LIVE.add(proc);
@@ -126,7 +128,11 @@ export async function newPerson(browser, server, { viewport = DESKTOP, mobile = 
 export function watch(page) {
   page.errors = [];
   page.on('pageerror', (e) => { page.errors.push(String(e)); if (VERBOSE) console.error('[pageerror]', e); });
-  page.on('console', (m) => { if (VERBOSE) console.error(`[console.${m.type()}]`, m.text()); });
+  page.on('console', (m) => {
+    if (VERBOSE) console.error(`[console.${m.type()}]`, m.text());
+    // The page is served with a strict CSP: anything it blocks is a defect of the client or the policy.
+    if (/Content.Security.Policy/i.test(m.text())) page.errors.push(`CSP: ${m.text()}`);
+  });
   page.on('dialog', (d) => { page.errors.push(`unexpected dialog: ${d.message()}`); d.dismiss().catch(() => {}); });
 }
 

@@ -1,0 +1,184 @@
+// hardening.test.mjs — the server against clients and surroundings that do not play along
+// (issue 12): a shutdown that no client can hold up, one server per port, log lines that user
+// strings cannot forge, a private data directory, the web client's security headers, and the
+// smaller input checks (a malformed first frame, an empty group name, a seq past 2^53).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import {
+  withServer, api, rawHttp, show, newUser, login, openWs, connectWs, ms, sleep, assertHttpError, IYAGID,
+} from './lib/harness.mjs';
+
+const T = { timeout: ms(120000) };
+
+/** a raw TCP client that upgrades to WebSocket by hand, then reads nothing and never closes */
+function stubbornWebSocket(srv) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: '127.0.0.1', port: srv.port, allowHalfOpen: true });
+    s.once('error', reject);
+    s.once('connect', () => {
+      s.write(`GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1:${srv.port}\r\nUpgrade: websocket\r\n` +
+        'Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+      s.once('data', (d) => {
+        assert.match(d.toString('latin1'), /^HTTP\/1\.1 101 /, 'the upgrade is answered');
+        s.pause();           // from now on: read nothing, close nothing
+        resolve(s);
+      });
+    });
+  });
+}
+
+test('SIGTERM finishes within --shutdown-timeout whatever the clients do: one that never closes its socket, one that never reads, a half-sent request', T, () => withServer({ extraArgs: ['--shutdown-timeout', '4'] }, async (srv) => {
+  const held = [];
+  try {
+    held.push(await stubbornWebSocket(srv));
+    held.push(await stubbornWebSocket(srv));
+    // an authenticated socket whose client stops reading (its TCP window fills: nothing is read)
+    const u = await newUser(srv, 'shd');
+    const w = await connectWs(srv, { token: u.token, label: 'W' });
+    w.ws._socket.pause();
+    held.push(w.ws._socket);
+    // a request head that never ends
+    const h = net.connect({ host: '127.0.0.1', port: srv.port, allowHalfOpen: true });
+    await new Promise((r) => h.once('connect', r));
+    h.write('POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"user');
+    held.push(h);
+    await sleep(200);
+
+    const t0 = Date.now();
+    const exit = await srv.stop(ms(20000));
+    const took = Date.now() - t0;
+    assert.deepEqual(exit, { code: 0, signal: null }, 'a clean exit: nothing was left to the deadline\'s hard stop');
+    assert.ok(took < ms(4000), `exited ${took} ms after SIGTERM, within --shutdown-timeout 4 s`);
+    assert.match(srv.stderrTail(), /stopped cleanly/);
+  } finally {
+    for (const s of held) s.destroy();
+  }
+}));
+
+test('a second iyagid on a port already served refuses to start, with the reason; the first keeps all the traffic', T, () => withServer({}, async (srv) => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'iyagi-e2e-second-'));
+  try {
+    const second = spawn(IYAGID, ['--listen', `127.0.0.1:${srv.port}`, '--data', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    second.stderr.on('data', (d) => { err += d; });
+    second.stdout.on('data', (d) => { err += d; });
+    const code = await new Promise((resolve) => {
+      const timer = setTimeout(() => { second.kill('SIGKILL'); resolve('still running'); }, ms(10000));
+      second.on('close', (c) => { clearTimeout(timer); resolve(c); });
+    });
+    assert.notEqual(code, 0, `the second server must not run (exit ${code}); its log:\n${err}`);
+    assert.notEqual(code, 'still running', `the second server must exit at start; its log:\n${err}`);
+    assert.match(err, /cannot listen on 127\.0\.0\.1:\d+: Address already in use/, 'it says why');
+    // every new connection still reaches the first server, which has the account
+    const u = await newUser(srv, 'one');
+    for (let i = 0; i < 20; i++) {
+      const r = await api(srv, 'GET', '/v1/channels', { token: u.token });
+      assert.equal(r.status, 200, `request ${i} reaches the server that knows the token: ${show(r)}`);
+    }
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+}));
+
+test('user-chosen strings cannot forge log lines or send escape sequences to a terminal', T, () => withServer({}, async (srv) => {
+  const u = await newUser(srv, 'logx');
+  const device = 'phone\n2026-01-01T00:00:00.000Z login: user 1, device admin\u001b[2J\r\\';
+  const s = await login(srv, u.user.username, undefined, device);
+  assert.ok(s.token, 'the login works');
+  await sleep(100);
+  const log = srv.stderrTail(20000);
+  assert.ok(!log.includes('\n2026-01-01T00:00:00.000Z login: user 1'), 'no forged line');
+  assert.ok(!/[\u0000-\u0008\u000b-\u001f\u007f]/.test(log), 'no control byte other than the newlines ending lines');
+  assert.ok(log.includes('device phone\\x0a2026-01-01T00:00:00.000Z login: user 1, device admin\\x1b[2J\\x0d\\\\'),
+    `the device name is logged escaped; log tail:\n${log.slice(-1500)}`);
+}));
+
+test('the data directory is private: 0700, files 0600, also when it existed before with open modes', T, async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'iyagi-e2e-modes-'));
+  await fsp.chmod(dir, 0o755);
+  await fsp.writeFile(path.join(dir, 'left-over'), 'x', { mode: 0o644 });
+  await fsp.chmod(path.join(dir, 'left-over'), 0o644);
+  const { Server } = await import('./lib/harness.mjs');
+  const srv = new Server({});
+  srv.dataDir = dir;
+  try {
+    await srv.start();
+    await newUser(srv, 'modes');   // something written
+    const open = [];
+    const walk = (p) => {
+      const st = fs.lstatSync(p);
+      if ((st.mode & 0o077) !== 0) open.push(`${p} ${(st.mode & 0o777).toString(8)}`);
+      if (st.isDirectory()) for (const e of fs.readdirSync(p)) walk(path.join(p, e));
+    };
+    walk(dir);
+    assert.deepEqual(open, [], 'nothing in the data directory is open to group or others');
+    assert.equal(fs.statSync(dir).mode & 0o777, 0o700);
+  } finally {
+    await srv.cleanup();
+  }
+});
+
+test('security headers: the web client with a strict CSP (no inline script), no framing; nosniff everywhere', T, () => withServer({}, async (srv) => {
+  for (const p of ['/', '/app.js', '/app.css']) {
+    const r = await fetch(srv.url + p);
+    await r.arrayBuffer();
+    assert.equal(r.status, 200, p);
+    const csp = r.headers.get('content-security-policy') || '';
+    assert.match(csp, /(^|;)\s*default-src 'none'/, `${p}: default-src 'none' (${csp})`);
+    assert.match(csp, /(^|;)\s*script-src 'self'(;|$)/, `${p}: scripts from our origin only, nothing inline (${csp})`);
+    assert.ok(!/unsafe-inline|unsafe-eval/.test(csp), `${p}: no unsafe-* (${csp})`);
+    assert.match(csp, /(^|;)\s*frame-ancestors 'none'/, `${p}: not framed (${csp})`);
+    assert.equal(r.headers.get('x-content-type-options'), 'nosniff', p);
+    assert.equal(r.headers.get('x-frame-options'), 'DENY', p);
+    assert.equal(r.headers.get('referrer-policy'), 'no-referrer', p);
+  }
+  // the page itself has no inline script or style for the policy to block
+  const html = await (await fetch(srv.url + '/')).text();
+  assert.ok(!/<script(?![^>]*\bsrc=)[^>]*>/i.test(html), 'no inline <script>');
+  assert.ok(!/<style\b|\sstyle=|\son[a-z]+=/i.test(html), 'no inline style or event handler attributes');
+  for (const p of ['/healthz', '/v1/discovery', '/v1/nothing-here']) {
+    const r = await fetch(srv.url + p);
+    await r.arrayBuffer();
+    assert.equal(r.headers.get('x-content-type-options'), 'nosniff', `${p}: nosniff`);
+  }
+}));
+
+test('smaller input checks: a malformed first frame closes with 1008; an empty group name and a seq past 2^53 are bad_request', T, () => withServer({}, async (srv) => {
+  for (const first of ['{not json', '[1,2,3]', '{"op":"auth"}']) {
+    const w = await openWs(srv, { label: 'first' });
+    w.ws.send(first);
+    const e = await w.waitFor((f) => f.op === 'error', { what: 'an error for the bad first frame' });
+    assert.equal(e.code, first.startsWith('{"op"') ? 'bad_request' : 'bad_request', JSON.stringify(e));
+    const c = await w.closed;
+    assert.equal(c.code, 1008, `${first}: closed with 1008, got ${JSON.stringify(c)}`);
+  }
+  const [a, b] = [await newUser(srv, 'sma'), await newUser(srv, 'smb')];
+  assertHttpError(await api(srv, 'POST', '/v1/groups', { token: a.token, body: { name: '', members: [b.user.id] } }), 400, 'bad_request', 'empty group name');
+  const g = await api(srv, 'POST', '/v1/groups', { token: a.token, body: { name: 'g', members: [b.user.id] } });
+  assert.equal(g.status, 201, show(g));
+  const ch = g.body.channel.id;
+  for (const q of ['before_seq=18446744073709551616', 'before_seq=18446744073709551615', 'after_seq=9007199254740993', 'before_seq=99999999999999999999999']) {
+    assertHttpError(await api(srv, 'GET', `/v1/channels/${ch}/messages?${q}`, { token: a.token }), 400, 'bad_request', q);
+  }
+  assertHttpError(await api(srv, 'GET', '/v1/sync?after=18446744073709551616', { token: a.token }), 400, 'bad_request', 'sync after 2^64');
+  const ok = await api(srv, 'GET', `/v1/channels/${ch}/messages?before_seq=9007199254740992`, { token: a.token });
+  assert.equal(ok.status, 200, `2^53 itself is fine: ${show(ok)}`);
+  const w = await connectWs(srv, { token: a.token, label: 'A' });
+  // 2^64 does not even parse as a JSON integer here: the frame is bad_request as a whole (no rid
+  // can be read from it); 2^53 + 1 parses and is refused by range
+  w.send({ op: 'history', channel: ch, before_seq: 2 ** 64, rid: 'big' });
+  const h = await w.waitFor((f) => f.op === 'error');
+  assert.equal(h.code, 'bad_request', JSON.stringify(h));
+  await w.sendRaw(`{"op":"history","channel":"${ch}","before_seq":9007199254740993,"rid":"r53"}`);
+  const h53 = await w.waitFor((f) => f.rid === 'r53');
+  assert.equal(h53.op, 'error', JSON.stringify(h53));
+  assert.equal(h53.code, 'bad_request');
+  assert.equal((await w.request({ op: 'history', channel: ch, before_seq: 2 ** 53 })).op, 'batch', '2^53 itself is fine');
+  w.terminate();
+}));
