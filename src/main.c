@@ -18,6 +18,8 @@ static void usage(FILE *f)
             "              [--presence-timeout S] [--auth-timeout S] [--idle-timeout S] [--max-backlog N]\n"
             "              [--push-allow-private] [--push-retry-base-ms N] [--push-give-up S]\n"
             "              [--shutdown-timeout S] [--rate-limits on|off] [--trust-proxy CIDR]\n"
+            "              [--max-connections N] [--max-conns-per-address N] [--max-sockets-per-user N]\n"
+            "              [--request-timeout S] [--min-body-rate B] [--max-request-buffers-mb N]\n"
             "  --listen HOST:PORT     IPv4 address to serve on (default 127.0.0.1:8080)\n"
             "  --data DIR             the embedded store lives here (default ./data, created if missing)\n"
             "  --store URL            keep all shared state in PostgreSQL instead (a libpq URI:\n"
@@ -43,7 +45,17 @@ static void usage(FILE *f)
             "                         presence queries per user and per address (default on; off\n"
             "                         for tests and benchmarks driving thousands of users from one address)\n"
             "  --trust-proxy CIDR     requests from this IPv4 network (a load balancer) are counted by the\n"
-            "                         client address it appends to X-Forwarded-For (default: none trusted)\n");
+            "                         client address it appends to X-Forwarded-For (default: none trusted)\n"
+            "  --max-connections N    open connections past which new ones are refused at accept\n"
+            "                         (default: the capacity, the open-file limit less 1000)\n"
+            "  --max-conns-per-address N  connections from one client address (default 512; off with\n"
+            "                         --rate-limits off; a --trust-proxy address is exempt)\n"
+            "  --max-sockets-per-user N   authenticated WebSockets of one account on this node\n"
+            "                         (default 32; off with --rate-limits off)\n"
+            "  --request-timeout S    an HTTP request head must arrive within S seconds (default 10) ...\n"
+            "  --min-body-rate B      ... and its body at B bytes a second at least (default 16384)\n"
+            "  --max-request-buffers-mb N  memory for unfinished requests, all connections together;\n"
+            "                         past it big requests get 503 (default 128)\n");
 }
 
 /* "A.B.C.D/N" (or "A.B.C.D": /32) -> network and mask, host order. */
@@ -159,6 +171,18 @@ int main(int argc, char **argv)
                 return 2;
             }
             cfg.rate_limits = !strcmp(v, "on");
+        } else if (!strcmp(a, "--max-connections")) {
+            cfg.max_conns = (unsigned)int_arg(a, v, 1, 10000000);
+        } else if (!strcmp(a, "--max-conns-per-address")) {
+            cfg.max_per_addr = (unsigned)int_arg(a, v, 1, 10000000);
+        } else if (!strcmp(a, "--max-sockets-per-user")) {
+            cfg.max_user_sockets = (unsigned)int_arg(a, v, 1, 100000);
+        } else if (!strcmp(a, "--request-timeout")) {
+            cfg.request_timeout_s = int_arg(a, v, 1, 3600);
+        } else if (!strcmp(a, "--min-body-rate")) {
+            cfg.min_body_rate = (unsigned)int_arg(a, v, 1, 1 << 30);
+        } else if (!strcmp(a, "--max-request-buffers-mb")) {
+            cfg.max_buffered_mb = (unsigned)int_arg(a, v, 1, 1 << 20);
         } else if (!strcmp(a, "--shutdown-timeout")) {
             cfg.shutdown_timeout_s = int_arg(a, v, 1, 3600);
         } else if (!strcmp(a, "--idle-timeout")) {

@@ -28,6 +28,7 @@ static void api_job_free(dbq_job *j)
 
 void api_fail_retry(api_job *a, int err, const char *message, int64_t retry_ms)
 {
+    if (err == IY_ERATE) metrics_add(M_RATE_LIMITED, 1);
     api_fail(a, err, message);
     a->retry_ms = retry_ms;
 }

@@ -114,6 +114,15 @@ static const struct {
     { M_BUS_SUBSCRIPTIONS, "iyagi_bus_subscriptions", "gauge", "Users this node is subscribed to on the bus." },
     { M_CLUSTER_NODES, "iyagi_cluster_nodes", "gauge", "Live nodes in the registry, this one included." },
     { M_DRAINING, "iyagi_draining", "gauge", "1 while this node drains (SIGTERM)." },
+    { M_CONNS_REFUSED, "iyagi_connections_refused_total", "counter",
+      "Connections closed at accept: --max-connections or the per-address cap." },
+    { M_REQUEST_TIMEOUTS, "iyagi_request_timeouts_total", "counter",
+      "HTTP requests not complete within --request-timeout (plus their body at --min-body-rate)." },
+    { M_REQUEST_BUFFERED, "iyagi_request_buffered_bytes", "gauge", "Bytes of unfinished HTTP requests held." },
+    { M_OVER_BUDGET, "iyagi_request_over_budget_total", "counter",
+      "HTTP requests refused (503) because request buffers passed --max-request-buffers-mb." },
+    { M_RATE_LIMITED, "iyagi_rate_limited_total", "counter",
+      "Requests refused by a rate limit or a per-account socket cap." },
 };
 
 void metrics_render(iy_buf *out)

@@ -38,6 +38,11 @@ enum metric_counter {
     M_BUS_SUBSCRIPTIONS,    /* gauge: users subscribed on the bus (set at render) */
     M_CLUSTER_NODES,        /* gauge: live nodes in the registry, this one included (set at render) */
     M_DRAINING,             /* gauge: 1 while this node drains */
+    M_CONNS_REFUSED,        /* counter: connections closed at accept (total or per-address cap) */
+    M_REQUEST_TIMEOUTS,     /* counter: HTTP requests not complete within their deadline */
+    M_REQUEST_BUFFERED,     /* gauge: bytes of unfinished HTTP requests held */
+    M_OVER_BUDGET,          /* counter: requests refused because request buffers were over budget */
+    M_RATE_LIMITED,         /* counter: requests refused by a rate limit or a per-account cap */
     M_COUNTER_COUNT
 };
 

@@ -27,6 +27,7 @@
 #include "social.h"
 #include "../api/api.h"
 #include "../base/alloc.h"
+#include "../base/counter.h"
 #include "../base/err.h"
 #include "../base/log.h"
 #include "../base/metrics.h"
@@ -81,7 +82,10 @@ static void send_error(conn *c, const char *rid, int err, const char *message)
 static int64_t over_limit(conn *c, limiter *l, const proto_req *req, const char *what)
 {
     int64_t wait = l ? limiter_take(l, c->user, (int64_t)now_ms()) : 0;
-    if (wait) send_error_retry(c, req->has_rid ? req->rid : NULL, IY_ERATE, what, wait);
+    if (wait) {
+        metrics_add(M_RATE_LIMITED, 1);
+        send_error_retry(c, req->has_rid ? req->rid : NULL, IY_ERATE, what, wait);
+    }
     return wait;
 }
 
@@ -221,6 +225,17 @@ static void auth_done(dbq_job *j)
         return;
     }
     if (!a->second) {
+        /* A cap on one account's sockets here: a user's fan-out multiplies
+         * every message by them (and their output buffers). */
+        service *svc = svc_of(c);
+        if (svc->user_sockets && !counter_inc(svc->user_sockets, a->w.user, svc->cfg.max_user_sockets)) {
+            metrics_add(M_RATE_LIMITED, 1);
+            send_error(c, rid_of(&a->w), IY_ERATE, "too many connections for this account");
+            conn_ws_close(c, 1008, "too many connections for this account");
+            dbq_job_unref(j);
+            return;
+        }
+        c->counted_user = svc->user_sockets != NULL;
         /* Subscribe: from here on every message for the user reaches this
          * socket (held until ready), then read the inbox pos — at once, or
          * once the bus confirms the subscription (chat_subscribed). */
@@ -665,6 +680,8 @@ static void on_ws_text(conn *c, const char *data, size_t len)
 static void on_unregister(conn *c)
 {
     service *svc = svc_of(c);
+    if (c->counted_user) counter_dec(svc->user_sockets, c->user);
+    c->counted_user = 0;
     bus_unsubscribe(svc->bus, c->t->index, c->user);
     if (c->waiting_job) {
         dbq_job_unref(c->waiting_job);

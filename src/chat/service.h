@@ -32,6 +32,7 @@ typedef struct service_config {
     int push_allow_private;
     int max_backlog;            /* queued sends past which new sends get `unavailable` */
     uint32_t capacity;          /* connections this node is meant to hold (--capacity) */
+    uint32_t max_user_sockets;  /* authenticated sockets per user on this node (0: no cap) */
 } service_config;
 
 typedef struct service {
@@ -47,6 +48,7 @@ typedef struct service {
     struct pushd *pushd;
     struct registry *registry;  /* the live nodes (a single node: itself) */
     struct service_limits *limits;  /* rate limits (chat/limiter.h); NULL: --rate-limits off */
+    struct counter *user_sockets;   /* authenticated sockets per user (NULL: no cap) */
     int cluster;                /* the bus crosses nodes (--bus) */
     _Atomic int draining;       /* SIGTERM: out of discovery, /healthz 503, sockets moved */
     iothread **threads;

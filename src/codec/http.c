@@ -61,6 +61,7 @@ struct http_parser {
     int status;                  /* 400/413/431 once dead; 413/431 set by callbacks before failing */
     size_t head_bytes;           /* HEAD: bytes of this head given to llhttp */
     size_t frame_bytes;          /* BODY: non-body bytes after the head */
+    size_t declared;             /* BODY: the Content-Length (max_body if chunked) */
     iy_buf store;                /* URL, kept header values, body */
     span url;
     span hdr[H_COUNT];
@@ -150,6 +151,8 @@ static int on_headers_complete(llhttp_t *ll)
 {
     http_parser *p = parser_of(ll);
     p->state = ST_BODY;
+    p->declared = (ll->flags & F_CHUNKED) ? p->max_body
+                  : (ll->flags & F_CONTENT_LENGTH) ? (size_t)ll->content_length : 0;
     /* Refuse a declared body before reading any of it. */
     if ((ll->flags & F_CONTENT_LENGTH) && !(ll->flags & F_CHUNKED) &&
         ll->content_length > p->max_body) {
@@ -378,6 +381,13 @@ int http_parser_feed(http_parser *p, const char *data, size_t len, size_t *consu
 int http_parser_error_status(const http_parser *p)
 {
     return p->state == ST_DEAD ? p->status : 0;
+}
+
+size_t http_parser_buffered(const http_parser *p) { return p->store.len; }
+
+size_t http_parser_declared(const http_parser *p)
+{
+    return p->state == ST_BODY ? p->declared : 0;
 }
 
 void http_parser_next(http_parser *p)

@@ -77,6 +77,13 @@ int http_parser_feed(http_parser *p, const char *data, size_t len, size_t *consu
  * parser has not failed. */
 int http_parser_error_status(const http_parser *p);
 
+/* Bytes of the current request the parser holds (URL, kept headers, body). */
+size_t http_parser_buffered(const http_parser *p);
+
+/* While a body is being received: its declared length (Content-Length, or
+ * max_body for a chunked body); else 0. */
+size_t http_parser_declared(const http_parser *p);
+
 /* Forgets the returned request (its strings become invalid) and readies the
  * parser for the next request of a keep-alive connection. If the request
  * was an upgrade the caller declined, parsing simply goes on as HTTP. A

@@ -4,6 +4,7 @@
 #include "net.h"
 #include "../base/metrics.h"
 #include "../base/alloc.h"
+#include "../base/counter.h"
 #include "../base/err.h"
 #include "../base/log.h"
 #include "../codec/proto.h"
@@ -40,6 +41,27 @@ static void stop_reading(conn *c)
     c->reading = 0;
 }
 
+/* 1 if key (conn.peer's form) is in the --trust-proxy network. */
+static int trusted(const net_config *cfg, uint64_t key)
+{
+    return cfg->trust_mask && key >> 32 == 1 && ((uint32_t)key & cfg->trust_mask) == cfg->trust_net;
+}
+
+/* A connection refused at accept: closed at once, logged at most once a
+ * second per thread. */
+static void refuse(iothread *t, conn *c, const char *why)
+{
+    metrics_add(M_CONNS_REFUSED, 1);
+    uint64_t now = uv_now(&t->loop);
+    if (now - t->refused_logged_ms >= 1000) {
+        char a[48];
+        net_addr_text(c->peer, a, sizeof a);
+        iy_log("io thread %u: connection from %s refused: %s", t->index, a, why);
+        t->refused_logged_ms = now;
+    }
+    uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)iy_free);
+}
+
 void conn_accept(iothread *t, uv_stream_t *listener)
 {
     conn *c = iy_calloc(1, sizeof *c);
@@ -61,6 +83,18 @@ void conn_accept(iothread *t, uv_stream_t *listener)
             for (int i = 0; i < 8; i++) p = p << 8 | a[i];
             c->peer = p | UINT64_C(1) << 63;
         }
+    }
+    const net_config *cfg = t->cfg;
+    if (cfg->max_conns && metrics_get(M_CONNECTIONS) >= (int64_t)cfg->max_conns) {
+        refuse(t, c, "--max-connections reached");
+        return;
+    }
+    if (cfg->per_addr && c->peer && !trusted(cfg, c->peer)) {
+        if (!counter_inc(cfg->per_addr, c->peer, cfg->max_per_addr)) {
+            refuse(t, c, "too many connections from this address (--max-conns-per-address)");
+            return;
+        }
+        c->counted_addr = 1;
     }
     c->t = t;
     c->id = t->next_conn_id++;
@@ -134,6 +168,10 @@ void conn_close(conn *c)
     c->close_after_flush = 0;
     c->draining = 0;
     unregister(c);
+    if (c->counted_addr) counter_dec(c->t->cfg->per_addr, c->peer);
+    c->counted_addr = 0;
+    metrics_add(M_REQUEST_BUFFERED, -(int64_t)c->held_in);
+    c->held_in = 0;
     u64map_del(&c->t->conns, c->id);
     if (c->all_prev) c->all_prev->all_next = c->all_next;
     else c->t->all = c->all_next;
@@ -143,6 +181,14 @@ void conn_close(conn *c)
     stop_reading(c);
     metrics_add(M_CONNECTIONS, -1);
     uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+/* Brings c's share of M_REQUEST_BUFFERED to what its parser holds now. */
+static void account_held(conn *c)
+{
+    size_t now = c->hp && !uv_is_closing((uv_handle_t *)&c->tcp) ? http_parser_buffered(c->hp) : 0;
+    metrics_add(M_REQUEST_BUFFERED, (int64_t)now - (int64_t)c->held_in);
+    c->held_in = now;
 }
 
 /* ---- output ---------------------------------------------------------- */
@@ -309,6 +355,7 @@ void conn_http_respond_x(conn *c, int status, const char *ctype, const char *ext
     c->http_busy = 0;
     c->http_waiting = 0;
     if (c->hp) http_parser_next(c->hp);
+    account_held(c);
     if (c->closing) return;
     if (!c->keep_alive) {
         c->closing = 1;
@@ -330,6 +377,7 @@ void conn_http_error(conn *c, int err, const char *message)
 
 void conn_http_error_retry(conn *c, int err, const char *message, int64_t retry_ms)
 {
+    if (err == IY_ERATE) metrics_add(M_RATE_LIMITED, 1);
     char extra[40];
     snprintf(extra, sizeof extra, "Retry-After: %lld\r\n", (long long)((retry_ms + 999) / 1000));
     iy_buf body = { 0 };
@@ -364,10 +412,7 @@ static uint64_t addr_key(const char *p, size_t n)
 
 uint64_t conn_client(const conn *c, const http_request *req)
 {
-    const net_config *cfg = c->t->cfg;
-    if (!cfg->trust_mask || c->peer >> 32 != 1 || ((uint32_t)c->peer & cfg->trust_mask) != cfg->trust_net ||
-        !req || !req->forwarded_for.len)
-        return c->peer;
+    if (!trusted(c->t->cfg, c->peer) || !req || !req->forwarded_for.len) return c->peer;
     const char *s = req->forwarded_for.ptr;
     size_t n = req->forwarded_for.len, i = n;
     while (i > 0 && s[i - 1] != ',') i--;
@@ -386,6 +431,7 @@ static void http_fail(conn *c, int status, const char *code, const char *message
 }
 
 /* ---- input ------------------------------------------------------------- */
+
 
 static int upgrade(conn *c, const http_request *req)
 {
@@ -407,6 +453,8 @@ static int upgrade(conn *c, const http_request *req)
     iy_buf_free(&r);
     http_parser_free(c->hp);
     c->hp = NULL;
+    account_held(c);
+    c->req_since_ms = 0;
     c->proto = PROTO_WS;
     c->ws_state = WS_NEW;
     c->wr = ws_reader_new(IY_JSON_MAX);
@@ -421,15 +469,26 @@ static size_t http_input(conn *c, char *data, size_t len)
     while (used < len && !c->paused && !c->closing && c->proto == PROTO_HTTP) {
         size_t n = 0;
         const http_request *req = NULL;
+        if (!c->req_since_ms) c->req_since_ms = uv_now(&c->t->loop);   /* a request begins */
         int rc = http_parser_feed(c->hp, data + used, len - used, &n, &req);
         used += n;
+        account_held(c);
         if (rc != 0) {
             int st = http_parser_error_status(c->hp);
             http_fail(c, st, st == 400 ? "bad_request" : "too_large",
                       st == 400 ? "malformed HTTP request" : "request too large");
             return len;
         }
+        /* Unfinished requests share one memory budget: past it, the big
+         * ones are refused (the small ones cannot add up to much). */
+        if (!req && c->held_in > HTTP_SMALL_REQUEST &&
+            metrics_get(M_REQUEST_BUFFERED) > (int64_t)c->t->cfg->max_buffered) {
+            metrics_add(M_OVER_BUDGET, 1);
+            http_fail(c, 503, "unavailable", "server busy: too many unfinished requests, retry later");
+            return len;
+        }
         if (!req) break;
+        c->req_since_ms = 0;
         metrics_add(M_HTTP_REQUESTS, 1);
         c->keep_alive = req->keep_alive != 0;
         if (req->websocket && iy_str_eq(req->path, "/v1/ws")) {
@@ -538,6 +597,16 @@ void conn_sweep(iothread *t, uint64_t now)
         } else if (c->proto == PROTO_WS) {
             if (now - c->last_rx_ms > (uint64_t)cfg->idle_timeout_s * 1000)
                 conn_ws_close(c, 1001, "idle timeout");
+        } else if (c->req_since_ms && !c->http_busy && !c->http_waiting) {
+            /* A request being received: its head within the deadline, its
+             * declared body at the minimum rate on top (slow senders hold a
+             * connection and a buffer; they must finish or go). */
+            uint64_t limit = (uint64_t)cfg->request_timeout_s * 1000;
+            if (cfg->min_body_rate) limit += (uint64_t)http_parser_declared(c->hp) * 1000 / cfg->min_body_rate;
+            if (now - c->req_since_ms > limit) {
+                metrics_add(M_REQUEST_TIMEOUTS, 1);
+                http_fail(c, 408, "bad_request", "request not received in time");
+            }
         } else if (!c->http_busy && !c->http_waiting && now - c->last_rx_ms > HTTP_IDLE_MS) {
             conn_close(c);
         }

@@ -160,7 +160,15 @@ static void on_connection(uv_stream_t *listener, int status)
 {
     iothread *t = listener->data;
     if (status < 0) {
-        iy_log("accept: %s", uv_strerror(status));
+        /* Out of descriptors (EMFILE): libuv accepts and closes the waiting
+         * connections with its reserve descriptor, so the loop does not
+         * spin; we say so once a second. */
+        uint64_t now = uv_now(&t->loop);
+        metrics_add(M_CONNS_REFUSED, 1);
+        if (now - t->refused_logged_ms >= 1000) {
+            iy_log("io thread %u: accept: %s", t->index, uv_strerror(status));
+            t->refused_logged_ms = now;
+        }
         return;
     }
     conn_accept(t, listener);

@@ -46,6 +46,7 @@
 #define CONN_OUT_CAP (16u << 20)        /* queued output past which a slow reader is dropped */
 #define CONN_MAX_INFLIGHT 128           /* WebSocket requests in flight before input pauses */
 #define READ_BUF_SIZE (64u << 10)
+#define HTTP_SMALL_REQUEST (16u << 10)  /* an unfinished request this small is never refused for memory */
 #define EXIT_GRACE_MS 1000              /* THREAD_EXIT: a close frame's time to leave before the socket goes */
 
 typedef struct iothread iothread;
@@ -58,6 +59,12 @@ typedef struct net_config {
     int auth_timeout_s;         /* an unauthenticated WebSocket is closed (1008) after this */
     int idle_timeout_s;         /* a silent WebSocket is closed (1001) after this */
     uint32_t trust_net, trust_mask;  /* --trust-proxy: an IPv4 network (mask 0: none) */
+    uint32_t max_conns;         /* open connections past which a new one is closed at once */
+    uint32_t max_per_addr;      /* per client address (0: no cap); a trusted proxy is exempt */
+    struct counter *per_addr;   /* live connections per address (NULL: no per-address cap) */
+    int request_timeout_s;      /* an HTTP request's head must arrive within this, ... */
+    uint32_t min_body_rate;     /* ... its declared body at least this fast (bytes/s) */
+    size_t max_buffered;        /* bytes of unfinished requests held, all connections together */
 } net_config;
 
 /* The service above the transport. Every handler runs on the connection's
@@ -103,6 +110,7 @@ struct iothread {
     char *readbuf;              /* one read buffer per thread: reads are sequential */
     iy_buf scratch;             /* frame building */
     int exiting;
+    uint64_t refused_logged_ms; /* loop ms of the last "connection refused" log line */
 };
 
 enum conn_proto { PROTO_HTTP = 1, PROTO_WS = 2 };
@@ -125,7 +133,7 @@ struct conn {
     int proto;                  /* enum conn_proto */
     int ws_state;               /* enum conn_ws_state */
     unsigned closing : 1, close_after_flush : 1, draining : 1, writing : 1, paused : 1,
-        reading : 1, in_flush_list : 1, http_busy : 1, keep_alive : 1;
+        reading : 1, in_flush_list : 1, http_busy : 1, keep_alive : 1, counted_addr : 1;
     http_parser *hp;
     ws_reader *wr;
     iy_buf rest;                /* input not yet processed while paused */
@@ -135,6 +143,8 @@ struct conn {
     uint64_t peer;              /* the client's address as a key: IPv4 (1 << 32 | addr), IPv6
                                    (its /64 prefix, top bit set); 0 unknown (net_addr_text) */
     uint64_t last_rx_ms;        /* loop time of the last input */
+    uint64_t req_since_ms;      /* HTTP: loop time the request being received began; 0: none */
+    size_t held_in;             /* HTTP: bytes of it held (counted in M_REQUEST_BUFFERED) */
     uint64_t opened_ms;
     uint64_t drain_since_ms;
     conn *user_prev, *user_next;
@@ -143,6 +153,7 @@ struct conn {
 
     /* ---- owned by the service (chat/, api/) ---- */
     unsigned registered : 1,    /* in the thread's user map */
+        counted_user : 1,       /* counted in the service's sockets per user */
         clean_close : 1,        /* the peer or a logout closed it properly */
         http_waiting : 1,       /* a long poll waits for a delivery */
         wait_woken : 1,         /* a delivery came while the long poll's read was out */

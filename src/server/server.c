@@ -15,6 +15,7 @@
 #include "../chat/registry.h"
 #include "../chat/social.h"
 #include "../chat/limiter.h"
+#include "../base/counter.h"
 #include "../base/metrics.h"
 #include "../push/pushd.h"
 #include "../push/webpush.h"
@@ -60,6 +61,11 @@ void server_config_defaults(server_config *cfg)
     cfg->push_give_up_s = 86400;
     cfg->shutdown_timeout_s = 10;
     cfg->rate_limits = 1;
+    cfg->max_per_addr = 512;
+    cfg->max_user_sockets = 32;
+    cfg->request_timeout_s = 10;
+    cfg->min_body_rate = 16384;
+    cfg->max_buffered_mb = 128;
 }
 
 static int mkdir_p(const char *path)
@@ -319,9 +325,21 @@ int server_run(const server_config *cfg)
     svc->net.idle_timeout_s = cfg->idle_timeout_s;
     svc->net.trust_net = cfg->trust_net;
     svc->net.trust_mask = cfg->trust_mask;
+    svc->net.request_timeout_s = cfg->request_timeout_s;
+    svc->net.min_body_rate = cfg->min_body_rate;
+    svc->net.max_buffered = (size_t)cfg->max_buffered_mb << 20;
+    if (cfg->rate_limits) {
+        svc->net.max_per_addr = cfg->max_per_addr;
+        svc->net.per_addr = counter_new();
+        svc->cfg.max_user_sockets = cfg->max_user_sockets;
+        svc->user_sockets = counter_new();
+    }
     svc->node = store_node(srv->store);
     svc->cluster = cfg->bus[0] != '\0';
     svc->cfg.capacity = cfg->capacity ? cfg->capacity : default_capacity();
+    /* Past the capacity (below the open-file limit: room for the store's
+     * and the bus's own files) new connections are refused at accept. */
+    svc->net.max_conns = cfg->max_conns ? cfg->max_conns : default_capacity();
     bus_node_info self = { .number = svc->node, .incarnation = (int64_t)now_ms(),
                            .capacity = svc->cfg.capacity };
     snprintf(self.name, sizeof self.name, "%s", node);
@@ -397,6 +415,8 @@ int server_run(const server_config *cfg)
     social_batch_free(svc->social);
     registry_free(svc->registry);
     service_limits_free(svc->limits);
+    counter_free(svc->net.per_addr);
+    counter_free(svc->user_sockets);
     vapid_free(svc->vapid);
     store_free(srv->store);
     iy_free(svc->threads);

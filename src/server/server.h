@@ -23,6 +23,12 @@ typedef struct server_config {
     int shutdown_timeout_s;     /* SIGTERM to exit, at most (then the process exits regardless) */
     int rate_limits;            /* 1 (default): chat/limiter.h's limits; 0: --rate-limits off */
     uint32_t trust_net, trust_mask;  /* --trust-proxy CIDR (IPv4; mask 0: none) */
+    unsigned max_conns;         /* --max-connections (0: the capacity) */
+    unsigned max_per_addr;      /* --max-conns-per-address (with rate limits on) */
+    unsigned max_user_sockets;  /* --max-sockets-per-user (with rate limits on) */
+    int request_timeout_s;      /* --request-timeout */
+    unsigned min_body_rate;     /* --min-body-rate, bytes/s */
+    unsigned max_buffered_mb;   /* --max-request-buffers-mb */
 } server_config;
 
 /* Fills cfg with the defaults (127.0.0.1:8080, ./data, one I/O thread per core). */

@@ -182,3 +182,141 @@ test('smaller input checks: a malformed first frame closes with 1008; an empty g
   assert.equal((await w.request({ op: 'history', channel: ch, before_seq: 2 ** 53 })).op, 'batch', '2^53 itself is fine');
   w.terminate();
 }));
+
+// ---------------------------------------------------------------- connections and requests
+
+/** a raw TCP connection; resolves once connected. `.ended` resolves with what it received when the server closes it */
+function rawConn(srv) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: '127.0.0.1', port: srv.port });
+    let got = '';
+    s.on('data', (d) => { got += d.toString('latin1'); });
+    s.gone = false;
+    s.ended = new Promise((r) => s.on('close', () => { s.gone = true; r(got); }));
+    s.on('error', () => {});
+    s.once('connect', () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+const rssKb = (pid) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+
+test('slow requests: a head or a body that trickles is cut at its deadline (408); legitimate requests meanwhile go through at once', T, () => withServer({ extraArgs: ['--request-timeout', '2', '--min-body-rate', '16384'] }, async (srv) => {
+  const u = await newUser(srv, 'slow');
+  const slowHead = await rawConn(srv);
+  const slowBody = await rawConn(srv);
+  const t0 = Date.now();
+  let stop = false;
+  const headText = `GET /healthz HTTP/1.1\r\nX-Slow: ${'a'.repeat(1000)}`;
+  const trickle = async () => {
+    slowBody.write('POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 20000\r\n\r\n{');
+    for (let i = 0; !stop && i < 400; i++) {
+      if (!slowHead.destroyed) slowHead.write(headText[i]);   // a byte every 100 ms
+      if (!slowBody.destroyed) slowBody.write('x'.repeat(100));   // 100 bytes every 100 ms: 1 KB/s
+      await sleep(100);
+    }
+  };
+  const feeding = trickle();
+  // meanwhile the server serves everyone else at once
+  for (let i = 0; i < 10; i++) {
+    const r = await api(srv, 'GET', '/v1/me', { token: u.token });
+    assert.equal(r.status, 200, show(r));
+    assert.ok(r.ms < 1000, `a legitimate request is not held up (${r.ms} ms)`);
+  }
+  const head = await slowHead.ended;
+  const headAt = Date.now() - t0;
+  const body = await slowBody.ended;
+  const bodyAt = Date.now() - t0;
+  stop = true;
+  await feeding;
+  assert.match(head, /^HTTP\/1\.1 408 /, `the trickling head gets 408: ${JSON.stringify(head.slice(0, 80))}`);
+  assert.ok(headAt >= 1900 && headAt < ms(4500), `the head's deadline is --request-timeout 2 s (closed after ${headAt} ms)`);
+  assert.match(body, /^HTTP\/1\.1 408 /, `the trickling body gets 408: ${JSON.stringify(body.slice(0, 80))}`);
+  // 2 s + 20,000 bytes at 16,384 B/s = 3.2 s: a body at 1 KB/s does not make it
+  assert.ok(bodyAt >= 3000 && bodyAt < ms(6000), `the body's deadline grows with its length (closed after ${bodyAt} ms)`);
+  const m = await (await fetch(`${srv.url}/metrics`)).text();
+  assert.match(m, /^iyagi_request_timeouts_total [2-9]/m, 'counted');
+}));
+
+test('unfinished request bodies share a memory budget: past it big ones get 503, small requests still pass, RSS stays bounded', T, () => withServer({ extraArgs: ['--max-request-buffers-mb', '4'] }, async (srv) => {
+  const u = await newUser(srv, 'budget');
+  const before = rssKb(srv.proc.pid);
+  const held = [];
+  const answers = [];
+  try {
+    for (let i = 0; i < 40; i++) {
+      const s = await rawConn(srv);
+      held.push(s);
+      s.write('POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1200000\r\n\r\n');
+      s.write(Buffer.alloc(500000, 0x20));   // 0.5 MB each, never finished: 20 MB asked for in all
+      answers.push(s.ended);
+    }
+    await sleep(500);
+    const r = await api(srv, 'GET', '/v1/me', { token: u.token });
+    assert.equal(r.status, 200, `a small request passes: ${show(r)}`);
+    const grown = rssKb(srv.proc.pid) - before;
+    for (const s of held) s.end();
+    const got = await Promise.all(answers);
+    const refused = got.filter((g) => /^HTTP\/1\.1 503 /.test(g)).length;
+    assert.ok(refused >= 20, `most of the 40 half-sent bodies are refused with 503 (${refused})`);
+    assert.ok(grown < 40 * 1024, `RSS grew ${grown} KB for 20 MB of half-sent bodies against a 4 MB budget`);
+    const m = await (await fetch(`${srv.url}/metrics`)).text();
+    assert.match(m, /^iyagi_request_over_budget_total [1-9]/m);
+  } finally {
+    for (const s of held) s.destroy();
+  }
+}));
+
+test('connection caps: per address (refused at accept, back when one closes) and sockets per account', T, () => withServer({ rateLimits: 'on', extraArgs: ['--max-conns-per-address', '20', '--max-sockets-per-user', '3'] }, async (srv) => {
+  const u = await newUser(srv, 'caps');
+  const held = [];
+  try {
+    for (let i = 0; i < 25; i++) held.push(await rawConn(srv));
+    await sleep(300);
+    const open = held.filter((s) => !s.gone);
+    // (this process's own keep-alive HTTP connections count too)
+    assert.ok(open.length <= 20 && open.length >= 16, `at most 20 connections from one address stay open: ${open.length} of 25`);
+    open[0].destroy();
+    await sleep(200);
+    const again = await rawConn(srv);
+    held.push(again);
+    await sleep(300);
+    assert.ok(!again.gone, 'one closed, one more may come');
+    for (const s of held.splice(0)) s.destroy();
+    await sleep(200);
+
+    const sockets = [];
+    for (let i = 0; i < 3; i++) sockets.push(await connectWs(srv, { token: u.token, label: `S${i}` }));
+    const fourth = await openWs(srv, { label: 'S4' });
+    fourth.send({ op: 'auth', token: u.token, rid: 'a4' });
+    const e = await fourth.waitFor((f) => f.op === 'error');
+    assert.equal(e.code, 'rate_limited', JSON.stringify(e));
+    assert.equal((await fourth.closed).code, 1008, 'the 4th socket of one account is closed');
+    await sockets.pop().close();
+    await sleep(200);
+    sockets.push(await connectWs(srv, { token: u.token, label: 'S3b' }));
+    for (const s of sockets) s.terminate();
+  } finally {
+    for (const s of held) s.destroy();
+  }
+}));
+
+test('--max-connections: past it new connections are refused at accept and counted; the held ones keep working', T, () => withServer({ extraArgs: ['--max-connections', '12'] }, async (srv) => {
+  const u = await newUser(srv, 'maxc');
+  const w = await connectWs(srv, { token: u.token, label: 'W' });
+  const held = [];
+  try {
+    for (let i = 0; i < 15; i++) held.push(await rawConn(srv));
+    await sleep(300);
+    const open = held.filter((s) => !s.gone).length;
+    assert.ok(open <= 11 && open >= 8, `12 connections at most, the WebSocket and this process's HTTP ones included: ${open} of 15 raw ones open`);
+    assert.equal((await w.request({ op: 'hb' })).op, 'hb', 'the held WebSocket still works');
+    for (const s of held.splice(0)) s.destroy();
+    await sleep(200);
+    const m = await (await fetch(`${srv.url}/metrics`)).text();
+    assert.match(m, /^iyagi_connections_refused_total [1-9]/m);
+  } finally {
+    for (const s of held) s.destroy();
+    w.terminate();
+  }
+}));

@@ -6,6 +6,7 @@
 #include "base/utf8.h"
 #include "base/buf.h"
 #include "base/log.h"
+#include "base/counter.h"
 #include <string.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -169,8 +170,28 @@ static void test_log_escape(void)
     CHECK_EQ(out[0], '\0');
 }
 
+static void test_counter(void)
+{
+    counter *c = counter_new();
+    CHECK_EQ(counter_get(c, 5), 0);
+    CHECK(counter_inc(c, 5, 2));
+    CHECK(counter_inc(c, 5, 2));
+    CHECK(!counter_inc(c, 5, 2));          /* at max */
+    CHECK(counter_inc(c, 6, 2));           /* another key */
+    CHECK_EQ(counter_get(c, 5), 2);
+    counter_dec(c, 5);
+    CHECK(counter_inc(c, 5, 2));
+    counter_dec(c, 5);
+    counter_dec(c, 5);
+    counter_dec(c, 5);                     /* below 0: stays 0 */
+    CHECK_EQ(counter_get(c, 5), 0);
+    CHECK(!counter_inc(c, 7, 0));          /* max 0: nothing fits */
+    counter_free(c);
+}
+
 int main(void)
 {
+    test_counter();
     test_log_escape();
     test_utf8();
     test_u64map();

@@ -527,8 +527,48 @@ static void test_response_head(void)
     CHECK(strcmp(http_status_text(299), "Unknown") == 0);
 }
 
+/* What the connection's deadline and memory budget read: the declared body
+ * while it arrives, the bytes held, X-Forwarded-For. */
+static void test_declared_and_buffered(void)
+{
+    static const char head[] =
+        "POST /v1/sessions HTTP/1.1\r\n"
+        "Host: a\r\n"
+        "X-Forwarded-For: 10.0.0.1\r\n"
+        "X-Forwarded-For: 203.0.113.9, 198.51.100.7\r\n"
+        "Content-Length: 1000\r\n"
+        "\r\n";
+    http_parser *p = http_parser_new(16384, 1 << 20);
+    const http_request *q = NULL;
+    size_t used;
+    CHECK_EQ(http_parser_declared(p), 0);
+    CHECK_EQ(http_parser_feed(p, "POST /v1/sess", 13, &used, &q), 0);
+    CHECK_EQ(http_parser_declared(p), 0);                   /* still in the head */
+    CHECK_EQ(http_parser_feed(p, head + 13, sizeof head - 14, &used, &q), 0);
+    CHECK(q == NULL);
+    CHECK_EQ(http_parser_declared(p), 1000);
+    char body[600];
+    memset(body, 'x', sizeof body);
+    CHECK_EQ(http_parser_feed(p, body, sizeof body, &used, &q), 0);
+    CHECK(http_parser_buffered(p) >= 600);
+    CHECK_EQ(http_parser_feed(p, body, 400, &used, &q), 0);
+    CHECK(q != NULL);
+    if (q) STR_IS(q->forwarded_for, "203.0.113.9, 198.51.100.7");   /* the last header wins */
+    CHECK_EQ(http_parser_declared(p), 0);                   /* complete */
+    http_parser_next(p);
+    CHECK(http_parser_buffered(p) < 600);
+    http_parser_free(p);
+
+    static const char chunked[] = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel";
+    p = http_parser_new(16384, 5000);
+    CHECK_EQ(http_parser_feed(p, chunked, sizeof chunked - 1, &used, &q), 0);
+    CHECK_EQ(http_parser_declared(p), 5000);                /* unknown: the most it may be */
+    http_parser_free(p);
+}
+
 int main(void)
 {
+    test_declared_and_buffered();
     test_get_query();
     test_header_split();
     test_post_body();
