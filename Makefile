@@ -4,6 +4,7 @@
 #   make test       install what tests need (Debian packages, npm ci), then every suite (scripts/test.sh)
 #   make bench      install missing Debian packages, build, run the benchmark suite (bench/run.sh)
 #   make cluster    a local cluster: 3 NATS, PostgreSQL, HAProxy, 3 nodes (scripts/cluster.sh)
+#   make chaos      100 SIGKILL/restart cycles under mixed load (CYCLES=N for another count)
 #   make deps       install everything the targets above need
 #   make asan       build build/asan/iyagid with AddressSanitizer + UndefinedBehaviorSanitizer
 #   make VARIANT=tsan  build build/tsan/iyagid with ThreadSanitizer (manual runs; not in make test)
@@ -111,6 +112,14 @@ run:
 test:
 	@scripts/deps.sh test
 	@scripts/test.sh
+
+# Chaos (issue 12): 100 SIGKILL/restart cycles under mixed load, then every
+# send checked exactly once and gap-free (make test runs 10 of them).
+.PHONY: chaos
+chaos:
+	@scripts/deps.sh test
+	@$(MAKE) --no-print-directory all
+	cd tests/e2e && IYAGID="$$PWD/../../$(B)/iyagid" IYAGI_CHAOS_CYCLES=$${CYCLES:-100} node --test ./chaos.test.mjs
 
 # A local cluster (issue 11): 3 NATS servers, PostgreSQL, HAProxy in front of 3
 # iyagid nodes, all on 127.0.0.1; prints the URLs, Ctrl-C stops and removes it.

@@ -52,8 +52,10 @@ static void members_to(iy_stored *out, const iy_channel *c)
 int rules_post(iy_channel *c, const iy_send *in, int subject_exists, iy_stored *out)
 {
     int ev = in->event, i;
-    if (ev != IY_EV_NONE && c->kind != IY_GROUP) return IY_EINVAL;
+    /* Membership first: a non-member learns nothing of the channel, not
+     * even that it is a direct one. */
     if (!rules_is_member(c, in->from)) return IY_EFORBIDDEN;
+    if (ev != IY_EV_NONE && c->kind != IY_GROUP) return IY_EINVAL;
     switch (ev) {
     case IY_EV_NONE:
         break;

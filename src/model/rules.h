@@ -38,8 +38,8 @@ void rules_direct_pair(uint64_t from, uint64_t to, uint64_t *a, uint64_t *b);
  * plus the removed user for MEMBER_REMOVED (who learns of its removal and
  * then gets nothing more). subject_exists tells whether in->subject is a user
  * (MEMBER_ADDED only). Checked in this order:
- *   an event on a channel that is not a group          -> IY_EINVAL
  *   from not a member (in an empty group: everyone)    -> IY_EFORBIDDEN
+ *   an event on a channel that is not a group          -> IY_EINVAL
  *   MEMBER_ADDED:   already a member -> IY_ECONFLICT, no such user
  *                   -> IY_ENOTFOUND, IY_GROUP_MAX members -> IY_ETOOBIG
  *   MEMBER_REMOVED: someone else by a non-owner -> IY_EFORBIDDEN,
