@@ -7,8 +7,9 @@
 #   make chaos      100 SIGKILL/restart cycles under mixed load (CYCLES=N for another count)
 #   make deps       install everything the targets above need
 #   make asan       build build/asan/iyagid with AddressSanitizer + UndefinedBehaviorSanitizer
-#   make VARIANT=tsan  build build/tsan/iyagid with ThreadSanitizer (manual runs; not in make test)
+#   make VARIANT=tsan  build build/tsan/iyagid with ThreadSanitizer (make test runs the e2e suite on it)
 #   make fuzz       build the libFuzzer targets (clang)
+#   make fuzz-corpus  grow and minimise the committed seed corpora (tests/fuzz/corpus)
 
 LLHTTP_DIR  ?= /usr/share/llhttp
 LLHTTP_INC  ?= /usr/share/include/llhttp
@@ -96,6 +97,18 @@ build/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC)
 	  $< $(FUZZ_SRC) -o $@ $(LIBS)
 
 fuzz: $(addprefix build/fuzz/,$(FUZZERS))
+
+# The committed seed corpora (tests/fuzz/corpus/NAME; make test's fuzz step
+# starts from a copy): each target runs FUZZ_CORPUS_SECONDS from what is
+# there, then libFuzzer's merge keeps the smallest set with the same coverage.
+.PHONY: fuzz-corpus
+fuzz-corpus: fuzz
+	@for f in $(FUZZERS); do \
+	  d=tests/fuzz/corpus/$$f; t=$$(mktemp -d); mkdir -p $$d; cp -r $$d/. $$t/; \
+	  build/fuzz/$$f -max_total_time=$${FUZZ_CORPUS_SECONDS:-60} -max_len=512 -print_final_stats=0 $$t >/dev/null 2>&1; \
+	  rm -rf $$d.new; mkdir -p $$d.new; build/fuzz/$$f -merge=1 $$d.new $$t >/dev/null 2>&1; \
+	  rm -rf $$d $$t; mv $$d.new $$d; echo "$$f: $$(ls $$d | wc -l) inputs"; \
+	done
 
 # run, bench and test first install what is missing, then build in a fresh
 # make: this make read the Makefile (and asked pkg-config for LIBS, looked for

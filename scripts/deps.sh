@@ -22,7 +22,8 @@ what=${1:-}
 build_pkgs=(gcc make pkg-config libuv1-dev node-llhttp libjansson-dev libargon2-dev libssl-dev
             librocksdb-dev libcurl4-openssl-dev libpq-dev libnats-dev)
 test_pkgs=(clang libclang-rt-14-dev curl chromium fonts-noto-cjk fonts-noto-color-emoji
-           postgresql nats-server haproxy)   # throwaway servers for the store and cluster tests
+           postgresql nats-server haproxy    # throwaway servers for the store and cluster tests
+           mount)                            # a small tmpfs for the full-disk test (not Essential)
 cluster_pkgs=(nats-server haproxy postgresql)
 
 case "$what" in

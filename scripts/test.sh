@@ -28,8 +28,12 @@ fuzz_all() {
   make -s -j"$JOBS" fuzz || return 1
   local rc=0
   for f in build/fuzz/fuzz_*; do
+    # Start from the committed corpus (tests/fuzz/corpus/NAME), in a copy:
+    # what libFuzzer finds goes to the copy, never into the repository.
     local corpus; corpus=$(mktemp -d)
-    echo "--- $(basename "$f") for ${FUZZ_SECONDS} s"
+    local seeds="tests/fuzz/corpus/$(basename "$f")"
+    [ ! -d "$seeds" ] || cp -r "$seeds/." "$corpus/"
+    echo "--- $(basename "$f") for ${FUZZ_SECONDS} s ($(find "$corpus" -type f | wc -l) seeds)"
     "$f" -max_total_time="$FUZZ_SECONDS" -print_final_stats=0 "$corpus" 2>&1 | tail -n 2 || rc=1
     rm -rf "$corpus"
   done
@@ -44,6 +48,10 @@ e2e() {  # e2e BINARY [STORE]: every single-node test file
 cluster() {  # cluster BINARY FILES...: 3 NATS servers, PostgreSQL, 3 nodes per file (lib/cluster.mjs)
   local bin=$1; shift
   (cd tests/e2e && IYAGID="$PWD/../../$bin" node --test --test-concurrency=1 "$@")
+}
+
+tsan_e2e() {  # the single-node suite on build/tsan/iyagid
+  (export TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp"; e2e build/tsan/iyagid)
 }
 
 web() {  # browser end-to-end tests of the web client (Playwright + Debian's Chromium)
@@ -77,6 +85,10 @@ step "build (ASan+UBSan)" make -s -j"$JOBS" VARIANT=asan
 step "unit tests (ASan+UBSan)" make -s -j"$JOBS" VARIANT=asan unit
 step "end-to-end (ASan+UBSan)" e2e build/asan/iyagid
 step "cluster (ASan+UBSan)" cluster build/asan/iyagid ./cluster.test.mjs
+# ThreadSanitizer over the single-node suite; tests/tsan.supp mutes what
+# happens inside the uninstrumented RocksDB (and its libstdc++ and LZ4) only.
+step "build (ThreadSanitizer)" make -s -j"$JOBS" VARIANT=tsan all
+step "end-to-end (ThreadSanitizer)" tsan_e2e
 
 echo
 [ ${#failures[@]} -eq 0 ] || echo "failed: ${failures[*]}"

@@ -20,6 +20,7 @@ static void usage(FILE *f)
             "              [--shutdown-timeout S] [--rate-limits on|off] [--trust-proxy CIDR]\n"
             "              [--max-connections N] [--max-conns-per-address N] [--max-sockets-per-user N]\n"
             "              [--request-timeout S] [--min-body-rate B] [--max-request-buffers-mb N]\n"
+            "              [--min-free-mb N] [--max-output-buffers-mb N]\n"
             "  --listen HOST:PORT     IPv4 address to serve on (default 127.0.0.1:8080)\n"
             "  --data DIR             the embedded store lives here (default ./data, created if missing)\n"
             "  --store URL            keep all shared state in PostgreSQL instead (a libpq URI:\n"
@@ -55,7 +56,11 @@ static void usage(FILE *f)
             "  --request-timeout S    an HTTP request head must arrive within S seconds (default 10) ...\n"
             "  --min-body-rate B      ... and its body at B bytes a second at least (default 16384)\n"
             "  --max-request-buffers-mb N  memory for unfinished requests, all connections together;\n"
-            "                         past it big requests get 503 (default 128)\n");
+            "                         past it big requests get 503 (default 128)\n"
+            "  --min-free-mb N        the embedded store refuses writes ('unavailable', /healthz 503)\n"
+            "                         while its disk has less than N MB free (default 256; 0: off)\n"
+            "  --max-output-buffers-mb N  output queued for all sockets together; past it a socket\n"
+            "                         with over 256 KiB queued is dropped as a slow reader (default 256)\n");
 }
 
 /* "A.B.C.D/N" (or "A.B.C.D": /32) -> network and mask, host order. */
@@ -181,6 +186,10 @@ int main(int argc, char **argv)
             cfg.request_timeout_s = int_arg(a, v, 1, 3600);
         } else if (!strcmp(a, "--min-body-rate")) {
             cfg.min_body_rate = (unsigned)int_arg(a, v, 1, 1 << 30);
+        } else if (!strcmp(a, "--max-output-buffers-mb")) {
+            cfg.max_output_mb = (unsigned)int_arg(a, v, 1, 1 << 20);
+        } else if (!strcmp(a, "--min-free-mb")) {
+            cfg.min_free_mb = (unsigned)int_arg(a, v, 0, 1 << 24);
         } else if (!strcmp(a, "--max-request-buffers-mb")) {
             cfg.max_buffered_mb = (unsigned)int_arg(a, v, 1, 1 << 20);
         } else if (!strcmp(a, "--shutdown-timeout")) {

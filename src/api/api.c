@@ -318,8 +318,16 @@ void api_handle(conn *c, const http_request *req)
 
     if (n == 1 && iy_str_eq(seg[0], "healthz") && m == HTTP_GET) {
         /* A draining node is out of rotation (load balancers check this). */
-        if (svc_of(c)->draining) conn_http_respond(c, 503, "text/plain", "draining\n", 9);
-        else conn_http_respond(c, 200, "text/plain", "ok\n", 3);
+        char why[200];
+        if (svc_of(c)->draining) {
+            conn_http_respond(c, 503, "text/plain", "draining\n", 9);
+        } else if (svc_of(c)->store && store_health(svc_of(c)->store, why, sizeof why - 1)) {
+            size_t wl = strlen(why);
+            why[wl++] = '\n';
+            conn_http_respond(c, 503, "text/plain", why, wl);
+        } else {
+            conn_http_respond(c, 200, "text/plain", "ok\n", 3);
+        }
         return;
     }
     if (n == 1 && iy_str_eq(seg[0], "metrics") && m == HTTP_GET) { metrics_page(c); return; }

@@ -123,6 +123,8 @@ static const struct {
       "HTTP requests refused (503) because request buffers passed --max-request-buffers-mb." },
     { M_RATE_LIMITED, "iyagi_rate_limited_total", "counter",
       "Requests refused by a rate limit or a per-account socket cap." },
+    { M_OUTPUT_BUFFERED, "iyagi_output_buffered_bytes", "gauge",
+      "Bytes queued for sockets and not yet written (all of them together)." },
 };
 
 void metrics_render(iy_buf *out)

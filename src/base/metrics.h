@@ -43,6 +43,7 @@ enum metric_counter {
     M_REQUEST_BUFFERED,     /* gauge: bytes of unfinished HTTP requests held */
     M_OVER_BUDGET,          /* counter: requests refused because request buffers were over budget */
     M_RATE_LIMITED,         /* counter: requests refused by a rate limit or a per-account cap */
+    M_OUTPUT_BUFFERED,      /* gauge: bytes queued for sockets, not yet written */
     M_COUNTER_COUNT
 };
 

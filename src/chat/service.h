@@ -49,6 +49,7 @@ typedef struct service {
     struct registry *registry;  /* the live nodes (a single node: itself) */
     struct service_limits *limits;  /* rate limits (chat/limiter.h); NULL: --rate-limits off */
     struct counter *user_sockets;   /* authenticated sockets per user (NULL: no cap) */
+    store *store;               /* for its health only (/healthz): it is the storage thread's */
     int cluster;                /* the bus crosses nodes (--bus) */
     _Atomic int draining;       /* SIGTERM: out of discovery, /healthz 503, sockets moved */
     iothread **threads;

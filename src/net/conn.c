@@ -142,6 +142,7 @@ static void on_close(uv_handle_t *h)
     iy_buf_free(&c->rest);
     iy_buf_free(&c->out);
     iy_buf_free(&c->inflight);
+    metrics_add(M_OUTPUT_BUFFERED, -(int64_t)c->out_counted);
     iy_free(c);
 }
 
@@ -193,15 +194,44 @@ static void account_held(conn *c)
 
 /* ---- output ---------------------------------------------------------- */
 
+/* Brings c's share of M_OUTPUT_BUFFERED to what it has queued now. */
+static void account_out(conn *c)
+{
+    size_t now = c->out.len + c->inflight.len;
+    metrics_add(M_OUTPUT_BUFFERED, (int64_t)now - (int64_t)c->out_counted);
+    if (!now) c->out_since_ms = 0;
+    else if (!c->out_counted || !c->out_since_ms) c->out_since_ms = uv_now(&c->t->loop);
+    c->out_counted = now;
+}
+
+/* A reader that does not keep up: 16 MiB queued, or, while all queues
+ * together are over the budget, 256 KiB that have been waiting for a
+ * second (a big answer just queued to a reader that reads is no reason). */
+static int too_slow(const conn *c, uint64_t now)
+{
+    size_t queued = c->out.len + c->inflight.len;
+    size_t budget = c->t->cfg->max_output;
+    if (queued > CONN_OUT_CAP) return 1;
+    return budget && queued > CONN_OUT_SLOW && c->out_since_ms && now - c->out_since_ms > CONN_OUT_SLOW_MS &&
+           metrics_get(M_OUTPUT_BUFFERED) > (int64_t)budget;
+}
+
+static void drop_slow(conn *c)
+{
+    iy_log("conn %u/%llu: %zu bytes queued, not read; dropping the slow reader", c->t->index,
+           (unsigned long long)c->id, c->out.len + c->inflight.len);
+    metrics_add(M_SLOW_CLOSED, 1);
+    conn_close(c);
+}
+
 void conn_write(conn *c, const void *p, size_t n)
 {
     if (c->closing) return;
     iy_buf_append(&c->out, p, n);
-    if (c->out.len + c->inflight.len > CONN_OUT_CAP) {
-        iy_log("conn %u/%llu: output queue over %u bytes; dropping the slow reader", c->t->index,
-               (unsigned long long)c->id, CONN_OUT_CAP);
-        metrics_add(M_SLOW_CLOSED, 1);
-        conn_close(c);
+    account_out(c);
+    /* The data is durable: a dropped client resyncs from its pos. */
+    if (too_slow(c, uv_now(&c->t->loop))) {
+        drop_slow(c);
         return;
     }
     flush_list_add(c);
@@ -249,6 +279,7 @@ static void on_write(uv_write_t *req, int status)
     c->writing = 0;
     if (c->inflight.cap > (64u << 10)) iy_buf_free(&c->inflight);
     else iy_buf_reset(&c->inflight);
+    account_out(c);
     if (status < 0) {
         if (status != UV_ECANCELED) conn_close(c);
         return;
@@ -270,6 +301,7 @@ static void flush_one(conn *c)
             return;
         }
         if (n > 0) iy_buf_consume(&c->out, (size_t)n);
+        account_out(c);
         if (c->out.len) {
             /* The rest goes through one uv_write; new output meanwhile
              * queues in c->out. */
@@ -589,6 +621,8 @@ void conn_sweep(iothread *t, uint64_t now)
         next = c->all_next;
         if (c->draining) {
             if (now - c->drain_since_ms > DRAIN_MS) conn_close(c);
+        } else if (c->out_since_ms && too_slow(c, now)) {
+            drop_slow(c);   /* frees the budget even if nothing more is written to it */
         } else if (c->closing) {
             continue;
         } else if (c->proto == PROTO_WS && c->ws_state != WS_READY) {

@@ -44,6 +44,8 @@
 #include "../base/limits.h"
 
 #define CONN_OUT_CAP (16u << 20)        /* queued output past which a slow reader is dropped */
+#define CONN_OUT_SLOW (256u << 10)      /* ... or past this, waiting CONN_OUT_SLOW_MS, while all */
+#define CONN_OUT_SLOW_MS 1000           /* queues together pass max_output */
 #define CONN_MAX_INFLIGHT 128           /* WebSocket requests in flight before input pauses */
 #define READ_BUF_SIZE (64u << 10)
 #define HTTP_SMALL_REQUEST (16u << 10)  /* an unfinished request this small is never refused for memory */
@@ -65,6 +67,7 @@ typedef struct net_config {
     int request_timeout_s;      /* an HTTP request's head must arrive within this, ... */
     uint32_t min_body_rate;     /* ... its declared body at least this fast (bytes/s) */
     size_t max_buffered;        /* bytes of unfinished requests held, all connections together */
+    size_t max_output;          /* bytes queued for sockets, all together: past it, slow readers go */
 } net_config;
 
 /* The service above the transport. Every handler runs on the connection's
@@ -145,6 +148,8 @@ struct conn {
     uint64_t last_rx_ms;        /* loop time of the last input */
     uint64_t req_since_ms;      /* HTTP: loop time the request being received began; 0: none */
     size_t held_in;             /* HTTP: bytes of it held (counted in M_REQUEST_BUFFERED) */
+    size_t out_counted;         /* out + inflight bytes counted in M_OUTPUT_BUFFERED */
+    uint64_t out_since_ms;      /* loop ms since which output has been waiting; 0: none */
     uint64_t opened_ms;
     uint64_t drain_since_ms;
     conn *user_prev, *user_next;

@@ -66,6 +66,8 @@ void server_config_defaults(server_config *cfg)
     cfg->request_timeout_s = 10;
     cfg->min_body_rate = 16384;
     cfg->max_buffered_mb = 128;
+    cfg->min_free_mb = 256;
+    cfg->max_output_mb = 256;
 }
 
 static int mkdir_p(const char *path)
@@ -310,9 +312,11 @@ int server_run(const server_config *cfg)
     if (cfg->node[0]) snprintf(node, sizeof node, "%s", cfg->node);
     else snprintf(node, sizeof node, "%s:%d", cfg->listen_host, cfg->listen_port);
     unsigned nreaders = cfg->threads > 1 ? 2 : 1;
-    store_config sc = { cfg->store[0] ? cfg->store : cfg->data_dir, node, (int)nreaders };
+    store_config sc = { cfg->store[0] ? cfg->store : cfg->data_dir, node, (int)nreaders,
+                        (uint64_t)cfg->min_free_mb << 20 };
     if ((rc = store_open(&sc, &srv->store)) != 0) goto out;
     if ((rc = load_vapid(srv->store, cfg->data_dir, &svc->vapid)) != 0) goto out_store;
+    svc->store = srv->store;
 
     snprintf(svc->cfg.public_url, sizeof svc->cfg.public_url, "%s", cfg->public_url);
     snprintf(svc->cfg.node_name, sizeof svc->cfg.node_name, "%s", node);
@@ -328,6 +332,7 @@ int server_run(const server_config *cfg)
     svc->net.request_timeout_s = cfg->request_timeout_s;
     svc->net.min_body_rate = cfg->min_body_rate;
     svc->net.max_buffered = (size_t)cfg->max_buffered_mb << 20;
+    svc->net.max_output = (size_t)cfg->max_output_mb << 20;
     if (cfg->rate_limits) {
         svc->net.max_per_addr = cfg->max_per_addr;
         svc->net.per_addr = counter_new();

@@ -29,6 +29,8 @@ typedef struct server_config {
     int request_timeout_s;      /* --request-timeout */
     unsigned min_body_rate;     /* --min-body-rate, bytes/s */
     unsigned max_buffered_mb;   /* --max-request-buffers-mb */
+    unsigned min_free_mb;       /* --min-free-mb: the data disk's reserve (embedded store) */
+    unsigned max_output_mb;     /* --max-output-buffers-mb */
 } server_config;
 
 /* Fills cfg with the defaults (127.0.0.1:8080, ./data, one I/O thread per core). */

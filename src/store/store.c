@@ -29,6 +29,10 @@ void store_free(store *s)
 }
 
 const char *store_kind(const store *s) { return OPS(s)->kind; }
+int store_health(store *s, char *why, size_t n)
+{
+    return OPS(s)->health ? OPS(s)->health(s, why, n) : 0;
+}
 unsigned store_node(const store *s) { return (unsigned)((const store_base *)s)->ids.node; }
 uint64_t store_new_id(store *s) { return iy_id_next(&((store_base *)s)->ids); }
 uint64_t store_message_count(store *s) { return ((store_base *)s)->msg_count; }

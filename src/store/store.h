@@ -52,7 +52,14 @@ typedef struct store_config {
     const char *where;        /* a data directory (RocksDB), or a postgresql:// URI */
     const char *node;         /* this node's name, unique in the cluster (ids, leases) */
     int readers;              /* reader views that will be created (connections to open) */
+    uint64_t min_free;        /* RocksDB: bytes the data directory's disk keeps free; writes
+                                 that would eat into them are refused (IY_EUNAVAIL) */
 } store_config;
+
+/* 0 while the store can write; else nonzero with the reason in why (say,
+ * the disk is below its reserve, or the last write failed). Any thread:
+ * what /healthz answers. */
+int store_health(store *s, char *why, size_t n);
 
 /* 1 if where names a PostgreSQL database (postgresql:// or postgres://). */
 int store_is_url(const char *where);

@@ -253,11 +253,11 @@ static void test_ids(void)
         int fd = mkstemp(file);
         CHECK(fd >= 0);
         if (fd >= 0) close(fd);
-        store_config cfg = { file, FX_NODE, 1 };
+        store_config cfg = { file, FX_NODE, 1, 0 };
         CHECK_EQ(store_open(&cfg, &bad), IY_EIO);
         unlink(file);
     } else {
-        store_config cfg = { "postgresql://postgres@127.0.0.1:1/iyagi?connect_timeout=2", FX_NODE, 1 };
+        store_config cfg = { "postgresql://postgres@127.0.0.1:1/iyagi?connect_timeout=2", FX_NODE, 1, 0 };
         CHECK_EQ(store_open(&cfg, &bad), IY_EUNAVAIL);
     }
     CHECK(bad == NULL);

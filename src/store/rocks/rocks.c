@@ -51,7 +51,10 @@
 #include "rocks_int.h"
 #include "rocks_enc.h"
 #include <rocksdb/c.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <sys/statvfs.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include "../../base/alloc.h"
@@ -106,19 +109,103 @@ int rocks_get_copy(rocks *s, const void *k, size_t kl, char **v, size_t *vl)
     return 0;
 }
 
+/* ---- writing, and the disk's reserve ------------------------------------------ */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void set_fault(rocks *s, int f)
+{
+    int was = atomic_exchange(&s->fault, f);
+    if (was == f) return;
+    if (f == ROCKS_LOW_SPACE)
+        iy_log("store: %llu MB free on the data directory's disk, below the reserve of %llu MB: refusing writes "
+               "until space returns", (unsigned long long)s->free_mb, (unsigned long long)(s->min_free >> 20));
+    else if (f == ROCKS_OK)
+        iy_log("store: writing again (%llu MB free)", (unsigned long long)s->free_mb);
+}
+
+/* Bytes free now, as far as we know: a statvfs at most every 250 ms, less
+ * what was written since, less what the memtables hold (a flush will
+ * write it to the disk while its WAL is still there). */
+static uint64_t free_bytes(rocks *s)
+{
+    int64_t now = mono_ms();
+    struct statvfs v;
+    if (!s->checked_ms || now - s->checked_ms >= 250 || s->written_since > s->free_at_check / 8) {
+        if (statvfs(s->dir, &v) != 0) return UINT64_MAX;   /* cannot tell: do not refuse */
+        uint64_t mem = 0;
+        char *p = rocksdb_property_value(s->db, "rocksdb.cur-size-all-mem-tables");
+        if (p) {
+            mem = strtoull(p, NULL, 10);
+            rocksdb_free(p);
+        }
+        uint64_t disk = (uint64_t)v.f_bavail * v.f_frsize;
+        s->free_at_check = disk > mem ? disk - mem : 0;
+        s->written_since = 0;
+        s->checked_ms = now;
+        s->free_mb = disk >> 20;
+    }
+    return s->free_at_check > s->written_since ? s->free_at_check - s->written_since : 0;
+}
+
+int rocks_write_guarded(rocks *s, rocksdb_writeoptions_t *wo, rocksdb_writebatch_t *wb)
+{
+    size_t size = 0;
+    rocksdb_writebatch_data(wb, &size);
+    if (s->min_free) {
+        uint64_t free = free_bytes(s);
+        /* A write's WAL record, and its share of the memtable flush later. */
+        if (free < s->min_free + 2 * (uint64_t)size) {
+            set_fault(s, ROCKS_LOW_SPACE);
+            return IY_EUNAVAIL;
+        }
+    }
+    char *err = NULL;
+    rocksdb_write(s->db, wo, wb, &err);
+    s->written_since += 2 * (uint64_t)size;
+    if (err) {
+        if (atomic_load(&s->fault) != ROCKS_WRITE_FAILED) iy_log("store: a write failed: %s", err);
+        free(err);
+        set_fault(s, ROCKS_WRITE_FAILED);
+        return IY_EUNAVAIL;
+    }
+    set_fault(s, ROCKS_OK);
+    return 0;
+}
+
+static int rocks_health(store *st, char *why, size_t n)
+{
+    rocks *s = (rocks *)st;
+    switch (atomic_load(&s->fault)) {
+    case ROCKS_LOW_SPACE:
+        snprintf(why, n, "storage: %llu MB free, below the reserve of %llu MB: writes refused",
+                 (unsigned long long)atomic_load(&s->free_mb), (unsigned long long)(s->min_free >> 20));
+        return 1;
+    case ROCKS_WRITE_FAILED:
+        snprintf(why, n, "storage: writes are failing (see the log)");
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 int rocks_write(rocks *s, rocksdb_writebatch_t *wb, int sync)
 {
-    char *err = NULL;
-    rocksdb_write(s->db, sync ? s->wopt : s->wopt_lazy, wb, &err);
+    int rc = rocks_write_guarded(s, sync ? s->wopt : s->wopt_lazy, wb);
     rocksdb_writebatch_destroy(wb);
-    return err ? rocks_rerr(err, "write") : 0;
+    return rc;
 }
 
 int rocks_put_lazy(rocks *s, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
 {
-    char *err = NULL;
-    rocksdb_put(s->db, s->wopt_lazy, (const char *)k, kl, (const char *)v, vl, &err);
-    return err ? rocks_rerr(err, "put") : 0;
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_put(wb, (const char *)k, kl, (const char *)v, vl);
+    return rocks_write(s, wb, 0);
 }
 
 /* The meta record: the newest id handed out and the message count. */
@@ -260,6 +347,8 @@ int store_rocks_open(const store_config *cfg, store **out)
     s->wopt_lazy = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(s->wopt_lazy, 0);
     s->wb = rocksdb_writebatch_create();
+    s->dir = iy_strndup(dir, strlen(dir));
+    s->min_free = cfg->min_free;
 
     size_t dl = strlen(dir);
     char *path = iy_malloc(dl + 4);
@@ -297,6 +386,7 @@ static void rocks_free(store *st)
     if (s->cache) rocksdb_cache_destroy(s->cache);
     u64map_free(&s->seq);
     u64map_free(&s->pos);
+    iy_free(s->dir);
     iy_free(s);
 }
 
@@ -739,6 +829,7 @@ static int rocks_reader_is_member(store_reader *sr, uint64_t channel, uint64_t u
 
 const store_ops rocks_ops = {
     .kind = "rocksdb",
+    .health = rocks_health,
     .free = rocks_free,
     .heartbeat = rocks_heartbeat,
     .setting_get = rocks_setting_get,

@@ -31,7 +31,17 @@ typedef struct rocks {
     rocksdb_writebatch_t *wb;          /* a round's writes, reused */
     iy_kvmap ovl;                      /* what a round's commit must read back (push notes) */
     int fail_next;                     /* tests: the next round commit fails */
+    /* Disk space (storage thread; fault and free_mb also read by /healthz): */
+    char *dir;                         /* the data directory, for statvfs */
+    uint64_t min_free;                 /* the reserve, bytes */
+    uint64_t free_at_check;            /* bytes free at the last statvfs */
+    uint64_t written_since;            /* bytes handed to RocksDB since */
+    int64_t checked_ms;                /* monotonic ms of the last statvfs; 0: never */
+    _Atomic int fault;                 /* ROCKS_OK, ROCKS_LOW_SPACE, ROCKS_WRITE_FAILED */
+    _Atomic uint64_t free_mb;
 } rocks;
+
+enum { ROCKS_OK = 0, ROCKS_LOW_SPACE = 1, ROCKS_WRITE_FAILED = 2 };
 
 /* What a read needs: the database and read options of its own (the
  * store's for the storage thread, a reader's for another thread). */
@@ -52,6 +62,10 @@ int rocks_get(rocks *s, const uint8_t *k, size_t kl, char **val, size_t *vl);
 /* Point read into a malloc'd copy: 0 (iy_free), IY_ENOTFOUND, IY_EIO. */
 int rocks_get_copy(rocks *s, const void *k, size_t kl, char **v, size_t *vl);
 int rocks_write(rocks *s, rocksdb_writebatch_t *wb, int sync);   /* destroys wb */
+/* Every write goes through here: refused (IY_EUNAVAIL, nothing written)
+ * when it would take the disk below the reserve; a failed write is
+ * IY_EUNAVAIL too, and marks the store unhealthy until a write succeeds. */
+int rocks_write_guarded(rocks *s, rocksdb_writeoptions_t *wo, rocksdb_writebatch_t *wb);
 int rocks_put_lazy(rocks *s, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl);
 int rocks_user_load(const rview *rv, uint64_t id, iy_user *out, char *pwhash);
 int rocks_channel_load(rocks *s, uint64_t id, iy_channel *out);   /* committed, cached */

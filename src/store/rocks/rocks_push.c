@@ -192,13 +192,10 @@ static int counts_add(store *s, rocksdb_writebatch_t *wb, int64_t dpending, int6
     return 0;
 }
 
-/* Writes wb (synced or not) and destroys it. 0, IY_EIO. */
+/* Writes wb (synced or not) and destroys it. 0, IY_EUNAVAIL (rocks_write_guarded). */
 static int write_wb(store *s, rocksdb_writebatch_t *wb, int sync)
 {
-    char *err = NULL;
-    rocksdb_write(((rocks *)s)->db, sync ? ((rocks *)s)->wopt : ((rocks *)s)->wopt_lazy, wb, &err);
-    rocksdb_writebatch_destroy(wb);
-    return err ? rerr(err, "write") : 0;
+    return rocks_write((rocks *)s, wb, sync);
 }
 
 /* ---- subscriptions ----------------------------------------------------- */

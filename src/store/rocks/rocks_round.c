@@ -234,16 +234,15 @@ int rocks_round_commit(store *st, store_round *r)
     if (rc) return rc;
     rocks_put_meta(s, s->wb, r->nmsgs);
 
-    char *err = NULL;
     if (s->fail_next) {
         s->fail_next = 0;
-        err = strdup("injected failure (tests)");
+        rc = IY_EIO;   /* an injected failure (tests) */
     } else {
-        rocksdb_write(s->db, s->wopt, s->wb, &err);
+        rc = rocks_write_guarded(s, s->wopt, s->wb);
     }
     rocksdb_writebatch_clear(s->wb);
     iy_kv_clear(&s->ovl);
-    if (err) return rocks_rerr(err, "commit");
+    if (rc) return rc;
 
     /* Committed: the caches follow. */
     put_channels(s, r, 1);

@@ -36,7 +36,7 @@ import nodeAssert from 'node:assert/strict';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(HERE, '..', '..', '..');
 export const IYAGID = path.resolve(REPO, process.env.IYAGID || path.join('build', 'rel', 'iyagid'));
-export const SCALE = Number(process.env.IYAGI_E2E_TIMEOUT_SCALE) || (/asan/i.test(IYAGID) ? 3 : 1);
+export const SCALE = Number(process.env.IYAGI_E2E_TIMEOUT_SCALE) || (/asan/i.test(IYAGID) ? 3 : /tsan/i.test(IYAGID) ? 4 : 1);
 export const START_TIMEOUT_MS = (Number(process.env.IYAGI_E2E_START_TIMEOUT_MS) || 15000) * SCALE;
 const VERBOSE = !!process.env.IYAGI_E2E_VERBOSE;
 export const STORE = process.env.IYAGI_E2E_STORE || 'rocksdb';
