@@ -140,6 +140,8 @@ static void on_close(uv_handle_t *h)
     http_parser_free(c->hp);
     ws_reader_free(c->wr);
     iy_buf_free(&c->rest);
+    /* Big output buffers freed: the sweep hands the memory back (malloc_trim). */
+    if (c->out.cap + c->inflight.cap > (1u << 20)) c->t->trim_pending = 1;
     iy_buf_free(&c->out);
     iy_buf_free(&c->inflight);
     metrics_add(M_OUTPUT_BUFFERED, -(int64_t)c->out_counted);
@@ -200,13 +202,14 @@ static void account_out(conn *c)
     size_t now = c->out.len + c->inflight.len;
     metrics_add(M_OUTPUT_BUFFERED, (int64_t)now - (int64_t)c->out_counted);
     if (!now) c->out_since_ms = 0;
-    else if (!c->out_counted || !c->out_since_ms) c->out_since_ms = uv_now(&c->t->loop);
+    else if (!c->out_counted || now < c->out_counted || !c->out_since_ms)
+        c->out_since_ms = uv_now(&c->t->loop);   /* began waiting, or the reader took some */
     c->out_counted = now;
 }
 
 /* A reader that does not keep up: 16 MiB queued, or, while all queues
- * together are over the budget, 256 KiB that have been waiting for a
- * second (a big answer just queued to a reader that reads is no reason). */
+ * together are over the budget, 256 KiB with nothing taken for 250 ms (a
+ * big answer to a reader that reads is no reason: it drains). */
 static int too_slow(const conn *c, uint64_t now)
 {
     size_t queued = c->out.len + c->inflight.len;

@@ -14,6 +14,7 @@
 #include "../base/log.h"
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -154,6 +155,12 @@ static void on_sweep(uv_timer_t *tm)
     iothread *t = tm->data;
     conn_sweep(t, uv_now(&t->loop));
     t->h->sweep(t, uv_now(&t->loop));
+    if (t->trim_pending) {
+        /* glibc keeps freed memory for reuse; after slow readers' megabytes
+         * went, give it back so that an attack does not leave RSS behind. */
+        t->trim_pending = 0;
+        malloc_trim(0);
+    }
 }
 
 static void on_connection(uv_stream_t *listener, int status)

@@ -44,8 +44,8 @@
 #include "../base/limits.h"
 
 #define CONN_OUT_CAP (16u << 20)        /* queued output past which a slow reader is dropped */
-#define CONN_OUT_SLOW (256u << 10)      /* ... or past this, waiting CONN_OUT_SLOW_MS, while all */
-#define CONN_OUT_SLOW_MS 1000           /* queues together pass max_output */
+#define CONN_OUT_SLOW (256u << 10)      /* ... or past this, not draining for CONN_OUT_SLOW_MS, */
+#define CONN_OUT_SLOW_MS 250            /* while all queues together pass max_output */
 #define CONN_MAX_INFLIGHT 128           /* WebSocket requests in flight before input pauses */
 #define READ_BUF_SIZE (64u << 10)
 #define HTTP_SMALL_REQUEST (16u << 10)  /* an unfinished request this small is never refused for memory */
@@ -114,6 +114,7 @@ struct iothread {
     iy_buf scratch;             /* frame building */
     int exiting;
     uint64_t refused_logged_ms; /* loop ms of the last "connection refused" log line */
+    int trim_pending;           /* big buffers were freed: return memory at the next sweep */
 };
 
 enum conn_proto { PROTO_HTTP = 1, PROTO_WS = 2 };
@@ -149,7 +150,7 @@ struct conn {
     uint64_t req_since_ms;      /* HTTP: loop time the request being received began; 0: none */
     size_t held_in;             /* HTTP: bytes of it held (counted in M_REQUEST_BUFFERED) */
     size_t out_counted;         /* out + inflight bytes counted in M_OUTPUT_BUFFERED */
-    uint64_t out_since_ms;      /* loop ms since which output has been waiting; 0: none */
+    uint64_t out_since_ms;      /* loop ms output began waiting or last drained a bit; 0: none */
     uint64_t opened_ms;
     uint64_t drain_since_ms;
     conn *user_prev, *user_next;
