@@ -17,7 +17,8 @@
 #include "store_fixture.h"
 #include "store/rocks/rocks_int.h"   /* store_rocks_fail_next_commit */
 
-static uint64_t mksub(store *s, uint64_t user, const char *device)
+/* A webhook subscription of user for device, made by session (NULL: none). */
+static uint64_t mksub_of(store *s, uint64_t user, const char *device, const uint8_t *session)
 {
     iy_push_sub sub;
     memset(&sub, 0, sizeof sub);
@@ -26,10 +27,13 @@ static uint64_t mksub(store *s, uint64_t user, const char *device)
     snprintf(sub.device, sizeof sub.device, "%s", device);
     snprintf(sub.url, sizeof sub.url, "https://hook.example/%s", device);
     memset(sub.secret, 'a', 64);
+    if (session) memcpy(sub.session, session, sizeof sub.session);
     CHECK_EQ(store_push_sub_create(s, &sub), 0);
     CHECK(sub.id != 0);
     return sub.id;
 }
+
+static uint64_t mksub(store *s, uint64_t user, const char *device) { return mksub_of(s, user, device, NULL); }
 
 /* Posts in (a message to a user) into the open round r and pushes it to
  * in->to (and to extra, if not 0). Returns the stored message's id (0 on
@@ -470,17 +474,11 @@ static void test_session_ends_subs(void)
     uint64_t id[4];
     const uint8_t *made_by[4] = { phone, phone, laptop, zero };
     for (int i = 0; i < 4; i++) {
-        iy_push_sub sub;
-        memset(&sub, 0, sizeof sub);
-        sub.user = alice;
-        sub.kind = IY_PUSH_WEBHOOK;
-        snprintf(sub.device, sizeof sub.device, "d%d", i);
-        snprintf(sub.url, sizeof sub.url, "https://hook.example/%d", i);
-        memcpy(sub.session, made_by[i], 32);
-        CHECK_EQ(store_push_sub_create(s, &sub), 0);
-        id[i] = sub.id;
+        char dev[8];
+        snprintf(dev, sizeof dev, "d%d", i);
+        id[i] = mksub_of(s, alice, dev, made_by[i]);
         iy_push_sub g;
-        CHECK_EQ(store_push_sub_get(s, sub.id, &g), 0);
+        CHECK_EQ(store_push_sub_get(s, id[i], &g), 0);
         CHECK(memcmp(g.session, made_by[i], 32) == 0);
     }
     send_push(s, bob, alice, "one note per subscription", NULL);
