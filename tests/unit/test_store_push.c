@@ -35,6 +35,17 @@ static uint64_t mksub_of(store *s, uint64_t user, const char *device, const uint
 
 static uint64_t mksub(store *s, uint64_t user, const char *device) { return mksub_of(s, user, device, NULL); }
 
+/* store_push_sub_create's answer for one more minimal subscription of user. */
+static int try_sub(store *s, uint64_t user)
+{
+    iy_push_sub x;
+    memset(&x, 0, sizeof x);
+    x.user = user;
+    x.kind = IY_PUSH_WEBHOOK;
+    strcpy(x.url, "https://x");
+    return store_push_sub_create(s, &x);
+}
+
 /* Posts in (a message to a user) into the open round r and pushes it to
  * in->to (and to extra, if not 0). Returns the stored message's id (0 on
  * failure); its channel into *channel. */
@@ -144,24 +155,17 @@ static void test_subs(void)
         snprintf(dev, sizeof dev, "d%d", i);
         last = mksub(s, alice, dev);
     }
-    iy_push_sub x;
-    memset(&x, 0, sizeof x);
-    x.user = alice;
-    x.kind = IY_PUSH_WEBHOOK;
-    strcpy(x.url, "https://x");
-    CHECK_EQ(store_push_sub_create(s, &x), IY_ETOOBIG);
-    x.user = bob;   /* the limit is per user */
-    CHECK_EQ(store_push_sub_create(s, &x), 0);
+    CHECK_EQ(try_sub(s, alice), IY_ETOOBIG);
+    CHECK_EQ(try_sub(s, bob), 0);   /* the limit is per user */
     CHECK_EQ(store_push_sub_delete(s, alice, last), 0);
-    x.user = alice;
-    CHECK_EQ(store_push_sub_create(s, &x), 0);
-    CHECK_EQ(store_push_sub_create(s, &x), IY_ETOOBIG);
+    CHECK_EQ(try_sub(s, alice), 0);
+    CHECK_EQ(try_sub(s, alice), IY_ETOOBIG);
 
     /* Subscriptions survive a reopen, the limit too. */
     s = reopen(s);
     CHECK_EQ(store_push_sub_get(s, h.id, &g), 0);
     CHECK_EQ(g.user, alice);
-    CHECK_EQ(store_push_sub_create(s, &x), IY_ETOOBIG);
+    CHECK_EQ(try_sub(s, alice), IY_ETOOBIG);
     done(s);
 }
 
@@ -474,7 +478,7 @@ static void test_session_ends_subs(void)
     uint64_t id[4];
     const uint8_t *made_by[4] = { phone, phone, laptop, zero };
     for (int i = 0; i < 4; i++) {
-        char dev[8];
+        char dev[16];
         snprintf(dev, sizeof dev, "d%d", i);
         id[i] = mksub_of(s, alice, dev, made_by[i]);
         iy_push_sub g;
@@ -494,12 +498,7 @@ static void test_session_ends_subs(void)
     CHECK_EQ(store_session_delete(s, phone), IY_ENOTFOUND);
     /* the user's list follows: two deleted, so two more fit again up to the limit */
     for (int i = 2; i < IY_PUSH_SUBS_MAX; i++) mksub(s, alice, "more");
-    iy_push_sub x;
-    memset(&x, 0, sizeof x);
-    x.user = alice;
-    x.kind = IY_PUSH_WEBHOOK;
-    strcpy(x.url, "https://x");
-    CHECK_EQ(store_push_sub_create(s, &x), IY_ETOOBIG);
+    CHECK_EQ(try_sub(s, alice), IY_ETOOBIG);
 
     s = reopen(s);
     CHECK_EQ(store_push_sub_get(s, id[2], &g), 0);
