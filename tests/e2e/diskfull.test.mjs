@@ -93,7 +93,8 @@ test('a disk below the reserve: unavailable (never a crash), /healthz 503 with t
 
     // 30 KB messages until the disk fills up again on its own: refused in time, never a crash
     let refusedAt = -1;
-    for (let i = 0; i < 3000 && refusedAt < 0; i++) {
+    // (until it fills: 8,000 x 30 KB is far more than the 192 MB disk holds)
+    for (let i = 0; i < 8000 && refusedAt < 0; i++) {
       const r = await send(`${i} ${crypto.randomBytes(22500).toString('base64')}`, `df-big-${i}`);   // 30 KB that do not compress
       if (r.status === 503) refusedAt = i;
       else assert.equal(r.status, 201, show(r));
