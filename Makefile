@@ -44,7 +44,13 @@ OBJ         += $(B)/gen/web_assets.o
 BENCH_SRC   := $(sort $(wildcard bench/*.c))
 
 .PHONY: all check-deps run test unit fuzz asan e2e deps clean bench
-all: check-deps $(B)/iyagid $(if $(BENCH_SRC),$(B)/iyagi-bench)
+all: check-deps $(B)/iyagid $(if $(BENCH_SRC),$(B)/iyagi-bench) build/faultfs.so
+
+# The end-to-end tests' fault-injecting file layer (LD_PRELOAD into iyagid:
+# tests/fault/faultfs.c); never linked into iyagid, one for every variant.
+build/faultfs.so: tests/fault/faultfs.c
+	@mkdir -p build
+	$(CC) -shared -fPIC -O2 $(WARN) -o $@ $< -ldl
 
 # Says what to install instead of failing later with missing headers or
 # hundreds of undefined references.

@@ -150,6 +150,7 @@ typedef struct bparams {
     int reconnect;              /* --reconnect: dropped connections come back and resume */
     int spread;                 /* connections spread over disco's nodes (else --host/--port) */
     bdisco disco;               /* the answer at start, when spread */
+    int slowloris;              /* --slowloris N: attack connections alongside (slowloris.c) */
     buser *users;
     int nusers;
     bgroup *groups;
@@ -201,6 +202,31 @@ typedef struct pmsg {
 /* Runs worker w of p->workers: takes its share of the scenario, talks to the
  * coordinator on fds to (writes) and from (reads). Returns the exit code. */
 int worker_main(const bparams *p, int w, int to, int from);
+
+/* ---- slowloris.c: --slowloris N, an attack alongside the scenario ---- */
+#define SLOW_MAX_PROCS 16
+
+typedef struct slreport {
+    uint64_t opened;            /* connects started, reopens included */
+    uint64_t closed_by_server;  /* open connections the server ended */
+    uint64_t answered_408;      /* of those, with a 408 first */
+    uint64_t connect_failed;
+    uint64_t bytes;             /* trickled header bytes */
+    uint64_t open_min, open_mean, open_end;   /* open connections while measured */
+} slreport;
+
+typedef struct slattack {
+    int n;                      /* attacker processes */
+    int up[SLOW_MAX_PROCS], down[SLOW_MAX_PROCS];
+    int pid[SLOW_MAX_PROCS];
+    uint64_t open_at_start;     /* open when every attacker said ready */
+} slattack;
+
+/* Forks the attackers for p->slowloris connections and waits until they
+ * are open (or 30 s passed): 0, or -1. */
+int slowloris_start(const bparams *p, slattack *s);
+void slowloris_go(slattack *s);                       /* the measured run starts */
+int slowloris_stop(slattack *s, slreport *total);    /* 0, or -1 if an attacker failed */
 
 /* ---- util (main.c) ---- */
 uint64_t bench_now_ns(void);                         /* CLOCK_MONOTONIC */

@@ -75,6 +75,8 @@ static void usage(FILE *f)
         "  --limit L (50) --prefill N (200) --missed N (200) --concurrency N (256 handshakes per worker)\n"
         "  --settle S (6) --hb S (5) --addrs N (32 source addresses 127.0.x.y per worker)\n"
         "  --label TEXT (a name for the run in the output)\n"
+        "  --slowloris N   N more connections, from 127.1.x.y, each trickling a never-ending request head\n"
+        "                  (a byte every 2 s) and reopened when the server closes it, during the whole run\n"
         "  --server-pid PID[,PID...]: memory and CPU are summed over several server processes\n"
         "several nodes:\n"
         "  --discovery     spread the connections over the nodes GET /v1/discovery lists on --host:--port,\n"
@@ -332,6 +334,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--hb")) p.hb_s = atoi(v);
         else if (!strcmp(a, "--addrs")) p.addrs_per_worker = atoi(v);
         else if (!strcmp(a, "--label")) label = v;
+        else if (!strcmp(a, "--slowloris")) p.slowloris = atoi(v);
         else {
             fprintf(stderr, "iyagi-bench: unknown option %s\n", a);
             usage(stderr);
@@ -342,7 +345,8 @@ int main(int argc, char **argv)
         p.duration <= 0 || p.duration > 600 || p.warmup < 0 || p.window < 1 || p.window > 100 ||
         p.msg_bytes < 64 || p.msg_bytes > 4000 || p.history_limit < 1 || p.history_limit > 200 ||
         p.concurrency < 1 || p.hb_s < 1 || p.addrs_per_worker < 1 || p.addrs_per_worker > 1000 ||
-        p.workers * p.addrs_per_worker > 250 * 250 || p.prefill < 1 || p.missed < 1 || p.settle > 50) {
+        p.workers * p.addrs_per_worker > 250 * 250 || p.prefill < 1 || p.missed < 1 || p.settle > 50 ||
+        p.slowloris < 0 || p.slowloris > 90000) {
         fprintf(stderr, "iyagi-bench: --users, --port and --count are required; a value is out of range\n");
         return 2;
     }
@@ -379,6 +383,16 @@ int main(int argc, char **argv)
     }
     fflush(stdout);
 
+    slattack slow = { 0 };
+    if (p.slowloris) {
+        if (slowloris_start(&p, &slow) != 0) {
+            fprintf(stderr, "iyagi-bench: --slowloris: the attackers did not start\n");
+            return 1;
+        }
+        printf("  slowloris: %llu of %d attack connections open before the run\n",
+               (unsigned long long)slow.open_at_start, p.slowloris);
+        fflush(stdout);
+    }
     int W = p.workers;
     int *up = iy_calloc((size_t)W, sizeof *up), *down = iy_calloc((size_t)W, sizeof *down);
     pid_t *pids = iy_calloc((size_t)W, sizeof *pids);
@@ -418,6 +432,7 @@ int main(int argc, char **argv)
     pmsg cmd = { .kind = CMD_GO, .ns = go };
     for (int i = 0; i < W && !failed; i++)
         if (bench_write_full(down[i], &cmd, sizeof cmd) != 0) failed = 1;
+    if (p.slowloris) slowloris_go(&slow);
     if (p.scenario == SC_IDLE && !failed) {
         for (int i = 0; i < W && !failed; i++) {
             if (bench_read_full(up[i], &m, sizeof m) != 0 || m.kind != MSG_MARK) failed = 1;
@@ -464,6 +479,9 @@ int main(int argc, char **argv)
         hist_merge(&total.h_catch, &r.h_catch);
     }
     if (p.scenario != SC_IDLE) cpu1 = p.server_pid ? servers_cpu_s(&p) : -1;
+    long rss_attack = p.slowloris && p.server_pid ? servers_rss_kib(&p) : -1;
+    slreport slr = { 0 };
+    if (p.slowloris && slowloris_stop(&slow, &slr) != 0) failed = 1;
     for (int i = 0; i < W; i++) {
         if (failed) kill(pids[i], SIGTERM); /* our own workers only */
         close(down[i]);
@@ -558,6 +576,16 @@ int main(int argc, char **argv)
         printf("  server CPU %.2f s over %.2f s = %.2f cores\n", cpu,
                p.scenario == SC_IDLE ? busy_s : (double)(end - go) / 1e9,
                cpu / (p.scenario == SC_IDLE ? (busy_s > 0 ? busy_s : 1) : (double)(end - go) / 1e9));
+    if (p.slowloris) {
+        printf("  slowloris %d (a header byte every 2 s per connection, reopened when closed): open during the "
+               "run min >= %llu, mean %llu, at the end %llu; %llu connects in all, %llu closed by the server "
+               "(%llu with a 408), %llu connects failed\n",
+               p.slowloris, (unsigned long long)slr.open_min, (unsigned long long)slr.open_mean,
+               (unsigned long long)slr.open_end, (unsigned long long)slr.opened,
+               (unsigned long long)slr.closed_by_server, (unsigned long long)slr.answered_408,
+               (unsigned long long)slr.connect_failed);
+        if (rss_attack >= 0) printf("  server RSS under the attack, at the end of the run: %ld KiB\n", rss_attack);
+    }
     printf("  errors in all: %llu\n", (unsigned long long)errors);
 
     /* ---- one JSON line ---- */
@@ -571,6 +599,11 @@ int main(int argc, char **argv)
            (unsigned long long)total.conns_ok, (unsigned long long)total.conns_failed,
            (unsigned long long)total.closed_unexpected, (unsigned long long)errors);
     if (cpu >= 0) printf(",\"server_cpu_s\":%.2f", cpu);
+    if (p.slowloris)
+        printf(",\"slowloris\":%d,\"slowloris_open_min\":%llu,\"slowloris_open_mean\":%llu,"
+               "\"slowloris_closed\":%llu,\"slowloris_408\":%llu,\"server_rss_attack_kib\":%ld",
+               p.slowloris, (unsigned long long)slr.open_min, (unsigned long long)slr.open_mean,
+               (unsigned long long)slr.closed_by_server, (unsigned long long)slr.answered_408, rss_attack);
     if (p.spread) {
         printf(",\"nodes\":[");
         for (int i = 0; i < total.nnodes; i++) {

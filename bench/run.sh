@@ -67,24 +67,33 @@ fi
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
        echo $(( 20000 + RANDOM % 20000 )))
 
-"$IYAGID" --listen 127.0.0.1:$PORT --data "$RUN/data" "${STORE_ARGS[@]}" --threads 2 --rate-limits off >"$RUN/server.log" 2>&1 &
-SPID=$!
-stop_server() {
-    if kill -0 $SPID 2>/dev/null; then
+# An iyagid from before the hardening (IYAGID=... for a before/after run) has no --rate-limits.
+RL_OFF=(--rate-limits off)
+"$IYAGID" --help 2>&1 | grep -q -- --rate-limits || RL_OFF=()
+SPID=""
+start_server() {  # start_server EXTRA_ARGS...: on $RUN/data, log to $RUN/server.log
+    "$IYAGID" --listen 127.0.0.1:$PORT --data "$RUN/data" "${STORE_ARGS[@]}" --threads 2 "$@" >>"$RUN/server.log" 2>&1 &
+    SPID=$!
+    for _ in $(seq 100); do
+        curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null || { echo "bench: the server did not start"; cat "$RUN/server.log"; exit 1; }
+}
+stop_one() {
+    if [ -n "$SPID" ] && kill -0 $SPID 2>/dev/null; then
         kill -TERM $SPID
         wait $SPID || true
     fi
+}
+stop_server() {
+    stop_one
     [ -z "$PGDIR" ] || scripts/pg-throwaway.sh stop "$PGDIR" || true
     PGDIR=""
 }
 trap stop_server EXIT
-for _ in $(seq 100); do
-    curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
-    sleep 0.1
-done
-curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null || { echo "bench: the server did not start"; cat "$RUN/server.log"; exit 1; }
+start_server "${RL_OFF[@]}"
 
-COMMON="--users $U --port $PORT --server-pid $SPID --workers $WORKERS"
 SUITE=(
   "idle --count 15000 --settle 6 --label idle-15k"
   "direct --count 1000 --rate 10000 --warmup 2 --duration 10 --label direct-10k"
@@ -96,24 +105,43 @@ SUITE=(
   # backlog would delay every later run.
   "direct --count 1000 --rate 50000 --warmup 2 --duration 10 --label direct-50k"
 )
+# Then a second server on a fresh copy with every default limit on (rate
+# limits too: 200 pairs at 2,000 msgs/s is 5 msgs/s per user, within the
+# per-user 20/s), the same load without and with a slowloris of 10,000
+# connections from 127.1.x.y (issue 12: p99 below 50 ms under it).
+SUITE_LIMITS=(
+  "direct --count 200 --rate 2000 --warmup 2 --duration 20 --label limits-on-2k"
+  "direct --count 200 --rate 2000 --warmup 2 --duration 20 --slowloris 10000 --label slowloris-10k"
+)
 : >"$RUN/out.txt"
 : >"$RUN/results.jsonl"
 status=0
-for s in "${SUITE[@]}"; do
-    echo "bench: iyagi-bench $s"
-    # shellcheck disable=SC2086
-    rc=0
-    timeout 300 "$BENCH" $s $COMMON >"$RUN/one.txt" 2>"$RUN/one.err" || rc=$?
-    if [ $rc -ne 0 ]; then
-        echo "bench: '$s' exit $rc (3: the run found errors, see the counters)" | tee -a "$RUN/out.txt"
-        status=1
-    fi
-    cat "$RUN/one.txt" "$RUN/one.err"
-    grep -v '^{' "$RUN/one.txt" >>"$RUN/out.txt" || true
-    cat "$RUN/one.err" >>"$RUN/out.txt"
-    grep '^{' "$RUN/one.txt" >>"$RUN/results.jsonl" || true
-    kill -0 $SPID 2>/dev/null || { echo "bench: THE SERVER DIED (see $RUN/server.log)" | tee -a "$RUN/out.txt"; status=1; break; }
-done
+run_suite() {  # run_suite SCENARIO...: against $SPID
+    local s rc
+    for s in "$@"; do
+        echo "bench: iyagi-bench $s"
+        rc=0
+        # shellcheck disable=SC2086
+        timeout 300 "$BENCH" $s --users $U --port $PORT --server-pid $SPID --workers $WORKERS >"$RUN/one.txt" 2>"$RUN/one.err" || rc=$?
+        if [ $rc -ne 0 ]; then
+            echo "bench: '$s' exit $rc (3: the run found errors, see the counters)" | tee -a "$RUN/out.txt"
+            status=1
+        fi
+        cat "$RUN/one.txt" "$RUN/one.err"
+        grep -v '^{' "$RUN/one.txt" >>"$RUN/out.txt" || true
+        cat "$RUN/one.err" >>"$RUN/out.txt"
+        grep '^{' "$RUN/one.txt" >>"$RUN/results.jsonl" || true
+        kill -0 $SPID 2>/dev/null || { echo "bench: THE SERVER DIED (see $RUN/server.log)" | tee -a "$RUN/out.txt"; status=1; return; }
+    done
+}
+run_suite "${SUITE[@]}"
+stop_one
+if [ "${BENCH_STORE:-rocksdb}" != postgres ]; then
+    rm -rf "$RUN/data"
+    cp -a "$SEED/data" "$RUN/data"
+fi
+start_server
+run_suite "${SUITE_LIMITS[@]}"
 stop_server
 trap - EXIT
 
@@ -137,6 +165,10 @@ cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
           def l(h): "\(h.p50_ms) / \(h.p90_ms) / \(h.p99_ms) / \(h.max_ms)";
           if .scenario == "idle" then
             "| \(.label) | \(.bytes_per_conn) B/conn (\(.conns_ok) conns); \(.connect_per_s) conn/s | <= 2048 B/conn; >= 5000 conn/s | connect+auth \(l(.connect)) | \(.errors) |"
+          elif .scenario == "direct" and .slowloris then
+            "| \(.label) | \(.delivered_per_s) delivered msgs/s (offered \(.rate)), limits on, while \(.slowloris) slow connections (open min >= \(.slowloris_open_min), mean \(.slowloris_open_mean)) were \(.slowloris_408) times answered 408; server RSS \(.server_rss_attack_kib) KiB | p99 ack < 50 ms | e2e \(l(.e2e)); ack \(l(.ack)) | \(.errors) |"
+          elif .scenario == "direct" and (.label | startswith("limits-on")) then
+            "| \(.label) | \(.delivered_per_s) delivered msgs/s (offered \(.rate)), every default limit on | baseline of the slowloris run | e2e \(l(.e2e)); ack \(l(.ack)) | \(.errors) |"
           elif .scenario == "direct" then
             "| \(.label) | \(.delivered_per_s) delivered msgs/s (offered \(if .rate > 0 then .rate else "full speed" end)) | >= 50000/s; p99 e2e <= 25 ms at 50K, <= 5 ms at 10K | e2e \(l(.e2e)); ack \(l(.ack)) | \(.errors) |"
           elif .scenario == "group" then
@@ -160,6 +192,9 @@ cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
         echo "iyagid --listen 127.0.0.1:PORT --data COPY-OF-DIR --threads 2 --rate-limits off"
     fi
     for s in "${SUITE[@]}"; do echo "iyagi-bench $s --users U --port PORT --server-pid PID --workers $WORKERS"; done
+    echo "# then a fresh COPY-OF-DIR, every default limit on (rate limits too):"
+    echo "iyagid --listen 127.0.0.1:PORT --data COPY-OF-DIR --threads 2"
+    for s in "${SUITE_LIMITS[@]}"; do echo "iyagi-bench $s --users U --port PORT --server-pid PID --workers $WORKERS"; done
     echo '```'
     echo
     echo "<details><summary>Full output and JSON lines</summary>"

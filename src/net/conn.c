@@ -616,24 +616,36 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 }
 
 /* Timeouts of the transport; the service's sweep (life signs, long polls)
- * follows (net_handlers.sweep). */
-void conn_sweep(iothread *t, uint64_t now)
+ * follows (net_handlers.sweep). Each connection it ends counts against
+ * the budget (net.h). */
+int conn_sweep(iothread *t, uint64_t now, int budget)
 {
     const net_config *cfg = t->cfg;
+    int ended = 0;
     for (conn *c = t->all, *next; c; c = next) {
         next = c->all_next;
+        if (ended >= budget) return 1;
+        ended++;
         if (c->draining) {
-            if (now - c->drain_since_ms > DRAIN_MS) conn_close(c);
+            if (now - c->drain_since_ms > DRAIN_MS) {
+                conn_close(c);
+                continue;
+            }
         } else if (c->out_since_ms && too_slow(c, now)) {
             drop_slow(c);   /* frees the budget even if nothing more is written to it */
-        } else if (c->closing) {
             continue;
+        } else if (c->closing) {
+            /* nothing: it is on its way out */
         } else if (c->proto == PROTO_WS && c->ws_state != WS_READY) {
-            if (now - c->opened_ms > (uint64_t)cfg->auth_timeout_s * 1000)
+            if (now - c->opened_ms > (uint64_t)cfg->auth_timeout_s * 1000) {
                 conn_ws_close(c, 1008, "authentication timeout");
+                continue;
+            }
         } else if (c->proto == PROTO_WS) {
-            if (now - c->last_rx_ms > (uint64_t)cfg->idle_timeout_s * 1000)
+            if (now - c->last_rx_ms > (uint64_t)cfg->idle_timeout_s * 1000) {
                 conn_ws_close(c, 1001, "idle timeout");
+                continue;
+            }
         } else if (c->req_since_ms && !c->http_busy && !c->http_waiting) {
             /* A request being received: its head within the deadline, its
              * declared body at the minimum rate on top (slow senders hold a
@@ -643,9 +655,13 @@ void conn_sweep(iothread *t, uint64_t now)
             if (now - c->req_since_ms > limit) {
                 metrics_add(M_REQUEST_TIMEOUTS, 1);
                 http_fail(c, 408, "bad_request", "request not received in time");
+                continue;
             }
         } else if (!c->http_busy && !c->http_waiting && now - c->last_rx_ms > HTTP_IDLE_MS) {
             conn_close(c);
+            continue;
         }
+        ended--;   /* nothing ended: it does not count */
     }
+    return 0;
 }

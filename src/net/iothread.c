@@ -135,6 +135,7 @@ static void on_wake(uv_async_t *a)
                 else if (c->draining || c->proto != PROTO_WS) conn_close(c);
             }
             uv_close((uv_handle_t *)&t->sweeper, close_cb_nothing);
+            uv_close((uv_handle_t *)&t->sweep_more, close_cb_nothing);
             uv_close((uv_handle_t *)&t->flusher, close_cb_nothing);
             uv_close((uv_handle_t *)&t->wake, close_cb_nothing);
             conn_flush_all(t);
@@ -150,10 +151,21 @@ static void on_wake(uv_async_t *a)
 
 static void on_flush(uv_prepare_t *p) { conn_flush_all(p->data); }
 
+/* Connections ended per slice of a sweep: about a millisecond of work;
+ * the loop serves its sockets between slices. */
+#define SWEEP_BUDGET 128
+
+static void on_sweep_more(uv_timer_t *tm)
+{
+    iothread *t = tm->data;
+    if (conn_sweep(t, uv_now(&t->loop), SWEEP_BUDGET)) uv_timer_start(&t->sweep_more, on_sweep_more, 1, 0);
+}
+
 static void on_sweep(uv_timer_t *tm)
 {
     iothread *t = tm->data;
-    conn_sweep(t, uv_now(&t->loop));
+    if (!uv_is_active((uv_handle_t *)&t->sweep_more) && conn_sweep(t, uv_now(&t->loop), SWEEP_BUDGET))
+        uv_timer_start(&t->sweep_more, on_sweep_more, 1, 0);
     t->h->sweep(t, uv_now(&t->loop));
     if (t->trim_pending) {
         /* glibc keeps freed memory for reuse; after slow readers' megabytes
@@ -251,6 +263,8 @@ int iothread_new(unsigned index, const net_config *cfg, const net_handlers *h, v
     uv_timer_init(&t->loop, &t->sweeper);
     t->sweeper.data = t;
     uv_timer_start(&t->sweeper, on_sweep, 250, 250);
+    uv_timer_init(&t->loop, &t->sweep_more);
+    t->sweep_more.data = t;
 
     if (listen_socket(cfg->host, cfg->port, index == 0, &fd) != 0) goto err;
     uv_tcp_init(&t->loop, &t->listener);

@@ -100,6 +100,7 @@ struct iothread {
     uv_tcp_t listener;
     uv_prepare_t flusher;
     uv_timer_t sweeper;
+    uv_timer_t sweep_more;      /* a sweep that hit its budget goes on here, 1 ms later */
     uv_timer_t exit_timer;      /* THREAD_EXIT: force-closes what has not closed by itself */
     uint64_t exit_since;        /* loop ms of THREAD_EXIT */
     int listening;
@@ -222,7 +223,12 @@ void net_addr_text(uint64_t key, char *out, size_t cap);
 void conn_http_respond_x(conn *c, int status, const char *ctype, const char *extra, const char *body,
                          size_t n);
 void conn_http_error(conn *c, int err, const char *message);
-void conn_sweep(iothread *t, uint64_t now_ms);
+/* The transport's timeouts: at most `budget` connections closed or
+ * answered per call, so that a wave of them (10,000 slow requests that
+ * time out together) never holds the loop for long. 1 if it stopped at
+ * the budget (call again soon: its work is done from the start of the
+ * list, and what it ended is gone from it), else 0. */
+int conn_sweep(iothread *t, uint64_t now_ms, int budget);
 int64_t conn_wall_ms(conn *c, uint64_t loop_ms);           /* wall-clock ms of a loop time */
 
 /* ---- time ---- */

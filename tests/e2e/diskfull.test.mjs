@@ -122,3 +122,63 @@ test('a disk below the reserve: unavailable (never a crash), /healthz 503 with t
     await srv.cleanup();
   }
 }));
+
+test('no reserve (--min-free-mb 0): RocksDB itself hits ENOSPC: unavailable, no crash, /healthz 503, writing again once space returns, nothing acknowledged lost', { ...T, skip: SKIP }, () => withTmpfs(128, async (mnt) => {
+  const srv = new Server({ extraArgs: ['--min-free-mb', '0'] });
+  srv.dataDir = path.join(mnt, 'data');
+  try {
+    await srv.start();
+    const [a, b] = [await newUser(srv, 'dna'), await newUser(srv, 'dnb')];
+    const filler = path.join(mnt, 'filler');
+    fs.writeFileSync(filler, Buffer.alloc(24 << 20));
+    const acked = [];
+    const send = async (text, cmid) => {
+      const r = await api(srv, 'POST', `/v1/users/${b.user.id}/messages`, { token: a.token, body: { text, cmid } });
+      if (r.status === 201) acked.push({ cmid, id: r.body.message.id, text });
+      return r;
+    };
+    let refusedAt = -1;
+    for (let i = 0; i < 8000 && refusedAt < 0; i++) {
+      const r = await send(`${i} ${crypto.randomBytes(22500).toString('base64')}`, `dn-${i}`);
+      if (r.status === 503) refusedAt = i;
+      else assert.equal(r.status, 201, show(r));
+    }
+    assert.ok(refusedAt > 0, `refused once the disk is full (after ${refusedAt})`);
+    await sleep(500);
+    assert.ok(srv.running, 'the server is still running after ENOSPC');
+    const h = await healthz(srv);
+    assert.equal(h.status, 503, `healthz while writes fail: ${h.text}`);
+    const again = await send('still full', 'dn-full');
+    assert.equal(again.status, 503, show(again));
+    const channel = (await api(srv, 'GET', '/v1/channels', { token: a.token })).body.channels[0].channel.id;
+    assert.equal((await api(srv, 'GET', `/v1/channels/${channel}/messages`, { token: a.token })).status, 200, 'reads still work');
+
+    fs.rmSync(filler);
+    let back = null;
+    for (let i = 0; i < 100 && !back; i++) {
+      await sleep(100);
+      const r = await send('space is back', 'dn-full');
+      if (r.status === 201) back = r;
+    }
+    assert.ok(back, `sends work again once space returns: ${srv.stderrTail(2000)}`);
+    assert.equal((await healthz(srv)).status, 200, 'healthy again');
+
+    const check = async (what) => {
+      const stored = await fullHistory(srv, a.token, channel);
+      const byCmid = new Map(stored.map((m) => [m.cmid, m]));
+      assert.equal(byCmid.size, stored.length, `${what}: no cmid twice`);
+      for (const x of acked) {
+        const m = byCmid.get(x.cmid);
+        assert.ok(m, `${what}: acknowledged ${x.cmid} is stored`);
+        assert.equal(m.id, x.id);
+      }
+      const seqs = stored.map((m) => m.seq).sort((x, y) => x - y);
+      seqs.forEach((s, i) => assert.equal(s, i + 1, `${what}: seq gap-free`));
+    };
+    await check('before the restart');
+    await srv.restart();
+    await check('after the restart');
+  } finally {
+    await srv.cleanup();
+  }
+}));

@@ -57,6 +57,8 @@
 #include <time.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include "../../base/alloc.h"
 #include "../../base/err.h"
 #include "../../base/log.h"
@@ -153,8 +155,101 @@ static uint64_t free_bytes(rocks *s)
     return s->free_at_check > s->written_since ? s->free_at_check - s->written_since : 0;
 }
 
+static int load_meta(rocks *s);
+
+static rocksdb_t *open_db(rocks *s, int readonly, char **err)
+{
+    size_t dl = strlen(s->dir);
+    char *path = iy_malloc(dl + 4);
+    memcpy(path, s->dir, dl);
+    memcpy(path + dl, "/db", 4);
+    rocksdb_t *db = readonly ? rocksdb_open_for_read_only(s->opt, path, 0, err) : rocksdb_open(s->opt, path, err);
+    iy_free(path);
+    return db;
+}
+
+/* Whether a small file can be written and synced in the data directory
+ * now: a reopen read-write starts a new LOG, and a header write that
+ * fails there is the abort described in make_options. */
+static int disk_writable(rocks *s)
+{
+    static const char name[] = "/.write-probe";
+    size_t dl = strlen(s->dir);
+    char *path = iy_malloc(dl + sizeof name);
+    memcpy(path, s->dir, dl);
+    memcpy(path + dl, name, sizeof name);
+    char block[4096] = { 0 };
+    int ok = 0, fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        ok = write(fd, block, sizeof block) == (ssize_t)sizeof block && fdatasync(fd) == 0;
+        close(fd);
+        unlink(path);
+    }
+    iy_free(path);
+    return ok;
+}
+
+/* After a failed write (fault ROCKS_WRITE_FAILED), on the storage thread,
+ * at most once a second: closes the database and opens it again. RocksDB
+ * keeps a write error of its WAL sticky until then (no Resume in its C
+ * API), and the reopen replays the WAL, so everything synced before the
+ * fault is there. While the disk still fails, the database is opened
+ * read-only instead: reads go on, writes are refused, and the next attempt
+ * comes a second later. Every cache derived from the database is dropped:
+ * a write that failed may still have reached the WAL, and is then in the
+ * database after the reopen (never acknowledged: its sender retries with
+ * the same cmid and finds it), so counters must be read back, not kept.
+ * 0 when the database is writable again, else IY_EUNAVAIL. */
+static int rocks_recover(rocks *s)
+{
+    int64_t now = mono_ms();
+    if (now < s->reopen_ms) return IY_EUNAVAIL;
+    pthread_rwlock_wrlock(&s->dblock);
+    rocksdb_close(s->db);
+    char *err = NULL;
+    s->readonly = !disk_writable(s);
+    if (s->readonly && s->failed_reopens++ == 0)
+        iy_log("store: the data directory's disk still fails a probe write; reads go on from a read-only "
+               "open, writing is tried again every second");
+    /* Both opens failing is a database we cannot even read: try for a
+     * while (the disk may come back), then give up with a clear message. */
+    for (int tries = 0; !(s->db = open_db(s, s->readonly, &err)); ) {
+        if (!s->readonly) {
+            if (s->failed_reopens++ == 0)
+                iy_log("store: reopening the database after the write error failed: %s; reads go on from "
+                       "a read-only open, writing is tried again every second", err);
+            s->readonly = 1;
+        } else if (++tries == 150) {
+            iy_log("store: the database cannot be opened at all: %s; exiting", err);
+            _exit(1);
+        } else {
+            usleep(200 * 1000);
+        }
+        free(err);
+        err = NULL;
+    }
+    uint64_t ids_last = s->base.ids.last;
+    u64map_clear(&s->seq);
+    u64map_clear(&s->pos);
+    iy_kv_clear(&s->chcache);
+    s->checked_ms = 0;
+    int rc = load_meta(s) < 0 ? IY_EIO : 0;
+    if (s->base.ids.last < ids_last) s->base.ids.last = ids_last;   /* ids never go back */
+    pthread_rwlock_unlock(&s->dblock);
+    if (s->readonly || rc) {
+        s->reopen_ms = mono_ms() + 1000;
+        return IY_EUNAVAIL;
+    }
+    iy_log("store: reopened the database after the write error (%llu failed attempts before)",
+           (unsigned long long)s->failed_reopens);
+    s->failed_reopens = 0;
+    set_fault(s, ROCKS_OK);
+    return 0;
+}
+
 int rocks_write_guarded(rocks *s, rocksdb_writeoptions_t *wo, rocksdb_writebatch_t *wb)
 {
+    if (atomic_load(&s->fault) == ROCKS_WRITE_FAILED && rocks_recover(s) != 0) return IY_EUNAVAIL;
     size_t size = 0;
     rocksdb_writebatch_data(wb, &size);
     if (s->min_free) {
@@ -169,9 +264,10 @@ int rocks_write_guarded(rocks *s, rocksdb_writeoptions_t *wo, rocksdb_writebatch
     rocksdb_write(s->db, wo, wb, &err);
     s->written_since += 2 * (uint64_t)size;
     if (err) {
-        if (atomic_load(&s->fault) != ROCKS_WRITE_FAILED) iy_log("store: a write failed: %s", err);
+        iy_log("store: a write failed: %s; the database will be reopened", err);
         free(err);
         set_fault(s, ROCKS_WRITE_FAILED);
+        s->reopen_ms = mono_ms() + 1000;
         return IY_EUNAVAIL;
     }
     set_fault(s, ROCKS_OK);
@@ -248,12 +344,22 @@ static rocksdb_options_t *make_options(rocks *s)
     rocksdb_options_set_level_compaction_dynamic_level_bytes(o, 1);
     rocksdb_options_set_bytes_per_sync(o, 1u << 20);
     rocksdb_options_set_compression(o, rocksdb_lz4_compression);
+    /* RocksDB's LOG file: only what is fatal. A write to it that fails
+     * (EIO, a full disk) leaves its file writer in an error state, and the
+     * next line logged through it (at the default level, RocksDB's own
+     * report of that very error) trips an assertion inside RocksDB
+     * (writable_file_writer.h:312, live in Debian's build) that aborts the
+     * process. At this level nothing is written after the header that an
+     * open writes, and rocks_recover opens read-write only once a probe
+     * write has succeeded. What matters of an error, the store logs on
+     * stderr itself. */
+    rocksdb_options_set_info_log_level(o, 4 /* FATAL_LEVEL */);
     rocksdb_options_set_keep_log_file_num(o, 4);
+    rocksdb_options_set_max_log_file_size(o, 8u << 20);
     /* A memtable bloom filter: most point reads of the write path (cmid,
      * direct pair) are misses or hit the memtable. */
     rocksdb_options_set_memtable_whole_key_filtering(o, 1);
     rocksdb_options_set_memtable_prefix_bloom_size_ratio(o, 0.02);
-    rocksdb_options_set_max_log_file_size(o, 8u << 20);
 
     /* Index and filter blocks go through the block cache (memory stays
      * bounded) in high priority, L0's pinned. The cache has ONE shard: by
@@ -350,13 +456,9 @@ int store_rocks_open(const store_config *cfg, store **out)
     s->dir = iy_strndup(dir, strlen(dir));
     s->min_free = cfg->min_free;
 
-    size_t dl = strlen(dir);
-    char *path = iy_malloc(dl + 4);
-    memcpy(path, dir, dl);
-    memcpy(path + dl, "/db", 4);
+    pthread_rwlock_init(&s->dblock, NULL);
     char *err = NULL;
-    s->db = rocksdb_open(s->opt, path, &err);
-    iy_free(path);
+    s->db = open_db(s, 0, &err);
     int rc;
     if (err) {
         rocks_rerr(err, "open");
@@ -386,14 +488,30 @@ static void rocks_free(store *st)
     if (s->cache) rocksdb_cache_destroy(s->cache);
     u64map_free(&s->seq);
     u64map_free(&s->pos);
+    pthread_rwlock_destroy(&s->dblock);
     iy_free(s->dir);
     iy_free(s);
 }
 
+/* The storage thread's tick (every 2 s): an embedded store has no lease to
+ * keep, but a store that cannot write looks again whether it could, so
+ * that /healthz turns 200 again without a write to try (a load balancer
+ * sends none to a node it finds unhealthy). */
 static int rocks_heartbeat(store *st)
 {
-    (void)st;
-    return 0;   /* an embedded store has no lease to keep */
+    rocks *s = (rocks *)st;
+    switch (atomic_load(&s->fault)) {
+    case ROCKS_WRITE_FAILED:
+        rocks_recover(s);
+        break;
+    case ROCKS_LOW_SPACE:
+        s->checked_ms = 0;
+        if (free_bytes(s) >= s->min_free) set_fault(s, ROCKS_OK);
+        break;
+    default:
+        break;
+    }
+    return 0;
 }
 
 void store_rocks_fail_next_commit(store *st) { ((rocks *)st)->fail_next = 1; }
@@ -755,6 +873,7 @@ int rocks_user_channels(store *st, uint64_t user, uint64_t **out, size_t *n)
  * its own read options; never the store's caches, counters or round. */
 typedef struct rocks_reader {
     store_reader_base base;
+    rocks *s;
     rview v;
 } rocks_reader;
 
@@ -762,7 +881,7 @@ static store_reader *rocks_reader_new(store *st)
 {
     rocks_reader *r = iy_calloc(1, sizeof *r);
     r->base.ops = &rocks_ops;
-    r->v.db = ((rocks *)st)->db;
+    r->s = (rocks *)st;
     r->v.ropt = rocksdb_readoptions_create();
     r->v.ropt_scan = rocksdb_readoptions_create();
     return (store_reader *)r;
@@ -776,34 +895,52 @@ static void rocks_reader_free(store_reader *sr)
     iy_free(r);
 }
 
+/* Every read holds the store's dblock (read) from its view to its result,
+ * so that a reopen (rocks_recover) never closes the handle under it:
+ * READ(sr, call using RV(sr)) evaluates the call between the two. */
+static rview *reader_view(store_reader *sr)
+{
+    rocks_reader *r = (rocks_reader *)sr;
+    pthread_rwlock_rdlock(&r->s->dblock);
+    r->v.db = r->s->db;
+    return &r->v;
+}
+
+static int reader_done(store_reader *sr, int rc)
+{
+    pthread_rwlock_unlock(&((rocks_reader *)sr)->s->dblock);
+    return rc;
+}
+
 #define RV(x) (&((rocks_reader *)(x))->v)
+#define READ(sr, call) (reader_view(sr), reader_done((sr), (call)))
 
 static int rocks_reader_history(store_reader *sr, uint64_t channel, uint64_t before_seq,
                                 uint64_t after_seq, int limit, iy_msg_list *out)
 {
-    return rocks_history_v(RV(sr), channel, before_seq, after_seq, limit, out);
+    return READ(sr, rocks_history_v(RV(sr), channel, before_seq, after_seq, limit, out));
 }
 
 static int rocks_reader_sync(store_reader *sr, uint64_t user, uint64_t after, int limit,
                              iy_msg_list *out, int *more)
 {
-    return rocks_sync_v(RV(sr), user, after, limit, out, more);
+    return READ(sr, rocks_sync_v(RV(sr), user, after, limit, out, more));
 }
 
 static int rocks_reader_user_pos(store_reader *sr, uint64_t user, uint64_t *pos)
 {
-    return rocks_load_last_v(RV(sr), K_INBOX, user, pos);
+    return READ(sr, rocks_load_last_v(RV(sr), K_INBOX, user, pos));
 }
 
 static int rocks_reader_session(store_reader *sr, const uint8_t token_hash[32], uint64_t *user,
                                 char device[IY_DEVICE_MAX + 1])
 {
-    return session_get_v(RV(sr), token_hash, user, device);
+    return READ(sr, session_get_v(RV(sr), token_hash, user, device));
 }
 
 static int rocks_reader_user_get(store_reader *sr, uint64_t id, iy_user *out)
 {
-    return rocks_user_load(RV(sr), id, out, NULL);
+    return READ(sr, rocks_user_load(RV(sr), id, out, NULL));
 }
 
 static int rocks_reader_is_member(store_reader *sr, uint64_t channel, uint64_t user)
@@ -811,7 +948,7 @@ static int rocks_reader_is_member(store_reader *sr, uint64_t channel, uint64_t u
     uint8_t k[9];
     char *v;
     size_t vl;
-    int rc = rocks_get_v(RV(sr), k, key1(k, K_CHANNEL, channel), &v, &vl);
+    int rc = READ(sr, rocks_get_v(RV(sr), k, key1(k, K_CHANNEL, channel), &v, &vl));
     if (rc <= 0) return rc ? rc : IY_ENOTFOUND;
     iy_channel *ch = iy_malloc(sizeof *ch);
     rc = rocks_channel_decode((const uint8_t *)v, vl, channel, ch);

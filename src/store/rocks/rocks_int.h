@@ -10,6 +10,7 @@
  * are exact, since nothing else writes those records. */
 #ifndef IY_ROCKS_INT_H
 #define IY_ROCKS_INT_H
+#include <pthread.h>
 #include <rocksdb/c.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -39,6 +40,15 @@ typedef struct rocks {
     int64_t checked_ms;                /* monotonic ms of the last statvfs; 0: never */
     _Atomic int fault;                 /* ROCKS_OK, ROCKS_LOW_SPACE, ROCKS_WRITE_FAILED */
     _Atomic uint64_t free_mb;
+    /* Recovery from a failed write (EIO, ENOSPC inside RocksDB): RocksDB
+     * keeps such an error sticky until the database is opened again, so
+     * the storage thread closes and reopens it (rocks_recover). Readers on
+     * other threads hold dblock (read) while they use db; the reopen holds
+     * it (write). While the disk still fails, db is open read-only. */
+    pthread_rwlock_t dblock;
+    int readonly;                      /* db is open read-only, writes refused */
+    int64_t reopen_ms;                 /* monotonic ms of the next reopen attempt */
+    uint64_t failed_reopens;           /* since the write error, for the log */
 } rocks;
 
 enum { ROCKS_OK = 0, ROCKS_LOW_SPACE = 1, ROCKS_WRITE_FAILED = 2 };

@@ -196,7 +196,8 @@ export class Server {
   async _spawnAndWait() {
     this.starts++;
     this._log(`\n[e2e] start #${this.starts}: ${IYAGID} ${this.args().join(' ')}\n`);
-    const proc = spawn(IYAGID, this.args(), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const env = this.opts.env ? { ...process.env, ...this.opts.env } : process.env;
+    const proc = spawn(IYAGID, this.args(), { stdio: ['ignore', 'pipe', 'pipe'], env });
     this.proc = proc;
     LIVE.add(proc);
     proc.stdout.setEncoding('utf8');
