@@ -40,11 +40,26 @@ static int load_channel(store *s, channel_job *x)
 static void channel_get_store(store *s, api_job *a)
 {
     channel_job *x = (channel_job *)a;
-    if (load_channel(s, x) == 0) {
-        iy_buf_append_str(&a->body, "{\"channel\":");
-        proto_write_channel(&a->body, &x->ch, 1);
+    if (load_channel(s, x) != 0) return;
+    iy_buf_append_str(&a->body, "{\"channel\":");
+    proto_write_channel(&a->body, &x->ch, 1);
+    /* Every member's read seq, so that "Read by" survives a reload. */
+    iy_buf_append_str(&a->body, ",\"read\":[");
+    for (uint32_t i = 0; i < x->ch.nmembers; i++) {
+        uint64_t seq = 0;
+        int rc = store_read_get(s, x->ch.members[i], x->a.id, &seq);
+        if (rc && rc != IY_ENOTFOUND) {
+            api_fail(a, rc, "storage error");
+            return;
+        }
+        if (i) iy_buf_putc(&a->body, ',');
+        iy_buf_append_str(&a->body, "{\"user_id\":");
+        jw_id(&a->body, x->ch.members[i]);
+        iy_buf_append_str(&a->body, ",\"seq\":");
+        jw_u64(&a->body, rc ? 0 : seq);
         iy_buf_putc(&a->body, '}');
     }
+    iy_buf_append_str(&a->body, "]}");
 }
 
 void channels_get(conn *c, const http_request *req, uint64_t id)
@@ -193,8 +208,7 @@ out:
 
 typedef struct history_job {
     api_job a;
-    uint64_t before, after;
-    int limit, has_before, has_after;
+    store_page page;
 } history_job;
 
 /* GET /v1/channels/{id}/messages needs no order against the bus, so the
@@ -212,8 +226,7 @@ static void history_read(store_reader *r, dbq_job *j)
     if (rc == IY_ENOTFOUND) { api_fail(a, IY_ENOTFOUND, "no such channel"); return; }
     if (rc == IY_EFORBIDDEN) { api_fail(a, IY_EFORBIDDEN, "not a member of this channel"); return; }
     if (rc == 0)
-        rc = store_reader_history(r, a->id, x->has_after ? 0 : (x->has_before ? x->before : UINT64_MAX),
-                                  x->has_after ? x->after : 0, x->limit, &l);
+        rc = store_reader_page(r, a->id, &x->page, &l);
     if (rc) {
         api_fail(a, rc, "storage error");
     } else {
@@ -226,24 +239,22 @@ static void history_read(store_reader *r, dbq_job *j)
 
 void channels_history(conn *c, const http_request *req, uint64_t channel)
 {
-    uint64_t before = 0, after = 0, limit = IY_PAGE_DEFAULT;
-    int has_b = 0, has_a = 0, has_l = 0;
+    uint64_t before = 0, after = 0, around = 0, limit = IY_PAGE_DEFAULT;
+    int has_b = 0, has_a = 0, has_r = 0, has_l = 0;
     if (api_query_num(c, req, "before_seq", 1, PROTO_INT_MAX, &before, &has_b) ||
         api_query_num(c, req, "after_seq", 0, PROTO_INT_MAX, &after, &has_a) ||
+        api_query_num(c, req, "around_seq", 1, PROTO_INT_MAX, &around, &has_r) ||
         api_query_num(c, req, "limit", 1, IY_PAGE_MAX, &limit, &has_l))
         return;
-    if (has_b && has_a) {
-        conn_http_error(c, IY_EINVAL, "give before_seq or after_seq, not both");
+    if (has_b + has_a + has_r > 1) {
+        conn_http_error(c, IY_EINVAL, "give at most one of before_seq, after_seq, around_seq");
         return;
     }
     history_job *x = api_job_new(c, req, sizeof *x, NULL, 1, NULL);
     x->a.j.read = history_read;
     x->a.id = channel;
-    x->before = before;
-    x->has_before = has_b;
-    x->after = after;
-    x->has_after = has_a;
-    x->limit = (int)limit;
+    x->page = (store_page){ .before = before, .after = after, .around = around, .has_before = has_b,
+                            .has_after = has_a, .has_around = has_r, .limit = (int)limit };
     api_submit_read(c, &x->a);
 }
 

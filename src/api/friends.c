@@ -30,6 +30,7 @@ typedef struct friend_job {
     size_t nseen;
     uint64_t *ids;              /* presence query: asked */
     size_t nids;
+    iy_user me;                 /* put, delete: the caller, for the other's live notice */
 } friend_job;
 
 static void friend_free(api_job *a)
@@ -75,7 +76,24 @@ static void friend_put_store(store *s, api_job *a)
     if (rc) { api_fail(a, rc, "storage error"); return; }
     store_last_active_get(s, a->user, &x->last_a);
     store_last_active_get(s, a->id, &x->last_b);
+    if (store_user_get(s, a->user, &x->me) != 0) x->me.id = 0;
     iy_buf_append_str(&a->body, x->state == IY_FRIEND_MUTUAL ? "{\"state\":\"friends\"}" : "{\"state\":\"outgoing\"}");
+}
+
+/* The other side's sockets learn of the change at once:
+ * {"op":"friend","user":{the caller},"state":"incoming"|"friends"|"none"}. */
+static void notify_other(api_job *a, const char *state)
+{
+    friend_job *x = (friend_job *)a;
+    if (!x->me.id || a->id == a->user) return;
+    iy_buf f = { 0 };
+    iy_buf_append_str(&f, "{\"op\":\"friend\",\"user\":");
+    proto_write_user(&f, &x->me);
+    iy_buf_append_str(&f, ",\"state\":");
+    jw_cstr(&f, state);
+    iy_buf_putc(&f, '}');
+    bus_notify(a->svc->bus, bus_notice_new(&a->id, 1, f.data, f.len));
+    iy_buf_free(&f);
 }
 
 static void friend_put_done(conn *c, api_job *a)
@@ -86,6 +104,7 @@ static void friend_put_done(conn *c, api_job *a)
         social_notify_presence(a->svc, a->user, x->last_a, &a->id, 1);
         social_notify_presence(a->svc, a->id, x->last_b, &a->user, 1);
     }
+    notify_other(a, x->state == IY_FRIEND_MUTUAL ? "friends" : "incoming");
     conn_http_respond(c, 200, "application/json", a->body.data, a->body.len);
     api_job_drop(a);
 }
@@ -107,12 +126,21 @@ static void friend_delete_store(store *s, api_job *a)
     }
     if (rc == IY_ENOTFOUND) api_fail(a, IY_ENOTFOUND, "no such user");
     else if (rc) api_fail(a, rc, "storage error");
-    else a->status = 204;
+    else if (store_user_get(s, a->user, &x->me) != 0) x->me.id = 0;
+}
+
+static void friend_delete_done(conn *c, api_job *a)
+{
+    notify_other(a, "none");
+    conn_http_respond(c, 204, "application/json", "", 0);
+    api_job_drop(a);
 }
 
 void friends_delete(conn *c, const http_request *req, uint64_t id)
 {
-    api_submit(c, &friend_job_new(c, req, friend_delete_store, id)->a);
+    friend_job *x = friend_job_new(c, req, friend_delete_store, id);
+    x->a.then = friend_delete_done;
+    api_submit(c, &x->a);
 }
 
 /* ---- the list ---- */

@@ -240,7 +240,6 @@ static void auth_done(dbq_job *j)
          * socket (held until ready), then read the inbox pos — at once, or
          * once the bus confirms the subscription (chat_subscribed). */
         c->user = a->w.user;
-        memcpy(c->device, a->device, sizeof c->device);
         memcpy(c->session, a->session, 32);
         c->registered = 1;
         iothread_user_add(c->t, c);
@@ -365,8 +364,9 @@ static void start_send(conn *c, proto_req *req)
 
 typedef struct read_job {
     ws_job w;
-    uint64_t channel, before, after;
-    int limit, has_before, has_after;
+    uint64_t channel, after;          /* sync: after */
+    int limit;                        /* sync */
+    store_page page;                  /* history */
     iy_buf out;                       /* the answer, built on the reader thread */
 } read_job;
 
@@ -419,8 +419,7 @@ static void history_read(store_reader *r, dbq_job *j)
     iy_msg_list l = { 0 };
     j->err = store_reader_is_member(r, w->channel, w->w.user);
     if (!j->err)
-        j->err = store_reader_history(r, w->channel, w->has_after ? 0 : (w->has_before ? w->before : UINT64_MAX),
-                                      w->has_after ? w->after : 0, w->limit, &l);
+        j->err = store_reader_page(r, w->channel, &w->page, &l);
     if (!j->err) {
         frame_begin(&w->out, "batch", rid_of(&w->w));
         iy_buf_putc(&w->out, ',');
@@ -451,10 +450,9 @@ static void start_read(conn *c, const proto_req *req, void (*read)(store_reader 
     if (req->op == P_SYNC) {
         w->after = req->after;
     } else {
-        w->has_before = req->has_before;
-        w->before = req->before_seq;
-        w->has_after = req->has_after;
-        w->after = req->after_seq;
+        w->page = (store_page){ .before = req->before_seq, .after = req->after_seq, .around = req->around_seq,
+                                .has_before = req->has_before, .has_after = req->has_after,
+                                .has_around = req->has_around, .limit = req->limit };
     }
     submit(c, &w->w);
 }

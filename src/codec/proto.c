@@ -212,8 +212,9 @@ static int proto__history(proto__ctx *c)
      * rather than let it be mistaken for "no before_seq" further down. */
     if ((rc = proto__get_uint(c, "before_seq", 1, 0, &r->before_seq, &r->has_before))) return rc;
     if ((rc = proto__get_uint(c, "after_seq", 0, 0, &r->after_seq, &r->has_after))) return rc;
-    if (r->has_before && r->has_after)
-        return proto__fail(c, IY_EINVAL, "history takes at most one of before_seq, after_seq");
+    if ((rc = proto__get_uint(c, "around_seq", 1, 0, &r->around_seq, &r->has_around))) return rc;
+    if (r->has_before + r->has_after + r->has_around > 1)
+        return proto__fail(c, IY_EINVAL, "history takes at most one of before_seq, after_seq, around_seq");
     return proto__get_limit(c, IY_PAGE_MAX, IY_PAGE_DEFAULT);
 }
 

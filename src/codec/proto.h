@@ -40,8 +40,9 @@ typedef struct proto_req {
     char cmid[IY_CMID_MAX + 1]; int has_cmid; /* send, optional, 1..64 bytes */
     uint64_t after; int limit;              /* sync: after (default 0), limit 1..IY_SYNC_MAX default IY_SYNC_DEFAULT;
                                                history: limit 1..IY_PAGE_MAX default IY_PAGE_DEFAULT */
-    uint64_t before_seq, after_seq; int has_before, has_after;  /* history: at most one; neither = newest page;
+    uint64_t before_seq, after_seq; int has_before, has_after;  /* history: at most one of these three; neither = newest page;
                                                                    before_seq >= 1, after_seq >= 0 */
+    uint64_t around_seq; int has_around;    /* history: around_seq >= 1 */
     uint64_t seq;                           /* read */
     uint64_t *users; size_t nusers;         /* presence: malloc'd, 1..IY_PRESENCE_QUERY_MAX ids */
 } proto_req;

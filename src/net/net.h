@@ -137,8 +137,18 @@ struct conn {
     uint64_t id;
     int proto;                  /* enum conn_proto */
     int ws_state;               /* enum conn_ws_state */
+    /* One word of flags: the transport's, then the service's (one thread
+     * writes them all: the connection's I/O thread). */
     unsigned closing : 1, close_after_flush : 1, draining : 1, writing : 1, paused : 1,
-        reading : 1, in_flush_list : 1, http_busy : 1, keep_alive : 1, counted_addr : 1;
+        reading : 1, in_flush_list : 1, http_busy : 1, keep_alive : 1, counted_addr : 1,
+        registered : 1,         /* service: in the thread's user map */
+        counted_user : 1,       /* service: counted in the service's sockets per user */
+        clean_close : 1,        /* service: the peer or a logout closed it properly */
+        http_waiting : 1,       /* service: a long poll waits for a delivery */
+        wait_woken : 1,         /* service: a delivery came while the long poll's read was out */
+        fill_inflight : 1,      /* service: a gap fill (a read of the inbox after pos) is out */
+        drain_pending : 1;      /* service: draining: closed with 1012 once its requests are answered */
+    uint32_t held_in;           /* HTTP: bytes of the request being received held (counted in M_REQUEST_BUFFERED) */
     http_parser *hp;
     ws_reader *wr;
     iy_buf rest;                /* input not yet processed while paused */
@@ -149,8 +159,8 @@ struct conn {
                                    (its /64 prefix, top bit set); 0 unknown (net_addr_text) */
     uint64_t last_rx_ms;        /* loop time of the last input */
     uint64_t req_since_ms;      /* HTTP: loop time the request being received began; 0: none */
-    size_t held_in;             /* HTTP: bytes of it held (counted in M_REQUEST_BUFFERED) */
-    size_t out_counted;         /* out + inflight bytes counted in M_OUTPUT_BUFFERED */
+    uint32_t out_counted;       /* out + inflight bytes counted in M_OUTPUT_BUFFERED (< CONN_OUT_CAP + a frame) */
+    int inflight_reqs;          /* service: WebSocket requests submitted, not answered */
     uint64_t out_since_ms;      /* loop ms output began waiting or last drained a bit; 0: none */
     uint64_t opened_ms;
     uint64_t drain_since_ms;
@@ -158,17 +168,9 @@ struct conn {
     conn *all_prev, *all_next;
     conn *flush_prev, *flush_next;
 
-    /* ---- owned by the service (chat/, api/) ---- */
-    unsigned registered : 1,    /* in the thread's user map */
-        counted_user : 1,       /* counted in the service's sockets per user */
-        clean_close : 1,        /* the peer or a logout closed it properly */
-        http_waiting : 1,       /* a long poll waits for a delivery */
-        wait_woken : 1,         /* a delivery came while the long poll's read was out */
-        fill_inflight : 1,      /* a gap fill (a read of the inbox after pos) is out */
-        drain_pending : 1;      /* draining: closed with 1012 once its requests are answered */
-    int inflight_reqs;          /* WebSocket requests submitted, not answered */
+    /* ---- owned by the service (chat/, api/; its flags and inflight_reqs are above) ---- */
     uint64_t user;              /* identity once authenticating (WS) or long polling (HTTP) */
-    char device[IY_DEVICE_MAX + 1];
+    int wait_limit;             /* long poll */
     uint8_t session[32];
     void *waiting_job;          /* a job waiting for the bus subscription (BUS_SUBSCRIBED) */
     uint64_t pos;               /* WS: every inbox pos up to this one was sent (ready, msg, ack) */
@@ -180,7 +182,6 @@ struct conn {
     uint64_t check_at_ms;       /* loop ms of a due comparison of pos with the store; 0: none */
     uint64_t wait_after;        /* long poll */
     uint64_t wait_deadline_ms;
-    int wait_limit;
     uint64_t reported_rx_ms;    /* last life sign reported to presence */
     uint64_t last_typing_ms;
 };

@@ -2,6 +2,7 @@
  * every other store_* call goes through the backend's table (store_int.h).
  * The wrappers below are one line each, on purpose: nothing is decided here. */
 #include "store_int.h"
+#include "../base/alloc.h"
 #include "../base/err.h"
 #include "../base/log.h"
 #include <string.h>
@@ -97,3 +98,41 @@ int store_reader_user_pos(store_reader *r, uint64_t user, uint64_t *pos) { retur
 int store_reader_session(store_reader *r, const uint8_t token_hash[32], uint64_t *user, char device[IY_DEVICE_MAX + 1]) { return ROPS(r)->reader_session(r, token_hash, user, device); }
 int store_reader_user_get(store_reader *r, uint64_t id, iy_user *out) { return ROPS(r)->reader_user_get(r, id, out); }
 int store_reader_is_member(store_reader *r, uint64_t channel, uint64_t user) { return ROPS(r)->reader_is_member(r, channel, user); }
+
+int store_reader_page(store_reader *r, uint64_t channel, const store_page *p, iy_msg_list *out)
+{
+    if (!p->has_around)
+        return store_reader_history(r, channel, p->has_after ? 0 : (p->has_before ? p->before : UINT64_MAX),
+                                    p->has_after ? p->after : 0, p->limit, out);
+    /* A page of `limit`: (limit - 1) / 2 newer ones, `around` and older
+     * ones for the rest; near either end, the other side fills the page. */
+    iy_msg_list newer = { 0 }, older = { 0 }, more = { 0 };
+    int want_newer = (p->limit - 1) / 2, rc = 0;
+    if (want_newer) rc = store_reader_history(r, channel, 0, p->around, want_newer, &newer);
+    if (rc == 0)
+        rc = store_reader_history(r, channel, p->around == UINT64_MAX ? UINT64_MAX : p->around + 1, 0,
+                                  p->limit - (int)newer.n, &older);
+    if (rc == 0 && newer.n == (size_t)want_newer && older.n + newer.n < (size_t)p->limit)
+        rc = store_reader_history(r, channel, 0, newer.n ? newer.v[newer.n - 1].seq : p->around,
+                                  p->limit - (int)(older.n + newer.n), &more);
+    if (rc == 0 && more.n) {
+        newer.v = iy_realloc(newer.v, (newer.n + more.n) * sizeof *newer.v);
+        memcpy(newer.v + newer.n, more.v, more.n * sizeof *more.v);
+        newer.n += more.n;
+        iy_free(more.v);
+        more = (iy_msg_list){ 0 };
+    }
+    if (rc) {
+        iy_msg_list_clear(&newer);
+        iy_msg_list_clear(&older);
+        iy_msg_list_clear(&more);
+        return rc;
+    }
+    out->n = older.n + newer.n;
+    out->v = iy_malloc((out->n ? out->n : 1) * sizeof *out->v);
+    for (size_t i = 0; i < older.n; i++) out->v[i] = older.v[older.n - 1 - i];   /* moved, not copied */
+    if (newer.n) memcpy(out->v + older.n, newer.v, newer.n * sizeof *newer.v);
+    iy_free(older.v);
+    iy_free(newer.v);
+    return 0;
+}

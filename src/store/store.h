@@ -356,6 +356,17 @@ int store_reader_history(store_reader *r, uint64_t channel, uint64_t before_seq,
                          int limit, iy_msg_list *out);
 int store_reader_sync(store_reader *r, uint64_t user, uint64_t after, int limit, iy_msg_list *out,
                       int *more);
+
+/* One page of a channel's history, in the contract's four ways: below
+ * `before` (newest first), above `after` (oldest first), around `around`
+ * (that seq and its neighbours, oldest first: up to limit/2 newer ones,
+ * the rest older), or the newest page (newest first). At most one has_*. */
+typedef struct store_page {
+    uint64_t before, after, around;
+    int has_before, has_after, has_around;
+    int limit;
+} store_page;
+int store_reader_page(store_reader *r, uint64_t channel, const store_page *p, iy_msg_list *out);
 int store_reader_user_pos(store_reader *r, uint64_t user, uint64_t *pos);
 int store_reader_session(store_reader *r, const uint8_t token_hash[32], uint64_t *user,
                          char device[IY_DEVICE_MAX + 1]);

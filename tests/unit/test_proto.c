@@ -93,8 +93,11 @@ static void test_ops(void)
     proto_req_clear(&r);
 
     CHECK_EQ(parse("{\"op\":\"history\",\"channel\":\"5\",\"after_seq\":0}", &r), 0);
-    CHECK(r.has_after && r.after_seq == 0 && !r.has_before);
+    CHECK(r.has_after && r.after_seq == 0 && !r.has_before && !r.has_around);
     CHECK_EQ(r.limit, IY_PAGE_DEFAULT);
+    proto_req_clear(&r);
+    CHECK_EQ(parse("{\"op\":\"history\",\"channel\":\"5\",\"around_seq\":42,\"limit\":9}", &r), 0);
+    CHECK(r.has_around && r.around_seq == 42 && !r.has_after && !r.has_before && r.limit == 9);
     proto_req_clear(&r);
 
     CHECK_EQ(parse("{\"op\":\"history\",\"channel\":\"5\"}", &r), 0);
@@ -223,6 +226,10 @@ static void test_errors(void)
     EXPECT_ERR("{\"rid\":\"x\",\"op\":\"history\",\"channel\":\"1\",\"before_seq\":5,\"after_seq\":1}", IY_EINVAL, 1);
     EXPECT_ERR("{\"rid\":\"x\",\"op\":\"history\",\"channel\":\"1\",\"before_seq\":0}", IY_EINVAL, 1);
     EXPECT_ERR("{\"rid\":\"x\",\"op\":\"history\",\"channel\":\"1\",\"after_seq\":-1}", IY_EINVAL, 1);
+    EXPECT_ERR("{\"rid\":\"x\",\"op\":\"history\",\"channel\":\"1\",\"around_seq\":0}", IY_EINVAL, 1);
+    EXPECT_ERR("{\"rid\":\"x\",\"op\":\"history\",\"channel\":\"1\",\"around_seq\":3,\"after_seq\":1}", IY_EINVAL, 1);
+    EXPECT_ERR("{\"rid\":\"x\",\"op\":\"history\",\"channel\":\"1\",\"around_seq\":3,\"before_seq\":9}", IY_EINVAL, 1);
+    EXPECT_ERR("{\"rid\":\"x\",\"op\":\"history\",\"channel\":\"1\",\"around_seq\":\"3\"}", IY_EINVAL, 1);
     EXPECT_ERR("{\"rid\":\"x\",\"op\":\"history\",\"channel\":\"1\",\"limit\":201}", IY_EINVAL, 1);
     EXPECT_ERR("{\"rid\":\"x\",\"op\":\"history\",\"channel\":\"1\",\"limit\":0}", IY_EINVAL, 1);
 

@@ -1,0 +1,128 @@
+// features.test.mjs — message features of the contract ("Message features"), the parts built so
+// far: history around a message (around_seq, HTTP and WebSocket), every member's read seq in
+// GET /v1/channels/{id}, and live friend notices. With their failure modes.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, api, show, newUser, connectWs, ms } from './lib/harness.mjs';
+
+const T = { timeout: ms(60000) };
+let srv;
+before(async () => { srv = await startServer(); });
+after(async () => { await srv?.cleanup(); });
+
+async function channelOf(a, b, n) {
+  let channel = null;
+  for (let i = 1; i <= n; i++) {
+    const r = await api(srv, 'POST', `/v1/users/${b.user.id}/messages`, { token: a.token, body: { text: `m${i}`, cmid: `c${i}` } });
+    assert.equal(r.status, 201, show(r));
+    channel = r.body.message.channel;
+  }
+  return channel;
+}
+
+const seqs = (r) => r.body.messages.map((m) => m.seq);
+
+test('history around a message: oldest first, the message and its neighbours, at both ends; bad input refused', T, async () => {
+  const [a, b] = [await newUser(srv, 'ara'), await newUser(srv, 'arb')];
+  const ch = await channelOf(a, b, 30);
+  const get = (q) => api(srv, 'GET', `/v1/channels/${ch}/messages?${q}`, { token: a.token });
+
+  let r = await get('around_seq=15&limit=5');
+  assert.equal(r.status, 200, show(r));
+  assert.deepEqual(seqs(r), [13, 14, 15, 16, 17]);
+  assert.deepEqual(r.body.messages.map((m) => m.text), ['m13', 'm14', 'm15', 'm16', 'm17']);
+  r = await get('around_seq=15&limit=4');
+  assert.deepEqual(seqs(r), [13, 14, 15, 16], 'an even page: one more older than newer');
+  r = await get('around_seq=1&limit=5');
+  assert.deepEqual(seqs(r), [1, 2, 3, 4, 5], 'at the start: newer ones fill the page');
+  r = await get('around_seq=30&limit=5');
+  assert.deepEqual(seqs(r), [26, 27, 28, 29, 30], 'at the end: older ones fill the page');
+  r = await get('around_seq=1000&limit=3');
+  assert.deepEqual(seqs(r), [28, 29, 30], 'past the end: the newest page, oldest first');
+  r = await get('around_seq=7&limit=1');
+  assert.deepEqual(seqs(r), [7]);
+  r = await get('around_seq=15');
+  assert.equal(r.body.messages.length, 30, 'default limit (50): the whole channel');
+
+  for (const q of ['around_seq=0', 'around_seq=-1', 'around_seq=x', 'around_seq=5&before_seq=9', 'around_seq=5&after_seq=1', 'around_seq=5&limit=0', 'around_seq=5&limit=201']) {
+    const bad = await get(q);
+    assert.equal(bad.status, 400, `${q}: ${show(bad)}`);
+    assert.equal(bad.body.error.code, 'bad_request');
+  }
+  const stranger = await newUser(srv, 'arc');
+  const f = await api(srv, 'GET', `/v1/channels/${ch}/messages?around_seq=5`, { token: stranger.token });
+  assert.equal(f.status, 403, `a non-member: ${show(f)}`);
+
+  const w = await connectWs(srv, { token: b.token, label: 'B' });
+  try {
+    const p = await w.request({ op: 'history', channel: ch, around_seq: 20, limit: 3 });
+    assert.equal(p.op, 'batch', JSON.stringify(p));
+    assert.deepEqual(p.messages.map((m) => m.seq), [19, 20, 21]);
+    for (const bad of [{ around_seq: 0 }, { around_seq: 3, before_seq: 5 }, { around_seq: 3, after_seq: 1 }, { around_seq: 'x' }]) {
+      const e = await w.request({ op: 'history', channel: ch, ...bad });
+      assert.equal(e.op, 'error', JSON.stringify(e));
+      assert.equal(e.code, 'bad_request');
+    }
+  } finally { w.terminate(); }
+});
+
+test('GET /v1/channels/{id} carries every member\'s read seq, kept across reconnects', T, async () => {
+  const [a, b, c] = [await newUser(srv, 'rda'), await newUser(srv, 'rdb'), await newUser(srv, 'rdc')];
+  const g = await api(srv, 'POST', '/v1/groups', { token: a.token, body: { name: 'readers', members: [b.user.id, c.user.id] } });
+  assert.equal(g.status, 201, show(g));
+  const ch = g.body.channel.id;
+  let last = null;
+  for (let i = 0; i < 5; i++) {
+    last = await api(srv, 'POST', `/v1/channels/${ch}/messages`, { token: a.token, body: { text: `g${i}`, cmid: `g${i}` } });
+    assert.equal(last.status, 201, show(last));
+  }
+  const top = last.body.message.seq;
+  const wb = await connectWs(srv, { token: b.token, label: 'B' });
+  const wa = await connectWs(srv, { token: a.token, label: 'A' });
+  try {
+    const receipt = wa.waitFor((f) => f.op === 'receipt' && f.user === b.user.id, { what: 'B\'s receipt' });
+    wb.send({ op: 'read', channel: ch, seq: top - 2 });
+    await receipt;   // stored before it is announced
+  } finally { wb.terminate(); wa.terminate(); }
+  const r = await api(srv, 'GET', `/v1/channels/${ch}`, { token: c.token });
+  assert.equal(r.status, 200, show(r));
+  assert.equal(r.body.channel.id, ch);
+  const read = Object.fromEntries(r.body.read.map((x) => [x.user_id, x.seq]));
+  assert.equal(Object.keys(read).length, 3, 'one entry per member');
+  assert.equal(read[a.user.id], top, 'the sender has read what it sent');
+  assert.equal(read[b.user.id], top - 2);
+  assert.equal(read[c.user.id], 0, 'never read: 0');
+  const stranger = await newUser(srv, 'rdd');
+  assert.equal((await api(srv, 'GET', `/v1/channels/${ch}`, { token: stranger.token })).status, 403);
+});
+
+test('friend requests, acceptances and removals reach the other user\'s open sockets at once', T, async () => {
+  const [a, b] = [await newUser(srv, 'fna'), await newUser(srv, 'fnb')];
+  const wb = await connectWs(srv, { token: b.token, label: 'B' });
+  const wa = await connectWs(srv, { token: a.token, label: 'A' });
+  try {
+    const friendFrame = (w, state) => w.waitFor((f) => f.op === 'friend' && f.state === state, { what: `friend ${state}` });
+    let seen = friendFrame(wb, 'incoming');
+    assert.equal((await api(srv, 'PUT', `/v1/friends/${b.user.id}`, { token: a.token })).status, 200);
+    let f = await seen;
+    assert.equal(f.user.id, a.user.id);
+    assert.equal(f.user.username, a.username);
+    assert.equal(f.user.password, undefined);
+
+    seen = friendFrame(wa, 'friends');
+    assert.equal((await api(srv, 'PUT', `/v1/friends/${a.user.id}`, { token: b.token })).status, 200);
+    f = await seen;
+    assert.equal(f.user.id, b.user.id);
+
+    seen = friendFrame(wb, 'none');
+    assert.equal((await api(srv, 'DELETE', `/v1/friends/${b.user.id}`, { token: a.token })).status, 204);
+    f = await seen;
+    assert.equal(f.user.id, a.user.id);
+
+    // a request to nobody, or to oneself, notifies nobody and fails as before
+    assert.equal((await api(srv, 'PUT', `/v1/friends/${a.user.id}`, { token: a.token })).status, 400);
+    assert.equal((await api(srv, 'PUT', '/v1/friends/123456789', { token: a.token })).status, 404);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(wa.all.filter((x) => x.op === 'friend').length, 1, 'A got only its own notice');
+  } finally { wa.terminate(); wb.terminate(); }
+});
