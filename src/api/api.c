@@ -384,6 +384,10 @@ void api_handle(conn *c, const http_request *req)
         if (n == 2 && m == HTTP_GET) { friends_list(c, req); return; }
         if (n == 3 && m == HTTP_PUT) { friends_put(c, req, id); return; }
         if (n == 3 && m == HTTP_DELETE) { friends_delete(c, req, id); return; }
+    } else if (iy_str_eq(r, "blocks")) {
+        if (n == 2 && m == HTTP_GET) { blocks_list(c, req); return; }
+        if (n == 3 && m == HTTP_PUT) { blocks_put(c, req, id); return; }
+        if (n == 3 && m == HTTP_DELETE) { blocks_delete(c, req, id); return; }
     } else if (iy_str_eq(r, "presence") && n == 2 && m == HTTP_GET) {
         friends_presence(c, req);
         return;

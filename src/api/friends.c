@@ -71,7 +71,11 @@ static void friend_put_store(store *s, api_job *a)
 {
     friend_job *x = (friend_job *)a;
     if (a->id == a->user) { api_fail(a, IY_EINVAL, "you cannot befriend yourself"); return; }
-    int rc = friend_change(s, a->user, a->id, 1, &x->state);
+    /* A blocked user cannot befriend its blocker (nor accept its request). */
+    int rc = store_blocked(s, a->id, a->user);
+    if (rc < 0) { api_fail(a, rc, "storage error"); return; }
+    if (rc == 1) { api_fail(a, IY_EFORBIDDEN, "this user does not accept your requests"); return; }
+    rc = friend_change(s, a->user, a->id, 1, &x->state);
     if (rc == IY_ENOTFOUND) { api_fail(a, IY_ENOTFOUND, "no such user"); return; }
     if (rc) { api_fail(a, rc, "storage error"); return; }
     store_last_active_get(s, a->user, &x->last_a);
@@ -141,6 +145,53 @@ void friends_delete(conn *c, const http_request *req, uint64_t id)
     friend_job *x = friend_job_new(c, req, friend_delete_store, id);
     x->a.then = friend_delete_done;
     api_submit(c, &x->a);
+}
+
+/* ---- blocks: per account, listed and reversible ---- */
+
+static void block_change_store(store *s, api_job *a, int on)
+{
+    friend_job *x = (friend_job *)a;
+    if (a->id == a->user) { api_fail(a, IY_EINVAL, "you cannot block yourself"); return; }
+    int rc = store_block_set(s, a->user, a->id, on);
+    /* A block ends a friendship (and with it, presence both ways). */
+    if (rc == 0 && on) rc = friend_change(s, a->user, a->id, 0, &x->state);
+    if (rc == IY_ENOTFOUND) api_fail(a, IY_ENOTFOUND, "no such user");
+    else if (rc) api_fail(a, rc, "storage error");
+    else a->status = 204;
+}
+
+static void block_put_store(store *s, api_job *a) { block_change_store(s, a, 1); }
+static void block_delete_store(store *s, api_job *a) { block_change_store(s, a, 0); }
+
+void blocks_put(conn *c, const http_request *req, uint64_t id)
+{
+    api_submit(c, &friend_job_new(c, req, block_put_store, id)->a);
+}
+
+void blocks_delete(conn *c, const http_request *req, uint64_t id)
+{
+    api_submit(c, &friend_job_new(c, req, block_delete_store, id)->a);
+}
+
+static void user_array(iy_buf *b, const iy_user *u, size_t n);
+
+static void blocks_list_store(store *s, api_job *a)
+{
+    friend_job *x = (friend_job *)a;
+    int rc = store_block_list(s, a->user, &x->ids, &x->nids);
+    if (rc) { api_fail(a, rc, "storage error"); return; }
+    x->users = iy_calloc(x->nids ? x->nids : 1, sizeof *x->users);
+    for (size_t i = 0; i < x->nids; i++)
+        if (store_user_get(s, x->ids[i], &x->users[i]) != 0) x->users[i].id = 0;
+    iy_buf_append_str(&a->body, "{\"blocked\":");
+    user_array(&a->body, x->users, x->nids);
+    iy_buf_putc(&a->body, '}');
+}
+
+void blocks_list(conn *c, const http_request *req)
+{
+    api_submit(c, &friend_job_new(c, req, blocks_list_store, 0)->a);
 }
 
 /* ---- the list ---- */

@@ -18,6 +18,11 @@ int post_send_limited(store_round *r, const iy_send *in, limiter *new_directs, i
     const char *cmid = rules_send_cmid(in);
     if (cmid[0] && store_round_cmid(r, in->from, cmid, out) == IY_EEXIST) return IY_EEXIST;
 
+    /* A blocked user neither starts a direct chat with its blocker nor
+     * sends to their direct channel; nothing is stored. */
+    uint64_t peer = store_round_direct_peer(r, in);
+    if (peer && store_round_blocked(r, peer, in->from)) return IY_EFORBIDDEN;
+
     store_append a = { .in = in, .sender_read = 1 };
     uint64_t channel = in->channel;
     if (in->to) {

@@ -87,6 +87,7 @@ int store_round_begin(store *s, const iy_send *sends, size_t n, store_round **ou
     iy_kv_free(&seen_p);
     sb->round = r;
     int rc = sb->ops->round_load(s, r);
+    if (rc == 0 && sb->ops->blocks_load) rc = sb->ops->blocks_load(s, r);
     if (rc) {
         store_round_abort(r);
         return rc;
@@ -165,7 +166,33 @@ void round_put_cmid(store_round *r, uint64_t user, const char *cmid, size_t cl, 
     iy_kv_put(&r->cmids, k, cmid_key(k, user, cmid, cl), v, 32);
 }
 
+void round_put_block(store_round *r, uint64_t blocker, uint64_t blocked)
+{
+    uint8_t k[16];
+    round_pair_key(k, blocker, blocked);
+    iy_kv_put(&r->blocks, k, 16, "", 0);
+}
+
 /* ---- lookups ---- */
+
+int store_round_blocked(store_round *r, uint64_t blocker, uint64_t blocked)
+{
+    uint8_t k[16];
+    const uint8_t *v;
+    size_t vl;
+    round_pair_key(k, blocker, blocked);
+    return iy_kv_get(&r->blocks, k, 16, &v, &vl) == 1;
+}
+
+uint64_t store_round_direct_peer(store_round *r, const iy_send *in)
+{
+    if (in->event != IY_EV_NONE || rules_send_shape(in) != 0) return 0;
+    if (in->to) return in->to;
+    const round_chan *c = round_chan_get(r, in->channel);
+    if (!c || c->ch.kind != IY_DIRECT || c->ch.nmembers != 2) return 0;
+    if (c->ch.members[0] == in->from) return c->ch.members[1];
+    return c->ch.members[1] == in->from ? c->ch.members[0] : 0;
+}
 
 const iy_channel *store_round_channel(store_round *r, uint64_t id)
 {
@@ -324,6 +351,7 @@ void store_round_abort(store_round *r)
     u64map_free(&r->user_idx);
     iy_kv_free(&r->pairs);
     iy_kv_free(&r->cmids);
+    iy_kv_free(&r->blocks);
     iy_free(r->chan_keys);
     iy_free(r->pair_keys);
     iy_free(r->user_keys);

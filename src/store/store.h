@@ -176,6 +176,16 @@ int store_round_direct(store_round *r, uint64_t a, uint64_t b, uint64_t *channel
 /* 1 if user exists (it was named by the round's sends), else 0. */
 int store_round_user_exists(store_round *r, uint64_t user);
 
+/* 1 if `blocker` has blocked `blocked`, for the round's direct sends: the
+ * view holds (recipient, sender) for every send to a user and every send
+ * to a direct channel. */
+int store_round_blocked(store_round *r, uint64_t blocker, uint64_t blocked);
+
+/* The other member of the direct conversation a send goes to (its `to`,
+ * or the other member of the direct channel it names, from the view), or
+ * 0 when it goes to a group or to nothing known. */
+uint64_t store_round_direct_peer(store_round *r, const iy_send *in);
+
 /* If (user, cmid) was stored before (committed, or appended earlier in this
  * round): IY_EEXIST with *orig holding the original's id, channel, seq, ts,
  * from, cmid and the sender's pos (nmembers 0). Else 0. */
@@ -259,6 +269,19 @@ int store_friend_set(store *s, uint64_t a, uint64_t b, int expect_a, int state_a
  * (iy_free; NULL when empty), ascending ids. */
 int store_friend_list(store *s, uint64_t user, uint64_t **friends, size_t *nf,
                       uint64_t **incoming, size_t *ni, uint64_t **outgoing, size_t *no);
+
+/* ---- blocks (per account, one direction) ---------------------------------- */
+
+/* blocker blocks (on) or unblocks (off) blocked. 0 (also when nothing
+ * changes), IY_ENOTFOUND (blocked does not exist), IY_EINVAL (oneself). */
+int store_block_set(store *s, uint64_t blocker, uint64_t blocked, int on);
+
+/* 1 if blocker has blocked `blocked`, 0 if not, or an error. */
+int store_blocked(store *s, uint64_t blocker, uint64_t blocked);
+
+/* The users blocker has blocked: a malloc'd array (iy_free; NULL when
+ * empty), ascending ids. */
+int store_block_list(store *s, uint64_t blocker, uint64_t **ids, size_t *n);
 
 /* ---- presence persistence ------------------------------------------------ */
 

@@ -82,6 +82,7 @@ struct store_round {
     u64map user_idx;            /* user id -> index + 1 */
     iy_kvmap pairs;             /* a,b (16 bytes, big-endian) -> channel (8 bytes) */
     iy_kvmap cmids;             /* user (8) + cmid -> channel, seq, id, sender pos (32 bytes) */
+    iy_kvmap blocks;            /* blocker, blocked (16 bytes) present: a block (direct sends) */
     /* Recorded by appends: */
     round_msg *msgs;
     size_t nmsgs, capmsgs;
@@ -98,6 +99,10 @@ void round_put_pair(store_round *r, uint64_t a, uint64_t b, uint64_t channel);
 void round_put_user(store_round *r, uint64_t user, uint64_t pos);
 void round_put_cmid(store_round *r, uint64_t user, const char *cmid, size_t cmid_len,
                     uint64_t channel, uint64_t seq, uint64_t id, uint64_t sender_pos);
+/* A block that exists, for a direct send of the round: (recipient, sender)
+ * of every send for which store_round_direct_peer is not 0 must be loaded,
+ * by round_load itself or by blocks_load right after it. */
+void round_put_block(store_round *r, uint64_t blocker, uint64_t blocked);
 
 /* The view's channel / user, or NULL. */
 round_chan *round_chan_get(const store_round *r, uint64_t id);
@@ -143,6 +148,10 @@ typedef struct store_ops {
     int (*friend_set)(store *s, uint64_t a, uint64_t b, int expect_a, int state_a);
     int (*friend_list)(store *s, uint64_t user, uint64_t **f, size_t *nf, uint64_t **in, size_t *ni,
                        uint64_t **out, size_t *no);
+    int (*block_set)(store *s, uint64_t blocker, uint64_t blocked, int on);
+    int (*blocked)(store *s, uint64_t blocker, uint64_t blocked);
+    int (*block_list)(store *s, uint64_t blocker, uint64_t **ids, size_t *n);
+    int (*blocks_load)(store *s, store_round *r);     /* after round_load; NULL: round_load did it */
     int (*last_active_set)(store *s, uint64_t user, int64_t ms);
     int (*last_active_get)(store *s, uint64_t user, int64_t *ms);
     int (*last_active_set_many)(store *s, const uint64_t *users, const int64_t *ms, size_t n);

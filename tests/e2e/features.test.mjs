@@ -126,3 +126,75 @@ test('friend requests, acceptances and removals reach the other user\'s open soc
     assert.equal(wa.all.filter((x) => x.op === 'friend').length, 1, 'A got only its own notice');
   } finally { wa.terminate(); wb.terminate(); }
 });
+
+test('blocking: the blocked user can neither start nor continue a direct chat with its blocker, nor befriend it; listed and reversible', T, async () => {
+  const [a, b, c] = [await newUser(srv, 'bla'), await newUser(srv, 'blb'), await newUser(srv, 'blc')];
+  const dm = (from, to, text, cmid) => api(srv, 'POST', `/v1/users/${to.user.id}/messages`, { token: from.token, body: { text, cmid } });
+  let r = await dm(b, a, 'hello a', 'b1');
+  assert.equal(r.status, 201, show(r));
+  const ch = r.body.message.channel;
+  const first = r.body.message.id;
+  // friends first: a block ends the friendship (and presence with it)
+  assert.equal((await api(srv, 'PUT', `/v1/friends/${b.user.id}`, { token: a.token })).status, 200);
+  assert.equal((await api(srv, 'PUT', `/v1/friends/${a.user.id}`, { token: b.token })).status, 200);
+
+  for (const [id, code] of [[a.user.id, 400], ['123456789', 404]]) {
+    const x = await api(srv, 'PUT', `/v1/blocks/${id}`, { token: a.token });
+    assert.equal(x.status, code, show(x));
+  }
+  assert.equal((await api(srv, 'PUT', `/v1/blocks/${b.user.id}`, { token: a.token })).status, 204);
+  assert.equal((await api(srv, 'PUT', `/v1/blocks/${b.user.id}`, { token: a.token })).status, 204, 'again: the same');
+  r = await api(srv, 'GET', '/v1/blocks', { token: a.token });
+  assert.equal(r.status, 200, show(r));
+  assert.deepEqual(r.body.blocked.map((u) => u.id), [b.user.id]);
+  assert.equal(r.body.blocked[0].username, b.username);
+  assert.deepEqual((await api(srv, 'GET', '/v1/blocks', { token: b.token })).body.blocked, [], 'one direction');
+  const fa = await api(srv, 'GET', '/v1/friends', { token: a.token });
+  assert.equal(fa.body.friends.length, 0, 'the friendship ended');
+  const pres = await api(srv, 'GET', `/v1/presence?users=${a.user.id}`, { token: b.token });
+  assert.equal(pres.status, 200);
+  assert.equal(JSON.stringify(pres.body).includes(a.user.id), false, 'no presence of the blocker');
+  const fr = await api(srv, 'PUT', `/v1/friends/${a.user.id}`, { token: b.token });
+  assert.equal(fr.status, 403, `befriending the blocker: ${show(fr)}`);
+  assert.equal(fr.body.error.code, 'forbidden');
+
+  const before = (await api(srv, 'GET', `/v1/channels/${ch}/messages`, { token: a.token })).body.messages.length;
+  r = await dm(b, a, 'are you there', 'b2');
+  assert.equal(r.status, 403, `by user: ${show(r)}`);
+  assert.equal(r.body.error.code, 'forbidden');
+  r = await api(srv, 'POST', `/v1/channels/${ch}/messages`, { token: b.token, body: { text: 'by channel', cmid: 'b3' } });
+  assert.equal(r.status, 403, `by channel: ${show(r)}`);
+  const wb = await connectWs(srv, { token: b.token, label: 'B' });
+  try {
+    for (const target of [{ to: a.user.id }, { channel: ch }]) {
+      const e = await wb.request({ op: 'send', ...target, text: 'over ws', cmid: `bw${Object.keys(target)[0]}` });
+      assert.equal(e.op, 'error', JSON.stringify(e));
+      assert.equal(e.code, 'forbidden');
+    }
+  } finally { wb.terminate(); }
+  assert.equal((await api(srv, 'GET', `/v1/channels/${ch}/messages`, { token: a.token })).body.messages.length, before, 'nothing stored');
+  // the blocker still writes; a cmid stored before the block still answers with its message
+  assert.equal((await dm(a, b, 'I can still write', 'a1')).status, 201);
+  r = await dm(b, a, 'hello a', 'b1');
+  assert.equal(r.status, 200, `a retry of an earlier send finds it: ${show(r)}`);
+  assert.equal(r.body.message.id, first);
+
+  // c blocks b before they ever talked: b cannot start a chat with c
+  assert.equal((await api(srv, 'PUT', `/v1/blocks/${b.user.id}`, { token: c.token })).status, 204);
+  r = await dm(b, c, 'hi c', 'b4');
+  assert.equal(r.status, 403, show(r));
+  const chans = await api(srv, 'GET', '/v1/channels', { token: c.token });
+  assert.equal(chans.body.channels.length, 0, 'no channel was made');
+  // groups are not direct chats: b still posts where both are members
+  const g = await api(srv, 'POST', '/v1/groups', { token: c.token, body: { name: 'both', members: [b.user.id] } });
+  assert.equal(g.status, 201, show(g));
+  assert.equal((await api(srv, 'POST', `/v1/channels/${g.body.channel.id}/messages`, { token: b.token, body: { text: 'in a group', cmid: 'b5' } })).status, 201);
+
+  // reversible
+  assert.equal((await api(srv, 'DELETE', `/v1/blocks/${b.user.id}`, { token: a.token })).status, 204);
+  assert.equal((await api(srv, 'DELETE', `/v1/blocks/${b.user.id}`, { token: a.token })).status, 204, 'again: the same');
+  assert.equal((await api(srv, 'DELETE', '/v1/blocks/123456789', { token: a.token })).status, 404);
+  assert.deepEqual((await api(srv, 'GET', '/v1/blocks', { token: a.token })).body.blocked, []);
+  assert.equal((await dm(b, a, 'back again', 'b6')).status, 201);
+  assert.equal((await api(srv, 'PUT', `/v1/friends/${a.user.id}`, { token: b.token })).status, 200);
+});

@@ -1566,6 +1566,77 @@ static void test_friends(void)
     done(s);
 }
 
+/* ---- blocks -------------------------------------------------------------------------------- */
+
+static void test_blocks(void)
+{
+    store *s = fresh();
+    uint64_t a = mkuser(s, "aa"), b = mkuser(s, "bb"), c = mkuser(s, "cc");
+    uint64_t *ids;
+    size_t n;
+    iy_stored o;
+
+    CHECK_EQ(store_block_set(s, a, a, 1), IY_EINVAL);
+    CHECK_EQ(store_block_set(s, a, 999, 1), IY_ENOTFOUND);
+    CHECK_EQ(store_block_set(s, a, 999, 0), IY_ENOTFOUND);
+    CHECK_EQ(store_blocked(s, a, b), 0);
+    CHECK_EQ(store_block_list(s, a, &ids, &n), 0);
+    CHECK(n == 0 && ids == NULL);
+
+    /* b and a talk, then a blocks b: one direction, idempotent. */
+    CHECK_EQ(send1(s, b, 0, a, "hi", "b-1", &o), 0);
+    uint64_t ch = o.msg.channel;
+    CHECK_EQ(store_block_set(s, a, b, 1), 0);
+    CHECK_EQ(store_block_set(s, a, b, 1), 0);
+    CHECK_EQ(store_blocked(s, a, b), 1);
+    CHECK_EQ(store_blocked(s, b, a), 0);
+    /* b sends to a neither by user nor by channel; nothing is stored. */
+    uint64_t count = store_message_count(s), pos_a = user_pos(s, a);
+    CHECK_EQ(send1(s, b, 0, a, "again", "b-2", &o), IY_EFORBIDDEN);
+    CHECK_EQ(send1(s, b, ch, 0, "again", "b-3", &o), IY_EFORBIDDEN);
+    CHECK_EQ(store_message_count(s), count);
+    CHECK_EQ(user_pos(s, a), pos_a);
+    /* A cmid stored before the block still answers with the original. */
+    CHECK_EQ(send1(s, b, 0, a, "hi", "b-1", &o), IY_EEXIST);
+    /* a still writes to b. */
+    CHECK_EQ(send1(s, a, ch, 0, "from a", "a-1", &o), 0);
+    CHECK_EQ(send1(s, a, 0, b, "from a", "a-2", &o), 0);
+
+    /* c blocks b before they ever talked: b cannot start a direct chat. */
+    CHECK_EQ(store_block_set(s, c, b, 1), 0);
+    CHECK_EQ(send1(s, b, 0, c, "hello", "b-4", &o), IY_EFORBIDDEN);
+    /* In one round, the blocked sends are refused and the others commit. */
+    iy_send mixed[3] = { { b, 0, a, "x", 1, "m-1", 0, 0 }, { c, 0, a, "y", 1, "m-2", 0, 0 },
+                         { b, ch, 0, "z", 1, "m-3", 0, 0 } };
+    store_round *r = round_of(s, mixed, 3);
+    CHECK_EQ(post_send(r, &mixed[0], &o), IY_EFORBIDDEN);
+    CHECK_EQ(post_send(r, &mixed[1], &o), 0);
+    CHECK_EQ(post_send(r, &mixed[2], &o), IY_EFORBIDDEN);
+    CHECK_EQ(store_round_count(r), 1);
+    CHECK_EQ(store_round_commit(r), 0);
+
+    CHECK_EQ(store_block_list(s, a, &ids, &n), 0);
+    CHECK(n == 1 && ids[0] == b);
+    iy_free(ids);
+    CHECK_EQ(store_block_set(s, a, c, 1), 0);
+    CHECK_EQ(store_block_list(s, a, &ids, &n), 0);
+    CHECK(n == 2 && ids[0] == (b < c ? b : c) && ids[1] == (b < c ? c : b));
+    iy_free(ids);
+
+    /* Kept across a restart; reversible. */
+    s = reopen(s);
+    CHECK_EQ(store_blocked(s, a, b), 1);
+    CHECK_EQ(send1(s, b, ch, 0, "still", "b-5", &o), IY_EFORBIDDEN);
+    CHECK_EQ(store_block_set(s, a, b, 0), 0);
+    CHECK_EQ(store_block_set(s, a, b, 0), 0);
+    CHECK_EQ(store_blocked(s, a, b), 0);
+    CHECK_EQ(send1(s, b, ch, 0, "back", "b-6", &o), 0);
+    CHECK_EQ(store_block_list(s, a, &ids, &n), 0);
+    CHECK(n == 1 && ids[0] == c);
+    iy_free(ids);
+    done(s);
+}
+
 static void test_share_and_presence(void)
 {
     store *s = fresh();
@@ -1737,6 +1808,7 @@ static void suite(void)
     test_event_fields();
     test_read_state();
     test_friends();
+    test_blocks();
     test_share_and_presence();
     bench();
 }

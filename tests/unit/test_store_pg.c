@@ -1147,10 +1147,12 @@ static void test_schema_version(void)
     store_free(s);
 
     /* A database of version 1 (push subscriptions without a session, one of
-     * them stored then) is brought to version 2 at open; the old
-     * subscription reads back with no session, and survives any logout. */
-    admin_sql(url, "DELETE FROM schema_version WHERE version = 2");
+     * them stored then; no blocks) is brought to the newest version at
+     * open; the old subscription reads back with no session, and survives
+     * any logout; blocks work. */
+    admin_sql(url, "DELETE FROM schema_version WHERE version >= 2");
     admin_sql(url, "ALTER TABLE push_subs DROP COLUMN session");
+    admin_sql(url, "DROP TABLE blocks");
     admin_sql(url, "INSERT INTO push_subs (id, user_id, kind, device, url, p256dh, auth, secret)"
                    " VALUES (4242, 77, 1, 'old', 'https://hook.example/old', '', '', '')");
     s = open_node(url, "schema");
@@ -1163,6 +1165,11 @@ static void test_schema_version(void)
     CHECK_EQ(store_session_create(s, tok, 77, "d"), 0);
     CHECK_EQ(store_session_delete(s, tok), 0);
     CHECK_EQ(store_push_sub_get(s, 4242, &g), 0);
+    iy_user ua, ub;
+    CHECK_EQ(store_user_create(s, "schema_a", "A", "x", &ua), 0);
+    CHECK_EQ(store_user_create(s, "schema_b", "B", "x", &ub), 0);
+    CHECK_EQ(store_block_set(s, ua.id, ub.id, 1), 0);
+    CHECK_EQ(store_blocked(s, ua.id, ub.id), 1);
     store_free(s);
 
     admin_sql(url, "INSERT INTO schema_version (version) VALUES (99)");

@@ -240,6 +240,9 @@ int pgs__sync(store *s, uint64_t user, uint64_t after, int limit, iy_msg_list *o
 int pgs__read_set(store *s, uint64_t user, uint64_t channel, uint64_t seq, uint64_t *now);
 int pgs__read_get(store *s, uint64_t user, uint64_t channel, uint64_t *seq);
 int pgs__friend_state(store *s, uint64_t a, uint64_t b, int *state);
+int pgs__block_set(store *s, uint64_t blocker, uint64_t blocked, int on);
+int pgs__blocked(store *s, uint64_t blocker, uint64_t blocked);
+int pgs__block_list(store *s, uint64_t blocker, uint64_t **ids, size_t *n);
 int pgs__friend_set(store *s, uint64_t a, uint64_t b, int expect_a, int state_a);
 int pgs__friend_list(store *s, uint64_t user, uint64_t **f, size_t *nf, uint64_t **in, size_t *ni,
                      uint64_t **out, size_t *no);

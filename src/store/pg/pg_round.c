@@ -12,6 +12,8 @@
  *       key, locked: ORDER BY user_id FOR UPDATE
  *   L3  the cmids (from, cmid) of the sends          } after the user locks:
  *   L4  the round's pairs in directs, again           } a fresh snapshot each
+ *   L5  the blocks against the senders by the other members of their
+ *       direct conversations (store_round_blocked)
  *
  * Every writer of channel and inbox-head rows is a round, and every round
  * locks channels first, then users, each in id order (the statements run
@@ -108,6 +110,13 @@ static const char SQL_L3[] =
     " sender_pos FROM cmids WHERE user_id = k.u AND cmid = k.m LIMIT 1) AS c";
 static const char SQL_L4[] =
     "SELECT p.a, p.b FROM unnest($1::int8[], $2::int8[]) AS p(a, b), " DIRECT_OF("p");
+/* The blocks that may stop a direct send of the round: any member of a
+ * direct channel of the round, or any user key ($4: the sends' `to`), who
+ * blocked any sender ($5). Both keys of the primary key are lists. */
+static const char SQL_L5[] =
+    "SELECT blocker, blocked FROM blocks WHERE blocked = ANY ($5::int8[]) AND blocker = ANY (ARRAY("
+    "SELECT unnest(c.members) FROM channels AS c WHERE c.id = ANY (" ROUND_CHANNELS ") AND c.kind = 1"
+    " UNION ALL SELECT unnest($4::int8[])))";
 
 static const char SQL_C1[] =
     "INSERT INTO channels (id, kind, owner, seq, name, members)"
@@ -168,7 +177,7 @@ typedef struct pgs_round {
 
 /* The key arrays of a round's load. */
 typedef struct load_keys {
-    pgs_arr chans, pa, pb, users, cu, cm;
+    pgs_arr chans, pa, pb, users, cu, cm, senders;
     uint32_t ncmids;
 } load_keys;
 
@@ -194,6 +203,11 @@ static void keys_build(load_keys *k, const store_round *r)
         pgs__arr_bytes(&k->cm, cmid, strlen(cmid));
     }
     k->ncmids = k->cu.n;
+    pgs__arr_begin(&k->senders, PGS_OID_INT8);
+    for (size_t i = 0; i < r->nsends; i++)
+        if (r->sends[i].event == IY_EV_NONE && rules_send_shape(&r->sends[i]) == 0)
+            pgs__arr_i64(&k->senders, r->sends[i].from);
+    pgs__arr_end(&k->senders);
     pgs__arr_end(&k->chans);
     pgs__arr_end(&k->pa);
     pgs__arr_end(&k->pb);
@@ -210,6 +224,7 @@ static void keys_free(load_keys *k)
     pgs__arr_free(&k->users);
     pgs__arr_free(&k->cu);
     pgs__arr_free(&k->cm);
+    pgs__arr_free(&k->senders);
 }
 
 /* 1 if L4 found a pair whose direct channel L1 did not lock. */
@@ -239,8 +254,9 @@ static int pair_appeared(const PGresult *l1, const PGresult *l4)
 
 /* Puts L1's channels, L2's users and L3's cmids into the view. 0, IY_EIO. */
 static int view_fill(store_round *r, pgs_round *be, const PGresult *l1, const PGresult *l2,
-                     const PGresult *l3)
+                     const PGresult *l3, const PGresult *l5)
 {
+    for (int i = 0; l5 && i < PQntuples(l5); i++) round_put_block(r, pgs__r_i64(l5, i, 0), pgs__r_i64(l5, i, 1));
     int n1 = PQntuples(l1);
     iy_channel *ch = iy_malloc(sizeof *ch);
     int rc = 0;
@@ -304,6 +320,8 @@ int pgs__round_load(store *st, store_round *r)
     pgs__p_buf(&p3, &k.cm.b);
     pgs__p_buf(&p4, &k.pa.b);
     pgs__p_buf(&p4, &k.pb.b);
+    pgs_params p5 = p2;
+    pgs__p_buf(&p5, &k.senders.b);
 
     int rc = IY_EUNAVAIL, lock_waits = 0, raced = 0;
     for (int attempt = 0; attempt < LOAD_ATTEMPTS; attempt++) {
@@ -315,6 +333,7 @@ int pgs__round_load(store *st, store_round *r)
         int q2 = pgs__pipe_add(&p, SQL_L2, &p2);
         int q3 = k.ncmids ? pgs__pipe_add(&p, SQL_L3, &p3) : -1;
         int q4 = r->npair_keys ? pgs__pipe_add(&p, SQL_L4, &p4) : -1;
+        int q5 = k.senders.n ? pgs__pipe_add(&p, SQL_L5, &p5) : -1;
         rc = pgs__pipe_run(&p);
         if (rc == IY_EUNAVAIL && lock_wait_timed_out(&s->conn) && lock_waits++ < LOCK_WAIT_RETRIES) {
             /* The server is there but our locks were busy for a whole
@@ -341,7 +360,7 @@ int pgs__round_load(store *st, store_round *r)
         if (rc == 0) {
             be->tx = 1;
             rc = view_fill(r, be, pgs__pipe_res(&p, q1), pgs__pipe_res(&p, q2),
-                           q3 >= 0 ? pgs__pipe_res(&p, q3) : NULL);
+                           q3 >= 0 ? pgs__pipe_res(&p, q3) : NULL, q5 >= 0 ? pgs__pipe_res(&p, q5) : NULL);
         }
         pgs__pipe_end(&p);
         break;

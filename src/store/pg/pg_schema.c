@@ -34,6 +34,7 @@
  *                  made it (NULL: made before version 2)
  *   push_notes     (sub_id, channel_id) PK, due_ms (indexed), lease_node, ...
  *   push_dead      (sub_id, channel_id, message_id) PK: dead letters
+ *   blocks         (blocker, blocked) PK (version 3)
  *   settings       name PK, value bytea
  *   nodes          num PK (0..1023), name UNIQUE, lease_until, last_id
  *
@@ -90,7 +91,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define PGS_SCHEMA_VERSION 2
+#define PGS_SCHEMA_VERSION 3
 
 static const char *const M1[] = {
     "CREATE TABLE settings (name text COLLATE \"C\" PRIMARY KEY, value bytea NOT NULL)",
@@ -148,7 +149,13 @@ static const char *const M2[] = {
     NULL
 };
 
-static const char *const *const migrations[PGS_SCHEMA_VERSION] = { M1, M2 };
+/* Version 3: blocks (store_block_set), one row per (blocker, blocked). */
+static const char *const M3[] = {
+    "CREATE TABLE blocks (blocker int8, blocked int8, PRIMARY KEY (blocker, blocked))",
+    NULL
+};
+
+static const char *const *const migrations[PGS_SCHEMA_VERSION] = { M1, M2, M3 };
 
 static const char SQL_BEGIN[] = "BEGIN";
 static const char SQL_COMMIT[] = "COMMIT";

@@ -56,6 +56,13 @@ static const char SQL_FRIEND_UPSERT[] =
 static const char SQL_FRIEND_DELETE[] =
     "DELETE FROM friends WHERE (a = $1::int8 AND b = $2::int8) OR (a = $2::int8 AND b = $1::int8)";
 static const char SQL_FRIEND_LIST[] = "SELECT b, state FROM friends WHERE a = $1::int8 ORDER BY b";
+static const char SQL_BLOCK_ON[] =
+    "INSERT INTO blocks (blocker, blocked) SELECT $1::int8, id FROM users WHERE id = $2::int8"
+    " ON CONFLICT DO NOTHING";
+static const char SQL_BLOCK_OFF[] = "DELETE FROM blocks WHERE blocker = $1::int8 AND blocked = $2::int8";
+static const char SQL_BLOCKED[] =
+    "SELECT EXISTS (SELECT 1 FROM blocks WHERE blocker = $1::int8 AND blocked = $2::int8)";
+static const char SQL_BLOCK_LIST[] = "SELECT blocked FROM blocks WHERE blocker = $1::int8 ORDER BY blocked";
 /* state 3: IY_FRIEND_MUTUAL */
 static const char SQL_FRIENDS_OF[] =
     "SELECT a, b FROM friends WHERE a = ANY ($1::int8[]) AND state = 3 ORDER BY a, b";
@@ -306,4 +313,56 @@ int pgs__friend_list(store *st, uint64_t user, uint64_t **f, size_t *nf, uint64_
             *cnt[i] = 0;
         }
     return rc;
+}
+
+/* ---- blocks ---------------------------------------------------------------------------- */
+
+int pgs__block_set(store *st, uint64_t blocker, uint64_t blocked, int on)
+{
+    pgs_store *s = (pgs_store *)st;
+    int guard = pgs__no_round(s, "store_block_set");
+    if (guard) return guard;
+    if (blocker == blocked) return IY_EINVAL;
+    pgs_params ab = { 0 }, b = { 0 };
+    pgs__p_i64(&ab, blocker);
+    pgs__p_i64(&ab, blocked);
+    pgs__p_i64(&b, blocked);
+    pgs_pipe p;
+    pgs__pipe_begin(&p, &s->conn, pgs__deadline());
+    int qe = pgs__pipe_add(&p, SQL_USER_EXISTS, &b);
+    pgs__pipe_add(&p, on ? SQL_BLOCK_ON : SQL_BLOCK_OFF, &ab);
+    int rc = pgs__pipe_run(&p);
+    if (rc == 0 && !(pgs__pipe_rows(&p, qe) == 1 && pgs__r_bool(pgs__pipe_res(&p, qe), 0, 0))) rc = IY_ENOTFOUND;
+    pgs__pipe_end(&p);
+    return rc;
+}
+
+int pgs__blocked(store *st, uint64_t blocker, uint64_t blocked)
+{
+    pgs_store *s = (pgs_store *)st;
+    pgs_params pp = { 0 };
+    PGresult *res;
+    pgs__p_i64(&pp, blocker);
+    pgs__p_i64(&pp, blocked);
+    int rc = pgs__exec(&s->conn, pgs__deadline(), SQL_BLOCKED, &pp, &res);
+    if (rc) return rc;
+    rc = PQntuples(res) == 1 && pgs__r_bool(res, 0, 0);
+    PQclear(res);
+    return rc;
+}
+
+int pgs__block_list(store *st, uint64_t blocker, uint64_t **ids, size_t *n)
+{
+    pgs_store *s = (pgs_store *)st;
+    pgs_params pp = { 0 };
+    PGresult *res;
+    size_t cap = 0;
+    *ids = NULL;
+    *n = 0;
+    pgs__p_i64(&pp, blocker);
+    int rc = pgs__exec(&s->conn, pgs__deadline(), SQL_BLOCK_LIST, &pp, &res);
+    if (rc) return rc;
+    for (int i = 0; i < PQntuples(res); i++) push_u64(ids, n, &cap, pgs__r_i64(res, i, 0));
+    PQclear(res);
+    return 0;
 }

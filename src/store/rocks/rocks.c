@@ -23,6 +23,8 @@
  *   'C' user cmid                         channel u64, seq u64, id u64, sender pos u64
  *   'R' user channel                      read seq u64
  *   'F' a b                               state u8 (enum iy_friend_state, a's side)
+ *   'B' blocker blocked                   (empty)              a block (no format change:
+ *                                                              an older binary ignores it)
  *   'L' user                              last_active ms i64
  *   push ('S', 'U', 'P', 'Q', 'D', 'N')   rocks_push.c
  *
@@ -994,6 +996,10 @@ const store_ops rocks_ops = {
     .friend_state = rocks_friend_state,
     .friend_set = rocks_friend_set,
     .friend_list = rocks_friend_list,
+    .block_set = rocks_block_set,
+    .blocked = rocks_blocked,
+    .block_list = rocks_block_list,
+    .blocks_load = rocks_blocks_load,
     .last_active_set = rocks_last_active_set,
     .last_active_set_many = rocks_last_active_set_many,
     .friends_of = rocks_friends_of,

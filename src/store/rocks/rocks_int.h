@@ -112,6 +112,10 @@ int rocks_sync_v(const rview *rv, uint64_t user, uint64_t after, int limit, iy_m
 int rocks_read_set(store *s, uint64_t user, uint64_t channel, uint64_t seq, uint64_t *now);
 int rocks_read_get(store *s, uint64_t user, uint64_t channel, uint64_t *seq);
 int rocks_friend_state(store *s, uint64_t a, uint64_t b, int *state);
+int rocks_block_set(store *s, uint64_t blocker, uint64_t blocked, int on);
+int rocks_blocked(store *s, uint64_t blocker, uint64_t blocked);
+int rocks_block_list(store *s, uint64_t blocker, uint64_t **ids, size_t *n);
+int rocks_blocks_load(store *s, store_round *r);
 int rocks_friend_set(store *s, uint64_t a, uint64_t b, int expect_a, int state_a);
 int rocks_friend_list(store *s, uint64_t user, uint64_t **f, size_t *nf, uint64_t **in, size_t *ni,
                       uint64_t **out, size_t *no);

@@ -151,6 +151,77 @@ int rocks_friend_list(store *s, uint64_t user, uint64_t **friends, size_t *nf,
     return rc;
 }
 
+/* ---- blocks ('B' blocker blocked) ------------------------------------------------ */
+
+int rocks_block_set(store *s, uint64_t blocker, uint64_t blocked, int on)
+{
+    iy_user u;
+    uint8_t k[17];
+    if (blocker == blocked) return IY_EINVAL;
+    rview rv = rocks_view((rocks *)s);
+    int rc = rocks_user_load(&rv, blocked, &u, NULL);
+    if (rc) return rc;
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    key2(k, K_BLOCK, blocker, blocked);
+    if (on) rocksdb_writebatch_put(wb, (const char *)k, 17, "", 0);
+    else rocksdb_writebatch_delete(wb, (const char *)k, 17);
+    return rocks_write((rocks *)s, wb, 1);
+}
+
+int rocks_blocked(store *s, uint64_t blocker, uint64_t blocked)
+{
+    uint8_t k[17];
+    char *v;
+    size_t vl;
+    int rc = kv_get(s, k, key2(k, K_BLOCK, blocker, blocked), &v, &vl);
+    if (rc == 1) rocksdb_free(v);
+    return rc;
+}
+
+int rocks_block_list(store *s, uint64_t blocker, uint64_t **ids, size_t *n)
+{
+    uint8_t lo[9], hi[9];
+    size_t cap = 0;
+    *ids = NULL;
+    *n = 0;
+    key1(lo, K_BLOCK, blocker);
+    rview rv = rocks_view((rocks *)s);
+    rocksdb_iterator_t *it = rocks_scan_open(&rv, lo, 9, hi, key1_succ(hi, K_BLOCK, blocker));
+    int rc = 0;
+    for (rocksdb_iter_seek(it, (const char *)lo, 9); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+        if (kl != 17) {
+            rc = rocks_corrupt("block");
+            break;
+        }
+        push_u64(ids, n, &cap, get64(k + 9));
+    }
+    int rc2 = rocks_scan_close(it);
+    if (rc == 0) rc = rc2;
+    if (rc) {
+        iy_free(*ids);
+        *ids = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+/* The round's blocks: (recipient, sender) of each direct send, one point
+ * read each (a miss is answered by the bloom filters in memory). */
+int rocks_blocks_load(store *s, store_round *r)
+{
+    for (size_t i = 0; i < r->nsends; i++) {
+        const iy_send *in = &r->sends[i];
+        uint64_t peer = store_round_direct_peer(r, in);
+        if (!peer) continue;
+        int rc = rocks_blocked(s, peer, in->from);
+        if (rc < 0) return rc;
+        if (rc == 1) round_put_block(r, peer, in->from);
+    }
+    return 0;
+}
+
 int rocks_share_channel(store *s, uint64_t a, uint64_t b)
 {
     uint64_t *chs, ch;
