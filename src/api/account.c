@@ -35,6 +35,12 @@ typedef struct account_job {
     char new_token[44];
     uint64_t client;                     /* the client's address (conn_client) */
     iy_user u;
+    /* password change, session revocation: */
+    char *new_password;
+    size_t new_password_len;
+    uint8_t (*revoked)[32];              /* sessions deleted, to revoke on the bus */
+    size_t nrevoked;
+    char session_id[17];                 /* DELETE /v1/sessions/{id} */
 } account_job;
 
 static void account_free(api_job *a)
@@ -44,6 +50,11 @@ static void account_free(api_job *a)
         memset(x->password, 0, x->password_len);
         iy_free(x->password);
     }
+    if (x->new_password) {
+        memset(x->new_password, 0, x->new_password_len);
+        iy_free(x->new_password);
+    }
+    iy_free(x->revoked);
 }
 
 static account_job *account_job_new(conn *c, const http_request *req, api_handler h, int need_auth)
@@ -316,4 +327,208 @@ void account_user_lookup(conn *c, const http_request *req)
         return;
     }
     api_submit(c, &x->a);
+}
+
+/* ---- sessions: list, revoke one ----
+ * A session's id is the first 8 bytes of its token's SHA-256, in hex: it
+ * names the session to its own user and says nothing of the token. */
+
+static void session_id_hex(char out[17], const uint8_t hash[32])
+{
+    static const char hx[] = "0123456789abcdef";
+    for (int i = 0; i < 8; i++) {
+        out[2 * i] = hx[hash[i] >> 4];
+        out[2 * i + 1] = hx[hash[i] & 15];
+    }
+    out[16] = '\0';
+}
+
+static void sessions_list_store(store *s, api_job *a)
+{
+    iy_session_info *l;
+    size_t n;
+    int rc = store_session_list(s, a->user, &l, &n);
+    if (rc) { api_fail(a, rc, "storage error"); return; }
+    iy_buf *b = &a->body;
+    iy_buf_append_str(b, "{\"sessions\":[");
+    for (size_t i = 0; i < n; i++) {
+        char id[17];
+        session_id_hex(id, l[i].hash);
+        if (i) iy_buf_putc(b, ',');
+        iy_buf_append_str(b, "{\"id\":");
+        jw_cstr(b, id);
+        iy_buf_append_str(b, ",\"device\":");
+        jw_cstr(b, l[i].device);
+        iy_buf_append_str(b, ",\"created_at\":");
+        jw_i64(b, l[i].created_ms);
+        iy_buf_append_str(b, memcmp(l[i].hash, a->token, 32) == 0 ? ",\"current\":true}" : ",\"current\":false}");
+    }
+    iy_buf_append_str(b, "]}");
+    iy_free(l);
+}
+
+void account_sessions(conn *c, const http_request *req)
+{
+    api_submit(c, api_job_new(c, req, sizeof(account_job), sessions_list_store, 1, account_free));
+}
+
+/* Deletes the user's sessions that `keep` says go (each with its push
+ * subscriptions), recording them in x->revoked. 0, or an error. */
+static int sessions_delete(store *s, account_job *x, int (*keep)(const account_job *, const iy_session_info *))
+{
+    iy_session_info *l;
+    size_t n;
+    int rc = store_session_list(s, x->a.user, &l, &n);
+    if (rc) return rc;
+    x->revoked = iy_calloc(n ? n : 1, sizeof *x->revoked);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (keep(x, &l[i])) continue;
+        rc = store_session_delete(s, l[i].hash);
+        if (rc == IY_ENOTFOUND) rc = 0;   /* gone meanwhile (its own logout) */
+        else if (rc == 0) memcpy(x->revoked[x->nrevoked++], l[i].hash, 32);
+    }
+    iy_free(l);
+    return rc;
+}
+
+/* Back on the I/O thread: every socket of every deleted session closes. */
+static void sessions_revoked(conn *c, api_job *a)
+{
+    account_job *x = (account_job *)a;
+    for (size_t i = 0; i < x->nrevoked; i++) bus_revoke(a->svc->bus, a->user, x->revoked[i]);
+    conn_http_respond(c, 204, NULL, "", 0);
+    api_job_drop(a);
+}
+
+static int keep_unless_named(const account_job *x, const iy_session_info *si)
+{
+    char id[17];
+    session_id_hex(id, si->hash);
+    return strcmp(id, x->session_id) != 0;
+}
+
+static void session_revoke_store(store *s, api_job *a)
+{
+    account_job *x = (account_job *)a;
+    int rc = sessions_delete(s, x, keep_unless_named);
+    if (rc) api_fail(a, rc, "storage error");
+    else if (!x->nrevoked) api_fail(a, IY_ENOTFOUND, "no such session");
+    else iy_log("session revoked: user %llu, session %s", (unsigned long long)a->user, x->session_id);
+}
+
+void account_session_revoke(conn *c, const http_request *req, const char *id, size_t n)
+{
+    int ok = n == 16;
+    for (size_t i = 0; ok && i < n; i++) ok = (id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f');
+    if (!ok) { conn_http_error(c, IY_ENOTFOUND, "no such session"); return; }
+    account_job *x = account_job_new(c, req, session_revoke_store, 1);
+    memcpy(x->session_id, id, 16);
+    x->session_id[16] = '\0';
+    x->a.then = sessions_revoked;
+    api_submit(c, &x->a);
+}
+
+/* ---- password change: look up, verify the old one, hash the new one,
+ * store it and end every other session (their sockets close) ---- */
+
+static int keep_current(const account_job *x, const iy_session_info *si)
+{
+    return memcmp(si->hash, x->a.token, 32) == 0;
+}
+
+static void password_store(store *s, api_job *a)
+{
+    account_job *x = (account_job *)a;
+    int rc = store_user_set_password(s, a->user, x->pwhash);
+    if (rc == 0) rc = sessions_delete(s, x, keep_current);
+    if (rc) { api_fail(a, rc, "storage error"); return; }
+    iy_log("password changed: user %llu; %zu other sessions ended", (unsigned long long)a->user, x->nrevoked);
+}
+
+static void password_hashed(void *ctx, int err, const char *encoded)
+{
+    account_job *x = ctx;
+    conn *c = iothread_conn(x->a.t, x->a.conn_id);
+    if (!c || c->closing) { api_job_drop(&x->a); return; }
+    if (err) {
+        conn_http_error(c, IY_EIO, "password hashing failed");
+        api_job_drop(&x->a);
+        return;
+    }
+    snprintf(x->pwhash, sizeof x->pwhash, "%s", encoded);
+    x->a.handler = password_store;
+    x->a.then = sessions_revoked;
+    api_submit(c, &x->a);
+}
+
+static void password_verified(void *ctx, int ok)
+{
+    account_job *x = ctx;
+    conn *c = iothread_conn(x->a.t, x->a.conn_id);
+    if (!c || c->closing) { api_job_drop(&x->a); return; }
+    service_limits *lim = x->a.svc->limits;
+    if (!ok) {
+        /* Guesses here count with failed logins: the same back-off. */
+        if (lim) limiter_fail(lim->login_user, limiter_key_str(x->u.username), (int64_t)now_ms());
+        conn_http_error(c, IY_EFORBIDDEN, "wrong password");
+        api_job_drop(&x->a);
+        return;
+    }
+    if (lim) limiter_clear(lim->login_user, limiter_key_str(x->u.username));
+    auth_hash_password(c->t, x->new_password, x->new_password_len, password_hashed, x);
+}
+
+static void password_lookup_store(store *s, api_job *a)
+{
+    account_job *x = (account_job *)a;
+    int rc = store_user_get(s, a->user, &x->u);
+    if (rc == 0) rc = store_user_find(s, x->u.username, &x->u, x->pwhash);
+    if (rc) api_fail(a, rc, rc == IY_ENOTFOUND ? "no such user" : "storage error");
+}
+
+static void password_looked_up(conn *c, api_job *a)
+{
+    account_job *x = (account_job *)a;
+    service_limits *lim = a->svc->limits;
+    int64_t locked = lim ? limiter_wait(lim->login_user, limiter_key_str(x->u.username), (int64_t)now_ms()) : 0;
+    if (locked) {
+        conn_http_error_retry(c, IY_ERATE, "too many wrong passwords for this account; retry later", locked);
+        api_job_drop(a);
+        return;
+    }
+    auth_verify_password(c->t, x->pwhash, x->password, x->password_len, password_verified, x);
+    c->http_busy = 1;
+    conn_pause(c);
+}
+
+void account_password(conn *c, const http_request *req)
+{
+    service_limits *lim = svc_of(c)->limits;
+    if (admit(c, req, lim ? lim->login_addr : NULL, "password changes")) return;
+    json_t *o = api_parse_body(c, req);
+    if (!o) return;
+    account_job *x = account_job_new(c, req, password_lookup_store, 1);
+    char old[IY_PASSWORD_MAX + 1], pw[IY_PASSWORD_MAX + 1];
+    old[0] = pw[0] = '\0';
+    if (api_get_str(c, o, "old_password", old, sizeof old, 1) < 0) goto out;
+    if (api_get_str(c, o, "new_password", pw, sizeof pw, 1) < 0) goto out;
+    if (strlen(pw) < IY_PASSWORD_MIN) {
+        conn_http_error(c, IY_EINVAL, "password must be at least 8 characters");
+        goto out;
+    }
+    x->password_len = strlen(old);
+    x->password = iy_strndup(old, x->password_len);
+    x->new_password_len = strlen(pw);
+    x->new_password = iy_strndup(pw, x->new_password_len);
+    x->a.then = password_looked_up;
+    memset(old, 0, sizeof old);
+    memset(pw, 0, sizeof pw);
+    json_decref(o);
+    api_submit(c, &x->a);
+    return;
+out:
+    memset(old, 0, sizeof old);
+    memset(pw, 0, sizeof pw);
+    json_decref(o);
+    api_job_drop(&x->a);
 }

@@ -340,7 +340,7 @@ void api_handle(conn *c, const http_request *req)
 
     iy_str r = seg[1];
     int has_id = n >= 3 && proto_parse_id(seg[2].ptr, seg[2].len, &id) == 0;
-    if (n >= 3 && !has_id && !(iy_str_eq(r, "sessions") || iy_str_eq(r, "push"))) {
+    if (n >= 3 && !has_id && !(iy_str_eq(r, "sessions") || iy_str_eq(r, "push") || iy_str_eq(r, "me"))) {
         conn_http_error(c, IY_ENOTFOUND, "no such resource");
         return;
     }
@@ -351,7 +351,11 @@ void api_handle(conn *c, const http_request *req)
         if (n == 4 && iy_str_eq(seg[3], "messages") && m == HTTP_POST) { channels_send(c, req, id, 1); return; }
     } else if (iy_str_eq(r, "sessions")) {
         if (n == 2 && m == HTTP_POST) { account_login(c, req); return; }
+        if (n == 2 && m == HTTP_GET) { account_sessions(c, req); return; }
         if (n == 3 && iy_str_eq(seg[2], "current") && m == HTTP_DELETE) { account_logout(c, req); return; }
+        if (n == 3 && m == HTTP_DELETE) { account_session_revoke(c, req, seg[2].ptr, seg[2].len); return; }
+    } else if (iy_str_eq(r, "me") && n == 3 && iy_str_eq(seg[2], "password")) {
+        if (m == HTTP_PUT) { account_password(c, req); return; }
     } else if (iy_str_eq(r, "me") && n == 2) {
         if (m == HTTP_GET) { account_me(c, req, 0); return; }
         if (m == HTTP_PATCH) { account_me(c, req, 1); return; }

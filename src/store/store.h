@@ -118,6 +118,10 @@ int store_user_find(store *s, const char *username, iy_user *out, char pwhash[25
 /* Returns 0, IY_ENOTFOUND. */
 int store_user_set_display_name(store *s, uint64_t id, const char *display_name);
 
+/* Replaces the user's password hash (an Argon2id encoded hash, < 256
+ * bytes). Returns 0, IY_ENOTFOUND. */
+int store_user_set_password(store *s, uint64_t id, const char *pwhash);
+
 /* ---- sessions (tokens are stored as their SHA-256) -------------------- */
 
 int store_session_create(store *s, const uint8_t token_hash[32], uint64_t user, const char *device);
@@ -130,6 +134,17 @@ int store_session_get(store *s, const uint8_t token_hash[32], uint64_t *user,
  * with it (iy_push_sub.session) with their pending notes: a device that
  * logged out gets no more previews. Returns 0, IY_ENOTFOUND. */
 int store_session_delete(store *s, const uint8_t token_hash[32]);
+
+/* One session of a user, as listed. */
+typedef struct iy_session_info {
+    uint8_t hash[32];                  /* the token's SHA-256 */
+    char device[IY_DEVICE_MAX + 1];
+    int64_t created_ms;                /* 0: made before sessions had a date */
+} iy_session_info;
+
+/* The user's sessions, oldest first: a malloc'd array (iy_free; NULL when
+ * empty). */
+int store_session_list(store *s, uint64_t user, iy_session_info **out, size_t *n);
 
 /* ---- channels -------------------------------------------------------- */
 

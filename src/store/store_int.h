@@ -129,6 +129,8 @@ typedef struct store_ops {
     int (*session_create)(store *s, const uint8_t h[32], uint64_t user, const char *device);
     int (*session_get)(store *s, const uint8_t h[32], uint64_t *user, char device[IY_DEVICE_MAX + 1]);
     int (*session_delete)(store *s, const uint8_t h[32]);
+    int (*session_list)(store *s, uint64_t user, iy_session_info **out, size_t *n);
+    int (*user_set_password)(store *s, uint64_t id, const char *pwhash);
     int (*channel_get)(store *s, uint64_t id, iy_channel *out);
     int (*group_create)(store *s, uint64_t owner, const char *name, const uint64_t *members,
                         uint32_t n, iy_channel *out);

@@ -51,6 +51,7 @@ test('HTTP: every endpoint x every kind of caller', T, () => withServer({ extraA
     ['PUT', () => `/v1/friends/${w.spare.user.id}`, null, authed(200)],
     ['DELETE', () => `/v1/friends/${w.spare.user.id}`, null, authed(204)],
     ['GET', () => `/v1/presence?users=${w.spare.user.id}`, null, authed(200)],
+    ['GET', () => '/v1/sessions', null, authed(200)],
     ['GET', () => '/v1/blocks', null, authed(200)],
     ['PUT', () => `/v1/blocks/${w.spare.user.id}`, null, authed(204)],
     ['DELETE', () => `/v1/blocks/${w.spare.user.id}`, null, authed(204)],

@@ -3,7 +3,7 @@
 // GET /v1/channels/{id}, and live friend notices. With their failure modes.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, api, show, newUser, connectWs, ms } from './lib/harness.mjs';
+import { startServer, api, show, newUser, newDevice, connectWs, ms, PASSWORD } from './lib/harness.mjs';
 
 const T = { timeout: ms(60000) };
 let srv;
@@ -197,4 +197,63 @@ test('blocking: the blocked user can neither start nor continue a direct chat wi
   assert.deepEqual((await api(srv, 'GET', '/v1/blocks', { token: a.token })).body.blocked, []);
   assert.equal((await dm(b, a, 'back again', 'b6')).status, 201);
   assert.equal((await api(srv, 'PUT', `/v1/friends/${a.user.id}`, { token: b.token })).status, 200);
+});
+
+test('sessions: listed with device, date and which is current; one revoked by id (its sockets close); bad ids refused', T, async () => {
+  const a = await newUser(srv, 'ssa', { device: 'phone' });
+  const second = await newDevice(srv, a, 'laptop');
+  const r = await api(srv, 'GET', '/v1/sessions', { token: a.token });
+  assert.equal(r.status, 200, show(r));
+  assert.equal(r.body.sessions.length, 2);
+  const [s1, s2] = r.body.sessions;
+  assert.deepEqual([s1.device, s2.device], ['phone', 'laptop'], 'oldest first');
+  assert.deepEqual([s1.current, s2.current], [true, false]);
+  for (const x of r.body.sessions) {
+    assert.match(x.id, /^[0-9a-f]{16}$/);
+    assert.ok(Math.abs(x.created_at - Date.now()) < 60000, `created_at ${x.created_at}`);
+  }
+  const other = await newUser(srv, 'ssb');
+  assert.equal((await api(srv, 'GET', '/v1/sessions', { token: other.token })).body.sessions.length, 1, 'only one\'s own');
+  for (const bad of ['zz', '0123456789abcdeg', '0123456789abcdef0', '0123456789ABCDEF']) {
+    assert.equal((await api(srv, 'DELETE', `/v1/sessions/${bad}`, { token: a.token })).status, 404, bad);
+  }
+  assert.equal((await api(srv, 'DELETE', `/v1/sessions/${s2.id}`, { token: other.token })).status, 404, 'not another user\'s session');
+
+  const w = await connectWs(srv, { token: second.token, label: 'laptop' });
+  const d = await api(srv, 'DELETE', `/v1/sessions/${s2.id}`, { token: a.token });
+  assert.equal(d.status, 204, show(d));
+  const closed = await w.closed;
+  assert.ok(closed.code >= 1000, `the revoked session's socket closed (${closed.code})`);
+  assert.equal((await api(srv, 'GET', '/v1/me', { token: second.token })).status, 401, 'its token is dead');
+  assert.equal((await api(srv, 'GET', '/v1/me', { token: a.token })).status, 200, 'the caller\'s lives');
+  assert.equal((await api(srv, 'DELETE', `/v1/sessions/${s2.id}`, { token: a.token })).status, 404, 'twice: gone');
+  assert.equal((await api(srv, 'GET', '/v1/sessions', { token: a.token })).body.sessions.length, 1);
+  assert.equal((await api(srv, 'GET', '/v1/sessions')).status, 401);
+});
+
+test('password change: the old password is checked, every other session ends (sockets closed), the new password logs in, the old does not', T, async () => {
+  const a = await newUser(srv, 'pwa', { device: 'one' });
+  const second = await newDevice(srv, a, 'two');
+  const w = await connectWs(srv, { token: second.token, label: 'two' });
+  const change = (body, token = a.token) => api(srv, 'PUT', '/v1/me/password', { token, body });
+  let r = await change({ old_password: 'wrong password!', new_password: 'a new secret 1' });
+  assert.equal(r.status, 403, show(r));
+  assert.equal(r.body.error.code, 'forbidden');
+  r = await change({ old_password: PASSWORD, new_password: 'short' });
+  assert.equal(r.status, 400, show(r));
+  r = await change({ new_password: 'a new secret 1' });
+  assert.equal(r.status, 400, show(r));
+  r = await change({ old_password: PASSWORD, new_password: 'a new secret 1' }, 'not-a-token');
+  assert.equal(r.status, 401, show(r));
+  assert.equal((await api(srv, 'GET', '/v1/me', { token: second.token })).status, 200, 'nothing changed yet');
+
+  r = await change({ old_password: PASSWORD, new_password: 'a new secret 1' });
+  assert.equal(r.status, 204, show(r));
+  const closed = await w.closed;
+  assert.ok(closed.code >= 1000, `the other session's socket closed (${closed.code})`);
+  assert.equal((await api(srv, 'GET', '/v1/me', { token: second.token })).status, 401, 'the other session ended');
+  assert.equal((await api(srv, 'GET', '/v1/me', { token: a.token })).status, 200, 'this one goes on');
+  assert.equal((await api(srv, 'POST', '/v1/sessions', { body: { username: a.username, password: PASSWORD } })).status, 401);
+  const l = await api(srv, 'POST', '/v1/sessions', { body: { username: a.username, password: 'a new secret 1' } });
+  assert.equal(l.status, 201, show(l));
 });

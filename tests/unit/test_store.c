@@ -127,6 +127,48 @@ static void test_sessions(void)
     s = reopen(s);
     CHECK_EQ(store_session_get(s, h1, &user, dev), IY_ENOTFOUND);
     CHECK_EQ(store_session_get(s, h2, &user, dev), 0);
+
+    /* A user's sessions: listed oldest first with device and date, gone
+     * from the list when deleted, others' never in it. */
+    uint8_t h3[32], h4[32];
+    memset(h3, 0x33, sizeof h3);
+    memset(h4, 0x11, sizeof h4);   /* sorts before h3 by hash, made after it */
+    CHECK_EQ(store_session_create(s, h3, 43, "laptop"), 0);
+    usleep(2000);
+    CHECK_EQ(store_session_create(s, h4, 43, "tablet"), 0);
+    iy_session_info *l;
+    size_t n;
+    CHECK_EQ(store_session_list(s, 43, &l, &n), 0);
+    CHECK_EQ(n, 3);
+    if (n == 3) {
+        CHECK(memcmp(l[0].hash, h2, 32) == 0 && strcmp(l[0].device, "") == 0);
+        CHECK(memcmp(l[1].hash, h3, 32) == 0 && strcmp(l[1].device, "laptop") == 0);
+        CHECK(memcmp(l[2].hash, h4, 32) == 0 && strcmp(l[2].device, "tablet") == 0);
+        CHECK(l[0].created_ms > 1700000000000LL && l[1].created_ms <= l[2].created_ms);
+    }
+    iy_free(l);
+    CHECK_EQ(store_session_delete(s, h3), 0);
+    s = reopen(s);
+    CHECK_EQ(store_session_list(s, 43, &l, &n), 0);
+    CHECK(n == 2 && memcmp(l[0].hash, h2, 32) == 0 && memcmp(l[1].hash, h4, 32) == 0);
+    iy_free(l);
+    CHECK_EQ(store_session_list(s, 42, &l, &n), 0);
+    CHECK(n == 0 && l == NULL);
+    done(s);
+}
+
+/* A new password hash replaces the old one; the rest of the user stays. */
+static void test_password(void)
+{
+    store *s = fresh();
+    iy_user u, g;
+    char hash[256];
+    CHECK_EQ(store_user_create(s, "pw_user", "Pat", "$argon2id$old", &u), 0);
+    CHECK_EQ(store_user_set_password(s, u.id, "$argon2id$new"), 0);
+    CHECK_EQ(store_user_set_password(s, 999, "$argon2id$x"), IY_ENOTFOUND);
+    s = reopen(s);
+    CHECK_EQ(store_user_find(s, "pw_user", &g, hash), 0);
+    CHECK(strcmp(hash, "$argon2id$new") == 0 && g.id == u.id && strcmp(g.display_name, "Pat") == 0);
     done(s);
 }
 
@@ -388,6 +430,42 @@ static void test_format_version(void)
     if (s) CHECK_EQ(store_user_get(s, a, &u), 0);
     store_free(s);
     s = NULL;
+
+    /* Version 2 (sessions without the user index 'z'): the index is built. */
+    s = NULL;
+    CHECK_EQ(fx_open(FX_NODE, &s), 0);
+    uint8_t th[32];
+    memset(th, 0x5a, sizeof th);
+    if (s) CHECK_EQ(store_session_create(s, th, a, "old"), 0);
+    store_free(s);
+    s = NULL;
+    {
+        rocksdb_options_t *opt;
+        rocksdb_t *db = raw_open(fx_where, &opt);
+        uint8_t zk[41];
+        zk[0] = 'z';
+        for (int i = 0; i < 8; i++) zk[1 + i] = (uint8_t)(a >> (56 - 8 * i));
+        memcpy(zk + 9, th, 32);
+        rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+        char *err = NULL;
+        if (db) rocksdb_delete(db, wo, (const char *)zk, 41, &err);
+        CHECK(err == NULL);
+        rocksdb_free(err);
+        rocksdb_writeoptions_destroy(wo);
+        raw_close(db, opt);
+    }
+    put_be32(v, 2);
+    CHECK_EQ(raw_put_v(fx_where, v, 4), 0);
+    CHECK_EQ(fx_open(FX_NODE, &s), 0);
+    iy_session_info *sl = NULL;
+    size_t nsl = 0;
+    if (s) CHECK_EQ(store_session_list(s, a, &sl, &nsl), 0);
+    CHECK(nsl == 1 && sl && memcmp(sl[0].hash, th, 32) == 0 && sl[0].created_ms == 0 && strcmp(sl[0].device, "old") == 0);
+    iy_free(sl);
+    store_free(s);
+    s = NULL;
+    CHECK_EQ(raw_get_v(fx_where, v), 4);
+    CHECK_EQ(be32(v), cur);
 
     /* Version 1 (no 'V'): opened and upgraded to the current version. */
     CHECK_EQ(raw_put_v(fx_where, NULL, 0), 0);
@@ -1808,6 +1886,7 @@ static void suite(void)
     test_event_fields();
     test_read_state();
     test_friends();
+    test_password();
     test_blocks();
     test_share_and_presence();
     bench();

@@ -1153,6 +1153,8 @@ static void test_schema_version(void)
     admin_sql(url, "DELETE FROM schema_version WHERE version >= 2");
     admin_sql(url, "ALTER TABLE push_subs DROP COLUMN session");
     admin_sql(url, "DROP TABLE blocks");
+    admin_sql(url, "DROP INDEX sessions_by_user");
+    admin_sql(url, "ALTER TABLE sessions DROP COLUMN created_ms");
     admin_sql(url, "INSERT INTO push_subs (id, user_id, kind, device, url, p256dh, auth, secret)"
                    " VALUES (4242, 77, 1, 'old', 'https://hook.example/old', '', '', '')");
     s = open_node(url, "schema");
@@ -1170,6 +1172,12 @@ static void test_schema_version(void)
     CHECK_EQ(store_user_create(s, "schema_b", "B", "x", &ub), 0);
     CHECK_EQ(store_block_set(s, ua.id, ub.id, 1), 0);
     CHECK_EQ(store_blocked(s, ua.id, ub.id), 1);
+    iy_session_info *sl;
+    size_t nsl;
+    CHECK_EQ(store_session_create(s, tok, ua.id, "after"), 0);
+    CHECK_EQ(store_session_list(s, ua.id, &sl, &nsl), 0);
+    CHECK(nsl == 1 && sl && strcmp(sl[0].device, "after") == 0 && sl[0].created_ms > 0);
+    iy_free(sl);
     store_free(s);
 
     admin_sql(url, "INSERT INTO schema_version (version) VALUES (99)");

@@ -15,7 +15,8 @@
  *   users          id PK, username UNIQUE (C collation), display_name, pwhash
  *   inbox_heads    user_id PK, pos: the newest inbox pos; exists iff the user
  *                  does; the row a round locks per recipient (FOR UPDATE)
- *   sessions       token_hash bytea PK (SHA-256 of the token), user_id, device
+ *   sessions       token_hash bytea PK (SHA-256 of the token), user_id, device;
+ *                  created_ms and an index on user_id (version 3)
  *   channels       id PK, kind, owner, name, members int8[] (ascending), seq:
  *                  the newest seq; the row a round locks per channel
  *   directs        (a, b) PK, a < b -> channel_id: the pair's direct channel
@@ -149,9 +150,12 @@ static const char *const M2[] = {
     NULL
 };
 
-/* Version 3: blocks (store_block_set), one row per (blocker, blocked). */
+/* Version 3: blocks (store_block_set), one row per (blocker, blocked);
+ * sessions get their date and an index by user (store_session_list). */
 static const char *const M3[] = {
     "CREATE TABLE blocks (blocker int8, blocked int8, PRIMARY KEY (blocker, blocked))",
+    "ALTER TABLE sessions ADD COLUMN created_ms int8 NOT NULL DEFAULT 0",
+    "CREATE INDEX sessions_by_user ON sessions (user_id)",
     NULL
 };
 

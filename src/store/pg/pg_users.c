@@ -30,6 +30,9 @@ static const char SQL_HEAD_INSERT[] = "INSERT INTO inbox_heads (user_id, pos) VA
 static const char SQL_USER_FIND[] =
     "SELECT id, display_name, pwhash FROM users WHERE username = $1::text";
 static const char SQL_USER_RENAME[] = "UPDATE users SET display_name = $2::text WHERE id = $1::int8";
+static const char SQL_USER_PASSWORD[] = "UPDATE users SET pwhash = $2::text WHERE id = $1::int8";
+static const char SQL_SESSION_LIST[] =
+    "SELECT token_hash, device, created_ms FROM sessions WHERE user_id = $1::int8 ORDER BY created_ms, token_hash";
 
 int pgs__user_create(store *st, const char *username, const char *display_name,
                      const char *pwhash, iy_user *out)
@@ -112,11 +115,58 @@ int pgs__user_set_display_name(store *st, uint64_t id, const char *display_name)
     return touched(res) ? 0 : IY_ENOTFOUND;
 }
 
+int pgs__user_set_password(store *st, uint64_t id, const char *pwhash)
+{
+    pgs_store *s = (pgs_store *)st;
+    int guard = pgs__no_round(s, "store_user_set_password");
+    if (guard) return guard;
+    if (strlen(pwhash) > 255) return IY_EINVAL;
+    pgs_params pp = { 0 };
+    PGresult *res;
+    pgs__p_i64(&pp, id);
+    pgs__p_str(&pp, pwhash);
+    int rc = pgs__exec(&s->conn, pgs__deadline(), SQL_USER_PASSWORD, &pp, &res);
+    if (rc) return rc;
+    return touched(res) ? 0 : IY_ENOTFOUND;
+}
+
 /* ---- sessions ------------------------------------------------------------------------ */
 
+int pgs__session_list(store *st, uint64_t user, iy_session_info **out, size_t *n)
+{
+    pgs_store *s = (pgs_store *)st;
+    pgs_params pp = { 0 };
+    PGresult *res;
+    *out = NULL;
+    *n = 0;
+    pgs__p_i64(&pp, user);
+    int rc = pgs__exec(&s->conn, pgs__deadline(), SQL_SESSION_LIST, &pp, &res);
+    if (rc) return rc;
+    int rows = PQntuples(res);
+    if (rows) *out = iy_calloc((size_t)rows, sizeof **out);
+    for (int i = 0; rc == 0 && i < rows; i++) {
+        size_t hl;
+        const char *h = pgs__r_bytes(res, i, 0, &hl);
+        iy_session_info *si = &(*out)[i];
+        if (hl != 32 || pgs__r_str(res, i, 1, si->device, sizeof si->device) != 0) rc = IY_EIO;
+        else memcpy(si->hash, h, 32);
+        si->created_ms = (int64_t)pgs__r_i64(res, i, 2);
+    }
+    PQclear(res);
+    if (rc) {
+        iy_free(*out);
+        *out = NULL;
+        return rc;
+    }
+    *n = (size_t)rows;
+    return 0;
+}
+
 static const char SQL_SESSION_PUT[] =
-    "INSERT INTO sessions (token_hash, user_id, device) VALUES ($1::bytea, $2::int8, $3::text)"
-    " ON CONFLICT (token_hash) DO UPDATE SET user_id = EXCLUDED.user_id, device = EXCLUDED.device";
+    "INSERT INTO sessions (token_hash, user_id, device, created_ms) VALUES ($1::bytea, $2::int8, $3::text,"
+    " (extract(epoch FROM clock_timestamp()) * 1000)::int8)"
+    " ON CONFLICT (token_hash) DO UPDATE SET user_id = EXCLUDED.user_id, device = EXCLUDED.device,"
+    " created_ms = EXCLUDED.created_ms";
 /* The session and the push subscriptions it made, with their pending
  * notes, in one transaction; the notes are locked first in (channel, sub)
  * order, the order in which a round upserts them (pg_push.c). */

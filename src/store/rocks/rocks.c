@@ -15,6 +15,8 @@
  *   'u' user                              ulen u8, username, dlen u16, display, hlen u8, pwhash
  *   'n' username                          user u64
  *   's' sha256(token) [32]                user u64, dlen u8, device
+ *   'z' user sha256(token) [32]           created ms u64, dlen u8, device   the user -> sessions
+ *                                                              index (format 3)
  *   'c' channel                           kind u8, owner u64, nlen u16, name, n u16, members u64*n
  *   'd' min(a,b) max(a,b)                 channel u64
  *   'x' user channel                      (empty)              the user -> channels index
@@ -65,7 +67,7 @@
 #include "../../base/err.h"
 #include "../../base/log.h"
 
-#define FORMAT_VERSION 2u
+#define FORMAT_VERSION 3u
 
 /* The committed cache of 'c' and 'd' records is dropped whole past this. */
 #define CHCACHE_MAX_BYTES (32u << 20)
@@ -408,6 +410,8 @@ static int load_meta(rocks *s)
     return 1;
 }
 
+static int build_session_index(rocks *s);
+
 /* Checks the format version, upgrading an older one: 0, or IY_EIO (logged). */
 static int check_format(rocks *s, const char *dir, int has_meta)
 {
@@ -430,6 +434,7 @@ static int check_format(rocks *s, const char *dir, int has_meta)
     }
     if (rc == 1 && version == FORMAT_VERSION) return 0;
     if (has_meta) iy_log("store: upgrading %s from data format %u to %u", dir, version, FORMAT_VERSION);
+    if (version < 3 && (rc = build_session_index(s)) != 0) return rc;
     wr w = { v, 0 };
     wr_u32(&w, FORMAT_VERSION);
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
@@ -667,12 +672,49 @@ static int rocks_user_set_display_name(store *st, uint64_t id, const char *displ
     return rocks_write(s, wb, 1);
 }
 
+static int rocks_user_set_password(store *st, uint64_t id, const char *pwhash)
+{
+    rocks *s = (rocks *)st;
+    size_t hl = strlen(pwhash);
+    if (hl > 255) return IY_EINVAL;
+    iy_user u;
+    char old[256];
+    rview rv = rocks_view(s);
+    int rc = rocks_user_load(&rv, id, &u, old);
+    if (rc) return rc;
+    uint8_t k[9], val[USER_VAL_MAX];
+    size_t n = user_encode(val, u.username, strlen(u.username), u.display_name, strlen(u.display_name), pwhash, hl);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_put(wb, (const char *)k, key1(k, K_USER, id), (const char *)val, n);
+    return rocks_write(s, wb, 1);
+}
+
 /* ---- sessions ------------------------------------------------------------ */
 
 static void session_key(uint8_t k[33], const uint8_t token_hash[32])
 {
     k[0] = K_SESSION;
     memcpy(k + 1, token_hash, 32);
+}
+
+/* 'z' user hash: the user -> sessions index. */
+static void usession_key(uint8_t k[41], uint64_t user, const uint8_t token_hash[32])
+{
+    key1(k, K_USESSION, user);
+    memcpy(k + 9, token_hash, 32);
+}
+
+/* Puts a session's index record into wb. */
+static void usession_put(rocksdb_writebatch_t *wb, uint64_t user, const uint8_t token_hash[32], int64_t created_ms,
+                         const char *device, size_t dl)
+{
+    uint8_t k[41], val[8 + 1 + IY_DEVICE_MAX];
+    wr w = { val, 0 };
+    usession_key(k, user, token_hash);
+    wr_u64(&w, (uint64_t)created_ms);
+    wr_u8(&w, (unsigned)dl);
+    wr_mem(&w, device, dl);
+    rocksdb_writebatch_put(wb, (const char *)k, 41, (const char *)val, w.n);
 }
 
 static int rocks_session_create(store *st, const uint8_t token_hash[32], uint64_t user, const char *device)
@@ -687,7 +729,86 @@ static int rocks_session_create(store *st, const uint8_t token_hash[32], uint64_
     wr_mem(&w, device, dl);
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     rocksdb_writebatch_put(wb, (const char *)k, 33, (const char *)val, w.n);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    usession_put(wb, user, token_hash, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, device, dl);
     return rocks_write((rocks *)st, wb, 1);
+}
+
+static int rocks_session_list(store *st, uint64_t user, iy_session_info **out, size_t *n)
+{
+    uint8_t lo[9], hi[9];
+    size_t cap = 0;
+    *out = NULL;
+    *n = 0;
+    key1(lo, K_USESSION, user);
+    rview rv = rocks_view((rocks *)st);
+    rocksdb_iterator_t *it = rocks_scan_open(&rv, lo, 9, hi, key1_succ(hi, K_USESSION, user));
+    int rc = 0;
+    for (rocksdb_iter_seek(it, (const char *)lo, 9); rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
+        if (kl != 41) {
+            rc = rocks_corrupt("session index");
+            break;
+        }
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            *out = iy_realloc(*out, cap * sizeof **out);
+        }
+        iy_session_info *si = &(*out)[(*n)++];
+        memcpy(si->hash, k + 9, 32);
+        rd r = { v, vl, 0 };
+        si->created_ms = (int64_t)rd_u64(&r);
+        rd_str(&r, rd_u8(&r), si->device, IY_DEVICE_MAX);
+        if (r.bad) rc = rocks_corrupt("session index");
+    }
+    int rc2 = rocks_scan_close(it);
+    if (rc == 0) rc = rc2;
+    if (rc) {
+        iy_free(*out);
+        *out = NULL;
+        *n = 0;
+        return rc;
+    }
+    /* Oldest first (the index is in hash order). */
+    for (size_t i = 1; i < *n; i++)
+        for (size_t j = i; j > 0 && (*out)[j - 1].created_ms > (*out)[j].created_ms; j--) {
+            iy_session_info t = (*out)[j];
+            (*out)[j] = (*out)[j - 1];
+            (*out)[j - 1] = t;
+        }
+    return 0;
+}
+
+/* Format 3: the user -> sessions index for the sessions of an older
+ * directory (their date unknown: 0). */
+static int build_session_index(rocks *s)
+{
+    uint8_t lo[1] = { K_SESSION }, hi[1] = { K_SESSION + 1 };
+    rview rv = rocks_view(s);
+    rocksdb_iterator_t *it = rocks_scan_open(&rv, lo, 1, hi, 1);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    int rc = 0;
+    for (rocksdb_iter_seek(it, (const char *)lo, 1); rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
+        char device[IY_DEVICE_MAX + 1];
+        rd r = { v, vl, 0 };
+        uint64_t user = rd_u64(&r);
+        rd_str(&r, rd_u8(&r), device, IY_DEVICE_MAX);
+        if (kl != 33 || r.bad) rc = rocks_corrupt("session");
+        else usession_put(wb, user, k + 1, 0, device, strlen(device));
+    }
+    int rc2 = rocks_scan_close(it);
+    if (rc == 0) rc = rc2;
+    if (rc) {
+        rocksdb_writebatch_destroy(wb);
+        return rc;
+    }
+    return rocks_write(s, wb, 1);
 }
 
 static int session_get_v(const rview *rv, const uint8_t token_hash[32], uint64_t *user,
@@ -729,6 +850,9 @@ static int rocks_session_delete(store *st, const uint8_t token_hash[32])
     /* The session and the push subscriptions it made go in one write. */
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     rocksdb_writebatch_delete(wb, (const char *)k, 33);
+    uint8_t uk[41];
+    usession_key(uk, user, token_hash);
+    rocksdb_writebatch_delete(wb, (const char *)uk, 41);
     if ((rc = rocks_push_subs_of_session_wb(st, wb, user, token_hash)) != 0) {
         rocksdb_writebatch_destroy(wb);
         return rc;
@@ -980,6 +1104,8 @@ const store_ops rocks_ops = {
     .session_create = rocks_session_create,
     .session_get = rocks_session_get,
     .session_delete = rocks_session_delete,
+    .session_list = rocks_session_list,
+    .user_set_password = rocks_user_set_password,
     .channel_get = rocks_channel_get,
     .group_create = rocks_group_create,
     .user_channels = rocks_user_channels,
