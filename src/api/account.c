@@ -461,6 +461,40 @@ static void password_hashed(void *ctx, int err, const char *encoded)
     api_submit(c, &x->a);
 }
 
+static int keep_none(const account_job *x, const iy_session_info *si)
+{
+    (void)x;
+    (void)si;
+    return 0;
+}
+
+/* DELETE /v1/me, once the password is verified: every session (with its
+ * push subscriptions; sockets close after), every friendship and request,
+ * every block it made, then the user. Its messages stay in their
+ * channels, its memberships too; its id no longer resolves to a user. */
+static void delete_store(store *s, api_job *a)
+{
+    account_job *x = (account_job *)a;
+    uint64_t *lists[4] = { NULL };
+    size_t counts[4] = { 0 };
+    int rc = sessions_delete(s, x, keep_none), st;
+    if (rc == 0) rc = store_friend_list(s, a->user, &lists[0], &counts[0], &lists[1], &counts[1], &lists[2], &counts[2]);
+    for (int l = 0; rc == 0 && l < 3; l++)
+        for (size_t i = 0; rc == 0 && i < counts[l]; i++) {
+            rc = friends_change(s, a->user, lists[l][i], 0, &st);
+            if (rc == IY_ENOTFOUND) rc = 0;   /* that user went first */
+        }
+    if (rc == 0) rc = store_block_list(s, a->user, &lists[3], &counts[3]);
+    for (size_t i = 0; rc == 0 && i < counts[3]; i++) {
+        rc = store_block_set(s, a->user, lists[3][i], 0);
+        if (rc == IY_ENOTFOUND) rc = 0;   /* that user went first */
+    }
+    if (rc == 0) rc = store_user_delete(s, a->user);
+    for (int l = 0; l < 4; l++) iy_free(lists[l]);
+    if (rc) { api_fail(a, rc, "storage error"); return; }
+    iy_log("account deleted: user %llu (%zu sessions ended)", (unsigned long long)a->user, x->nrevoked);
+}
+
 static void password_verified(void *ctx, int ok)
 {
     account_job *x = ctx;
@@ -475,7 +509,13 @@ static void password_verified(void *ctx, int ok)
         return;
     }
     if (lim) limiter_clear(lim->login_user, limiter_key_str(x->u.username));
-    auth_hash_password(c->t, x->new_password, x->new_password_len, password_hashed, x);
+    if (x->new_password) {
+        auth_hash_password(c->t, x->new_password, x->new_password_len, password_hashed, x);
+        return;
+    }
+    x->a.handler = delete_store;   /* DELETE /v1/me */
+    x->a.then = sessions_revoked;
+    api_submit(c, &x->a);
 }
 
 static void password_lookup_store(store *s, api_job *a)
@@ -531,4 +571,27 @@ out:
     memset(pw, 0, sizeof pw);
     json_decref(o);
     api_job_drop(&x->a);
+}
+
+void account_delete(conn *c, const http_request *req)
+{
+    service_limits *lim = svc_of(c)->limits;
+    if (admit(c, req, lim ? lim->login_addr : NULL, "account changes")) return;
+    json_t *o = api_parse_body(c, req);
+    if (!o) return;
+    account_job *x = account_job_new(c, req, password_lookup_store, 1);
+    char pw[IY_PASSWORD_MAX + 1];
+    pw[0] = '\0';
+    if (api_get_str(c, o, "password", pw, sizeof pw, 1) < 0) {
+        memset(pw, 0, sizeof pw);
+        json_decref(o);
+        api_job_drop(&x->a);
+        return;
+    }
+    x->password_len = strlen(pw);
+    x->password = iy_strndup(pw, x->password_len);
+    memset(pw, 0, sizeof pw);
+    json_decref(o);
+    x->a.then = password_looked_up;
+    api_submit(c, &x->a);
 }

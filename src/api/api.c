@@ -359,6 +359,7 @@ void api_handle(conn *c, const http_request *req)
     } else if (iy_str_eq(r, "me") && n == 2) {
         if (m == HTTP_GET) { account_me(c, req, 0); return; }
         if (m == HTTP_PATCH) { account_me(c, req, 1); return; }
+        if (m == HTTP_DELETE) { account_delete(c, req); return; }
     } else if (iy_str_eq(r, "channels")) {
         if (n == 2 && m == HTTP_GET) { channels_list(c, req); return; }
         if (n == 3 && m == HTTP_GET) { channels_get(c, req, id); return; }

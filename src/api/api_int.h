@@ -102,6 +102,7 @@ void account_user_lookup(conn *c, const http_request *req);
 void account_sessions(conn *c, const http_request *req);
 void account_session_revoke(conn *c, const http_request *req, const char *id, size_t n);
 void account_password(conn *c, const http_request *req);
+void account_delete(conn *c, const http_request *req);
 void channels_list(conn *c, const http_request *req);
 void channels_get(conn *c, const http_request *req, uint64_t id);
 void channels_group_create(conn *c, const http_request *req);
@@ -113,6 +114,10 @@ void friends_list(conn *c, const http_request *req);
 void friends_put(conn *c, const http_request *req, uint64_t id);
 void friends_delete(conn *c, const http_request *req, uint64_t id);
 void friends_presence(conn *c, const http_request *req);
+/* Sets a's side toward b from the rule (put: a request or an acceptance;
+ * else the end of either), with the store's compare-and-set, retried: 0 and
+ * *state (a's side afterwards), or an error (storage thread). */
+int friends_change(store *s, uint64_t a, uint64_t b, int put, int *state);
 void blocks_list(conn *c, const http_request *req);
 void blocks_put(conn *c, const http_request *req, uint64_t id);
 void blocks_delete(conn *c, const http_request *req, uint64_t id);

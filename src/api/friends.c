@@ -52,7 +52,7 @@ static friend_job *friend_job_new(conn *c, const http_request *req, api_handler 
 }
 
 /* Sets a's side from `want(state)` with compare-and-set: 0, or an error. */
-static int friend_change(store *s, uint64_t a, uint64_t b, int put, int *state)
+int friends_change(store *s, uint64_t a, uint64_t b, int put, int *state)
 {
     for (int i = 0; i < CAS_TRIES; i++) {
         int cur = IY_FRIEND_NONE, rc;
@@ -75,7 +75,7 @@ static void friend_put_store(store *s, api_job *a)
     int rc = store_blocked(s, a->id, a->user);
     if (rc < 0) { api_fail(a, rc, "storage error"); return; }
     if (rc == 1) { api_fail(a, IY_EFORBIDDEN, "this user does not accept your requests"); return; }
-    rc = friend_change(s, a->user, a->id, 1, &x->state);
+    rc = friends_change(s, a->user, a->id, 1, &x->state);
     if (rc == IY_ENOTFOUND) { api_fail(a, IY_ENOTFOUND, "no such user"); return; }
     if (rc) { api_fail(a, rc, "storage error"); return; }
     store_last_active_get(s, a->user, &x->last_a);
@@ -123,7 +123,7 @@ void friends_put(conn *c, const http_request *req, uint64_t id)
 static void friend_delete_store(store *s, api_job *a)
 {
     friend_job *x = (friend_job *)a;
-    int rc = a->id == a->user ? 0 : friend_change(s, a->user, a->id, 0, &x->state);
+    int rc = a->id == a->user ? 0 : friends_change(s, a->user, a->id, 0, &x->state);
     if (rc == 0 && a->id == a->user) {
         iy_user u;
         rc = store_user_get(s, a->id, &u);   /* nothing to end with oneself; the user exists */
@@ -155,7 +155,7 @@ static void block_change_store(store *s, api_job *a, int on)
     if (a->id == a->user) { api_fail(a, IY_EINVAL, "you cannot block yourself"); return; }
     int rc = store_block_set(s, a->user, a->id, on);
     /* A block ends a friendship (and with it, presence both ways). */
-    if (rc == 0 && on) rc = friend_change(s, a->user, a->id, 0, &x->state);
+    if (rc == 0 && on) rc = friends_change(s, a->user, a->id, 0, &x->state);
     if (rc == IY_ENOTFOUND) api_fail(a, IY_ENOTFOUND, "no such user");
     else if (rc) api_fail(a, rc, "storage error");
     else a->status = 204;

@@ -67,6 +67,7 @@ int store_user_get(store *s, uint64_t id, iy_user *out) { return OPS(s)->user_ge
 int store_user_find(store *s, const char *username, iy_user *out, char pwhash[256]) { return OPS(s)->user_find(s, username, out, pwhash); }
 int store_user_set_display_name(store *s, uint64_t id, const char *display_name) { return OPS(s)->user_set_display_name(s, id, display_name); }
 int store_user_set_password(store *s, uint64_t id, const char *pwhash) { return OPS(s)->user_set_password(s, id, pwhash); }
+int store_user_delete(store *s, uint64_t id) { return OPS(s)->user_delete(s, id); }
 int store_session_list(store *s, uint64_t user, iy_session_info **out, size_t *n) { return OPS(s)->session_list(s, user, out, n); }
 int store_session_create(store *s, const uint8_t token_hash[32], uint64_t user, const char *device) { return OPS(s)->session_create(s, token_hash, user, device); }
 int store_session_get(store *s, const uint8_t token_hash[32], uint64_t *user, char device[IY_DEVICE_MAX + 1]) { return OPS(s)->session_get(s, token_hash, user, device); }

@@ -122,6 +122,13 @@ int store_user_set_display_name(store *s, uint64_t id, const char *display_name)
  * bytes). Returns 0, IY_ENOTFOUND. */
 int store_user_set_password(store *s, uint64_t id, const char *pwhash);
 
+/* Deletes the user: its record, its username (free to be taken again) and
+ * its last activity; logins, lookups and sends addressed to it answer
+ * IY_ENOTFOUND from then on. Its sessions, friends and blocks are for the
+ * caller to end first; its messages, inbox and memberships stay. Returns 0,
+ * IY_ENOTFOUND. */
+int store_user_delete(store *s, uint64_t id);
+
 /* ---- sessions (tokens are stored as their SHA-256) -------------------- */
 
 int store_session_create(store *s, const uint8_t token_hash[32], uint64_t user, const char *device);

@@ -131,6 +131,7 @@ typedef struct store_ops {
     int (*session_delete)(store *s, const uint8_t h[32]);
     int (*session_list)(store *s, uint64_t user, iy_session_info **out, size_t *n);
     int (*user_set_password)(store *s, uint64_t id, const char *pwhash);
+    int (*user_delete)(store *s, uint64_t id);
     int (*channel_get)(store *s, uint64_t id, iy_channel *out);
     int (*group_create)(store *s, uint64_t owner, const char *name, const uint64_t *members,
                         uint32_t n, iy_channel *out);

@@ -257,3 +257,47 @@ test('password change: the old password is checked, every other session ends (so
   const l = await api(srv, 'POST', '/v1/sessions', { body: { username: a.username, password: 'a new secret 1' } });
   assert.equal(l.status, 201, show(l));
 });
+
+test('deleting an account: the password is checked; sessions, friends and blocks end, sockets close; login and lookups fail; its messages stay; its username is free again', T, async () => {
+  const [a, b, c, d] = [await newUser(srv, 'dla'), await newUser(srv, 'dlb'), await newUser(srv, 'dlc'), await newUser(srv, 'dld')];
+  const second = await newDevice(srv, a, 'two');
+  assert.equal((await api(srv, 'PUT', `/v1/friends/${b.user.id}`, { token: a.token })).status, 200);
+  assert.equal((await api(srv, 'PUT', `/v1/friends/${a.user.id}`, { token: b.token })).status, 200);
+  assert.equal((await api(srv, 'PUT', `/v1/friends/${d.user.id}`, { token: a.token })).status, 200);   // a pending request
+  assert.equal((await api(srv, 'PUT', `/v1/blocks/${c.user.id}`, { token: a.token })).status, 204);
+  const sent = await api(srv, 'POST', `/v1/users/${b.user.id}/messages`, { token: a.token, body: { text: 'before I go', cmid: 'x1' } });
+  assert.equal(sent.status, 201, show(sent));
+  const w = await connectWs(srv, { token: second.token, label: 'two' });
+
+  let r = await api(srv, 'DELETE', '/v1/me', { token: a.token, body: { password: 'not the password' } });
+  assert.equal(r.status, 403, show(r));
+  r = await api(srv, 'DELETE', '/v1/me', { token: a.token, body: {} });
+  assert.equal(r.status, 400, show(r));
+  assert.equal((await api(srv, 'GET', '/v1/me', { token: a.token })).status, 200, 'still there');
+
+  r = await api(srv, 'DELETE', '/v1/me', { token: a.token, body: { password: PASSWORD } });
+  assert.equal(r.status, 204, show(r));
+  const closed = await w.closed;
+  assert.ok(closed.code >= 1000, `sockets close (${closed.code})`);
+  for (const t of [a.token, second.token]) assert.equal((await api(srv, 'GET', '/v1/me', { token: t })).status, 401);
+  assert.equal((await api(srv, 'POST', '/v1/sessions', { body: { username: a.username, password: PASSWORD } })).status, 401);
+  assert.equal((await api(srv, 'GET', `/v1/users/${a.user.id}`, { token: b.token })).status, 404);
+  assert.equal((await api(srv, 'GET', `/v1/users?username=${a.username}`, { token: b.token })).status, 404);
+  const fb = await api(srv, 'GET', '/v1/friends', { token: b.token });
+  assert.equal(fb.body.friends.length, 0, 'the friendship ended');
+  const fd = await api(srv, 'GET', '/v1/friends', { token: d.token });
+  assert.equal(fd.body.incoming.length, 0, 'the request ended');
+  // its message stays, from its id
+  const h = await api(srv, 'GET', `/v1/channels/${sent.body.message.channel}/messages`, { token: b.token });
+  assert.equal(h.status, 200);
+  assert.equal(h.body.messages[0].from, a.user.id);
+  assert.equal(h.body.messages[0].text, 'before I go');
+  // nobody starts a chat with it; c (it had blocked c) can write to others as before
+  r = await api(srv, 'POST', `/v1/users/${a.user.id}/messages`, { token: d.token, body: { text: 'hello?', cmid: 'x2' } });
+  assert.equal(r.status, 404, show(r));
+  assert.equal((await api(srv, 'DELETE', '/v1/me', { token: a.token, body: { password: PASSWORD } })).status, 401, 'twice: no session');
+  // the username is free again: a new account, with a new id
+  const again = await api(srv, 'POST', '/v1/users', { body: { username: a.username, password: PASSWORD } });
+  assert.equal(again.status, 201, show(again));
+  assert.notEqual(again.body.user.id, a.user.id);
+});

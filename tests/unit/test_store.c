@@ -169,6 +169,35 @@ static void test_password(void)
     s = reopen(s);
     CHECK_EQ(store_user_find(s, "pw_user", &g, hash), 0);
     CHECK(strcmp(hash, "$argon2id$new") == 0 && g.id == u.id && strcmp(g.display_name, "Pat") == 0);
+
+    /* A deleted user: not found by id or name, its name free again; sends
+     * to it answer not found, but the channels it was in go on. */
+    uint64_t b = mkuser(s, "bb"), c = mkuser(s, "cc");
+    iy_channel gr;
+    uint64_t mem[3] = { b, c, u.id };   /* ascending, the owner among them */
+    for (int i = 1; i < 3; i++)
+        for (int j = i; j > 0 && mem[j - 1] > mem[j]; j--) {
+            uint64_t t = mem[j];
+            mem[j] = mem[j - 1];
+            mem[j - 1] = t;
+        }
+    CHECK_EQ(store_group_create(s, c, "with pat", mem, 3, &gr), 0);
+    iy_stored o;
+    CHECK_EQ(send1(s, b, 0, u.id, "hi pat", "d-1", &o), 0);
+    uint64_t direct = o.msg.channel;
+    CHECK_EQ(store_user_delete(s, u.id), 0);
+    CHECK_EQ(store_user_delete(s, u.id), IY_ENOTFOUND);
+    CHECK_EQ(store_user_get(s, u.id, &g), IY_ENOTFOUND);
+    CHECK_EQ(store_user_find(s, "pw_user", &g, hash), IY_ENOTFOUND);
+    s = reopen(s);
+    CHECK_EQ(store_user_get(s, u.id, &g), IY_ENOTFOUND);
+    CHECK_EQ(send1(s, c, 0, u.id, "hello?", "d-2", &o), IY_ENOTFOUND);
+    CHECK_EQ(send1(s, c, gr.id, 0, "to the group", "d-3", &o), 0);
+    CHECK_EQ(o.nmembers, 3);
+    CHECK_EQ(send1(s, b, direct, 0, "into the void", "d-4", &o), 0);
+    iy_user again;
+    CHECK_EQ(store_user_create(s, "pw_user", "New Pat", "$argon2id$x", &again), 0);
+    CHECK(again.id != u.id);
     done(s);
 }
 

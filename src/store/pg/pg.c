@@ -238,6 +238,7 @@ static const store_ops pgs_ops = {
     .user_find = pgs__user_find,
     .user_set_display_name = pgs__user_set_display_name,
     .user_set_password = pgs__user_set_password,
+    .user_delete = pgs__user_delete,
     .session_list = pgs__session_list,
     .session_create = pgs__session_create,
     .session_get = pgs__session_get,

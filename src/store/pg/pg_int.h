@@ -222,6 +222,7 @@ int pgs__user_get(store *s, uint64_t id, iy_user *out);
 int pgs__user_find(store *s, const char *username, iy_user *out, char pwhash[256]);
 int pgs__user_set_display_name(store *s, uint64_t id, const char *display_name);
 int pgs__user_set_password(store *s, uint64_t id, const char *pwhash);
+int pgs__user_delete(store *s, uint64_t id);
 int pgs__session_list(store *s, uint64_t user, iy_session_info **out, size_t *n);
 int pgs__session_create(store *s, const uint8_t h[32], uint64_t user, const char *device);
 int pgs__session_get(store *s, const uint8_t h[32], uint64_t *user, char device[IY_DEVICE_MAX + 1]);

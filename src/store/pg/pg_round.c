@@ -9,7 +9,8 @@
  *   L1  channels addressed by id, and the direct channels of the round's
  *       pairs (looked up in directs), locked: ORDER BY id FOR UPDATE
  *   L2  inbox_heads of every member of those channels and of every user
- *       key, locked: ORDER BY user_id FOR UPDATE
+ *       key that is a user (a deleted one keeps its head row for its
+ *       channels, not for new ones), locked: ORDER BY user_id FOR UPDATE
  *   L3  the cmids (from, cmid) of the sends          } after the user locks:
  *   L4  the round's pairs in directs, again           } a fresh snapshot each
  *   L5  the blocks against the senders by the other members of their
@@ -103,7 +104,7 @@ static const char SQL_L1[] =
 static const char SQL_L2[] =
     "SELECT user_id, pos FROM inbox_heads WHERE user_id = ANY (ARRAY("
     "SELECT unnest(c.members) FROM channels AS c WHERE c.id = ANY (" ROUND_CHANNELS ")"
-    " UNION ALL SELECT unnest($4::int8[]))) ORDER BY user_id FOR UPDATE";
+    " UNION ALL SELECT u.id FROM users AS u WHERE u.id = ANY ($4::int8[]))) ORDER BY user_id FOR UPDATE";
 static const char SQL_L3[] =
     "SELECT k.u, k.m, c.channel_id, c.seq, c.msg_id, c.sender_pos"
     " FROM unnest($1::int8[], $2::text[]) AS k(u, m), LATERAL (SELECT channel_id, seq, msg_id,"

@@ -2,9 +2,10 @@
  * (store.h), outside commit rounds.
  *
  * Users. A user is a users row plus its inbox_heads row (pos 0), made in
- * one transaction: the head row is what a round locks, and "the user
- * exists" means it has one. username is UNIQUE: a taken name is a unique
- * violation, IY_ECONFLICT.
+ * one transaction: the head row is what a round locks. "The user exists"
+ * means it has a users row: a deleted user (store_user_delete) keeps its
+ * head row for the channels it was in. username is UNIQUE: a taken name
+ * is a unique violation, IY_ECONFLICT.
  *
  * Sessions are keyed by the SHA-256 of their token (bytea).
  *
@@ -31,6 +32,10 @@ static const char SQL_USER_FIND[] =
     "SELECT id, display_name, pwhash FROM users WHERE username = $1::text";
 static const char SQL_USER_RENAME[] = "UPDATE users SET display_name = $2::text WHERE id = $1::int8";
 static const char SQL_USER_PASSWORD[] = "UPDATE users SET pwhash = $2::text WHERE id = $1::int8";
+/* The inbox_heads row stays: the user may still be a member of channels,
+ * whose rounds lock every member's head. */
+static const char SQL_USER_DELETE[] =
+    "WITH p AS (DELETE FROM presence WHERE user_id = $1::int8) DELETE FROM users WHERE id = $1::int8";
 static const char SQL_SESSION_LIST[] =
     "SELECT token_hash, device, created_ms FROM sessions WHERE user_id = $1::int8 ORDER BY created_ms, token_hash";
 
@@ -126,6 +131,19 @@ int pgs__user_set_password(store *st, uint64_t id, const char *pwhash)
     pgs__p_i64(&pp, id);
     pgs__p_str(&pp, pwhash);
     int rc = pgs__exec(&s->conn, pgs__deadline(), SQL_USER_PASSWORD, &pp, &res);
+    if (rc) return rc;
+    return touched(res) ? 0 : IY_ENOTFOUND;
+}
+
+int pgs__user_delete(store *st, uint64_t id)
+{
+    pgs_store *s = (pgs_store *)st;
+    int guard = pgs__no_round(s, "store_user_delete");
+    if (guard) return guard;
+    pgs_params pp = { 0 };
+    PGresult *res;
+    pgs__p_i64(&pp, id);
+    int rc = pgs__exec(&s->conn, pgs__deadline(), SQL_USER_DELETE, &pp, &res);
     if (rc) return rc;
     return touched(res) ? 0 : IY_ENOTFOUND;
 }

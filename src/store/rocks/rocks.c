@@ -689,6 +689,24 @@ static int rocks_user_set_password(store *st, uint64_t id, const char *pwhash)
     return rocks_write(s, wb, 1);
 }
 
+static int rocks_user_delete(store *st, uint64_t id)
+{
+    rocks *s = (rocks *)st;
+    iy_user u;
+    rview rv = rocks_view(s);
+    int rc = rocks_user_load(&rv, id, &u, NULL);
+    if (rc) return rc;
+    uint8_t k[9], nk[1 + IY_USERNAME_MAX];
+    size_t ul = strlen(u.username);
+    nk[0] = K_UNAME;
+    memcpy(nk + 1, u.username, ul);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_delete(wb, (const char *)k, key1(k, K_USER, id));
+    rocksdb_writebatch_delete(wb, (const char *)nk, 1 + ul);
+    rocksdb_writebatch_delete(wb, (const char *)k, key1(k, K_ACTIVE, id));
+    return rocks_write(s, wb, 1);
+}
+
 /* ---- sessions ------------------------------------------------------------ */
 
 static void session_key(uint8_t k[33], const uint8_t token_hash[32])
@@ -1106,6 +1124,7 @@ const store_ops rocks_ops = {
     .session_delete = rocks_session_delete,
     .session_list = rocks_session_list,
     .user_set_password = rocks_user_set_password,
+    .user_delete = rocks_user_delete,
     .channel_get = rocks_channel_get,
     .group_create = rocks_group_create,
     .user_channels = rocks_user_channels,
