@@ -365,6 +365,8 @@ void api_handle(conn *c, const http_request *req)
         if (n == 3 && m == HTTP_GET) { channels_get(c, req, id); return; }
         if (n == 4 && iy_str_eq(seg[3], "messages") && m == HTTP_GET) { channels_history(c, req, id); return; }
         if (n == 4 && iy_str_eq(seg[3], "messages") && m == HTTP_POST) { channels_send(c, req, id, 0); return; }
+        if (n == 4 && iy_str_eq(seg[3], "mute") && m == HTTP_PUT) { channels_mute(c, req, id, 1); return; }
+        if (n == 4 && iy_str_eq(seg[3], "mute") && m == HTTP_DELETE) { channels_mute(c, req, id, 0); return; }
         if (n == 3 && m == HTTP_PATCH) { channels_membership(c, req, id, IY_EV_RENAMED, 0); return; }
         if (n == 4 && iy_str_eq(seg[3], "members") && m == HTTP_POST) {
             channels_membership(c, req, id, IY_EV_MEMBER_ADDED, 0);

@@ -119,6 +119,7 @@ void friends_presence(conn *c, const http_request *req);
  * *state (a's side afterwards), or an error (storage thread). */
 int friends_change(store *s, uint64_t a, uint64_t b, int put, int *state);
 void blocks_list(conn *c, const http_request *req);
+void channels_mute(conn *c, const http_request *req, uint64_t id, int on);
 void blocks_put(conn *c, const http_request *req, uint64_t id);
 void blocks_delete(conn *c, const http_request *req, uint64_t id);
 void push_sub_create(conn *c, const http_request *req);

@@ -108,7 +108,7 @@ static void channels_store(store *s, api_job *a)
         else iy_buf_append_str(&tmp, "null");
         iy_buf_append_str(&tmp, ",\"unread\":");
         jw_u64(&tmp, has_last && last.seq > read ? last.seq - read : 0);
-        iy_buf_putc(&tmp, '}');
+        iy_buf_append_str(&tmp, store_muted(s, a->user, ids[i]) == 1 ? ",\"muted\":true}" : ",\"muted\":false}");
         r->len = tmp.len - r->off;
         iy_msg_clear(&last);
     }
@@ -128,6 +128,27 @@ static void channels_store(store *s, api_job *a)
 void channels_list(conn *c, const http_request *req)
 {
     api_submit(c, api_job_new(c, req, sizeof(api_job), channels_store, 1, NULL));
+}
+
+/* ---- mute: a member's own, no push notifications for the channel ---- */
+
+static void mute_store(store *s, api_job *a, int on)
+{
+    channel_job *x = (channel_job *)a;
+    if (load_channel(s, x) != 0) return;
+    int rc = store_mute_set(s, a->user, a->id, on);
+    if (rc) api_fail(a, rc, "storage error");
+    else a->status = 204;
+}
+
+static void mute_on_store(store *s, api_job *a) { mute_store(s, a, 1); }
+static void mute_off_store(store *s, api_job *a) { mute_store(s, a, 0); }
+
+void channels_mute(conn *c, const http_request *req, uint64_t id, int on)
+{
+    channel_job *x = api_job_new(c, req, sizeof *x, on ? mute_on_store : mute_off_store, 1, NULL);
+    x->a.id = id;
+    api_submit(c, &x->a);
 }
 
 /* ---- groups ---- */

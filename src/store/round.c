@@ -173,7 +173,23 @@ void round_put_block(store_round *r, uint64_t blocker, uint64_t blocked)
     iy_kv_put(&r->blocks, k, 16, "", 0);
 }
 
+void round_put_mute(store_round *r, uint64_t channel, uint64_t user)
+{
+    uint8_t k[16];
+    round_pair_key(k, channel, user);
+    iy_kv_put(&r->mutes, k, 16, "", 0);
+}
+
 /* ---- lookups ---- */
+
+int store_round_muted(store_round *r, uint64_t user, uint64_t channel)
+{
+    uint8_t k[16];
+    const uint8_t *v;
+    size_t vl;
+    round_pair_key(k, channel, user);
+    return iy_kv_get(&r->mutes, k, 16, &v, &vl) == 1;
+}
 
 int store_round_blocked(store_round *r, uint64_t blocker, uint64_t blocked)
 {
@@ -352,6 +368,7 @@ void store_round_abort(store_round *r)
     iy_kv_free(&r->pairs);
     iy_kv_free(&r->cmids);
     iy_kv_free(&r->blocks);
+    iy_kv_free(&r->mutes);
     iy_free(r->chan_keys);
     iy_free(r->pair_keys);
     iy_free(r->user_keys);

@@ -84,6 +84,8 @@ int store_read_set(store *s, uint64_t user, uint64_t channel, uint64_t seq, uint
 int store_read_get(store *s, uint64_t user, uint64_t channel, uint64_t *seq) { return OPS(s)->read_get(s, user, channel, seq); }
 int store_friend_state(store *s, uint64_t a, uint64_t b, int *state) { return OPS(s)->friend_state(s, a, b, state); }
 int store_friend_set(store *s, uint64_t a, uint64_t b, int expect_a, int state_a) { return OPS(s)->friend_set(s, a, b, expect_a, state_a); }
+int store_mute_set(store *s, uint64_t user, uint64_t channel, int on) { return OPS(s)->mute_set(s, user, channel, on); }
+int store_muted(store *s, uint64_t user, uint64_t channel) { return OPS(s)->muted(s, user, channel); }
 int store_block_set(store *s, uint64_t blocker, uint64_t blocked, int on) { return OPS(s)->block_set(s, blocker, blocked, on); }
 int store_blocked(store *s, uint64_t blocker, uint64_t blocked) { return OPS(s)->blocked(s, blocker, blocked); }
 int store_block_list(store *s, uint64_t blocker, uint64_t **ids, size_t *n) { return OPS(s)->block_list(s, blocker, ids, n); }

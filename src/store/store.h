@@ -208,6 +208,9 @@ int store_round_blocked(store_round *r, uint64_t blocker, uint64_t blocked);
  * 0 when it goes to a group or to nothing known. */
 uint64_t store_round_direct_peer(store_round *r, const iy_send *in);
 
+/* 1 if user muted channel (a channel of the round that existed before it). */
+int store_round_muted(store_round *r, uint64_t user, uint64_t channel);
+
 /* If (user, cmid) was stored before (committed, or appended earlier in this
  * round): IY_EEXIST with *orig holding the original's id, channel, seq, ts,
  * from, cmid and the sender's pos (nmembers 0). Else 0. */
@@ -304,6 +307,15 @@ int store_blocked(store *s, uint64_t blocker, uint64_t blocked);
 /* The users blocker has blocked: a malloc'd array (iy_free; NULL when
  * empty), ascending ids. */
 int store_block_list(store *s, uint64_t blocker, uint64_t **ids, size_t *n);
+
+/* ---- mutes (per member, per channel) -------------------------------------- */
+
+/* user mutes (on) or unmutes (off) channel: no push notifications for it.
+ * 0 (also when nothing changes); membership is the caller's to check. */
+int store_mute_set(store *s, uint64_t user, uint64_t channel, int on);
+
+/* 1 if user muted channel, 0 if not, or an error. */
+int store_muted(store *s, uint64_t user, uint64_t channel);
 
 /* ---- presence persistence ------------------------------------------------ */
 

@@ -83,6 +83,7 @@ struct store_round {
     iy_kvmap pairs;             /* a,b (16 bytes, big-endian) -> channel (8 bytes) */
     iy_kvmap cmids;             /* user (8) + cmid -> channel, seq, id, sender pos (32 bytes) */
     iy_kvmap blocks;            /* blocker, blocked (16 bytes) present: a block (direct sends) */
+    iy_kvmap mutes;             /* channel, user (16 bytes) present: a mute (push) */
     /* Recorded by appends: */
     round_msg *msgs;
     size_t nmsgs, capmsgs;
@@ -103,6 +104,9 @@ void round_put_cmid(store_round *r, uint64_t user, const char *cmid, size_t cmid
  * of every send for which store_round_direct_peer is not 0 must be loaded,
  * by round_load itself or by blocks_load right after it. */
 void round_put_block(store_round *r, uint64_t blocker, uint64_t blocked);
+/* A mute of a channel put in the view: every mute of every such channel
+ * must be loaded (round_load or blocks_load). */
+void round_put_mute(store_round *r, uint64_t channel, uint64_t user);
 
 /* The view's channel / user, or NULL. */
 round_chan *round_chan_get(const store_round *r, uint64_t id);
@@ -154,7 +158,9 @@ typedef struct store_ops {
     int (*block_set)(store *s, uint64_t blocker, uint64_t blocked, int on);
     int (*blocked)(store *s, uint64_t blocker, uint64_t blocked);
     int (*block_list)(store *s, uint64_t blocker, uint64_t **ids, size_t *n);
-    int (*blocks_load)(store *s, store_round *r);     /* after round_load; NULL: round_load did it */
+    int (*blocks_load)(store *s, store_round *r);     /* blocks and mutes, after round_load; NULL: round_load did it */
+    int (*mute_set)(store *s, uint64_t user, uint64_t channel, int on);
+    int (*muted)(store *s, uint64_t user, uint64_t channel);
     int (*last_active_set)(store *s, uint64_t user, int64_t ms);
     int (*last_active_get)(store *s, uint64_t user, int64_t *ms);
     int (*last_active_set_many)(store *s, const uint64_t *users, const int64_t *ms, size_t n);

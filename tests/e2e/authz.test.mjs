@@ -59,6 +59,8 @@ test('HTTP: every endpoint x every kind of caller', T, () => withServer({ extraA
     ['GET', () => `/v1/channels/${w.group}/messages`, null, channelRule(200)],
     ['POST', () => `/v1/channels/${w.group}/messages`, () => ({ text: 'in the group', cmid: `azg${n++}` }), channelRule(201)],
     ['PATCH', () => `/v1/channels/${w.group}`, () => ({ name: 'renamed' }), channelRule(200, { member: 403 })],
+    ['PUT', () => `/v1/channels/${w.group}/mute`, null, channelRule(204)],
+    ['DELETE', () => `/v1/channels/${w.group}/mute`, null, channelRule(204)],
     ['GET', () => `/v1/channels/${w.direct}`, null, channelRule(200)],
     ['GET', () => `/v1/channels/${w.direct}/messages`, null, channelRule(200)],
     ['POST', () => `/v1/channels/${w.direct}/messages`, () => ({ text: 'in the direct', cmid: `azd${n++}` }), channelRule(201)],

@@ -274,6 +274,34 @@ test('webhook: an offline member gets one signed notification with the exact bod
   assert.equal(rc.requests.length, 2, `C: exactly two requests (m1, m2), ${rc.describe()}`);
 }));
 
+test('mute: a member who muted a channel gets no push for it (the others do), sees muted: true in its list, and is pushed again once it unmutes', T, () => scenario({}, async ({ srv, receiver }) => {
+  const [a, b, c] = await Promise.all(['pma', 'pmb', 'pmc'].map((n) => newUser(srv, n)));
+  const g = await api(srv, 'POST', '/v1/groups', { token: a.token, body: { name: 'muters', members: [b.user.id, c.user.id] } });
+  assert.equal(g.status, 201, show(g));
+  const ch = g.body.channel.id;
+  const rb = await receiver({ name: 'B-hook' });
+  const rc = await receiver({ name: 'C-hook' });
+  await subscribeWebhook(srv, b, rb.url('/b'));
+  await subscribeWebhook(srv, c, rc.url('/c'));
+  assertHttpError(await api(srv, 'PUT', `/v1/channels/${UNKNOWN_ID}/mute`, { token: c.token }), 404, 'not_found', 'unknown channel');
+  const stranger = await newUser(srv, 'pmd');
+  assertHttpError(await api(srv, 'PUT', `/v1/channels/${ch}/mute`, { token: stranger.token }), 403, 'forbidden', 'not a member');
+  assert.equal((await api(srv, 'PUT', `/v1/channels/${ch}/mute`, { token: c.token })).status, 204);
+  const list = await api(srv, 'GET', '/v1/channels', { token: c.token });
+  assert.equal(list.body.channels.find((x) => x.channel.id === ch).muted, true);
+  assert.equal((await api(srv, 'GET', '/v1/channels', { token: b.token })).body.channels.find((x) => x.channel.id === ch).muted, false);
+
+  const m1 = await sendIn(srv, a, ch, 'while muted', 'pm-1');
+  await rb.waitFor(about(m1), { what: 'B notified of m1' });
+  await sleep(QUIET_MS);
+  assert.equal(rc.requests.length, 0, `C muted the channel: no push, got ${rc.describe()}`);
+
+  assert.equal((await api(srv, 'DELETE', `/v1/channels/${ch}/mute`, { token: c.token })).status, 204);
+  assert.equal((await api(srv, 'GET', '/v1/channels', { token: c.token })).body.channels.find((x) => x.channel.id === ch).muted, false);
+  const m2 = await sendIn(srv, a, ch, 'unmuted', 'pm-2');
+  await rc.waitFor(about(m2), { what: 'C notified of m2' });
+}));
+
 test('webhook: the sender never gets a push for its own message (even to another device of its own)', T, () => scenario({}, async ({ srv, receiver }) => {
   const [a, b] = await Promise.all([newUser(srv, 'psa'), newUser(srv, 'psb')]);
   const a2 = await newDevice(srv, a, 'a-phone'); // A's subscription lives on another device

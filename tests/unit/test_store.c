@@ -1744,6 +1744,36 @@ static void test_blocks(void)
     done(s);
 }
 
+/* Mutes: per member and channel, kept, reversible, and in a round's view. */
+static void test_mutes(void)
+{
+    store *s = fresh();
+    uint64_t a = mkuser(s, "aa"), b = mkuser(s, "bb");
+    iy_stored o;
+    CHECK_EQ(send1(s, a, 0, b, "hi", "m-1", &o), 0);
+    uint64_t ch = o.msg.channel;
+    CHECK_EQ(store_muted(s, b, ch), 0);
+    CHECK_EQ(store_mute_set(s, b, ch, 1), 0);
+    CHECK_EQ(store_mute_set(s, b, ch, 1), 0);
+    CHECK_EQ(store_muted(s, b, ch), 1);
+    CHECK_EQ(store_muted(s, a, ch), 0);
+    s = reopen(s);
+    CHECK_EQ(store_muted(s, b, ch), 1);
+    iy_send in = { a, ch, 0, "again", 5, "m-2", 0, 0 };
+    store_round *r = round_of(s, &in, 1);
+    CHECK_EQ(store_round_muted(r, b, ch), 1);
+    CHECK_EQ(store_round_muted(r, a, ch), 0);
+    CHECK_EQ(post_send(r, &in, &o), 0);
+    CHECK_EQ(store_round_commit(r), 0);
+    CHECK_EQ(store_mute_set(s, b, ch, 0), 0);
+    CHECK_EQ(store_muted(s, b, ch), 0);
+    in.cmid = "m-3";
+    r = round_of(s, &in, 1);
+    CHECK_EQ(store_round_muted(r, b, ch), 0);
+    store_round_abort(r);
+    done(s);
+}
+
 static void test_share_and_presence(void)
 {
     store *s = fresh();
@@ -1917,6 +1947,7 @@ static void suite(void)
     test_friends();
     test_password();
     test_blocks();
+    test_mutes();
     test_share_and_presence();
     bench();
 }

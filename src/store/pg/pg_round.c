@@ -15,6 +15,7 @@
  *   L4  the round's pairs in directs, again           } a fresh snapshot each
  *   L5  the blocks against the senders by the other members of their
  *       direct conversations (store_round_blocked)
+ *   L6  the mutes of the round's channels (store_round_muted)
  *
  * Every writer of channel and inbox-head rows is a round, and every round
  * locks channels first, then users, each in id order (the statements run
@@ -114,6 +115,9 @@ static const char SQL_L4[] =
 /* The blocks that may stop a direct send of the round: any member of a
  * direct channel of the round, or any user key ($4: the sends' `to`), who
  * blocked any sender ($5). Both keys of the primary key are lists. */
+/* The mutes of the round's channels (push notes skip a member who muted). */
+static const char SQL_L6[] =
+    "SELECT channel_id, user_id FROM mutes WHERE channel_id = ANY (" ROUND_CHANNELS ")";
 static const char SQL_L5[] =
     "SELECT blocker, blocked FROM blocks WHERE blocked = ANY ($5::int8[]) AND blocker = ANY (ARRAY("
     "SELECT unnest(c.members) FROM channels AS c WHERE c.id = ANY (" ROUND_CHANNELS ") AND c.kind = 1"
@@ -255,8 +259,9 @@ static int pair_appeared(const PGresult *l1, const PGresult *l4)
 
 /* Puts L1's channels, L2's users and L3's cmids into the view. 0, IY_EIO. */
 static int view_fill(store_round *r, pgs_round *be, const PGresult *l1, const PGresult *l2,
-                     const PGresult *l3, const PGresult *l5)
+                     const PGresult *l3, const PGresult *l5, const PGresult *l6)
 {
+    for (int i = 0; i < PQntuples(l6); i++) round_put_mute(r, pgs__r_i64(l6, i, 0), pgs__r_i64(l6, i, 1));
     for (int i = 0; l5 && i < PQntuples(l5); i++) round_put_block(r, pgs__r_i64(l5, i, 0), pgs__r_i64(l5, i, 1));
     int n1 = PQntuples(l1);
     iy_channel *ch = iy_malloc(sizeof *ch);
@@ -335,6 +340,7 @@ int pgs__round_load(store *st, store_round *r)
         int q3 = k.ncmids ? pgs__pipe_add(&p, SQL_L3, &p3) : -1;
         int q4 = r->npair_keys ? pgs__pipe_add(&p, SQL_L4, &p4) : -1;
         int q5 = k.senders.n ? pgs__pipe_add(&p, SQL_L5, &p5) : -1;
+        int q6 = pgs__pipe_add(&p, SQL_L6, &p1);
         rc = pgs__pipe_run(&p);
         if (rc == IY_EUNAVAIL && lock_wait_timed_out(&s->conn) && lock_waits++ < LOCK_WAIT_RETRIES) {
             /* The server is there but our locks were busy for a whole
@@ -361,7 +367,8 @@ int pgs__round_load(store *st, store_round *r)
         if (rc == 0) {
             be->tx = 1;
             rc = view_fill(r, be, pgs__pipe_res(&p, q1), pgs__pipe_res(&p, q2),
-                           q3 >= 0 ? pgs__pipe_res(&p, q3) : NULL, q5 >= 0 ? pgs__pipe_res(&p, q5) : NULL);
+                           q3 >= 0 ? pgs__pipe_res(&p, q3) : NULL, q5 >= 0 ? pgs__pipe_res(&p, q5) : NULL,
+                           pgs__pipe_res(&p, q6));
         }
         pgs__pipe_end(&p);
         break;

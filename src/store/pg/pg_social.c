@@ -62,6 +62,11 @@ static const char SQL_BLOCK_ON[] =
 static const char SQL_BLOCK_OFF[] = "DELETE FROM blocks WHERE blocker = $1::int8 AND blocked = $2::int8";
 static const char SQL_BLOCKED[] =
     "SELECT EXISTS (SELECT 1 FROM blocks WHERE blocker = $1::int8 AND blocked = $2::int8)";
+static const char SQL_MUTE_ON[] =
+    "INSERT INTO mutes (channel_id, user_id) VALUES ($1::int8, $2::int8) ON CONFLICT DO NOTHING";
+static const char SQL_MUTE_OFF[] = "DELETE FROM mutes WHERE channel_id = $1::int8 AND user_id = $2::int8";
+static const char SQL_MUTED[] =
+    "SELECT EXISTS (SELECT 1 FROM mutes WHERE channel_id = $1::int8 AND user_id = $2::int8)";
 static const char SQL_BLOCK_LIST[] = "SELECT blocked FROM blocks WHERE blocker = $1::int8 ORDER BY blocked";
 /* state 3: IY_FRIEND_MUTUAL */
 static const char SQL_FRIENDS_OF[] =
@@ -365,4 +370,31 @@ int pgs__block_list(store *st, uint64_t blocker, uint64_t **ids, size_t *n)
     for (int i = 0; i < PQntuples(res); i++) push_u64(ids, n, &cap, pgs__r_i64(res, i, 0));
     PQclear(res);
     return 0;
+}
+
+/* ---- mutes ------------------------------------------------------------------------------ */
+
+int pgs__mute_set(store *st, uint64_t user, uint64_t channel, int on)
+{
+    pgs_store *s = (pgs_store *)st;
+    int guard = pgs__no_round(s, "store_mute_set");
+    if (guard) return guard;
+    pgs_params pp = { 0 };
+    pgs__p_i64(&pp, channel);
+    pgs__p_i64(&pp, user);
+    return pgs__exec(&s->conn, pgs__deadline(), on ? SQL_MUTE_ON : SQL_MUTE_OFF, &pp, NULL);
+}
+
+int pgs__muted(store *st, uint64_t user, uint64_t channel)
+{
+    pgs_store *s = (pgs_store *)st;
+    pgs_params pp = { 0 };
+    PGresult *res;
+    pgs__p_i64(&pp, channel);
+    pgs__p_i64(&pp, user);
+    int rc = pgs__exec(&s->conn, pgs__deadline(), SQL_MUTED, &pp, &res);
+    if (rc) return rc;
+    rc = PQntuples(res) == 1 && pgs__r_bool(res, 0, 0);
+    PQclear(res);
+    return rc;
 }

@@ -27,6 +27,7 @@
  *   'F' a b                               state u8 (enum iy_friend_state, a's side)
  *   'B' blocker blocked                   (empty)              a block (no format change:
  *                                                              an older binary ignores it)
+ *   'X' channel user                      (empty)              a mute (idem)
  *   'L' user                              last_active ms i64
  *   push ('S', 'U', 'P', 'Q', 'D', 'N')   rocks_push.c
  *
@@ -1145,6 +1146,8 @@ const store_ops rocks_ops = {
     .blocked = rocks_blocked,
     .block_list = rocks_block_list,
     .blocks_load = rocks_blocks_load,
+    .mute_set = rocks_mute_set,
+    .muted = rocks_muted,
     .last_active_set = rocks_last_active_set,
     .last_active_set_many = rocks_last_active_set_many,
     .friends_of = rocks_friends_of,

@@ -116,6 +116,8 @@ int rocks_block_set(store *s, uint64_t blocker, uint64_t blocked, int on);
 int rocks_blocked(store *s, uint64_t blocker, uint64_t blocked);
 int rocks_block_list(store *s, uint64_t blocker, uint64_t **ids, size_t *n);
 int rocks_blocks_load(store *s, store_round *r);
+int rocks_mute_set(store *s, uint64_t user, uint64_t channel, int on);
+int rocks_muted(store *s, uint64_t user, uint64_t channel);
 int rocks_friend_set(store *s, uint64_t a, uint64_t b, int expect_a, int state_a);
 int rocks_friend_list(store *s, uint64_t user, uint64_t **f, size_t *nf, uint64_t **in, size_t *ni,
                       uint64_t **out, size_t *no);

@@ -207,10 +207,52 @@ int rocks_block_list(store *s, uint64_t blocker, uint64_t **ids, size_t *n)
     return rc;
 }
 
+/* ---- mutes ('X' channel user) ------------------------------------------------------ */
+
+int rocks_mute_set(store *s, uint64_t user, uint64_t channel, int on)
+{
+    uint8_t k[17];
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    key2(k, K_MUTE, channel, user);
+    if (on) rocksdb_writebatch_put(wb, (const char *)k, 17, "", 0);
+    else rocksdb_writebatch_delete(wb, (const char *)k, 17);
+    return rocks_write((rocks *)s, wb, 1);
+}
+
+int rocks_muted(store *s, uint64_t user, uint64_t channel)
+{
+    uint8_t k[17];
+    char *v;
+    size_t vl;
+    int rc = kv_get(s, k, key2(k, K_MUTE, channel, user), &v, &vl);
+    if (rc == 1) rocksdb_free(v);
+    return rc;
+}
+
+/* The mutes of one channel: a short scan of its 'X' range (usually empty). */
+static int mutes_load(store *s, store_round *r, uint64_t channel)
+{
+    uint8_t lo[9], hi[9];
+    key1(lo, K_MUTE, channel);
+    rview rv = rocks_view((rocks *)s);
+    rocksdb_iterator_t *it = rocks_scan_open(&rv, lo, 9, hi, key1_succ(hi, K_MUTE, channel));
+    for (rocksdb_iter_seek(it, (const char *)lo, 9); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+        if (kl == 17) round_put_mute(r, channel, get64(k + 9));
+    }
+    return rocks_scan_close(it);
+}
+
 /* The round's blocks: (recipient, sender) of each direct send, one point
- * read each (a miss is answered by the bloom filters in memory). */
+ * read each (a miss is answered by the bloom filters in memory); and the
+ * mutes of every channel in the view. */
 int rocks_blocks_load(store *s, store_round *r)
 {
+    for (size_t i = 0; i < r->nchans; i++) {
+        int rc = mutes_load(s, r, r->chans[i].ch.id);
+        if (rc) return rc;
+    }
     for (size_t i = 0; i < r->nsends; i++) {
         const iy_send *in = &r->sends[i];
         uint64_t peer = store_round_direct_peer(r, in);
