@@ -238,7 +238,7 @@ static int rocks_recover(rocks *s)
     u64map_clear(&s->pos);
     iy_kv_clear(&s->chcache);
     s->checked_ms = 0;
-    int rc = load_meta(s) < 0 ? IY_EIO : 0;
+    int rc = load_meta(s) < 0 || rocks_social_counts_load(s) != 0 ? IY_EIO : 0;
     if (s->base.ids.last < ids_last) s->base.ids.last = ids_last;   /* ids never go back */
     pthread_rwlock_unlock(&s->dblock);
     if (s->readonly || rc) {
@@ -472,7 +472,7 @@ int store_rocks_open(const store_config *cfg, store **out)
         rocks_rerr(err, "open");
         goto err;
     }
-    if ((rc = load_meta(s)) < 0 || check_format(s, dir, rc == 1) != 0) goto err;
+    if ((rc = load_meta(s)) < 0 || check_format(s, dir, rc == 1) != 0 || rocks_social_counts_load(s) != 0) goto err;
     *out = (store *)s;
     return 0;
 err:
@@ -496,6 +496,8 @@ static void rocks_free(store *st)
     if (s->cache) rocksdb_cache_destroy(s->cache);
     u64map_free(&s->seq);
     u64map_free(&s->pos);
+    u64map_free(&s->blocked_n);
+    u64map_free(&s->muted_n);
     pthread_rwlock_destroy(&s->dblock);
     iy_free(s->dir);
     iy_free(s);

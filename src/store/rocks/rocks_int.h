@@ -46,6 +46,10 @@ typedef struct rocks {
      * other threads hold dblock (read) while they use db; the reopen holds
      * it (write). While the disk still fails, db is open read-only. */
     pthread_rwlock_t dblock;
+    /* Exact counts (the storage thread is the only writer), so that a round
+     * reads blocks and mutes only where there are some: */
+    u64map blocked_n;                  /* user -> blocks against it ('B' records) */
+    u64map muted_n;                    /* channel -> mutes of it ('X' records) */
     int readonly;                      /* db is open read-only, writes refused */
     int64_t reopen_ms;                 /* monotonic ms of the next reopen attempt */
     uint64_t failed_reopens;           /* since the write error, for the log */
@@ -117,6 +121,7 @@ int rocks_blocked(store *s, uint64_t blocker, uint64_t blocked);
 int rocks_block_list(store *s, uint64_t blocker, uint64_t **ids, size_t *n);
 int rocks_blocks_load(store *s, store_round *r);
 int rocks_mute_set(store *s, uint64_t user, uint64_t channel, int on);
+int rocks_social_counts_load(rocks *s);   /* blocked_n, muted_n from the database: 0, IY_EIO */
 int rocks_muted(store *s, uint64_t user, uint64_t channel);
 int rocks_friend_set(store *s, uint64_t a, uint64_t b, int expect_a, int state_a);
 int rocks_friend_list(store *s, uint64_t user, uint64_t **f, size_t *nf, uint64_t **in, size_t *ni,

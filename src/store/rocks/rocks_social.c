@@ -153,6 +153,54 @@ int rocks_friend_list(store *s, uint64_t user, uint64_t **friends, size_t *nf,
 
 /* ---- blocks ('B' blocker blocked) ------------------------------------------------ */
 
+/* ---- counts of blocks per blocked user and of mutes per channel --------------------- */
+
+static void count_add(u64map *m, uint64_t k, int d)
+{
+    uint64_t *v = u64map_find(m, k), n = (v ? *v : 0) + (uint64_t)(int64_t)d;
+    if (n == 0) u64map_del(m, k);
+    else u64map_set(m, k, n);
+}
+
+/* Counts the records of one key space by the 8 bytes at `at` of their keys. */
+static int count_range(rocks *s, int type, size_t at, u64map *m)
+{
+    uint8_t lo[1] = { (uint8_t)type }, hi[1] = { (uint8_t)(type + 1) };
+    rview rv = rocks_view(s);
+    rocksdb_iterator_t *it = rocks_scan_open(&rv, lo, 1, hi, 1);
+    for (rocksdb_iter_seek(it, (const char *)lo, 1); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+        if (kl == 17) count_add(m, get64(k + at), 1);
+    }
+    return rocks_scan_close(it);
+}
+
+int rocks_social_counts_load(rocks *s)
+{
+    u64map_clear(&s->blocked_n);
+    u64map_clear(&s->muted_n);
+    int rc = count_range(s, K_BLOCK, 9, &s->blocked_n);
+    return rc ? rc : count_range(s, K_MUTE, 1, &s->muted_n);
+}
+
+/* Puts (on) or deletes the empty record k; keeps *count exact: 0, IY_EIO, IY_EUNAVAIL. */
+static int flag_set(store *s, const uint8_t k[17], int on, u64map *count, uint64_t counted)
+{
+    char *v;
+    size_t vl;
+    int had = kv_get(s, k, 17, &v, &vl);
+    if (had < 0) return had;
+    if (had) rocksdb_free(v);
+    if (had == on) return 0;
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    if (on) rocksdb_writebatch_put(wb, (const char *)k, 17, "", 0);
+    else rocksdb_writebatch_delete(wb, (const char *)k, 17);
+    int rc = rocks_write((rocks *)s, wb, 1);
+    if (rc == 0) count_add(count, counted, on ? 1 : -1);
+    return rc;
+}
+
 int rocks_block_set(store *s, uint64_t blocker, uint64_t blocked, int on)
 {
     iy_user u;
@@ -161,11 +209,8 @@ int rocks_block_set(store *s, uint64_t blocker, uint64_t blocked, int on)
     rview rv = rocks_view((rocks *)s);
     int rc = rocks_user_load(&rv, blocked, &u, NULL);
     if (rc) return rc;
-    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     key2(k, K_BLOCK, blocker, blocked);
-    if (on) rocksdb_writebatch_put(wb, (const char *)k, 17, "", 0);
-    else rocksdb_writebatch_delete(wb, (const char *)k, 17);
-    return rocks_write((rocks *)s, wb, 1);
+    return flag_set(s, k, on, &((rocks *)s)->blocked_n, blocked);
 }
 
 int rocks_blocked(store *s, uint64_t blocker, uint64_t blocked)
@@ -212,11 +257,8 @@ int rocks_block_list(store *s, uint64_t blocker, uint64_t **ids, size_t *n)
 int rocks_mute_set(store *s, uint64_t user, uint64_t channel, int on)
 {
     uint8_t k[17];
-    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     key2(k, K_MUTE, channel, user);
-    if (on) rocksdb_writebatch_put(wb, (const char *)k, 17, "", 0);
-    else rocksdb_writebatch_delete(wb, (const char *)k, 17);
-    return rocks_write((rocks *)s, wb, 1);
+    return flag_set(s, k, on, &((rocks *)s)->muted_n, channel);
 }
 
 int rocks_muted(store *s, uint64_t user, uint64_t channel)
@@ -249,12 +291,15 @@ static int mutes_load(store *s, store_round *r, uint64_t channel)
  * mutes of every channel in the view. */
 int rocks_blocks_load(store *s, store_round *r)
 {
-    for (size_t i = 0; i < r->nchans; i++) {
+    rocks *rs = (rocks *)s;
+    for (size_t i = 0; rs->muted_n.n && i < r->nchans; i++) {
+        if (!u64map_find(&rs->muted_n, r->chans[i].ch.id)) continue;   /* nobody muted it */
         int rc = mutes_load(s, r, r->chans[i].ch.id);
         if (rc) return rc;
     }
-    for (size_t i = 0; i < r->nsends; i++) {
+    for (size_t i = 0; rs->blocked_n.n && i < r->nsends; i++) {
         const iy_send *in = &r->sends[i];
+        if (!u64map_find(&rs->blocked_n, in->from)) continue;   /* nobody blocked the sender */
         uint64_t peer = store_round_direct_peer(r, in);
         if (!peer) continue;
         int rc = rocks_blocked(s, peer, in->from);
