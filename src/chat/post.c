@@ -29,7 +29,7 @@ int post_send_limited(store_round *r, const iy_send *in, limiter *new_directs, i
         rules_direct_pair(in->from, in->to, &a.pair[0], &a.pair[1]);
         if (store_round_direct(r, a.pair[0], a.pair[1], &channel) != 0) {
             /* The first message between them creates their channel. */
-            if (!store_round_user_exists(r, in->to)) return IY_ENOTFOUND;
+            if ((rc = store_round_user_live(r, in->to)) != 1) return rc ? rc : IY_ENOTFOUND;
             if (new_directs && limiter_take(new_directs, in->from, now_ms)) return IY_ERATE;
             a.members = a.pair;
             a.nmembers = 2;

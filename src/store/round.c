@@ -232,6 +232,14 @@ int store_round_user_exists(store_round *r, uint64_t user)
     return round_user_get(r, user) != NULL;
 }
 
+int store_round_user_live(store_round *r, uint64_t user)
+{
+    iy_user u;
+    if (!round_user_get(r, user)) return 0;
+    int rc = store_user_get(r->s, user, &u);
+    return rc == 0 ? 1 : rc == IY_ENOTFOUND ? 0 : rc;
+}
+
 int store_round_cmid(store_round *r, uint64_t user, const char *cmid, iy_stored *orig)
 {
     size_t cl = strlen(cmid);

@@ -198,6 +198,12 @@ int store_round_direct(store_round *r, uint64_t a, uint64_t b, uint64_t *channel
 /* 1 if user exists (it was named by the round's sends), else 0. */
 int store_round_user_exists(store_round *r, uint64_t user);
 
+/* 1 if user is in the view and its account exists now (a deleted user,
+ * store_user_delete, stays in the view as a member of its channels; a new
+ * direct channel must not be made with it): one read of the store, for the
+ * rare sends that create a direct channel. 0, or an error. */
+int store_round_user_live(store_round *r, uint64_t user);
+
 /* 1 if `blocker` has blocked `blocked`, for the round's direct sends: the
  * view holds (recipient, sender) for every send to a user and every send
  * to a direct channel. */

@@ -9,13 +9,14 @@
  *   L1  channels addressed by id, and the direct channels of the round's
  *       pairs (looked up in directs), locked: ORDER BY id FOR UPDATE
  *   L2  inbox_heads of every member of those channels and of every user
- *       key that is a user (a deleted one keeps its head row for its
- *       channels, not for new ones), locked: ORDER BY user_id FOR UPDATE
+ *       key, locked: ORDER BY user_id FOR UPDATE (a deleted user keeps its
+ *       head row for the channels it was in: a new direct channel asks
+ *       store_round_user_live, post.c)
  *   L3  the cmids (from, cmid) of the sends          } after the user locks:
  *   L4  the round's pairs in directs, again           } a fresh snapshot each
- *   L5  the blocks against the senders by the other members of their
- *       direct conversations (store_round_blocked)
- *   L6  the mutes of the round's channels (store_round_muted)
+ *   L5  the blocks against the senders by the users they send to
+ *       (store_round_blocked; L1 brings those of each direct channel and
+ *       the mutes of each channel, store_round_muted)
  *
  * Every writer of channel and inbox-head rows is a round, and every round
  * locks channels first, then users, each in id order (the statements run
@@ -99,29 +100,32 @@ static const char SQL_COMMIT[] = "COMMIT";
 #define ROUND_CHANNELS \
     "ARRAY(SELECT unnest($1::int8[]) UNION ALL SELECT d.channel_id" \
     " FROM unnest($2::int8[], $3::int8[]) AS p(a, b), " DIRECT_OF("p") ")"
+/* With each channel, its mutes (the members who muted it: a column of the
+ * row, so no extra read) and, for a direct channel addressed by id, the
+ * members who blocked the other (probes of the blocks key; a send by `to`
+ * is covered by L5). */
 static const char SQL_L1[] =
-    "SELECT id, kind, owner, seq, name, members FROM channels"
-    " WHERE id = ANY (" ROUND_CHANNELS ") ORDER BY id FOR UPDATE";
+    "SELECT c.id, c.kind, c.owner, c.seq, c.name, c.members,"
+    " c.muted,"
+    " CASE WHEN c.kind = 1 AND c.id = ANY ($1::int8[]) THEN ARRAY(SELECT b.blocker FROM blocks AS b"
+    " WHERE b.blocker = ANY (c.members) AND b.blocked = ANY (c.members)) ELSE '{}'::int8[] END"
+    " FROM channels AS c WHERE c.id = ANY (" ROUND_CHANNELS ") ORDER BY c.id FOR UPDATE";
 static const char SQL_L2[] =
     "SELECT user_id, pos FROM inbox_heads WHERE user_id = ANY (ARRAY("
     "SELECT unnest(c.members) FROM channels AS c WHERE c.id = ANY (" ROUND_CHANNELS ")"
-    " UNION ALL SELECT u.id FROM users AS u WHERE u.id = ANY ($4::int8[]))) ORDER BY user_id FOR UPDATE";
+    " UNION ALL SELECT unnest($4::int8[]))) ORDER BY user_id FOR UPDATE";
 static const char SQL_L3[] =
     "SELECT k.u, k.m, c.channel_id, c.seq, c.msg_id, c.sender_pos"
     " FROM unnest($1::int8[], $2::text[]) AS k(u, m), LATERAL (SELECT channel_id, seq, msg_id,"
     " sender_pos FROM cmids WHERE user_id = k.u AND cmid = k.m LIMIT 1) AS c";
 static const char SQL_L4[] =
     "SELECT p.a, p.b FROM unnest($1::int8[], $2::int8[]) AS p(a, b), " DIRECT_OF("p");
-/* The blocks that may stop a direct send of the round: any member of a
- * direct channel of the round, or any user key ($4: the sends' `to`), who
- * blocked any sender ($5). Both keys of the primary key are lists. */
-/* The mutes of the round's channels (push notes skip a member who muted). */
-static const char SQL_L6[] =
-    "SELECT channel_id, user_id FROM mutes WHERE channel_id = ANY (" ROUND_CHANNELS ")";
+/* The blocks that may stop a send to a user (`to`: the user keys, $1)
+ * by a sender of the round ($2), whether their direct channel exists yet
+ * or not (sends by channel id: L1). Both keys of the primary key are
+ * lists: index probes, whatever the size of the table. */
 static const char SQL_L5[] =
-    "SELECT blocker, blocked FROM blocks WHERE blocked = ANY ($5::int8[]) AND blocker = ANY (ARRAY("
-    "SELECT unnest(c.members) FROM channels AS c WHERE c.id = ANY (" ROUND_CHANNELS ") AND c.kind = 1"
-    " UNION ALL SELECT unnest($4::int8[])))";
+    "SELECT blocker, blocked FROM blocks WHERE blocker = ANY ($1::int8[]) AND blocked = ANY ($2::int8[])";
 
 static const char SQL_C1[] =
     "INSERT INTO channels (id, kind, owner, seq, name, members)"
@@ -259,9 +263,8 @@ static int pair_appeared(const PGresult *l1, const PGresult *l4)
 
 /* Puts L1's channels, L2's users and L3's cmids into the view. 0, IY_EIO. */
 static int view_fill(store_round *r, pgs_round *be, const PGresult *l1, const PGresult *l2,
-                     const PGresult *l3, const PGresult *l5, const PGresult *l6)
+                     const PGresult *l3, const PGresult *l5)
 {
-    for (int i = 0; i < PQntuples(l6); i++) round_put_mute(r, pgs__r_i64(l6, i, 0), pgs__r_i64(l6, i, 1));
     for (int i = 0; l5 && i < PQntuples(l5); i++) round_put_block(r, pgs__r_i64(l5, i, 0), pgs__r_i64(l5, i, 1));
     int n1 = PQntuples(l1);
     iy_channel *ch = iy_malloc(sizeof *ch);
@@ -278,6 +281,13 @@ static int view_fill(store_round *r, pgs_round *be, const PGresult *l1, const PG
         if ((rc = pgs__r_str(l1, i, 4, ch->name, sizeof ch->name)) != 0) break;
         if ((rc = pgs__r_arr_i64(l1, i, 5, ch->members, IY_GROUP_MAX + 1, &ch->nmembers)) != 0) break;
         round_put_channel(r, ch, pgs__r_i64(l1, i, 3));
+        uint64_t who[IY_GROUP_MAX + 1];
+        uint32_t nwho = 0;
+        if ((rc = pgs__r_arr_i64(l1, i, 6, who, IY_GROUP_MAX + 1, &nwho)) != 0) break;
+        for (uint32_t k = 0; k < nwho; k++) round_put_mute(r, ch->id, who[k]);
+        if ((rc = pgs__r_arr_i64(l1, i, 7, who, IY_GROUP_MAX + 1, &nwho)) != 0) break;
+        for (uint32_t k = 0; k < nwho && ch->nmembers == 2; k++)
+            round_put_block(r, who[k], ch->members[0] == who[k] ? ch->members[1] : ch->members[0]);
         if (ch->kind == IY_DIRECT && ch->nmembers == 2)
             round_put_pair(r, ch->members[0], ch->members[1], ch->id);
         size_t ci = (size_t)(round_chan_get(r, ch->id) - r->chans);   /* == i: ids are unique */
@@ -326,7 +336,8 @@ int pgs__round_load(store *st, store_round *r)
     pgs__p_buf(&p3, &k.cm.b);
     pgs__p_buf(&p4, &k.pa.b);
     pgs__p_buf(&p4, &k.pb.b);
-    pgs_params p5 = p2;
+    pgs_params p5 = { 0 };
+    pgs__p_buf(&p5, &k.users.b);
     pgs__p_buf(&p5, &k.senders.b);
 
     int rc = IY_EUNAVAIL, lock_waits = 0, raced = 0;
@@ -339,8 +350,7 @@ int pgs__round_load(store *st, store_round *r)
         int q2 = pgs__pipe_add(&p, SQL_L2, &p2);
         int q3 = k.ncmids ? pgs__pipe_add(&p, SQL_L3, &p3) : -1;
         int q4 = r->npair_keys ? pgs__pipe_add(&p, SQL_L4, &p4) : -1;
-        int q5 = k.senders.n ? pgs__pipe_add(&p, SQL_L5, &p5) : -1;
-        int q6 = pgs__pipe_add(&p, SQL_L6, &p1);
+        int q5 = k.senders.n && k.users.n ? pgs__pipe_add(&p, SQL_L5, &p5) : -1;
         rc = pgs__pipe_run(&p);
         if (rc == IY_EUNAVAIL && lock_wait_timed_out(&s->conn) && lock_waits++ < LOCK_WAIT_RETRIES) {
             /* The server is there but our locks were busy for a whole
@@ -367,8 +377,7 @@ int pgs__round_load(store *st, store_round *r)
         if (rc == 0) {
             be->tx = 1;
             rc = view_fill(r, be, pgs__pipe_res(&p, q1), pgs__pipe_res(&p, q2),
-                           q3 >= 0 ? pgs__pipe_res(&p, q3) : NULL, q5 >= 0 ? pgs__pipe_res(&p, q5) : NULL,
-                           pgs__pipe_res(&p, q6));
+                           q3 >= 0 ? pgs__pipe_res(&p, q3) : NULL, q5 >= 0 ? pgs__pipe_res(&p, q5) : NULL);
         }
         pgs__pipe_end(&p);
         break;

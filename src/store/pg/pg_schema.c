@@ -36,7 +36,8 @@
  *   push_notes     (sub_id, channel_id) PK, due_ms (indexed), lease_node, ...
  *   push_dead      (sub_id, channel_id, message_id) PK: dead letters
  *   blocks         (blocker, blocked) PK (version 3)
- *   mutes          (channel_id, user_id) PK (version 3)
+ *   channels.muted the members who muted it (version 3): the round reads
+ *                  it with the row it locks anyway
  *   settings       name PK, value bytea
  *   nodes          num PK (0..1023), name UNIQUE, lease_until, last_id
  *
@@ -157,7 +158,7 @@ static const char *const M3[] = {
     "CREATE TABLE blocks (blocker int8, blocked int8, PRIMARY KEY (blocker, blocked))",
     "ALTER TABLE sessions ADD COLUMN created_ms int8 NOT NULL DEFAULT 0",
     "CREATE INDEX sessions_by_user ON sessions (user_id)",
-    "CREATE TABLE mutes (channel_id int8, user_id int8, PRIMARY KEY (channel_id, user_id))",
+    "ALTER TABLE channels ADD COLUMN muted int8[] NOT NULL DEFAULT '{}'",
     NULL
 };
 

@@ -63,10 +63,11 @@ static const char SQL_BLOCK_OFF[] = "DELETE FROM blocks WHERE blocker = $1::int8
 static const char SQL_BLOCKED[] =
     "SELECT EXISTS (SELECT 1 FROM blocks WHERE blocker = $1::int8 AND blocked = $2::int8)";
 static const char SQL_MUTE_ON[] =
-    "INSERT INTO mutes (channel_id, user_id) VALUES ($1::int8, $2::int8) ON CONFLICT DO NOTHING";
-static const char SQL_MUTE_OFF[] = "DELETE FROM mutes WHERE channel_id = $1::int8 AND user_id = $2::int8";
+    "UPDATE channels SET muted = array_append(muted, $2::int8) WHERE id = $1::int8 AND NOT $2::int8 = ANY (muted)";
+static const char SQL_MUTE_OFF[] =
+    "UPDATE channels SET muted = array_remove(muted, $2::int8) WHERE id = $1::int8 AND $2::int8 = ANY (muted)";
 static const char SQL_MUTED[] =
-    "SELECT EXISTS (SELECT 1 FROM mutes WHERE channel_id = $1::int8 AND user_id = $2::int8)";
+    "SELECT EXISTS (SELECT 1 FROM channels WHERE id = $1::int8 AND $2::int8 = ANY (muted))";
 static const char SQL_BLOCK_LIST[] = "SELECT blocked FROM blocks WHERE blocker = $1::int8 ORDER BY blocked";
 /* state 3: IY_FRIEND_MUTUAL */
 static const char SQL_FRIENDS_OF[] =
