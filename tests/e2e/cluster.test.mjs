@@ -238,6 +238,59 @@ test('presence, typing and receipts cross nodes', { ...T, skip: SKIP }, t(async 
   }
 }));
 
+test('message features across nodes: a block made on one node stops sends on the others; friend notices, session revocation and a password change reach sockets on other nodes; mute and around_seq on any node', { ...T, skip: SKIP }, t(async () => {
+  const a = await newUser(node(0), 'xfa');
+  const b = await newUser(node(1), 'xfb');
+  const first = await api(node(2), 'POST', `/v1/users/${a.user.id}/messages`, { token: b.token, body: { text: 'm1', cmid: 'f1' } });
+  assert.equal(first.status, 201, show(first));
+  const ch = first.body.message.channel;
+  // a blocks b on node 1; b's sends through nodes 2 and 3, by user and by channel, are refused
+  assert.equal((await api(node(0), 'PUT', `/v1/blocks/${b.user.id}`, { token: a.token })).status, 204);
+  for (const i of [1, 2]) {
+    const r1 = await api(node(i), 'POST', `/v1/users/${a.user.id}/messages`, { token: b.token, body: { text: 'x', cmid: `fb${i}` } });
+    assert.equal(r1.status, 403, `by user on node ${i + 1}: ${show(r1)}`);
+    const r2 = await api(node(i), 'POST', `/v1/channels/${ch}/messages`, { token: b.token, body: { text: 'x', cmid: `fc${i}` } });
+    assert.equal(r2.status, 403, `by channel on node ${i + 1}: ${show(r2)}`);
+  }
+  assert.equal((await api(node(2), 'DELETE', `/v1/blocks/${b.user.id}`, { token: a.token })).status, 204);
+  const back = await api(node(1), 'POST', `/v1/channels/${ch}/messages`, { token: b.token, body: { text: 'm2', cmid: 'f2' } });
+  assert.equal(back.status, 201, show(back));
+
+  // history around a message, asked on another node
+  const around = await api(node(2), 'GET', `/v1/channels/${ch}/messages?around_seq=1&limit=3`, { token: a.token });
+  assert.deepEqual(around.body.messages.map((m) => m.seq), [1, 2]);
+
+  // a friend request made on node 1 reaches b's socket on node 2
+  const wb = await connectWs(node(1), { token: b.token, label: 'b@n2' });
+  const second = await newDevice(node(0), a, 'a-two');
+  const wa2 = await connectWs(node(2), { token: second.token, label: 'a2@n3' });
+  try {
+    const seen = wb.waitFor((f) => f.op === 'friend' && f.state === 'incoming', { what: 'friend notice on another node' });
+    assert.equal((await api(node(0), 'PUT', `/v1/friends/${b.user.id}`, { token: a.token })).status, 200);
+    assert.equal((await seen).user.id, a.user.id);
+    // a's second session, connected to node 3, is revoked from node 1: its socket closes
+    const list = await api(node(1), 'GET', '/v1/sessions', { token: a.token });
+    const other = list.body.sessions.find((x) => !x.current);
+    assert.ok(other, JSON.stringify(list.body));
+    assert.equal((await api(node(0), 'DELETE', `/v1/sessions/${other.id}`, { token: a.token })).status, 204);
+    const closed = await wa2.closed;
+    assert.ok(closed.code >= 1000, `closed on node 3 (${closed.code})`);
+    // b changes its password through node 3: its other session (made on node 1, socket on
+    // node 2) ends; the session that changed it goes on
+    const b2 = await newDevice(node(0), b, 'b-two');
+    const wb2 = await connectWs(node(1), { token: b2.token, label: 'b2@n2' });
+    assert.equal((await api(node(2), 'PUT', '/v1/me/password', { token: b.token, body: { old_password: b.password, new_password: 'another secret 9' } })).status, 204);
+    const c2 = await wb2.closed;
+    assert.ok(c2.code >= 1000, `the other session's socket closed (${c2.code})`);
+    assert.equal((await api(node(1), 'GET', '/v1/me', { token: b.token })).status, 200, 'the changer\'s session goes on');
+  } finally { wb.terminate(); wa2.terminate(); }
+
+  // mute set on one node shows on another
+  assert.equal((await api(node(0), 'PUT', `/v1/channels/${ch}/mute`, { token: a.token })).status, 204);
+  const l = await api(node(2), 'GET', '/v1/channels', { token: a.token });
+  assert.equal(l.body.channels.find((x) => x.channel.id === ch).muted, true);
+}));
+
 test('discovery names the least-loaded live node and lists them all; login hands out the same', { ...T, skip: SKIP }, t(async () => {
   const d = await waitForNodes(node(0), 3);
   assert.deepEqual(d.nodes.map((n) => n.node).sort(), ['n1', 'n2', 'n3']);
