@@ -33,6 +33,8 @@ const S = {
   localRead: {},          // channel id -> seq read (persisted, shared by tabs)
   lastTypingSent: 0,
   friends: null,          // {friends, incoming, outgoing} or null
+  muted: new Set(),       // channel ids this user muted
+  blocked: new Set(),     // user ids this user blocked
   tab: 'chats',
   tabId: Math.random().toString(36).slice(2),
 };
@@ -164,6 +166,7 @@ async function loadChannels() {
       }
       if (S.current === it.channel.id) unread = 0;
       upsertChannel(it.channel, it.last_message, unread);
+      if (it.muted) S.muted.add(it.channel.id); else S.muted.delete(it.channel.id);
     }
     for (const id of [...S.channels.keys()]) if (!seen.has(id)) S.channels.delete(id);
     showError('side-error', '');
@@ -180,6 +183,7 @@ async function refreshChannel(id) {
   try {
     const r = await api('GET', `/v1/channels/${encodeURIComponent(id)}`, { token: S.session.token });
     upsertChannel(r.channel);
+    if (Array.isArray(r.read)) mergeReads(id, r.read);
     renderList();
     if (S.current === id) { renderHeader(); if ($('dlg-members').open) renderMembers(); }
     return r.channel;
@@ -193,6 +197,14 @@ async function refreshChannel(id) {
     }
     return null;
   }
+}
+
+/** every member's read seq, as the server keeps it: "Read by" survives a reload */
+function mergeReads(id, list) {
+  let m = S.receipts.get(id);
+  if (!m) { m = new Map(); S.receipts.set(id, m); }
+  for (const x of list) if (x && typeof x.user_id === 'string' && (m.get(x.user_id) || 0) < x.seq) m.set(x.user_id, x.seq);
+  if (S.current === id) refreshReceipts();
 }
 
 // ---------------------------------------------------------------- messages
@@ -317,6 +329,7 @@ async function loadOlder(id) {
     if (r.length < PAGE || cache.min <= 1) cache.complete = true;
     if (S.current === id) {
       $('msgs').prepend(frag);
+      renderDays();
       refreshReceipts();
       log.scrollTop = log.scrollHeight - keep;
     }
@@ -362,19 +375,62 @@ function textBody(text) {
     more.addEventListener('click', () => { body.textContent = text; more.remove(); });
     return [body, more];
   }
-  body.textContent = text;
+  body.append(...linkify(text));
   return [body];
+}
+
+/** text nodes and links: only http(s) URLs become links, opened apart, with no referrer */
+const URL_RE = /\bhttps?:\/\/[^\s<>"']+/gi;
+function linkify(text) {
+  const out = [];
+  let at = 0;
+  for (const m of text.matchAll(URL_RE)) {
+    let href = m[0].replace(/[.,;:!?)\]]+$/, '');   // trailing punctuation is the sentence's
+    let url = null;
+    try { url = new URL(href); } catch { /* not a URL after all */ }
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) continue;
+    if (m.index > at) out.push(document.createTextNode(text.slice(at, m.index)));
+    out.push(el('a', { href: url.href, target: '_blank', rel: 'noopener noreferrer', text: href }));
+    at = m.index + href.length;
+  }
+  if (at < text.length) out.push(document.createTextNode(text.slice(at)));
+  return out;
+}
+
+/** "Today", "Yesterday", or the date */
+function dayLabel(ts) {
+  const d = new Date(ts);
+  const today = new Date();
+  const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
+  if (d.toDateString() === today.toDateString()) return 'Today';
+  if (d.toDateString() === yesterday.toDateString()) return 'Yesterday';
+  return d.toLocaleDateString([], { weekday: 'long', year: 'numeric', month: 'long', day: 'numeric' });
+}
+
+/** a separator before the first message of each day (redrawn after every change of the log) */
+function renderDays() {
+  const msgs = $('msgs');
+  for (const d of msgs.querySelectorAll('li.day')) d.remove();
+  let last = '';
+  for (const li of [...msgs.children]) {
+    const ts = Number(li.dataset.ts || 0);
+    if (!ts) continue;
+    const day = new Date(ts).toDateString();
+    if (day === last) continue;
+    msgs.insertBefore(el('li', { class: 'day', role: 'separator', text: dayLabel(ts) }), li);
+    last = day;
+  }
 }
 
 function messageEl(m) {
   if (m.event) {
-    const li = el('li', { class: 'sys', dataset: { seq: m.seq, id: m.id } });
+    const li = el('li', { class: 'sys', dataset: { seq: m.seq, id: m.id, ts: m.ts } });
     li.append(el('span', { text: eventText(m) }));
     for (const id of [m.from, m.user]) if (id && !S.users.has(id) && id !== S.me.id) loadUser(id).then(() => { li.firstChild.textContent = eventText(m); });
     return li;
   }
   const mine = m.from === S.me.id;
-  const li = el('li', { class: mine ? 'msg mine' : 'msg', dataset: { seq: m.seq, id: m.id, state: 'sent' } });
+  const li = el('li', { class: mine ? 'msg mine' : 'msg', dataset: { seq: m.seq, id: m.id, ts: m.ts, state: 'sent' } });
   if (m.cmid) li.dataset.cmid = m.cmid;
   const c = S.channels.get(m.channel);
   if (!mine && c && c.channel.kind === 'group') li.append(nameSpan(m.from));
@@ -404,6 +460,7 @@ function placeMessage(m) {
   if (msgs.querySelector(`li[data-seq="${m.seq}"]`)) return;
   const log = $('log');
   const stick = atBottom();
+  for (const d of msgs.querySelectorAll('li.day')) d.remove();
   const node = messageEl(m);
   let before = null;
   for (let n = msgs.lastElementChild; n; n = n.previousElementSibling) {
@@ -412,6 +469,7 @@ function placeMessage(m) {
     break;
   }
   msgs.insertBefore(node, before);
+  renderDays();
   refreshReceipts();
   if (stick || m.from === S.me.id) log.scrollTop = log.scrollHeight;
 }
@@ -436,6 +494,7 @@ function renderMessages() {
   }
   for (const o of S.outbox) if (outboxKey(o) === S.current) frag.append(pendingEl(o));
   msgs.append(frag);
+  renderDays();
   refreshReceipts();
   renderLogTop();
   const log = $('log');
@@ -594,12 +653,16 @@ async function catchUp(from, readyPos) {
   }
   await loadChannels();
   if (S.current && cacheOf(S.current)) fillGap(S.current);
+  loadBlocked().then(renderChatActions).catch(() => {});
 }
 
 function onFrame(f) {
   switch (f.op) {
     case 'msg': ingest(f); break;
     case 'ack': onAck(f); break;
+    case 'friend':   // a request, an acceptance or an end, live from the other side
+      loadFriends();
+      break;
     case 'receipt': {
       let r = S.receipts.get(f.channel);
       if (!r) { r = new Map(); S.receipts.set(f.channel, r); }
@@ -792,6 +855,9 @@ function renderList() {
   ul.textContent = '';
   ul.append(frag);
   $('chat-list-empty').hidden = items.length > 0;
+  // the unread count in the tab's title, so a background tab tells there is something new
+  const unread = items.reduce((n, c) => n + (c.unread > 0 ? c.unread : 0), 0);
+  document.title = unread ? `(${unread > 999 ? '999+' : unread}) iyagi` : 'iyagi';
 }
 
 // ---------------------------------------------------------------- opening a conversation
@@ -842,7 +908,7 @@ async function openChat(id) {
     }
     const c = S.channels.get(id);
     for (const mId of c.channel.members || []) loadUser(mId);
-    if (!c.channel.members) refreshChannel(id);
+    if (!c.channel.members || switching) refreshChannel(id);   // members, and who has read what
     renderMessages();
     await openCache(id);
     if (S.current !== id) return;
@@ -881,6 +947,81 @@ function renderHeader() {
     const u = peer && S.users.get(peer);
     sub.textContent = p ? (p.status === 'online' ? 'Online' : lastSeen(p)) : u ? `@${u.username}` : '';
   }
+  renderChatActions();
+}
+
+// ---------------------------------------------------------------- mute, block, settings
+/** the conversation's Mute and Block buttons, from what the server said */
+function renderChatActions() {
+  const id = S.current;
+  if (!id) return;
+  const mute = $('mute');
+  const block = $('block');
+  mute.hidden = id.startsWith('u:');
+  const muted = S.muted.has(id);
+  mute.textContent = muted ? 'Unmute' : 'Mute';
+  mute.setAttribute('aria-pressed', String(muted));
+  const c = S.channels.get(id);
+  const peer = id.startsWith('u:') ? id.slice(2) : c && c.channel.kind !== 'group' ? peerOf(c.channel) : null;
+  block.hidden = !peer || peer === S.me.id;
+  const blocked = !!peer && S.blocked.has(peer);
+  block.textContent = blocked ? 'Unblock' : 'Block';
+  block.setAttribute('aria-pressed', String(blocked));
+  block.dataset.peer = peer || '';
+}
+
+async function loadBlocked() {
+  const r = await api('GET', '/v1/blocks', { token: S.session.token });
+  S.blocked.clear();
+  for (const u of r.blocked || []) { S.blocked.add(u.id); S.users.set(u.id, u); }
+  return r.blocked || [];
+}
+
+async function setBlocked(userId, on) {
+  await api(on ? 'PUT' : 'DELETE', `/v1/blocks/${encodeURIComponent(userId)}`, { token: S.session.token });
+  if (on) S.blocked.add(userId); else S.blocked.delete(userId);
+  renderChatActions();
+}
+
+async function openSettings() {
+  showError('settings-error', '');
+  $('pw-status').textContent = '';
+  $('dlg-settings').showModal();
+  try {
+    await Promise.all([renderSessions(), renderBlocked()]);
+  } catch (e) { showError('settings-error', e); }
+}
+
+async function renderSessions() {
+  const r = await api('GET', '/v1/sessions', { token: S.session.token });
+  const ul = $('session-list');
+  ul.textContent = '';
+  for (const s of r.sessions || []) {
+    const when = s.created_at ? fmtTime(s.created_at) : 'earlier';
+    const li = el('li', { class: 'person' }, el('span', { class: 'pname', text: s.device || 'a device' }),
+      el('span', { class: 'hint', text: s.current ? 'this one' : `since ${when}` }));
+    if (!s.current) {
+      li.append(el('button', { type: 'button', class: 'ghost', text: 'Log out', 'aria-label': `Log out ${s.device || 'that device'}`,
+        onclick: async () => {
+          try { await api('DELETE', `/v1/sessions/${encodeURIComponent(s.id)}`, { token: S.session.token }); await renderSessions(); } catch (e) { showError('settings-error', e); }
+        } }));
+    }
+    ul.append(li);
+  }
+}
+
+async function renderBlocked() {
+  const list = await loadBlocked();
+  const ul = $('blocked-list');
+  ul.textContent = '';
+  for (const u of list) {
+    ul.append(el('li', { class: 'person' }, nameSpan(u.id, 'pname'),
+      el('button', { type: 'button', class: 'ghost', text: 'Unblock', 'aria-label': `Unblock ${nameOf(u.id)}`,
+        onclick: async () => {
+          try { await setBlocked(u.id, false); await renderBlocked(); } catch (e) { showError('settings-error', e); }
+        } })));
+  }
+  $('blocked-empty').hidden = list.length > 0;
 }
 
 async function startDirect(user) {
@@ -999,7 +1140,7 @@ function resetState() {
   S.me = null;
   S.pos = 0;
   S.posSeen.clear();
-  for (const k of ['channels', 'caches', 'users', 'userReq', 'presence', 'receipts', 'typing', 'drafts', 'sentGen', 'readSent']) S[k].clear();
+  for (const k of ['channels', 'caches', 'users', 'userReq', 'presence', 'receipts', 'typing', 'drafts', 'sentGen', 'readSent', 'muted', 'blocked']) S[k].clear();
   S.outbox = [];
   S.current = null;
   S.friends = null;
@@ -1235,6 +1376,37 @@ function wire() {
     } catch (err) { showError('members-error', err); }
   });
   $('leave-group').addEventListener('click', () => { if (S.current) removeMember(S.current, S.me.id); });
+  $('mute').addEventListener('click', async () => {
+    const id = S.current;
+    if (!id || id.startsWith('u:')) return;
+    const on = !S.muted.has(id);
+    try {
+      await api(on ? 'PUT' : 'DELETE', `/v1/channels/${encodeURIComponent(id)}/mute`, { token: S.session.token });
+      if (on) S.muted.add(id); else S.muted.delete(id);
+      renderChatActions();
+    } catch (err) { showError('chat-error', err); }
+  });
+  $('block').addEventListener('click', async () => {
+    const peer = $('block').dataset.peer;
+    if (!peer) return;
+    try { await setBlocked(peer, !S.blocked.has(peer)); } catch (err) { showError('chat-error', err); }
+  });
+  $('settings').addEventListener('click', openSettings);
+  $('password-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const oldPw = $('pw-old').value, newPw = $('pw-new').value;
+    if (newPw.length < 8) { $('pw-status').textContent = 'The new password needs 8 characters or more.'; return; }
+    $('pw-save').disabled = true;
+    try {
+      await api('PUT', '/v1/me/password', { token: S.session.token, body: { old_password: oldPw, new_password: newPw } });
+      $('pw-old').value = '';
+      $('pw-new').value = '';
+      $('pw-status').textContent = 'Password changed. Your other sessions are logged out.';
+      await renderSessions();
+    } catch (err) {
+      $('pw-status').textContent = err.status === 403 ? 'That is not your current password.' : err.message;
+    } finally { $('pw-save').disabled = false; }
+  });
   for (const b of document.querySelectorAll('dialog [data-close]')) b.addEventListener('click', () => b.closest('dialog').close());
 
   const input = $('input');

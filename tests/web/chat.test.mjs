@@ -214,6 +214,46 @@ test('typing indicator and read receipts (when the server has them)', async (t) 
     await waitForText(A.page, 'yes I am');
     assert.equal(await A.page.locator('#typing').textContent(), '', 'indicator cleared by the message');
   }
+  if (read) {
+    // "Read" comes back after a reload: the server keeps every member's read seq
+    await A.page.reload();
+    await openChat(A.page, b);
+    await A.page.locator('#msgs li.msg.mine[data-state="read"]', { hasText: 'are you there?' }).waitFor();
+  }
+  await A.context.close();
+  await B.context.close();
+});
+
+test('links open apart with no referrer (http and https only); a day separator heads the log; the tab title counts unread messages', async () => {
+  const A = await newPerson(browser, server);
+  const B = await newPerson(browser, server);
+  const a = uname('linker'), b = uname('reader');
+  await signUp(A.page, a);
+  await signUp(B.page, b);
+  await openDirect(A.page, b);
+  await send(A.page, 'see https://example.com/a?b=1. and javascript:alert(1) or ftp://x.org/f, then (http://127.0.0.1:9/p)');
+  await waitForText(A.page, 'see https://example.com');
+  const links = A.page.locator('#msgs li.msg .text a');
+  assert.equal(await links.count(), 2);
+  assert.equal(await links.nth(0).getAttribute('href'), 'https://example.com/a?b=1');
+  assert.equal(await links.nth(0).textContent(), 'https://example.com/a?b=1', 'the full stop stays out of the link');
+  assert.equal(await links.nth(1).getAttribute('href'), 'http://127.0.0.1:9/p');
+  for (let i = 0; i < 2; i++) {
+    assert.equal(await links.nth(i).getAttribute('rel'), 'noopener noreferrer');
+    assert.equal(await links.nth(i).getAttribute('target'), '_blank');
+  }
+  assert.equal(await A.page.locator('#msgs .text', { hasText: 'javascript:alert(1)' }).count(), 1, 'kept as text');
+  await A.page.locator('#msgs li.day', { hasText: 'Today' }).waitFor();
+  assert.equal(await A.page.locator('#msgs li.day').count(), 1, 'one day, one separator');
+
+  // B is on the list, not in the conversation: the title counts what is unread
+  await B.page.locator('#chat-list .chat-item').first().waitFor();
+  await B.page.waitForFunction(() => document.title.startsWith('(1)'));
+  await send(A.page, 'and another');
+  await B.page.waitForFunction(() => document.title.startsWith('(2)'));
+  await openChat(B.page, a);
+  await waitForText(B.page, 'and another');
+  await B.page.waitForFunction(() => document.title === 'iyagi');
   await A.context.close();
   await B.context.close();
 });
