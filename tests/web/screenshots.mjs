@@ -78,6 +78,14 @@ try {
     await A.page.getByRole('tab', { name: /Friends/ }).click();
     await A.page.locator('#friend-list li').first().waitFor({ timeout: 3000 }).catch(() => {});
     await shot(A.page, `${name}-friends`);
+    // Settings: password, sessions (Bob's browser is not Alice's; a second session of hers), blocked
+    await api(server, 'PUT', `/v1/blocks/${dave.user.id}`, { token: sa.token });
+    await api(server, 'POST', '/v1/sessions', { body: { username: me, password: 'correct horse 1', device: 'phone' } });
+    await A.page.getByRole('button', { name: 'Settings' }).click();
+    await A.page.locator('#session-list li').nth(1).waitFor({ timeout: 3000 }).catch(() => {});
+    await A.page.locator('#blocked-list li').first().waitFor({ timeout: 3000 }).catch(() => {});
+    await shot(A.page, `${name}-settings`);
+    await A.page.keyboard.press('Escape');
     await A.context.close();
     await B.context.close();
   }
