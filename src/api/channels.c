@@ -81,6 +81,19 @@ static int row_newest_first(const void *x, const void *y)
     return a->newest < b->newest ? 1 : a->newest > b->newest ? -1 : 0;
 }
 
+/* Unread messages of channel that mention user: among the newest
+ * IY_PAGE_MAX unread ones (a longer backlog counts from its newest). */
+static uint64_t unread_mentions(store *s, uint64_t channel, uint64_t user, uint64_t read, uint64_t newest)
+{
+    if (newest <= read) return 0;
+    uint64_t unread = newest - read, n = 0;
+    iy_msg_list l = { 0 };
+    if (store_history(s, channel, UINT64_MAX, 0, unread < IY_PAGE_MAX ? (int)unread : IY_PAGE_MAX, &l) != 0) return 0;
+    for (size_t i = 0; i < l.n; i++) n += l.v[i].seq > read && l.v[i].from != user && rules_mentions(&l.v[i], user);
+    iy_msg_list_clear(&l);
+    return n;
+}
+
 static void channels_store(store *s, api_job *a)
 {
     uint64_t *ids = NULL;
@@ -108,6 +121,8 @@ static void channels_store(store *s, api_job *a)
         else iy_buf_append_str(&tmp, "null");
         iy_buf_append_str(&tmp, ",\"unread\":");
         jw_u64(&tmp, has_last && last.seq > read ? last.seq - read : 0);
+        iy_buf_append_str(&tmp, ",\"mentions\":");
+        jw_u64(&tmp, has_last ? unread_mentions(s, ids[i], a->user, read, last.seq) : 0);
         iy_buf_append_str(&tmp, store_muted(s, a->user, ids[i]) == 1 ? ",\"muted\":true}" : ",\"muted\":false}");
         r->len = tmp.len - r->off;
         iy_msg_clear(&last);

@@ -22,6 +22,7 @@
 #define IY_SYNC_DEFAULT 100
 #define IY_WAIT_MAX 60              /* seconds of long polling */
 #define IY_PRESENCE_QUERY_MAX 200   /* user ids in one presence query */
+#define IY_MENTIONS_MAX 20          /* distinct @usernames of a message that count as mentions */
 
 /* A JSON frame or body carrying the largest text, escaped at worst as
  * \uXXXX\uXXXX surrogate pairs (12 bytes per code point), plus room. */

@@ -50,6 +50,9 @@ void bus_wire_msg(iy_buf *out, int64_t sent_ms, const bus_msg *m, uint32_t k)
     iy_buf_append(out, m->m.cmid, cl);
     wn(out, m->m.text_len, 4);
     iy_buf_append(out, m->m.text, m->m.text_len);
+    uint32_t nm = m->m.nmentions > IY_MENTIONS_MAX ? IY_MENTIONS_MAX : m->m.nmentions;
+    w8(out, nm);
+    for (uint32_t i = 0; i < nm; i++) wn(out, m->m.mentions[i], 8);
 }
 
 void bus_wire_notice(iy_buf *out, int64_t sent_ms, const bus_notice *no, uint64_t user)
@@ -149,6 +152,9 @@ int bus_wire_decode(const void *data, size_t len, bus_wire *w)
         if (tl > IY_TEXT_MAX_BYTES) r.bad = 1;
         m->m.text = (char *)rd_mem(&r, tl);
         m->m.text_len = tl;
+        m->m.nmentions = (uint32_t)rn(&r, 1);
+        if (m->m.nmentions > IY_MENTIONS_MAX) r.bad = 1;
+        for (uint32_t i = 0; !r.bad && i < m->m.nmentions; i++) m->m.mentions[i] = rn(&r, 8);
         m->m.ts = iy_id_ts(m->m.id);
         if (m->m.event < IY_EV_NONE || m->m.event > IY_EV_RENAMED || !w->user || !w->pos) r.bad = 1;
         m->n = 1;

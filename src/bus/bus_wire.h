@@ -2,12 +2,13 @@
  *
  * Every NATS message of iyagi is one of these, binary, big-endian:
  *
- *   version u8 (1) | kind u8 | sent_ms i64 (the publisher's clock) | body
+ *   version u8 (2) | kind u8 | sent_ms i64 (the publisher's clock) | body
  *
  *   kind        subject            body
  *   W_MSG       iyagi.u.<user>     origin node u16, thread u16, conn u64 | user u64 |
  *                                  pos u64 | id u64 | channel u64 | seq u64 | from u64 |
- *                                  event u8 | subject u64 | clen u8 cmid | tlen u32 text
+ *                                  event u8 | subject u64 | clen u8 cmid | tlen u32 text |
+ *                                  nmentions u8 | mentioned user u64 * nmentions
  *               (one committed message for one recipient, with the recipient's pos)
  *   W_NOTICE    iyagi.u.<user>     origin (as above) | user u64 | skip_user u64 |
  *                                  flen u32 frame   (a JSON frame for the user's sockets)
@@ -28,7 +29,7 @@
 #include "bus.h"
 #include "../base/buf.h"
 
-#define BUS_WIRE_VERSION 1
+#define BUS_WIRE_VERSION 2   /* 2: a msg carries its mentions after the text */
 
 enum bus_wire_kind { W_MSG = 1, W_NOTICE = 2, W_REVOKE = 3, W_NODE = 4, W_PRESENCE = 5 };
 

@@ -17,8 +17,9 @@
  * Push: a member online at the commit (presence.h: a device on this node,
  * or on another node as that node announced it) gets none; anyone else
  * gets a note in the same commit as the message, so a notification exists
- * exactly when its message does, unless it muted the channel (the round
- * reads the channel's mutes with the channel). The push worker asks again before it
+ * exactly when its message does, unless it muted the channel and the
+ * message does not mention it (the round reads the channel's mutes with
+ * the channel). The push worker asks again before it
  * sends (the member may have come online since). */
 #include "service.h"
 #include "post.h"
@@ -81,7 +82,7 @@ static void *commit(void *ctx, store *s, dbq_job *sends)
              * as it announced it) at the commit: no notification. */
             int online = presence_online(svc->presence, st->members[i]);
             if (rules_push_wanted(&st->msg, st->members[i], online) &&
-                !store_round_muted(r, st->members[i], st->msg.channel) &&
+                (!store_round_muted(r, st->members[i], st->msg.channel) || rules_mentions(&st->msg, st->members[i])) &&
                 store_round_push(r, st->members[i]) == 0) {
                 metrics_add(M_PUSH_QUEUED, 1);
                 pushed = 1;

@@ -4,6 +4,18 @@
 #include "../model/rules.h"
 #include "limiter.h"
 
+/* The members a message's text names as @username (not its sender), into a. */
+static void mentions_of(store_round *r, const iy_send *in, const uint64_t *members, uint32_t n, store_append *a)
+{
+    char names[IY_MENTIONS_MAX][IY_USERNAME_MAX + 1];
+    size_t k = in->event == IY_EV_NONE ? rules_mention_names(in->text, in->text_len, names, IY_MENTIONS_MAX) : 0;
+    a->nmentions = 0;
+    for (size_t i = 0; i < k; i++) {
+        uint64_t u = store_round_name(r, names[i]);
+        if (u && u != in->from && rules_find(members, n, u) >= 0) a->mentions[a->nmentions++] = u;
+    }
+}
+
 int post_send(store_round *r, const iy_send *in, iy_stored *out)
 {
     return post_send_limited(r, in, NULL, 0, out);
@@ -33,6 +45,7 @@ int post_send_limited(store_round *r, const iy_send *in, limiter *new_directs, i
             if (new_directs && limiter_take(new_directs, in->from, now_ms)) return IY_ERATE;
             a.members = a.pair;
             a.nmembers = 2;
+            mentions_of(r, in, a.pair, 2, &a);
             out->owner = 0;
             return store_round_append(r, &a, out);
         }
@@ -46,6 +59,7 @@ int post_send_limited(store_round *r, const iy_send *in, limiter *new_directs, i
     a.changed = in->event != IY_EV_NONE ? &ch : NULL;
     a.members = out->members;
     a.nmembers = out->nmembers;
+    mentions_of(r, in, out->members, out->nmembers, &a);
     uint64_t owner = out->owner;
     rc = store_round_append(r, &a, out);
     out->owner = owner;

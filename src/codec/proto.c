@@ -385,7 +385,19 @@ void proto_write_message(iy_buf *b, const iy_msg *m)
         iy_buf_putc(b, ','); jw_key(b, "cmid"); jw_cstr(b, m->cmid);
     }
     proto_write_event_fields(b, m->event, m->subject);
+    proto_write_mentions(b, m);
     iy_buf_putc(b, '}');
+}
+
+void proto_write_mentions(iy_buf *b, const iy_msg *m)
+{
+    if (!m->nmentions) return;
+    iy_buf_append_str(b, ",\"mentions\":[");
+    for (uint32_t i = 0; i < m->nmentions && i < IY_MENTIONS_MAX; i++) {
+        if (i) iy_buf_putc(b, ',');
+        jw_id(b, m->mentions[i]);
+    }
+    iy_buf_putc(b, ']');
 }
 
 void proto_write_event_fields(iy_buf *b, int event, uint64_t subject)

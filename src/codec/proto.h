@@ -88,6 +88,8 @@ void proto_write_channel(iy_buf *b, const iy_channel *c, int with_members);
 void proto_write_message(iy_buf *b, const iy_msg *m);
 /* Appends ,"event":"member_added"|"member_removed"|"renamed"[,"user":"<subject>"]
  * for a membership event (nothing for a plain message). */
+/* ,"mentions":[id…] when m mentions anyone (nothing otherwise). */
+void proto_write_mentions(iy_buf *b, const iy_msg *m);
 void proto_write_event_fields(iy_buf *b, int event, uint64_t subject);
 
 /* The WebSocket error frame: {"op":"error","rid" (if rid != NULL),"code","message"}. */

@@ -134,3 +134,44 @@ int rules_push_wanted(const iy_msg *m, uint64_t member, int member_online)
 {
     return m->event == IY_EV_NONE && member != m->from && !member_online;
 }
+
+static int name_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+           c == '-';
+}
+
+size_t rules_mention_names(const char *text, size_t len, char (*names)[IY_USERNAME_MAX + 1], size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len && n < max; i++) {
+        if (text[i] != '@' || (i > 0 && (name_char((unsigned char)text[i - 1]) || text[i - 1] == '@'))) continue;
+        size_t j = i + 1;
+        while (j < len && name_char((unsigned char)text[j])) j++;
+        size_t nl = j - i - 1;
+        /* A name ends before a final full stop (end of the sentence). */
+        while (nl > 0 && text[i + nl] == '.') nl--;
+        if (nl < IY_USERNAME_MIN || nl > IY_USERNAME_MAX) {
+            i = j - 1;
+            continue;
+        }
+        char name[IY_USERNAME_MAX + 1];
+        for (size_t k = 0; k < nl; k++) {
+            char c = text[i + 1 + k];
+            name[k] = c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+        }
+        name[nl] = '\0';
+        int dup = 0;
+        for (size_t k = 0; k < n && !dup; k++) dup = strcmp(names[k], name) == 0;
+        if (!dup) memcpy(names[n++], name, nl + 1);
+        i = j - 1;
+    }
+    return n;
+}
+
+int rules_mentions(const iy_msg *m, uint64_t user)
+{
+    for (uint32_t i = 0; i < m->nmentions; i++)
+        if (m->mentions[i] == user) return 1;
+    return 0;
+}

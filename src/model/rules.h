@@ -72,4 +72,13 @@ int rules_friend_put(int state_before);
  * sender, not for membership events, and only with no device online. */
 int rules_push_wanted(const iy_msg *m, uint64_t member, int member_online);
 
+/* The @usernames in text: '@' then 3 to 32 of [a-z0-9_.-] (A-Z read as
+ * a-z), not preceded by one of those characters (so no e-mail addresses)
+ * and not followed by one (so not a longer name). Distinct, in the order
+ * found, at most max of them into names; returns how many. */
+size_t rules_mention_names(const char *text, size_t len, char (*names)[IY_USERNAME_MAX + 1], size_t max);
+
+/* 1 if m mentions user. */
+int rules_mentions(const iy_msg *m, uint64_t user);
+
 #endif

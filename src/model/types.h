@@ -50,6 +50,8 @@ typedef struct iy_msg {
     size_t text_len;
     int event;                     /* enum iy_event */
     uint64_t subject;              /* MEMBER_ADDED/REMOVED: the user added or removed */
+    uint32_t nmentions;            /* members named as @username in text (not the sender) */
+    uint64_t mentions[IY_MENTIONS_MAX];
 } iy_msg;
 
 typedef struct iy_msg_list {

@@ -82,12 +82,34 @@ int store_round_begin(store *s, const iy_send *sends, size_t n, store_round **ou
             r->npair_keys++;
         }
     }
+    /* The @usernames of the texts (mentions), distinct. */
+    iy_kvmap seen_n = { 0 };
+    size_t capn = 0;
+    for (size_t i = 0; i < n; i++) {
+        const iy_send *in = &sends[i];
+        if (in->event != IY_EV_NONE || rules_send_shape(in) != 0) continue;
+        char names[IY_MENTIONS_MAX][IY_USERNAME_MAX + 1];
+        size_t k = rules_mention_names(in->text, in->text_len, names, IY_MENTIONS_MAX);
+        for (size_t j = 0; j < k; j++) {
+            const uint8_t *v;
+            size_t vl, nl = strlen(names[j]);
+            if (iy_kv_get(&seen_n, names[j], nl, &v, &vl) == 1) continue;
+            iy_kv_put(&seen_n, names[j], nl, "", 0);
+            if (r->nname_keys == capn) {
+                capn = capn ? capn * 2 : 16;
+                r->name_keys = iy_realloc(r->name_keys, capn * sizeof *r->name_keys);
+            }
+            memcpy(r->name_keys[r->nname_keys++], names[j], nl + 1);
+        }
+    }
+    iy_kv_free(&seen_n);
     u64map_free(&seen_ch);
     u64map_free(&seen_u);
     iy_kv_free(&seen_p);
     sb->round = r;
     int rc = sb->ops->round_load(s, r);
     if (rc == 0 && sb->ops->blocks_load) rc = sb->ops->blocks_load(s, r);
+    if (rc == 0 && r->nname_keys) rc = sb->ops->names_load(s, r);
     if (rc) {
         store_round_abort(r);
         return rc;
@@ -171,6 +193,21 @@ void round_put_block(store_round *r, uint64_t blocker, uint64_t blocked)
     uint8_t k[16];
     round_pair_key(k, blocker, blocked);
     iy_kv_put(&r->blocks, k, 16, "", 0);
+}
+
+void round_put_name(store_round *r, const char *name, uint64_t user)
+{
+    uint8_t v[8];
+    put64be(v, user);
+    iy_kv_put(&r->names, name, strlen(name), v, 8);
+}
+
+uint64_t store_round_name(store_round *r, const char *name)
+{
+    const uint8_t *v;
+    size_t vl;
+    if (iy_kv_get(&r->names, name, strlen(name), &v, &vl) != 1 || vl != 8) return 0;
+    return get64be(v);
 }
 
 void round_put_mute(store_round *r, uint64_t channel, uint64_t user)
@@ -313,6 +350,8 @@ int store_round_append(store_round *r, const store_append *a, iy_stored *out)
     rm->text = in->text_len ? in->text : "";
     rm->text_len = in->text_len;
     rm->sender_read = a->sender_read;
+    rm->m.nmentions = a->nmentions > IY_MENTIONS_MAX ? IY_MENTIONS_MAX : a->nmentions;
+    memcpy(rm->m.mentions, a->mentions, rm->m.nmentions * sizeof *rm->m.mentions);
     rm->n = a->nmembers;
     rm->members = iy_malloc((a->nmembers ? a->nmembers : 1) * sizeof *rm->members);
     rm->pos = iy_malloc((a->nmembers ? a->nmembers : 1) * sizeof *rm->pos);
@@ -377,6 +416,8 @@ void store_round_abort(store_round *r)
     iy_kv_free(&r->cmids);
     iy_kv_free(&r->blocks);
     iy_kv_free(&r->mutes);
+    iy_kv_free(&r->names);
+    iy_free(r->name_keys);
     iy_free(r->chan_keys);
     iy_free(r->pair_keys);
     iy_free(r->user_keys);

@@ -204,6 +204,10 @@ int store_round_user_exists(store_round *r, uint64_t user);
  * rare sends that create a direct channel. 0, or an error. */
 int store_round_user_live(store_round *r, uint64_t user);
 
+/* The id of the user named `name` (a username of the round's texts,
+ * rules_mention_names), or 0 if there is none. */
+uint64_t store_round_name(store_round *r, const char *name);
+
 /* 1 if `blocker` has blocked `blocked`, for the round's direct sends: the
  * view holds (recipient, sender) for every send to a user and every send
  * to a direct channel. */
@@ -231,6 +235,8 @@ typedef struct store_append {
     const uint64_t *members;      /* whose inboxes get it, ascending */
     uint32_t nmembers;
     int sender_read;              /* the sender's read seq moves to this message */
+    uint32_t nmentions;           /* members its text names (store_round_name), stored with it */
+    uint64_t mentions[IY_MENTIONS_MAX];
 } store_append;
 
 /* Appends one message: assigns its id, the channel's next seq and the next

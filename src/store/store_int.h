@@ -72,6 +72,8 @@ struct store_round {
     uint64_t *user_keys;        /* users named by sends (to, subject), besides the members */
     size_t nuser_keys;
     const iy_send *sends;       /* for the cmid keys: (from, rules_send_cmid) of each */
+    char (*name_keys)[IY_USERNAME_MAX + 1];   /* the @usernames of the texts, distinct */
+    size_t nname_keys;
     size_t nsends;
     /* The view, filled by the backend's load: */
     round_chan *chans;
@@ -84,6 +86,7 @@ struct store_round {
     iy_kvmap cmids;             /* user (8) + cmid -> channel, seq, id, sender pos (32 bytes) */
     iy_kvmap blocks;            /* blocker, blocked (16 bytes) present: a block (direct sends) */
     iy_kvmap mutes;             /* channel, user (16 bytes) present: a mute (push) */
+    iy_kvmap names;             /* username -> user id (8 bytes), for the name keys that exist */
     /* Recorded by appends: */
     round_msg *msgs;
     size_t nmsgs, capmsgs;
@@ -107,6 +110,8 @@ void round_put_block(store_round *r, uint64_t blocker, uint64_t blocked);
 /* A mute of a channel put in the view: every mute of every such channel
  * must be loaded (round_load or blocks_load). */
 void round_put_mute(store_round *r, uint64_t channel, uint64_t user);
+/* A name key that is a user (names_load). */
+void round_put_name(store_round *r, const char *name, uint64_t user);
 
 /* The view's channel / user, or NULL. */
 round_chan *round_chan_get(const store_round *r, uint64_t id);
@@ -159,6 +164,7 @@ typedef struct store_ops {
     int (*blocked)(store *s, uint64_t blocker, uint64_t blocked);
     int (*block_list)(store *s, uint64_t blocker, uint64_t **ids, size_t *n);
     int (*blocks_load)(store *s, store_round *r);     /* blocks and mutes, after round_load; NULL: round_load did it */
+    int (*names_load)(store *s, store_round *r);      /* the name keys' users, after round_load */
     int (*mute_set)(store *s, uint64_t user, uint64_t channel, int on);
     int (*muted)(store *s, uint64_t user, uint64_t channel);
     int (*last_active_set)(store *s, uint64_t user, int64_t ms);

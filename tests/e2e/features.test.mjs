@@ -301,3 +301,44 @@ test('deleting an account: the password is checked; sessions, friends and blocks
   assert.equal(again.status, 201, show(again));
   assert.notEqual(again.body.user.id, a.user.id);
 });
+
+test('mentions: @username of a member makes mentions on the message (live, history, sync), counted unread in the channel list until read; not the sender, not a stranger', T, async () => {
+  const [a, b, c, d] = [await newUser(srv, 'mna'), await newUser(srv, 'mnb'), await newUser(srv, 'mnc'), await newUser(srv, 'mnd')];
+  const g = await api(srv, 'POST', '/v1/groups', { token: a.token, body: { name: 'mentions', members: [b.user.id, c.user.id] } });
+  assert.equal(g.status, 201, show(g));
+  const ch = g.body.channel.id;
+  const wb = await connectWs(srv, { token: b.token, label: 'B' });
+  try {
+    const live = wb.waitFor((f) => f.op === 'msg' && f.channel === ch && f.cmid === 'mn1', { what: 'the mention, live' });
+    const text = `hi @${b.username.toUpperCase()} and @${c.username}, not @${d.username} (no member), not me @${a.username}, nobody @zz_nobody_here; mail x@${b.username}.com`;
+    const r = await api(srv, 'POST', `/v1/channels/${ch}/messages`, { token: a.token, body: { text, cmid: 'mn1' } });
+    assert.equal(r.status, 201, show(r));
+    const sortIds = (v) => [...v].sort();
+    assert.deepEqual(sortIds(r.body.message.mentions), sortIds([b.user.id, c.user.id]));
+    const f = await live;
+    assert.deepEqual(sortIds(f.mentions), sortIds([b.user.id, c.user.id]));
+    const plain = await api(srv, 'POST', `/v1/channels/${ch}/messages`, { token: a.token, body: { text: 'no names here', cmid: 'mn2' } });
+    assert.equal(plain.body.message.mentions, undefined, 'no mentions: no field');
+
+    const h = await api(srv, 'GET', `/v1/channels/${ch}/messages?after_seq=0`, { token: c.token });
+    const m1 = h.body.messages.find((m) => m.cmid === 'mn1');
+    assert.deepEqual(sortIds(m1.mentions), sortIds([b.user.id, c.user.id]), 'stored: in history');
+    const s = await wb.request({ op: 'sync', after: 0, limit: 50 });
+    assert.deepEqual(sortIds(s.messages.find((m) => m.cmid === 'mn1').mentions), sortIds([b.user.id, c.user.id]), 'in sync');
+
+    const entry = async (u) => (await api(srv, 'GET', '/v1/channels', { token: u.token })).body.channels.find((x) => x.channel.id === ch);
+    assert.equal((await entry(b)).mentions, 1);
+    assert.equal((await entry(a)).mentions, 0, 'the sender is not mentioned by itself');
+    const receipt = new Promise((resolve) => setTimeout(resolve, 300));
+    wb.send({ op: 'read', channel: ch, seq: plain.body.message.seq });
+    await receipt;
+    let after = await entry(b);
+    for (let i = 0; i < 20 && after.mentions !== 0; i++) { await new Promise((x) => setTimeout(x, 100)); after = await entry(b); }
+    assert.equal(after.mentions, 0, 'read: no unread mention');
+    assert.equal((await entry(c)).mentions, 1, 'c has not read');
+
+    // a direct chat: the other person is a member
+    const dm = await api(srv, 'POST', `/v1/users/${d.user.id}/messages`, { token: a.token, body: { text: `@${d.username} look`, cmid: 'mn3' } });
+    assert.deepEqual(dm.body.message.mentions, [d.user.id]);
+  } finally { wb.terminate(); }
+});

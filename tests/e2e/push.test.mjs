@@ -274,7 +274,7 @@ test('webhook: an offline member gets one signed notification with the exact bod
   assert.equal(rc.requests.length, 2, `C: exactly two requests (m1, m2), ${rc.describe()}`);
 }));
 
-test('mute: a member who muted a channel gets no push for it (the others do), sees muted: true in its list, and is pushed again once it unmutes', T, () => scenario({}, async ({ srv, receiver }) => {
+test('mute: a member who muted a channel gets no push for it (the others do) but for a mention, sees muted: true in its list, and is pushed again once it unmutes', T, () => scenario({}, async ({ srv, receiver }) => {
   const [a, b, c] = await Promise.all(['pma', 'pmb', 'pmc'].map((n) => newUser(srv, n)));
   const g = await api(srv, 'POST', '/v1/groups', { token: a.token, body: { name: 'muters', members: [b.user.id, c.user.id] } });
   assert.equal(g.status, 201, show(g));
@@ -295,6 +295,10 @@ test('mute: a member who muted a channel gets no push for it (the others do), se
   await rb.waitFor(about(m1), { what: 'B notified of m1' });
   await sleep(QUIET_MS);
   assert.equal(rc.requests.length, 0, `C muted the channel: no push, got ${rc.describe()}`);
+  // ... except for a message that mentions C
+  const m1b = await sendIn(srv, a, ch, `@${c.username} this one is for you`, 'pm-1b');
+  await rc.waitFor(about(m1b), { what: 'C notified of the mention although muted' });
+  assert.equal(rc.requests.length, 1, rc.describe());
 
   assert.equal((await api(srv, 'DELETE', `/v1/channels/${ch}/mute`, { token: c.token })).status, 204);
   assert.equal((await api(srv, 'GET', '/v1/channels', { token: c.token })).body.channels.find((x) => x.channel.id === ch).muted, false);

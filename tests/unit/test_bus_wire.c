@@ -17,7 +17,7 @@ static void check_edges(const iy_buf *b)
     memcpy(longer, b->data, b->len);
     longer[b->len] = 0;
     CHECK_EQ(bus_wire_decode(longer, b->len + 1, &w), IY_EPROTO);
-    longer[0] = 2;                                          /* a newer version */
+    longer[0] = BUS_WIRE_VERSION + 1;                       /* a newer version */
     CHECK_EQ(bus_wire_decode(longer, b->len, &w), IY_EPROTO);
     longer[0] = BUS_WIRE_VERSION;
     longer[1] = 99;                                         /* an unknown kind */
@@ -40,6 +40,9 @@ static void test_msg(void)
     char text[] = "h\0llo \xf0\x9f\x98\x80";
     m.m.text = text;
     m.m.text_len = sizeof text - 1;
+    m.m.nmentions = 2;
+    m.m.mentions[0] = 33;
+    m.m.mentions[1] = 0x8000000000000001ull;
     m.n = 3;
     m.members = members;
     m.pos = pos;
@@ -59,6 +62,7 @@ static void test_msg(void)
     CHECK_EQ(w.msg.m.text_len, sizeof text - 1);
     CHECK(memcmp(w.msg.m.text, text, sizeof text - 1) == 0);
     CHECK_EQ(w.msg.m.ts, iy_id_ts(m.m.id));
+    CHECK(w.msg.m.nmentions == 2 && w.msg.m.mentions[0] == 33 && w.msg.m.mentions[1] == 0x8000000000000001ull);
     CHECK(w.msg.n == 1 && w.msg.members[0] == 22 && w.msg.pos[0] == 6);
     CHECK(w.origin.node == 1023 && w.origin.thread == 7 && w.origin.conn == 0xfeedull);
     check_edges(&b);

@@ -236,8 +236,41 @@ static void test_ids(void)
     CHECK(iy_id_ts(x) > IY_ID_EPOCH_MS);
 }
 
+static size_t names_of(const char *text, char (*names)[IY_USERNAME_MAX + 1], size_t max)
+{
+    return rules_mention_names(text, strlen(text), names, max);
+}
+
+static void test_mention_names(void)
+{
+    char nm[IY_MENTIONS_MAX][IY_USERNAME_MAX + 1];
+    CHECK_EQ(names_of("hi @alice and @bob_2.", nm, 20), 2);
+    CHECK(strcmp(nm[0], "alice") == 0 && strcmp(nm[1], "bob_2") == 0);
+    CHECK_EQ(names_of("@Alice, @ALICE and @alice", nm, 20), 1);          /* one name, case folded */
+    CHECK(strcmp(nm[0], "alice") == 0);
+    CHECK_EQ(names_of("mail me at bob@example.com", nm, 20), 0);         /* not after a name character */
+    CHECK_EQ(names_of("@ab @abc @@abc x@abc", nm, 20), 1);               /* too short; @@; in a word */
+    CHECK(strcmp(nm[0], "abc") == 0);
+    CHECK_EQ(names_of("@abcdefghijklmnopqrstuvwxyz0123456 (33)", nm, 20), 0);   /* too long */
+    CHECK_EQ(names_of("@abcdefghijklmnopqrstuvwxyz012345 (32)", nm, 20), 1);
+    CHECK_EQ(names_of("안녕 @민수 @kim.lee!", nm, 20), 1);                 /* usernames are ASCII */
+    CHECK(strcmp(nm[0], "kim.lee") == 0);
+    CHECK_EQ(names_of("@", nm, 20), 0);
+    CHECK_EQ(names_of("", nm, 20), 0);
+    CHECK_EQ(names_of("@aaa @bbb @ccc", nm, 2), 2);                      /* at most max */
+    CHECK_EQ(rules_mention_names("@alice", 3, nm, 20), 0);               /* only len bytes: "@al" */
+
+    iy_msg m;
+    memset(&m, 0, sizeof m);
+    m.nmentions = 2;
+    m.mentions[0] = 7;
+    m.mentions[1] = 9;
+    CHECK(rules_mentions(&m, 9) && !rules_mentions(&m, 8));
+}
+
 int main(void)
 {
+    test_mention_names();
     test_shape();
     test_post_message();
     test_post_add();

@@ -1774,6 +1774,31 @@ static void test_mutes(void)
     done(s);
 }
 
+/* Mentions: resolved in the round from the texts' @usernames, members only,
+ * never the sender; stored with the message on both backends. */
+static void test_mentions(void)
+{
+    store *s = fresh();
+    uint64_t a = mkuser(s, "ann"), b = mkuser(s, "bob"), c = mkuser(s, "cyd");
+    iy_stored o;
+    CHECK_EQ(send1(s, a, 0, b, "hey @BOB and @cyd and @ann and @nobody", "t-1", &o), 0);
+    CHECK(o.msg.nmentions == 1 && o.msg.mentions[0] == b);   /* cyd is no member; ann sent it */
+    uint64_t ch = o.msg.channel;
+    CHECK_EQ(send1(s, b, ch, 0, "plain", "t-2", &o), 0);
+    CHECK_EQ(o.msg.nmentions, 0);
+    s = reopen(s);
+    iy_msg_list l = { 0 };
+    CHECK_EQ(store_history(s, ch, 0, 0, 10, &l), 0);
+    CHECK_EQ(l.n, 2);
+    if (l.n == 2) {
+        CHECK(l.v[0].nmentions == 1 && l.v[0].mentions[0] == b);
+        CHECK_EQ(l.v[1].nmentions, 0);
+    }
+    iy_msg_list_clear(&l);
+    (void)c;
+    done(s);
+}
+
 static void test_share_and_presence(void)
 {
     store *s = fresh();
@@ -1948,6 +1973,7 @@ static void suite(void)
     test_password();
     test_blocks();
     test_mutes();
+    test_mentions();
     test_share_and_presence();
     bench();
 }

@@ -1156,6 +1156,7 @@ static void test_schema_version(void)
     admin_sql(url, "DROP INDEX sessions_by_user");
     admin_sql(url, "ALTER TABLE sessions DROP COLUMN created_ms");
     admin_sql(url, "ALTER TABLE channels DROP COLUMN muted");
+    admin_sql(url, "ALTER TABLE messages DROP COLUMN mentions");
     admin_sql(url, "INSERT INTO push_subs (id, user_id, kind, device, url, p256dh, auth, secret)"
                    " VALUES (4242, 77, 1, 'old', 'https://hook.example/old', '', '', '')");
     s = open_node(url, "schema");

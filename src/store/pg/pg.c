@@ -263,6 +263,7 @@ static const store_ops pgs_ops = {
     .blocked = pgs__blocked,
     .block_list = pgs__block_list,
     .blocks_load = NULL,   /* the round's load reads them (pg_round.c, L5, L6) */
+    .names_load = pgs__names_load,
     .mute_set = pgs__mute_set,
     .muted = pgs__muted,
     .last_active_set = pgs__last_active_set,

@@ -245,6 +245,7 @@ int pgs__read_get(store *s, uint64_t user, uint64_t channel, uint64_t *seq);
 int pgs__friend_state(store *s, uint64_t a, uint64_t b, int *state);
 int pgs__block_set(store *s, uint64_t blocker, uint64_t blocked, int on);
 int pgs__mute_set(store *s, uint64_t user, uint64_t channel, int on);
+int pgs__names_load(store *s, store_round *r);
 int pgs__muted(store *s, uint64_t user, uint64_t channel);
 int pgs__blocked(store *s, uint64_t blocker, uint64_t blocked);
 int pgs__block_list(store *s, uint64_t blocker, uint64_t **ids, size_t *n);

@@ -27,7 +27,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MSG_COLS "m.channel_id, m.seq, m.id, m.from_id, m.subject, m.event, m.cmid, m.body"
+#define MSG_COLS "m.channel_id, m.seq, m.id, m.from_id, m.subject, m.event, m.cmid, m.body, m.mentions"
 
 static const char SQL_HISTORY_BEFORE[] =
     "SELECT " MSG_COLS " FROM messages AS m WHERE m.channel_id = $1::int8 AND m.seq < $2::int8"
@@ -66,6 +66,11 @@ int pgs__msg_decode(const PGresult *r, int row, int col, iy_msg *m)
     if (n) memcpy(m->text, body, n);
     m->text[n] = '\0';
     m->text_len = n;
+    const uint8_t *ment = (const uint8_t *)pgs__r_bytes(r, row, col + 8, &n);
+    if (n % 8 || n / 8 > IY_MENTIONS_MAX) return IY_EIO;
+    m->nmentions = (uint32_t)(n / 8);
+    for (uint32_t i = 0; i < m->nmentions; i++)
+        for (int b = 0; b < 8; b++) m->mentions[i] = m->mentions[i] << 8 | ment[8 * i + (uint32_t)b];
     return 0;
 }
 

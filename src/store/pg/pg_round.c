@@ -148,9 +148,9 @@ static const char SQL_C6[] =
     "DELETE FROM channel_members AS m USING unnest($1::int8[], $2::int8[]) AS t(u, c)"
     " WHERE m.user_id = t.u AND m.channel_id = t.c AND m.user_id = ANY ($1::int8[])";
 static const char SQL_C7[] =
-    "INSERT INTO messages (channel_id, seq, id, from_id, subject, event, cmid, body)"
+    "INSERT INTO messages (channel_id, seq, id, from_id, subject, event, cmid, body, mentions)"
     " SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::int2[],"
-    " $7::text[], $8::bytea[])";
+    " $7::text[], $8::bytea[], $9::bytea[])";
 static const char SQL_C8[] =
     "INSERT INTO inbox (user_id, pos, channel_id, seq)"
     " SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[])";
@@ -425,14 +425,14 @@ static size_t dedupe(triple *t, size_t n)
 enum { A_C1_ID, A_C1_A, A_C1_B, A_C1_SEQ,
        A_C3_ID, A_C3_OWNER, A_C3_NAME, A_C3_SEQ, A_C3_MEMBERS, A_C3_OFF, A_C3_N,
        A_C4_ID, A_C4_SEQ, A_ADD_U, A_ADD_C, A_DEL_U, A_DEL_C,
-       A_M_CH, A_M_SEQ, A_M_ID, A_M_FROM, A_M_SUBJ, A_M_EV, A_M_CMID, A_M_BODY,
+       A_M_CH, A_M_SEQ, A_M_ID, A_M_FROM, A_M_SUBJ, A_M_EV, A_M_CMID, A_M_BODY, A_M_MENT,
        A_I_U, A_I_POS, A_I_CH, A_I_SEQ, A_H_U, A_H_POS,
        A_K_U, A_K_CMID, A_K_CH, A_K_SEQ, A_K_ID, A_K_POS,
        A_R_U, A_R_CH, A_R_SEQ, A_P_U, A_P_CH, A_P_MSG, A_P_FROM, A_P_PREVIEW, A_COUNT };
 
 static const uint32_t arr_oid[A_COUNT] = {
     [A_C3_NAME] = PGS_OID_TEXT, [A_C3_OFF] = PGS_OID_INT4, [A_C3_N] = PGS_OID_INT4,
-    [A_M_EV] = PGS_OID_INT2, [A_M_CMID] = PGS_OID_TEXT, [A_M_BODY] = PGS_OID_BYTEA,
+    [A_M_EV] = PGS_OID_INT2, [A_M_CMID] = PGS_OID_TEXT, [A_M_BODY] = PGS_OID_BYTEA, [A_M_MENT] = PGS_OID_BYTEA,
     [A_K_CMID] = PGS_OID_TEXT, [A_P_PREVIEW] = PGS_OID_BYTEA,
 };
 
@@ -503,6 +503,10 @@ static void build_messages(pgs_arr *a, const store_round *r)
         pgs__arr_i16(&a[A_M_EV], (int16_t)m->m.event);
         pgs__arr_bytes(&a[A_M_CMID], m->m.cmid, strlen(m->m.cmid));
         pgs__arr_bytes(&a[A_M_BODY], m->text, m->text_len);
+        uint8_t ment[8 * IY_MENTIONS_MAX];
+        for (uint32_t j = 0; j < m->m.nmentions; j++)
+            for (int b = 0; b < 8; b++) ment[8 * j + (uint32_t)b] = (uint8_t)(m->m.mentions[j] >> (56 - 8 * b));
+        pgs__arr_bytes(&a[A_M_MENT], ment, 8 * (size_t)m->m.nmentions);
         for (uint32_t j = 0; j < m->n; j++) {
             pgs__arr_i64(&a[A_I_U], m->members[j]);
             pgs__arr_i64(&a[A_I_POS], m->pos[j]);
@@ -577,7 +581,7 @@ int pgs__round_commit(store *st, store_round *r)
     static const int c4[] = { A_C4_ID, A_C4_SEQ };
     static const int c5[] = { A_ADD_U, A_ADD_C };
     static const int c6[] = { A_DEL_U, A_DEL_C };
-    static const int c7[] = { A_M_CH, A_M_SEQ, A_M_ID, A_M_FROM, A_M_SUBJ, A_M_EV, A_M_CMID, A_M_BODY };
+    static const int c7[] = { A_M_CH, A_M_SEQ, A_M_ID, A_M_FROM, A_M_SUBJ, A_M_EV, A_M_CMID, A_M_BODY, A_M_MENT };
     static const int c8[] = { A_I_U, A_I_POS, A_I_CH, A_I_SEQ };
     static const int c9[] = { A_H_U, A_H_POS };
     static const int c10[] = { A_K_U, A_K_CMID, A_K_CH, A_K_SEQ, A_K_ID, A_K_POS };
@@ -590,7 +594,7 @@ int pgs__round_commit(store *st, store_round *r)
     add_arrays(&p, SQL_C4, a, c4, 2);
     add_arrays(&p, SQL_C5, a, c5, 2);
     add_arrays(&p, SQL_C6, a, c6, 2);
-    add_arrays(&p, SQL_C7, a, c7, 8);
+    add_arrays(&p, SQL_C7, a, c7, 9);
     add_arrays(&p, SQL_C8, a, c8, 4);
     add_arrays(&p, SQL_C9, a, c9, 2);
     add_arrays(&p, SQL_C10, a, c10, 6);

@@ -159,6 +159,7 @@ static const char *const M3[] = {
     "ALTER TABLE sessions ADD COLUMN created_ms int8 NOT NULL DEFAULT 0",
     "CREATE INDEX sessions_by_user ON sessions (user_id)",
     "ALTER TABLE channels ADD COLUMN muted int8[] NOT NULL DEFAULT '{}'",
+    "ALTER TABLE messages ADD COLUMN mentions bytea NOT NULL DEFAULT ''",
     NULL
 };
 

@@ -399,3 +399,30 @@ int pgs__muted(store *st, uint64_t user, uint64_t channel)
     PQclear(res);
     return rc;
 }
+
+/* ---- the round's @usernames ------------------------------------------------------------ */
+
+/* One more exchange inside the round's transaction, only for rounds whose
+ * texts name someone (store_round_name). */
+static const char SQL_NAMES[] = "SELECT username, id FROM users WHERE username = ANY ($1::text[])";
+
+int pgs__names_load(store *st, store_round *r)
+{
+    pgs_store *s = (pgs_store *)st;
+    pgs_arr names;
+    pgs__arr_begin(&names, PGS_OID_TEXT);
+    for (size_t i = 0; i < r->nname_keys; i++) pgs__arr_bytes(&names, r->name_keys[i], strlen(r->name_keys[i]));
+    pgs__arr_end(&names);
+    pgs_params pp = { 0 };
+    PGresult *res;
+    pgs__p_buf(&pp, &names.b);
+    int rc = pgs__exec(&s->conn, pgs__deadline(), SQL_NAMES, &pp, &res);
+    pgs__arr_free(&names);
+    if (rc) return rc;
+    for (int i = 0; i < PQntuples(res); i++) {
+        char name[IY_USERNAME_MAX + 1];
+        if (pgs__r_str(res, i, 0, name, sizeof name) == 0) round_put_name(r, name, pgs__r_i64(res, i, 1));
+    }
+    PQclear(res);
+    return 0;
+}

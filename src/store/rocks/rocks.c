@@ -21,6 +21,8 @@
  *   'd' min(a,b) max(a,b)                 channel u64
  *   'x' user channel                      (empty)              the user -> channels index
  *   'M' channel seq                       id u64, from u64, flags u8, cmid, [event], text
+ *                                         ([event]: event u8 + subject u64, or, format 3,
+ *                                         0 + n u8 + n mentioned user ids u64)
  *   'I' user pos                          channel u64, seq u64 (a reference, never the text)
  *   'C' user cmid                         channel u64, seq u64, id u64, sender pos u64
  *   'R' user channel                      read seq u64
@@ -1148,6 +1150,7 @@ const store_ops rocks_ops = {
     .blocked = rocks_blocked,
     .block_list = rocks_block_list,
     .blocks_load = rocks_blocks_load,
+    .names_load = rocks_names_load,
     .mute_set = rocks_mute_set,
     .muted = rocks_muted,
     .last_active_set = rocks_last_active_set,

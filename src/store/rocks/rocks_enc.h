@@ -14,7 +14,8 @@ enum {
     K_BLOCK = 'B', K_USESSION = 'z', K_MUTE = 'X',
 };
 
-#define MSG_F_EVENT 0x80u   /* in a message's flags byte: an event block follows the cmid */
+#define MSG_F_EVENT 0x80u   /* in a message's flags byte: an event block follows the cmid (format 3:
+                               event 0 there is a plain message's block of mentions) */
 
 /* Keys: type byte followed by one or two big-endian u64. */
 static inline size_t key1(uint8_t *k, int type, uint64_t a)

@@ -120,6 +120,7 @@ int rocks_block_set(store *s, uint64_t blocker, uint64_t blocked, int on);
 int rocks_blocked(store *s, uint64_t blocker, uint64_t blocked);
 int rocks_block_list(store *s, uint64_t blocker, uint64_t **ids, size_t *n);
 int rocks_blocks_load(store *s, store_round *r);
+int rocks_names_load(store *s, store_round *r);
 int rocks_mute_set(store *s, uint64_t user, uint64_t channel, int on);
 int rocks_social_counts_load(rocks *s);   /* blocked_n, muted_n from the database: 0, IY_EIO */
 int rocks_muted(store *s, uint64_t user, uint64_t channel);

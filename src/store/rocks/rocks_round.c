@@ -144,15 +144,20 @@ static void put_msg(rocksdb_writebatch_t *wb, const round_msg *rm)
 {
     const iy_msg *m = &rm->m;
     size_t cl = strlen(m->cmid);
-    uint8_t mk[17], k[1 + 8 + IY_CMID_MAX], hdr[8 + 8 + 1 + IY_CMID_MAX + 1 + 8];
+    uint8_t mk[17], k[1 + 8 + IY_CMID_MAX], hdr[8 + 8 + 1 + IY_CMID_MAX + 1 + 1 + 8 * IY_MENTIONS_MAX];
     wr w = { hdr, 0 };
     wr_u64(&w, m->id);
     wr_u64(&w, m->from);
-    wr_u8(&w, (unsigned)cl | (m->event != IY_EV_NONE ? MSG_F_EVENT : 0));
+    wr_u8(&w, (unsigned)cl | (m->event != IY_EV_NONE || m->nmentions ? MSG_F_EVENT : 0));
     wr_mem(&w, m->cmid, cl);
     if (m->event != IY_EV_NONE) {
         wr_u8(&w, (unsigned)m->event);
         wr_u64(&w, m->subject);
+    } else if (m->nmentions) {
+        /* Format 3: the block of a plain message holds its mentions. */
+        wr_u8(&w, IY_EV_NONE);
+        wr_u8(&w, m->nmentions);
+        for (uint32_t i = 0; i < m->nmentions; i++) wr_u64(&w, m->mentions[i]);
     }
     const char *kp[1] = { (const char *)mk };
     const char *vp[2] = { (const char *)hdr, rm->text };
@@ -269,7 +274,13 @@ static int msg_decode(const char *v, size_t vl, uint64_t channel, uint64_t seq, 
     rd_str(&r, flags & ~MSG_F_EVENT, m->cmid, IY_CMID_MAX);
     if (flags & MSG_F_EVENT) {
         m->event = (int)rd_u8(&r);
-        m->subject = rd_u64(&r);
+        if (m->event != IY_EV_NONE) {
+            m->subject = rd_u64(&r);
+        } else {
+            m->nmentions = rd_u8(&r);
+            if (m->nmentions > IY_MENTIONS_MAX) r.bad = 1;
+            for (uint32_t i = 0; !r.bad && i < m->nmentions; i++) m->mentions[i] = rd_u64(&r);
+        }
     }
     if (r.bad) return rocks_corrupt("message");
     m->ts = iy_id_ts(m->id);

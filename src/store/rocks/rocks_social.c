@@ -252,6 +252,26 @@ int rocks_block_list(store *s, uint64_t blocker, uint64_t **ids, size_t *n)
     return rc;
 }
 
+/* ---- the round's @usernames ('n' username: user id) ------------------------------- */
+
+int rocks_names_load(store *s, store_round *r)
+{
+    for (size_t i = 0; i < r->nname_keys; i++) {
+        uint8_t k[1 + IY_USERNAME_MAX];
+        size_t nl = strlen(r->name_keys[i]);
+        char *v;
+        size_t vl;
+        k[0] = K_UNAME;
+        memcpy(k + 1, r->name_keys[i], nl);
+        int rc = kv_get(s, k, 1 + nl, &v, &vl);
+        if (rc < 0) return rc;
+        if (rc == 0) continue;
+        if (vl == 8) round_put_name(r, r->name_keys[i], get64((const uint8_t *)v));
+        rocksdb_free(v);
+    }
+    return 0;
+}
+
 /* ---- mutes ('X' channel user) ------------------------------------------------------ */
 
 int rocks_mute_set(store *s, uint64_t user, uint64_t channel, int on)
