@@ -167,6 +167,7 @@ async function loadChannels() {
       if (S.current === it.channel.id) unread = 0;
       upsertChannel(it.channel, it.last_message, unread);
       if (it.muted) S.muted.add(it.channel.id); else S.muted.delete(it.channel.id);
+      S.channels.get(it.channel.id).mentions = it.mentions || 0;
     }
     for (const id of [...S.channels.keys()]) if (!seen.has(id)) S.channels.delete(id);
     showError('side-error', '');
@@ -227,7 +228,10 @@ function ingest(m, { fromHistory = false } = {}) {
   const isNew = !c.last || m.seq > c.last.seq;
   if (isNew) {
     c.last = m;
-    if (m.from !== S.me.id && !fromHistory && !(S.current === m.channel && isReading())) c.unread++;
+    if (m.from !== S.me.id && !fromHistory && !(S.current === m.channel && isReading())) {
+      c.unread++;
+      if (Array.isArray(m.mentions) && m.mentions.includes(S.me.id)) c.mentions = (c.mentions || 0) + 1;
+    }
     if (m.from === S.me.id) c.unread = 0;
   }
   if (m.event) {
@@ -431,6 +435,10 @@ function messageEl(m) {
   }
   const mine = m.from === S.me.id;
   const li = el('li', { class: mine ? 'msg mine' : 'msg', dataset: { seq: m.seq, id: m.id, ts: m.ts, state: 'sent' } });
+  if (!mine && Array.isArray(m.mentions) && m.mentions.includes(S.me.id)) {
+    li.classList.add('mentioned');
+    li.setAttribute('aria-label', `${nameOf(m.from)} mentioned you`);
+  }
   if (m.cmid) li.dataset.cmid = m.cmid;
   const c = S.channels.get(m.channel);
   if (!mine && c && c.channel.kind === 'group') li.append(nameSpan(m.from));
@@ -848,6 +856,7 @@ function renderList() {
       preview = (c.last.from === S.me.id && !c.last.event ? 'You: ' : c.channel.kind === 'group' && !c.last.event ? `${nameOf(c.last.from)}: ` : '') + t.slice(0, 120);
     }
     const row2 = el('span', { class: 'ci-row' }, el('span', { class: 'ci-last', text: preview || 'No messages yet' }));
+    if (c.mentions > 0 && c.unread > 0) row2.append(el('span', { class: 'badge mention', 'aria-label': `${c.mentions} mentions of you`, text: '@' }));
     if (c.unread > 0) row2.append(el('span', { class: 'badge unread', 'aria-label': `${c.unread} unread`, text: c.unread > 999 ? '999+' : String(c.unread) }));
     btn.append(el('span', { class: 'ci-top' }, title, el('span', { class: 'ci-time', text: c.last ? fmtTime(c.last.ts) : '' })), row2);
     frag.append(el('li', { dataset: { channel: id } }, btn));

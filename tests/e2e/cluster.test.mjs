@@ -256,9 +256,18 @@ test('message features across nodes: a block made on one node stops sends on the
   const back = await api(node(1), 'POST', `/v1/channels/${ch}/messages`, { token: b.token, body: { text: 'm2', cmid: 'f2' } });
   assert.equal(back.status, 201, show(back));
 
+  // a mention sent through node 3 reaches a's socket on node 1 with its mentions
+  const wa = await connectWs(node(0), { token: a.token, label: 'a@n1' });
+  try {
+    const seen = wa.waitFor((f) => f.op === 'msg' && f.cmid === 'f3', { what: 'the mention across nodes' });
+    const r3 = await api(node(2), 'POST', `/v1/channels/${ch}/messages`, { token: b.token, body: { text: `@${a.username} there?`, cmid: 'f3' } });
+    assert.equal(r3.status, 201, show(r3));
+    assert.deepEqual((await seen).mentions, [a.user.id]);
+  } finally { wa.terminate(); }
+
   // history around a message, asked on another node
   const around = await api(node(2), 'GET', `/v1/channels/${ch}/messages?around_seq=1&limit=3`, { token: a.token });
-  assert.deepEqual(around.body.messages.map((m) => m.seq), [1, 2]);
+  assert.deepEqual(around.body.messages.map((m) => m.seq), [1, 2, 3]);
 
   // a friend request made on node 1 reaches b's socket on node 2
   const wb = await connectWs(node(1), { token: b.token, label: 'b@n2' });

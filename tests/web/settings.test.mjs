@@ -78,3 +78,27 @@ test('mute, block and unblock; sessions; password change; a live friend request'
 
   for (const p of [A, A2, B]) await p.context.close();
 });
+
+test('a message that mentions me stands out, and its conversation shows "@" in the list', async () => {
+  const A = await newPerson(browser, server);
+  const B = await newPerson(browser, server);
+  const a = uname('mia'), b = uname('ned');
+  await signUp(A.page, a, 'Mia');
+  const sb = await signUp(B.page, b, 'Ned');
+  await openDirect(B.page, a);
+  await send(B.page, 'first');
+  await waitForText(B.page, 'first');
+  // A is on the list: a mention arrives
+  await A.page.locator('#chat-list .chat-item').first().waitFor();
+  const r = await api(server, 'POST', `/v1/channels/${(await api(server, 'GET', '/v1/channels', { token: sb.token })).data.channels[0].channel.id}/messages`,
+    { token: sb.token, body: { text: `@${a} look at this` } });
+  assert.equal(r.status, 201);
+  await A.page.locator('#chat-list .badge.mention').waitFor();
+  await openChat(A.page, 'Ned');
+  await A.page.locator('#msgs li.msg.mentioned', { hasText: 'look at this' }).waitFor();
+  assert.equal(await A.page.locator('#msgs li.msg.mentioned').count(), 1);
+  await A.page.reload();
+  await A.page.locator('#chat-list .chat-item').first().waitFor();
+  assert.equal(await A.page.locator('#chat-list .badge.mention').count(), 0, 'read: no badge after the reload');
+  for (const p of [A, B]) await p.context.close();
+});
