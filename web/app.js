@@ -903,6 +903,7 @@ async function openChat(id) {
     $('msgs').textContent = '';
     $('typing').textContent = '';
     $('input').value = draftText.get(id) || '';
+    $('mention-list').hidden = true;
     autosize();
   }
   renderHeader();
@@ -1266,6 +1267,59 @@ async function togglePush() {
 // ---------------------------------------------------------------- wiring
 const draftText = new Map();
 
+// ---------------------------------------------------------------- @ completion
+/** the "@name" being typed right before the caret, or null */
+function mentionAtCaret() {
+  const t = $('input');
+  const before = t.value.slice(0, t.selectionStart);
+  const m = /(^|[^A-Za-z0-9_.\-@])@([A-Za-z0-9_.-]{0,32})$/.exec(before);
+  return m ? { start: before.length - m[2].length - 1, prefix: m[2].toLowerCase() } : null;
+}
+
+/** offers the conversation's members whose username starts with what follows "@" */
+function renderMentionList() {
+  const ul = $('mention-list');
+  const at = mentionAtCaret();
+  const c = S.current && S.channels.get(S.current);
+  const members = at && c ? (c.channel.members || []).filter((id) => id !== S.me.id) : [];
+  const found = members.map((id) => S.users.get(id)).filter((u) => u && u.username.startsWith(at.prefix)).slice(0, 6);
+  ul.textContent = '';
+  ul.hidden = found.length === 0;
+  found.forEach((u, i) => {
+    ul.append(el('li', { role: 'option', 'aria-selected': String(i === 0), dataset: { username: u.username },
+      text: `@${u.username} — ${u.display_name || u.username}`,
+      onmousedown: (e) => { e.preventDefault(); pickMention(u.username); } }));
+  });
+}
+
+function pickMention(username) {
+  const t = $('input');
+  const at = mentionAtCaret();
+  if (!at) return;
+  const end = t.selectionStart;
+  t.value = `${t.value.slice(0, at.start)}@${username} ${t.value.slice(end)}`;
+  const caret = at.start + username.length + 2;
+  t.setSelectionRange(caret, caret);
+  $('mention-list').hidden = true;
+  if (S.current) draftText.set(S.current, t.value);
+}
+
+/** Arrow keys move through the offers, Enter or Tab takes one, Escape closes: true if handled */
+function mentionKey(e) {
+  const ul = $('mention-list');
+  if (ul.hidden) return false;
+  const items = [...ul.children];
+  const cur = Math.max(0, items.findIndex((li) => li.getAttribute('aria-selected') === 'true'));
+  if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+    const next = (cur + (e.key === 'ArrowDown' ? 1 : items.length - 1)) % items.length;
+    items.forEach((li, i) => li.setAttribute('aria-selected', String(i === next)));
+    return true;
+  }
+  if (e.key === 'Enter' || e.key === 'Tab') { pickMention(items[cur].dataset.username); return true; }
+  if (e.key === 'Escape') { ul.hidden = true; return true; }
+  return false;
+}
+
 function autosize() {
   const t = $('input');
   t.style.height = 'auto';
@@ -1423,6 +1477,7 @@ function wire() {
     e.preventDefault();
     const text = input.value;
     if (!text.trim()) return;
+    $('mention-list').hidden = true;
     if (sendText(text) !== false) {
       input.value = '';
       draftText.delete(S.current);
@@ -1431,9 +1486,12 @@ function wire() {
     input.focus();
   });
   input.addEventListener('keydown', (e) => {
+    if (!e.isComposing && mentionKey(e)) { e.preventDefault(); e.stopPropagation(); return; }
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); $('composer').requestSubmit(); }
   });
+  input.addEventListener('blur', () => { $('mention-list').hidden = true; });
   input.addEventListener('input', () => {
+    renderMentionList();
     if (S.current) draftText.set(S.current, input.value);
     if (input.value.length < 20000) autosize();
     const now = Date.now();

@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startServer, launchBrowser, newPerson, signUp, openChat, send, texts, waitForText, uname, httpFeature,
+  startServer, launchBrowser, newPerson, signUp, openChat, send, texts, waitForText, uname, httpFeature, api,
 } from './lib/harness.mjs';
 
 let server, browser;
@@ -84,4 +84,34 @@ test('a group of three: create it, everyone talks, everyone sees the same conver
 
   for (const p of P) assert.deepEqual(p.page.errors, []);
   for (const p of P) await p.context.close();
+});
+
+test('@ completion offers the conversation\'s members; Enter takes one (and does not send); the message mentions them', async () => {
+  const A = await newPerson(browser, server);
+  const a = uname('cora'), b = uname('dan'), c = uname('dana');
+  const sa = await signUp(A.page, a, 'Cora');
+  const ids = {};
+  for (const [u, d] of [[b, 'Dan'], [c, 'Dana']]) {
+    ids[u] = (await api(server, 'POST', '/v1/users', { body: { username: u, password: 'correct horse 1', display_name: d } })).data.user.id;
+  }
+  const g = await api(server, 'POST', '/v1/groups', { token: sa.token, body: { name: 'completers', members: [ids[b], ids[c]] } });
+  assert.equal(g.status, 201);
+  await A.page.reload();
+  await openChat(A.page, 'completers');
+  const box = A.page.getByLabel('Message', { exact: true });
+  await box.pressSequentially('hi @da', { delay: 20 });
+  const list = A.page.getByRole('listbox', { name: 'Mention someone' });
+  await list.waitFor();
+  assert.equal(await list.getByRole('option').count(), 2, 'both dan and dana start with "da"');
+  await box.pressSequentially('n', { delay: 20 });   // "@dan": still both
+  await box.press('ArrowDown');
+  await box.press('Enter');                          // takes the second, does not send
+  assert.equal(await box.inputValue(), `hi @${[b, c].sort()[1]} `);
+  assert.equal(await list.isHidden(), true);
+  await box.press('Enter');                          // now it sends
+  await A.page.locator('#msgs li.msg[data-seq] .text', { hasText: 'hi @' }).waitFor();
+  const h = await api(server, 'GET', `/v1/channels/${g.data.channel.id}/messages`, { token: sa.token });
+  const sent = h.data.messages.find((m) => m.text.startsWith('hi @'));
+  assert.deepEqual(sent.mentions, [ids[[b, c].sort()[1]]]);
+  await A.context.close();
 });
