@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Server, api, show, newUser, connectWs, ms, sleep, fullHistory, STORE, REPO } from './lib/harness.mjs';
+import { Server, api, show, newUser, connectWs, ms, sleep, checkAcked, STORE, REPO } from './lib/harness.mjs';
 
 const T = { timeout: ms(120000) };
 const SHIM = path.join(REPO, 'build', 'faultfs.so');
@@ -93,21 +93,9 @@ test('EIO from the disk: unavailable, no crash, /healthz 503, writing again by i
     }
     w.terminate();
 
-    const check = async (what) => {
-      const stored = await fullHistory(srv, a.token, channel);
-      const byCmid = new Map(stored.map((m) => [m.cmid, m]));
-      assert.equal(byCmid.size, stored.length, `${what}: no cmid twice`);
-      for (const x of acked) {
-        const m = byCmid.get(x.cmid);
-        assert.ok(m, `${what}: acknowledged ${x.cmid} is stored`);
-        assert.equal(m.id, x.id);
-      }
-      const seqs = stored.map((m) => m.seq);
-      seqs.sort((x, y) => x - y).forEach((s, i) => assert.equal(s, i + 1, `${what}: seq gap-free`));
-    };
-    await check('before the restart');
+    await checkAcked(srv, a.token, channel, acked, 'before the restart');
     await srv.restart();
-    await check('after the restart');
+    await checkAcked(srv, a.token, channel, acked, 'after the restart');
   } finally {
     await srv.cleanup();
     await fsp.rm(dir, { recursive: true, force: true });

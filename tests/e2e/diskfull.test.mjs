@@ -10,7 +10,7 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { Server, api, show, newUser, connectWs, ms, sleep, fullHistory, PASSWORD, STORE } from './lib/harness.mjs';
+import { Server, api, show, newUser, connectWs, ms, sleep, checkAcked, PASSWORD, STORE } from './lib/harness.mjs';
 
 const T = { timeout: ms(180000) };
 const ROOT = process.getuid && process.getuid() === 0;
@@ -105,19 +105,9 @@ test('a disk below the reserve: unavailable (never a crash), /healthz 503 with t
     assert.ok(!/a write failed/.test(srv.stderrTail(20000)), 'RocksDB itself never hit the wall');
 
     // every acknowledged message is stored, once; also after a restart
-    const check = async (what) => {
-      const stored = await fullHistory(srv, a.token, channel);
-      const byCmid = new Map(stored.map((m) => [m.cmid, m]));
-      assert.equal(byCmid.size, stored.length, `${what}: no cmid twice`);
-      for (const x of acked) {
-        const m = byCmid.get(x.cmid);
-        assert.ok(m, `${what}: acknowledged ${x.cmid} is stored`);
-        assert.equal(m.id, x.id);
-      }
-    };
-    await check('before the restart');
+    await checkAcked(srv, a.token, channel, acked, 'before the restart');
     await srv.restart();
-    await check('after the restart');
+    await checkAcked(srv, a.token, channel, acked, 'after the restart');
   } finally {
     await srv.cleanup();
   }
@@ -163,21 +153,9 @@ test('no reserve (--min-free-mb 0): RocksDB itself hits ENOSPC: unavailable, no 
     assert.ok(back, `sends work again once space returns: ${srv.stderrTail(2000)}`);
     assert.equal((await healthz(srv)).status, 200, 'healthy again');
 
-    const check = async (what) => {
-      const stored = await fullHistory(srv, a.token, channel);
-      const byCmid = new Map(stored.map((m) => [m.cmid, m]));
-      assert.equal(byCmid.size, stored.length, `${what}: no cmid twice`);
-      for (const x of acked) {
-        const m = byCmid.get(x.cmid);
-        assert.ok(m, `${what}: acknowledged ${x.cmid} is stored`);
-        assert.equal(m.id, x.id);
-      }
-      const seqs = stored.map((m) => m.seq).sort((x, y) => x - y);
-      seqs.forEach((s, i) => assert.equal(s, i + 1, `${what}: seq gap-free`));
-    };
-    await check('before the restart');
+    await checkAcked(srv, a.token, channel, acked, 'before the restart');
     await srv.restart();
-    await check('after the restart');
+    await checkAcked(srv, a.token, channel, acked, 'after the restart');
   } finally {
     await srv.cleanup();
   }

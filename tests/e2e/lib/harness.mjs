@@ -654,6 +654,24 @@ export async function fullHistory(server, token, channelId, limit = 200) {
   return out;
 }
 
+/**
+ * Every acknowledged send ({cmid, id}) is in the channel's history exactly once with its id, and
+ * the channel's seqs are 1..n without a gap (what the storage-fault tests check before and after
+ * a restart).
+ */
+export async function checkAcked(server, token, channelId, acked, what) {
+  const stored = await fullHistory(server, token, channelId);
+  const byCmid = new Map(stored.map((m) => [m.cmid, m]));
+  nodeAssert.equal(byCmid.size, stored.length, `${what}: no cmid twice`);
+  for (const x of acked) {
+    const m = byCmid.get(x.cmid);
+    nodeAssert.ok(m, `${what}: acknowledged ${x.cmid} is stored`);
+    nodeAssert.equal(m.id, x.id);
+  }
+  const gap = gapFree(stored.map((m) => m.seq).sort((x, y) => x - y), `${what}: seq`);
+  nodeAssert.equal(gap, null, gap);
+}
+
 /** the whole inbox after `after` over a WebSocket, paging with `more` */
 export async function fullSyncWs(client, after = 0, limit = 500) {
   const out = [];
