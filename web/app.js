@@ -228,13 +228,14 @@ function ingest(m, { fromHistory = false } = {}) {
   const isNew = !c.last || m.seq > c.last.seq;
   if (isNew) {
     c.last = m;
-    if (m.from !== S.me.id && !fromHistory && !(S.current === m.channel && isReading())) {
+    if (m.from !== S.me.id && !fromHistory && !isChange(m) && !(S.current === m.channel && isReading())) {
       c.unread++;
       if (Array.isArray(m.mentions) && m.mentions.includes(S.me.id)) c.mentions = (c.mentions || 0) + 1;
     }
     if (m.from === S.me.id) c.unread = 0;
   }
-  if (m.event) {
+  if (isChange(m)) applyChange(m);
+  else if (m.event) {
     if (!fromHistory && isNew && known) refreshChannel(m.channel);
     if (m.event === 'member_removed' && m.user === S.me.id && !fromHistory) refreshChannel(m.channel);
   }
@@ -266,6 +267,31 @@ function ingest(m, { fromHistory = false } = {}) {
   }
   scheduleList();
   if (S.current === m.channel) { renderTyping(); markRead(); }
+}
+
+/** an edit or a delete: an event of its channel that changes an earlier message */
+const isChange = (m) => m.event === 'edited' || m.event === 'deleted';
+
+/** applies an edit or delete to the message it changes, if loaded (history shows the current
+ * state anyway); an older edit never overwrites a newer state */
+function applyChange(e) {
+  const cache = cacheOf(e.channel);
+  const c = S.channels.get(e.channel);
+  let target = null;
+  if (cache) for (const m of cache.bySeq.values()) if (m.id === e.target) { target = m; break; }
+  if (c && c.last && c.last.id === e.target) target = target || c.last;
+  if (!target || target.deleted) return;
+  if (e.event === 'deleted') {
+    target.deleted = true;
+    target.text = '';
+    delete target.mentions;
+  } else if (!(target.edited_at > e.ts)) {
+    target.text = e.text;
+    target.edited_at = e.ts;
+  }
+  const li = document.querySelector(`#msgs li[data-id="${CSS.escape(e.target)}"]`);
+  if (li && S.current === e.channel) { li.replaceWith(messageEl(target)); refreshReceipts(); }
+  scheduleList();
 }
 
 let listTimer = 0;
@@ -367,6 +393,8 @@ function eventText(m) {
   if (m.event === 'member_added') return `${who} added ${whom}`;
   if (m.event === 'member_removed') return m.user === m.from ? `${who} left` : `${who} removed ${whom}`;
   if (m.event === 'renamed') return `${who} renamed the group to “${m.text}”`;
+  if (m.event === 'edited') return `${who} edited a message`;
+  if (m.event === 'deleted') return `${who} deleted a message`;
   return `${who}: ${m.event}`;
 }
 
@@ -427,6 +455,10 @@ function renderDays() {
 }
 
 function messageEl(m) {
+  if (isChange(m)) {
+    // shown on the message it changes; kept in the log (hidden) for the order of seq
+    return el('li', { class: 'change', hidden: true, dataset: { seq: m.seq, id: m.id } });
+  }
   if (m.event) {
     const li = el('li', { class: 'sys', dataset: { seq: m.seq, id: m.id, ts: m.ts } });
     li.append(el('span', { text: eventText(m) }));
@@ -442,11 +474,89 @@ function messageEl(m) {
   if (m.cmid) li.dataset.cmid = m.cmid;
   const c = S.channels.get(m.channel);
   if (!mine && c && c.channel.kind === 'group') li.append(nameSpan(m.from));
-  li.append(el('div', { class: 'bubble' }, ...textBody(m.text)));
+  if (m.deleted) {
+    li.classList.add('deleted');
+    li.append(el('div', { class: 'bubble' }, el('div', { class: 'text', text: 'This message was deleted' })));
+  } else {
+    li.append(el('div', { class: 'bubble' }, ...textBody(m.text)));
+  }
   const meta = el('div', { class: 'meta' }, el('time', { datetime: new Date(m.ts).toISOString(), text: fmtTime(m.ts) }));
+  if (m.edited_at && !m.deleted) meta.append(el('span', { class: 'edited', title: `Edited ${fmtTime(m.edited_at)}`, text: 'edited' }));
   if (mine) meta.append(el('span', { class: 'state', text: 'Sent' }));
+  const acts = messageActions(m, li);
+  if (acts) meta.append(acts);
   li.append(meta);
   return li;
+}
+
+/** Edit (the author, within the window) and Delete (the author, or a group's owner) */
+const EDIT_WINDOW_MS = 24 * 3600 * 1000;
+function messageActions(m, li) {
+  if (m.deleted) return null;
+  const c = S.channels.get(m.channel);
+  const mine = m.from === S.me.id;
+  const canEdit = mine && Date.now() - m.ts < EDIT_WINDOW_MS;
+  const canDelete = mine || (c && c.channel.kind === 'group' && c.channel.owner === S.me.id);
+  if (!canEdit && !canDelete) return null;
+  const box = el('span', { class: 'msg-actions' });
+  if (canEdit) box.append(el('button', { type: 'button', class: 'link', text: 'Edit', 'aria-label': 'Edit this message', onclick: () => startEdit(m, li) }));
+  if (canDelete) box.append(el('button', { type: 'button', class: 'link', text: 'Delete', 'aria-label': 'Delete this message', onclick: () => deleteMessage(m, li) }));
+  return box;
+}
+
+function changeFailed(li, what, e) {
+  const meta = li.querySelector('.meta');
+  if (meta) meta.append(el('span', { class: 'error', role: 'alert', text: `Not ${what}: ${describeError(e)}` }));
+}
+
+/** asks in place ("Delete for everyone?" Yes / No), then deletes; the event redraws the message */
+function deleteMessage(m, li) {
+  const acts = li.querySelector('.msg-actions');
+  if (!acts) return;
+  let ask = null;
+  const no = el('button', { type: 'button', class: 'link', text: 'No', onclick: () => ask.replaceWith(messageActions(m, li)) });
+  const yes = el('button', { type: 'button', class: 'link danger', text: 'Yes, delete', onclick: async () => {
+    yes.disabled = no.disabled = true;
+    try {
+      await api('DELETE', `/v1/messages/${encodeURIComponent(m.id)}`, { token: S.session.token });
+    } catch (e) {
+      ask.replaceWith(messageActions(m, li) || '');
+      changeFailed(li, 'deleted', e);
+    }
+  } });
+  ask = el('span', { class: 'msg-actions asking', role: 'group', 'aria-label': 'Delete for everyone?' },
+    el('span', { text: 'Delete for everyone?' }), yes, no);
+  acts.replaceWith(ask);
+  no.focus();
+}
+
+/** edits in place: Enter saves, Escape (or an unchanged text) cancels */
+function startEdit(m, li) {
+  const bubble = li.querySelector('.bubble');
+  if (!bubble || li.querySelector('textarea')) return;
+  const box = el('textarea', { class: 'edit-box', 'aria-label': 'Edit message', rows: 2 });
+  box.value = m.text;
+  const done = () => { li.replaceWith(messageEl(m)); };
+  const save = async () => {
+    const text = box.value;
+    if (!text.trim() || text === m.text) { done(); return; }
+    box.disabled = true;
+    try {
+      const r = await api('PATCH', `/v1/messages/${encodeURIComponent(m.id)}`, { token: S.session.token, body: { text } });
+      if (!m.deleted && !(m.edited_at > r.message.edited_at)) { m.text = r.message.text; m.edited_at = r.message.edited_at; }
+      done();
+    } catch (e) { box.disabled = false; changeFailed(li, 'edited', e); }
+  };
+  box.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && !ev.shiftKey) { ev.preventDefault(); save(); }
+    else if (ev.key === 'Escape') { ev.preventDefault(); done(); }
+  });
+  bubble.replaceWith(el('div', { class: 'bubble editing' }, box,
+    el('div', { class: 'edit-actions' },
+      el('button', { type: 'button', class: 'link', text: 'Save', onclick: save }),
+      el('button', { type: 'button', class: 'link', text: 'Cancel', onclick: done }))));
+  box.focus();
+  box.setSelectionRange(box.value.length, box.value.length);
 }
 
 function pendingEl(o) {
@@ -852,7 +962,7 @@ function renderList() {
     title.append(el('span', { class: 'ci-name', text: titleOf(id) }));
     let preview = '';
     if (c.last) {
-      const t = c.last.event ? eventText(c.last) : c.last.text;
+      const t = c.last.event ? eventText(c.last) : c.last.deleted ? 'Message deleted' : c.last.text;
       preview = (c.last.from === S.me.id && !c.last.event ? 'You: ' : c.channel.kind === 'group' && !c.last.event ? `${nameOf(c.last.from)}: ` : '') + t.slice(0, 120);
     }
     const row2 = el('span', { class: 'ci-row' }, el('span', { class: 'ci-last', text: preview || 'No messages yet' }));

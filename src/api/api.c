@@ -378,6 +378,9 @@ void api_handle(conn *c, const http_request *req)
             channels_membership(c, req, id, IY_EV_MEMBER_REMOVED, who);
             return;
         }
+    } else if (iy_str_eq(r, "messages") && n == 3) {
+        if (m == HTTP_PATCH) { channels_change(c, req, id, IY_EV_EDITED); return; }
+        if (m == HTTP_DELETE) { channels_change(c, req, id, IY_EV_DELETED); return; }
     } else if (iy_str_eq(r, "groups") && n == 2 && m == HTTP_POST) {
         channels_group_create(c, req);
         return;

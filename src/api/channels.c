@@ -7,6 +7,7 @@
  * notice published after the group was stored. */
 #include "api_int.h"
 #include "../chat/limiter.h"
+#include "../chat/post.h"
 #include "../base/alloc.h"
 #include "../base/err.h"
 #include "../base/log.h"
@@ -298,7 +299,7 @@ void channels_history(conn *c, const http_request *req, uint64_t channel)
  * Also carries membership changes, which are messages of their channel. */
 
 /* What a send or membership change answers: 201 {message}, 200 {channel}, 204. */
-enum send_reply { REPLY_MESSAGE, REPLY_CHANNEL, REPLY_EMPTY };
+enum send_reply { REPLY_MESSAGE, REPLY_CHANNEL, REPLY_EMPTY, REPLY_EDITED };
 
 typedef struct send_req {
     api_job a;                /* authentication */
@@ -307,6 +308,7 @@ typedef struct send_req {
     size_t text_len;          /* of a.j.text */
     int event;                /* enum iy_event; 0: a user's message */
     uint64_t subject;         /* the member added or removed */
+    uint64_t target;          /* the message edited or deleted */
     int reply;                /* enum send_reply */
 } send_req;
 
@@ -327,6 +329,8 @@ static void http_send_free(dbq_job *j)
 
 static const char *send_error_message(int err, int event)
 {
+    const char *t = post_change_error(err, event);
+    if (t) return t;
     switch (err) {
     case IY_ENOTFOUND: return event ? "no such user, channel or member" : "no such user or channel";
     case IY_EFORBIDDEN: return event ? "only the owner may do that" : "not a member of this channel";
@@ -345,6 +349,17 @@ static void http_send_done(dbq_job *j)
     if (c && !c->closing) {
         if (j->err != 0 && j->err != IY_EEXIST) {
             conn_http_error(c, j->err, send_error_message(j->err, j->send.event));
+        } else if (h->reply == REPLY_EDITED) {
+            /* the edited message as it is now */
+            iy_msg m = { .id = j->send.target, .channel = j->stored.msg.channel, .seq = j->stored.target_seq,
+                         .from = j->stored.target_from, .ts = iy_id_ts(j->send.target),
+                         .text = j->text, .text_len = j->send.text_len, .edited_ms = j->stored.msg.ts };
+            iy_buf b = { 0 };
+            iy_buf_append_str(&b, "{\"message\":");
+            proto_write_message(&b, &m);
+            iy_buf_putc(&b, '}');
+            conn_http_respond(c, 200, "application/json", b.data, b.len);
+            iy_buf_free(&b);
         } else if (h->reply == REPLY_EMPTY) {
             conn_http_respond(c, 204, NULL, "", 0);
         } else if (h->reply == REPLY_CHANNEL) {
@@ -399,6 +414,7 @@ static void send_authed(conn *c, api_job *a)
     h->j.send = (iy_send){ .from = a->user, .channel = x->to_user ? 0 : a->id, .to = x->to_user ? a->id : 0,
                            .text = h->j.text ? h->j.text : "", .text_len = x->text_len,
                            .cmid = h->cmid, .event = x->event, .subject = x->subject };
+    if (x->target) h->j.send.channel = 0, h->j.send.target = x->target;
     h->j.origin_thread = c->t->index;
     h->j.origin_conn = 0;
     c->http_busy = 1;
@@ -433,6 +449,32 @@ void channels_send(conn *c, const http_request *req, uint64_t id, int to_user)
 out:
     json_decref(o);
     api_job_drop(&x->a);
+}
+
+void channels_change(conn *c, const http_request *req, uint64_t id, int event)
+{
+    send_req *x = api_job_new(c, req, sizeof *x, NULL, 1, NULL);
+    x->target = id;
+    x->event = event;
+    x->reply = event == IY_EV_EDITED ? REPLY_EDITED : REPLY_EMPTY;
+    if (event == IY_EV_EDITED) {
+        json_t *o = api_parse_body(c, req);
+        if (!o) { api_job_drop(&x->a); return; }
+        json_t *t = json_object_get(o, "text");
+        char msg[160];
+        int rc = json_is_string(t) ? proto_check_text(json_string_value(t), json_string_length(t), msg, sizeof msg) : IY_EINVAL;
+        if (rc) {
+            conn_http_error(c, rc, json_is_string(t) ? msg : "text must be a string");
+            json_decref(o);
+            api_job_drop(&x->a);
+            return;
+        }
+        x->text_len = json_string_length(t);
+        x->a.j.text = iy_strndup(json_string_value(t), x->text_len);
+        json_decref(o);
+    }
+    x->a.then = send_authed;
+    api_submit(c, &x->a);
 }
 
 void channels_membership(conn *c, const http_request *req, uint64_t channel, int event, uint64_t subject)

@@ -23,6 +23,7 @@
 #define IY_WAIT_MAX 60              /* seconds of long polling */
 #define IY_PRESENCE_QUERY_MAX 200   /* user ids in one presence query */
 #define IY_MENTIONS_MAX 20          /* distinct @usernames of a message that count as mentions */
+#define IY_EDIT_WINDOW_MS (24LL * 3600 * 1000)   /* a message can be edited this long after it was sent */
 
 /* A JSON frame or body carrying the largest text, escaped at worst as
  * \uXXXX\uXXXX surrogate pairs (12 bytes per code point), plus room. */

@@ -156,7 +156,7 @@ int bus_wire_decode(const void *data, size_t len, bus_wire *w)
         if (m->m.nmentions > IY_MENTIONS_MAX) r.bad = 1;
         for (uint32_t i = 0; !r.bad && i < m->m.nmentions; i++) m->m.mentions[i] = rn(&r, 8);
         m->m.ts = iy_id_ts(m->m.id);
-        if (m->m.event < IY_EV_NONE || m->m.event > IY_EV_RENAMED || !w->user || !w->pos) r.bad = 1;
+        if (m->m.event < IY_EV_NONE || m->m.event > IY_EV_DELETED || !w->user || !w->pos) r.bad = 1;
         m->n = 1;
         m->members = &w->user;
         m->pos = &w->pos;

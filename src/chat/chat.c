@@ -23,6 +23,7 @@
 #include "chat.h"
 #include "auth.h"
 #include "limiter.h"
+#include "post.h"
 #include "presence.h"
 #include "social.h"
 #include "../api/api.h"
@@ -289,8 +290,10 @@ static void send_free(dbq_job *j)
     iy_free(j);
 }
 
-static const char *send_error_text(int err)
+static const char *send_error_text(int err, int event)
 {
+    const char *t = post_change_error(err, event);
+    if (t) return t;
     switch (err) {
     case IY_ENOTFOUND: return "no such user or channel";
     case IY_EFORBIDDEN: return "not a member of this channel";
@@ -310,9 +313,11 @@ static void send_done(dbq_job *j)
         const iy_msg *m = &j->stored.msg;
         iy_buf b = { 0 };
         frame_begin(&b, "ack", rid_of(&s->w));
-        iy_buf_putc(&b, ',');
-        jw_key(&b, "cmid");
-        jw_cstr(&b, s->cmid);
+        if (!j->send.event) {
+            iy_buf_putc(&b, ',');
+            jw_key(&b, "cmid");
+            jw_cstr(&b, s->cmid);
+        }
         iy_buf_append_str(&b, ",\"id\":");
         jw_id(&b, m->id);
         iy_buf_append_str(&b, ",\"channel\":");
@@ -329,7 +334,7 @@ static void send_done(dbq_job *j)
         if (m->pos) deliver_acked(c, m->pos);
         metrics_observe_ack_ns(mono_ns() - s->w.t0);
     } else if (c) {
-        send_error(c, rid_of(&s->w), j->err, send_error_text(j->err));
+        send_error(c, rid_of(&s->w), j->err, send_error_text(j->err, j->send.event));
     }
     if (c) drain_check(c);
     dbq_job_unref(j);
@@ -353,8 +358,15 @@ static void start_send(conn *c, proto_req *req)
     s->w.j.text = req->text;
     req->text = NULL;
     if (req->has_cmid) memcpy(s->cmid, req->cmid, sizeof s->cmid);
-    s->w.j.send = (iy_send){ .from = c->user, .channel = req->channel, .to = req->to,
-                             .text = s->w.j.text, .text_len = req->text_len, .cmid = s->cmid };
+    if (req->op == P_SEND) {
+        s->w.j.send = (iy_send){ .from = c->user, .channel = req->channel, .to = req->to,
+                                 .text = s->w.j.text, .text_len = req->text_len, .cmid = s->cmid };
+    } else {
+        /* edit, delete: an event of the message's channel (the round finds it) */
+        s->w.j.send = (iy_send){ .from = c->user, .target = req->id, .text = s->w.j.text ? s->w.j.text : "",
+                                 .text_len = req->text_len, .cmid = s->cmid,
+                                 .event = req->op == P_EDIT ? IY_EV_EDITED : IY_EV_DELETED };
+    }
     s->w.j.origin_thread = c->t->index;
     s->w.j.origin_conn = c->id;
     if (submit(c, &s->w) == 0) deliver_sending(c, s->cmid);
@@ -631,6 +643,8 @@ static void on_ws_text(conn *c, const char *data, size_t len)
         send_error(c, rid, IY_EINVAL, "already authenticated");
         break;
     case P_SEND:
+    case P_EDIT:
+    case P_DELETE:
         start_send(c, &req);
         break;
     case P_SYNC:

@@ -217,6 +217,7 @@ static const char *build_frame(iy_buf *f, const iy_msg *m, uint64_t pos, const i
     }
     proto_write_event_fields(f, m->event, m->subject);
     proto_write_mentions(f, m);
+    proto_write_state(f, m);
     iy_buf_putc(f, '}');
     uint8_t head[10];
     size_t hn = ws_frame_header(head, WS_OP_TEXT, f->len - 10);

@@ -16,6 +16,17 @@ static void mentions_of(store_round *r, const iy_send *in, const uint64_t *membe
     }
 }
 
+const char *post_change_error(int err, int event)
+{
+    if (!iy_event_changes_message(event)) return NULL;
+    switch (err) {
+    case IY_ENOTFOUND: return "no such message";
+    case IY_EFORBIDDEN: return event == IY_EV_EDITED ? "only its author may edit a message, within 24 hours"
+                                                      : "only its author or the group's owner may delete a message";
+    default: return NULL;
+    }
+}
+
 int post_send(store_round *r, const iy_send *in, iy_stored *out)
 {
     return post_send_limited(r, in, NULL, 0, out);
@@ -27,6 +38,20 @@ int post_send_limited(store_round *r, const iy_send *in, limiter *new_directs, i
     iy_channel ch;
     int rc = rules_send_shape(in);
     if (rc) return rc;
+    if (iy_event_changes_message(in->event)) {
+        /* An edit or a delete: an event of the changed message's channel. */
+        const iy_msg *t = store_round_target(r, in->target);
+        const iy_channel *tc = t ? store_round_channel(r, t->channel) : NULL;
+        if ((rc = rules_change(tc, in, t, now_ms ? now_ms : t ? t->ts : 0, out)) != 0) return rc;
+        store_append a = { .in = in, .channel = tc->id, .members = out->members, .nmembers = out->nmembers,
+                            .sender_read = 1 };
+        uint64_t owner = out->owner, seq = t->seq, author = t->from;
+        rc = store_round_append(r, &a, out);
+        out->owner = owner;
+        out->target_seq = seq;
+        out->target_from = author;
+        return rc;
+    }
     const char *cmid = rules_send_cmid(in);
     if (cmid[0] && store_round_cmid(r, in->from, cmid, out) == IY_EEXIST) return IY_EEXIST;
 

@@ -172,6 +172,8 @@ static int proto__auth(proto__ctx *c)
     return 0;
 }
 
+static int proto__text(proto__ctx *c);
+
 static int proto__send(proto__ctx *c)
 {
     proto_req *r = c->req;
@@ -182,18 +184,36 @@ static int proto__send(proto__ctx *c)
     if (has_to + has_channel != 1)
         return proto__fail(c, IY_EINVAL, "send needs exactly one of to, channel");
 
+    if ((rc = proto__text(c))) return rc;
+    return proto__get_str(c, "cmid", 1, IY_CMID_MAX, r->cmid, &r->has_cmid);
+}
+
+/* The text of send and edit: required, checked by proto_check_text, copied. */
+static int proto__text(proto__ctx *c)
+{
     json_t *t = proto__field(c, "text");
     if (!t) return proto__fail(c, IY_EINVAL, "text is required");
     if (!json_is_string(t)) return proto__fail(c, IY_EINVAL, "text must be a string");
     const char *s = json_string_value(t);
     size_t n = json_string_length(t);
-    if ((rc = proto_check_text(s, n, c->errmsg, c->errsz))) return rc;
-
-    if ((rc = proto__get_str(c, "cmid", 1, IY_CMID_MAX, r->cmid, &r->has_cmid))) return rc;
-
-    r->text = iy_strndup(s, n);
-    r->text_len = n;
+    int rc = proto_check_text(s, n, c->errmsg, c->errsz);
+    if (rc) return rc;
+    c->req->text = iy_strndup(s, n);
+    c->req->text_len = n;
     return 0;
+}
+
+static int proto__edit(proto__ctx *c)
+{
+    int present, rc;
+    if ((rc = proto__get_id(c, "id", 1, &c->req->id, &present))) return rc;
+    return proto__text(c);
+}
+
+static int proto__delete(proto__ctx *c)
+{
+    int present;
+    return proto__get_id(c, "id", 1, &c->req->id, &present);
 }
 
 static int proto__sync(proto__ctx *c)
@@ -270,6 +290,8 @@ static const struct {
     { "typing", P_TYPING, proto__typing },
     { "presence", P_PRESENCE, proto__presence },
     { "hb", P_HB, proto__hb },
+    { "edit", P_EDIT, proto__edit },
+    { "delete", P_DELETE, proto__delete },
 };
 
 /* A message for a jansson decoding error that never quotes the input
@@ -386,7 +408,16 @@ void proto_write_message(iy_buf *b, const iy_msg *m)
     }
     proto_write_event_fields(b, m->event, m->subject);
     proto_write_mentions(b, m);
+    proto_write_state(b, m);
     iy_buf_putc(b, '}');
+}
+
+void proto_write_state(iy_buf *b, const iy_msg *m)
+{
+    if (m->edited_ms) {
+        iy_buf_putc(b, ','); jw_key(b, "edited_at"); jw_i64(b, m->edited_ms);
+    }
+    if (m->deleted) iy_buf_append_str(b, ",\"deleted\":true");
 }
 
 void proto_write_mentions(iy_buf *b, const iy_msg *m)
@@ -402,11 +433,13 @@ void proto_write_mentions(iy_buf *b, const iy_msg *m)
 
 void proto_write_event_fields(iy_buf *b, int event, uint64_t subject)
 {
-    static const char *const names[] = { NULL, "member_added", "member_removed", "renamed" };
-    if (event <= 0 || event > IY_EV_RENAMED) return;
+    static const char *const names[] = { NULL, "member_added", "member_removed", "renamed", "edited", "deleted" };
+    if (event <= 0 || event > IY_EV_DELETED) return;
     iy_buf_putc(b, ','); jw_key(b, "event"); jw_cstr(b, names[event]);
     if (event == IY_EV_MEMBER_ADDED || event == IY_EV_MEMBER_REMOVED) {
         iy_buf_putc(b, ','); jw_key(b, "user"); jw_id(b, subject);
+    } else if (iy_event_changes_message(event)) {
+        iy_buf_putc(b, ','); jw_key(b, "target"); jw_id(b, subject);
     }
 }
 

@@ -23,7 +23,7 @@
 #include "../model/types.h"
 
 /* The client -> server ops. */
-enum proto_op { P_AUTH = 1, P_SEND, P_SYNC, P_HISTORY, P_READ, P_TYPING, P_PRESENCE, P_HB };
+enum proto_op { P_AUTH = 1, P_SEND, P_SYNC, P_HISTORY, P_READ, P_TYPING, P_PRESENCE, P_HB, P_EDIT, P_DELETE };
 
 /* Largest integer a JavaScript client can send exactly: the bound of every
  * number a client gives (seq, pos), over WebSocket and HTTP alike. */
@@ -36,7 +36,8 @@ typedef struct proto_req {
     char rid[IY_RID_MAX + 1]; int has_rid;  /* any op; "" is a valid rid */
     char token[IY_TOKEN_MAX + 1];           /* auth: 1..256 bytes */
     uint64_t to, channel;                   /* send (exactly one), history/read/typing (channel) */
-    char *text; size_t text_len;            /* send: malloc'd copy owned by the req, NUL-terminated; may contain U+0000 */
+    uint64_t id;                            /* edit, delete: the message */
+    char *text; size_t text_len;            /* send, edit: malloc'd copy owned by the req, NUL-terminated; may contain U+0000 */
     char cmid[IY_CMID_MAX + 1]; int has_cmid; /* send, optional, 1..64 bytes */
     uint64_t after; int limit;              /* sync: after (default 0), limit 1..IY_SYNC_MAX default IY_SYNC_DEFAULT;
                                                history: limit 1..IY_PAGE_MAX default IY_PAGE_DEFAULT */
@@ -84,13 +85,17 @@ void proto_write_user(iy_buf *b, const iy_user *u);
 void proto_write_channel(iy_buf *b, const iy_channel *c, int with_members);
 
 /* {"id","channel","seq","pos" (only if m->pos != 0),"from","text","ts",
- *  "cmid" (only if non-empty)} */
+ *  "cmid" (only if non-empty), event fields, "mentions", "edited_at",
+ *  "deleted" (each only when there is one)} */
 void proto_write_message(iy_buf *b, const iy_msg *m);
-/* Appends ,"event":"member_added"|"member_removed"|"renamed"[,"user":"<subject>"]
- * for a membership event (nothing for a plain message). */
 /* ,"mentions":[id…] when m mentions anyone (nothing otherwise). */
 void proto_write_mentions(iy_buf *b, const iy_msg *m);
+/* Appends ,"event":"member_added"|"member_removed"|"renamed"[,"user":"<subject>"]
+ * for a membership event, ,"event":"edited"|"deleted","target":"<subject>"
+ * for a change of a message (nothing for a plain message). */
 void proto_write_event_fields(iy_buf *b, int event, uint64_t subject);
+/* ,"edited_at":ms when m was edited, ,"deleted":true when deleted. */
+void proto_write_state(iy_buf *b, const iy_msg *m);
 
 /* The WebSocket error frame: {"op":"error","rid" (if rid != NULL),"code","message"}. */
 void proto_write_error(iy_buf *b, const char *rid, const char *code, const char *message);

@@ -29,10 +29,12 @@ const char *rules_send_cmid(const iy_send *in)
 int rules_send_shape(const iy_send *in)
 {
     int ev = in->event;
-    if ((in->channel != 0) == (in->to != 0) || in->from == 0) return IY_EINVAL;
+    if (in->from == 0) return IY_EINVAL;
+    if (iy_event_changes_message(ev)) return in->target && !in->channel && !in->to ? 0 : IY_EINVAL;
+    if (in->target || (in->channel != 0) == (in->to != 0)) return IY_EINVAL;
     if (in->to == in->from) return IY_EINVAL;
     if (strlen(rules_send_cmid(in)) > IY_CMID_MAX) return IY_EINVAL;
-    if (ev < IY_EV_NONE || ev > IY_EV_RENAMED) return IY_EINVAL;
+    if (ev < IY_EV_NONE || ev > IY_EV_DELETED) return IY_EINVAL;
     if (ev != IY_EV_NONE && in->to) return IY_EINVAL;
     return 0;
 }
@@ -47,6 +49,24 @@ static void members_to(iy_stored *out, const iy_channel *c)
 {
     out->nmembers = c->nmembers;
     memcpy(out->members, c->members, c->nmembers * sizeof *c->members);
+}
+
+int rules_change(const iy_channel *c, const iy_send *in, const iy_msg *target, int64_t now_ms,
+                 iy_stored *out)
+{
+    if (!target || target->event != IY_EV_NONE || target->deleted || !c || target->channel != c->id)
+        return IY_ENOTFOUND;
+    if (!rules_is_member(c, in->from)) return IY_ENOTFOUND;
+    if (in->event == IY_EV_EDITED) {
+        if (in->from != target->from || now_ms - target->ts > IY_EDIT_WINDOW_MS) return IY_EFORBIDDEN;
+    } else if (in->event == IY_EV_DELETED) {
+        if (in->from != target->from && !(c->kind == IY_GROUP && in->from == c->owner)) return IY_EFORBIDDEN;
+    } else {
+        return IY_EINVAL;
+    }
+    members_to(out, c);
+    out->owner = c->owner;
+    return 0;
 }
 
 int rules_post(iy_channel *c, const iy_send *in, int subject_exists, iy_stored *out)

@@ -21,7 +21,8 @@ int rules_is_member(const iy_channel *c, uint64_t user);
 
 /* The shape of a send, before anything is loaded: exactly one of channel and
  * to; not to oneself; cmid at most IY_CMID_MAX bytes; an event value in
- * range, and events only to a channel. Returns 0 or IY_EINVAL. */
+ * range, and membership events only to a channel; EDITED and DELETED name a
+ * target and neither channel nor to. Returns 0 or IY_EINVAL. */
 int rules_send_shape(const iy_send *in);
 
 /* The cmid a send is deduplicated by: "" for events (they never use cmid
@@ -30,6 +31,19 @@ const char *rules_send_cmid(const iy_send *in);
 
 /* The direct channel's pair for a send to a user: *a < *b. */
 void rules_direct_pair(uint64_t from, uint64_t to, uint64_t *a, uint64_t *b);
+
+/* May in->from change (EDITED: the text; DELETED) the message `target`, of
+ * channel c, as they are now (target NULL: no such message)? On success
+ * out->members / nmembers / owner say whose inboxes get the event (every
+ * member). Checked in this order:
+ *   no such message, or it is an event, or deleted already  -> IY_ENOTFOUND
+ *   from not a member of the message's channel             -> IY_ENOTFOUND
+ *                                   (a non-member learns nothing of it)
+ *   EDITED by anyone but the author, or later than
+ *          IY_EDIT_WINDOW_MS after it was sent (now_ms)    -> IY_EFORBIDDEN
+ *   DELETED by anyone but the author or a group's owner    -> IY_EFORBIDDEN */
+int rules_change(const iy_channel *c, const iy_send *in, const iy_msg *target, int64_t now_ms,
+                 iy_stored *out);
 
 /* May in->from post in->event (IY_EV_NONE: a message) into channel c, as it
  * is now? On success *c is the channel AFTER the change (events change the

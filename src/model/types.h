@@ -35,7 +35,18 @@ enum iy_event {
     IY_EV_MEMBER_ADDED = 1,    /* subject joined (added by from) */
     IY_EV_MEMBER_REMOVED = 2,  /* subject left (from == subject) or was removed by the owner */
     IY_EV_RENAMED = 3,         /* the group's new name is the text */
+    IY_EV_EDITED = 4,          /* the message `subject` (the contract's target) has the new text */
+    IY_EV_DELETED = 5,         /* the message `subject` was deleted (text "") */
 };
+
+/* A change of a message (EDITED, DELETED) is an event like the membership
+ * ones: stored in the changed message's channel with the next seq and an
+ * inbox pos for every member, and the changed message itself is rewritten
+ * in the same commit to show its current state (edited_ms, deleted). */
+static inline int iy_event_changes_message(int event)
+{
+    return event == IY_EV_EDITED || event == IY_EV_DELETED;
+}
 
 /* One stored message. text is owned (malloc'd, NUL-terminated, text_len bytes). */
 typedef struct iy_msg {
@@ -49,7 +60,10 @@ typedef struct iy_msg {
     char *text;
     size_t text_len;
     int event;                     /* enum iy_event */
-    uint64_t subject;              /* MEMBER_ADDED/REMOVED: the user added or removed */
+    uint64_t subject;              /* MEMBER_ADDED/REMOVED: the user added or removed;
+                                      EDITED/DELETED: the id of the message changed */
+    int64_t edited_ms;             /* a plain message: when it was last edited (0: never) */
+    int deleted;                   /* a plain message that was deleted (text "", no mentions) */
     uint32_t nmentions;            /* members named as @username in text (not the sender) */
     uint64_t mentions[IY_MENTIONS_MAX];
 } iy_msg;
@@ -73,8 +87,10 @@ typedef struct iy_send {
     const char *text;
     size_t text_len;
     const char *cmid;
-    int event;                 /* enum iy_event; events need channel (a group) */
+    int event;                 /* enum iy_event; membership events need channel (a group) */
     uint64_t subject;          /* MEMBER_ADDED/REMOVED */
+    uint64_t target;           /* EDITED/DELETED: the message changed; channel and to are 0 (the
+                                  round finds the message's channel) */
 } iy_send;
 
 /* What was stored: the message (msg.text NULL: the sender keeps its own),
@@ -90,6 +106,8 @@ typedef struct iy_stored {
     uint64_t members[IY_GROUP_MAX + 1];
     uint64_t pos[IY_GROUP_MAX + 1];         /* pos[i] belongs to members[i] */
     uint64_t owner;
+    uint64_t target_seq;                    /* EDITED/DELETED: the changed message's seq */
+    uint64_t target_from;                   /* ... and its author */
 } iy_stored;
 
 /* The friendship between two users, from the first one's side. */

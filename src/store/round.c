@@ -103,11 +103,29 @@ int store_round_begin(store *s, const iy_send *sends, size_t n, store_round **ou
         }
     }
     iy_kv_free(&seen_n);
+    sb->round = r;
+    /* The messages changed (edits, deletes): their channels join the load. */
+    int rc = 0;
+    u64map seen_t = { 0 };
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const iy_send *in = &sends[i];
+        if (!iy_event_changes_message(in->event) || rules_send_shape(in) != 0) continue;
+        if (u64map_find(&seen_t, in->target)) continue;
+        u64map_set(&seen_t, in->target, 1);
+        r->targets = iy_realloc(r->targets, (r->ntargets + 1) * sizeof *r->targets);
+        round_target *t = &r->targets[r->ntargets++];
+        memset(t, 0, sizeof *t);
+        t->id = in->target;
+        rc = sb->ops->target_locate(s, t->id, &t->channel);
+        if (rc == IY_ENOTFOUND) rc = 0, t->channel = 0;
+        if (rc == 0 && t->channel) key_add(&r->chan_keys, &r->nchan_keys, &capc, &seen_ch, t->channel);
+    }
+    u64map_free(&seen_t);
     u64map_free(&seen_ch);
     u64map_free(&seen_u);
     iy_kv_free(&seen_p);
-    sb->round = r;
-    int rc = sb->ops->round_load(s, r);
+    if (rc == 0) rc = sb->ops->round_load(s, r);
+    if (rc == 0 && r->ntargets) rc = sb->ops->targets_load(s, r);
     if (rc == 0 && sb->ops->blocks_load) rc = sb->ops->blocks_load(s, r);
     if (rc == 0 && r->nname_keys) rc = sb->ops->names_load(s, r);
     if (rc) {
@@ -200,6 +218,28 @@ void round_put_name(store_round *r, const char *name, uint64_t user)
     uint8_t v[8];
     put64be(v, user);
     iy_kv_put(&r->names, name, strlen(name), v, 8);
+}
+
+void round_put_target(store_round *r, size_t i, iy_msg *m)
+{
+    round_target *t = &r->targets[i];
+    iy_free(m->text);
+    m->text = NULL;
+    t->m = *m;
+    t->loaded = 1;
+}
+
+static round_target *target_get(store_round *r, uint64_t id)
+{
+    for (size_t i = 0; i < r->ntargets; i++)   /* a round changes few messages */
+        if (r->targets[i].id == id) return r->targets[i].loaded ? &r->targets[i] : NULL;
+    return NULL;
+}
+
+const iy_msg *store_round_target(store_round *r, uint64_t id)
+{
+    round_target *t = target_get(r, id);
+    return t ? &t->m : NULL;
 }
 
 uint64_t store_round_name(store_round *r, const char *name)
@@ -303,7 +343,10 @@ int store_round_append(store_round *r, const store_append *a, iy_stored *out)
 {
     store_base *sb = (store_base *)r->s;
     const iy_send *in = a->in;
+    round_target *t = NULL;
     if (a->nmembers > IY_GROUP_MAX + 1) return IY_EINVAL;
+    if (iy_event_changes_message(in->event) && (!(t = target_get(r, in->target)) || t->m.channel != a->channel))
+        return IY_ENOTFOUND;
     round_chan *c = a->channel ? round_chan_get(r, a->channel) : NULL;
     if (a->channel && !c) return IY_ENOTFOUND;
     for (uint32_t i = 0; i < a->nmembers; i++)
@@ -345,7 +388,22 @@ int store_round_append(store_round *r, const store_append *a, iy_stored *out)
     rm->m.ts = iy_id_ts(rm->m.id);
     memcpy(rm->m.cmid, cmid, cl + 1);
     rm->m.event = in->event;
-    rm->m.subject = in->event == IY_EV_MEMBER_ADDED || in->event == IY_EV_MEMBER_REMOVED ? in->subject : 0;
+    rm->m.subject = in->event == IY_EV_MEMBER_ADDED || in->event == IY_EV_MEMBER_REMOVED ? in->subject
+                    : t ? in->target : 0;
+    if (t) {
+        /* The changed message shows its current state from this commit on. */
+        t->changed = 1;
+        if (in->event == IY_EV_EDITED) {
+            t->m.edited_ms = rm->m.ts;
+            t->text = in->text;
+            t->text_len = in->text_len;
+        } else {
+            t->m.deleted = 1;
+            t->m.nmentions = 0;
+            t->text = "";
+            t->text_len = 0;
+        }
+    }
     rm->m.text_len = in->text_len;
     rm->text = in->text_len ? in->text : "";
     rm->text_len = in->text_len;
@@ -407,6 +465,7 @@ void store_round_abort(store_round *r)
         iy_free(r->msgs[i].pos);
     }
     iy_free(r->msgs);
+    iy_free(r->targets);
     iy_free(r->push);
     iy_free(r->chans);
     iy_free(r->users);

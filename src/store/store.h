@@ -15,6 +15,10 @@
  * committed data, one reader per thread. Readers and the storage thread run
  * concurrently without a lock.
  *
+ * A send that edits or deletes a message names only the message
+ * (iy_send.target): store_round_begin finds its channel (an index by
+ * message id) and loads it with the rest, so the rules see both.
+ *
  * Messages are written in rounds (group commit): store_round_begin() loads
  * and, on a shared backend, locks what the round's sends touch; the rules run
  * on that view; store_round_append() assigns id, seq (per channel) and pos
@@ -221,6 +225,11 @@ uint64_t store_round_direct_peer(store_round *r, const iy_send *in);
 /* 1 if user muted channel (a channel of the round that existed before it). */
 int store_round_muted(store_round *r, uint64_t user, uint64_t channel);
 
+/* The message a send changes (in->target of EDITED, DELETED) as the round
+ * sees it: its current state, earlier appends' changes included (text
+ * NULL), or NULL if there is no such message. Its channel is in the view. */
+const iy_msg *store_round_target(store_round *r, uint64_t id);
+
 /* If (user, cmid) was stored before (committed, or appended earlier in this
  * round): IY_EEXIST with *orig holding the original's id, channel, seq, ts,
  * from, cmid and the sender's pos (nmembers 0). Else 0. */
@@ -241,6 +250,9 @@ typedef struct store_append {
 
 /* Appends one message: assigns its id, the channel's next seq and the next
  * pos of every member's inbox, records the cmid, and buffers the writes.
+ * An EDITED or DELETED event also rewrites its target (store_round_target)
+ * in the same commit: the new text and edited_ms (the event's ts), or
+ * deleted with no text and no mentions.
  * Fills out->msg (text NULL), out->members/pos (copied from a), leaves
  * out->owner alone. Returns 0, or IY_ENOTFOUND if the channel or a member
  * was not loaded by begin (a caller bug: nothing is appended). */

@@ -56,6 +56,17 @@ typedef struct round_msg {
     int sender_read;            /* the sender's read seq moves to m.seq */
 } round_msg;
 
+/* A message changed by the round's sends (EDITED, DELETED). */
+typedef struct round_target {
+    uint64_t id;
+    uint64_t channel;           /* located before the load (0: no such message) */
+    int loaded;                 /* m holds its current state */
+    iy_msg m;                   /* text NULL */
+    const char *text;           /* its text after the round's edits (a send's, not owned) */
+    size_t text_len;
+    unsigned changed : 1;       /* the commit rewrites it */
+} round_target;
+
 /* A push notification queued in the round: msgs[msg] to every subscription of user. */
 typedef struct round_push {
     uint64_t user;
@@ -75,6 +86,8 @@ struct store_round {
     char (*name_keys)[IY_USERNAME_MAX + 1];   /* the @usernames of the texts, distinct */
     size_t nname_keys;
     size_t nsends;
+    round_target *targets;      /* the messages the sends change, distinct ids */
+    size_t ntargets;
     /* The view, filled by the backend's load: */
     round_chan *chans;
     size_t nchans, capchans;
@@ -112,6 +125,9 @@ void round_put_block(store_round *r, uint64_t blocker, uint64_t blocked);
 void round_put_mute(store_round *r, uint64_t channel, uint64_t user);
 /* A name key that is a user (names_load). */
 void round_put_name(store_round *r, const char *name, uint64_t user);
+/* The current state of a target (targets_load): r->targets[i].m = *m, with
+ * m->text freed. */
+void round_put_target(store_round *r, size_t i, iy_msg *m);
 
 /* The view's channel / user, or NULL. */
 round_chan *round_chan_get(const store_round *r, uint64_t id);
@@ -165,6 +181,13 @@ typedef struct store_ops {
     int (*block_list)(store *s, uint64_t blocker, uint64_t **ids, size_t *n);
     int (*blocks_load)(store *s, store_round *r);     /* blocks and mutes, after round_load; NULL: round_load did it */
     int (*names_load)(store *s, store_round *r);      /* the name keys' users, after round_load */
+    /* Changed messages: target_locate finds the channel of message id
+     * before the round's load (0, IY_ENOTFOUND; a message never moves);
+     * targets_load, after round_load (under the round's channel locks),
+     * reads the current state of every r->targets[i] with a channel into
+     * the view (round_put_target; one missing stays unloaded). */
+    int (*target_locate)(store *s, uint64_t id, uint64_t *channel);
+    int (*targets_load)(store *s, store_round *r);
     int (*mute_set)(store *s, uint64_t user, uint64_t channel, int on);
     int (*muted)(store *s, uint64_t user, uint64_t channel);
     int (*last_active_set)(store *s, uint64_t user, int64_t ms);

@@ -37,6 +37,12 @@ test('HTTP: every endpoint x every kind of caller', T, () => withServer({ extraA
   const before = await fullHistory(srv, w.owner.token, w.group);
   const extra = {};   // per-caller users to add, so that each add is a fresh one
   for (const c of CALLERS) extra[c] = await newUser(srv, `azx${c.slice(0, 3)}`);
+  const byMember = {};   // per caller, a message of the member's to edit and delete
+  for (const c of CALLERS) {
+    const r = await api(srv, 'POST', `/v1/channels/${w.group}/messages`, { token: w.member.token, body: { text: `to change ${c}`, cmid: `azm-${c}` } });
+    assert.equal(r.status, 201, show(r));
+    byMember[c] = r.body.message.id;
+  }
   let n = 0;
   const rows = [
     ['GET', () => '/v1/me', null, authed(200)],
@@ -65,6 +71,9 @@ test('HTTP: every endpoint x every kind of caller', T, () => withServer({ extraA
     ['GET', () => `/v1/channels/${w.direct}/messages`, null, channelRule(200)],
     ['POST', () => `/v1/channels/${w.direct}/messages`, () => ({ text: 'in the direct', cmid: `azd${n++}` }), channelRule(201)],
     ['PATCH', () => `/v1/channels/${w.direct}`, () => ({ name: 'x' }), { ...channelRule(400) }],   // a direct channel has no name
+    // a message: its author edits; its author or the group's owner deletes; a non-member learns nothing
+    ['PATCH', (c) => `/v1/messages/${byMember[c]}`, () => ({ text: 'edited' }), { ...UNAUTH, stranger: 404, removed: 404, member: 200, owner: 403 }],
+    ['DELETE', (c) => `/v1/messages/${byMember[c]}`, null, { ...UNAUTH, stranger: 404, removed: 404, member: 204, owner: 204 }],
   ];
   const failures = [];
   for (const [method, pathOf, bodyOf, expect] of rows) {
@@ -73,6 +82,7 @@ test('HTTP: every endpoint x every kind of caller', T, () => withServer({ extraA
       const r = await api(srv, method, p, { token: w.tokens[c], body: bodyOf ? bodyOf(c) : undefined });
       if (r.status !== expect[c]) failures.push(`${method} ${p} as ${c}: ${r.status}, expected ${expect[c]} (${r.text.slice(0, 120)})`);
       if (r.status === 401 && r.body?.error?.code !== 'unauthorized') failures.push(`${method} ${p} as ${c}: 401 without code unauthorized`);
+      if (r.status === 404 && r.body?.error?.code !== 'not_found') failures.push(`${method} ${p} as ${c}: 404 without code not_found`);
       if (r.status === 403 && r.body?.error?.code !== 'forbidden') failures.push(`${method} ${p} as ${c}: 403 without code forbidden`);
     }
   }
@@ -175,9 +185,21 @@ test('WebSocket: every op x every kind of caller', T, () => withServer({}, async
     if (p.op !== 'presence') failures.push(`presence as ${c}: ${JSON.stringify(p)}`);
     if (c !== 'owner' && p.presence?.length) failures.push(`presence of the owner as ${c} (no friend): ${JSON.stringify(p)}`);
   }
+  // edit and delete of the member's message (sent above): author edits, owner deletes; others learn nothing
+  const target = (await sockets.member.request({ op: 'history', channel: w.group })).messages.find((m) => m.cmid === 'azw-member').id;
+  const changes = [
+    ['stranger', { op: 'edit', id: target, text: 'x' }, 'not_found'], ['removed', { op: 'edit', id: target, text: 'x' }, 'not_found'],
+    ['owner', { op: 'edit', id: target, text: 'x' }, 'forbidden'], ['member', { op: 'edit', id: target, text: 'edited' }, 'ack'],
+    ['stranger', { op: 'delete', id: target }, 'not_found'], ['removed', { op: 'delete', id: target }, 'not_found'],
+    ['owner', { op: 'delete', id: target }, 'ack'], ['member', { op: 'delete', id: target }, 'not_found'],
+  ];
+  for (const [c, req, want] of changes) {
+    const f = await sockets[c].request(req);
+    if ((want === 'ack' ? f.op : f.code) !== want) failures.push(`${req.op} as ${c}: ${JSON.stringify(f)}, expected ${want}`);
+  }
   for (const s of Object.values(sockets)) s.terminate();
   assert.deepEqual(failures, [], `\n${failures.join('\n')}`);
   const after = await fullHistory(srv, w.owner.token, w.group);
-  assert.deepEqual(after.slice(before.length).map((m) => m.from).sort(), [w.member.user.id, w.owner.user.id].sort(),
-    'the group got exactly the member\'s and the owner\'s message');
+  assert.deepEqual(after.slice(before.length).map((m) => m.from).sort(), [w.member.user.id, w.member.user.id, w.owner.user.id, w.owner.user.id].sort(),
+    'the group got exactly the member\'s and the owner\'s message, the member\'s edit and the owner\'s delete');
 }));

@@ -263,6 +263,20 @@ test('message features across nodes: a block made on one node stops sends on the
     const r3 = await api(node(2), 'POST', `/v1/channels/${ch}/messages`, { token: b.token, body: { text: `@${a.username} there?`, cmid: 'f3' } });
     assert.equal(r3.status, 201, show(r3));
     assert.deepEqual((await seen).mentions, [a.user.id]);
+    // an edit made on node 2 and a delete on node 3 reach a's socket on node 1; every node's
+    // history shows the message as it is now
+    const edited = wa.waitFor((f) => f.op === 'msg' && f.event === 'edited', { what: 'an edit across nodes' });
+    const e = await api(node(1), 'PATCH', `/v1/messages/${back.body.message.id}`, { token: b.token, body: { text: 'm2, edited' } });
+    assert.equal(e.status, 200, show(e));
+    assert.equal((await edited).target, back.body.message.id);
+    const deleted = wa.waitFor((f) => f.op === 'msg' && f.event === 'deleted', { what: 'a delete across nodes' });
+    assert.equal((await api(node(2), 'DELETE', `/v1/messages/${first.body.message.id}`, { token: b.token })).status, 204);
+    assert.equal((await deleted).target, first.body.message.id);
+    assert.equal((await api(node(0), 'DELETE', `/v1/messages/${first.body.message.id}`, { token: b.token })).status, 404, 'deleted: on every node');
+    for (const i of [0, 1, 2]) {
+      const h = await api(node(i), 'GET', `/v1/channels/${ch}/messages?after_seq=0&limit=2`, { token: a.token });
+      assert.deepEqual(h.body.messages.map((m) => [m.text, !!m.deleted, !!m.edited_at]), [['', true, false], ['m2, edited', false, true]], `node ${i + 1}`);
+    }
   } finally { wa.terminate(); }
 
   // history around a message, asked on another node

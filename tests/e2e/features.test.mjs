@@ -1,6 +1,7 @@
 // features.test.mjs — message features of the contract ("Message features"), the parts built so
 // far: history around a message (around_seq, HTTP and WebSocket), every member's read seq in
-// GET /v1/channels/{id}, and live friend notices. With their failure modes.
+// GET /v1/channels/{id}, live friend notices, blocking, sessions, password, account deletion,
+// mentions, edit and delete. With their failure modes.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, api, show, newUser, newDevice, connectWs, ms, PASSWORD } from './lib/harness.mjs';
@@ -341,4 +342,100 @@ test('mentions: @username of a member makes mentions on the message (live, histo
     const dm = await api(srv, 'POST', `/v1/users/${d.user.id}/messages`, { token: a.token, body: { text: `@${d.username} look`, cmid: 'mn3' } });
     assert.deepEqual(dm.body.message.mentions, [d.user.id]);
   } finally { wb.terminate(); }
+});
+
+test('edit and delete: events with their own seq and pos (live, sync, history), the message shows its current state; who may, and bad input', T, async () => {
+  const [a, b, c, x] = [await newUser(srv, 'eda'), await newUser(srv, 'edb'), await newUser(srv, 'edc'), await newUser(srv, 'edx')];
+  const g = await api(srv, 'POST', '/v1/groups', { token: a.token, body: { name: 'edits', members: [b.user.id, c.user.id] } });
+  assert.equal(g.status, 201, show(g));
+  const ch = g.body.channel.id;
+  const wa = await connectWs(srv, { token: a.token, label: 'A' });
+  const wb = await connectWs(srv, { token: b.token, label: 'B' });
+  try {
+    const sent = await wb.request({ op: 'send', channel: ch, text: 'helo world', cmid: 'ed1' });
+    assert.equal(sent.op, 'ack', JSON.stringify(sent));
+    const id = sent.id;
+
+    // edit over WebSocket: an ack for the event; every member's sockets get it as a msg
+    const liveA = wa.waitFor((f) => f.op === 'msg' && f.event === 'edited', { what: 'the edit, live' });
+    const ack = await wb.request({ op: 'edit', id, text: 'hello world' });
+    assert.equal(ack.op, 'ack', JSON.stringify(ack));
+    assert.equal(ack.channel, ch);
+    assert.equal(ack.seq, sent.seq + 1);
+    assert.ok(ack.pos > sent.pos && ack.id !== id && ack.ts >= sent.ts, JSON.stringify(ack));
+    assert.equal(ack.cmid, undefined, 'an event has no cmid');
+    const ev = await liveA;
+    assert.equal(ev.target, id);
+    assert.equal(ev.text, 'hello world');
+    assert.equal(ev.from, b.user.id);
+    assert.equal(ev.seq, ack.seq);
+
+    // edit over HTTP: 200 with the message as it is now
+    const p = await api(srv, 'PATCH', `/v1/messages/${id}`, { token: b.token, body: { text: 'hello, world' } });
+    assert.equal(p.status, 200, show(p));
+    assert.equal(p.body.message.id, id);
+    assert.equal(p.body.message.seq, sent.seq);
+    assert.equal(p.body.message.text, 'hello, world');
+    assert.ok(p.body.message.edited_at >= ack.ts, show(p));
+
+    // who may: not someone else (403), a stranger learns nothing (404); bad input 400
+    const other = await api(srv, 'PATCH', `/v1/messages/${id}`, { token: a.token, body: { text: 'mine' } });
+    assert.equal(other.status, 403, `the owner cannot edit a member's message: ${show(other)}`);
+    const bd = await api(srv, 'DELETE', `/v1/messages/${id}`, { token: c.token });
+    assert.equal(bd.status, 403, `a member cannot delete another's message: ${show(bd)}`);
+    const strange = await api(srv, 'PATCH', `/v1/messages/${id}`, { token: x.token, body: { text: 'hi' } });
+    assert.equal(strange.status, 404, show(strange));
+    assert.equal((await api(srv, 'DELETE', `/v1/messages/${id}`, { token: x.token })).status, 404);
+    assert.equal((await api(srv, 'PATCH', '/v1/messages/99999', { token: b.token, body: { text: 'hi' } })).status, 404);
+    assert.equal((await api(srv, 'PATCH', `/v1/messages/${ack.id}`, { token: b.token, body: { text: 'an event' } })).status, 404, 'an event cannot be edited');
+    for (const body of [{}, { text: '' }, { text: 5 }]) {
+      const r = await api(srv, 'PATCH', `/v1/messages/${id}`, { token: b.token, body });
+      assert.equal(r.status, 400, `${JSON.stringify(body)}: ${show(r)}`);
+    }
+    const big = await api(srv, 'PATCH', `/v1/messages/${id}`, { token: b.token, body: { text: '😀'.repeat(100001) } });
+    assert.equal(big.status, 400, show(big));
+    assert.equal(big.body.error.code, 'too_large');
+    assert.equal((await api(srv, 'PATCH', `/v1/messages/${id}`, { body: { text: 'x' } })).status, 401);
+    let e = await wb.request({ op: 'edit', id, text: '' });
+    assert.equal(e.code, 'bad_request', JSON.stringify(e));
+    e = await wb.request({ op: 'edit', text: 'no id' });
+    assert.equal(e.code, 'bad_request', JSON.stringify(e));
+    e = await wb.request({ op: 'delete', id: 'abc' });
+    assert.equal(e.code, 'bad_request', JSON.stringify(e));
+    e = await wa.request({ op: 'edit', id, text: 'not mine' });
+    assert.equal(e.code, 'forbidden', JSON.stringify(e));
+
+    // delete by the group's owner: 204, a tombstone; again -> not_found, and no edit after
+    const liveB = wb.waitFor((f) => f.op === 'msg' && f.event === 'deleted', { what: 'the delete, live' });
+    const del = await api(srv, 'DELETE', `/v1/messages/${id}`, { token: a.token });
+    assert.equal(del.status, 204, show(del));
+    const dev = await liveB;
+    assert.equal(dev.target, id);
+    assert.equal(dev.text, '');
+    assert.equal(dev.from, a.user.id);
+    assert.equal((await api(srv, 'DELETE', `/v1/messages/${id}`, { token: a.token })).status, 404, 'deleting twice');
+    e = await wb.request({ op: 'delete', id });
+    assert.equal(e.code, 'not_found', JSON.stringify(e));
+    assert.equal((await api(srv, 'PATCH', `/v1/messages/${id}`, { token: b.token, body: { text: 'back' } })).status, 404);
+
+    // history: the message as it is now, then the events in order
+    const h = await api(srv, 'GET', `/v1/channels/${ch}/messages?after_seq=0`, { token: c.token });
+    const [m, e1, e2, e3] = h.body.messages;
+    assert.equal(m.id, id);
+    assert.equal(m.deleted, true);
+    assert.equal(m.text, '');
+    assert.ok(m.edited_at > 0);
+    assert.deepEqual([e1.event, e2.event, e3.event], ['edited', 'edited', 'deleted']);
+    assert.deepEqual([e1.target, e2.target, e3.target], [id, id, id]);
+    // sync of a device that was away: every event, pos consecutive
+    const s = await wa.request({ op: 'sync', after: 0, limit: 50 });
+    const mine = s.messages.filter((y) => y.channel === ch);
+    assert.deepEqual(mine.map((y) => y.event ?? 'msg'), ['msg', 'edited', 'edited', 'deleted']);
+    for (let i = 1; i < s.messages.length; i++) assert.equal(s.messages[i].pos, s.messages[i - 1].pos + 1);
+
+    // in a direct chat only the author may delete
+    const dm = await api(srv, 'POST', `/v1/users/${c.user.id}/messages`, { token: b.token, body: { text: 'dm', cmid: 'ed2' } });
+    assert.equal((await api(srv, 'DELETE', `/v1/messages/${dm.body.message.id}`, { token: c.token })).status, 403);
+    assert.equal((await api(srv, 'DELETE', `/v1/messages/${dm.body.message.id}`, { token: b.token })).status, 204);
+  } finally { wa.terminate(); wb.terminate(); }
 });

@@ -96,6 +96,12 @@ static void test_ops(void)
     CHECK(r.has_after && r.after_seq == 0 && !r.has_before && !r.has_around);
     CHECK_EQ(r.limit, IY_PAGE_DEFAULT);
     proto_req_clear(&r);
+    CHECK_EQ(parse("{\"op\":\"edit\",\"id\":\"77\",\"text\":\"new\"}", &r), 0);
+    CHECK(r.op == P_EDIT && r.id == 77 && r.text_len == 3 && strcmp(r.text, "new") == 0);
+    proto_req_clear(&r);
+    CHECK_EQ(parse("{\"op\":\"delete\",\"id\":\"78\",\"rid\":\"d\"}", &r), 0);
+    CHECK(r.op == P_DELETE && r.id == 78 && r.has_rid && r.text == NULL);
+    proto_req_clear(&r);
     CHECK_EQ(parse("{\"op\":\"history\",\"channel\":\"5\",\"around_seq\":42,\"limit\":9}", &r), 0);
     CHECK(r.has_around && r.around_seq == 42 && !r.has_after && !r.has_before && r.limit == 9);
     proto_req_clear(&r);
@@ -227,6 +233,12 @@ static void test_errors(void)
     EXPECT_ERR("{\"rid\":\"x\",\"op\":\"history\",\"channel\":\"1\",\"before_seq\":0}", IY_EINVAL, 1);
     EXPECT_ERR("{\"rid\":\"x\",\"op\":\"history\",\"channel\":\"1\",\"after_seq\":-1}", IY_EINVAL, 1);
     EXPECT_ERR("{\"rid\":\"x\",\"op\":\"history\",\"channel\":\"1\",\"around_seq\":0}", IY_EINVAL, 1);
+    EXPECT_ERR("{\"rid\":\"x\",\"op\":\"edit\",\"text\":\"no id\"}", IY_EINVAL, 1);
+    EXPECT_ERR("{\"rid\":\"x\",\"op\":\"edit\",\"id\":\"5\"}", IY_EINVAL, 1);
+    EXPECT_ERR("{\"rid\":\"x\",\"op\":\"edit\",\"id\":\"5\",\"text\":\"\"}", IY_EINVAL, 1);
+    EXPECT_ERR("{\"rid\":\"x\",\"op\":\"edit\",\"id\":5,\"text\":\"x\"}", IY_EINVAL, 1);
+    EXPECT_ERR("{\"rid\":\"x\",\"op\":\"delete\"}", IY_EINVAL, 1);
+    EXPECT_ERR("{\"rid\":\"x\",\"op\":\"delete\",\"id\":\"0\"}", IY_EINVAL, 1);
     EXPECT_ERR("{\"rid\":\"x\",\"op\":\"history\",\"channel\":\"1\",\"around_seq\":3,\"after_seq\":1}", IY_EINVAL, 1);
     EXPECT_ERR("{\"rid\":\"x\",\"op\":\"history\",\"channel\":\"1\",\"around_seq\":3,\"before_seq\":9}", IY_EINVAL, 1);
     EXPECT_ERR("{\"rid\":\"x\",\"op\":\"history\",\"channel\":\"1\",\"around_seq\":\"3\"}", IY_EINVAL, 1);
@@ -460,6 +472,29 @@ static void test_encoders(void)
     CHECK_MEM(b.data, b.len,
               "{\"id\":\"99\",\"channel\":\"11\",\"seq\":5,\"pos\":17,\"from\":\"3\",\"text\":\"hi\\n\","
               "\"ts\":1700000000000,\"cmid\":\"c1\"}");
+
+    /* an edited, a deleted message; an edit event */
+    m.pos = 0, m.cmid[0] = '\0', m.edited_ms = 1700000000500LL;
+    iy_buf_reset(&b);
+    proto_write_message(&b, &m);
+    CHECK_MEM(b.data, b.len, "{\"id\":\"99\",\"channel\":\"11\",\"seq\":5,\"from\":\"3\",\"text\":\"hi\\n\","
+              "\"ts\":1700000000000,\"edited_at\":1700000000500}");
+    m.deleted = 1, m.text_len = 0, m.edited_ms = 0;
+    iy_buf_reset(&b);
+    proto_write_message(&b, &m);
+    CHECK_MEM(b.data, b.len, "{\"id\":\"99\",\"channel\":\"11\",\"seq\":5,\"from\":\"3\",\"text\":\"\","
+              "\"ts\":1700000000000,\"deleted\":true}");
+    iy_msg e = { .id = 100, .channel = 11, .seq = 6, .from = 3, .ts = 1700000000600LL, .text = text, .text_len = 2,
+                 .event = IY_EV_EDITED, .subject = 99 };
+    iy_buf_reset(&b);
+    proto_write_message(&b, &e);
+    CHECK_MEM(b.data, b.len, "{\"id\":\"100\",\"channel\":\"11\",\"seq\":6,\"from\":\"3\",\"text\":\"hi\","
+              "\"ts\":1700000000600,\"event\":\"edited\",\"target\":\"99\"}");
+    e.event = IY_EV_DELETED, e.text_len = 0;
+    iy_buf_reset(&b);
+    proto_write_message(&b, &e);
+    CHECK_MEM(b.data, b.len, "{\"id\":\"100\",\"channel\":\"11\",\"seq\":6,\"from\":\"3\",\"text\":\"\","
+              "\"ts\":1700000000600,\"event\":\"deleted\",\"target\":\"99\"}");
 
     iy_buf_reset(&b);
     proto_write_error(&b, "r\"1", "bad_request", "unknown op");

@@ -40,8 +40,21 @@ static void test_shape(void)
     CHECK_EQ(rules_send_shape(&s), IY_EINVAL);           /* an event to a user */
     s.to = 0, s.channel = 9;
     CHECK_EQ(rules_send_shape(&s), 0);
-    s.event = 4;
+    s.event = IY_EV_DELETED + 1;
     CHECK_EQ(rules_send_shape(&s), IY_EINVAL);           /* out of range */
+    /* A change of a message names its target and nothing else. */
+    iy_send e = { .from = 1, .target = 77, .text = "x", .text_len = 1, .cmid = "", .event = IY_EV_EDITED };
+    CHECK_EQ(rules_send_shape(&e), 0);
+    e.event = IY_EV_DELETED;
+    CHECK_EQ(rules_send_shape(&e), 0);
+    e.target = 0;
+    CHECK_EQ(rules_send_shape(&e), IY_EINVAL);           /* no target */
+    e.target = 77, e.channel = 9;
+    CHECK_EQ(rules_send_shape(&e), IY_EINVAL);           /* and a channel */
+    e.channel = 0, e.to = 2;
+    CHECK_EQ(rules_send_shape(&e), IY_EINVAL);           /* and a user */
+    e.to = 0, e.event = IY_EV_NONE;
+    CHECK_EQ(rules_send_shape(&e), IY_EINVAL);           /* a target on a plain send */
     s.event = -1;
     CHECK_EQ(rules_send_shape(&s), IY_EINVAL);
     s.event = 0;
@@ -87,6 +100,47 @@ static void test_post_message(void)
     CHECK_EQ(out.nmembers, 2);
     iy_send r = ev(10, IY_EV_RENAMED, 0, "x");
     CHECK_EQ(rules_post(&d, &r, 0, &out), IY_EINVAL);
+}
+
+static void test_change(void)
+{
+    uint64_t m[] = { 10, 20, 30 };
+    iy_channel c = group(10, m, 3);
+    iy_stored out;
+    iy_msg t = { .id = 900, .channel = 500, .seq = 4, .from = 20, .ts = 1000000 };
+    iy_send ed = { .from = 20, .target = 900, .text = "new", .text_len = 3, .cmid = "", .event = IY_EV_EDITED };
+    iy_send del = { .from = 20, .target = 900, .text = "", .cmid = "", .event = IY_EV_DELETED };
+    CHECK_EQ(rules_change(&c, &ed, &t, t.ts + 1, &out), 0);
+    CHECK(out.nmembers == 3 && out.owner == 10);
+    CHECK_EQ(rules_change(&c, &ed, &t, t.ts + IY_EDIT_WINDOW_MS, &out), 0);
+    CHECK_EQ(rules_change(&c, &ed, &t, t.ts + IY_EDIT_WINDOW_MS + 1, &out), IY_EFORBIDDEN);  /* too late */
+    CHECK_EQ(rules_change(&c, &del, &t, t.ts + 10 * IY_EDIT_WINDOW_MS, &out), 0);           /* delete: any time */
+    ed.from = 10;
+    CHECK_EQ(rules_change(&c, &ed, &t, t.ts, &out), IY_EFORBIDDEN);   /* the owner edits: no */
+    del.from = 10;
+    CHECK_EQ(rules_change(&c, &del, &t, t.ts, &out), 0);              /* the owner deletes: yes */
+    del.from = 30;
+    CHECK_EQ(rules_change(&c, &del, &t, t.ts, &out), IY_EFORBIDDEN);  /* another member: no */
+    del.from = 40;
+    CHECK_EQ(rules_change(&c, &del, &t, t.ts, &out), IY_ENOTFOUND);   /* a non-member learns nothing */
+    del.from = 20;
+    CHECK_EQ(rules_change(&c, &del, NULL, t.ts, &out), IY_ENOTFOUND);  /* no such message */
+    CHECK_EQ(rules_change(NULL, &del, &t, t.ts, &out), IY_ENOTFOUND);
+    t.deleted = 1;
+    CHECK_EQ(rules_change(&c, &del, &t, t.ts, &out), IY_ENOTFOUND);   /* deleted already */
+    t.deleted = 0, t.event = IY_EV_RENAMED;
+    CHECK_EQ(rules_change(&c, &del, &t, t.ts, &out), IY_ENOTFOUND);   /* an event */
+    t.event = IY_EV_NONE, t.channel = 501;
+    CHECK_EQ(rules_change(&c, &del, &t, t.ts, &out), IY_ENOTFOUND);   /* another channel */
+    /* a direct channel: only the author deletes */
+    iy_channel d = group(0, m, 2);
+    d.kind = IY_DIRECT;
+    t.channel = 500, t.from = 10;
+    del.from = 20;
+    CHECK_EQ(rules_change(&d, &del, &t, t.ts, &out), IY_EFORBIDDEN);
+    del.from = 10;
+    CHECK_EQ(rules_change(&d, &del, &t, t.ts, &out), 0);
+    CHECK_EQ(out.nmembers, 2);
 }
 
 static void test_post_add(void)
@@ -273,6 +327,7 @@ int main(void)
     test_mention_names();
     test_shape();
     test_post_message();
+    test_change();
     test_post_add();
     test_post_remove();
     test_post_rename();

@@ -259,7 +259,7 @@ static void test_ids(void)
     uint64_t a = mkuser(s, "aa"), b = mkuser(s, "bb");
     enum { N = 5000 };   /* > 4096 per ms possible: counter overflow */
     iy_send *in = iy_malloc(N * sizeof *in);
-    for (int i = 0; i < N; i++) in[i] = (iy_send){ a, 0, b, "x", 1, "", 0, 0 };
+    for (int i = 0; i < N; i++) in[i] = (iy_send){ a, 0, b, "x", 1, "", 0, 0, 0 };
     iy_stored *o = iy_malloc(sizeof *o);
     uint64_t last = b;
     int ok_inc = 1, ok_ts = 1, ok_add = 1, ok_seq = 1;
@@ -333,6 +333,8 @@ static void test_ids(void)
     }
     CHECK(bad == NULL);
 }
+
+static int change1(store *s, uint64_t from, int event, uint64_t id, const char *text, iy_stored *out);
 
 /* ---- the data format (RocksDB) -------------------------------------------------- */
 
@@ -496,6 +498,49 @@ static void test_format_version(void)
     CHECK_EQ(raw_get_v(fx_where, v), 4);
     CHECK_EQ(be32(v), cur);
 
+    /* Version 3 (messages without the by-id index 'i'): the index is built,
+     * so an older message can be edited. */
+    uint64_t b = 0, mid = 0;
+    CHECK_EQ(fx_open(FX_NODE, &s), 0);
+    if (s) {
+        iy_stored o;
+        b = mkuser(s, "bb");
+        CHECK_EQ(send1(s, a, 0, b, "before 4", "v3-1", &o), 0);
+        mid = o.msg.id;
+    }
+    store_free(s);
+    s = NULL;
+    {
+        rocksdb_options_t *opt;
+        rocksdb_t *db = raw_open(fx_where, &opt);
+        uint8_t ik[9];
+        ik[0] = 'i';
+        for (int i = 0; i < 8; i++) ik[1 + i] = (uint8_t)(mid >> (56 - 8 * i));
+        rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+        char *err = NULL;
+        if (db) rocksdb_delete(db, wo, (const char *)ik, 9, &err);
+        CHECK(err == NULL);
+        rocksdb_free(err);
+        rocksdb_writeoptions_destroy(wo);
+        raw_close(db, opt);
+    }
+    CHECK_EQ(fx_open(FX_NODE, &s), 0);
+    if (s) {
+        iy_stored e;
+        CHECK_EQ(change1(s, a, IY_EV_EDITED, mid, "not found without the index", &e), IY_ENOTFOUND);
+    }
+    store_free(s);
+    s = NULL;
+    put_be32(v, 3);
+    CHECK_EQ(raw_put_v(fx_where, v, 4), 0);
+    CHECK_EQ(fx_open(FX_NODE, &s), 0);
+    if (s) {
+        iy_stored e;
+        CHECK_EQ(change1(s, a, IY_EV_EDITED, mid, "after 4", &e), 0);
+    }
+    store_free(s);
+    s = NULL;
+
     /* Version 1 (no 'V'): opened and upgraded to the current version. */
     CHECK_EQ(raw_put_v(fx_where, NULL, 0), 0);
     CHECK_EQ(raw_get_v(fx_where, v), -1);
@@ -577,8 +622,8 @@ static void test_direct(void)
     /* One round, a new pair: the first send creates the channel, the later
      * ones (either direction) find it in the round's view: created once. */
     uint64_t d = mkuser(s, "dd");
-    iy_send in[3] = { { b, 0, d, "x", 1, "", 0, 0 }, { d, 0, b, "y", 1, "", 0, 0 },
-                      { b, 0, d, "z", 1, "", 0, 0 } };
+    iy_send in[3] = { { b, 0, d, "x", 1, "", 0, 0, 0 }, { d, 0, b, "y", 1, "", 0, 0, 0 },
+                      { b, 0, d, "z", 1, "", 0, 0, 0 } };
     iy_stored out[3];
     int rc[3];
     store_round *r = round_of(s, in, 3);
@@ -641,8 +686,8 @@ static void test_cmid(void)
     iy_stored o, d;
 
     /* Within one round: the second use of a cmid returns the original. */
-    iy_send in[3] = { { a, 0, b, "one", 3, "c-1", 0, 0 }, { a, 0, b, "one", 3, "c-1", 0, 0 },
-                      { b, 0, a, "two", 3, "c-1", 0, 0 } };
+    iy_send in[3] = { { a, 0, b, "one", 3, "c-1", 0, 0, 0 }, { a, 0, b, "one", 3, "c-1", 0, 0, 0 },
+                      { b, 0, a, "two", 3, "c-1", 0, 0, 0 } };
     store_round *r = round_of(s, in, 3);
     CHECK_EQ(post_send(r, &in[0], &o), 0);
     memset(&d, 0xff, sizeof d);
@@ -708,7 +753,7 @@ static void test_abort(void)
     uint64_t ch = o.msg.channel;
 
     /* A round never committed: store_free discards it. */
-    iy_send lost[2] = { { a, 0, b, "lost", 4, "k2", 0, 0 }, { a, 0, c, "lost too", 8, "k3", 0, 0 } };
+    iy_send lost[2] = { { a, 0, b, "lost", 4, "k2", 0, 0, 0 }, { a, 0, c, "lost too", 8, "k3", 0, 0, 0 } };
     store_round *r = round_of(s, lost, 2);
     CHECK_EQ(post_send(r, &lost[0], &o), 0);
     CHECK_EQ(o.msg.seq, 2);
@@ -733,8 +778,8 @@ static void test_abort(void)
     uint64_t ac = o.msg.channel;
 
     /* store_round_abort: the same, without a restart. */
-    iy_send gone[3] = { { b, ch, 0, "gone", 4, "k4", 0, 0 }, { c, 0, b, "gone too", 8, "k5", 0, 0 },
-                        { a, ac, 0, "gone 3", 6, "", 0, 0 } };
+    iy_send gone[3] = { { b, ch, 0, "gone", 4, "k4", 0, 0, 0 }, { c, 0, b, "gone too", 8, "k5", 0, 0, 0 },
+                        { a, ac, 0, "gone 3", 6, "", 0, 0, 0 } };
     r = round_of(s, gone, 3);
     int rc[3];
     iy_stored out[3];
@@ -760,7 +805,7 @@ static void test_abort(void)
     CHECK(o.msg.seq == 3 && o.msg.id == out[0].msg.id);
 
     /* A refused send leaves the round usable and unchanged (its cmid too). */
-    iy_send mixed[2] = { { c, ch, 0, "x", 1, "k9", 0, 0 }, { a, ch, 0, "y", 1, "k9", 0, 0 } };
+    iy_send mixed[2] = { { c, ch, 0, "x", 1, "k9", 0, 0, 0 }, { a, ch, 0, "y", 1, "k9", 0, 0, 0 } };
     r = round_of(s, mixed, 2);
     CHECK_EQ(post_send(r, &mixed[0], &o), IY_EFORBIDDEN);
     CHECK_EQ(store_round_count(r), 0);
@@ -770,13 +815,13 @@ static void test_abort(void)
 
     /* Empty rounds commit and store nothing: only refused sends, or none posted. */
     uint64_t count = store_message_count(s);
-    iy_send bad = { c, ch, 0, "x", 1, "", 0, 0 };
+    iy_send bad = { c, ch, 0, "x", 1, "", 0, 0, 0 };
     r = round_of(s, &bad, 1);
     CHECK_EQ(post_send(r, &bad, &o), IY_EFORBIDDEN);
     CHECK_EQ(store_round_count(r), 0);
     CHECK_EQ(store_round_push(r, a), IY_EINVAL);        /* nothing appended to push */
     CHECK_EQ(store_round_commit(r), 0);
-    iy_send unposted = { a, ch, 0, "never", 5, "", 0, 0 };
+    iy_send unposted = { a, ch, 0, "never", 5, "", 0, 0, 0 };
     r = round_of(s, &unposted, 1);
     CHECK_EQ(store_round_commit(r), 0);
     CHECK_EQ(store_message_count(s), count);
@@ -810,14 +855,14 @@ static void test_failed_commit(void)
     /* Events, a new direct channel used twice, cmids (one repeated). */
     enum { N = 8 };
     iy_send in[N] = {
-        { a, g.id, 0, "", 0, "", IY_EV_MEMBER_ADDED, x },
-        { x, g.id, 0, "hello", 5, "xk", 0, 0 },
-        { o, g.id, 0, "renamed", 7, "", IY_EV_RENAMED, 0 },
-        { o, g.id, 0, "", 0, "", IY_EV_MEMBER_REMOVED, b },
-        { x, 0, y, "new pair", 8, "xy1", 0, 0 },
-        { y, 0, x, "reply", 5, "", 0, 0 },
-        { a, ab, 0, "again", 5, "ab2", 0, 0 },
-        { a, ab, 0, "again", 5, "ab2", 0, 0 },
+        { a, g.id, 0, "", 0, "", IY_EV_MEMBER_ADDED, x, 0 },
+        { x, g.id, 0, "hello", 5, "xk", 0, 0, 0 },
+        { o, g.id, 0, "renamed", 7, "", IY_EV_RENAMED, 0, 0 },
+        { o, g.id, 0, "", 0, "", IY_EV_MEMBER_REMOVED, b, 0 },
+        { x, 0, y, "new pair", 8, "xy1", 0, 0, 0 },
+        { y, 0, x, "reply", 5, "", 0, 0, 0 },
+        { a, ab, 0, "again", 5, "ab2", 0, 0, 0 },
+        { a, ab, 0, "again", 5, "ab2", 0, 0, 0 },
     };
     int want[N] = { 0, 0, 0, 0, 0, 0, 0, IY_EEXIST };
     int rc1[N], rc2[N];
@@ -873,7 +918,7 @@ static void test_failed_commit(void)
     CHECK_EQ(store_message_count(s), 2 + N - 1);
 
     /* A failed commit after a successful one leaves the committed state. */
-    iy_send rmx = { x, g.id, 0, "", 0, "", IY_EV_MEMBER_REMOVED, x };
+    iy_send rmx = { x, g.id, 0, "", 0, "", IY_EV_MEMBER_REMOVED, x, 0 };
     r = round_of(s, &rmx, 1);
     CHECK_EQ(post_send(r, &rmx, &r1), 0);
     CHECK_EQ(r1.msg.seq, 6);
@@ -906,8 +951,8 @@ static void test_history_sync(void)
     for (int i = 1; i <= 10; i++) {
         snprintf(text[i - 1], sizeof text[i - 1], "m%d", i);
         in[2 * (i - 1)] = (iy_send){ i % 2 ? a : b, 0, i % 2 ? b : a, text[i - 1],
-                                     strlen(text[i - 1]), "", 0, 0 };
-        in[2 * (i - 1) + 1] = (iy_send){ c, 0, a, "other", 5, "", 0, 0 };
+                                     strlen(text[i - 1]), "", 0, 0, 0 };
+        in[2 * (i - 1) + 1] = (iy_send){ c, 0, a, "other", 5, "", 0, 0, 0 };
     }
     store_round *r = round_of(s, in, 20);
     for (int i = 0; i < 20; i++) {
@@ -1078,7 +1123,7 @@ static void test_reopen_and_big(void)
     size_t len = 100000;
     char *big = iy_malloc(len);
     for (size_t i = 0; i < len; i++) big[i] = (char)(i % 7 == 0 ? 0 : 'a' + i % 26);
-    iy_send in = { a, ch, 0, big, len, "big", 0, 0 };
+    iy_send in = { a, ch, 0, big, len, "big", 0, 0, 0 };
     CHECK_EQ(send_in(s, &in, &o), 0);
     CHECK_EQ(o.msg.seq, 3);
     CHECK(o.pos[0] == 3 && o.pos[1] == 3);
@@ -1156,7 +1201,7 @@ static void test_events(void)
     CHECK_EQ(event1(s, a, dch, IY_EV_RENAMED, 0, "name", &r), IY_EINVAL);
     CHECK_EQ(event1(s, a, g.id, 7, 0, "", &r), IY_EINVAL);
     CHECK_EQ(event1(s, a, g.id, -1, 0, "", &r), IY_EINVAL);
-    iy_send withto = { a, 0, b, "", 0, "", IY_EV_MEMBER_ADDED, c };
+    iy_send withto = { a, 0, b, "", 0, "", IY_EV_MEMBER_ADDED, c, 0 };
     CHECK_EQ(send_in(s, &withto, &r), IY_EINVAL);
     CHECK_EQ(store_channel_get(s, dch, &cg), 0);
     CHECK(cg.kind == IY_DIRECT && cg.nmembers == 2);
@@ -1170,7 +1215,7 @@ static void test_events(void)
     CHECK_EQ(event1(s, x, g.id, IY_EV_RENAMED, 0, "mine now", &r), IY_EFORBIDDEN);
     CHECK_EQ(event1(s, o, g.id, IY_EV_RENAMED, 0, "", &r), IY_EINVAL);
     CHECK_EQ(event1(s, o, g.id, IY_EV_RENAMED, 0, name, &r), IY_EINVAL);
-    iy_send nul = { o, g.id, 0, "a\0b", 3, "", IY_EV_RENAMED, 0 };
+    iy_send nul = { o, g.id, 0, "a\0b", 3, "", IY_EV_RENAMED, 0, 0 };
     CHECK_EQ(send_in(s, &nul, &r), IY_EINVAL);
     name[IY_GROUP_NAME_MAX] = '\0';
     CHECK_EQ(event1(s, o, g.id, IY_EV_RENAMED, 0, name, &r), 0);
@@ -1245,8 +1290,8 @@ static void test_events(void)
 
     /* Events ignore cmid: never EEXIST, and the cmid stays free. */
     CHECK_EQ(mkgroup(s, o, "cmid", three, 3, &g), 0);
-    iy_send ev[2] = { { o, g.id, 0, "r1", 2, "same", IY_EV_RENAMED, 0 },
-                      { o, g.id, 0, "r1", 2, "same", IY_EV_RENAMED, 0 } };
+    iy_send ev[2] = { { o, g.id, 0, "r1", 2, "same", IY_EV_RENAMED, 0, 0 },
+                      { o, g.id, 0, "r1", 2, "same", IY_EV_RENAMED, 0, 0 } };
     store_round *rd = round_of(s, ev, 2);
     CHECK_EQ(post_send(rd, &ev[0], &r), 0);
     CHECK(r.msg.cmid[0] == '\0');
@@ -1277,10 +1322,10 @@ static void test_events_full(void)
     CHECK_EQ(event1(s, u[5], g.id, IY_EV_MEMBER_ADDED, u[IY_GROUP_MAX], "", &r), IY_ETOOBIG);
     CHECK_EQ(event1(s, u[5], g.id, IY_EV_MEMBER_ADDED, u[1], "", &r), IY_ECONFLICT);
     /* Within one round: a removal makes room for an add, then the removed one is gone. */
-    iy_send in[4] = { { u[8], g.id, 0, "", 0, NULL, IY_EV_MEMBER_ADDED, u[IY_GROUP_MAX] },
-                      { u[7], g.id, 0, "", 0, NULL, IY_EV_MEMBER_REMOVED, u[7] },
-                      { u[8], g.id, 0, "", 0, NULL, IY_EV_MEMBER_ADDED, u[IY_GROUP_MAX] },
-                      { u[7], g.id, 0, "", 0, NULL, IY_EV_MEMBER_REMOVED, u[7] } };
+    iy_send in[4] = { { u[8], g.id, 0, "", 0, NULL, IY_EV_MEMBER_ADDED, u[IY_GROUP_MAX], 0 },
+                      { u[7], g.id, 0, "", 0, NULL, IY_EV_MEMBER_REMOVED, u[7], 0 },
+                      { u[8], g.id, 0, "", 0, NULL, IY_EV_MEMBER_ADDED, u[IY_GROUP_MAX], 0 },
+                      { u[7], g.id, 0, "", 0, NULL, IY_EV_MEMBER_REMOVED, u[7], 0 } };
     int rc[4];
     iy_stored out[4];
     store_round *rd = round_of(s, in, 4);
@@ -1317,13 +1362,13 @@ static void test_events_round(void)
     /* x speaks (not yet), is added, speaks; rename; remove b; b speaks; remove b again. */
     enum { N = 7 };
     iy_send in[N] = {
-        { x, g.id, 0, "hello", 5, "xk", 0, 0 },
-        { a, g.id, 0, "", 0, "", IY_EV_MEMBER_ADDED, x },
-        { x, g.id, 0, "hello", 5, "xk", 0, 0 },
-        { o, g.id, 0, "renamed", 7, "", IY_EV_RENAMED, 0 },
-        { o, g.id, 0, "", 0, "", IY_EV_MEMBER_REMOVED, b },
-        { b, g.id, 0, "me?", 3, "", 0, 0 },
-        { o, g.id, 0, "", 0, "", IY_EV_MEMBER_REMOVED, b },
+        { x, g.id, 0, "hello", 5, "xk", 0, 0, 0 },
+        { a, g.id, 0, "", 0, "", IY_EV_MEMBER_ADDED, x, 0 },
+        { x, g.id, 0, "hello", 5, "xk", 0, 0, 0 },
+        { o, g.id, 0, "renamed", 7, "", IY_EV_RENAMED, 0, 0 },
+        { o, g.id, 0, "", 0, "", IY_EV_MEMBER_REMOVED, b, 0 },
+        { b, g.id, 0, "me?", 3, "", 0, 0, 0 },
+        { o, g.id, 0, "", 0, "", IY_EV_MEMBER_REMOVED, b, 0 },
     };
     int want[N] = { IY_EFORBIDDEN, 0, 0, 0, 0, IY_EFORBIDDEN, IY_ENOTFOUND };
     int rc[N];
@@ -1513,7 +1558,7 @@ static void test_read_state(void)
     CHECK_EQ(send1(s, a, ch, 0, "4", "", &r), 0);
     CHECK_EQ(store_read_get(s, a, ch, &seq), 0);
     CHECK_EQ(seq, 4);
-    iy_send in = { b, ch, 0, "5", 1, "", 0, 0 };
+    iy_send in = { b, ch, 0, "5", 1, "", 0, 0, 0 };
     store_round *rd = round_of(s, &in, 1);
     CHECK_EQ(post_send(rd, &in, &r), 0);
     s = reopen(s);
@@ -1713,8 +1758,8 @@ static void test_blocks(void)
     CHECK_EQ(store_block_set(s, c, b, 1), 0);
     CHECK_EQ(send1(s, b, 0, c, "hello", "b-4", &o), IY_EFORBIDDEN);
     /* In one round, the blocked sends are refused and the others commit. */
-    iy_send mixed[3] = { { b, 0, a, "x", 1, "m-1", 0, 0 }, { c, 0, a, "y", 1, "m-2", 0, 0 },
-                         { b, ch, 0, "z", 1, "m-3", 0, 0 } };
+    iy_send mixed[3] = { { b, 0, a, "x", 1, "m-1", 0, 0, 0 }, { c, 0, a, "y", 1, "m-2", 0, 0, 0 },
+                         { b, ch, 0, "z", 1, "m-3", 0, 0, 0 } };
     store_round *r = round_of(s, mixed, 3);
     CHECK_EQ(post_send(r, &mixed[0], &o), IY_EFORBIDDEN);
     CHECK_EQ(post_send(r, &mixed[1], &o), 0);
@@ -1759,7 +1804,7 @@ static void test_mutes(void)
     CHECK_EQ(store_muted(s, a, ch), 0);
     s = reopen(s);
     CHECK_EQ(store_muted(s, b, ch), 1);
-    iy_send in = { a, ch, 0, "again", 5, "m-2", 0, 0 };
+    iy_send in = { a, ch, 0, "again", 5, "m-2", 0, 0, 0 };
     store_round *r = round_of(s, &in, 1);
     CHECK_EQ(store_round_muted(r, b, ch), 1);
     CHECK_EQ(store_round_muted(r, a, ch), 0);
@@ -1796,6 +1841,141 @@ static void test_mentions(void)
     }
     iy_msg_list_clear(&l);
     (void)c;
+    done(s);
+}
+
+/* An edit or delete of message id by from, in a round of its own. */
+static int change1(store *s, uint64_t from, int event, uint64_t id, const char *text, iy_stored *out)
+{
+    iy_send in = { .from = from, .text = text, .text_len = strlen(text), .cmid = "", .event = event, .target = id };
+    return send_in(s, &in, out);
+}
+
+/* The message of ch at seq, from history: 0 with *m (iy_msg_clear), or an error. */
+static int msg_at(store *s, uint64_t ch, uint64_t seq, iy_msg *m)
+{
+    iy_msg_list l = { 0 };
+    int rc = store_history(s, ch, 0, seq - 1, 1, &l);
+    if (rc == 0 && (l.n != 1 || l.v[0].seq != seq)) rc = IY_ENOTFOUND;
+    if (rc == 0) {
+        *m = l.v[0];
+        l.v[0].text = NULL;
+    }
+    iy_msg_list_clear(&l);
+    return rc;
+}
+
+static void test_edit_delete(void)
+{
+    store *s = fresh();
+    uint64_t a = mkuser(s, "ann"), b = mkuser(s, "bob"), c = mkuser(s, "cyd"), x = mkuser(s, "xen");
+    iy_stored o, e;
+    iy_msg m;
+    CHECK_EQ(send1(s, a, 0, b, "hello @bob", "e-1", &o), 0);
+    uint64_t ch = o.msg.channel, id = o.msg.id, pos_b = pos_of(&o, b);
+
+    /* the author edits: an event with the next seq and pos, the message shows the new text */
+    CHECK_EQ(change1(s, a, IY_EV_EDITED, id, "hello, Bob", &e), 0);
+    CHECK_EQ(e.msg.event, IY_EV_EDITED);
+    CHECK_EQ(e.msg.subject, id);
+    CHECK_EQ(e.msg.channel, ch);
+    CHECK_EQ(e.msg.seq, 2);
+    CHECK_EQ(pos_of(&e, b), pos_b + 1);
+    CHECK_EQ(e.target_seq, 1);
+    CHECK_EQ(e.target_from, a);
+    if (msg_at(s, ch, 1, &m) == 0) {
+        CHECK_MEM(m.text, m.text_len, "hello, Bob");
+        CHECK_EQ(m.edited_ms, e.msg.ts);
+        CHECK_EQ(m.deleted, 0);
+        CHECK(m.nmentions == 1 && m.mentions[0] == b);   /* an edit keeps the mentions */
+        iy_msg_clear(&m);
+    } else CHECK(0);
+    if (msg_at(s, ch, 2, &m) == 0) {
+        CHECK_EQ(m.event, IY_EV_EDITED);
+        CHECK_EQ(m.subject, id);
+        CHECK_MEM(m.text, m.text_len, "hello, Bob");
+        iy_msg_clear(&m);
+    } else CHECK(0);
+
+    /* who may: someone else's edit or delete is forbidden, a stranger learns nothing */
+    CHECK_EQ(change1(s, b, IY_EV_EDITED, id, "mine now", &e), IY_EFORBIDDEN);
+    CHECK_EQ(change1(s, b, IY_EV_DELETED, id, "", &e), IY_EFORBIDDEN);
+    CHECK_EQ(change1(s, x, IY_EV_DELETED, id, "", &e), IY_ENOTFOUND);
+    CHECK_EQ(change1(s, a, IY_EV_EDITED, 12345, "no such", &e), IY_ENOTFOUND);
+    CHECK_EQ(change1(s, a, IY_EV_EDITED, e.msg.id ? e.msg.id : 1, "x", &e), IY_ENOTFOUND);
+    /* an event is not a message one can change */
+    iy_msg_list l = { 0 };
+    CHECK_EQ(store_history(s, ch, 0, 1, 1, &l), 0);
+    if (l.n == 1) CHECK_EQ(change1(s, a, IY_EV_DELETED, l.v[0].id, "", &e), IY_ENOTFOUND);
+    iy_msg_list_clear(&l);
+
+    /* the edit window, as the rules see it (now_ms given) */
+    {
+        iy_send in = { .from = a, .text = "late", .text_len = 4, .cmid = "", .event = IY_EV_EDITED, .target = id };
+        store_round *r = round_of(s, &in, 1);
+        if (r) {
+            CHECK_EQ(post_send_limited(r, &in, NULL, iy_id_ts(id) + IY_EDIT_WINDOW_MS + 1, &e), IY_EFORBIDDEN);
+            CHECK_EQ(post_send_limited(r, &in, NULL, iy_id_ts(id) + IY_EDIT_WINDOW_MS, &e), 0);
+            store_round_abort(r);
+        }
+    }
+
+    /* delete: a tombstone, an event, and deleting again is not_found; survives a reopen */
+    CHECK_EQ(change1(s, a, IY_EV_DELETED, id, "", &e), 0);
+    CHECK_EQ(e.msg.event, IY_EV_DELETED);
+    CHECK_EQ(e.msg.seq, 3);
+    CHECK_EQ(change1(s, a, IY_EV_DELETED, id, "", &e), IY_ENOTFOUND);
+    CHECK_EQ(change1(s, a, IY_EV_EDITED, id, "back", &e), IY_ENOTFOUND);
+    s = reopen(s);
+    if (msg_at(s, ch, 1, &m) == 0) {
+        CHECK_EQ(m.text_len, 0);
+        CHECK_EQ(m.deleted, 1);
+        CHECK_EQ(m.nmentions, 0);
+        CHECK(m.edited_ms > 0);
+        iy_msg_clear(&m);
+    } else CHECK(0);
+    /* sync: every change in order, the message itself as it is now */
+    iy_msg_list sl = { 0 };
+    int more = 0;
+    CHECK_EQ(store_sync(s, b, 0, 10, &sl, &more), 0);
+    CHECK_EQ(sl.n, 3);
+    if (sl.n == 3) {
+        CHECK(sl.v[0].deleted && sl.v[0].id == id);
+        CHECK(sl.v[1].event == IY_EV_EDITED && sl.v[2].event == IY_EV_DELETED && sl.v[2].subject == id);
+    }
+    iy_msg_list_clear(&sl);
+
+    /* a group's owner may delete a member's message, not edit it; one round, in order */
+    uint64_t three[2] = { b, c };
+    iy_channel g;
+    CHECK_EQ(mkgroup(s, a, "g", three, 2, &g), 0);
+    CHECK_EQ(send1(s, c, g.id, 0, "from cyd", "e-2", &o), 0);
+    CHECK_EQ(change1(s, a, IY_EV_EDITED, o.msg.id, "owner edit", &e), IY_EFORBIDDEN);
+    CHECK_EQ(change1(s, b, IY_EV_DELETED, o.msg.id, "", &e), IY_EFORBIDDEN);
+    iy_send two[3] = {
+        { .from = c, .text = "v2", .text_len = 2, .cmid = "", .event = IY_EV_EDITED, .target = o.msg.id },
+        { .from = a, .text = "", .text_len = 0, .cmid = "", .event = IY_EV_DELETED, .target = o.msg.id },
+        { .from = c, .text = "v3", .text_len = 2, .cmid = "", .event = IY_EV_EDITED, .target = o.msg.id },
+    };
+    store_round *r = round_of(s, two, 3);
+    if (r) {
+        int rc[3];
+        iy_stored out[3];
+        post_all(r, two, 3, rc, out);
+        CHECK_EQ(rc[0], 0);
+        CHECK_EQ(rc[1], 0);
+        CHECK_EQ(rc[2], IY_ENOTFOUND);   /* deleted earlier in the same round */
+        CHECK_EQ(out[0].nmembers, 3);
+        CHECK_EQ(store_round_commit(r), 0);
+    }
+    if (msg_at(s, g.id, o.msg.seq, &m) == 0) {
+        CHECK(m.deleted && m.text_len == 0 && m.edited_ms > 0);
+        iy_msg_clear(&m);
+    } else CHECK(0);
+    /* a removed member can no longer change its messages */
+    CHECK_EQ(send1(s, b, g.id, 0, "bob was here", "e-3", &o), 0);
+    CHECK_EQ(event1(s, a, g.id, IY_EV_MEMBER_REMOVED, b, "", &e), 0);
+    CHECK_EQ(change1(s, b, IY_EV_EDITED, o.msg.id, "after", &e), IY_ENOTFOUND);
     done(s);
 }
 
@@ -1905,7 +2085,7 @@ static void bench(void)
         int x = (int)(r >> 8) % USERS, y = (x + 1 + (int)(r >> 20) % (USERS - 1)) % USERS;
         pair[i][0] = u[x];
         pair[i][1] = u[y];
-        in[i] = (iy_send){ u[x], 0, u[y], text, sizeof text, "", 0, 0 };
+        in[i] = (iy_send){ u[x], 0, u[y], text, sizeof text, "", 0, 0, 0 };
     }
     store_round *rd = round_of(s, in, PAIRS);
     for (int i = 0; rd && i < PAIRS; i++) if (post_send(rd, &in[i], o) != 0) errs++;
@@ -1920,7 +2100,7 @@ static void bench(void)
             r = r * 1103515245 + 12345;
             int p = (int)(r >> 8) % PAIRS, way = (r >> 4) & 1;
             snprintf(cmid[i], sizeof cmid[i], "m%d", bi * PER + i);
-            in[i] = (iy_send){ pair[p][way], 0, pair[p][!way], text, sizeof text, cmid[i], 0, 0 };
+            in[i] = (iy_send){ pair[p][way], 0, pair[p][!way], text, sizeof text, cmid[i], 0, 0, 0 };
         }
         rd = NULL;
         if (store_round_begin(s, in, PER, &rd) != 0) {
@@ -1974,6 +2154,7 @@ static void suite(void)
     test_blocks();
     test_mutes();
     test_mentions();
+    test_edit_delete();
     test_share_and_presence();
     bench();
 }

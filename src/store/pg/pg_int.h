@@ -206,8 +206,12 @@ void pgs__add_last_id(pgs_pipe *p, pgs_store *s);
  * reader's. As store_user_get / store_session_get (pwhash may be NULL). */
 int pgs__q_user(pgs_conn *pc, uint64_t id, iy_user *out, char *pwhash);
 int pgs__q_session(pgs_conn *pc, const uint8_t h[32], uint64_t *user, char device[IY_DEVICE_MAX + 1]);
-/* Decodes message row `row` of r (columns from col: channel, seq, id, from,
- * subject, event, cmid, body) into m (text malloc'd): 0, IY_EIO. */
+/* The columns pgs__msg_decode reads, in its order (messages AS m). */
+#define PGS_MSG_COLS \
+    "m.channel_id, m.seq, m.id, m.from_id, m.subject, m.event, m.cmid, m.body, m.mentions," \
+    " m.edited_ms, m.deleted"
+/* Decodes message row `row` of r (columns from col: PGS_MSG_COLS) into m
+ * (text malloc'd): 0, IY_EIO. */
 int pgs__msg_decode(const PGresult *r, int row, int col, iy_msg *m);
 
 /* Creates or upgrades the schema (pg_schema.c) before deadline: 0,
@@ -236,6 +240,8 @@ int pgs__share_channel(store *s, uint64_t a, uint64_t b);
 int pgs__round_load(store *s, store_round *r);
 int pgs__round_commit(store *s, store_round *r);
 void pgs__round_release(store *s, store_round *r);
+int pgs__target_locate(store *s, uint64_t id, uint64_t *channel);
+int pgs__targets_load(store *s, store_round *r);
 int pgs__user_pos(store *s, uint64_t user, uint64_t *pos);
 int pgs__history(store *s, uint64_t channel, uint64_t before_seq, uint64_t after_seq, int limit,
                  iy_msg_list *out);

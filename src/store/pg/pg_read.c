@@ -27,17 +27,15 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MSG_COLS "m.channel_id, m.seq, m.id, m.from_id, m.subject, m.event, m.cmid, m.body, m.mentions"
-
 static const char SQL_HISTORY_BEFORE[] =
-    "SELECT " MSG_COLS " FROM messages AS m WHERE m.channel_id = $1::int8 AND m.seq < $2::int8"
+    "SELECT " PGS_MSG_COLS " FROM messages AS m WHERE m.channel_id = $1::int8 AND m.seq < $2::int8"
     " ORDER BY m.seq DESC LIMIT $3::int4";
 static const char SQL_HISTORY_AFTER[] =
-    "SELECT " MSG_COLS " FROM messages AS m WHERE m.channel_id = $1::int8 AND m.seq > $2::int8"
+    "SELECT " PGS_MSG_COLS " FROM messages AS m WHERE m.channel_id = $1::int8 AND m.seq > $2::int8"
     " ORDER BY m.seq LIMIT $3::int4";
 /* LEFT JOIN: an inbox entry without its message is corruption, not a gap to hide. */
 static const char SQL_SYNC[] =
-    "SELECT i.pos, " MSG_COLS " FROM inbox AS i"
+    "SELECT i.pos, " PGS_MSG_COLS " FROM inbox AS i"
     " LEFT JOIN messages AS m ON m.channel_id = i.channel_id AND m.seq = i.seq"
     " WHERE i.user_id = $1::int8 AND i.pos > $2::int8 ORDER BY i.pos LIMIT $3::int4";
 static const char SQL_USER_POS[] = "SELECT pos FROM inbox_heads WHERE user_id = $1::int8";
@@ -71,6 +69,8 @@ int pgs__msg_decode(const PGresult *r, int row, int col, iy_msg *m)
     m->nmentions = (uint32_t)(n / 8);
     for (uint32_t i = 0; i < m->nmentions; i++)
         for (int b = 0; b < 8; b++) m->mentions[i] = m->mentions[i] << 8 | ment[8 * i + (uint32_t)b];
+    m->edited_ms = (int64_t)pgs__r_i64(r, row, col + 9);
+    m->deleted = pgs__r_bool(r, row, col + 10);
     return 0;
 }
 

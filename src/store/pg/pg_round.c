@@ -39,6 +39,16 @@
  * answered: hot rows, not an outage): nothing is acknowledged before the
  * commit, so the round waits its turn again instead of failing its sends.
  *
+ * Messages changed by the sends (edits, deletes: r->targets). Before the
+ * load, target_locate finds each one's channel by id alone (T0: the
+ * messages_id index, an unlocked implicit transaction of its own, before
+ * the round's BEGIN: a message never moves channel), so that the channel
+ * joins L1's locks. After the load, inside the round's transaction and
+ * under those locks, targets_load reads their current state in one
+ * statement (T1): every writer of a message row is a round holding its
+ * channel's lock, so the state read stays current until the commit. One
+ * extra round trip per target, and one per round that changes any: rare.
+ *
  * Commit: one exchange, every write as one multi-row statement over
  * unnest() of binary arrays, then COMMIT (synchronous_commit on):
  *
@@ -52,7 +62,8 @@
  *   C10 cmids             C11 the senders' read state (forward only)
  *   C12 push notes: one per subscription of each pushed user, collapsing
  *       into the pending note of the same (subscription, channel)
- *   C13 this node's last id          COMMIT
+ *   C13 the changed messages (targets): body, mentions, edited_ms, deleted
+ *   C14 this node's last id          COMMIT
  *
  * The updates join their target to unnest() of the keys and also name the
  * keys with = ANY, so that the target is reached through its primary key
@@ -172,6 +183,21 @@ static const char SQL_C12[] =
     " LATERAL (SELECT id FROM push_subs WHERE user_id = t.u OFFSET 0) AS s"
     " ON CONFLICT (sub_id, channel_id) DO UPDATE SET user_id = EXCLUDED.user_id,"
     " message_id = EXCLUDED.message_id, from_id = EXCLUDED.from_id, preview = EXCLUDED.preview";
+
+/* A message by id alone (the channel is not known yet): a probe of
+ * messages_id in each partition. Events are never changed. */
+static const char SQL_T0[] = "SELECT channel_id FROM messages WHERE id = $1::int8 AND event = 0";
+/* The current state of the targets ($3: their index in r->targets), each
+ * a probe of its channel's partition. */
+static const char SQL_T1[] =
+    "SELECT t.i, " PGS_MSG_COLS " FROM unnest($1::int8[], $2::int8[], $3::int8[]) AS t(ch, id, i),"
+    " LATERAL (SELECT * FROM messages WHERE channel_id = t.ch AND id = t.id AND event = 0 LIMIT 1) AS m";
+static const char SQL_C13[] =
+    "UPDATE messages AS m SET body = t.body, mentions = t.ment, edited_ms = t.ed, deleted = t.del"
+    " FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::bytea[], $5::bytea[], $6::int8[], $7::bool[])"
+    " AS t(ch, seq, id, body, ment, ed, del)"
+    " WHERE m.channel_id = t.ch AND m.seq = t.seq AND m.id = t.id"
+    " AND m.channel_id = ANY ($1::int8[]) AND m.seq = ANY ($2::int8[])";
 
 /* The backend's part of a round (r->be). */
 typedef struct pgs_round {
@@ -393,6 +419,62 @@ int pgs__round_load(store *st, store_round *r)
     return rc == IY_ECONFLICT ? IY_EUNAVAIL : rc;
 }
 
+/* ---- targets (edits, deletes) ------------------------------------------------ */
+
+int pgs__target_locate(store *st, uint64_t id, uint64_t *channel)
+{
+    pgs_store *s = (pgs_store *)st;
+    pgs_params pp = { 0 };
+    PGresult *res;
+    pgs__p_i64(&pp, id);
+    int rc = pgs__exec_row(&s->conn, SQL_T0, &pp, &res);
+    if (rc) return rc == IY_ECONFLICT ? IY_EUNAVAIL : rc;
+    *channel = pgs__r_i64(res, 0, 0);
+    PQclear(res);
+    return 0;
+}
+
+int pgs__targets_load(store *st, store_round *r)
+{
+    pgs_store *s = (pgs_store *)st;
+    pgs_round *be = r->be;
+    pgs_arr ch, id, ix;
+    memset(&ch, 0, sizeof ch);
+    memset(&id, 0, sizeof id);
+    memset(&ix, 0, sizeof ix);
+    pgs__arr_begin(&ch, PGS_OID_INT8);
+    pgs__arr_begin(&id, PGS_OID_INT8);
+    pgs__arr_begin(&ix, PGS_OID_INT8);
+    for (size_t i = 0; i < r->ntargets; i++)
+        if (r->targets[i].channel) {
+            pgs__arr_i64(&ch, r->targets[i].channel);
+            pgs__arr_i64(&id, r->targets[i].id);
+            pgs__arr_i64(&ix, i);
+        }
+    int rc = 0;
+    if (ch.n && (!be || !be->tx)) rc = IY_EIO;   /* located channels were not loaded: a bug */
+    if (rc == 0 && ch.n) {
+        pgs_params pp = { 0 };
+        PGresult *res;
+        pgs__p_buf(&pp, pgs__arr_end(&ch));
+        pgs__p_buf(&pp, pgs__arr_end(&id));
+        pgs__p_buf(&pp, pgs__arr_end(&ix));
+        rc = pgs__exec(&s->conn, pgs__deadline(), SQL_T1, &pp, &res);
+        for (int row = 0; rc == 0 && row < PQntuples(res); row++) {
+            uint64_t i = pgs__r_i64(res, row, 0);
+            iy_msg m;
+            rc = pgs__msg_decode(res, row, 1, &m);
+            if (rc == 0 && i < r->ntargets && m.id == r->targets[i].id) round_put_target(r, (size_t)i, &m);
+            else iy_msg_clear(&m);
+        }
+        PQclear(res);   /* NULL when the statement failed */
+    }
+    pgs__arr_free(&ch);
+    pgs__arr_free(&id);
+    pgs__arr_free(&ix);
+    return rc == IY_ECONFLICT ? IY_EUNAVAIL : rc;
+}
+
 /* ---- commit ----------------------------------------------------------------- */
 
 /* (user, channel, value) triples, deduplicated per (user, channel). */
@@ -428,18 +510,29 @@ enum { A_C1_ID, A_C1_A, A_C1_B, A_C1_SEQ,
        A_M_CH, A_M_SEQ, A_M_ID, A_M_FROM, A_M_SUBJ, A_M_EV, A_M_CMID, A_M_BODY, A_M_MENT,
        A_I_U, A_I_POS, A_I_CH, A_I_SEQ, A_H_U, A_H_POS,
        A_K_U, A_K_CMID, A_K_CH, A_K_SEQ, A_K_ID, A_K_POS,
-       A_R_U, A_R_CH, A_R_SEQ, A_P_U, A_P_CH, A_P_MSG, A_P_FROM, A_P_PREVIEW, A_COUNT };
+       A_R_U, A_R_CH, A_R_SEQ, A_P_U, A_P_CH, A_P_MSG, A_P_FROM, A_P_PREVIEW,
+       A_T_CH, A_T_SEQ, A_T_ID, A_T_BODY, A_T_MENT, A_T_ED, A_T_DEL, A_COUNT };
 
 static const uint32_t arr_oid[A_COUNT] = {
     [A_C3_NAME] = PGS_OID_TEXT, [A_C3_OFF] = PGS_OID_INT4, [A_C3_N] = PGS_OID_INT4,
     [A_M_EV] = PGS_OID_INT2, [A_M_CMID] = PGS_OID_TEXT, [A_M_BODY] = PGS_OID_BYTEA, [A_M_MENT] = PGS_OID_BYTEA,
     [A_K_CMID] = PGS_OID_TEXT, [A_P_PREVIEW] = PGS_OID_BYTEA,
+    [A_T_BODY] = PGS_OID_BYTEA, [A_T_MENT] = PGS_OID_BYTEA, [A_T_DEL] = PGS_OID_BOOL,
 };
 
 static void arr_i32(pgs_arr *a, uint32_t v)
 {
     char b[4] = { (char)(v >> 24), (char)(v >> 16), (char)(v >> 8), (char)v };
     pgs__arr_bytes(a, b, 4);
+}
+
+/* A message's mentions as stored: 8 bytes big-endian each. */
+static void arr_mentions(pgs_arr *a, const iy_msg *m)
+{
+    uint8_t ment[8 * IY_MENTIONS_MAX];
+    for (uint32_t j = 0; j < m->nmentions; j++)
+        for (int b = 0; b < 8; b++) ment[8 * j + (uint32_t)b] = (uint8_t)(m->mentions[j] >> (56 - 8 * b));
+    pgs__arr_bytes(a, ment, 8 * (size_t)m->nmentions);
 }
 
 /* Members in x[0, nx) and not in y[0, ny) (both ascending) go to (u, c). */
@@ -503,10 +596,7 @@ static void build_messages(pgs_arr *a, const store_round *r)
         pgs__arr_i16(&a[A_M_EV], (int16_t)m->m.event);
         pgs__arr_bytes(&a[A_M_CMID], m->m.cmid, strlen(m->m.cmid));
         pgs__arr_bytes(&a[A_M_BODY], m->text, m->text_len);
-        uint8_t ment[8 * IY_MENTIONS_MAX];
-        for (uint32_t j = 0; j < m->m.nmentions; j++)
-            for (int b = 0; b < 8; b++) ment[8 * j + (uint32_t)b] = (uint8_t)(m->m.mentions[j] >> (56 - 8 * b));
-        pgs__arr_bytes(&a[A_M_MENT], ment, 8 * (size_t)m->m.nmentions);
+        arr_mentions(&a[A_M_MENT], &m->m);
         for (uint32_t j = 0; j < m->n; j++) {
             pgs__arr_i64(&a[A_I_U], m->members[j]);
             pgs__arr_i64(&a[A_I_POS], m->pos[j]);
@@ -556,6 +646,24 @@ static void build_messages(pgs_arr *a, const store_round *r)
     iy_free(push);
 }
 
+/* Fills the target arrays (C13): every message the round changed, as it
+ * is after the round (deleted: no text, no mentions). */
+static void build_targets(pgs_arr *a, const store_round *r)
+{
+    for (size_t i = 0; i < r->ntargets; i++) {
+        const round_target *t = &r->targets[i];
+        if (!t->changed || !t->loaded) continue;
+        char del = t->m.deleted ? 1 : 0;
+        pgs__arr_i64(&a[A_T_CH], t->m.channel);
+        pgs__arr_i64(&a[A_T_SEQ], t->m.seq);
+        pgs__arr_i64(&a[A_T_ID], t->m.id);
+        pgs__arr_bytes(&a[A_T_BODY], t->text, t->text ? t->text_len : 0);
+        arr_mentions(&a[A_T_MENT], &t->m);
+        pgs__arr_i64(&a[A_T_ED], (uint64_t)t->m.edited_ms);
+        pgs__arr_bytes(&a[A_T_DEL], &del, 1);
+    }
+}
+
 /* Queues sql with arrays a[first...] (count of them) if a[first] is not empty. */
 static void add_arrays(pgs_pipe *p, const char *sql, pgs_arr *a, const int *which, int count)
 {
@@ -574,6 +682,7 @@ int pgs__round_commit(store *st, store_round *r)
     for (int i = 0; i < A_COUNT; i++) pgs__arr_begin(&a[i], arr_oid[i] ? arr_oid[i] : PGS_OID_INT8);
     build_channels(a, r, be);
     build_messages(a, r);
+    build_targets(a, r);
     for (int i = 0; i < A_COUNT; i++) pgs__arr_end(&a[i]);
 
     static const int c1[] = { A_C1_ID, A_C1_A, A_C1_B, A_C1_SEQ };
@@ -586,6 +695,7 @@ int pgs__round_commit(store *st, store_round *r)
     static const int c9[] = { A_H_U, A_H_POS };
     static const int c10[] = { A_K_U, A_K_CMID, A_K_CH, A_K_SEQ, A_K_ID, A_K_POS };
     static const int c11[] = { A_R_U, A_R_CH, A_R_SEQ };
+    static const int c13[] = { A_T_CH, A_T_SEQ, A_T_ID, A_T_BODY, A_T_MENT, A_T_ED, A_T_DEL };
     pgs_pipe p;
     pgs__pipe_begin(&p, &s->conn, pgs__deadline());
     add_arrays(&p, SQL_C1, a, c1, 4);
@@ -609,6 +719,7 @@ int pgs__round_commit(store *st, store_round *r)
         pgs__p_i64(&pp, (uint64_t)pgs__wall_ms());
         pgs__pipe_add(&p, SQL_C12, &pp);
     }
+    add_arrays(&p, SQL_C13, a, c13, 7);
     pgs__add_last_id(&p, s);
     int qc = pgs__pipe_add(&p, SQL_COMMIT, NULL);
     int rc = pgs__pipe_run(&p);

@@ -38,6 +38,10 @@
  *   blocks         (blocker, blocked) PK (version 3)
  *   channels.muted the members who muted it (version 3): the round reads
  *                  it with the row it locks anyway
+ *   messages.edited_ms, .deleted (version 4): a plain message's state after
+ *                  edits and deletes (the EDITED/DELETED events are rows of
+ *                  their own); messages_id, an index on id, finds a message
+ *                  by id alone (a partitioned index: one probe per partition)
  *   settings       name PK, value bytea
  *   nodes          num PK (0..1023), name UNIQUE, lease_until, last_id
  *
@@ -78,6 +82,10 @@
  *                               memory). Channel and head rows are few and
  *                               hot; their locks are taken by index probes.
  *   user_pos, is_member, read   one PK probe each (d pages, cached).
+ *   edit / delete               locating the target by id: one probe of
+ *                               messages_id in each of the 16 partitions
+ *                               (the channel is not known yet); loading and
+ *                               rewriting it: one probe of its partition.
  *   push take                   the due index (push_notes is small: rows
  *                               live until delivered).
  *   user_channels               one range scan of channel_members(user_id).
@@ -94,7 +102,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define PGS_SCHEMA_VERSION 3
+#define PGS_SCHEMA_VERSION 4
 
 static const char *const M1[] = {
     "CREATE TABLE settings (name text COLLATE \"C\" PRIMARY KEY, value bytea NOT NULL)",
@@ -163,7 +171,21 @@ static const char *const M3[] = {
     NULL
 };
 
-static const char *const *const migrations[PGS_SCHEMA_VERSION] = { M1, M2, M3 };
+/* Version 4: messages can be edited and deleted (IY_EV_EDITED, _DELETED):
+ * the changed message's state, and the index that finds a message by id
+ * (store_round_begin locates a target by id alone). The index is built
+ * without the statement timeout; a large existing table should get it
+ * beforehand (docs/DEPLOY.md: CREATE INDEX CONCURRENTLY), since the open
+ * still gives up after its deadline. */
+static const char *const M4[] = {
+    "ALTER TABLE messages ADD COLUMN edited_ms int8 NOT NULL DEFAULT 0,"
+    " ADD COLUMN deleted bool NOT NULL DEFAULT false",
+    "SET LOCAL statement_timeout = 0",
+    "CREATE INDEX IF NOT EXISTS messages_id ON messages (id)",
+    NULL
+};
+
+static const char *const *const migrations[PGS_SCHEMA_VERSION] = { M1, M2, M3, M4 };
 
 static const char SQL_BEGIN[] = "BEGIN";
 static const char SQL_COMMIT[] = "COMMIT";

@@ -249,8 +249,7 @@ static const char SQL_GROUP_INDEX[] =
     " WHERE EXISTS (SELECT 1 FROM channels WHERE id = $1::int8)";
 static const char SQL_USER_CHANNELS[] = "SELECT channel_id FROM channel_members WHERE user_id = $1::int8";
 static const char SQL_CHAN_LAST[] =
-    "SELECT m.channel_id, m.seq, m.id, m.from_id, m.subject, m.event, m.cmid, m.body, m.mentions"
-    " FROM messages AS m WHERE m.channel_id = $1::int8 ORDER BY m.seq DESC LIMIT 1";
+    "SELECT " PGS_MSG_COLS " FROM messages AS m WHERE m.channel_id = $1::int8 ORDER BY m.seq DESC LIMIT 1";
 static const char SQL_SHARE[] =
     "SELECT EXISTS (SELECT 1 FROM channel_members AS x JOIN channel_members AS y"
     " ON y.user_id = $2::int8 AND y.channel_id = x.channel_id WHERE x.user_id = $1::int8)";

@@ -22,7 +22,10 @@
  *   'x' user channel                      (empty)              the user -> channels index
  *   'M' channel seq                       id u64, from u64, flags u8, cmid, [event], text
  *                                         ([event]: event u8 + subject u64, or, format 3,
- *                                         0 + n u8 + n mentioned user ids u64)
+ *                                         0 + n u8 + n mentioned user ids u64, or, format 4,
+ *                                         0xFF + state u8 + [edited ms u64] + n u8 + ids:
+ *                                         a message edited or deleted, rewritten in place)
+ *   'i' id                                channel u64, seq u64  a plain message by id (format 4)
  *   'I' user pos                          channel u64, seq u64 (a reference, never the text)
  *   'C' user cmid                         channel u64, seq u64, id u64, sender pos u64
  *   'R' user channel                      read seq u64
@@ -37,7 +40,9 @@
  *
  * Format versions. 1: the first layout (no 'V' record). 2: adds 'V' and 'G'
  * (nothing else changed, so a version-1 directory is upgraded by writing
- * 'V'). A directory of a newer version than this binary knows is refused.
+ * 'V'). 3: 'z' and mention blocks. 4: 'i' and the state block (upgrades build
+ * 'z' and 'i' from what is there). A directory of a newer version than this
+ * binary knows is refused.
  *
  * Message values. flags is the cmid length (0..IY_CMID_MAX < 0x80) with bit
  * 0x80 set when an event block follows the cmid: event u8, subject u64.
@@ -70,7 +75,7 @@
 #include "../../base/err.h"
 #include "../../base/log.h"
 
-#define FORMAT_VERSION 3u
+#define FORMAT_VERSION 4u
 
 /* The committed cache of 'c' and 'd' records is dropped whole past this. */
 #define CHCACHE_MAX_BYTES (32u << 20)
@@ -438,6 +443,7 @@ static int check_format(rocks *s, const char *dir, int has_meta)
     if (rc == 1 && version == FORMAT_VERSION) return 0;
     if (has_meta) iy_log("store: upgrading %s from data format %u to %u", dir, version, FORMAT_VERSION);
     if (version < 3 && (rc = build_session_index(s)) != 0) return rc;
+    if (version < 4 && (rc = rocks_build_msgid_index(s)) != 0) return rc;
     wr w = { v, 0 };
     wr_u32(&w, FORMAT_VERSION);
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
@@ -1151,6 +1157,8 @@ const store_ops rocks_ops = {
     .block_list = rocks_block_list,
     .blocks_load = rocks_blocks_load,
     .names_load = rocks_names_load,
+    .target_locate = rocks_target_locate,
+    .targets_load = rocks_targets_load,
     .mute_set = rocks_mute_set,
     .muted = rocks_muted,
     .last_active_set = rocks_last_active_set,

@@ -11,11 +11,16 @@ enum {
     K_META = 'm', K_USER = 'u', K_UNAME = 'n', K_SESSION = 's', K_CHANNEL = 'c',
     K_DIRECT = 'd', K_UCHAN = 'x', K_MSG = 'M', K_INBOX = 'I', K_CMID = 'C',
     K_READ = 'R', K_FRIEND = 'F', K_ACTIVE = 'L', K_VERSION = 'V', K_SETTING = 'G',
-    K_BLOCK = 'B', K_USESSION = 'z', K_MUTE = 'X',
+    K_BLOCK = 'B', K_USESSION = 'z', K_MUTE = 'X', K_MSGID = 'i',
 };
 
 #define MSG_F_EVENT 0x80u   /* in a message's flags byte: an event block follows the cmid (format 3:
                                event 0 there is a plain message's block of mentions) */
+
+#define MSG_EV_STATE 0xFFu /* format 4: the event byte of a plain message that was edited or
+                              deleted: state u8 (MSG_S_*), [edited ms u64], n u8, n mentions */
+#define MSG_S_EDITED 1u
+#define MSG_S_DELETED 2u
 
 /* Keys: type byte followed by one or two big-endian u64. */
 static inline size_t key1(uint8_t *k, int type, uint64_t a)

@@ -100,6 +100,9 @@ int rocks_user_channels(store *s, uint64_t user, uint64_t **out, size_t *n);
 /* rocks_round.c */
 int rocks_round_load(store *s, store_round *r);
 int rocks_round_commit(store *s, store_round *r);
+int rocks_target_locate(store *s, uint64_t id, uint64_t *channel);   /* 'i' */
+int rocks_targets_load(store *s, store_round *r);
+int rocks_build_msgid_index(rocks *s);                                /* format 4 upgrade */
 int rocks_counter(rocks *s, int type, uint64_t id, uint64_t *out);   /* committed seq / pos */
 int rocks_load_last_v(const rview *rv, int type, uint64_t id, uint64_t *out);
 int rocks_user_pos(store *s, uint64_t user, uint64_t *pos);

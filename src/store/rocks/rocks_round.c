@@ -139,20 +139,27 @@ int rocks_round_load(store *st, store_round *r)
     return rc < 0 ? rc : 0;
 }
 
-/* Writes one appended message into wb. */
-static void put_msg(rocksdb_writebatch_t *wb, const round_msg *rm)
+/* Writes the 'M' record of m with text into wb. */
+static void put_record(rocksdb_writebatch_t *wb, const iy_msg *m, const char *text, size_t text_len)
 {
-    const iy_msg *m = &rm->m;
     size_t cl = strlen(m->cmid);
-    uint8_t mk[17], k[1 + 8 + IY_CMID_MAX], hdr[8 + 8 + 1 + IY_CMID_MAX + 1 + 1 + 8 * IY_MENTIONS_MAX];
+    uint8_t mk[17], hdr[8 + 8 + 1 + IY_CMID_MAX + 1 + 1 + 8 + 1 + 8 * IY_MENTIONS_MAX];
     wr w = { hdr, 0 };
+    int state = m->event == IY_EV_NONE && (m->edited_ms || m->deleted);
     wr_u64(&w, m->id);
     wr_u64(&w, m->from);
-    wr_u8(&w, (unsigned)cl | (m->event != IY_EV_NONE || m->nmentions ? MSG_F_EVENT : 0));
+    wr_u8(&w, (unsigned)cl | (m->event != IY_EV_NONE || m->nmentions || state ? MSG_F_EVENT : 0));
     wr_mem(&w, m->cmid, cl);
     if (m->event != IY_EV_NONE) {
         wr_u8(&w, (unsigned)m->event);
         wr_u64(&w, m->subject);
+    } else if (state) {
+        /* Format 4: an edited or deleted message's block: its state, then its mentions. */
+        wr_u8(&w, MSG_EV_STATE);
+        wr_u8(&w, (m->edited_ms ? MSG_S_EDITED : 0) | (m->deleted ? MSG_S_DELETED : 0));
+        if (m->edited_ms) wr_u64(&w, (uint64_t)m->edited_ms);
+        wr_u8(&w, m->nmentions);
+        for (uint32_t i = 0; i < m->nmentions; i++) wr_u64(&w, m->mentions[i]);
     } else if (m->nmentions) {
         /* Format 3: the block of a plain message holds its mentions. */
         wr_u8(&w, IY_EV_NONE);
@@ -160,9 +167,25 @@ static void put_msg(rocksdb_writebatch_t *wb, const round_msg *rm)
         for (uint32_t i = 0; i < m->nmentions; i++) wr_u64(&w, m->mentions[i]);
     }
     const char *kp[1] = { (const char *)mk };
-    const char *vp[2] = { (const char *)hdr, rm->text };
-    size_t kls[1] = { key2(mk, K_MSG, m->channel, m->seq) }, vls[2] = { w.n, rm->text_len };
+    const char *vp[2] = { (const char *)hdr, text };
+    size_t kls[1] = { key2(mk, K_MSG, m->channel, m->seq) }, vls[2] = { w.n, text_len };
     rocksdb_writebatch_putv(wb, 1, kp, kls, 2, vp, vls);   /* the text is not copied twice */
+}
+
+/* Writes one appended message into wb. */
+static void put_msg(rocksdb_writebatch_t *wb, const round_msg *rm)
+{
+    const iy_msg *m = &rm->m;
+    size_t cl = strlen(m->cmid);
+    uint8_t k[1 + 8 + IY_CMID_MAX];
+    put_record(wb, m, rm->text, rm->text_len);
+    if (m->event == IY_EV_NONE) {
+        /* Format 4: the message by id, for edits and deletes. */
+        uint8_t iv[16];
+        put64(iv, m->channel);
+        put64(iv + 8, m->seq);
+        rocksdb_writebatch_put(wb, (const char *)k, key1(k, K_MSGID, m->id), (const char *)iv, 16);
+    }
 
     for (uint32_t i = 0; i < rm->n; i++) {
         uint8_t iv[16];
@@ -232,6 +255,8 @@ int rocks_round_commit(store *st, store_round *r)
     iy_kv_clear(&s->ovl);
     put_channels(s, r, 0);
     for (size_t i = 0; i < r->nmsgs; i++) put_msg(s->wb, &r->msgs[i]);
+    for (size_t i = 0; i < r->ntargets; i++)
+        if (r->targets[i].changed) put_record(s->wb, &r->targets[i].m, r->targets[i].text, r->targets[i].text_len);
     for (size_t i = 0; rc == 0 && i < r->npush; i++) {
         const round_msg *rm = &r->msgs[r->push[i].msg];
         rc = rocks_push_queue(s, s->wb, r->push[i].user, &rm->m, rm->text, rm->text_len);
@@ -274,6 +299,12 @@ static int msg_decode(const char *v, size_t vl, uint64_t channel, uint64_t seq, 
     rd_str(&r, flags & ~MSG_F_EVENT, m->cmid, IY_CMID_MAX);
     if (flags & MSG_F_EVENT) {
         m->event = (int)rd_u8(&r);
+        if (m->event == MSG_EV_STATE) {
+            m->event = IY_EV_NONE;
+            unsigned st = rd_u8(&r);
+            if (st & MSG_S_EDITED) m->edited_ms = (int64_t)rd_u64(&r);
+            m->deleted = (st & MSG_S_DELETED) != 0;
+        }
         if (m->event != IY_EV_NONE) {
             m->subject = rd_u64(&r);
         } else {
@@ -427,3 +458,83 @@ int rocks_channel_last(store *st, uint64_t channel, iy_msg *out)
     return rc2 ? rc2 : rc;
 }
 
+
+/* ---- messages by id (edits and deletes) ------------------------------------ */
+
+/* The channel and seq of message id ('i'): 0, IY_ENOTFOUND, IY_EIO. */
+static int msg_locate(rocks *s, uint64_t id, uint64_t *channel, uint64_t *seq)
+{
+    uint8_t k[9];
+    char *v;
+    size_t vl;
+    int rc = rocks_get(s, k, key1(k, K_MSGID, id), &v, &vl);
+    if (rc <= 0) return rc ? rc : IY_ENOTFOUND;
+    if (vl == 16) {
+        *channel = get64((const uint8_t *)v);
+        *seq = get64((const uint8_t *)v + 8);
+    }
+    rocksdb_free(v);
+    return vl == 16 ? 0 : rocks_corrupt("message index");
+}
+
+int rocks_target_locate(store *st, uint64_t id, uint64_t *channel)
+{
+    uint64_t seq;
+    return msg_locate((rocks *)st, id, channel, &seq);
+}
+
+int rocks_targets_load(store *st, store_round *r)
+{
+    rocks *s = (rocks *)st;
+    rview rv = rocks_view(s);
+    for (size_t i = 0; i < r->ntargets; i++) {
+        uint64_t channel, seq;
+        iy_msg m;
+        if (!r->targets[i].channel) continue;
+        int rc = msg_locate(s, r->targets[i].id, &channel, &seq);
+        if (rc == IY_ENOTFOUND) continue;
+        if (rc == 0) rc = msg_get(&rv, channel, seq, &m);
+        if (rc) return rc;
+        round_put_target(r, i, &m);
+    }
+    return 0;
+}
+
+int rocks_build_msgid_index(rocks *s)
+{
+    uint8_t lo[1] = { K_MSG }, hi[1] = { K_MSG + 1 };
+    rview rv = rocks_view(s);
+    rocksdb_iterator_t *it = rocks_scan_open(&rv, lo, 1, hi, 1);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    int rc = 0;
+    for (rocksdb_iter_seek(it, (const char *)lo, 1); rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+        rd r = { (const uint8_t *)rocksdb_iter_value(it, &vl), 0, 0 };
+        r.n = vl;
+        uint64_t id = rd_u64(&r);
+        rd_u64(&r);
+        unsigned flags = rd_u8(&r);
+        char cmid[IY_CMID_MAX + 1];
+        rd_str(&r, flags & ~MSG_F_EVENT, cmid, IY_CMID_MAX);
+        unsigned event = flags & MSG_F_EVENT ? rd_u8(&r) : IY_EV_NONE;
+        if (kl != 17 || r.bad) {
+            rc = rocks_corrupt("message");
+            break;
+        }
+        if (event != IY_EV_NONE) continue;   /* events are never changed */
+        uint8_t ik[9];
+        rocksdb_writebatch_put(wb, (const char *)ik, key1(ik, K_MSGID, id), (const char *)k + 1, 16);
+        if (rocksdb_writebatch_count(wb) >= 10000) {
+            if ((rc = rocks_write(s, wb, 0)) != 0) wb = NULL;
+            else wb = rocksdb_writebatch_create();
+        }
+    }
+    int rc2 = rocks_scan_close(it);
+    if (rc == 0) rc = rc2;
+    if (rc) {
+        if (wb) rocksdb_writebatch_destroy(wb);
+        return rc;
+    }
+    return rocks_write(s, wb, 1);
+}

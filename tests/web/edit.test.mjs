@@ -1,0 +1,96 @@
+// Editing and deleting messages in the browser: the author edits in place (Enter saves, Escape
+// cancels) and deletes after asking in place; the other person sees both live, and after a reload
+// (history shows the current state); the channel list's preview follows; a group's owner may
+// delete a member's message but not edit it; a refused change is said next to the message.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  startServer, launchBrowser, newPerson, signUp, send, texts, waitForText, uname, api, openDirect, openChat,
+} from './lib/harness.mjs';
+
+let server, browser;
+before(async () => { server = await startServer(); browser = await launchBrowser(); });
+after(async () => { await browser?.close(); await server?.close(); });
+
+const msgLi = (page, text) => page.locator('#msgs li.msg[data-seq]', { hasText: text });
+
+test('edit and delete: in place, live on the other side, kept across a reload; who may', async () => {
+  const A = await newPerson(browser, server);
+  const B = await newPerson(browser, server);
+  const a = uname('edie'), b = uname('fred');
+  const sa = await signUp(A.page, a, 'Edie');
+  await signUp(B.page, b, 'Fred');
+  await openDirect(A.page, b);
+  await send(A.page, 'helo fred');
+  await send(A.page, 'second thought');
+  await waitForText(A.page, 'second thought');
+  await A.page.locator('#msgs li[data-state="sending"]').first().waitFor({ state: 'detached' }).catch(() => {});
+  await openChat(B.page, 'Edie');
+  await waitForText(B.page, 'second thought');
+  assert.equal(await msgLi(B.page, 'helo fred').getByRole('button', { name: 'Edit this message' }).count(), 0,
+    'no Edit on someone else\'s message');
+  assert.equal(await msgLi(B.page, 'helo fred').getByRole('button', { name: 'Delete this message' }).count(), 0,
+    'no Delete on someone else\'s message in a direct chat');
+
+  // edit: Escape cancels, Enter saves; the other side sees the new text, marked edited
+  await msgLi(A.page, 'helo fred').getByRole('button', { name: 'Edit this message' }).click();
+  const box = A.page.getByLabel('Edit message');
+  await box.fill('never mind');
+  await box.press('Escape');
+  await waitForText(A.page, 'helo fred');
+  await msgLi(A.page, 'helo fred').getByRole('button', { name: 'Edit this message' }).click();
+  await A.page.getByLabel('Edit message').fill('hello fred');
+  await A.page.getByLabel('Edit message').press('Enter');
+  await msgLi(A.page, 'hello fred').locator('.edited').waitFor();
+  await msgLi(B.page, 'hello fred').locator('.edited').waitFor();
+  assert.deepEqual(await texts(B.page), ['hello fred', 'second thought'], 'the edit replaces the text, adds no message');
+
+  // delete after a confirmation (declined first): a tombstone on both sides, the preview follows
+  await msgLi(A.page, 'second thought').getByRole('button', { name: 'Delete this message' }).click();
+  await msgLi(A.page, 'second thought').getByRole('button', { name: 'No' }).click();
+  await msgLi(A.page, 'second thought').getByRole('button', { name: 'Delete this message' }).click();
+  await msgLi(A.page, 'second thought').getByRole('button', { name: 'Yes, delete' }).click();
+  await B.page.locator('#msgs li.msg.deleted', { hasText: 'This message was deleted' }).waitFor();
+  await A.page.locator('#msgs li.msg.deleted', { hasText: 'This message was deleted' }).waitFor();
+  assert.equal(await B.page.locator('#msgs li.msg', { hasText: 'second thought' }).count(), 0);
+  await B.page.locator('#chat-list .chat-item .ci-last', { hasText: 'Edie deleted a message' }).waitFor();
+  assert.equal(await B.page.locator('#chat-list .badge.unread').count(), 0, 'a change is no unread message');
+
+  // after a reload: the current state from history
+  await B.page.reload();
+  await openChat(B.page, 'Edie');
+  await msgLi(B.page, 'hello fred').locator('.edited').waitFor();
+  await B.page.locator('#msgs li.msg.deleted').waitFor();
+  assert.deepEqual(await texts(B.page), ['hello fred', 'This message was deleted']);
+
+  // a group: the owner may delete a member's message, not edit it; a refused edit is said
+  const g = await api(server, 'POST', '/v1/groups', { token: sa.token, body: { name: 'Edits', members: [(await api(server, 'GET', `/v1/users?username=${b}`, { token: sa.token })).data.user.id] } });
+  assert.equal(g.status, 201);
+  await openChat(B.page, 'Edits');
+  await send(B.page, 'from fred');
+  await openChat(A.page, 'Edits');
+  await waitForText(A.page, 'from fred');
+  const theirs = msgLi(A.page, 'from fred');
+  assert.equal(await theirs.getByRole('button', { name: 'Edit this message' }).count(), 0);
+  await theirs.getByRole('button', { name: 'Delete this message' }).click();
+  await theirs.getByRole('button', { name: 'Yes, delete' }).click();
+  await B.page.locator('#msgs li.msg.deleted').waitFor();
+
+  await send(B.page, 'mine to edit');
+  await waitForText(B.page, 'mine to edit');
+  await B.page.locator('#msgs li[data-state="sending"]').first().waitFor({ state: 'detached' }).catch(() => {});
+  await waitForText(A.page, 'mine to edit');
+  // the owner deletes it while Fred is editing: his save is refused and said
+  await msgLi(B.page, 'mine to edit').getByRole('button', { name: 'Edit this message' }).click();
+  await B.page.getByLabel('Edit message').fill('too late');
+  await msgLi(A.page, 'mine to edit').getByRole('button', { name: 'Delete this message' }).click();
+  await msgLi(A.page, 'mine to edit').getByRole('button', { name: 'Yes, delete' }).click();
+  await A.page.locator('#msgs li.msg.deleted').nth(1).waitFor();
+  const editing = B.page.locator('#msgs li.msg', { has: B.page.getByLabel('Edit message') });
+  await B.page.getByLabel('Edit message').press('Enter').catch(() => {});
+  // either the delete arrived first (the message shows deleted) or the save was refused (said)
+  await B.page.locator('#msgs li.msg.deleted').nth(1).or(editing.locator('.error', { hasText: 'Not edited' })).first().waitFor();
+  assert.deepEqual([...A.page.errors, ...B.page.errors], []);
+  await A.context.close();
+  await B.context.close();
+});
