@@ -474,6 +474,7 @@ function messageEl(m) {
   if (m.cmid) li.dataset.cmid = m.cmid;
   const c = S.channels.get(m.channel);
   if (!mine && c && c.channel.kind === 'group') li.append(nameSpan(m.from));
+  if (m.reply_to) li.append(quoteEl(m));
   if (m.deleted) {
     li.classList.add('deleted');
     li.append(el('div', { class: 'bubble' }, el('div', { class: 'text', text: 'This message was deleted' })));
@@ -489,7 +490,52 @@ function messageEl(m) {
   return li;
 }
 
-/** Edit (the author, within the window) and Delete (the author, or a group's owner) */
+/** the quote of the message m replies to: its author and first words, from the cache or asked
+ * from the server (around its seq); a click jumps to it */
+function quoteEl(m) {
+  const q = el('button', { type: 'button', class: 'quote', 'aria-label': 'Go to the message this replies to' });
+  const fill = (o) => {
+    q.textContent = '';
+    if (!o) { q.append(el('span', { class: 'quote-text', text: 'Original message not found' })); return; }
+    q.append(el('span', { class: 'who', text: nameOf(o.from) }),
+      el('span', { class: 'quote-text', text: o.deleted ? 'This message was deleted' : o.text.slice(0, 100) }));
+  };
+  const cache = cacheOf(m.channel);
+  const known = cache && cache.bySeq.get(m.reply_seq);
+  if (known && known.id === m.reply_to) fill(known);
+  else {
+    q.textContent = '…';
+    fetchHistory(m.channel, { around_seq: m.reply_seq, limit: 1 })
+      .then((r) => fill(r.find((x) => x.id === m.reply_to))).catch(() => fill(null));
+  }
+  q.addEventListener('click', () => jumpTo(m.channel, m.reply_seq));
+  return q;
+}
+
+/** scrolls to message seq of the open conversation, loading older pages until it is there */
+async function jumpTo(channel, seq) {
+  if (S.current !== channel) return;
+  const cache = cacheOf(channel);
+  for (let i = 0; cache && !cache.bySeq.has(seq) && !cache.complete && i < 40; i++) await loadOlder(channel);
+  const li = document.querySelector(`#msgs li[data-seq="${seq}"]`);
+  if (!li) return;
+  li.scrollIntoView({ block: 'center' });
+  li.classList.add('flash');
+  setTimeout(() => li.classList.remove('flash'), 1500);
+}
+
+/** the reply being written: {channel, id, seq, from, text} or null */
+function setReply(m) {
+  S.replyTo = m ? { channel: m.channel, id: m.id, seq: m.seq, from: m.from, text: m.text } : null;
+  const bar = $('replying');
+  bar.hidden = !m;
+  if (m) {
+    $('replying-text').textContent = `Replying to ${nameOf(m.from)}: ${m.text.slice(0, 100)}`;
+    $('input').focus();
+  }
+}
+
+/** Reply (anyone), Edit (the author, within the window) and Delete (the author, or a group's owner) */
 const EDIT_WINDOW_MS = 24 * 3600 * 1000;
 function messageActions(m, li) {
   if (m.deleted) return null;
@@ -497,8 +543,8 @@ function messageActions(m, li) {
   const mine = m.from === S.me.id;
   const canEdit = mine && Date.now() - m.ts < EDIT_WINDOW_MS;
   const canDelete = mine || (c && c.channel.kind === 'group' && c.channel.owner === S.me.id);
-  if (!canEdit && !canDelete) return null;
   const box = el('span', { class: 'msg-actions' });
+  box.append(el('button', { type: 'button', class: 'link', text: 'Reply', 'aria-label': 'Reply to this message', onclick: () => setReply(m) }));
   if (canEdit) box.append(el('button', { type: 'button', class: 'link', text: 'Edit', 'aria-label': 'Edit this message', onclick: () => startEdit(m, li) }));
   if (canDelete) box.append(el('button', { type: 'button', class: 'link', text: 'Delete', 'aria-label': 'Delete this message', onclick: () => deleteMessage(m, li) }));
   return box;
@@ -686,6 +732,8 @@ function sendText(text) {
   const o = { cmid: newCmid(), text, ts: Date.now(), owner: S.tabId };
   if (S.current.startsWith('u:')) o.to = S.current.slice(2);
   else o.channel = S.current;
+  if (S.replyTo && S.replyTo.channel === S.current) { o.reply_to = S.replyTo.id; o.reply_seq = S.replyTo.seq; }
+  setReply(null);
   S.outbox.push(o);
   saveOutbox();
   $('msgs').append(pendingEl(o));
@@ -701,6 +749,7 @@ function flushOutbox() {
     if (o.failed || o.owner !== S.tabId || S.sentGen.get(o.cmid) === gen) continue;
     const f = { op: 'send', rid: `s:${o.cmid}`, cmid: o.cmid, text: o.text };
     if (o.channel) f.channel = o.channel; else f.to = o.to;
+    if (o.reply_to) f.reply_to = o.reply_to;
     if (S.sock.send(f)) S.sentGen.set(o.cmid, gen);
   }
 }
@@ -716,7 +765,9 @@ function onAck(a) {
     if (cacheOf(a.channel) && !cacheOf(a.channel).bySeq.has(a.seq)) fillGap(a.channel);
     return;
   }
-  ingest({ id: a.id, channel: a.channel, seq: a.seq, pos: a.pos, from: S.me.id, text, ts: a.ts, cmid: a.cmid });
+  const m = { id: a.id, channel: a.channel, seq: a.seq, pos: a.pos, from: S.me.id, text, ts: a.ts, cmid: a.cmid };
+  if (o.reply_to) { m.reply_to = o.reply_to; m.reply_seq = o.reply_seq; }
+  ingest(m);
 }
 
 function onSendError(f) {
@@ -1001,6 +1052,7 @@ function route() {
 }
 
 async function openChat(id) {
+  if (S.replyTo && S.replyTo.channel !== id) setReply(null);
   const switching = S.current !== id;
   S.current = id;
   document.body.classList.add('chat-open');
@@ -1040,6 +1092,7 @@ async function openChat(id) {
 
 function closeChat(keepHash = false) {
   S.current = null;
+  setReply(null);
   document.body.classList.remove('chat-open');
   $('chat-none').hidden = false;
   $('chat-head').hidden = true;
@@ -1583,6 +1636,7 @@ function wire() {
   for (const b of document.querySelectorAll('dialog [data-close]')) b.addEventListener('click', () => b.closest('dialog').close());
 
   const input = $('input');
+  $('reply-cancel').addEventListener('click', () => { setReply(null); input.focus(); });
   $('composer').addEventListener('submit', (e) => {
     e.preventDefault();
     const text = input.value;

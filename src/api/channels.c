@@ -309,6 +309,7 @@ typedef struct send_req {
     int event;                /* enum iy_event; 0: a user's message */
     uint64_t subject;         /* the member added or removed */
     uint64_t target;          /* the message edited or deleted */
+    uint64_t reply_to;        /* a message: the one it replies to */
     int reply;                /* enum send_reply */
 } send_req;
 
@@ -327,9 +328,10 @@ static void http_send_free(dbq_job *j)
     iy_free(j);
 }
 
-static const char *send_error_message(int err, int event)
+static const char *send_error_message(int err, const iy_send *in)
 {
-    const char *t = post_change_error(err, event);
+    int event = in->event;
+    const char *t = post_error_text(err, in);
     if (t) return t;
     switch (err) {
     case IY_ENOTFOUND: return event ? "no such user, channel or member" : "no such user or channel";
@@ -348,7 +350,7 @@ static void http_send_done(dbq_job *j)
     conn *c = iothread_conn(h->t, h->conn_id);
     if (c && !c->closing) {
         if (j->err != 0 && j->err != IY_EEXIST) {
-            conn_http_error(c, j->err, send_error_message(j->err, j->send.event));
+            conn_http_error(c, j->err, send_error_message(j->err, &j->send));
         } else if (h->reply == REPLY_EDITED) {
             /* the edited message as it is now */
             iy_msg m = { .id = j->send.target, .channel = j->stored.msg.channel, .seq = j->stored.target_seq,
@@ -415,6 +417,7 @@ static void send_authed(conn *c, api_job *a)
                            .text = h->j.text ? h->j.text : "", .text_len = x->text_len,
                            .cmid = h->cmid, .event = x->event, .subject = x->subject };
     if (x->target) h->j.send.channel = 0, h->j.send.target = x->target;
+    h->j.send.reply_to = x->reply_to;
     h->j.origin_thread = c->t->index;
     h->j.origin_conn = 0;
     c->http_busy = 1;
@@ -439,6 +442,12 @@ void channels_send(conn *c, const http_request *req, uint64_t id, int to_user)
     int rc = proto_check_text(json_string_value(t), json_string_length(t), msg, sizeof msg);
     if (rc) { conn_http_error(c, rc, msg); goto out; }
     if (api_get_str(c, o, "cmid", x->cmid, sizeof x->cmid, 0) < 0) goto out;
+    json_t *rt = json_object_get(o, "reply_to");
+    if (rt && !json_is_null(rt) &&
+        (!json_is_string(rt) || proto_parse_id(json_string_value(rt), json_string_length(rt), &x->reply_to))) {
+        conn_http_error(c, IY_EINVAL, "reply_to must be a message id");
+        goto out;
+    }
     x->text_len = json_string_length(t);
     x->a.j.text = iy_strndup(json_string_value(t), x->text_len);
     x->reply = REPLY_MESSAGE;

@@ -53,6 +53,8 @@ void bus_wire_msg(iy_buf *out, int64_t sent_ms, const bus_msg *m, uint32_t k)
     uint32_t nm = m->m.nmentions > IY_MENTIONS_MAX ? IY_MENTIONS_MAX : m->m.nmentions;
     w8(out, nm);
     for (uint32_t i = 0; i < nm; i++) wn(out, m->m.mentions[i], 8);
+    wn(out, m->m.reply_to, 8);
+    wn(out, m->m.reply_seq, 8);
 }
 
 void bus_wire_notice(iy_buf *out, int64_t sent_ms, const bus_notice *no, uint64_t user)
@@ -155,6 +157,8 @@ int bus_wire_decode(const void *data, size_t len, bus_wire *w)
         m->m.nmentions = (uint32_t)rn(&r, 1);
         if (m->m.nmentions > IY_MENTIONS_MAX) r.bad = 1;
         for (uint32_t i = 0; !r.bad && i < m->m.nmentions; i++) m->m.mentions[i] = rn(&r, 8);
+        m->m.reply_to = rn(&r, 8);
+        m->m.reply_seq = rn(&r, 8);
         m->m.ts = iy_id_ts(m->m.id);
         if (m->m.event < IY_EV_NONE || m->m.event > IY_EV_DELETED || !w->user || !w->pos) r.bad = 1;
         m->n = 1;

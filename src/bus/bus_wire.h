@@ -29,7 +29,8 @@
 #include "bus.h"
 #include "../base/buf.h"
 
-#define BUS_WIRE_VERSION 2   /* 2: a msg carries its mentions after the text */
+#define BUS_WIRE_VERSION 3   /* 2: a msg carries its mentions after the text; 3: then reply_to,
+                                reply_seq (and events 4, 5: edited, deleted) */
 
 enum bus_wire_kind { W_MSG = 1, W_NOTICE = 2, W_REVOKE = 3, W_NODE = 4, W_PRESENCE = 5 };
 

@@ -290,9 +290,9 @@ static void send_free(dbq_job *j)
     iy_free(j);
 }
 
-static const char *send_error_text(int err, int event)
+static const char *send_error_text(int err, const iy_send *in)
 {
-    const char *t = post_change_error(err, event);
+    const char *t = post_error_text(err, in);
     if (t) return t;
     switch (err) {
     case IY_ENOTFOUND: return "no such user or channel";
@@ -334,7 +334,7 @@ static void send_done(dbq_job *j)
         if (m->pos) deliver_acked(c, m->pos);
         metrics_observe_ack_ns(mono_ns() - s->w.t0);
     } else if (c) {
-        send_error(c, rid_of(&s->w), j->err, send_error_text(j->err, j->send.event));
+        send_error(c, rid_of(&s->w), j->err, send_error_text(j->err, &j->send));
     }
     if (c) drain_check(c);
     dbq_job_unref(j);
@@ -360,7 +360,8 @@ static void start_send(conn *c, proto_req *req)
     if (req->has_cmid) memcpy(s->cmid, req->cmid, sizeof s->cmid);
     if (req->op == P_SEND) {
         s->w.j.send = (iy_send){ .from = c->user, .channel = req->channel, .to = req->to,
-                                 .text = s->w.j.text, .text_len = req->text_len, .cmid = s->cmid };
+                                 .text = s->w.j.text, .text_len = req->text_len, .cmid = s->cmid,
+                                 .reply_to = req->reply_to };
     } else {
         /* edit, delete: an event of the message's channel (the round finds it) */
         s->w.j.send = (iy_send){ .from = c->user, .target = req->id, .text = s->w.j.text ? s->w.j.text : "",

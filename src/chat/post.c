@@ -16,8 +16,10 @@ static void mentions_of(store_round *r, const iy_send *in, const uint64_t *membe
     }
 }
 
-const char *post_change_error(int err, int event)
+const char *post_error_text(int err, const iy_send *in)
 {
+    int event = in->event;
+    if (err == IY_EINVAL && in->reply_to) return "reply_to must be a message of this conversation";
     if (!iy_event_changes_message(event)) return NULL;
     switch (err) {
     case IY_ENOTFOUND: return "no such message";
@@ -65,7 +67,8 @@ int post_send_limited(store_round *r, const iy_send *in, limiter *new_directs, i
     if (in->to) {
         rules_direct_pair(in->from, in->to, &a.pair[0], &a.pair[1]);
         if (store_round_direct(r, a.pair[0], a.pair[1], &channel) != 0) {
-            /* The first message between them creates their channel. */
+            /* The first message between them creates their channel (nothing to reply to). */
+            if (in->reply_to) return IY_EINVAL;
             if ((rc = store_round_user_live(r, in->to)) != 1) return rc ? rc : IY_ENOTFOUND;
             if (new_directs && limiter_take(new_directs, in->from, now_ms)) return IY_ERATE;
             a.members = a.pair;
@@ -77,6 +80,8 @@ int post_send_limited(store_round *r, const iy_send *in, limiter *new_directs, i
     }
     const iy_channel *c = store_round_channel(r, channel);
     if (!c) return IY_ENOTFOUND;
+    if (in->reply_to && rules_is_member(c, in->from) && (rc = rules_reply(channel, store_round_target(r, in->reply_to))))
+        return rc;
     ch = *c;
     int subject_exists = in->event == IY_EV_MEMBER_ADDED && store_round_user_exists(r, in->subject);
     if ((rc = rules_post(&ch, in, subject_exists, out)) != 0) return rc;

@@ -25,8 +25,8 @@ struct limiter;
 int post_send_limited(store_round *r, const iy_send *in, struct limiter *new_directs, int64_t now_ms,
                       iy_stored *out);
 
-/* The error message of an edit or delete (event) that failed with err, or
- * NULL when err is not particular to them. */
-const char *post_change_error(int err, int event);
+/* The error message of a send that failed with err when it is particular
+ * to edits, deletes or replies, else NULL. */
+const char *post_error_text(int err, const iy_send *in);
 
 #endif

@@ -185,6 +185,7 @@ static int proto__send(proto__ctx *c)
         return proto__fail(c, IY_EINVAL, "send needs exactly one of to, channel");
 
     if ((rc = proto__text(c))) return rc;
+    if ((rc = proto__get_id(c, "reply_to", 0, &r->reply_to, &has_to))) return rc;
     return proto__get_str(c, "cmid", 1, IY_CMID_MAX, r->cmid, &r->has_cmid);
 }
 
@@ -414,6 +415,10 @@ void proto_write_message(iy_buf *b, const iy_msg *m)
 
 void proto_write_state(iy_buf *b, const iy_msg *m)
 {
+    if (m->reply_to) {
+        iy_buf_putc(b, ','); jw_key(b, "reply_to"); jw_id(b, m->reply_to);
+        iy_buf_putc(b, ','); jw_key(b, "reply_seq"); jw_u64(b, m->reply_seq);
+    }
     if (m->edited_ms) {
         iy_buf_putc(b, ','); jw_key(b, "edited_at"); jw_i64(b, m->edited_ms);
     }

@@ -37,6 +37,7 @@ typedef struct proto_req {
     char token[IY_TOKEN_MAX + 1];           /* auth: 1..256 bytes */
     uint64_t to, channel;                   /* send (exactly one), history/read/typing (channel) */
     uint64_t id;                            /* edit, delete: the message */
+    uint64_t reply_to;                      /* send, optional: the message it replies to */
     char *text; size_t text_len;            /* send, edit: malloc'd copy owned by the req, NUL-terminated; may contain U+0000 */
     char cmid[IY_CMID_MAX + 1]; int has_cmid; /* send, optional, 1..64 bytes */
     uint64_t after; int limit;              /* sync: after (default 0), limit 1..IY_SYNC_MAX default IY_SYNC_DEFAULT;
@@ -85,8 +86,8 @@ void proto_write_user(iy_buf *b, const iy_user *u);
 void proto_write_channel(iy_buf *b, const iy_channel *c, int with_members);
 
 /* {"id","channel","seq","pos" (only if m->pos != 0),"from","text","ts",
- *  "cmid" (only if non-empty), event fields, "mentions", "edited_at",
- *  "deleted" (each only when there is one)} */
+ *  "cmid" (only if non-empty), event fields, "mentions", "reply_to",
+ *  "reply_seq", "edited_at", "deleted" (each only when there is one)} */
 void proto_write_message(iy_buf *b, const iy_msg *m);
 /* ,"mentions":[id…] when m mentions anyone (nothing otherwise). */
 void proto_write_mentions(iy_buf *b, const iy_msg *m);
@@ -94,7 +95,8 @@ void proto_write_mentions(iy_buf *b, const iy_msg *m);
  * for a membership event, ,"event":"edited"|"deleted","target":"<subject>"
  * for a change of a message (nothing for a plain message). */
 void proto_write_event_fields(iy_buf *b, int event, uint64_t subject);
-/* ,"edited_at":ms when m was edited, ,"deleted":true when deleted. */
+/* ,"reply_to":"<id>","reply_seq":N when m replies, ,"edited_at":ms when m
+ * was edited, ,"deleted":true when deleted. */
 void proto_write_state(iy_buf *b, const iy_msg *m);
 
 /* The WebSocket error frame: {"op":"error","rid" (if rid != NULL),"code","message"}. */

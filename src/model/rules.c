@@ -30,8 +30,9 @@ int rules_send_shape(const iy_send *in)
 {
     int ev = in->event;
     if (in->from == 0) return IY_EINVAL;
-    if (iy_event_changes_message(ev)) return in->target && !in->channel && !in->to ? 0 : IY_EINVAL;
+    if (iy_event_changes_message(ev)) return in->target && !in->channel && !in->to && !in->reply_to ? 0 : IY_EINVAL;
     if (in->target || (in->channel != 0) == (in->to != 0)) return IY_EINVAL;
+    if (in->reply_to && ev != IY_EV_NONE) return IY_EINVAL;
     if (in->to == in->from) return IY_EINVAL;
     if (strlen(rules_send_cmid(in)) > IY_CMID_MAX) return IY_EINVAL;
     if (ev < IY_EV_NONE || ev > IY_EV_DELETED) return IY_EINVAL;
@@ -49,6 +50,12 @@ static void members_to(iy_stored *out, const iy_channel *c)
 {
     out->nmembers = c->nmembers;
     memcpy(out->members, c->members, c->nmembers * sizeof *c->members);
+}
+
+int rules_reply(uint64_t channel, const iy_msg *target)
+{
+    if (!target || target->channel != channel || target->event != IY_EV_NONE || target->deleted) return IY_EINVAL;
+    return 0;
 }
 
 int rules_change(const iy_channel *c, const iy_send *in, const iy_msg *target, int64_t now_ms,

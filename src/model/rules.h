@@ -22,7 +22,8 @@ int rules_is_member(const iy_channel *c, uint64_t user);
 /* The shape of a send, before anything is loaded: exactly one of channel and
  * to; not to oneself; cmid at most IY_CMID_MAX bytes; an event value in
  * range, and membership events only to a channel; EDITED and DELETED name a
- * target and neither channel nor to. Returns 0 or IY_EINVAL. */
+ * target and neither channel nor to; reply_to only on a plain message.
+ * Returns 0 or IY_EINVAL. */
 int rules_send_shape(const iy_send *in);
 
 /* The cmid a send is deduplicated by: "" for events (they never use cmid
@@ -31,6 +32,11 @@ const char *rules_send_cmid(const iy_send *in);
 
 /* The direct channel's pair for a send to a user: *a < *b. */
 void rules_direct_pair(uint64_t from, uint64_t to, uint64_t *a, uint64_t *b);
+
+/* May a message of channel `channel` reply to `target` (NULL: no such
+ * message)? It must be a plain message of the same channel that was not
+ * deleted. Returns 0 or IY_EINVAL (the contract's bad_request). */
+int rules_reply(uint64_t channel, const iy_msg *target);
 
 /* May in->from change (EDITED: the text; DELETED) the message `target`, of
  * channel c, as they are now (target NULL: no such message)? On success

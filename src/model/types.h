@@ -63,6 +63,9 @@ typedef struct iy_msg {
     uint64_t subject;              /* MEMBER_ADDED/REMOVED: the user added or removed;
                                       EDITED/DELETED: the id of the message changed */
     int64_t edited_ms;             /* a plain message: when it was last edited (0: never) */
+    uint64_t reply_to;             /* a plain message that replies to an earlier one of its
+                                      channel: that message's id and seq (0: no reply) */
+    uint64_t reply_seq;
     int deleted;                   /* a plain message that was deleted (text "", no mentions) */
     uint32_t nmentions;            /* members named as @username in text (not the sender) */
     uint64_t mentions[IY_MENTIONS_MAX];
@@ -91,6 +94,8 @@ typedef struct iy_send {
     uint64_t subject;          /* MEMBER_ADDED/REMOVED */
     uint64_t target;           /* EDITED/DELETED: the message changed; channel and to are 0 (the
                                   round finds the message's channel) */
+    uint64_t reply_to;         /* a plain message: the message of the same channel it replies to
+                                  (0: none) */
 } iy_send;
 
 /* What was stored: the message (msg.text NULL: the sender keeps its own),

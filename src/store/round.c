@@ -104,21 +104,29 @@ int store_round_begin(store *s, const iy_send *sends, size_t n, store_round **ou
     }
     iy_kv_free(&seen_n);
     sb->round = r;
-    /* The messages changed (edits, deletes): their channels join the load. */
+    /* The messages changed (edits, deletes) or replied to: their channels
+     * join the load. A changed one is found by its id alone (the index); a
+     * reply to a channel names the channel the original must be in, so it
+     * is looked for there only (first pass: changes, second: replies). */
     int rc = 0;
     u64map seen_t = { 0 };
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        const iy_send *in = &sends[i];
-        if (!iy_event_changes_message(in->event) || rules_send_shape(in) != 0) continue;
-        if (u64map_find(&seen_t, in->target)) continue;
-        u64map_set(&seen_t, in->target, 1);
-        r->targets = iy_realloc(r->targets, (r->ntargets + 1) * sizeof *r->targets);
-        round_target *t = &r->targets[r->ntargets++];
-        memset(t, 0, sizeof *t);
-        t->id = in->target;
-        rc = sb->ops->target_locate(s, t->id, &t->channel);
-        if (rc == IY_ENOTFOUND) rc = 0, t->channel = 0;
-        if (rc == 0 && t->channel) key_add(&r->chan_keys, &r->nchan_keys, &capc, &seen_ch, t->channel);
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            const iy_send *in = &sends[i];
+            int change = iy_event_changes_message(in->event);
+            uint64_t id = change ? in->target : in->reply_to;
+            if (!id || change != (pass == 0) || rules_send_shape(in) != 0) continue;
+            if (u64map_find(&seen_t, id)) continue;
+            u64map_set(&seen_t, id, 1);
+            r->targets = iy_realloc(r->targets, (r->ntargets + 1) * sizeof *r->targets);
+            round_target *t = &r->targets[r->ntargets++];
+            memset(t, 0, sizeof *t);
+            t->id = id;
+            if (!change && in->channel) t->channel = in->channel;
+            else rc = sb->ops->target_locate(s, t->id, &t->channel);
+            if (rc == IY_ENOTFOUND) rc = 0, t->channel = 0;
+            if (rc == 0 && t->channel) key_add(&r->chan_keys, &r->nchan_keys, &capc, &seen_ch, t->channel);
+        }
     }
     u64map_free(&seen_t);
     u64map_free(&seen_ch);
@@ -403,6 +411,11 @@ int store_round_append(store_round *r, const store_append *a, iy_stored *out)
             t->text = "";
             t->text_len = 0;
         }
+    }
+    if (in->reply_to && in->event == IY_EV_NONE) {
+        round_target *rt = target_get(r, in->reply_to);
+        rm->m.reply_to = in->reply_to;
+        rm->m.reply_seq = rt ? rt->m.seq : 0;
     }
     rm->m.text_len = in->text_len;
     rm->text = in->text_len ? in->text : "";

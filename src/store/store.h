@@ -225,8 +225,8 @@ uint64_t store_round_direct_peer(store_round *r, const iy_send *in);
 /* 1 if user muted channel (a channel of the round that existed before it). */
 int store_round_muted(store_round *r, uint64_t user, uint64_t channel);
 
-/* The message a send changes (in->target of EDITED, DELETED) as the round
- * sees it: its current state, earlier appends' changes included (text
+/* The message a send changes (in->target of EDITED, DELETED) or replies to
+ * (in->reply_to) as the round sees it: its current state, earlier appends' changes included (text
  * NULL), or NULL if there is no such message. Its channel is in the view. */
 const iy_msg *store_round_target(store_round *r, uint64_t id);
 

@@ -56,7 +56,7 @@ typedef struct round_msg {
     int sender_read;            /* the sender's read seq moves to m.seq */
 } round_msg;
 
-/* A message changed by the round's sends (EDITED, DELETED). */
+/* A message changed (EDITED, DELETED) or replied to by the round's sends. */
 typedef struct round_target {
     uint64_t id;
     uint64_t channel;           /* located before the load (0: no such message) */
@@ -185,7 +185,8 @@ typedef struct store_ops {
      * before the round's load (0, IY_ENOTFOUND; a message never moves);
      * targets_load, after round_load (under the round's channel locks),
      * reads the current state of every r->targets[i] with a channel into
-     * the view (round_put_target; one missing stays unloaded). */
+     * the view (round_put_target) if it is a plain message of that channel
+     * (else, or missing, it stays unloaded). */
     int (*target_locate)(store *s, uint64_t id, uint64_t *channel);
     int (*targets_load)(store *s, store_round *r);
     int (*mute_set)(store *s, uint64_t user, uint64_t channel, int on);

@@ -439,3 +439,60 @@ test('edit and delete: events with their own seq and pos (live, sync, history), 
     assert.equal((await api(srv, 'DELETE', `/v1/messages/${dm.body.message.id}`, { token: b.token })).status, 204);
   } finally { wa.terminate(); wb.terminate(); }
 });
+
+test('reply: reply_to a message of the same conversation (WebSocket and HTTP), carried live, in history and sync with the original\'s seq; anything else is bad_request, nothing stored', T, async () => {
+  const [a, b, c] = [await newUser(srv, 'rpa'), await newUser(srv, 'rpb'), await newUser(srv, 'rpc')];
+  const q = await api(srv, 'POST', `/v1/users/${b.user.id}/messages`, { token: a.token, body: { text: 'lunch?', cmid: 'rp1' } });
+  assert.equal(q.status, 201, show(q));
+  const ch = q.body.message.channel;
+  assert.equal(q.body.message.reply_to, undefined, 'no reply: no field');
+  const wa = await connectWs(srv, { token: a.token, label: 'A' });
+  const wb = await connectWs(srv, { token: b.token, label: 'B' });
+  try {
+    const live = wa.waitFor((f) => f.op === 'msg' && f.cmid === 'rp2', { what: 'the reply, live' });
+    const ack = await wb.request({ op: 'send', channel: ch, text: 'yes!', cmid: 'rp2', reply_to: q.body.message.id });
+    assert.equal(ack.op, 'ack', JSON.stringify(ack));
+    const f = await live;
+    assert.equal(f.reply_to, q.body.message.id);
+    assert.equal(f.reply_seq, q.body.message.seq);
+    // over HTTP, to the user: the direct channel's message
+    const r = await api(srv, 'POST', `/v1/users/${b.user.id}/messages`, { token: a.token, body: { text: 'great', cmid: 'rp3', reply_to: ack.id } });
+    assert.equal(r.status, 201, show(r));
+    assert.equal(r.body.message.reply_to, ack.id);
+    assert.equal(r.body.message.reply_seq, ack.seq);
+
+    // not: another conversation's message, an event, a deleted one, none, a malformed id
+    const other = await api(srv, 'POST', `/v1/users/${c.user.id}/messages`, { token: a.token, body: { text: 'elsewhere', cmid: 'rp4' } });
+    const edit = await wb.request({ op: 'edit', id: ack.id, text: 'yes!!' });
+    const gone = await api(srv, 'POST', `/v1/channels/${ch}/messages`, { token: a.token, body: { text: 'oops', cmid: 'rp5' } });
+    assert.equal((await api(srv, 'DELETE', `/v1/messages/${gone.body.message.id}`, { token: a.token })).status, 204);
+    for (const [what, reply_to] of [['another conversation', other.body.message.id], ['an event', edit.id], ['a deleted message', gone.body.message.id], ['no message', '424242']]) {
+      const bad = await api(srv, 'POST', `/v1/channels/${ch}/messages`, { token: a.token, body: { text: 'x', cmid: `rpx${reply_to}`, reply_to } });
+      assert.equal(bad.status, 400, `${what}: ${show(bad)}`);
+      assert.equal(bad.body.error.code, 'bad_request');
+      const e = await wa.request({ op: 'send', channel: ch, text: 'x', reply_to });
+      assert.equal(e.code, 'bad_request', `${what} over ws: ${JSON.stringify(e)}`);
+    }
+    for (const reply_to of [5, 'abc', '0']) {
+      const bad = await api(srv, 'POST', `/v1/channels/${ch}/messages`, { token: a.token, body: { text: 'x', reply_to } });
+      assert.equal(bad.status, 400, `reply_to ${JSON.stringify(reply_to)}: ${show(bad)}`);
+    }
+    // a new direct chat has nothing to reply to: nothing is created
+    const fresh = await api(srv, 'POST', `/v1/users/${c.user.id}/messages`, { token: b.token, body: { text: 'x', reply_to: q.body.message.id } });
+    assert.equal(fresh.status, 400, show(fresh));
+    assert.equal((await api(srv, 'GET', '/v1/channels', { token: c.token })).body.channels.length, 1, 'no channel between b and c');
+    // a stranger: forbidden, as any send
+    const s = await api(srv, 'POST', `/v1/channels/${ch}/messages`, { token: c.token, body: { text: 'x', reply_to: q.body.message.id } });
+    assert.equal(s.status, 403, show(s));
+
+    // stored: history and sync carry it; an edit keeps it
+    const h = await api(srv, 'GET', `/v1/channels/${ch}/messages?after_seq=0`, { token: a.token });
+    const byCmid = (id) => h.body.messages.find((m) => m.cmid === id);
+    assert.equal(byCmid('rp2').reply_to, q.body.message.id);
+    assert.equal(byCmid('rp2').text, 'yes!!');
+    assert.equal(byCmid('rp3').reply_seq, ack.seq);
+    const sy = await wb.request({ op: 'sync', after: 0, limit: 50 });
+    assert.equal(sy.messages.find((m) => m.cmid === 'rp3').reply_to, ack.id);
+    assert.equal(h.body.messages.filter((m) => m.cmid?.startsWith('rpx')).length, 0, 'nothing refused was stored');
+  } finally { wa.terminate(); wb.terminate(); }
+});

@@ -43,6 +43,8 @@ static void test_msg(void)
     m.m.nmentions = 2;
     m.m.mentions[0] = 33;
     m.m.mentions[1] = 0x8000000000000001ull;
+    m.m.reply_to = 0x7000000000000002ull;
+    m.m.reply_seq = 41;
     m.n = 3;
     m.members = members;
     m.pos = pos;
@@ -63,6 +65,7 @@ static void test_msg(void)
     CHECK(memcmp(w.msg.m.text, text, sizeof text - 1) == 0);
     CHECK_EQ(w.msg.m.ts, iy_id_ts(m.m.id));
     CHECK(w.msg.m.nmentions == 2 && w.msg.m.mentions[0] == 33 && w.msg.m.mentions[1] == 0x8000000000000001ull);
+    CHECK(w.msg.m.reply_to == 0x7000000000000002ull && w.msg.m.reply_seq == 41);
     CHECK(w.msg.n == 1 && w.msg.members[0] == 22 && w.msg.pos[0] == 6);
     CHECK(w.origin.node == 1023 && w.origin.thread == 7 && w.origin.conn == 0xfeedull);
     check_edges(&b);

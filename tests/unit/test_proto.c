@@ -96,6 +96,9 @@ static void test_ops(void)
     CHECK(r.has_after && r.after_seq == 0 && !r.has_before && !r.has_around);
     CHECK_EQ(r.limit, IY_PAGE_DEFAULT);
     proto_req_clear(&r);
+    CHECK_EQ(parse("{\"op\":\"send\",\"channel\":\"5\",\"text\":\"re\",\"reply_to\":\"76\"}", &r), 0);
+    CHECK(r.op == P_SEND && r.reply_to == 76 && r.channel == 5);
+    proto_req_clear(&r);
     CHECK_EQ(parse("{\"op\":\"edit\",\"id\":\"77\",\"text\":\"new\"}", &r), 0);
     CHECK(r.op == P_EDIT && r.id == 77 && r.text_len == 3 && strcmp(r.text, "new") == 0);
     proto_req_clear(&r);
@@ -238,6 +241,8 @@ static void test_errors(void)
     EXPECT_ERR("{\"rid\":\"x\",\"op\":\"edit\",\"id\":\"5\",\"text\":\"\"}", IY_EINVAL, 1);
     EXPECT_ERR("{\"rid\":\"x\",\"op\":\"edit\",\"id\":5,\"text\":\"x\"}", IY_EINVAL, 1);
     EXPECT_ERR("{\"rid\":\"x\",\"op\":\"delete\"}", IY_EINVAL, 1);
+    EXPECT_ERR("{\"rid\":\"x\",\"op\":\"send\",\"to\":\"2\",\"text\":\"a\",\"reply_to\":7}", IY_EINVAL, 1);
+    EXPECT_ERR("{\"rid\":\"x\",\"op\":\"send\",\"to\":\"2\",\"text\":\"a\",\"reply_to\":\"x\"}", IY_EINVAL, 1);
     EXPECT_ERR("{\"rid\":\"x\",\"op\":\"delete\",\"id\":\"0\"}", IY_EINVAL, 1);
     EXPECT_ERR("{\"rid\":\"x\",\"op\":\"history\",\"channel\":\"1\",\"around_seq\":3,\"after_seq\":1}", IY_EINVAL, 1);
     EXPECT_ERR("{\"rid\":\"x\",\"op\":\"history\",\"channel\":\"1\",\"around_seq\":3,\"before_seq\":9}", IY_EINVAL, 1);
@@ -490,6 +495,12 @@ static void test_encoders(void)
     proto_write_message(&b, &e);
     CHECK_MEM(b.data, b.len, "{\"id\":\"100\",\"channel\":\"11\",\"seq\":6,\"from\":\"3\",\"text\":\"hi\","
               "\"ts\":1700000000600,\"event\":\"edited\",\"target\":\"99\"}");
+    iy_msg rp = { .id = 101, .channel = 11, .seq = 7, .from = 3, .ts = 1700000000700LL, .text = text, .text_len = 2,
+                  .reply_to = 99, .reply_seq = 5 };
+    iy_buf_reset(&b);
+    proto_write_message(&b, &rp);
+    CHECK_MEM(b.data, b.len, "{\"id\":\"101\",\"channel\":\"11\",\"seq\":7,\"from\":\"3\",\"text\":\"hi\","
+              "\"ts\":1700000000700,\"reply_to\":\"99\",\"reply_seq\":5}");
     e.event = IY_EV_DELETED, e.text_len = 0;
     iy_buf_reset(&b);
     proto_write_message(&b, &e);

@@ -223,7 +223,7 @@ static int send_round(store *s, const iy_send *in, size_t n, iy_stored *outs, in
 
 static iy_send mksend(uint64_t from, uint64_t channel, uint64_t to, const char *text, const char *cmid)
 {
-    iy_send in = { from, channel, to, text, strlen(text), cmid, IY_EV_NONE, 0, 0 };
+    iy_send in = { from, channel, to, text, strlen(text), cmid, IY_EV_NONE, 0, 0, 0 };
     return in;
 }
 
@@ -240,7 +240,7 @@ static int send1(store *s, uint64_t from, uint64_t channel, uint64_t to, const c
 static int event1(store *s, uint64_t from, uint64_t channel, int ev, uint64_t subject,
                   const char *text, iy_stored *out)
 {
-    iy_send in = { from, channel, 0, text, strlen(text), "", ev, subject, 0 };
+    iy_send in = { from, channel, 0, text, strlen(text), "", ev, subject, 0, 0 };
     int rc1 = 0;
     int rc = send_round(s, &in, 1, out, &rc1, 0);
     return rc ? rc : rc1;
@@ -603,8 +603,8 @@ static void test_round_events(void)
     CHECK(strcmp(ch.name, "new name") == 0);
 
     /* Several events in one round: the view carries each change to the next. */
-    iy_send in[3] = { { a, g, 0, "", 0, "", IY_EV_MEMBER_REMOVED, a, 0 },      /* the owner leaves */
-                      { b < c ? b : c, g, 0, "", 0, "", IY_EV_MEMBER_REMOVED, d, 0 }, /* the new owner removes d */
+    iy_send in[3] = { { a, g, 0, "", 0, "", IY_EV_MEMBER_REMOVED, a, 0, 0 },      /* the owner leaves */
+                      { b < c ? b : c, g, 0, "", 0, "", IY_EV_MEMBER_REMOVED, d, 0, 0 }, /* the new owner removes d */
                       mksend(d, g, 0, "still here?", "") };
     iy_stored os[3];
     int rcs[3];
@@ -1147,10 +1147,11 @@ static void test_schema_version(void)
     store_free(s);
 
     /* A database of version 1 (push subscriptions without a session, one of
-     * them stored then; no blocks; a message without mentions, edit state
-     * or the index by id) is brought to the newest version at open; the old
-     * subscription reads back with no session, and survives any logout;
-     * blocks work; the old message reads back unedited, not deleted. */
+     * them stored then; no blocks; a message without mentions, edit or
+     * reply state or the index by id) is brought to the newest version at
+     * open; the old subscription reads back with no session, and survives
+     * any logout; blocks work; the old message reads back unedited, not
+     * deleted, replying to nothing. */
     admin_sql(url, "DELETE FROM schema_version WHERE version >= 2");
     admin_sql(url, "ALTER TABLE push_subs DROP COLUMN session");
     admin_sql(url, "DROP TABLE blocks");
@@ -1159,7 +1160,8 @@ static void test_schema_version(void)
     admin_sql(url, "ALTER TABLE channels DROP COLUMN muted");
     admin_sql(url, "ALTER TABLE messages DROP COLUMN mentions");
     admin_sql(url, "DROP INDEX messages_id");
-    admin_sql(url, "ALTER TABLE messages DROP COLUMN edited_ms, DROP COLUMN deleted");
+    admin_sql(url, "ALTER TABLE messages DROP COLUMN edited_ms, DROP COLUMN deleted,"
+                   " DROP COLUMN reply_to, DROP COLUMN reply_seq");
     admin_sql(url, "INSERT INTO messages (channel_id, seq, id, from_id, subject, event, cmid, body)"
                    " VALUES (4343, 1, 4344, 77, 0, 0, 'c1', 'old text')");
     admin_sql(url, "INSERT INTO push_subs (id, user_id, kind, device, url, p256dh, auth, secret)"
@@ -1178,6 +1180,7 @@ static void test_schema_version(void)
     CHECK_EQ(store_history(s, 4343, UINT64_MAX, 0, 10, &ml), 0);
     CHECK(ml.n == 1 && ml.v[0].id == 4344 && strcmp(ml.v[0].text, "old text") == 0);
     CHECK(ml.n == 1 && ml.v[0].edited_ms == 0 && !ml.v[0].deleted && ml.v[0].nmentions == 0);
+    CHECK(ml.n == 1 && ml.v[0].reply_to == 0 && ml.v[0].reply_seq == 0);
     iy_msg_list_clear(&ml);
     CHECK(admin_sql(url, "SELECT count(*) FROM pg_indexes WHERE indexname = 'messages_id'") == 1);
     iy_user ua, ub;

@@ -94,3 +94,54 @@ test('edit and delete: in place, live on the other side, kept across a reload; w
   await A.context.close();
   await B.context.close();
 });
+
+test('reply: Reply on a message quotes it above the composer; the reply shows the quote on both sides (also after a reload) and a click jumps to the original', async () => {
+  const A = await newPerson(browser, server);
+  const B = await newPerson(browser, server);
+  const a = uname('rita'), b = uname('sam');
+  await signUp(A.page, a, 'Rita');
+  await signUp(B.page, b, 'Sam');
+  await openDirect(A.page, b);
+  await send(A.page, 'where shall we meet?');
+  for (let i = 0; i < 60; i++) await send(A.page, `filler ${i}`);
+  await waitForText(A.page, 'filler 59');
+  await openChat(B.page, 'Rita');
+  await waitForText(B.page, 'filler 59');
+
+  // the original is older than the first page: reply to a loaded one, then to the old one by jump
+  await msgLi(B.page, 'filler 59').getByRole('button', { name: 'Reply to this message' }).click();
+  await B.page.locator('#replying', { hasText: 'Replying to Rita: filler 59' }).waitFor();
+  await B.page.getByRole('button', { name: 'Cancel the reply' }).click();
+  await B.page.locator('#replying').waitFor({ state: 'hidden' });
+  await msgLi(B.page, 'filler 58').getByRole('button', { name: 'Reply to this message' }).click();
+  await send(B.page, 'at the station');
+  await B.page.locator('#replying').waitFor({ state: 'hidden' });
+  const mine = msgLi(B.page, 'at the station');
+  await mine.locator('.quote', { hasText: 'filler 58' }).waitFor();
+  const theirs = msgLi(A.page, 'at the station');
+  await theirs.locator('.quote', { hasText: 'Sam' }).or(theirs.locator('.quote', { hasText: 'filler 58' })).first().waitFor();
+  assert.match(await theirs.locator('.quote').textContent(), /filler 58/);
+
+  // a reply to a message the page has not loaded: the quote is asked from the server; the jump
+  // loads older pages until the original is there
+  const sr = await api(server, 'GET', `/v1/users?username=${a}`, { token: (await B.page.evaluate(() => JSON.parse(localStorage.getItem('iyagi.session')).token)) });
+  const tokenB = await B.page.evaluate(() => JSON.parse(localStorage.getItem('iyagi.session')).token);
+  const ch = await B.page.evaluate(() => location.hash.slice(4));
+  const first = (await api(server, 'GET', `/v1/channels/${ch}/messages?after_seq=0&limit=1`, { token: tokenB })).data.messages[0];
+  assert.equal(first.text, 'where shall we meet?');
+  const r = await api(server, 'POST', `/v1/users/${sr.data.user.id}/messages`, { token: tokenB, body: { text: 'about your first question', cmid: 'rq1', reply_to: first.id } });
+  assert.equal(r.status, 201);
+  const late = msgLi(A.page, 'about your first question');
+  await late.locator('.quote', { hasText: 'where shall we meet?' }).waitFor();
+  await late.locator('.quote').click();
+  await A.page.locator('#msgs li.flash', { hasText: 'where shall we meet?' }).waitFor();
+
+  // after a reload the quotes come back
+  await A.page.reload();
+  await openChat(A.page, 'Sam');
+  await msgLi(A.page, 'at the station').locator('.quote', { hasText: 'filler 58' }).waitFor();
+  await msgLi(A.page, 'about your first question').locator('.quote', { hasText: 'where shall we meet?' }).waitFor();
+  assert.deepEqual([...A.page.errors, ...B.page.errors], []);
+  await A.context.close();
+  await B.context.close();
+});

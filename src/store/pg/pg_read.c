@@ -71,6 +71,8 @@ int pgs__msg_decode(const PGresult *r, int row, int col, iy_msg *m)
         for (int b = 0; b < 8; b++) m->mentions[i] = m->mentions[i] << 8 | ment[8 * i + (uint32_t)b];
     m->edited_ms = (int64_t)pgs__r_i64(r, row, col + 9);
     m->deleted = pgs__r_bool(r, row, col + 10);
+    m->reply_to = pgs__r_i64(r, row, col + 11);
+    m->reply_seq = pgs__r_i64(r, row, col + 12);
     return 0;
 }
 

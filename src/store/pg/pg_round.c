@@ -39,7 +39,8 @@
  * answered: hot rows, not an outage): nothing is acknowledged before the
  * commit, so the round waits its turn again instead of failing its sends.
  *
- * Messages changed by the sends (edits, deletes: r->targets). Before the
+ * Messages changed by the sends (edits, deletes) or replied to (r->targets;
+ * a reply's target is only read: its seq, and rules_reply). Before the
  * load, target_locate finds each one's channel by id alone (T0: the
  * messages_id index, an unlocked implicit transaction of its own, before
  * the round's BEGIN: a message never moves channel), so that the channel
@@ -47,7 +48,8 @@
  * under those locks, targets_load reads their current state in one
  * statement (T1): every writer of a message row is a round holding its
  * channel's lock, so the state read stays current until the commit. One
- * extra round trip per target, and one per round that changes any: rare.
+ * extra round trip per target, and one per round that has any: rare for
+ * edits and deletes, but every reply pays them (T0's 16 probes included).
  *
  * Commit: one exchange, every write as one multi-row statement over
  * unnest() of binary arrays, then COMMIT (synchronous_commit on):
@@ -58,7 +60,8 @@
  *   C4  the seq of every other channel that got messages
  *   C5  channel_members added (new directs, MEMBER_ADDED)
  *   C6  channel_members removed (MEMBER_REMOVED)
- *   C7  messages          C8  inbox rows          C9  inbox heads (new pos)
+ *   C7  messages (with the id and seq each replies to)
+ *   C8  inbox rows          C9  inbox heads (new pos)
  *   C10 cmids             C11 the senders' read state (forward only)
  *   C12 push notes: one per subscription of each pushed user, collapsing
  *       into the pending note of the same (subscription, channel)
@@ -159,9 +162,10 @@ static const char SQL_C6[] =
     "DELETE FROM channel_members AS m USING unnest($1::int8[], $2::int8[]) AS t(u, c)"
     " WHERE m.user_id = t.u AND m.channel_id = t.c AND m.user_id = ANY ($1::int8[])";
 static const char SQL_C7[] =
-    "INSERT INTO messages (channel_id, seq, id, from_id, subject, event, cmid, body, mentions)"
+    "INSERT INTO messages (channel_id, seq, id, from_id, subject, event, cmid, body, mentions,"
+    " reply_to, reply_seq)"
     " SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::int2[],"
-    " $7::text[], $8::bytea[], $9::bytea[])";
+    " $7::text[], $8::bytea[], $9::bytea[], $10::int8[], $11::int8[])";
 static const char SQL_C8[] =
     "INSERT INTO inbox (user_id, pos, channel_id, seq)"
     " SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[])";
@@ -419,7 +423,7 @@ int pgs__round_load(store *st, store_round *r)
     return rc == IY_ECONFLICT ? IY_EUNAVAIL : rc;
 }
 
-/* ---- targets (edits, deletes) ------------------------------------------------ */
+/* ---- targets (edits, deletes, replies) --------------------------------------- */
 
 int pgs__target_locate(store *st, uint64_t id, uint64_t *channel)
 {
@@ -508,6 +512,7 @@ enum { A_C1_ID, A_C1_A, A_C1_B, A_C1_SEQ,
        A_C3_ID, A_C3_OWNER, A_C3_NAME, A_C3_SEQ, A_C3_MEMBERS, A_C3_OFF, A_C3_N,
        A_C4_ID, A_C4_SEQ, A_ADD_U, A_ADD_C, A_DEL_U, A_DEL_C,
        A_M_CH, A_M_SEQ, A_M_ID, A_M_FROM, A_M_SUBJ, A_M_EV, A_M_CMID, A_M_BODY, A_M_MENT,
+       A_M_REPLY, A_M_REPLY_SEQ,
        A_I_U, A_I_POS, A_I_CH, A_I_SEQ, A_H_U, A_H_POS,
        A_K_U, A_K_CMID, A_K_CH, A_K_SEQ, A_K_ID, A_K_POS,
        A_R_U, A_R_CH, A_R_SEQ, A_P_U, A_P_CH, A_P_MSG, A_P_FROM, A_P_PREVIEW,
@@ -597,6 +602,8 @@ static void build_messages(pgs_arr *a, const store_round *r)
         pgs__arr_bytes(&a[A_M_CMID], m->m.cmid, strlen(m->m.cmid));
         pgs__arr_bytes(&a[A_M_BODY], m->text, m->text_len);
         arr_mentions(&a[A_M_MENT], &m->m);
+        pgs__arr_i64(&a[A_M_REPLY], m->m.reply_to);
+        pgs__arr_i64(&a[A_M_REPLY_SEQ], m->m.reply_seq);
         for (uint32_t j = 0; j < m->n; j++) {
             pgs__arr_i64(&a[A_I_U], m->members[j]);
             pgs__arr_i64(&a[A_I_POS], m->pos[j]);
@@ -690,7 +697,8 @@ int pgs__round_commit(store *st, store_round *r)
     static const int c4[] = { A_C4_ID, A_C4_SEQ };
     static const int c5[] = { A_ADD_U, A_ADD_C };
     static const int c6[] = { A_DEL_U, A_DEL_C };
-    static const int c7[] = { A_M_CH, A_M_SEQ, A_M_ID, A_M_FROM, A_M_SUBJ, A_M_EV, A_M_CMID, A_M_BODY, A_M_MENT };
+    static const int c7[] = { A_M_CH, A_M_SEQ, A_M_ID, A_M_FROM, A_M_SUBJ, A_M_EV, A_M_CMID, A_M_BODY, A_M_MENT,
+                              A_M_REPLY, A_M_REPLY_SEQ };
     static const int c8[] = { A_I_U, A_I_POS, A_I_CH, A_I_SEQ };
     static const int c9[] = { A_H_U, A_H_POS };
     static const int c10[] = { A_K_U, A_K_CMID, A_K_CH, A_K_SEQ, A_K_ID, A_K_POS };
@@ -704,7 +712,7 @@ int pgs__round_commit(store *st, store_round *r)
     add_arrays(&p, SQL_C4, a, c4, 2);
     add_arrays(&p, SQL_C5, a, c5, 2);
     add_arrays(&p, SQL_C6, a, c6, 2);
-    add_arrays(&p, SQL_C7, a, c7, 9);
+    add_arrays(&p, SQL_C7, a, c7, 11);
     add_arrays(&p, SQL_C8, a, c8, 4);
     add_arrays(&p, SQL_C9, a, c9, 2);
     add_arrays(&p, SQL_C10, a, c10, 6);

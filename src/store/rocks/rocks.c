@@ -23,8 +23,9 @@
  *   'M' channel seq                       id u64, from u64, flags u8, cmid, [event], text
  *                                         ([event]: event u8 + subject u64, or, format 3,
  *                                         0 + n u8 + n mentioned user ids u64, or, format 4,
- *                                         0xFF + state u8 + [edited ms u64] + n u8 + ids:
- *                                         a message edited or deleted, rewritten in place)
+ *                                         0xFF + state u8 + [edited ms u64] + [reply_to
+ *                                         u64 + reply_seq u64] + n u8 + ids: a message that
+ *                                         replies, or was edited or deleted (rewritten in place))
  *   'i' id                                channel u64, seq u64  a plain message by id (format 4)
  *   'I' user pos                          channel u64, seq u64 (a reference, never the text)
  *   'C' user cmid                         channel u64, seq u64, id u64, sender pos u64

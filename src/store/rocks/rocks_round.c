@@ -143,9 +143,9 @@ int rocks_round_load(store *st, store_round *r)
 static void put_record(rocksdb_writebatch_t *wb, const iy_msg *m, const char *text, size_t text_len)
 {
     size_t cl = strlen(m->cmid);
-    uint8_t mk[17], hdr[8 + 8 + 1 + IY_CMID_MAX + 1 + 1 + 8 + 1 + 8 * IY_MENTIONS_MAX];
+    uint8_t mk[17], hdr[8 + 8 + 1 + IY_CMID_MAX + 1 + 1 + 8 + 16 + 1 + 8 * IY_MENTIONS_MAX];
     wr w = { hdr, 0 };
-    int state = m->event == IY_EV_NONE && (m->edited_ms || m->deleted);
+    int state = m->event == IY_EV_NONE && (m->edited_ms || m->deleted || m->reply_to);
     wr_u64(&w, m->id);
     wr_u64(&w, m->from);
     wr_u8(&w, (unsigned)cl | (m->event != IY_EV_NONE || m->nmentions || state ? MSG_F_EVENT : 0));
@@ -154,10 +154,14 @@ static void put_record(rocksdb_writebatch_t *wb, const iy_msg *m, const char *te
         wr_u8(&w, (unsigned)m->event);
         wr_u64(&w, m->subject);
     } else if (state) {
-        /* Format 4: an edited or deleted message's block: its state, then its mentions. */
+        /* Format 4: an edited, deleted or replying message's block: its state, then its mentions. */
         wr_u8(&w, MSG_EV_STATE);
-        wr_u8(&w, (m->edited_ms ? MSG_S_EDITED : 0) | (m->deleted ? MSG_S_DELETED : 0));
+        wr_u8(&w, (m->edited_ms ? MSG_S_EDITED : 0) | (m->deleted ? MSG_S_DELETED : 0) | (m->reply_to ? MSG_S_REPLY : 0));
         if (m->edited_ms) wr_u64(&w, (uint64_t)m->edited_ms);
+        if (m->reply_to) {
+            wr_u64(&w, m->reply_to);
+            wr_u64(&w, m->reply_seq);
+        }
         wr_u8(&w, m->nmentions);
         for (uint32_t i = 0; i < m->nmentions; i++) wr_u64(&w, m->mentions[i]);
     } else if (m->nmentions) {
@@ -304,6 +308,10 @@ static int msg_decode(const char *v, size_t vl, uint64_t channel, uint64_t seq, 
             unsigned st = rd_u8(&r);
             if (st & MSG_S_EDITED) m->edited_ms = (int64_t)rd_u64(&r);
             m->deleted = (st & MSG_S_DELETED) != 0;
+            if (st & MSG_S_REPLY) {
+                m->reply_to = rd_u64(&r);
+                m->reply_seq = rd_u64(&r);
+            }
         }
         if (m->event != IY_EV_NONE) {
             m->subject = rd_u64(&r);
@@ -492,7 +500,7 @@ int rocks_targets_load(store *st, store_round *r)
         iy_msg m;
         if (!r->targets[i].channel) continue;
         int rc = msg_locate(s, r->targets[i].id, &channel, &seq);
-        if (rc == IY_ENOTFOUND) continue;
+        if (rc == IY_ENOTFOUND || (rc == 0 && channel != r->targets[i].channel)) continue;
         if (rc == 0) rc = msg_get(&rv, channel, seq, &m);
         if (rc) return rc;
         round_put_target(r, i, &m);
