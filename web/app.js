@@ -270,7 +270,7 @@ function ingest(m, { fromHistory = false } = {}) {
 }
 
 /** an edit or a delete: an event of its channel that changes an earlier message */
-const isChange = (m) => m.event === 'edited' || m.event === 'deleted';
+const isChange = (m) => m.event === 'edited' || m.event === 'deleted' || m.event === 'reaction';
 
 /** applies an edit or delete to the message it changes, if loaded (history shows the current
  * state anyway); an older edit never overwrites a newer state */
@@ -285,6 +285,18 @@ function applyChange(e) {
     target.deleted = true;
     target.text = '';
     delete target.mentions;
+    delete target.reactions;
+  } else if (e.event === 'reaction') {
+    const list = target.reactions || (target.reactions = []);
+    let r = list.find((x) => x.emoji === e.emoji);
+    if (e.on) {
+      if (!r) list.push(r = { emoji: e.emoji, count: 0, users: [] });
+      if (!r.users.includes(e.from)) r.users.push(e.from);
+    } else if (r) {
+      r.users = r.users.filter((u) => u !== e.from);
+      if (!r.users.length) list.splice(list.indexOf(r), 1);
+    }
+    if (r) r.count = r.users.length;
   } else if (!(target.edited_at > e.ts)) {
     target.text = e.text;
     target.edited_at = e.ts;
@@ -395,6 +407,7 @@ function eventText(m) {
   if (m.event === 'renamed') return `${who} renamed the group to “${m.text}”`;
   if (m.event === 'edited') return `${who} edited a message`;
   if (m.event === 'deleted') return `${who} deleted a message`;
+  if (m.event === 'reaction') return m.on ? `${who} reacted ${m.emoji}` : `${who} took back ${m.emoji}`;
   return `${who}: ${m.event}`;
 }
 
@@ -481,6 +494,7 @@ function messageEl(m) {
   } else {
     li.append(el('div', { class: 'bubble' }, ...textBody(m.text)));
   }
+  if (!m.deleted && Array.isArray(m.reactions) && m.reactions.length) li.append(reactionsEl(m));
   const meta = el('div', { class: 'meta' }, el('time', { datetime: new Date(m.ts).toISOString(), text: fmtTime(m.ts) }));
   if (m.edited_at && !m.deleted) meta.append(el('span', { class: 'edited', title: `Edited ${fmtTime(m.edited_at)}`, text: 'edited' }));
   if (mine) meta.append(el('span', { class: 'state', text: 'Sent' }));
@@ -524,6 +538,45 @@ async function jumpTo(channel, seq) {
   setTimeout(() => li.classList.remove('flash'), 1500);
 }
 
+/** the reactions under a message: one toggle per emoji, pressed when it is mine */
+function reactionsEl(m) {
+  const box = el('div', { class: 'reactions', role: 'group', 'aria-label': 'Reactions' });
+  for (const r of m.reactions) {
+    const mine = r.users.includes(S.me.id);
+    const who = r.users.map((u) => nameOf(u)).join(', ');
+    box.append(el('button', { type: 'button', class: 'reaction', 'aria-pressed': String(mine),
+      title: who, 'aria-label': `${r.emoji} ${r.count}: ${who}`, onclick: () => react(m, r.emoji, !mine) },
+    el('span', { text: r.emoji }), el('span', { class: 'count', text: String(r.count) })));
+  }
+  return box;
+}
+
+const QUICK_REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🙏'];
+
+/** a few reactions to choose from, in place of the message's actions */
+function reactionPicker(m, li) {
+  const acts = li.querySelector('.msg-actions');
+  if (!acts) return;
+  const pick = el('span', { class: 'msg-actions picker', role: 'group', 'aria-label': 'Choose a reaction' });
+  for (const e of QUICK_REACTIONS) {
+    pick.append(el('button', { type: 'button', class: 'link', text: e, 'aria-label': `React with ${e}`,
+      onclick: () => { pick.replaceWith(messageActions(m, li) || ''); react(m, e, true); } }));
+  }
+  pick.append(el('button', { type: 'button', class: 'link', text: 'Cancel', onclick: () => pick.replaceWith(messageActions(m, li) || '') }));
+  acts.replaceWith(pick);
+  pick.querySelector('button').focus();
+}
+
+async function react(m, emoji, on) {
+  try {
+    await api(on ? 'PUT' : 'DELETE', `/v1/messages/${encodeURIComponent(m.id)}/reactions/${encodeURIComponent(emoji)}`,
+      { token: S.session.token });
+  } catch (e) {
+    const li = document.querySelector(`#msgs li[data-id="${CSS.escape(m.id)}"]`);
+    if (li) changeFailed(li, on ? 'reacted' : 'taken back', e);
+  }
+}
+
 /** the reply being written: {channel, id, seq, from, text} or null */
 function setReply(m) {
   S.replyTo = m ? { channel: m.channel, id: m.id, seq: m.seq, from: m.from, text: m.text } : null;
@@ -545,6 +598,7 @@ function messageActions(m, li) {
   const canDelete = mine || (c && c.channel.kind === 'group' && c.channel.owner === S.me.id);
   const box = el('span', { class: 'msg-actions' });
   box.append(el('button', { type: 'button', class: 'link', text: 'Reply', 'aria-label': 'Reply to this message', onclick: () => setReply(m) }));
+  box.append(el('button', { type: 'button', class: 'link', text: 'React', 'aria-label': 'React to this message', onclick: () => reactionPicker(m, li) }));
   if (canEdit) box.append(el('button', { type: 'button', class: 'link', text: 'Edit', 'aria-label': 'Edit this message', onclick: () => startEdit(m, li) }));
   if (canDelete) box.append(el('button', { type: 'button', class: 'link', text: 'Delete', 'aria-label': 'Delete this message', onclick: () => deleteMessage(m, li) }));
   return box;

@@ -379,8 +379,17 @@ void api_handle(conn *c, const http_request *req)
             return;
         }
     } else if (iy_str_eq(r, "messages") && n == 3) {
-        if (m == HTTP_PATCH) { channels_change(c, req, id, IY_EV_EDITED); return; }
-        if (m == HTTP_DELETE) { channels_change(c, req, id, IY_EV_DELETED); return; }
+        if (m == HTTP_PATCH) { channels_change(c, req, id, IY_EV_EDITED, NULL); return; }
+        if (m == HTTP_DELETE) { channels_change(c, req, id, IY_EV_DELETED, NULL); return; }
+    } else if (iy_str_eq(r, "messages") && n == 5 && iy_str_eq(seg[3], "reactions") && (m == HTTP_PUT || m == HTTP_DELETE)) {
+        char emoji[IY_EMOJI_MAX + 1];
+        int el = http_path_decode(seg[4], emoji, sizeof emoji);
+        if (el < 0 || proto_check_emoji(emoji, (size_t)el)) {
+            conn_http_error(c, IY_EINVAL, "the emoji must be 1 to 32 bytes of UTF-8 without spaces");
+            return;
+        }
+        channels_change(c, req, id, m == HTTP_PUT ? IY_EV_REACTED : IY_EV_UNREACTED, emoji);
+        return;
     } else if (iy_str_eq(r, "groups") && n == 2 && m == HTTP_POST) {
         channels_group_create(c, req);
         return;

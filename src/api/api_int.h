@@ -109,8 +109,10 @@ void channels_group_create(conn *c, const http_request *req);
 void channels_history(conn *c, const http_request *req, uint64_t channel);
 void channels_send(conn *c, const http_request *req, uint64_t id, int to_user);
 void channels_membership(conn *c, const http_request *req, uint64_t channel, int event, uint64_t subject);
-/* PATCH /v1/messages/{id} (EDITED) and DELETE (DELETED): an event of the message's channel. */
-void channels_change(conn *c, const http_request *req, uint64_t id, int event);
+/* PATCH /v1/messages/{id} (EDITED), DELETE (DELETED), PUT and DELETE
+ * /v1/messages/{id}/reactions/{emoji} (REACTED, UNREACTED: emoji checked
+ * by proto_check_emoji): an event of the message's channel. */
+void channels_change(conn *c, const http_request *req, uint64_t id, int event, const char *emoji);
 void sync_request(conn *c, const http_request *req);
 void friends_list(conn *c, const http_request *req);
 void friends_put(conn *c, const http_request *req, uint64_t id);

@@ -349,7 +349,10 @@ static void http_send_done(dbq_job *j)
     http_send *h = (http_send *)j;
     conn *c = iothread_conn(h->t, h->conn_id);
     if (c && !c->closing) {
-        if (j->err != 0 && j->err != IY_EEXIST) {
+        int idempotent = j->err == IY_ECONFLICT && (j->send.event == IY_EV_REACTED || j->send.event == IY_EV_UNREACTED);
+        if (idempotent) {
+            conn_http_respond(c, 204, NULL, "", 0);   /* PUT or DELETE again: already so */
+        } else if (j->err != 0 && j->err != IY_EEXIST) {
             conn_http_error(c, j->err, send_error_message(j->err, &j->send));
         } else if (h->reply == REPLY_EDITED) {
             /* the edited message as it is now */
@@ -460,12 +463,16 @@ out:
     api_job_drop(&x->a);
 }
 
-void channels_change(conn *c, const http_request *req, uint64_t id, int event)
+void channels_change(conn *c, const http_request *req, uint64_t id, int event, const char *emoji)
 {
     send_req *x = api_job_new(c, req, sizeof *x, NULL, 1, NULL);
     x->target = id;
     x->event = event;
     x->reply = event == IY_EV_EDITED ? REPLY_EDITED : REPLY_EMPTY;
+    if (emoji) {
+        x->text_len = strlen(emoji);
+        x->a.j.text = iy_strndup(emoji, x->text_len);
+    }
     if (event == IY_EV_EDITED) {
         json_t *o = api_parse_body(c, req);
         if (!o) { api_job_drop(&x->a); return; }

@@ -24,6 +24,9 @@
 #define IY_PRESENCE_QUERY_MAX 200   /* user ids in one presence query */
 #define IY_MENTIONS_MAX 20          /* distinct @usernames of a message that count as mentions */
 #define IY_EDIT_WINDOW_MS (24LL * 3600 * 1000)   /* a message can be edited this long after it was sent */
+#define IY_EMOJI_MAX 32             /* bytes of a reaction */
+#define IY_REACTIONS_MAX 20         /* distinct reactions on one message */
+#define IY_REACTORS_MAX 100         /* users with the same reaction on one message */
 
 /* A JSON frame or body carrying the largest text, escaped at worst as
  * \uXXXX\uXXXX surrogate pairs (12 bytes per code point), plus room. */

@@ -160,7 +160,7 @@ int bus_wire_decode(const void *data, size_t len, bus_wire *w)
         m->m.reply_to = rn(&r, 8);
         m->m.reply_seq = rn(&r, 8);
         m->m.ts = iy_id_ts(m->m.id);
-        if (m->m.event < IY_EV_NONE || m->m.event > IY_EV_DELETED || !w->user || !w->pos) r.bad = 1;
+        if (m->m.event < IY_EV_NONE || m->m.event > IY_EV_UNREACTED || !w->user || !w->pos) r.bad = 1;
         m->n = 1;
         m->members = &w->user;
         m->pos = &w->pos;

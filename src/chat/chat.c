@@ -363,10 +363,11 @@ static void start_send(conn *c, proto_req *req)
                                  .text = s->w.j.text, .text_len = req->text_len, .cmid = s->cmid,
                                  .reply_to = req->reply_to };
     } else {
-        /* edit, delete: an event of the message's channel (the round finds it) */
+        /* edit, delete, react: an event of the message's channel (the round finds it) */
+        int ev = req->op == P_EDIT ? IY_EV_EDITED : req->op == P_DELETE ? IY_EV_DELETED
+                 : req->on ? IY_EV_REACTED : IY_EV_UNREACTED;
         s->w.j.send = (iy_send){ .from = c->user, .target = req->id, .text = s->w.j.text ? s->w.j.text : "",
-                                 .text_len = req->text_len, .cmid = s->cmid,
-                                 .event = req->op == P_EDIT ? IY_EV_EDITED : IY_EV_DELETED };
+                                 .text_len = req->text_len, .cmid = s->cmid, .event = ev };
     }
     s->w.j.origin_thread = c->t->index;
     s->w.j.origin_conn = c->id;
@@ -646,6 +647,7 @@ static void on_ws_text(conn *c, const char *data, size_t len)
     case P_SEND:
     case P_EDIT:
     case P_DELETE:
+    case P_REACT:
         start_send(c, &req);
         break;
     case P_SYNC:

@@ -215,7 +215,7 @@ static const char *build_frame(iy_buf *f, const iy_msg *m, uint64_t pos, const i
         iy_buf_append_str(f, ",\"cmid\":");
         jw_cstr(f, m->cmid);
     }
-    proto_write_event_fields(f, m->event, m->subject);
+    proto_write_event_fields(f, m);
     proto_write_mentions(f, m);
     proto_write_state(f, m);
     iy_buf_putc(f, '}');

@@ -25,6 +25,8 @@ const char *post_error_text(int err, const iy_send *in)
     case IY_ENOTFOUND: return "no such message";
     case IY_EFORBIDDEN: return event == IY_EV_EDITED ? "only its author may edit a message, within 24 hours"
                                                       : "only its author or the group's owner may delete a message";
+    case IY_ECONFLICT: return event == IY_EV_REACTED ? "you already reacted with that" : "you have no such reaction";
+    case IY_ETOOBIG: return "a message takes at most 20 different reactions, each from at most 100 people";
     default: return NULL;
     }
 }

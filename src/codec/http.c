@@ -408,12 +408,12 @@ static int hexval(int c)
     return -1;
 }
 
-/* The next decoded byte of s[*i..n) ('+' is a space), advancing *i;
- * -1 on a bad %-escape. */
-static int pct_next(const char *s, size_t n, size_t *i)
+/* The next decoded byte of s[*i..n) ('+' is a space in a query, plus
+ * set), advancing *i; -1 on a bad %-escape. */
+static int pct_next_in(const char *s, size_t n, size_t *i, int plus)
 {
     unsigned char c = (unsigned char)s[*i];
-    if (c == '+') {
+    if (c == '+' && plus) {
         (*i)++;
         return ' ';
     }
@@ -426,6 +426,21 @@ static int pct_next(const char *s, size_t n, size_t *i)
     if (hi < 0 || lo < 0) return -1;
     *i += 3;
     return hi * 16 + lo;
+}
+
+static int pct_next(const char *s, size_t n, size_t *i) { return pct_next_in(s, n, i, 1); }
+
+int http_path_decode(iy_str seg, char *out, size_t outsz)
+{
+    size_t k = 0, o = 0;
+    if (outsz == 0) return IY_EINVAL;
+    while (k < seg.len) {
+        int c = pct_next_in(seg.ptr, seg.len, &k, 0);
+        if (c <= 0 || o + 1 >= outsz) return IY_EINVAL;   /* bad escape, NUL, too long */
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return (int)o;
 }
 
 /* 1 if the %-decoded key s[0..n) equals name. */

@@ -97,6 +97,10 @@ void http_parser_next(http_parser *p);
  * malformed (bad %-escape, or %00) or does not fit outsz bytes with its NUL. */
 int http_query_get(iy_str query, const char *name, char *out, size_t outsz);
 
+/* %-decodes one path segment ('+' stays '+') NUL-terminated into out:
+ * its length, or IY_EINVAL for a bad escape, %00, or no room. */
+int http_path_decode(iy_str seg, char *out, size_t outsz);
+
 /* Appends to out a status line and the headers Content-Type (omitted if
  * content_type is NULL), Content-Length, Connection: keep-alive|close,
  * Cache-Control: no-store, X-Content-Type-Options: nosniff,

@@ -211,6 +211,30 @@ static int proto__edit(proto__ctx *c)
     return proto__text(c);
 }
 
+int proto_check_emoji(const char *s, size_t n)
+{
+    if (n < 1 || n > IY_EMOJI_MAX || iy_utf8_validate(s, n) != 0) return IY_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] == 0x7f) return IY_EINVAL;
+    return 0;
+}
+
+static int proto__react(proto__ctx *c)
+{
+    int present, rc;
+    proto_req *r = c->req;
+    if ((rc = proto__get_id(c, "id", 1, &r->id, &present))) return rc;
+    json_t *e = proto__field(c, "emoji");
+    if (!json_is_string(e) || proto_check_emoji(json_string_value(e), json_string_length(e)))
+        return proto__fail(c, IY_EINVAL, "emoji must be 1 to %d bytes of UTF-8 without spaces", IY_EMOJI_MAX);
+    json_t *on = proto__field(c, "on");
+    if (on && !json_is_boolean(on)) return proto__fail(c, IY_EINVAL, "on must be true or false");
+    r->on = on ? json_is_true(on) : 1;
+    r->text = iy_strndup(json_string_value(e), json_string_length(e));
+    r->text_len = json_string_length(e);
+    return 0;
+}
+
 static int proto__delete(proto__ctx *c)
 {
     int present;
@@ -293,6 +317,7 @@ static const struct {
     { "hb", P_HB, proto__hb },
     { "edit", P_EDIT, proto__edit },
     { "delete", P_DELETE, proto__delete },
+    { "react", P_REACT, proto__react },
 };
 
 /* A message for a jansson decoding error that never quotes the input
@@ -407,7 +432,7 @@ void proto_write_message(iy_buf *b, const iy_msg *m)
     if (m->cmid[0]) {
         iy_buf_putc(b, ','); jw_key(b, "cmid"); jw_cstr(b, m->cmid);
     }
-    proto_write_event_fields(b, m->event, m->subject);
+    proto_write_event_fields(b, m);
     proto_write_mentions(b, m);
     proto_write_state(b, m);
     iy_buf_putc(b, '}');
@@ -423,6 +448,22 @@ void proto_write_state(iy_buf *b, const iy_msg *m)
         iy_buf_putc(b, ','); jw_key(b, "edited_at"); jw_i64(b, m->edited_ms);
     }
     if (m->deleted) iy_buf_append_str(b, ",\"deleted\":true");
+    if (m->reactions && m->reactions->n) {
+        iy_buf_append_str(b, ",\"reactions\":[");
+        for (uint32_t i = 0; i < m->reactions->n; i++) {
+            const iy_reaction *x = &m->reactions->v[i];
+            iy_buf_append_str(b, i ? ",{" : "{");
+            jw_key(b, "emoji"); jw_cstr(b, x->emoji);
+            iy_buf_putc(b, ','); jw_key(b, "count"); jw_u64(b, x->n);
+            iy_buf_putc(b, ','); jw_key(b, "users"); iy_buf_putc(b, '[');
+            for (uint32_t j = 0; j < x->n; j++) {
+                if (j) iy_buf_putc(b, ',');
+                jw_id(b, x->users[j]);
+            }
+            iy_buf_append_str(b, "]}");
+        }
+        iy_buf_putc(b, ']');
+    }
 }
 
 void proto_write_mentions(iy_buf *b, const iy_msg *m)
@@ -436,15 +477,21 @@ void proto_write_mentions(iy_buf *b, const iy_msg *m)
     iy_buf_putc(b, ']');
 }
 
-void proto_write_event_fields(iy_buf *b, int event, uint64_t subject)
+void proto_write_event_fields(iy_buf *b, const iy_msg *m)
 {
-    static const char *const names[] = { NULL, "member_added", "member_removed", "renamed", "edited", "deleted" };
-    if (event <= 0 || event > IY_EV_DELETED) return;
+    static const char *const names[] = { NULL, "member_added", "member_removed", "renamed", "edited", "deleted",
+                                          "reaction", "reaction" };
+    int event = m->event;
+    if (event <= 0 || event > IY_EV_UNREACTED) return;
     iy_buf_putc(b, ','); jw_key(b, "event"); jw_cstr(b, names[event]);
     if (event == IY_EV_MEMBER_ADDED || event == IY_EV_MEMBER_REMOVED) {
-        iy_buf_putc(b, ','); jw_key(b, "user"); jw_id(b, subject);
+        iy_buf_putc(b, ','); jw_key(b, "user"); jw_id(b, m->subject);
     } else if (iy_event_changes_message(event)) {
-        iy_buf_putc(b, ','); jw_key(b, "target"); jw_id(b, subject);
+        iy_buf_putc(b, ','); jw_key(b, "target"); jw_id(b, m->subject);
+    }
+    if (event == IY_EV_REACTED || event == IY_EV_UNREACTED) {
+        iy_buf_putc(b, ','); jw_key(b, "emoji"); jw_str(b, m->text ? m->text : "", m->text ? m->text_len : 0);
+        iy_buf_append_str(b, event == IY_EV_REACTED ? ",\"on\":true" : ",\"on\":false");
     }
 }
 

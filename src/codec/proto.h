@@ -23,7 +23,7 @@
 #include "../model/types.h"
 
 /* The client -> server ops. */
-enum proto_op { P_AUTH = 1, P_SEND, P_SYNC, P_HISTORY, P_READ, P_TYPING, P_PRESENCE, P_HB, P_EDIT, P_DELETE };
+enum proto_op { P_AUTH = 1, P_SEND, P_SYNC, P_HISTORY, P_READ, P_TYPING, P_PRESENCE, P_HB, P_EDIT, P_DELETE, P_REACT };
 
 /* Largest integer a JavaScript client can send exactly: the bound of every
  * number a client gives (seq, pos), over WebSocket and HTTP alike. */
@@ -36,9 +36,11 @@ typedef struct proto_req {
     char rid[IY_RID_MAX + 1]; int has_rid;  /* any op; "" is a valid rid */
     char token[IY_TOKEN_MAX + 1];           /* auth: 1..256 bytes */
     uint64_t to, channel;                   /* send (exactly one), history/read/typing (channel) */
-    uint64_t id;                            /* edit, delete: the message */
+    uint64_t id;                            /* edit, delete, react: the message */
+    int on;                                 /* react: add (1) or take back (0) */
     uint64_t reply_to;                      /* send, optional: the message it replies to */
-    char *text; size_t text_len;            /* send, edit: malloc'd copy owned by the req, NUL-terminated; may contain U+0000 */
+    char *text; size_t text_len;            /* send, edit: malloc'd copy owned by the req, NUL-terminated; may contain U+0000;
+                                               react: the emoji, 1..IY_EMOJI_MAX bytes, no U+0000 */
     char cmid[IY_CMID_MAX + 1]; int has_cmid; /* send, optional, 1..64 bytes */
     uint64_t after; int limit;              /* sync: after (default 0), limit 1..IY_SYNC_MAX default IY_SYNC_DEFAULT;
                                                history: limit 1..IY_PAGE_MAX default IY_PAGE_DEFAULT */
@@ -71,6 +73,10 @@ void proto_req_clear(proto_req *req);
  * at most UINT64_MAX. Returns 0 with *out, or IY_EINVAL. */
 int proto_parse_id(const char *s, size_t n, uint64_t *out);
 
+/* Checks a reaction: valid UTF-8, 1..IY_EMOJI_MAX bytes, no U+0000, no
+ * control or space characters (below U+0021). Returns 0 or IY_EINVAL. */
+int proto_check_emoji(const char *s, size_t n);
+
 /* Checks a message text: valid UTF-8 and 1..IY_TEXT_MAX_CP code points.
  * Returns 0, IY_EINVAL (empty or invalid UTF-8), IY_ETOOBIG (more than
  * IY_TEXT_MAX_CP code points), with a message in errmsg on error. */
@@ -92,11 +98,13 @@ void proto_write_message(iy_buf *b, const iy_msg *m);
 /* ,"mentions":[id…] when m mentions anyone (nothing otherwise). */
 void proto_write_mentions(iy_buf *b, const iy_msg *m);
 /* Appends ,"event":"member_added"|"member_removed"|"renamed"[,"user":"<subject>"]
- * for a membership event, ,"event":"edited"|"deleted","target":"<subject>"
- * for a change of a message (nothing for a plain message). */
-void proto_write_event_fields(iy_buf *b, int event, uint64_t subject);
+ * for a membership event, ,"event":"edited"|"deleted"|"reaction","target":"<subject>"
+ * for a change of a message (a reaction adds "emoji" (the text) and "on");
+ * nothing for a plain message. */
+void proto_write_event_fields(iy_buf *b, const iy_msg *m);
 /* ,"reply_to":"<id>","reply_seq":N when m replies, ,"edited_at":ms when m
- * was edited, ,"deleted":true when deleted. */
+ * was edited, ,"deleted":true when deleted,
+ * ,"reactions":[{"emoji","count","users":[ids]}] when it has some. */
 void proto_write_state(iy_buf *b, const iy_msg *m);
 
 /* The WebSocket error frame: {"op":"error","rid" (if rid != NULL),"code","message"}. */

@@ -1,5 +1,6 @@
 /* rules.c — the business rules (see rules.h). Pure functions. */
 #include "rules.h"
+#include "../base/alloc.h"
 #include "../base/err.h"
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +31,12 @@ int rules_send_shape(const iy_send *in)
 {
     int ev = in->event;
     if (in->from == 0) return IY_EINVAL;
-    if (iy_event_changes_message(ev)) return in->target && !in->channel && !in->to && !in->reply_to ? 0 : IY_EINVAL;
+    if (iy_event_changes_message(ev)) {
+        if (!in->target || in->channel || in->to || in->reply_to) return IY_EINVAL;
+        if (ev == IY_EV_REACTED || ev == IY_EV_UNREACTED)
+            return in->text_len >= 1 && in->text_len <= IY_EMOJI_MAX && !memchr(in->text, '\0', in->text_len) ? 0 : IY_EINVAL;
+        return 0;
+    }
     if (in->target || (in->channel != 0) == (in->to != 0)) return IY_EINVAL;
     if (in->reply_to && ev != IY_EV_NONE) return IY_EINVAL;
     if (in->to == in->from) return IY_EINVAL;
@@ -58,6 +64,61 @@ int rules_reply(uint64_t channel, const iy_msg *target)
     return 0;
 }
 
+/* The index of emoji in r, or -1. */
+static int reaction_find(const iy_reactions *r, const char *emoji, size_t len)
+{
+    for (uint32_t i = 0; r && i < r->n; i++)
+        if (strlen(r->v[i].emoji) == len && memcmp(r->v[i].emoji, emoji, len) == 0) return (int)i;
+    return -1;
+}
+
+static int reaction_has(const iy_reaction *x, uint64_t user)
+{
+    for (uint32_t j = 0; j < x->n; j++)
+        if (x->users[j] == user) return (int)j;
+    return -1;
+}
+
+static int react_check(const iy_reactions *r, const iy_send *in)
+{
+    int i = reaction_find(r, in->text, in->text_len);
+    int has = i >= 0 && reaction_has(&r->v[i], in->from) >= 0;
+    if (in->event == IY_EV_UNREACTED) return has ? 0 : IY_ECONFLICT;
+    if (has) return IY_ECONFLICT;
+    if (i < 0) return r && r->n >= IY_REACTIONS_MAX ? IY_ETOOBIG : 0;
+    return r->v[i].n >= IY_REACTORS_MAX ? IY_ETOOBIG : 0;
+}
+
+void rules_react_apply(iy_reactions **rp, const char *emoji, size_t len, uint64_t user, int on)
+{
+    iy_reactions *r = *rp;
+    int i = reaction_find(r, emoji, len);
+    if (on) {
+        if (!r) r = *rp = iy_calloc(1, sizeof *r);
+        if (i < 0) {
+            if (r->n >= IY_REACTIONS_MAX || len > IY_EMOJI_MAX) return;
+            i = (int)r->n++;
+            memset(&r->v[i], 0, sizeof r->v[i]);
+            memcpy(r->v[i].emoji, emoji, len);
+        }
+        if (reaction_has(&r->v[i], user) < 0 && r->v[i].n < IY_REACTORS_MAX) r->v[i].users[r->v[i].n++] = user;
+        return;
+    }
+    if (i < 0) return;
+    iy_reaction *x = &r->v[i];
+    int j = reaction_has(x, user);
+    if (j < 0) return;
+    memmove(x->users + j, x->users + j + 1, (x->n - (uint32_t)j - 1) * sizeof *x->users);
+    if (--x->n == 0) {
+        memmove(r->v + i, r->v + i + 1, (r->n - (uint32_t)i - 1) * sizeof *r->v);
+        r->n--;
+    }
+    if (r->n == 0) {
+        iy_free(r);
+        *rp = NULL;
+    }
+}
+
 int rules_change(const iy_channel *c, const iy_send *in, const iy_msg *target, int64_t now_ms,
                  iy_stored *out)
 {
@@ -68,6 +129,9 @@ int rules_change(const iy_channel *c, const iy_send *in, const iy_msg *target, i
         if (in->from != target->from || now_ms - target->ts > IY_EDIT_WINDOW_MS) return IY_EFORBIDDEN;
     } else if (in->event == IY_EV_DELETED) {
         if (in->from != target->from && !(c->kind == IY_GROUP && in->from == c->owner)) return IY_EFORBIDDEN;
+    } else if (in->event == IY_EV_REACTED || in->event == IY_EV_UNREACTED) {
+        int rc = react_check(target->reactions, in);
+        if (rc) return rc;
     } else {
         return IY_EINVAL;
     }

@@ -33,6 +33,11 @@ const char *rules_send_cmid(const iy_send *in);
 /* The direct channel's pair for a send to a user: *a < *b. */
 void rules_direct_pair(uint64_t from, uint64_t to, uint64_t *a, uint64_t *b);
 
+/* Adds (on) or removes user's reaction emoji[0..len) on *r, which it
+ * allocates for the first and frees (NULL) with the last. Call only what
+ * rules_change allowed. */
+void rules_react_apply(iy_reactions **r, const char *emoji, size_t len, uint64_t user, int on);
+
 /* May a message of channel `channel` reply to `target` (NULL: no such
  * message)? It must be a plain message of the same channel that was not
  * deleted. Returns 0 or IY_EINVAL (the contract's bad_request). */
@@ -47,7 +52,11 @@ int rules_reply(uint64_t channel, const iy_msg *target);
  *                                   (a non-member learns nothing of it)
  *   EDITED by anyone but the author, or later than
  *          IY_EDIT_WINDOW_MS after it was sent (now_ms)    -> IY_EFORBIDDEN
- *   DELETED by anyone but the author or a group's owner    -> IY_EFORBIDDEN */
+ *   DELETED by anyone but the author or a group's owner    -> IY_EFORBIDDEN
+ *   REACTED (any member): that reaction of from's exists   -> IY_ECONFLICT,
+ *          a new emoji past IY_REACTIONS_MAX, or a user past
+ *          IY_REACTORS_MAX on one emoji                    -> IY_ETOOBIG
+ *   UNREACTED: no such reaction of from's                  -> IY_ECONFLICT */
 int rules_change(const iy_channel *c, const iy_send *in, const iy_msg *target, int64_t now_ms,
                  iy_stored *out);
 

@@ -2,6 +2,7 @@
  * the id generator (types.h). */
 #include "types.h"
 #include "../base/alloc.h"
+#include <string.h>
 #include <time.h>
 
 void iy_msg_clear(iy_msg *m)
@@ -10,6 +11,64 @@ void iy_msg_clear(iy_msg *m)
     iy_free(m->text);
     m->text = NULL;
     m->text_len = 0;
+    iy_free(m->reactions);
+    m->reactions = NULL;
+}
+
+size_t iy_reactions_size(const iy_reactions *r)
+{
+    size_t n = 1;
+    for (uint32_t i = 0; r && i < r->n; i++) n += 2 + strlen(r->v[i].emoji) + 8 * (size_t)r->v[i].n;
+    return n;
+}
+
+size_t iy_reactions_encode(const iy_reactions *r, uint8_t *out)
+{
+    size_t k = 0;
+    out[k++] = (uint8_t)(r ? r->n : 0);
+    for (uint32_t i = 0; r && i < r->n; i++) {
+        size_t el = strlen(r->v[i].emoji);
+        out[k++] = (uint8_t)el;
+        memcpy(out + k, r->v[i].emoji, el);
+        k += el;
+        out[k++] = (uint8_t)r->v[i].n;
+        for (uint32_t j = 0; j < r->v[i].n; j++)
+            for (int b = 7; b >= 0; b--) out[k++] = (uint8_t)(r->v[i].users[j] >> (8 * b));
+    }
+    return k;
+}
+
+iy_reactions *iy_reactions_decode(const uint8_t *p, size_t n, int *bad)
+{
+    size_t k = 0;
+    if (n == 0 || p[0] == 0) {
+        if (n > 1) *bad = 1;
+        return NULL;
+    }
+    iy_reactions *r = iy_calloc(1, sizeof *r);
+    r->n = p[k++];
+    if (r->n > IY_REACTIONS_MAX) goto fail;
+    for (uint32_t i = 0; i < r->n; i++) {
+        if (k >= n) goto fail;
+        size_t el = p[k++];
+        if (el == 0 || el > IY_EMOJI_MAX || k + el + 1 > n) goto fail;
+        memcpy(r->v[i].emoji, p + k, el);
+        r->v[i].emoji[el] = '\0';
+        k += el;
+        r->v[i].n = p[k++];
+        if (r->v[i].n == 0 || r->v[i].n > IY_REACTORS_MAX || k + 8 * (size_t)r->v[i].n > n) goto fail;
+        for (uint32_t j = 0; j < r->v[i].n; j++) {
+            uint64_t u = 0;
+            for (int b = 0; b < 8; b++) u = u << 8 | p[k++];
+            r->v[i].users[j] = u;
+        }
+    }
+    if (k != n) goto fail;
+    return r;
+fail:
+    *bad = 1;
+    iy_free(r);
+    return NULL;
 }
 
 void iy_msg_list_clear(iy_msg_list *l)

@@ -37,6 +37,8 @@ enum iy_event {
     IY_EV_RENAMED = 3,         /* the group's new name is the text */
     IY_EV_EDITED = 4,          /* the message `subject` (the contract's target) has the new text */
     IY_EV_DELETED = 5,         /* the message `subject` was deleted (text "") */
+    IY_EV_REACTED = 6,         /* from reacted to the message `subject` with the text (an emoji) */
+    IY_EV_UNREACTED = 7,       /* from took that reaction back */
 };
 
 /* A change of a message (EDITED, DELETED) is an event like the membership
@@ -45,8 +47,30 @@ enum iy_event {
  * in the same commit to show its current state (edited_ms, deleted). */
 static inline int iy_event_changes_message(int event)
 {
-    return event == IY_EV_EDITED || event == IY_EV_DELETED;
+    return event >= IY_EV_EDITED && event <= IY_EV_UNREACTED;
 }
+
+/* The reactions on one message: each emoji with the users who chose it, in
+ * the order they were first added. Only messages that have some carry it. */
+typedef struct iy_reaction {
+    char emoji[IY_EMOJI_MAX + 1];
+    uint32_t n;
+    uint64_t users[IY_REACTORS_MAX];     /* in the order they reacted */
+} iy_reaction;
+
+typedef struct iy_reactions {
+    uint32_t n;
+    iy_reaction v[IY_REACTIONS_MAX];
+} iy_reactions;
+
+/* The stored form of reactions, the same for every backend: n u8, then per
+ * reaction: len u8, emoji, k u8, k user ids u64 (big-endian). Encode
+ * returns the bytes written into out (room for iy_reactions_size(r)). */
+size_t iy_reactions_size(const iy_reactions *r);
+size_t iy_reactions_encode(const iy_reactions *r, uint8_t *out);
+/* Decodes p[0..n) into a new iy_reactions (iy_free), NULL for none (n 0);
+ * *bad = 1 if malformed. */
+iy_reactions *iy_reactions_decode(const uint8_t *p, size_t n, int *bad);
 
 /* One stored message. text is owned (malloc'd, NUL-terminated, text_len bytes). */
 typedef struct iy_msg {
@@ -67,6 +91,7 @@ typedef struct iy_msg {
                                       channel: that message's id and seq (0: no reply) */
     uint64_t reply_seq;
     int deleted;                   /* a plain message that was deleted (text "", no mentions) */
+    iy_reactions *reactions;       /* owned (iy_msg_clear); NULL: none */
     uint32_t nmentions;            /* members named as @username in text (not the sender) */
     uint64_t mentions[IY_MENTIONS_MAX];
 } iy_msg;
@@ -76,7 +101,7 @@ typedef struct iy_msg_list {
     size_t n;
 } iy_msg_list;
 
-void iy_msg_clear(iy_msg *m);              /* frees text; accepts a zeroed msg */
+void iy_msg_clear(iy_msg *m);              /* frees text and reactions; accepts a zeroed msg */
 void iy_msg_list_clear(iy_msg_list *l);    /* frees every text and the array */
 
 /* What a sender asks for: to a channel (channel != 0) or directly to a user

@@ -231,9 +231,11 @@ void round_put_name(store_round *r, const char *name, uint64_t user)
 void round_put_target(store_round *r, size_t i, iy_msg *m)
 {
     round_target *t = &r->targets[i];
-    iy_free(m->text);
-    m->text = NULL;
-    t->m = *m;
+    iy_msg_clear(&t->m);
+    t->m = *m;                  /* the round owns its text and reactions now */
+    memset(m, 0, sizeof *m);
+    t->text = t->m.text ? t->m.text : "";
+    t->text_len = t->m.text_len;
     t->loaded = 1;
 }
 
@@ -405,11 +407,15 @@ int store_round_append(store_round *r, const store_append *a, iy_stored *out)
             t->m.edited_ms = rm->m.ts;
             t->text = in->text;
             t->text_len = in->text_len;
-        } else {
+        } else if (in->event == IY_EV_DELETED) {
             t->m.deleted = 1;
             t->m.nmentions = 0;
+            iy_free(t->m.reactions);
+            t->m.reactions = NULL;
             t->text = "";
             t->text_len = 0;
+        } else {
+            rules_react_apply(&t->m.reactions, in->text, in->text_len, in->from, in->event == IY_EV_REACTED);
         }
     }
     if (in->reply_to && in->event == IY_EV_NONE) {
@@ -478,6 +484,7 @@ void store_round_abort(store_round *r)
         iy_free(r->msgs[i].pos);
     }
     iy_free(r->msgs);
+    for (size_t i = 0; i < r->ntargets; i++) iy_msg_clear(&r->targets[i].m);
     iy_free(r->targets);
     iy_free(r->push);
     iy_free(r->chans);

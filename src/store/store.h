@@ -226,8 +226,9 @@ uint64_t store_round_direct_peer(store_round *r, const iy_send *in);
 int store_round_muted(store_round *r, uint64_t user, uint64_t channel);
 
 /* The message a send changes (in->target of EDITED, DELETED) or replies to
- * (in->reply_to) as the round sees it: its current state, earlier appends' changes included (text
- * NULL), or NULL if there is no such message. Its channel is in the view. */
+ * (in->reply_to) as the round sees it: its current state, earlier
+ * appends' changes included (text and reactions as loaded), or NULL if
+ * there is no such message. Its channel is in the view. */
 const iy_msg *store_round_target(store_round *r, uint64_t id);
 
 /* If (user, cmid) was stored before (committed, or appended earlier in this

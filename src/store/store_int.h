@@ -61,8 +61,8 @@ typedef struct round_target {
     uint64_t id;
     uint64_t channel;           /* located before the load (0: no such message) */
     int loaded;                 /* m holds its current state */
-    iy_msg m;                   /* text NULL */
-    const char *text;           /* its text after the round's edits (a send's, not owned) */
+    iy_msg m;                   /* as loaded (text owned), then changed by the round */
+    const char *text;           /* its text after the round's edits (m.text, or a send's) */
     size_t text_len;
     unsigned changed : 1;       /* the commit rewrites it */
 } round_target;
@@ -125,8 +125,8 @@ void round_put_block(store_round *r, uint64_t blocker, uint64_t blocked);
 void round_put_mute(store_round *r, uint64_t channel, uint64_t user);
 /* A name key that is a user (names_load). */
 void round_put_name(store_round *r, const char *name, uint64_t user);
-/* The current state of a target (targets_load): r->targets[i].m = *m, with
- * m->text freed. */
+/* The current state of a target (targets_load): r->targets[i].m takes *m
+ * (text and reactions included; *m is zeroed). */
 void round_put_target(store_round *r, size_t i, iy_msg *m);
 
 /* The view's channel / user, or NULL. */

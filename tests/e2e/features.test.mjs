@@ -496,3 +496,77 @@ test('reply: reply_to a message of the same conversation (WebSocket and HTTP), c
     assert.equal(h.body.messages.filter((m) => m.cmid?.startsWith('rpx')).length, 0, 'nothing refused was stored');
   } finally { wa.terminate(); wb.terminate(); }
 });
+
+test('reactions: one per person per emoji, added and taken back (WebSocket and HTTP, with the emoji in the path), events live and in sync, counts in history; limits, a flood, bad input', T, async () => {
+  const [a, b, c, x] = [await newUser(srv, 'rxa'), await newUser(srv, 'rxb'), await newUser(srv, 'rxc'), await newUser(srv, 'rxx')];
+  const g = await api(srv, 'POST', '/v1/groups', { token: a.token, body: { name: 'reactions', members: [b.user.id, c.user.id] } });
+  const ch = g.body.channel.id;
+  const m = await api(srv, 'POST', `/v1/channels/${ch}/messages`, { token: a.token, body: { text: 'pizza tonight?', cmid: 'rx1' } });
+  const id = m.body.message.id;
+  const wa = await connectWs(srv, { token: a.token, label: 'A' });
+  const wb = await connectWs(srv, { token: b.token, label: 'B' });
+  try {
+    const live = wa.waitFor((f) => f.op === 'msg' && f.event === 'reaction', { what: 'the reaction, live' });
+    const ack = await wb.request({ op: 'react', id, emoji: '👍', on: true });
+    assert.equal(ack.op, 'ack', JSON.stringify(ack));
+    assert.equal(ack.seq, m.body.message.seq + 1);
+    const f = await live;
+    assert.deepEqual([f.target, f.emoji, f.on, f.from], [id, '👍', true, b.user.id]);
+    // HTTP, the emoji %-encoded in the path; again: 204 (already so), and no new event
+    const path = (e) => `/v1/messages/${id}/reactions/${encodeURIComponent(e)}`;
+    assert.equal((await api(srv, 'PUT', path('👍'), { token: c.token })).status, 204);
+    assert.equal((await api(srv, 'PUT', path('👍'), { token: c.token })).status, 204);
+    assert.equal((await api(srv, 'PUT', path('🍕'), { token: a.token })).status, 204);
+    let e = await wb.request({ op: 'react', id, emoji: '👍' });
+    assert.equal(e.code, 'conflict', `on by default, and already so: ${JSON.stringify(e)}`);
+    e = await wb.request({ op: 'react', id, emoji: '🍕', on: false });
+    assert.equal(e.code, 'conflict', JSON.stringify(e));
+
+    let h = await api(srv, 'GET', `/v1/channels/${ch}/messages?after_seq=0&limit=1`, { token: c.token });
+    assert.deepEqual(h.body.messages[0].reactions, [
+      { emoji: '👍', count: 2, users: [b.user.id, c.user.id] },
+      { emoji: '🍕', count: 1, users: [a.user.id] },
+    ]);
+    assert.equal(h.body.messages[0].text, 'pizza tonight?');
+    // taken back: the count falls, an emoji nobody holds goes; DELETE again is 204
+    const off = wa.waitFor((y) => y.op === 'msg' && y.event === 'reaction' && y.on === false, { what: 'taken back, live' });
+    assert.equal((await api(srv, 'DELETE', path('🍕'), { token: a.token })).status, 204);
+    assert.equal((await off).emoji, '🍕');
+    assert.equal((await api(srv, 'DELETE', path('🍕'), { token: a.token })).status, 204);
+    h = await api(srv, 'GET', `/v1/channels/${ch}/messages?after_seq=0&limit=1`, { token: c.token });
+    assert.deepEqual(h.body.messages[0].reactions, [{ emoji: '👍', count: 2, users: [b.user.id, c.user.id] }]);
+
+    // who and what: a stranger 404; bad emoji 400; an event or nothing 404
+    assert.equal((await api(srv, 'PUT', path('👍'), { token: x.token })).status, 404);
+    for (const bad of ['a b', 'x'.repeat(33), '%00', '%FF', '%zz']) {
+      const r = await api(srv, 'PUT', `/v1/messages/${id}/reactions/${bad}`, { token: b.token });
+      assert.equal(r.status, 400, `${bad}: ${show(r)}`);
+    }
+    for (const bad of ['', 'a b', 'x'.repeat(33), 5, null]) {
+      const r = await wb.request({ op: 'react', id, emoji: bad });
+      assert.equal(r.code, 'bad_request', `${JSON.stringify(bad)}: ${JSON.stringify(r)}`);
+    }
+    assert.equal((await wb.request({ op: 'react', id, emoji: '👍', on: 'yes' })).code, 'bad_request');
+    assert.equal((await api(srv, 'PUT', `/v1/messages/${ack.id}/reactions/x`, { token: b.token })).status, 404, 'an event');
+    assert.equal((await api(srv, 'PUT', '/v1/messages/424242/reactions/x', { token: b.token })).status, 404);
+    assert.equal((await api(srv, 'PUT', path('👍'))).status, 401);
+
+    // limits: 20 different emoji on one message; the 21st is too_large, nothing stored
+    for (let i = 2; i <= 20; i++) assert.equal((await api(srv, 'PUT', path(`e${i}`), { token: b.token })).status, 204);
+    const big = await api(srv, 'PUT', path('e21'), { token: b.token });
+    assert.equal(big.status, 400, show(big));
+    assert.equal(big.body.error.code, 'too_large');
+    // a flood from one user is rate limited (the message rate limit), answered, never a crash
+    const flood = await Promise.all(Array.from({ length: 200 }, (_, i) => wb.request({ op: 'react', id, emoji: i % 2 ? 'e2' : 'e3', on: i % 4 < 2 })));
+    assert.ok(flood.every((y) => y.op === 'ack' || ['conflict', 'rate_limited'].includes(y.code)), JSON.stringify(flood.find((y) => y.op !== 'ack' && !['conflict', 'rate_limited'].includes(y.code))));
+    // sync replays every reaction event in order, pos consecutive
+    const s = await wa.request({ op: 'sync', after: 0, limit: 500 });
+    for (let i = 1; i < s.messages.length; i++) assert.equal(s.messages[i].pos, s.messages[i - 1].pos + 1);
+    assert.ok(s.messages.filter((y) => y.event === 'reaction').length >= 22);
+    // a delete takes the reactions with it
+    assert.equal((await api(srv, 'DELETE', `/v1/messages/${id}`, { token: a.token })).status, 204);
+    h = await api(srv, 'GET', `/v1/channels/${ch}/messages?after_seq=0&limit=1`, { token: c.token });
+    assert.equal(h.body.messages[0].reactions, undefined);
+    assert.equal((await api(srv, 'PUT', path('👍'), { token: b.token })).status, 404, 'a deleted message takes no reaction');
+  } finally { wa.terminate(); wb.terminate(); }
+});

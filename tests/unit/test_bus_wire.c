@@ -71,7 +71,7 @@ static void test_msg(void)
     check_edges(&b);
     /* A bad event value, a zero pos, a cmid with a NUL are refused. */
     iy_buf_reset(&b);
-    m.m.event = 7;
+    m.m.event = IY_EV_UNREACTED + 1;
     bus_wire_msg(&b, 1, &m, 0);
     CHECK_EQ(bus_wire_decode(b.data, b.len, &w), IY_EPROTO);
     m.m.event = 0;

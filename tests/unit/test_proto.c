@@ -99,6 +99,12 @@ static void test_ops(void)
     CHECK_EQ(parse("{\"op\":\"send\",\"channel\":\"5\",\"text\":\"re\",\"reply_to\":\"76\"}", &r), 0);
     CHECK(r.op == P_SEND && r.reply_to == 76 && r.channel == 5);
     proto_req_clear(&r);
+    CHECK_EQ(parse("{\"op\":\"react\",\"id\":\"77\",\"emoji\":\"\\ud83d\\udc4d\",\"on\":false}", &r), 0);
+    CHECK(r.op == P_REACT && r.id == 77 && r.on == 0 && r.text_len == 4);
+    proto_req_clear(&r);
+    CHECK_EQ(parse("{\"op\":\"react\",\"id\":\"77\",\"emoji\":\"ok\"}", &r), 0);
+    CHECK(r.op == P_REACT && r.on == 1);
+    proto_req_clear(&r);
     CHECK_EQ(parse("{\"op\":\"edit\",\"id\":\"77\",\"text\":\"new\"}", &r), 0);
     CHECK(r.op == P_EDIT && r.id == 77 && r.text_len == 3 && strcmp(r.text, "new") == 0);
     proto_req_clear(&r);
@@ -241,6 +247,10 @@ static void test_errors(void)
     EXPECT_ERR("{\"rid\":\"x\",\"op\":\"edit\",\"id\":\"5\",\"text\":\"\"}", IY_EINVAL, 1);
     EXPECT_ERR("{\"rid\":\"x\",\"op\":\"edit\",\"id\":5,\"text\":\"x\"}", IY_EINVAL, 1);
     EXPECT_ERR("{\"rid\":\"x\",\"op\":\"delete\"}", IY_EINVAL, 1);
+    EXPECT_ERR("{\"rid\":\"x\",\"op\":\"react\",\"id\":\"5\"}", IY_EINVAL, 1);
+    EXPECT_ERR("{\"rid\":\"x\",\"op\":\"react\",\"id\":\"5\",\"emoji\":\"a b\"}", IY_EINVAL, 1);
+    EXPECT_ERR("{\"rid\":\"x\",\"op\":\"react\",\"id\":\"5\",\"emoji\":\"\"}", IY_EINVAL, 1);
+    EXPECT_ERR("{\"rid\":\"x\",\"op\":\"react\",\"id\":\"5\",\"emoji\":\"ok\",\"on\":1}", IY_EINVAL, 1);
     EXPECT_ERR("{\"rid\":\"x\",\"op\":\"send\",\"to\":\"2\",\"text\":\"a\",\"reply_to\":7}", IY_EINVAL, 1);
     EXPECT_ERR("{\"rid\":\"x\",\"op\":\"send\",\"to\":\"2\",\"text\":\"a\",\"reply_to\":\"x\"}", IY_EINVAL, 1);
     EXPECT_ERR("{\"rid\":\"x\",\"op\":\"delete\",\"id\":\"0\"}", IY_EINVAL, 1);
@@ -501,6 +511,21 @@ static void test_encoders(void)
     proto_write_message(&b, &rp);
     CHECK_MEM(b.data, b.len, "{\"id\":\"101\",\"channel\":\"11\",\"seq\":7,\"from\":\"3\",\"text\":\"hi\","
               "\"ts\":1700000000700,\"reply_to\":\"99\",\"reply_seq\":5}");
+    iy_reactions rx = { .n = 1 };
+    strcpy(rx.v[0].emoji, "ok");
+    rx.v[0].n = 2, rx.v[0].users[0] = 3, rx.v[0].users[1] = 4;
+    rp.reactions = &rx;
+    rp.reply_to = 0;
+    iy_buf_reset(&b);
+    proto_write_message(&b, &rp);
+    CHECK_MEM(b.data, b.len, "{\"id\":\"101\",\"channel\":\"11\",\"seq\":7,\"from\":\"3\",\"text\":\"hi\","
+              "\"ts\":1700000000700,\"reactions\":[{\"emoji\":\"ok\",\"count\":2,\"users\":[\"3\",\"4\"]}]}");
+    iy_msg re = { .id = 102, .channel = 11, .seq = 8, .from = 4, .ts = 1700000000800LL, .text = "ok", .text_len = 2,
+                  .event = IY_EV_UNREACTED, .subject = 101 };
+    iy_buf_reset(&b);
+    proto_write_message(&b, &re);
+    CHECK_MEM(b.data, b.len, "{\"id\":\"102\",\"channel\":\"11\",\"seq\":8,\"from\":\"4\",\"text\":\"ok\","
+              "\"ts\":1700000000800,\"event\":\"reaction\",\"target\":\"101\",\"emoji\":\"ok\",\"on\":false}");
     e.event = IY_EV_DELETED, e.text_len = 0;
     iy_buf_reset(&b);
     proto_write_message(&b, &e);

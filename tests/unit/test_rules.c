@@ -2,7 +2,9 @@
  * the id generator (src/model/types.h): pure functions, no store. */
 #include "t.h"
 #include "base/err.h"
+#include "base/alloc.h"
 #include "model/rules.h"
+#include <stdio.h>
 #include <stdlib.h>
 
 static iy_channel group(uint64_t owner, const uint64_t *m, uint32_t n)
@@ -141,6 +143,63 @@ static void test_change(void)
     del.from = 10;
     CHECK_EQ(rules_change(&d, &del, &t, t.ts, &out), 0);
     CHECK_EQ(out.nmembers, 2);
+}
+
+static void test_reactions(void)
+{
+    uint64_t m[] = { 10, 20, 30 };
+    iy_channel c = group(10, m, 3);
+    iy_stored out;
+    iy_msg t = { .id = 900, .channel = 500, .seq = 4, .from = 20, .ts = 1000000 };
+    iy_send on = { .from = 30, .target = 900, .text = "👍", .text_len = strlen("👍"), .cmid = "", .event = IY_EV_REACTED };
+    iy_send off = on;
+    off.event = IY_EV_UNREACTED;
+    CHECK_EQ(rules_send_shape(&on), 0);
+    iy_send bad = on;
+    bad.text_len = 0;
+    CHECK_EQ(rules_send_shape(&bad), IY_EINVAL);
+    bad.text = "0123456789012345678901234567890123", bad.text_len = 33;
+    CHECK_EQ(rules_send_shape(&bad), IY_EINVAL);
+    CHECK_EQ(rules_change(&c, &off, &t, t.ts, &out), IY_ECONFLICT);   /* nothing to take back */
+    CHECK_EQ(rules_change(&c, &on, &t, t.ts + 10 * IY_EDIT_WINDOW_MS, &out), 0);   /* any member, any time */
+    rules_react_apply(&t.reactions, on.text, on.text_len, 30, 1);
+    CHECK(t.reactions && t.reactions->n == 1 && t.reactions->v[0].n == 1);
+    CHECK_EQ(rules_change(&c, &on, &t, t.ts, &out), IY_ECONFLICT);    /* once */
+    on.from = 10;
+    CHECK_EQ(rules_change(&c, &on, &t, t.ts, &out), 0);
+    rules_react_apply(&t.reactions, on.text, on.text_len, 10, 1);
+    CHECK_EQ(t.reactions->v[0].n, 2);
+    on.from = 40;
+    CHECK_EQ(rules_change(&c, &on, &t, t.ts, &out), IY_ENOTFOUND);   /* a non-member */
+    /* encoded and decoded the same */
+    uint8_t buf[sizeof(iy_reactions)];
+    size_t n = iy_reactions_encode(t.reactions, buf);
+    CHECK_EQ(n, iy_reactions_size(t.reactions));
+    int badf = 0;
+    iy_reactions *d = iy_reactions_decode(buf, n, &badf);
+    CHECK(!badf && d && d->n == 1 && d->v[0].n == 2 && d->v[0].users[0] == 30 && d->v[0].users[1] == 10 &&
+          strcmp(d->v[0].emoji, "👍") == 0);
+    iy_free(d);
+    CHECK(iy_reactions_decode(buf, n - 1, &badf) == NULL && badf);   /* truncated */
+    badf = 0;
+    CHECK(iy_reactions_decode((const uint8_t *)"", 0, &badf) == NULL && !badf);
+    /* the limits */
+    char e[16];
+    for (int i = 1; i < IY_REACTIONS_MAX; i++) {
+        snprintf(e, sizeof e, "e%d", i);
+        rules_react_apply(&t.reactions, e, strlen(e), 30, 1);
+    }
+    CHECK_EQ(t.reactions->n, IY_REACTIONS_MAX);
+    iy_send more = { .from = 30, .target = 900, .text = "new", .text_len = 3, .cmid = "", .event = IY_EV_REACTED };
+    CHECK_EQ(rules_change(&c, &more, &t, t.ts, &out), IY_ETOOBIG);
+    /* taking the last one back frees them */
+    rules_react_apply(&t.reactions, "👍", strlen("👍"), 30, 0);
+    rules_react_apply(&t.reactions, "👍", strlen("👍"), 10, 0);
+    for (int i = 1; i < IY_REACTIONS_MAX; i++) {
+        snprintf(e, sizeof e, "e%d", i);
+        rules_react_apply(&t.reactions, e, strlen(e), 30, 0);
+    }
+    CHECK(t.reactions == NULL);
 }
 
 static void test_post_add(void)
@@ -328,6 +387,7 @@ int main(void)
     test_shape();
     test_post_message();
     test_change();
+    test_reactions();
     test_post_add();
     test_post_remove();
     test_post_rename();

@@ -1859,7 +1859,7 @@ static int msg_at(store *s, uint64_t ch, uint64_t seq, iy_msg *m)
     if (rc == 0 && (l.n != 1 || l.v[0].seq != seq)) rc = IY_ENOTFOUND;
     if (rc == 0) {
         *m = l.v[0];
-        l.v[0].text = NULL;
+        memset(&l.v[0], 0, sizeof l.v[0]);   /* m owns its text and reactions now */
     }
     iy_msg_list_clear(&l);
     return rc;
@@ -2030,6 +2030,91 @@ static void test_reply(void)
     CHECK_EQ(store_sync(s, a, 0, 10, &sl, &more), 0);
     CHECK(sl.n >= 3 && sl.v[0].reply_to == 0 && sl.v[1].reply_to == o.msg.id && sl.v[2].reply_to == r1.msg.id);
     iy_msg_list_clear(&sl);
+    done(s);
+}
+
+/* Reactions: one per user per emoji, counted in order; events like edits;
+ * limits; gone with a delete; kept across a reopen and an edit. */
+static int react1(store *s, uint64_t from, uint64_t id, const char *emoji, int on, iy_stored *out)
+{
+    iy_send in = { .from = from, .text = emoji, .text_len = strlen(emoji), .cmid = "",
+                   .event = on ? IY_EV_REACTED : IY_EV_UNREACTED, .target = id };
+    return send_in(s, &in, out);
+}
+
+static void test_reactions(void)
+{
+    store *s = fresh();
+    uint64_t a = mkuser(s, "ann"), b = mkuser(s, "bob"), c = mkuser(s, "cyd"), x = mkuser(s, "xen");
+    iy_channel g;
+    uint64_t two[2] = { b, c };
+    CHECK_EQ(mkgroup(s, a, "g", two, 2, &g), 0);
+    iy_stored o, e;
+    iy_msg m;
+    CHECK_EQ(send1(s, a, g.id, 0, "lunch at noon", "x-1", &o), 0);
+    CHECK_EQ(react1(s, b, o.msg.id, "👍", 1, &e), 0);
+    CHECK_EQ(e.msg.event, IY_EV_REACTED);
+    CHECK_EQ(e.msg.subject, o.msg.id);
+    CHECK_EQ(e.nmembers, 3);
+    CHECK_EQ(react1(s, c, o.msg.id, "👍", 1, &e), 0);
+    CHECK_EQ(react1(s, a, o.msg.id, "🎉", 1, &e), 0);
+    CHECK_EQ(react1(s, b, o.msg.id, "👍", 1, &e), IY_ECONFLICT);     /* once per user per emoji */
+    CHECK_EQ(react1(s, b, o.msg.id, "🎉", 0, &e), IY_ECONFLICT);     /* nothing to take back */
+    CHECK_EQ(react1(s, x, o.msg.id, "👍", 1, &e), IY_ENOTFOUND);     /* a stranger */
+    CHECK_EQ(react1(s, b, 4242, "👍", 1, &e), IY_ENOTFOUND);
+    CHECK_EQ(react1(s, b, e.msg.id, "👍", 1, &e), IY_ENOTFOUND);    /* an event */
+    s = reopen(s);
+    if (msg_at(s, g.id, o.msg.seq, &m) == 0) {
+        CHECK(m.reactions && m.reactions->n == 2);
+        if (m.reactions && m.reactions->n == 2) {
+            CHECK(strcmp(m.reactions->v[0].emoji, "👍") == 0 && m.reactions->v[0].n == 2);
+            CHECK(m.reactions->v[0].users[0] == b && m.reactions->v[0].users[1] == c);
+            CHECK(strcmp(m.reactions->v[1].emoji, "🎉") == 0 && m.reactions->v[1].n == 1);
+        }
+        CHECK_MEM(m.text, m.text_len, "lunch at noon");    /* a reaction keeps the text */
+        iy_msg_clear(&m);
+    } else CHECK(0);
+    /* taken back: the last one of an emoji removes it; an edit keeps the rest */
+    CHECK_EQ(react1(s, a, o.msg.id, "🎉", 0, &e), 0);
+    CHECK_EQ(e.msg.event, IY_EV_UNREACTED);
+    CHECK_EQ(react1(s, b, o.msg.id, "👍", 0, &e), 0);
+    CHECK_EQ(change1(s, a, IY_EV_EDITED, o.msg.id, "lunch at one", &e), 0);
+    if (msg_at(s, g.id, o.msg.seq, &m) == 0) {
+        CHECK(m.reactions && m.reactions->n == 1 && m.reactions->v[0].n == 1 && m.reactions->v[0].users[0] == c);
+        CHECK_MEM(m.text, m.text_len, "lunch at one");
+        iy_msg_clear(&m);
+    } else CHECK(0);
+    /* limits: 20 different emoji per message */
+    char em[IY_REACTIONS_MAX + 1][16];
+    int rc = 0;
+    for (int i = 1; i < IY_REACTIONS_MAX; i++) {
+        snprintf(em[i], sizeof em[i], "e%d", i);
+        rc |= react1(s, b, o.msg.id, em[i], 1, &e);
+    }
+    CHECK_EQ(rc, 0);
+    CHECK_EQ(react1(s, b, o.msg.id, "one-too-many", 1, &e), IY_ETOOBIG);
+    CHECK_EQ(react1(s, c, o.msg.id, "e3", 1, &e), 0);          /* an existing one still takes people */
+    /* many in one round, in order; then a delete takes them all */
+    iy_send many[3] = {
+        { .from = a, .text = "e5", .text_len = 2, .cmid = "", .event = IY_EV_REACTED, .target = o.msg.id },
+        { .from = a, .text = "e5", .text_len = 2, .cmid = "", .event = IY_EV_REACTED, .target = o.msg.id },
+        { .from = a, .text = "e5", .text_len = 2, .cmid = "", .event = IY_EV_UNREACTED, .target = o.msg.id },
+    };
+    store_round *r = round_of(s, many, 3);
+    if (r) {
+        int rcs[3];
+        iy_stored outs[3];
+        post_all(r, many, 3, rcs, outs);
+        CHECK(rcs[0] == 0 && rcs[1] == IY_ECONFLICT && rcs[2] == 0);
+        CHECK_EQ(store_round_commit(r), 0);
+    }
+    CHECK_EQ(change1(s, a, IY_EV_DELETED, o.msg.id, "", &e), 0);
+    CHECK_EQ(react1(s, b, o.msg.id, "👍", 1, &e), IY_ENOTFOUND);    /* deleted */
+    s = reopen(s);
+    if (msg_at(s, g.id, o.msg.seq, &m) == 0) {
+        CHECK(m.deleted && m.reactions == NULL);
+        iy_msg_clear(&m);
+    } else CHECK(0);
     done(s);
 }
 
@@ -2210,6 +2295,7 @@ static void suite(void)
     test_mentions();
     test_edit_delete();
     test_reply();
+    test_reactions();
     test_share_and_presence();
     bench();
 }

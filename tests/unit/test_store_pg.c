@@ -1147,11 +1147,11 @@ static void test_schema_version(void)
     store_free(s);
 
     /* A database of version 1 (push subscriptions without a session, one of
-     * them stored then; no blocks; a message without mentions, edit or
-     * reply state or the index by id) is brought to the newest version at
-     * open; the old subscription reads back with no session, and survives
-     * any logout; blocks work; the old message reads back unedited, not
-     * deleted, replying to nothing. */
+     * them stored then; no blocks; a message without mentions, edit,
+     * reply or reaction state or the index by id) is brought to the newest
+     * version at open; the old subscription reads back with no session, and
+     * survives any logout; blocks work; the old message reads back unedited,
+     * not deleted, replying to nothing, without reactions. */
     admin_sql(url, "DELETE FROM schema_version WHERE version >= 2");
     admin_sql(url, "ALTER TABLE push_subs DROP COLUMN session");
     admin_sql(url, "DROP TABLE blocks");
@@ -1161,7 +1161,7 @@ static void test_schema_version(void)
     admin_sql(url, "ALTER TABLE messages DROP COLUMN mentions");
     admin_sql(url, "DROP INDEX messages_id");
     admin_sql(url, "ALTER TABLE messages DROP COLUMN edited_ms, DROP COLUMN deleted,"
-                   " DROP COLUMN reply_to, DROP COLUMN reply_seq");
+                   " DROP COLUMN reply_to, DROP COLUMN reply_seq, DROP COLUMN reactions");
     admin_sql(url, "INSERT INTO messages (channel_id, seq, id, from_id, subject, event, cmid, body)"
                    " VALUES (4343, 1, 4344, 77, 0, 0, 'c1', 'old text')");
     admin_sql(url, "INSERT INTO push_subs (id, user_id, kind, device, url, p256dh, auth, secret)"
@@ -1180,7 +1180,7 @@ static void test_schema_version(void)
     CHECK_EQ(store_history(s, 4343, UINT64_MAX, 0, 10, &ml), 0);
     CHECK(ml.n == 1 && ml.v[0].id == 4344 && strcmp(ml.v[0].text, "old text") == 0);
     CHECK(ml.n == 1 && ml.v[0].edited_ms == 0 && !ml.v[0].deleted && ml.v[0].nmentions == 0);
-    CHECK(ml.n == 1 && ml.v[0].reply_to == 0 && ml.v[0].reply_seq == 0);
+    CHECK(ml.n == 1 && ml.v[0].reply_to == 0 && ml.v[0].reply_seq == 0 && ml.v[0].reactions == NULL);
     iy_msg_list_clear(&ml);
     CHECK(admin_sql(url, "SELECT count(*) FROM pg_indexes WHERE indexname = 'messages_id'") == 1);
     iy_user ua, ub;

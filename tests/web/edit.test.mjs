@@ -145,3 +145,40 @@ test('reply: Reply on a message quotes it above the composer; the reply shows th
   await A.context.close();
   await B.context.close();
 });
+
+test('reactions: React offers a few, the chip counts people and toggles mine; live on both sides and after a reload', async () => {
+  const A = await newPerson(browser, server);
+  const B = await newPerson(browser, server);
+  const a = uname('tia'), b = uname('ugo');
+  await signUp(A.page, a, 'Tia');
+  await signUp(B.page, b, 'Ugo');
+  await openDirect(A.page, b);
+  await send(A.page, 'shall we?');
+  await waitForText(A.page, 'shall we?');
+  await openChat(B.page, 'Tia');
+  await waitForText(B.page, 'shall we?');
+
+  await msgLi(B.page, 'shall we?').getByRole('button', { name: 'React to this message' }).click();
+  await B.page.getByRole('button', { name: 'React with 👍' }).click();
+  const chipA = msgLi(A.page, 'shall we?').locator('.reaction', { hasText: '👍' });
+  await chipA.locator('.count', { hasText: '1' }).waitFor();
+  assert.equal(await chipA.getAttribute('aria-pressed'), 'false', 'not mine');
+  await chipA.click();
+  await chipA.locator('.count', { hasText: '2' }).waitFor();
+  await A.page.locator('#msgs li.msg .reaction[aria-pressed="true"]', { hasText: '👍' }).waitFor();
+  const chipB = msgLi(B.page, 'shall we?').locator('.reaction', { hasText: '👍' });
+  await chipB.locator('.count', { hasText: '2' }).waitFor();
+  await chipB.click();   // Ugo takes his back
+  await chipA.locator('.count', { hasText: '1' }).waitFor();
+  assert.equal(await B.page.locator('#chat-list .badge.unread').count(), 0, 'a reaction is no unread message');
+
+  await B.page.reload();
+  await openChat(B.page, 'Tia');
+  const again = msgLi(B.page, 'shall we?').locator('.reaction', { hasText: '👍' });
+  await again.locator('.count', { hasText: '1' }).waitFor();
+  assert.equal(await again.getAttribute('aria-pressed'), 'false');
+  assert.deepEqual(await texts(B.page), ['shall we?'], 'reactions add no message');
+  assert.deepEqual([...A.page.errors, ...B.page.errors], []);
+  await A.context.close();
+  await B.context.close();
+});

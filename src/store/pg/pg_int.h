@@ -209,9 +209,9 @@ int pgs__q_session(pgs_conn *pc, const uint8_t h[32], uint64_t *user, char devic
 /* The columns pgs__msg_decode reads, in its order (messages AS m). */
 #define PGS_MSG_COLS \
     "m.channel_id, m.seq, m.id, m.from_id, m.subject, m.event, m.cmid, m.body, m.mentions," \
-    " m.edited_ms, m.deleted, m.reply_to, m.reply_seq"
+    " m.edited_ms, m.deleted, m.reply_to, m.reply_seq, m.reactions"
 /* Decodes message row `row` of r (columns from col: PGS_MSG_COLS) into m
- * (text malloc'd): 0, IY_EIO. */
+ * (text and reactions malloc'd: iy_msg_clear it either way): 0, IY_EIO. */
 int pgs__msg_decode(const PGresult *r, int row, int col, iy_msg *m);
 
 /* Creates or upgrades the schema (pg_schema.c) before deadline: 0,

@@ -73,6 +73,14 @@ int pgs__msg_decode(const PGresult *r, int row, int col, iy_msg *m)
     m->deleted = pgs__r_bool(r, row, col + 10);
     m->reply_to = pgs__r_i64(r, row, col + 11);
     m->reply_seq = pgs__r_i64(r, row, col + 12);
+    const uint8_t *rb = (const uint8_t *)pgs__r_bytes(r, row, col + 13, &n);
+    int bad = 0;
+    m->reactions = iy_reactions_decode(rb, n, &bad);
+    if (bad) {
+        iy_log("store: postgresql: message %llu of channel %llu: malformed reactions (%zu bytes)",
+               (unsigned long long)m->id, (unsigned long long)m->channel, n);
+        return IY_EIO;
+    }
     return 0;
 }
 

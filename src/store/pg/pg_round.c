@@ -39,17 +39,19 @@
  * answered: hot rows, not an outage): nothing is acknowledged before the
  * commit, so the round waits its turn again instead of failing its sends.
  *
- * Messages changed by the sends (edits, deletes) or replied to (r->targets;
- * a reply's target is only read: its seq, and rules_reply). Before the
- * load, target_locate finds each one's channel by id alone (T0: the
- * messages_id index, an unlocked implicit transaction of its own, before
- * the round's BEGIN: a message never moves channel), so that the channel
- * joins L1's locks. After the load, inside the round's transaction and
- * under those locks, targets_load reads their current state in one
- * statement (T1): every writer of a message row is a round holding its
- * channel's lock, so the state read stays current until the commit. One
- * extra round trip per target, and one per round that has any: rare for
- * edits and deletes, but every reply pays them (T0's 16 probes included).
+ * Messages changed by the sends (edits, deletes, reactions) or replied to
+ * (r->targets; a reply's target is only read: its seq, and rules_reply).
+ * Before the load, target_locate finds each one's channel by id alone (T0:
+ * the messages_id index, an unlocked implicit transaction of its own,
+ * before the round's BEGIN: a message never moves channel), so that the
+ * channel joins L1's locks. After the load, inside the round's transaction
+ * and under those locks, targets_load reads their current state in one
+ * statement (T1: the whole row, body and reactions included, which the
+ * round then owns, round_put_target): every writer of a message row is a
+ * round holding its channel's lock, so the state read stays current until
+ * the commit. One extra round trip per target, and one per round that has
+ * any: rare for edits and deletes, but every reaction and reply pays them
+ * (T0's 16 probes included).
  *
  * Commit: one exchange, every write as one multi-row statement over
  * unnest() of binary arrays, then COMMIT (synchronous_commit on):
@@ -65,7 +67,9 @@
  *   C10 cmids             C11 the senders' read state (forward only)
  *   C12 push notes: one per subscription of each pushed user, collapsing
  *       into the pending note of the same (subscription, channel)
- *   C13 the changed messages (targets): body, mentions, edited_ms, deleted
+ *   C13 the changed messages (targets): body, mentions, edited_ms, deleted,
+ *       reactions (each as the round leaves it: a reaction keeps the
+ *       loaded body, T1 reads it for that)
  *   C14 this node's last id          COMMIT
  *
  * The updates join their target to unnest() of the keys and also name the
@@ -197,9 +201,10 @@ static const char SQL_T1[] =
     "SELECT t.i, " PGS_MSG_COLS " FROM unnest($1::int8[], $2::int8[], $3::int8[]) AS t(ch, id, i),"
     " LATERAL (SELECT * FROM messages WHERE channel_id = t.ch AND id = t.id AND event = 0 LIMIT 1) AS m";
 static const char SQL_C13[] =
-    "UPDATE messages AS m SET body = t.body, mentions = t.ment, edited_ms = t.ed, deleted = t.del"
-    " FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::bytea[], $5::bytea[], $6::int8[], $7::bool[])"
-    " AS t(ch, seq, id, body, ment, ed, del)"
+    "UPDATE messages AS m SET body = t.body, mentions = t.ment, edited_ms = t.ed, deleted = t.del,"
+    " reactions = t.reac"
+    " FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::bytea[], $5::bytea[], $6::int8[], $7::bool[],"
+    " $8::bytea[]) AS t(ch, seq, id, body, ment, ed, del, reac)"
     " WHERE m.channel_id = t.ch AND m.seq = t.seq AND m.id = t.id"
     " AND m.channel_id = ANY ($1::int8[]) AND m.seq = ANY ($2::int8[])";
 
@@ -423,7 +428,7 @@ int pgs__round_load(store *st, store_round *r)
     return rc == IY_ECONFLICT ? IY_EUNAVAIL : rc;
 }
 
-/* ---- targets (edits, deletes, replies) --------------------------------------- */
+/* ---- targets (edits, deletes, reactions, replies) --------------------------------------- */
 
 int pgs__target_locate(store *st, uint64_t id, uint64_t *channel)
 {
@@ -516,13 +521,14 @@ enum { A_C1_ID, A_C1_A, A_C1_B, A_C1_SEQ,
        A_I_U, A_I_POS, A_I_CH, A_I_SEQ, A_H_U, A_H_POS,
        A_K_U, A_K_CMID, A_K_CH, A_K_SEQ, A_K_ID, A_K_POS,
        A_R_U, A_R_CH, A_R_SEQ, A_P_U, A_P_CH, A_P_MSG, A_P_FROM, A_P_PREVIEW,
-       A_T_CH, A_T_SEQ, A_T_ID, A_T_BODY, A_T_MENT, A_T_ED, A_T_DEL, A_COUNT };
+       A_T_CH, A_T_SEQ, A_T_ID, A_T_BODY, A_T_MENT, A_T_ED, A_T_DEL, A_T_REAC, A_COUNT };
 
 static const uint32_t arr_oid[A_COUNT] = {
     [A_C3_NAME] = PGS_OID_TEXT, [A_C3_OFF] = PGS_OID_INT4, [A_C3_N] = PGS_OID_INT4,
     [A_M_EV] = PGS_OID_INT2, [A_M_CMID] = PGS_OID_TEXT, [A_M_BODY] = PGS_OID_BYTEA, [A_M_MENT] = PGS_OID_BYTEA,
     [A_K_CMID] = PGS_OID_TEXT, [A_P_PREVIEW] = PGS_OID_BYTEA,
     [A_T_BODY] = PGS_OID_BYTEA, [A_T_MENT] = PGS_OID_BYTEA, [A_T_DEL] = PGS_OID_BOOL,
+    [A_T_REAC] = PGS_OID_BYTEA,
 };
 
 static void arr_i32(pgs_arr *a, uint32_t v)
@@ -654,7 +660,8 @@ static void build_messages(pgs_arr *a, const store_round *r)
 }
 
 /* Fills the target arrays (C13): every message the round changed, as it
- * is after the round (deleted: no text, no mentions). */
+ * is after the round (deleted: no text, no mentions, no reactions; its
+ * reactions: '' when none). */
 static void build_targets(pgs_arr *a, const store_round *r)
 {
     for (size_t i = 0; i < r->ntargets; i++) {
@@ -668,6 +675,13 @@ static void build_targets(pgs_arr *a, const store_round *r)
         arr_mentions(&a[A_T_MENT], &t->m);
         pgs__arr_i64(&a[A_T_ED], (uint64_t)t->m.edited_ms);
         pgs__arr_bytes(&a[A_T_DEL], &del, 1);
+        if (t->m.reactions) {
+            uint8_t *reac = iy_malloc(iy_reactions_size(t->m.reactions));
+            pgs__arr_bytes(&a[A_T_REAC], reac, iy_reactions_encode(t->m.reactions, reac));
+            iy_free(reac);
+        } else {
+            pgs__arr_bytes(&a[A_T_REAC], "", 0);
+        }
     }
 }
 
@@ -703,7 +717,7 @@ int pgs__round_commit(store *st, store_round *r)
     static const int c9[] = { A_H_U, A_H_POS };
     static const int c10[] = { A_K_U, A_K_CMID, A_K_CH, A_K_SEQ, A_K_ID, A_K_POS };
     static const int c11[] = { A_R_U, A_R_CH, A_R_SEQ };
-    static const int c13[] = { A_T_CH, A_T_SEQ, A_T_ID, A_T_BODY, A_T_MENT, A_T_ED, A_T_DEL };
+    static const int c13[] = { A_T_CH, A_T_SEQ, A_T_ID, A_T_BODY, A_T_MENT, A_T_ED, A_T_DEL, A_T_REAC };
     pgs_pipe p;
     pgs__pipe_begin(&p, &s->conn, pgs__deadline());
     add_arrays(&p, SQL_C1, a, c1, 4);
@@ -727,7 +741,7 @@ int pgs__round_commit(store *st, store_round *r)
         pgs__p_i64(&pp, (uint64_t)pgs__wall_ms());
         pgs__pipe_add(&p, SQL_C12, &pp);
     }
-    add_arrays(&p, SQL_C13, a, c13, 7);
+    add_arrays(&p, SQL_C13, a, c13, 8);
     pgs__add_last_id(&p, s);
     int qc = pgs__pipe_add(&p, SQL_COMMIT, NULL);
     int rc = pgs__pipe_run(&p);

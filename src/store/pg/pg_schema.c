@@ -42,9 +42,12 @@
  *                  edits and deletes (the EDITED/DELETED events are rows of
  *                  their own); .reply_to, .reply_seq (version 4): the id and
  *                  seq of the message of its channel a plain message replies
- *                  to (0: none); messages_id, an index on id, finds a message
- *                  by id (edit and reply targets; a partitioned index: one
- *                  probe per partition)
+ *                  to (0: none); .reactions (version 4): a plain message's
+ *                  reactions, iy_reactions_encode ('': none; the
+ *                  REACTED/UNREACTED events are rows of their own);
+ *                  messages_id, an index on id, finds a message by id
+ *                  (edit, reaction and reply targets; a partitioned
+ *                  index: one probe per partition)
  *   settings       name PK, value bytea
  *   nodes          num PK (0..1023), name UNIQUE, lease_until, last_id
  *
@@ -85,11 +88,11 @@
  *                               memory). Channel and head rows are few and
  *                               hot; their locks are taken by index probes.
  *   user_pos, is_member, read   one PK probe each (d pages, cached).
- *   edit / delete / reply       locating the target by id: one probe of
- *                               messages_id in each of the 16 partitions
+ *   edit / delete / react /     locating the target by id: one probe of
+ *   reply                       messages_id in each of the 16 partitions
  *                               (the channel is not known yet); loading and
- *                               (edit, delete) rewriting it: one probe of
- *                               its partition.
+ *                               (edit, delete, react) rewriting it: one
+ *                               probe of its partition.
  *   push take                   the due index (push_notes is small: rows
  *                               live until delivered).
  *   user_channels               one range scan of channel_members(user_id).
@@ -178,14 +181,16 @@ static const char *const M3[] = {
 /* Version 4: messages can be edited and deleted (IY_EV_EDITED, _DELETED):
  * the changed message's state, and the index that finds a message by id
  * (store_round_begin locates a target by id alone); a plain message may
- * reply to an earlier one of its channel (its id and seq; 0: none). The index is built
+ * reply to an earlier one of its channel (its id and seq; 0: none) and
+ * carry reactions (IY_EV_REACTED, _UNREACTED). The index is built
  * without the statement timeout; a large existing table should get it
  * beforehand (docs/DEPLOY.md: CREATE INDEX CONCURRENTLY), since the open
  * still gives up after its deadline. */
 static const char *const M4[] = {
     "ALTER TABLE messages ADD COLUMN edited_ms int8 NOT NULL DEFAULT 0,"
     " ADD COLUMN deleted bool NOT NULL DEFAULT false,"
-    " ADD COLUMN reply_to int8 NOT NULL DEFAULT 0, ADD COLUMN reply_seq int8 NOT NULL DEFAULT 0",
+    " ADD COLUMN reply_to int8 NOT NULL DEFAULT 0, ADD COLUMN reply_seq int8 NOT NULL DEFAULT 0,"
+    " ADD COLUMN reactions bytea NOT NULL DEFAULT ''",
     "SET LOCAL statement_timeout = 0",
     "CREATE INDEX IF NOT EXISTS messages_id ON messages (id)",
     NULL

@@ -19,10 +19,11 @@ enum {
 
 #define MSG_EV_STATE 0xFFu /* format 4: the event byte of a plain message that was edited or
                               deleted or replies: state u8 (MSG_S_*), [edited ms u64],
-                              [reply_to u64, reply_seq u64], n u8, n mentions */
+                              [reply_to u64, reply_seq u64], [reactions], n u8, n mentions */
 #define MSG_S_EDITED 1u
 #define MSG_S_DELETED 2u
 #define MSG_S_REPLY 4u
+#define MSG_S_REACTIONS 8u /* then len u16 + iy_reactions_encode */
 
 /* Keys: type byte followed by one or two big-endian u64. */
 static inline size_t key1(uint8_t *k, int type, uint64_t a)

@@ -143,9 +143,9 @@ int rocks_round_load(store *st, store_round *r)
 static void put_record(rocksdb_writebatch_t *wb, const iy_msg *m, const char *text, size_t text_len)
 {
     size_t cl = strlen(m->cmid);
-    uint8_t mk[17], hdr[8 + 8 + 1 + IY_CMID_MAX + 1 + 1 + 8 + 16 + 1 + 8 * IY_MENTIONS_MAX];
+    uint8_t mk[17], hdr[8 + 8 + 1 + IY_CMID_MAX + 1 + 1 + 8 + 16 + 2 + sizeof(iy_reactions) + 1 + 8 * IY_MENTIONS_MAX];
     wr w = { hdr, 0 };
-    int state = m->event == IY_EV_NONE && (m->edited_ms || m->deleted || m->reply_to);
+    int state = m->event == IY_EV_NONE && (m->edited_ms || m->deleted || m->reply_to || m->reactions);
     wr_u64(&w, m->id);
     wr_u64(&w, m->from);
     wr_u8(&w, (unsigned)cl | (m->event != IY_EV_NONE || m->nmentions || state ? MSG_F_EVENT : 0));
@@ -156,11 +156,17 @@ static void put_record(rocksdb_writebatch_t *wb, const iy_msg *m, const char *te
     } else if (state) {
         /* Format 4: an edited, deleted or replying message's block: its state, then its mentions. */
         wr_u8(&w, MSG_EV_STATE);
-        wr_u8(&w, (m->edited_ms ? MSG_S_EDITED : 0) | (m->deleted ? MSG_S_DELETED : 0) | (m->reply_to ? MSG_S_REPLY : 0));
+        wr_u8(&w, (m->edited_ms ? MSG_S_EDITED : 0) | (m->deleted ? MSG_S_DELETED : 0) | (m->reply_to ? MSG_S_REPLY : 0) |
+                      (m->reactions ? MSG_S_REACTIONS : 0));
         if (m->edited_ms) wr_u64(&w, (uint64_t)m->edited_ms);
         if (m->reply_to) {
             wr_u64(&w, m->reply_to);
             wr_u64(&w, m->reply_seq);
+        }
+        if (m->reactions) {
+            size_t rl = iy_reactions_encode(m->reactions, hdr + w.n + 2);
+            wr_u16(&w, (unsigned)rl);
+            w.n += rl;
         }
         wr_u8(&w, m->nmentions);
         for (uint32_t i = 0; i < m->nmentions; i++) wr_u64(&w, m->mentions[i]);
@@ -312,6 +318,11 @@ static int msg_decode(const char *v, size_t vl, uint64_t channel, uint64_t seq, 
                 m->reply_to = rd_u64(&r);
                 m->reply_seq = rd_u64(&r);
             }
+            if (st & MSG_S_REACTIONS) {
+                size_t rl = rd_u16(&r);
+                const uint8_t *rp = rd_mem(&r, rl);
+                if (rp) m->reactions = iy_reactions_decode(rp, rl, &r.bad);
+            }
         }
         if (m->event != IY_EV_NONE) {
             m->subject = rd_u64(&r);
@@ -321,7 +332,11 @@ static int msg_decode(const char *v, size_t vl, uint64_t channel, uint64_t seq, 
             for (uint32_t i = 0; !r.bad && i < m->nmentions; i++) m->mentions[i] = rd_u64(&r);
         }
     }
-    if (r.bad) return rocks_corrupt("message");
+    if (r.bad) {
+        iy_free(m->reactions);
+        m->reactions = NULL;
+        return rocks_corrupt("message");
+    }
     m->ts = iy_id_ts(m->id);
     m->text = iy_strndup((const char *)r.p, r.n);
     m->text_len = r.n;
