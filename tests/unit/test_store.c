@@ -1972,6 +1972,33 @@ static void test_edit_delete(void)
         CHECK(m.deleted && m.text_len == 0 && m.edited_ms > 0);
         iy_msg_clear(&m);
     } else CHECK(0);
+    /* every message of a many-message round is found by its id (one index record per round),
+     * events of the round in between do not get in the way */
+    {
+        iy_send many[6] = {
+            { .from = a, .to = b, .text = "r1", .text_len = 2, .cmid = "m-1" },
+            { .from = c, .channel = g.id, .text = "r2", .text_len = 2, .cmid = "m-2" },
+            { .from = a, .channel = g.id, .text = "n", .text_len = 1, .cmid = "", .event = IY_EV_RENAMED },
+            { .from = b, .to = a, .text = "r3", .text_len = 2, .cmid = "m-3" },
+            { .from = b, .channel = g.id, .text = "r4", .text_len = 2, .cmid = "m-4" },
+            { .from = a, .to = c, .text = "r5", .text_len = 2, .cmid = "m-5" },
+        };
+        store_round *rr = round_of(s, many, 6);
+        int rcs[6];
+        iy_stored outs[6];
+        if (rr) {
+            post_all(rr, many, 6, rcs, outs);
+            CHECK_EQ(store_round_commit(rr), 0);
+            for (int i = 0; i < 6; i++) {
+                CHECK_EQ(rcs[i], 0);
+                if (i == 2) continue;
+                CHECK_EQ(change1(s, many[i].from, IY_EV_EDITED, outs[i].msg.id, "found", &e), 0);
+            }
+            CHECK_EQ(change1(s, a, IY_EV_EDITED, outs[2].msg.id, "an event", &e), IY_ENOTFOUND);
+            CHECK_EQ(change1(s, a, IY_EV_EDITED, outs[5].msg.id + 1, "between", &e), IY_ENOTFOUND);
+        }
+    }
+
     /* a removed member can no longer change its messages */
     CHECK_EQ(send1(s, b, g.id, 0, "bob was here", "e-3", &o), 0);
     CHECK_EQ(event1(s, a, g.id, IY_EV_MEMBER_REMOVED, b, "", &e), 0);

@@ -26,7 +26,8 @@
  *                                         0xFF + state u8 + [edited ms u64] + [reply_to
  *                                         u64 + reply_seq u64] + n u8 + ids: a message that
  *                                         replies, or was edited or deleted (rewritten in place))
- *   'i' id                                channel u64, seq u64  a plain message by id (format 4)
+ *   'i' first id                          (id u64, channel u64, seq u64) * n: the plain
+ *                                         messages of one round by id, in id order (format 4)
  *   'I' user pos                          channel u64, seq u64 (a reference, never the text)
  *   'C' user cmid                         channel u64, seq u64, id u64, sender pos u64
  *   'R' user channel                      read seq u64

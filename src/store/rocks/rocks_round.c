@@ -189,13 +189,6 @@ static void put_msg(rocksdb_writebatch_t *wb, const round_msg *rm)
     size_t cl = strlen(m->cmid);
     uint8_t k[1 + 8 + IY_CMID_MAX];
     put_record(wb, m, rm->text, rm->text_len);
-    if (m->event == IY_EV_NONE) {
-        /* Format 4: the message by id, for edits and deletes. */
-        uint8_t iv[16];
-        put64(iv, m->channel);
-        put64(iv + 8, m->seq);
-        rocksdb_writebatch_put(wb, (const char *)k, key1(k, K_MSGID, m->id), (const char *)iv, 16);
-    }
 
     for (uint32_t i = 0; i < rm->n; i++) {
         uint8_t iv[16];
@@ -227,6 +220,33 @@ static void put_msg(rocksdb_writebatch_t *wb, const round_msg *rm)
         memcpy(k + 9, m->cmid, cl);
         rocksdb_writebatch_put(wb, (const char *)k, 9 + cl, (const char *)cv, 32);
     }
+}
+
+/* Format 4: the round's plain messages by id, for edits, deletes,
+ * reactions and replies: ONE record per round, 'i' + the round's first such
+ * id -> (id, channel, seq) * n in id order (appends take ids in order).
+ * Rounds never share ids, so the record holding an id is the one with the
+ * greatest first id <= it (msg_locate). One key per message cost direct-full
+ * ~10 % (A/B in docs/BENCHMARKS.md); one per round costs a copy. */
+static void put_id_index(rocksdb_writebatch_t *wb, const store_round *r)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->nmsgs; i++) n += r->msgs[i].m.event == IY_EV_NONE;
+    if (n == 0) return;
+    uint8_t *v = iy_malloc(24 * n), k[9];
+    uint64_t first = 0;
+    n = 0;
+    for (size_t i = 0; i < r->nmsgs; i++) {
+        const iy_msg *m = &r->msgs[i].m;
+        if (m->event != IY_EV_NONE) continue;
+        if (!first) first = m->id;
+        put64(v + 24 * n, m->id);
+        put64(v + 24 * n + 8, m->channel);
+        put64(v + 24 * n + 16, m->seq);
+        n++;
+    }
+    rocksdb_writebatch_put(wb, (const char *)k, key1(k, K_MSGID, first), (const char *)v, 24 * n);
+    iy_free(v);
 }
 
 /* Created and changed channels into wb (and, once committed, the cache). */
@@ -265,6 +285,7 @@ int rocks_round_commit(store *st, store_round *r)
     iy_kv_clear(&s->ovl);
     put_channels(s, r, 0);
     for (size_t i = 0; i < r->nmsgs; i++) put_msg(s->wb, &r->msgs[i]);
+    put_id_index(s->wb, r);
     for (size_t i = 0; i < r->ntargets; i++)
         if (r->targets[i].changed) put_record(s->wb, &r->targets[i].m, r->targets[i].text, r->targets[i].text_len);
     for (size_t i = 0; rc == 0 && i < r->npush; i++) {
@@ -484,20 +505,42 @@ int rocks_channel_last(store *st, uint64_t channel, iy_msg *out)
 
 /* ---- messages by id (edits and deletes) ------------------------------------ */
 
-/* The channel and seq of message id ('i'): 0, IY_ENOTFOUND, IY_EIO. */
+/* The channel and seq of message id (the 'i' record of its round, found
+ * by seeking to the greatest first id <= id, then a binary search in it):
+ * 0, IY_ENOTFOUND, IY_EIO. */
 static int msg_locate(rocks *s, uint64_t id, uint64_t *channel, uint64_t *seq)
 {
-    uint8_t k[9];
-    char *v;
-    size_t vl;
-    int rc = rocks_get(s, k, key1(k, K_MSGID, id), &v, &vl);
-    if (rc <= 0) return rc ? rc : IY_ENOTFOUND;
-    if (vl == 16) {
-        *channel = get64((const uint8_t *)v);
-        *seq = get64((const uint8_t *)v + 8);
+    rview rv = rocks_view(s);
+    uint8_t lo[1] = { K_MSGID }, target[9];
+    rocksdb_iterator_t *it = rocks_scan_open(&rv, lo, 1, NULL, 0);
+    rocksdb_iter_seek_for_prev(it, (const char *)target, key1(target, K_MSGID, id));
+    int rc = IY_ENOTFOUND;
+    if (rocksdb_iter_valid(it)) {
+        size_t kl, vl;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
+        if (kl == 9 && k[0] == K_MSGID) {
+            if (vl % 24 != 0 || vl == 0) {
+                rc = rocks_corrupt("message index");
+            } else {
+                size_t a = 0, b = vl / 24;
+                while (a < b) {
+                    size_t mid = a + (b - a) / 2;
+                    uint64_t x = get64(v + 24 * mid);
+                    if (x == id) {
+                        *channel = get64(v + 24 * mid + 8);
+                        *seq = get64(v + 24 * mid + 16);
+                        rc = 0;
+                        break;
+                    }
+                    if (x < id) a = mid + 1;
+                    else b = mid;
+                }
+            }
+        }
     }
-    rocksdb_free(v);
-    return vl == 16 ? 0 : rocks_corrupt("message index");
+    int rc2 = rocks_scan_close(it);
+    return rc2 ? rc2 : rc;
 }
 
 int rocks_target_locate(store *st, uint64_t id, uint64_t *channel)
@@ -546,8 +589,10 @@ int rocks_build_msgid_index(rocks *s)
             break;
         }
         if (event != IY_EV_NONE) continue;   /* events are never changed */
-        uint8_t ik[9];
-        rocksdb_writebatch_put(wb, (const char *)ik, key1(ik, K_MSGID, id), (const char *)k + 1, 16);
+        uint8_t ik[9], iv[24];   /* a record of one message (see put_id_index) */
+        put64(iv, id);
+        memcpy(iv + 8, k + 1, 16);
+        rocksdb_writebatch_put(wb, (const char *)ik, key1(ik, K_MSGID, id), (const char *)iv, 24);
         if (rocksdb_writebatch_count(wb) >= 10000) {
             if ((rc = rocks_write(s, wb, 0)) != 0) wb = NULL;
             else wb = rocksdb_writebatch_create();
