@@ -37,9 +37,15 @@ try {
       await api(server, 'PUT', `/v1/friends/${sa.user.id}`, { token: s.token });
     }
     const g = (await api(server, 'POST', '/v1/groups', { token: sa.token, body: { name: 'Weekend trip 🏕️', members: [bob.user.id, carol.user.id] } })).data;
+    let drive = null;
     if (g && g.channel) {
-      await api(server, 'POST', `/v1/channels/${g.channel.id}/messages`, { token: bob.token, body: { text: 'I can drive. Leaving at 8?' } });
+      drive = (await api(server, 'POST', `/v1/channels/${g.channel.id}/messages`, { token: bob.token, body: { text: 'I can drive. Leaving at 8?' } })).data.message;
       await api(server, 'POST', `/v1/channels/${g.channel.id}/messages`, { token: carol.token, body: { text: 'Bringing the tent ⛺ and snacks' } });
+      // message features: an edit, a reaction, a deleted message
+      await api(server, 'PATCH', `/v1/messages/${drive.id}`, { token: bob.token, body: { text: 'I can drive. Leaving at 8:30?' } });
+      await api(server, 'PUT', `/v1/messages/${drive.id}/reactions/${encodeURIComponent('👍')}`, { token: carol.token });
+      const oops = (await api(server, 'POST', `/v1/channels/${g.channel.id}/messages`, { token: carol.token, body: { text: 'wrong chat, sorry' } })).data.message;
+      await api(server, 'DELETE', `/v1/messages/${oops.id}`, { token: carol.token });
     }
     // Bob is online in his own browser
     const B = await newPerson(browser, server);
@@ -66,8 +72,15 @@ try {
     if (g && g.channel) {
       if (name === 'phone') await A.page.getByRole('button', { name: 'Back to conversations' }).click();
       await openChat(A.page, 'Weekend trip');
-      await send(A.page, 'Great, see you both at 8 🚗');
+      const driveLi = A.page.locator('#msgs li.msg[data-seq]', { hasText: 'Leaving at 8:30' }).first();
+      await driveLi.getByRole('button', { name: 'Reply to this message' }).click();
+      await A.page.getByLabel('Message', { exact: true }).fill('Great, see you both at 8:30 🚗');
+      await shot(A.page, `${name}-reply`);
+      await A.page.getByLabel('Message', { exact: true }).press('Enter');
       await waitForText(A.page, 'see you both');
+      await driveLi.getByRole('button', { name: 'React to this message' }).click();
+      await A.page.getByRole('button', { name: 'React with ❤️' }).click();
+      await driveLi.locator('.reaction', { hasText: '❤️' }).waitFor();
       await shot(A.page, `${name}-group`);
       await A.page.getByRole('button', { name: 'Members' }).click();
       await A.page.locator('#member-list li').nth(2).waitFor();
