@@ -462,7 +462,7 @@ function renderDays() {
     if (!ts) continue;
     const day = new Date(ts).toDateString();
     if (day === last) continue;
-    msgs.insertBefore(el('li', { class: 'day', role: 'separator', text: dayLabel(ts) }), li);
+    msgs.insertBefore(el('li', { class: 'day', text: dayLabel(ts) }), li);   // a list item (axe: no other role in a list)
     last = day;
   }
 }
@@ -507,11 +507,13 @@ function messageEl(m) {
 /** the quote of the message m replies to: its author and first words, from the cache or asked
  * from the server (around its seq); a click jumps to it */
 function quoteEl(m) {
-  const q = el('button', { type: 'button', class: 'quote', 'aria-label': 'Go to the message this replies to' });
+  // its name is what it shows, after "In reply to" for screen readers; the title says what a click does
+  const q = el('button', { type: 'button', class: 'quote', title: 'Go to the message this replies to' });
   const fill = (o) => {
     q.textContent = '';
+    q.append(el('span', { class: 'sr-only', text: 'In reply to ' }));
     if (!o) { q.append(el('span', { class: 'quote-text', text: 'Original message not found' })); return; }
-    q.append(el('span', { class: 'who', text: nameOf(o.from) }),
+    q.append(el('span', { class: 'who', text: nameOf(o.from) }), el('span', { class: 'sr-only', text: ': ' }),
       el('span', { class: 'quote-text', text: o.deleted ? 'This message was deleted' : o.text.slice(0, 100) }));
   };
   const cache = cacheOf(m.channel);
@@ -649,7 +651,7 @@ function startEdit(m, li) {
   };
   box.addEventListener('keydown', (ev) => {
     if (ev.key === 'Enter' && !ev.shiftKey) { ev.preventDefault(); save(); }
-    else if (ev.key === 'Escape') { ev.preventDefault(); done(); }
+    else if (ev.key === 'Escape') { ev.preventDefault(); ev.stopPropagation(); done(); }   // not the phone's "close the chat"
   });
   bubble.replaceWith(el('div', { class: 'bubble editing' }, box,
     el('div', { class: 'edit-actions' },

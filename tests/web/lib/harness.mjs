@@ -113,9 +113,10 @@ export async function launchBrowser() {
 export const PHONE = { width: 390, height: 844 };
 export const DESKTOP = { width: 1280, height: 800 };
 
-/** a new browser context (one "person") with a page on the server's /; `permissions` are granted to it */
-export async function newPerson(browser, server, { viewport = DESKTOP, mobile = false, permissions } = {}) {
-  const context = await browser.newContext({ viewport, isMobile: mobile, hasTouch: mobile, deviceScaleFactor: 1 });
+/** a new browser context (one "person") with a page on the server's /; `permissions` are granted
+ * to it; `bypassCSP` only for injecting a test tool (axe-core) into the page */
+export async function newPerson(browser, server, { viewport = DESKTOP, mobile = false, permissions, bypassCSP = false } = {}) {
+  const context = await browser.newContext({ viewport, isMobile: mobile, hasTouch: mobile, deviceScaleFactor: 1, bypassCSP });
   if (permissions) await context.grantPermissions(permissions, { origin: server.url });
   context.setDefaultTimeout(10000);
   const page = await context.newPage();
