@@ -229,6 +229,7 @@ function ingest(m, { fromHistory = false } = {}) {
   if (isNew) {
     c.last = m;
     if (m.from !== S.me.id && !fromHistory && !isChange(m) && !(S.current === m.channel && isReading())) {
+      if (!m.event && document.visibilityState === 'hidden') notifyHidden(m, c);
       c.unread++;
       if (Array.isArray(m.mentions) && m.mentions.includes(S.me.id)) c.mentions = (c.mentions || 0) + 1;
     }
@@ -304,6 +305,21 @@ function applyChange(e) {
   const li = document.querySelector(`#msgs li[data-id="${CSS.escape(e.target)}"]`);
   if (li && S.current === e.channel) { li.replaceWith(messageEl(target)); refreshReceipts(); }
   scheduleList();
+}
+
+/** a new message while this tab is hidden: a notification (if the user allowed them, which the
+ * Notifications switch asks), unless the conversation is muted and does not mention them. A push
+ * notification is not sent meanwhile: this tab is an online device. */
+function notifyHidden(m, c) {
+  if (!('Notification' in window) || Notification.permission !== 'granted') return;
+  const mentioned = Array.isArray(m.mentions) && m.mentions.includes(S.me.id);
+  if (S.muted.has(m.channel) && !mentioned) return;
+  const group = c.channel.kind === 'group';
+  try {
+    const n = new Notification(group ? `${nameOf(m.from)} in ${titleOf(m.channel)}` : nameOf(m.from),
+      { body: m.text.slice(0, 100), tag: `iyagi-${m.channel}` });
+    n.onclick = () => { window.focus(); go(m.channel); n.close(); };
+  } catch { /* some browsers show notifications only from a service worker: the title still counts */ }
 }
 
 let listTimer = 0;
@@ -452,13 +468,26 @@ function dayLabel(ts) {
   return d.toLocaleDateString([], { weekday: 'long', year: 'numeric', month: 'long', day: 'numeric' });
 }
 
-/** a separator before the first message of each day (redrawn after every change of the log) */
+const GROUP_MS = 5 * 60 * 1000;   // one sender's messages this close together show one name
+
+/** a separator before the first message of each day, and consecutive messages of one sender
+ * grouped under one name (redrawn after every change of the log) */
 function renderDays() {
   const msgs = $('msgs');
   for (const d of msgs.querySelectorAll('li.day')) d.remove();
   let last = '';
+  let prev = null;
   for (const li of [...msgs.children]) {
+    if (li.hidden) continue;
     const ts = Number(li.dataset.ts || 0);
+    if (li.classList.contains('msg')) {
+      const cont = !!prev && prev.dataset.from === li.dataset.from && ts && Number(prev.dataset.ts) > ts - GROUP_MS &&
+        new Date(Number(prev.dataset.ts)).toDateString() === new Date(ts).toDateString();
+      li.classList.toggle('cont', cont);
+      prev = li;
+    } else {
+      prev = null;   // an event between them starts a new group
+    }
     if (!ts) continue;
     const day = new Date(ts).toDateString();
     if (day === last) continue;
@@ -479,14 +508,16 @@ function messageEl(m) {
     return li;
   }
   const mine = m.from === S.me.id;
-  const li = el('li', { class: mine ? 'msg mine' : 'msg', dataset: { seq: m.seq, id: m.id, ts: m.ts, state: 'sent' } });
+  const li = el('li', { class: mine ? 'msg mine' : 'msg', dataset: { seq: m.seq, id: m.id, ts: m.ts, state: 'sent', from: m.from } });
   if (!mine && Array.isArray(m.mentions) && m.mentions.includes(S.me.id)) {
     li.classList.add('mentioned');
     li.setAttribute('aria-label', `${nameOf(m.from)} mentioned you`);
   }
   if (m.cmid) li.dataset.cmid = m.cmid;
   const c = S.channels.get(m.channel);
+  // who sent it: shown in groups (once per run of one sender's messages), told to screen readers always
   if (!mine && c && c.channel.kind === 'group') li.append(nameSpan(m.from));
+  else li.append(el('span', { class: 'sr-only', text: mine ? 'You:' : `${nameOf(m.from)}:` }));
   if (m.reply_to) li.append(quoteEl(m));
   if (m.deleted) {
     li.classList.add('deleted');

@@ -115,3 +115,57 @@ test('@ completion offers the conversation\'s members; Enter takes one (and does
   assert.deepEqual(sent.mentions, [ids[[b, c].sort()[1]]]);
   await A.context.close();
 });
+
+test('one sender\'s consecutive messages show one name; a hidden tab notifies new messages (when allowed), not muted ones, and a click opens the conversation', async () => {
+  const A = await newPerson(browser, server);
+  const B = await newPerson(browser, server);
+  const a = uname('gia'), b = uname('hal');
+  const sa = await signUp(A.page, a, 'Gia');
+  const sb = await signUp(B.page, b, 'Hal');
+  const g = await api(server, 'POST', '/v1/groups', { token: sb.token, body: { name: 'Runs', members: [sa.user.id] } });
+  const ch = g.data.channel.id;
+  for (const t of ['one', 'two', 'three']) await api(server, 'POST', `/v1/channels/${ch}/messages`, { token: sb.token, body: { text: t } });
+  await api(server, 'POST', `/v1/channels/${ch}/messages`, { token: sa.token, body: { text: 'mine' } });
+  await api(server, 'POST', `/v1/channels/${ch}/messages`, { token: sb.token, body: { text: 'four' } });
+  await A.page.reload();
+  await openChat(A.page, 'Runs');
+  await waitForText(A.page, 'four');
+  const cont = await A.page.locator('#msgs li.msg').evaluateAll((lis) => lis.map((li) => [li.querySelector('.text').textContent, li.classList.contains('cont')]));
+  assert.deepEqual(cont, [['one', false], ['two', true], ['three', true], ['mine', false], ['four', false]]);
+  // the name stays for screen readers on every message
+  assert.equal(await A.page.locator('#msgs li.msg', { hasText: 'two' }).locator('.who').textContent(), 'Hal');
+
+  // the tab is hidden: a notification names the sender and the conversation; a click opens it
+  await A.page.evaluate(() => {
+    window.__notes = [];
+    window.Notification = class {
+      static permission = 'granted';
+      constructor(title, opts) { this.title = title; window.__notes.push({ title, body: opts.body }); window.__last = this; }
+      close() {}
+    };
+    Object.defineProperty(document, 'visibilityState', { get: () => 'hidden', configurable: true });
+  });
+  if (await A.page.getByRole('button', { name: 'Back to conversations' }).isVisible()) await A.page.getByRole('button', { name: 'Back to conversations' }).click();
+  await api(server, 'POST', `/v1/channels/${ch}/messages`, { token: sb.token, body: { text: 'are you there?' } });
+  await A.page.waitForFunction(() => window.__notes.length === 1);
+  assert.deepEqual(await A.page.evaluate(() => window.__notes), [{ title: 'Hal in Runs', body: 'are you there?' }]);
+  // muted: none (unless it mentions me)
+  assert.equal((await api(server, 'PUT', `/v1/channels/${ch}/mute`, { token: sa.token })).status, 204);
+  await A.page.reload();
+  await A.page.evaluate(() => {
+    window.__notes = [];
+    window.Notification = class { static permission = 'granted'; constructor(title, opts) { window.__notes.push({ title, body: opts.body }); window.__last = this; } close() {} };
+    Object.defineProperty(document, 'visibilityState', { get: () => 'hidden', configurable: true });
+  });
+  await A.page.locator('#conn[data-state="online"]').waitFor();
+  await api(server, 'POST', `/v1/channels/${ch}/messages`, { token: sb.token, body: { text: 'quiet one' } });
+  await api(server, 'POST', `/v1/channels/${ch}/messages`, { token: sb.token, body: { text: `@${a} look` } });
+  await A.page.waitForFunction(() => window.__notes.length >= 1);
+  await A.page.waitForTimeout(300);
+  assert.deepEqual((await A.page.evaluate(() => window.__notes)).map((n) => n.body), [`@${a} look`]);
+  await A.page.evaluate(() => window.__last.onclick());
+  await A.page.locator('#chat-title', { hasText: 'Runs' }).waitFor();
+  assert.deepEqual([...A.page.errors, ...B.page.errors], []);
+  await A.context.close();
+  await B.context.close();
+});
