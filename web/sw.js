@@ -7,7 +7,7 @@
 self.addEventListener('install', () => { self.skipWaiting(); });
 self.addEventListener('activate', (event) => { event.waitUntil(self.clients.claim()); });
 
-// payload: {"id","user_id","channel","message_id","from","preview"}
+// payload: {"id","user_id","channel","message_id","from","preview","from_name","group"?}
 self.addEventListener('push', (event) => {
   let p = {};
   try { p = (event.data && event.data.json()) || {}; } catch { p = {}; }
@@ -20,7 +20,11 @@ self.addEventListener('push', (event) => {
     options.tag = channel;      // one notification per channel: a newer one replaces it
     options.renotify = true;    // ...and still alerts
   }
-  event.waitUntil(self.registration.showNotification('New message', options));
+  // titled by who sent it, and in which group ("Ann in Team"); older servers sent no names
+  const who = typeof p.from_name === 'string' && p.from_name ? p.from_name : '';
+  const group = typeof p.group === 'string' && p.group ? p.group : '';
+  const title = who ? (group ? `${who} in ${group}` : who) : 'New message';
+  event.waitUntil(self.registration.showNotification(title, options));
 });
 
 self.addEventListener('notificationclick', (event) => {

@@ -42,6 +42,13 @@ struct pushd {
     unsigned seed;
 };
 
+/* What a notification shows besides the preview: who sent it and, for a
+ * group, which one (read with the note, on the storage thread). */
+typedef struct note_names {
+    char from[IY_DISPLAY_MAX + 1];
+    char group[IY_GROUP_NAME_MAX + 1];
+} note_names;
+
 typedef struct take_job {
     dbq_job j;
     pushd *p;
@@ -50,6 +57,7 @@ typedef struct take_job {
     size_t max;
     iy_push_note *notes;
     iy_push_sub *subs;          /* subs[i] for notes[i]; id 0 if it is gone */
+    note_names *names;          /* names[i] for notes[i] ("" where unknown) */
     size_t n;
 } take_job;
 
@@ -129,6 +137,7 @@ static void take_free(dbq_job *j)
     take_job *t = (take_job *)j;
     iy_free(t->notes);
     iy_free(t->subs);
+    iy_free(t->names);
     iy_free(t);
 }
 
@@ -138,8 +147,29 @@ static void take_run(store *s, dbq_job *j)
     j->err = store_push_take(s, t->now, LEASE_MS, t->all, t->max, &t->notes, &t->n);
     if (j->err) return;
     t->subs = iy_calloc(t->n ? t->n : 1, sizeof *t->subs);
-    for (size_t i = 0; i < t->n; i++)
+    t->names = iy_calloc(t->n ? t->n : 1, sizeof *t->names);
+    for (size_t i = 0; i < t->n; i++) {
         if (store_push_sub_get(s, t->notes[i].sub, &t->subs[i]) != 0) t->subs[i].id = 0;
+        /* The names, read once per sender and channel of the batch (a group's message
+         * makes a note for every member with no device online). */
+        size_t k = 0;
+        while (k < i && t->notes[k].from != t->notes[i].from) k++;
+        if (k < i) {
+            memcpy(t->names[i].from, t->names[k].from, sizeof t->names[i].from);
+        } else {
+            iy_user u;
+            if (store_user_get(s, t->notes[i].from, &u) == 0)
+                snprintf(t->names[i].from, sizeof t->names[i].from, "%s", u.display_name[0] ? u.display_name : u.username);
+        }
+        for (k = 0; k < i && t->notes[k].channel != t->notes[i].channel; k++) {}
+        if (k < i) {
+            memcpy(t->names[i].group, t->names[k].group, sizeof t->names[i].group);
+        } else {
+            iy_channel c;
+            if (store_channel_get(s, t->notes[i].channel, &c) == 0 && c.kind == IY_GROUP)
+                snprintf(t->names[i].group, sizeof t->names[i].group, "%s", c.name);
+        }
+    }
 }
 
 static void take_post(dbq_job *j)
@@ -176,7 +206,7 @@ static void report(pushd *p, const iy_push_note *note, int done, int dead, int g
 
 /* ---- one delivery ---- */
 
-static void note_json(iy_buf *b, const iy_push_note *n, int with_id)
+static void note_json(iy_buf *b, const iy_push_note *n, const note_names *nm, int with_id)
 {
     iy_buf_putc(b, '{');
     if (with_id) {
@@ -194,6 +224,14 @@ static void note_json(iy_buf *b, const iy_push_note *n, int with_id)
     jw_id(b, n->from);
     iy_buf_append_str(b, ",\"preview\":");
     jw_cstr(b, n->preview);
+    if (nm && nm->from[0]) {
+        iy_buf_append_str(b, ",\"from_name\":");
+        jw_cstr(b, nm->from);
+    }
+    if (nm && nm->group[0]) {
+        iy_buf_append_str(b, ",\"group\":");
+        jw_cstr(b, nm->group);
+    }
     iy_buf_putc(b, '}');
 }
 
@@ -219,7 +257,7 @@ static int origin_of(const char *url, char *out, size_t n)
     return rc;
 }
 
-static int start_transfer(pushd *p, const iy_push_note *note, const iy_push_sub *sub)
+static int start_transfer(pushd *p, const iy_push_note *note, const iy_push_sub *sub, const note_names *nm)
 {
     xfer *x = iy_calloc(1, sizeof *x);
     x->note = *note;
@@ -230,7 +268,7 @@ static int start_transfer(pushd *p, const iy_push_note *note, const iy_push_sub 
     x->headers = curl_slist_append(x->headers, hdr);
     x->headers = curl_slist_append(x->headers, "Expect:");
     if (sub->kind == IY_PUSH_WEBHOOK) {
-        note_json(&x->body, note, 0);
+        note_json(&x->body, note, nm, 0);
         char sig[72];
         webhook_signature(sub->secret, x->body.data, x->body.len, sig);
         snprintf(hdr, sizeof hdr, "X-Iyagi-Signature: %s", sig);
@@ -239,7 +277,7 @@ static int start_transfer(pushd *p, const iy_push_note *note, const iy_push_sub 
     } else {
         char origin[IY_PUSH_URL_MAX + 1];
         iy_buf auth = { 0 };
-        note_json(&payload, note, 1);
+        note_json(&payload, note, nm, 1);
         if (origin_of(sub->url, origin, sizeof origin) != 0 ||
             webpush_encrypt(sub->p256dh, sub->auth, (const uint8_t *)payload.data, payload.len, &x->body) != 0 ||
             vapid_authorization(p->v, origin, p->cfg.subject, wall_ms() / 1000, &auth) != 0) {
@@ -391,7 +429,7 @@ static void *pushd_main(void *arg)
                     report(p, &t->notes[i], 1, 0, 0, 0);
                     continue;
                 }
-                if (start_transfer(p, &t->notes[i], &t->subs[i]) != 0)
+                if (start_transfer(p, &t->notes[i], &t->subs[i], &t->names[i]) != 0)
                     report(p, &t->notes[i], 0, 1, 0, 0); /* cannot be built: a dead letter */
             }
             if (t->n == t->max) kicked = 1; /* there may be more due */

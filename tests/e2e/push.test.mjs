@@ -13,7 +13,8 @@
 //   GET /v1/push/vapid (no auth) -> {public_key}.
 //   A member with no connected WebSocket when a message is stored (never the sender) gets one
 //   notification per subscription. Webhook: POST, application/json, body exactly {user_id,
-//   channel, message_id, from, preview} (preview: first 100 code points), X-Iyagi-Signature:
+//   channel, message_id, from, preview, from_name, group (a group's)} (preview: first 100 code
+//   points; from_name: the sender's display name), X-Iyagi-Signature:
 //   sha256=<hex HMAC-SHA256(secret, body)>, X-Iyagi-Notification-Id stable across retries; non-2xx
 //   retried with exponential backoff (--push-retry-base-ms, --push-give-up). Web Push: TTL,
 //   Content-Encoding aes128gcm, Authorization vapid t=,k=, body encrypts {id, user_id, channel,
@@ -119,7 +120,10 @@ function checkHook(req, sub, expected, what) {
   assert.equal(sigErr, null, `${what}: ${sigErr}`);
   const nid = req.headers['x-iyagi-notification-id'];
   assert.ok(typeof nid === 'string' && nid.length > 0, `${what}: X-Iyagi-Notification-Id present, got ${JSON.stringify(nid)}`);
-  assert.deepStrictEqual(jsonOf(req), expected, `${what}: body is exactly {user_id, channel, message_id, from, preview}`);
+  const { from_name: fromName, group, ...body } = jsonOf(req);
+  assert.ok(typeof fromName === 'string' && fromName.length > 0, `${what}: from_name, the sender's name: ${JSON.stringify(fromName)}`);
+  assert.ok(group === undefined || (typeof group === 'string' && group.length > 0), `${what}: group, a group's name: ${JSON.stringify(group)}`);
+  assert.deepStrictEqual(body, expected, `${what}: body is exactly {user_id, channel, message_id, from, preview, from_name[, group]}`);
   return nid;
 }
 
@@ -256,6 +260,7 @@ test('webhook: an offline member gets one signed notification with the exact bod
   const [h1] = await rc.waitFor(about(m1), { what: 'C notified of m1' });
   const nid1 = checkHook(h1, sc, hookBody(c, m1), 'C, m1');
   assert.equal(h1.path, '/c');
+  assert.deepEqual([jsonOf(h1).from_name, jsonOf(h1).group], [a.user.display_name || a.username, 'pushers'], 'who and which group, for the title');
   await sleep(QUIET_MS);
   assert.equal(rc.requests.length, 1, `C (answered 200) gets exactly one request for m1: ${rc.describe()}`);
   assert.equal(rb.requests.length, 0, `B has a connected socket: no push, got ${rb.describe()}`);
@@ -446,9 +451,10 @@ test('webpush: RFC 8291 aes128gcm payload decrypts with the browser keys; VAPID 
   assert.notDeepEqual(Buffer.from(dec.keyid), bk.ecdh.getPublicKey(), 'keyid is the sender\'s key, not ours');
   let payload;
   try { payload = JSON.parse(dec.plaintext.toString('utf8')); } catch (e) { assert.fail(`decrypted payload is not JSON: ${dec.plaintext.toString('utf8').slice(0, 300)}`); }
-  assert.deepEqual(Object.keys(payload).sort(), ['channel', 'from', 'id', 'message_id', 'preview', 'user_id'], `payload keys: ${JSON.stringify(payload)}`);
+  assert.deepEqual(Object.keys(payload).sort(), ['channel', 'from', 'from_name', 'id', 'message_id', 'preview', 'user_id'], `payload keys: ${JSON.stringify(payload)}`);
   assert.ok(typeof payload.id === 'string' && payload.id.length > 0, `payload.id is a non-empty string: ${JSON.stringify(payload)}`);
-  const { id, ...rest } = payload;
+  const { id, from_name: fromName, ...rest } = payload;
+  assert.equal(fromName, a.user.display_name || a.username, 'from_name: the sender\'s display name (the notification\'s title)');
   assert.deepStrictEqual(rest, hookBody(b, m), 'payload {user_id, channel, message_id, from, preview}');
 
   await sleep(QUIET_MS);
@@ -563,7 +569,8 @@ test('collapse: 20 messages while the receiver answers 503, then it recovers -> 
   t.diagnostic(`collapse: ${rb.requests.length} requests (${failedBefore} answered 503 before recovery), ${delivered.length} delivered`);
   assert.ok(delivered.length < 20, `collapsed: fewer than 20 delivered notifications, got ${delivered.length}: ${rb.describe()}`);
   assert.equal(jsonOf(delivered[delivered.length - 1]).message_id, last.id, 'the last delivered notification carries message 20');
-  assert.deepStrictEqual(jsonOf(delivered[delivered.length - 1]), hookBody(b, last), 'and its preview');
+  const { from_name: _name, ...lastBody } = jsonOf(delivered[delivered.length - 1]);
+  assert.deepStrictEqual(lastBody, hookBody(b, last), 'and its preview');
   const dn = delivered.map((r) => r.headers['x-iyagi-notification-id']);
   assert.equal(new Set(dn).size, dn.length, `no notification is delivered twice: ${JSON.stringify(dn)}`);
   assert.ok(failedBefore >= 1, 'the receiver was failing during the burst');
