@@ -40,12 +40,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!j) abort();
         json_decref(j);
     } else {
-        if (r.op < P_AUTH || r.op > P_HB) abort();
-        if (r.op == P_SEND) {
-            if (!r.text || r.text[r.text_len] != '\0' || (r.to != 0) == (r.channel != 0)) abort();
+        if (r.op < P_AUTH || r.op > P_REACT) abort();
+        if (r.op == P_SEND || r.op == P_EDIT) {
+            if (!r.text || r.text[r.text_len] != '\0') abort();
+            if (r.op == P_SEND && (r.to != 0) == (r.channel != 0)) abort();
+            if (r.op == P_EDIT && r.id == 0) abort();
             jw_str(&b, r.text, r.text_len);
             fuzz__same_string(&b, r.text, r.text_len);
         }
+        if (r.op == P_DELETE && (r.id == 0 || r.text)) abort();
+        if (r.op == P_REACT && (r.id == 0 || !r.text || proto_check_emoji(r.text, r.text_len) != 0)) abort();
         if (r.op == P_PRESENCE && (r.nusers == 0 || r.nusers > IY_PRESENCE_QUERY_MAX)) abort();
         if (r.has_rid) {
             iy_buf_reset(&b);
