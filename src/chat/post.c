@@ -43,7 +43,8 @@ int post_send_limited(store_round *r, const iy_send *in, limiter *new_directs, i
     int rc = rules_send_shape(in);
     if (rc) return rc;
     if (iy_event_changes_message(in->event)) {
-        /* An edit or a delete: an event of the changed message's channel. */
+        /* An edit, a delete or a reaction: an event of the changed message's channel
+         * (now_ms 0, post_send: no edit window). */
         const iy_msg *t = store_round_target(r, in->target);
         const iy_channel *tc = t ? store_round_channel(r, t->channel) : NULL;
         if ((rc = rules_change(tc, in, t, now_ms ? now_ms : t ? t->ts : 0, out)) != 0) return rc;

@@ -20,7 +20,8 @@ int post_send(store_round *r, const iy_send *in, iy_stored *out);
 
 /* As post_send; a send that would create a direct channel first takes a
  * token of its sender from new_directs (NULL: no limit): IY_ERATE if there
- * is none, nothing appended. */
+ * is none, nothing appended. now_ms (wall clock) bounds edits to
+ * IY_EDIT_WINDOW_MS after the message; post_send (now_ms 0) does not. */
 struct limiter;
 int post_send_limited(store_round *r, const iy_send *in, struct limiter *new_directs, int64_t now_ms,
                       iy_stored *out);
