@@ -103,3 +103,24 @@ test('keyboard only: sign up, start a chat by username, send with Enter, new lin
   assert.deepEqual(await texts(page), ['typed with the keyboard', 'line one\nline two']);
   await K.context.close();
 });
+
+test('installable: the page links a manifest with PNG icons of 192 and 512 (any and maskable) that are what they say', async () => {
+  const A = await newPerson(browser, server, { viewport: PHONE, mobile: true });
+  const href = await A.page.locator('link[rel="manifest"]').getAttribute('href');
+  const r = await fetch(new URL(href, server.url));
+  assert.equal(r.status, 200);
+  const m = await r.json();
+  assert.equal(m.display, 'standalone');
+  assert.ok(m.start_url && m.name && m.short_name && m.theme_color && m.background_color);
+  for (const [size, purpose] of [[192, 'any'], [512, 'any'], [192, 'maskable'], [512, 'maskable']]) {
+    const icon = m.icons.find((i) => i.type === 'image/png' && i.sizes === `${size}x${size}` && i.purpose === purpose);
+    assert.ok(icon, `a ${size}px ${purpose} PNG icon: ${JSON.stringify(m.icons)}`);
+    const res = await fetch(new URL(icon.src, server.url));
+    assert.equal(res.headers.get('content-type'), 'image/png', icon.src);
+    const png = Buffer.from(await res.arrayBuffer());
+    assert.equal(png.subarray(1, 4).toString('latin1'), 'PNG', `${icon.src} is a PNG`);
+    assert.deepEqual([png.readUInt32BE(16), png.readUInt32BE(20)], [size, size], `${icon.src} is ${size}x${size}`);
+  }
+  assert.equal(await A.page.locator('link[rel="apple-touch-icon"]').getAttribute('href'), '/icon-192.png');
+  await A.context.close();
+});
