@@ -109,17 +109,19 @@ int store_round_begin(store *s, const iy_send *sends, size_t n, store_round **ou
      * reply to a channel names the channel the original must be in, so it
      * is looked for there only (first pass: changes, second: replies). */
     int rc = 0;
-    u64map seen_t = { 0 };
     for (int pass = 0; pass < 2; pass++) {
         for (size_t i = 0; rc == 0 && i < n; i++) {
             const iy_send *in = &sends[i];
             int change = iy_event_changes_message(in->event);
             uint64_t id = change ? in->target : in->reply_to;
             if (!id || change != (pass == 0) || rules_send_shape(in) != 0) continue;
-            if (u64map_find(&seen_t, id)) continue;
-            u64map_set(&seen_t, id, 1);
-            r->targets = iy_realloc(r->targets, (r->ntargets + 1) * sizeof *r->targets);
+            if (u64map_find(&r->target_idx, id)) continue;
+            if (r->ntargets == r->captargets) {
+                r->captargets = r->captargets ? r->captargets * 2 : 16;
+                r->targets = iy_realloc(r->targets, r->captargets * sizeof *r->targets);
+            }
             round_target *t = &r->targets[r->ntargets++];
+            u64map_set(&r->target_idx, id, r->ntargets);
             memset(t, 0, sizeof *t);
             t->id = id;
             if (!change && in->channel) t->channel = in->channel;
@@ -128,7 +130,6 @@ int store_round_begin(store *s, const iy_send *sends, size_t n, store_round **ou
             if (rc == 0 && t->channel) key_add(&r->chan_keys, &r->nchan_keys, &capc, &seen_ch, t->channel);
         }
     }
-    u64map_free(&seen_t);
     u64map_free(&seen_ch);
     u64map_free(&seen_u);
     iy_kv_free(&seen_p);
@@ -241,9 +242,8 @@ void round_put_target(store_round *r, size_t i, iy_msg *m)
 
 static round_target *target_get(store_round *r, uint64_t id)
 {
-    for (size_t i = 0; i < r->ntargets; i++)   /* a round changes few messages */
-        if (r->targets[i].id == id) return r->targets[i].loaded ? &r->targets[i] : NULL;
-    return NULL;
+    uint64_t *i = id ? u64map_find(&r->target_idx, id) : NULL;
+    return i && r->targets[*i - 1].loaded ? &r->targets[*i - 1] : NULL;
 }
 
 const iy_msg *store_round_target(store_round *r, uint64_t id)
@@ -486,6 +486,7 @@ void store_round_abort(store_round *r)
     iy_free(r->msgs);
     for (size_t i = 0; i < r->ntargets; i++) iy_msg_clear(&r->targets[i].m);
     iy_free(r->targets);
+    u64map_free(&r->target_idx);
     iy_free(r->push);
     iy_free(r->chans);
     iy_free(r->users);

@@ -86,8 +86,9 @@ struct store_round {
     char (*name_keys)[IY_USERNAME_MAX + 1];   /* the @usernames of the texts, distinct */
     size_t nname_keys;
     size_t nsends;
-    round_target *targets;      /* the messages the sends change, distinct ids */
-    size_t ntargets;
+    round_target *targets;      /* the messages the sends change or reply to, distinct ids */
+    size_t ntargets, captargets;
+    u64map target_idx;          /* target id -> index + 1 (replies are common: a round may hold many) */
     /* The view, filled by the backend's load: */
     round_chan *chans;
     size_t nchans, capchans;
