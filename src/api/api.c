@@ -393,6 +393,9 @@ void api_handle(conn *c, const http_request *req)
     } else if (iy_str_eq(r, "groups") && n == 2 && m == HTTP_POST) {
         channels_group_create(c, req);
         return;
+    } else if (iy_str_eq(r, "search") && n == 2 && m == HTTP_GET) {
+        search_request(c, req);
+        return;
     } else if (iy_str_eq(r, "sync") && n == 2 && m == HTTP_GET) {
         sync_request(c, req);
         return;

@@ -7,6 +7,7 @@
  *   sync.c      sync and long polling
  *   friends.c   friends and presence queries
  *   push.c      push subscriptions and the VAPID key
+ *   search.c    message search
  *   static.c    the web client's files
  *
  * A request is parsed and validated on its I/O thread. Anything that needs
@@ -114,6 +115,7 @@ void channels_membership(conn *c, const http_request *req, uint64_t channel, int
  * by proto_check_emoji): an event of the message's channel. */
 void channels_change(conn *c, const http_request *req, uint64_t id, int event, const char *emoji);
 void sync_request(conn *c, const http_request *req);
+void search_request(conn *c, const http_request *req);   /* search.c */
 void friends_list(conn *c, const http_request *req);
 void friends_put(conn *c, const http_request *req, uint64_t id);
 void friends_delete(conn *c, const http_request *req, uint64_t id);

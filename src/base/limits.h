@@ -27,6 +27,11 @@
 #define IY_EMOJI_MAX 32             /* bytes of a reaction */
 #define IY_REACTIONS_MAX 20         /* distinct reactions on one message */
 #define IY_REACTORS_MAX 100         /* users with the same reaction on one message */
+#define IY_SEARCH_MIN_CP 2          /* code points of a search query */
+#define IY_SEARCH_MAX_CP 100
+#define IY_SEARCH_MAX_BYTES 400
+#define IY_SEARCH_LIMIT_MAX 100     /* results of one search */
+#define IY_SEARCH_LIMIT_DEFAULT 20
 
 /* A JSON frame or body carrying the largest text, escaped at worst as
  * \uXXXX\uXXXX surrogate pairs (12 bytes per code point), plus room. */

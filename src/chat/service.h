@@ -46,6 +46,7 @@ typedef struct service {
     struct social_batch *social;  /* presence transitions waiting for the storage thread */
     struct vapid *vapid;
     struct pushd *pushd;
+    struct indexer *indexer;    /* the search index's (NULL: search unavailable) */
     struct registry *registry;  /* the live nodes (a single node: itself) */
     struct service_limits *limits;  /* rate limits (chat/limiter.h); NULL: --rate-limits off */
     struct counter *user_sockets;   /* authenticated sockets per user (NULL: no cap) */

@@ -17,6 +17,7 @@
 #include "../chat/limiter.h"
 #include "../base/counter.h"
 #include "../base/metrics.h"
+#include "../store/indexer.h"
 #include "../push/pushd.h"
 #include "../push/webpush.h"
 #include <curl/curl.h>
@@ -377,6 +378,10 @@ int server_run(const server_config *cfg)
                         "mailto:postmaster@iyagi.invalid", push_online, svc };
     svc->pushd = pushd_start(svc->dbq, svc->vapid, &pc);
     if (!svc->pushd) goto out_store;
+    /* Search is not worth refusing to start for: without an index the
+     * search endpoint answers 503 and everything else works. */
+    svc->indexer = indexer_start(srv->store);
+    if (!svc->indexer) iy_log("search: no search index: searches answer 503");
 
     uv_loop_init(&srv->main_loop);
     uv_signal_init(&srv->main_loop, &srv->sigterm);
@@ -408,6 +413,7 @@ int server_run(const server_config *cfg)
     dbq_stop(svc->dbq);
     readq_stop(svc->readq); /* drained while the I/O threads still take its answers */
     pushd_stop(svc->pushd); /* after the storage thread: nothing can answer it any more */
+    indexer_stop(svc->indexer);
     for (unsigned i = 0; i < svc->nthreads; i++) iothread_post_ctl(svc->threads[i], THREAD_EXIT);
     for (unsigned i = 0; i < svc->nthreads; i++) iothread_join(svc->threads[i]);
     uv_walk(&srv->main_loop, close_walk, NULL);

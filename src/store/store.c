@@ -106,6 +106,28 @@ int store_reader_user_pos(store_reader *r, uint64_t user, uint64_t *pos) { retur
 int store_reader_session(store_reader *r, const uint8_t token_hash[32], uint64_t *user, char device[IY_DEVICE_MAX + 1]) { return ROPS(r)->reader_session(r, token_hash, user, device); }
 int store_reader_user_get(store_reader *r, uint64_t id, iy_user *out) { return ROPS(r)->reader_user_get(r, id, out); }
 int store_reader_is_member(store_reader *r, uint64_t channel, uint64_t user) { return ROPS(r)->reader_is_member(r, channel, user); }
+int store_reader_user_channels(store_reader *r, uint64_t user, uint64_t **out, size_t *n) { return ROPS(r)->reader_user_channels(r, user, out, n); }
+int store_reader_search(store_reader *r, const uint64_t *channels, size_t n, const char *q, size_t qlen, uint64_t before, int limit, store_hit **out, size_t *nout) { return ROPS(r)->reader_search(r, channels, n, q, qlen, before, limit, out, nout); }
+store_indexer *store_indexer_new(store *s) { return OPS(s)->indexer_new(s); }
+void store_indexer_free(store_indexer *x) { if (x) ((store_indexer_base *)x)->free(x); }
+int store_indexer_step(store_indexer *x, size_t *done) { return ((store_indexer_base *)x)->step(x, done); }
+uint64_t store_indexer_cursor(store_indexer *x) { return ((store_indexer_base *)x)->cursor; }
+
+int store_reader_message(store_reader *r, uint64_t channel, uint64_t seq, iy_msg *out)
+{
+    iy_msg_list l = { 0 };
+    if (seq == 0 || seq == UINT64_MAX) return IY_ENOTFOUND;
+    int rc = store_reader_history(r, channel, seq + 1, 0, 1, &l);
+    if (rc) return rc;
+    if (l.n == 1 && l.v[0].seq == seq) {
+        *out = l.v[0];
+        l.n = 0;
+    } else {
+        rc = IY_ENOTFOUND;
+    }
+    iy_msg_list_clear(&l);
+    return rc;
+}
 
 int store_reader_page(store_reader *r, uint64_t channel, const store_page *p, iy_msg_list *out)
 {

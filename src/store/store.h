@@ -458,4 +458,49 @@ int store_reader_user_get(store_reader *r, uint64_t id, iy_user *out);
  * IY_EFORBIDDEN. */
 int store_reader_is_member(store_reader *r, uint64_t channel, uint64_t user);
 
+/* The channels user belongs to, as store_user_channels. */
+int store_reader_user_channels(store_reader *r, uint64_t user, uint64_t **out, size_t *n);
+
+/* The message (channel, seq) as history shows it: 0, IY_ENOTFOUND. */
+int store_reader_message(store_reader *r, uint64_t channel, uint64_t seq, iy_msg *out);
+
+/* ---- search ------------------------------------------------------------------
+ * A search index is derived from the messages: rebuilt from them, never the
+ * only copy of anything. The indexer (store_indexer, one per store, on a
+ * thread of its own: store/indexer.h) follows what this node committed, in
+ * id order, from a cursor kept with the index in the same transaction; so
+ * indexing never slows a commit, and after a crash it resumes where the
+ * index's last transaction ended. RocksDB: SQLite FTS5 (trigram tokenizer)
+ * in DIR/search.sqlite. PostgreSQL: the table search_docs with a pg_trgm
+ * GIN index, one cursor per node number (search_cursors).
+ *
+ * The index is a candidate generator: a hit may be stale (a message edited
+ * or deleted after it was indexed), so the caller re-reads each message and
+ * decides with model/search.h. */
+
+typedef struct store_hit {
+    uint64_t id, channel, seq;
+} store_hit;
+
+/* Up to limit candidates for q (valid: iy_search_query_check) among the
+ * messages of channels[0..n), best first; before > 0: only ids below it.
+ * *out malloc'd (iy_free; NULL when none). 0, IY_EUNAVAIL, IY_EIO. */
+int store_reader_search(store_reader *r, const uint64_t *channels, size_t n, const char *q,
+                        size_t qlen, uint64_t before, int limit, store_hit **out, size_t *nout);
+
+typedef struct store_indexer store_indexer;
+
+/* The indexer of s (any thread; used by one thread at a time): NULL if the
+ * index cannot be opened (logged). Freed before store_free(s). */
+store_indexer *store_indexer_new(store *s);
+void store_indexer_free(store_indexer *x);   /* accepts NULL */
+
+/* Indexes the next committed messages (a bounded batch, whole rounds):
+ * 0 with *done = how many messages it looked at (0: caught up),
+ * IY_EUNAVAIL, IY_EIO. */
+int store_indexer_step(store_indexer *x, size_t *done);
+
+/* The newest message id indexed (tests, /metrics). */
+uint64_t store_indexer_cursor(store_indexer *x);
+
 #endif

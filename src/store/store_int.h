@@ -214,7 +214,18 @@ typedef struct store_ops {
                           char device[IY_DEVICE_MAX + 1]);
     int (*reader_user_get)(store_reader *r, uint64_t id, iy_user *out);
     int (*reader_is_member)(store_reader *r, uint64_t channel, uint64_t user);
+    int (*reader_user_channels)(store_reader *r, uint64_t user, uint64_t **out, size_t *n);
+    int (*reader_search)(store_reader *r, const uint64_t *channels, size_t n, const char *q,
+                         size_t qlen, uint64_t before, int limit, store_hit **out, size_t *nout);
+    store_indexer *(*indexer_new)(store *s);
 } store_ops;
+
+/* The first member of every backend's indexer struct. */
+typedef struct store_indexer_base {
+    void (*free)(store_indexer *x);
+    int (*step)(store_indexer *x, size_t *done);
+    uint64_t cursor;            /* the newest id indexed */
+} store_indexer_base;
 
 /* The first member of every backend's store struct. */
 typedef struct store_base {

@@ -2145,6 +2145,105 @@ static void test_reactions(void)
     done(s);
 }
 
+/* ---- search: the indexer and the index's candidates ---------------------------- */
+
+static void index_all(store_indexer *x)
+{
+    size_t done = 0;
+    int guard = 0;
+    do CHECK_EQ(store_indexer_step(x, &done), 0);
+    while (done && ++guard < 1000);
+}
+
+/* The ids the index proposes for q among chs (at most 8), in its order. */
+static size_t found(store_reader *r, const uint64_t *chs, size_t n, const char *q, uint64_t before,
+                    uint64_t ids[8])
+{
+    store_hit *h = NULL;
+    size_t nh = 0;
+    CHECK_EQ(store_reader_search(r, chs, n, q, strlen(q), before, 8, &h, &nh), 0);
+    for (size_t i = 0; i < nh && i < 8; i++) ids[i] = h[i].id;
+    iy_free(h);
+    return nh;
+}
+
+static void test_search(void)
+{
+    store *s = fresh();
+    uint64_t a = mkuser(s, "ann"), b = mkuser(s, "bob"), c = mkuser(s, "cyd");
+    iy_channel g;
+    uint64_t two[2] = { b, c }, ids[8];
+    CHECK_EQ(mkgroup(s, a, "g", two, 2, &g), 0);
+    iy_stored ko, en, dm, fox, pct, e;
+    CHECK_EQ(send1(s, a, g.id, 0, "안녕하세요 여러분", "s-1", &ko), 0);
+    CHECK_EQ(send1(s, b, g.id, 0, "Hello WORLD", "s-2", &en), 0);
+    CHECK_EQ(send1(s, a, 0, c, "hello there, world", "s-3", &dm), 0);
+    CHECK_EQ(send1(s, b, g.id, 0, "the quick brown fox", "s-4", &fox), 0);
+    CHECK_EQ(send1(s, a, g.id, 0, "100% sure_thing", "s-5", &pct), 0);
+    store_indexer *x = store_indexer_new(s);
+    CHECK(x != NULL);
+    if (!x) { done(s); return; }
+    CHECK_EQ(store_indexer_cursor(x), 0);
+    index_all(x);
+    CHECK_EQ(store_indexer_cursor(x), pct.msg.id);
+    store_reader *r = store_reader_new(s);
+    uint64_t both[2] = { g.id, dm.msg.channel };
+    /* Korean in two code points (no trigram: the scan), inside a word */
+    CHECK_EQ(found(r, both, 2, "안녕", 0, ids), 1);
+    CHECK_EQ(ids[0], ko.msg.id);
+    CHECK_EQ(found(r, both, 2, "하세요", 0, ids), 1);
+    /* case-insensitive for Latin letters; only the channels asked */
+    CHECK_EQ(found(r, both, 2, "hello", 0, ids), 2);
+    CHECK_EQ(found(r, both, 1, "HELLO", 0, ids), 1);
+    CHECK_EQ(ids[0], en.msg.id);
+    CHECK_EQ(found(r, both, 2, "world", dm.msg.id, ids), 1);   /* before: older only */
+    CHECK_EQ(ids[0], en.msg.id);
+    CHECK_EQ(found(r, both, 2, "quick brown", 0, ids), 1);
+    CHECK_EQ(found(r, both, 2, "brown quick", 0, ids), 0);        /* a substring, not words */
+    /* LIKE's and FTS's own syntax is literal text */
+    CHECK_EQ(found(r, both, 2, "0%", 0, ids), 1);
+    CHECK_EQ(found(r, both, 2, "e_t", 0, ids), 1);
+    CHECK_EQ(found(r, both, 2, "%%", 0, ids), 0);
+    CHECK_EQ(found(r, both, 2, "\"quick", 0, ids), 0);
+    CHECK_EQ(found(r, both, 2, "fox OR hello", 0, ids), 0);
+    CHECK_EQ(found(r, NULL, 0, "hello", 0, ids), 0);
+    /* an edit re-indexes the new text; a delete drops it; events are not texts */
+    CHECK_EQ(change1(s, b, IY_EV_EDITED, fox.msg.id, "the slow green turtle", &e), 0);
+    CHECK_EQ(change1(s, b, IY_EV_DELETED, en.msg.id, "", &e), 0);
+    CHECK_EQ(event1(s, a, g.id, IY_EV_RENAMED, 0, "hello group", &e), 0);
+    index_all(x);
+    CHECK_EQ(found(r, both, 2, "quick", 0, ids), 0);
+    CHECK_EQ(found(r, both, 2, "turtle", 0, ids), 1);
+    CHECK_EQ(ids[0], fox.msg.id);
+    CHECK_EQ(found(r, both, 1, "hello", 0, ids), 0);
+    /* the cursor survives a restart: only what came after is indexed */
+    uint64_t cur = store_indexer_cursor(x);
+    store_indexer_free(x);
+    store_reader_free(r);
+    s = reopen(s);
+    iy_stored late;
+    CHECK_EQ(send1(s, c, g.id, 0, "late news 늦은 소식", "s-6", &late), 0);
+    x = store_indexer_new(s);
+    CHECK(x != NULL);
+    if (!x) { done(s); return; }
+    CHECK_EQ(store_indexer_cursor(x), cur);
+    index_all(x);
+    CHECK_EQ(store_indexer_cursor(x), late.msg.id);
+    r = store_reader_new(s);
+    CHECK_EQ(found(r, both, 2, "늦은", 0, ids), 1);
+    CHECK_EQ(found(r, both, 2, "turtle", 0, ids), 1);
+    /* a message edited before it was indexed is indexed as it is now */
+    iy_stored early;
+    CHECK_EQ(send1(s, a, g.id, 0, "first draft", "s-7", &early), 0);
+    CHECK_EQ(change1(s, a, IY_EV_EDITED, early.msg.id, "final words", &e), 0);
+    index_all(x);
+    CHECK_EQ(found(r, both, 2, "draft", 0, ids), 0);
+    CHECK_EQ(found(r, both, 2, "final", 0, ids), 1);
+    store_reader_free(r);
+    store_indexer_free(x);
+    done(s);
+}
+
 static void test_share_and_presence(void)
 {
     store *s = fresh();
@@ -2323,6 +2422,7 @@ static void suite(void)
     test_edit_delete();
     test_reply();
     test_reactions();
+    test_search();
     test_share_and_presence();
     bench();
 }

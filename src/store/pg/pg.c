@@ -286,4 +286,7 @@ static const store_ops pgs_ops = {
     .reader_session = pgs__reader_session,
     .reader_user_get = pgs__reader_user_get,
     .reader_is_member = pgs__reader_is_member,
+    .reader_user_channels = pgs__reader_user_channels,
+    .reader_search = pgs__reader_search,
+    .indexer_new = pgs__indexer_new,
 };

@@ -280,5 +280,15 @@ int pgs__reader_session(store_reader *r, const uint8_t h[32], uint64_t *user,
                         char device[IY_DEVICE_MAX + 1]);
 int pgs__reader_user_get(store_reader *r, uint64_t id, iy_user *out);
 int pgs__reader_is_member(store_reader *r, uint64_t channel, uint64_t user);
+int pgs__reader_user_channels(store_reader *r, uint64_t user, uint64_t **out, size_t *n);
+int pgs__reader_search(store_reader *r, const uint64_t *channels, size_t n, const char *q, size_t qlen,
+                       uint64_t before, int limit, store_hit **out, size_t *nout);
+/* The channels of user on any connection (pg_users.c). */
+int pgs__q_user_channels(pgs_conn *pc, uint64_t user, uint64_t **out, size_t *n);
+/* pg_search.c: the indexer, and a search on a reader's connection (*trgm
+ * caches whether pg_trgm is there: 0 not asked yet, 1 yes, 2 no). */
+store_indexer *pgs__indexer_new(store *s);
+int pgs__search(pgs_conn *pc, int *trgm, const uint64_t *channels, size_t n, const char *q, size_t qlen,
+                uint64_t before, int limit, store_hit **out, size_t *nout);
 
 #endif

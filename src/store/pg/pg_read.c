@@ -230,6 +230,7 @@ typedef struct pgs_reader {
     pgs_conn conn;
     char *uri;
     char appname[96];
+    int trgm;                   /* pg_trgm: 0 not asked yet, 1 there, 2 not there */
 } pgs_reader;
 
 store_reader *pgs__reader_new(store *st)
@@ -283,4 +284,16 @@ int pgs__reader_user_get(store_reader *r, uint64_t id, iy_user *out)
 int pgs__reader_is_member(store_reader *r, uint64_t channel, uint64_t user)
 {
     return q_is_member(&((pgs_reader *)r)->conn, channel, user);
+}
+
+int pgs__reader_user_channels(store_reader *r, uint64_t user, uint64_t **out, size_t *n)
+{
+    return pgs__q_user_channels(&((pgs_reader *)r)->conn, user, out, n);
+}
+
+int pgs__reader_search(store_reader *rd, const uint64_t *channels, size_t n, const char *q, size_t qlen,
+                       uint64_t before, int limit, store_hit **out, size_t *nout)
+{
+    pgs_reader *r = (pgs_reader *)rd;
+    return pgs__search(&r->conn, &r->trgm, channels, n, q, qlen, before, limit, out, nout);
 }

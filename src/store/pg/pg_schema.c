@@ -48,6 +48,10 @@
  *                  messages_id, an index on id, finds a message by id
  *                  (edit, reaction and reply targets; a partitioned
  *                  index: one probe per partition)
+ *   search_docs    id PK, channel_id, seq, text (version 5): the search
+ *                  index's documents, written by each node's indexer
+ *                  (pg_search.c), a pg_trgm GIN index on text
+ *   search_cursors node PK, last_id (version 5): each node number's indexer
  *   settings       name PK, value bytea
  *   nodes          num PK (0..1023), name UNIQUE, lease_until, last_id
  *
@@ -109,7 +113,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define PGS_SCHEMA_VERSION 4
+#define PGS_SCHEMA_VERSION 5
 
 static const char *const M1[] = {
     "CREATE TABLE settings (name text COLLATE \"C\" PRIMARY KEY, value bytea NOT NULL)",
@@ -196,7 +200,22 @@ static const char *const M4[] = {
     NULL
 };
 
-static const char *const *const migrations[PGS_SCHEMA_VERSION] = { M1, M2, M3, M4 };
+/* Version 5: search (pg_search.c). pg_trgm is a trusted extension (a
+ * database owner may create it); where it cannot be created the migration
+ * goes on without the trigram index, and searches scan (logged at open). */
+static const char *const M5[] = {
+    "DO $$ BEGIN CREATE EXTENSION IF NOT EXISTS pg_trgm; EXCEPTION WHEN OTHERS THEN"
+    " RAISE WARNING 'iyagi: the extension pg_trgm could not be created: search will scan'; END $$",
+    "CREATE TABLE search_docs (id int8 PRIMARY KEY, channel_id int8 NOT NULL, seq int8 NOT NULL,"
+    " text text NOT NULL)",
+    "CREATE INDEX search_docs_channel ON search_docs (channel_id, id)",
+    "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm') THEN"
+    " EXECUTE 'CREATE INDEX search_docs_trgm ON search_docs USING gin (text gin_trgm_ops)'; END IF; END $$",
+    "CREATE TABLE search_cursors (node int4 PRIMARY KEY, last_id int8 NOT NULL)",
+    NULL
+};
+
+static const char *const *const migrations[PGS_SCHEMA_VERSION] = { M1, M2, M3, M4, M5 };
 
 static const char SQL_BEGIN[] = "BEGIN";
 static const char SQL_COMMIT[] = "COMMIT";

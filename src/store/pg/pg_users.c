@@ -321,13 +321,17 @@ int pgs__group_create(store *st, uint64_t owner, const char *name, const uint64_
 
 int pgs__user_channels(store *st, uint64_t user, uint64_t **out, size_t *n)
 {
-    pgs_store *s = (pgs_store *)st;
+    return pgs__q_user_channels(&((pgs_store *)st)->conn, user, out, n);
+}
+
+int pgs__q_user_channels(pgs_conn *pc, uint64_t user, uint64_t **out, size_t *n)
+{
     pgs_params pp = { 0 };
     PGresult *res;
     *out = NULL;
     *n = 0;
     pgs__p_i64(&pp, user);
-    int rc = pgs__exec(&s->conn, pgs__deadline(), SQL_USER_CHANNELS, &pp, &res);
+    int rc = pgs__exec(pc, pgs__deadline(), SQL_USER_CHANNELS, &pp, &res);
     if (rc) return rc;
     int rows = PQntuples(res);
     if (rows) {

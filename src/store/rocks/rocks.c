@@ -27,7 +27,8 @@
  *                                         u64 + reply_seq u64] + n u8 + ids: a message that
  *                                         replies, or was edited or deleted (rewritten in place))
  *   'i' first id                          (id u64, channel u64, seq u64) * n: the plain
- *                                         messages of one round by id, in id order (format 4)
+ *                                         messages of one round by id, in id order (format 4),
+ *                                         and its EDITED and DELETED events (since search)
  *   'I' user pos                          channel u64, seq u64 (a reference, never the text)
  *   'C' user cmid                         channel u64, seq u64, id u64, sender pos u64
  *   'R' user channel                      read seq u64
@@ -997,14 +998,18 @@ static int rocks_group_create(store *st, uint64_t owner, const char *name, const
 
 int rocks_user_channels(store *st, uint64_t user, uint64_t **out, size_t *n)
 {
-    rocks *s = (rocks *)st;
+    rview rv = rocks_view((rocks *)st);
+    return rocks_user_channels_v(&rv, user, out, n);
+}
+
+int rocks_user_channels_v(const rview *rv, uint64_t user, uint64_t **out, size_t *n)
+{
     uint8_t lo[9], hi[9];
     size_t cap = 0;
     *out = NULL;
     *n = 0;
     key1(lo, K_UCHAN, user);
-    rview rv = rocks_view(s);
-    rocksdb_iterator_t *it = rocks_scan_open(&rv, lo, 9, hi, key1_succ(hi, K_UCHAN, user));
+    rocksdb_iterator_t *it = rocks_scan_open(rv, lo, 9, hi, key1_succ(hi, K_UCHAN, user));
     for (rocksdb_iter_seek(it, (const char *)lo, 9); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t kl;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
@@ -1032,6 +1037,7 @@ typedef struct rocks_reader {
     store_reader_base base;
     rocks *s;
     rview v;
+    sqlite3 *search;            /* the search index, opened at the first search */
 } rocks_reader;
 
 static store_reader *rocks_reader_new(store *st)
@@ -1047,6 +1053,7 @@ static store_reader *rocks_reader_new(store *st)
 static void rocks_reader_free(store_reader *sr)
 {
     rocks_reader *r = (rocks_reader *)sr;
+    rocks_search_close(r->search);
     rocksdb_readoptions_destroy(r->v.ropt_scan);
     rocksdb_readoptions_destroy(r->v.ropt);
     iy_free(r);
@@ -1119,6 +1126,19 @@ static int rocks_reader_is_member(store_reader *sr, uint64_t channel, uint64_t u
     return rc;
 }
 
+static int rocks_reader_user_channels(store_reader *sr, uint64_t user, uint64_t **out, size_t *n)
+{
+    return READ(sr, rocks_user_channels_v(RV(sr), user, out, n));
+}
+
+/* The index is SQLite's, not RocksDB's: no dblock. */
+static int rocks_reader_search(store_reader *sr, const uint64_t *channels, size_t n, const char *q,
+                               size_t qlen, uint64_t before, int limit, store_hit **out, size_t *nout)
+{
+    rocks_reader *r = (rocks_reader *)sr;
+    return rocks_search_v(r->s->dir, &r->search, channels, n, q, qlen, before, limit, out, nout);
+}
+
 /* ---- the ops table --------------------------------------------------------- */
 
 const store_ops rocks_ops = {
@@ -1181,4 +1201,7 @@ const store_ops rocks_ops = {
     .reader_session = rocks_reader_session,
     .reader_user_get = rocks_reader_user_get,
     .reader_is_member = rocks_reader_is_member,
+    .reader_user_channels = rocks_reader_user_channels,
+    .reader_search = rocks_reader_search,
+    .indexer_new = rocks_indexer_new,
 };

@@ -94,6 +94,15 @@ rocksdb_iterator_t *rocks_scan_open(const rview *rv, const uint8_t *lo, size_t l
                                     const uint8_t *hi, size_t hil);
 int rocks_scan_close(rocksdb_iterator_t *it);
 int rocks_user_channels(store *s, uint64_t user, uint64_t **out, size_t *n);
+int rocks_user_channels_v(const rview *rv, uint64_t user, uint64_t **out, size_t *n);
+
+/* rocks_search.c: the search index (store.h, "search") */
+store_indexer *rocks_indexer_new(store *s);
+/* A reader's search connection (opened at its first search; NULL: none yet). */
+typedef struct sqlite3 sqlite3;
+int rocks_search_v(const char *dir, sqlite3 **db, const uint64_t *channels, size_t n, const char *q,
+                   size_t qlen, uint64_t before, int limit, store_hit **out, size_t *nout);
+void rocks_search_close(sqlite3 *db);
 
 #define CHANNEL_VAL_MAX (1 + 8 + 2 + IY_GROUP_NAME_MAX + 2 + 8 * (IY_GROUP_MAX + 1))
 
@@ -103,6 +112,15 @@ int rocks_round_commit(store *s, store_round *r);
 int rocks_target_locate(store *s, uint64_t id, uint64_t *channel);   /* 'i' */
 int rocks_targets_load(store *s, store_round *r);
 int rocks_build_msgid_index(rocks *s);                                /* format 4 upgrade */
+/* The messages an 'i' record lists: plain ones, and the events that change one. */
+static inline int rocks_id_indexed(int event)
+{
+    return event == IY_EV_NONE || event == IY_EV_EDITED || event == IY_EV_DELETED;
+}
+/* The channel and seq of message id ('i'): 0, IY_ENOTFOUND, IY_EIO. */
+int rocks_msg_locate(const rview *rv, uint64_t id, uint64_t *channel, uint64_t *seq);
+/* Message (channel, seq), which must exist: 0, IY_EIO. */
+int rocks_msg_get(const rview *rv, uint64_t channel, uint64_t seq, iy_msg *m);
 int rocks_counter(rocks *s, int type, uint64_t id, uint64_t *out);   /* committed seq / pos */
 int rocks_load_last_v(const rview *rv, int type, uint64_t id, uint64_t *out);
 int rocks_user_pos(store *s, uint64_t user, uint64_t *pos);

@@ -225,20 +225,23 @@ static void put_msg(rocksdb_writebatch_t *wb, const round_msg *rm)
 /* Format 4: the round's plain messages by id, for edits, deletes,
  * reactions and replies: ONE record per round, 'i' + the round's first such
  * id -> (id, channel, seq) * n in id order (appends take ids in order).
+ * Its EDITED and DELETED events are in it too (since search): the search
+ * indexer follows these records to learn of new and changed texts (the
+ * rules never take an event as a target, so locating one is harmless).
  * Rounds never share ids, so the record holding an id is the one with the
  * greatest first id <= it (msg_locate). One key per message cost direct-full
  * ~10 % (A/B in docs/BENCHMARKS.md); one per round costs a copy. */
 static void put_id_index(rocksdb_writebatch_t *wb, const store_round *r)
 {
     size_t n = 0;
-    for (size_t i = 0; i < r->nmsgs; i++) n += r->msgs[i].m.event == IY_EV_NONE;
+    for (size_t i = 0; i < r->nmsgs; i++) n += rocks_id_indexed(r->msgs[i].m.event);
     if (n == 0) return;
     uint8_t *v = iy_malloc(24 * n), k[9];
     uint64_t first = 0;
     n = 0;
     for (size_t i = 0; i < r->nmsgs; i++) {
         const iy_msg *m = &r->msgs[i].m;
-        if (m->event != IY_EV_NONE) continue;
+        if (!rocks_id_indexed(m->event)) continue;
         if (!first) first = m->id;
         put64(v + 24 * n, m->id);
         put64(v + 24 * n + 8, m->channel);
@@ -419,7 +422,7 @@ int rocks_history(store *st, uint64_t channel, uint64_t before_seq, uint64_t aft
 
 /* Reads message (channel, seq) into m: 0, IY_EIO (also if it is missing:
  * an inbox entry always has its message). */
-static int msg_get(const rview *rv, uint64_t channel, uint64_t seq, iy_msg *m)
+int rocks_msg_get(const rview *rv, uint64_t channel, uint64_t seq, iy_msg *m)
 {
     uint8_t k[17];
     char *err = NULL;
@@ -461,7 +464,7 @@ int rocks_sync_v(const rview *rv, uint64_t user, uint64_t after, int limit, iy_m
             break;
         }
         iy_msg *m = list_push(out, &cap);
-        if ((rc = msg_get(rv, get64(v), get64(v + 8), m)) != 0) {
+        if ((rc = rocks_msg_get(rv, get64(v), get64(v + 8), m)) != 0) {
             out->n--;
             break;
         }
@@ -508,11 +511,10 @@ int rocks_channel_last(store *st, uint64_t channel, iy_msg *out)
 /* The channel and seq of message id (the 'i' record of its round, found
  * by seeking to the greatest first id <= id, then a binary search in it):
  * 0, IY_ENOTFOUND, IY_EIO. */
-static int msg_locate(rocks *s, uint64_t id, uint64_t *channel, uint64_t *seq)
+int rocks_msg_locate(const rview *rv, uint64_t id, uint64_t *channel, uint64_t *seq)
 {
-    rview rv = rocks_view(s);
     uint8_t lo[1] = { K_MSGID }, target[9];
-    rocksdb_iterator_t *it = rocks_scan_open(&rv, lo, 1, NULL, 0);
+    rocksdb_iterator_t *it = rocks_scan_open(rv, lo, 1, NULL, 0);
     rocksdb_iter_seek_for_prev(it, (const char *)target, key1(target, K_MSGID, id));
     int rc = IY_ENOTFOUND;
     if (rocksdb_iter_valid(it)) {
@@ -546,7 +548,8 @@ static int msg_locate(rocks *s, uint64_t id, uint64_t *channel, uint64_t *seq)
 int rocks_target_locate(store *st, uint64_t id, uint64_t *channel)
 {
     uint64_t seq;
-    return msg_locate((rocks *)st, id, channel, &seq);
+    rview rv = rocks_view((rocks *)st);
+    return rocks_msg_locate(&rv, id, channel, &seq);
 }
 
 int rocks_targets_load(store *st, store_round *r)
@@ -557,9 +560,9 @@ int rocks_targets_load(store *st, store_round *r)
         uint64_t channel, seq;
         iy_msg m;
         if (!r->targets[i].channel) continue;
-        int rc = msg_locate(s, r->targets[i].id, &channel, &seq);
+        int rc = rocks_msg_locate(&rv, r->targets[i].id, &channel, &seq);
         if (rc == IY_ENOTFOUND || (rc == 0 && channel != r->targets[i].channel)) continue;
-        if (rc == 0) rc = msg_get(&rv, channel, seq, &m);
+        if (rc == 0) rc = rocks_msg_get(&rv, channel, seq, &m);
         if (rc) return rc;
         round_put_target(r, i, &m);
     }
