@@ -230,6 +230,7 @@ int slowloris_stop(slattack *s, slreport *total);    /* 0, or -1 if an attacker 
 
 /* ---- util (main.c) ---- */
 uint64_t bench_now_ns(void);                         /* CLOCK_MONOTONIC */
+int search_main(int argc, char **argv);              /* search.c: the search scenario */
 int bench_write_full(int fd, const void *p, size_t n);   /* 0 or -1 */
 int bench_read_full(int fd, void *p, size_t n);          /* 0, or -1 on EOF/error */
 

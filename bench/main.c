@@ -69,6 +69,8 @@ static void usage(FILE *f)
         "  group    --count G groups from the users file, all members online; --senders S per group\n"
         "  history  --count H connections page their channel's history at random (--limit)\n"
         "  resync   --count K devices go offline, miss --missed messages each, reconnect at once\n"
+        "  search   --count C clients ask GET /v1/search in turn, the queries of a users file made by\n"
+        "           iyagid admin create-users ... --messages M (bench/search.c; --user N, --limit L)\n"
         "options:\n"
         "  --host A (127.0.0.1) --port P --server-pid PID --workers W (2) --duration S (10)\n"
         "  --warmup S (2) --rate R (0: full speed) --window N (4) --senders S (all) --msg-bytes B (100)\n"
@@ -281,6 +283,7 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    if (!strcmp(sc, "search")) return search_main(argc, argv);
     p.scenario = !strcmp(sc, "idle") ? SC_IDLE : !strcmp(sc, "direct") ? SC_DIRECT
                : !strcmp(sc, "group") ? SC_GROUP : !strcmp(sc, "history") ? SC_HISTORY
                : !strcmp(sc, "resync") ? SC_RESYNC : 0;

@@ -8,6 +8,7 @@
  * model/search.h: a message deleted or edited since it was indexed is
  * never shown for words it no longer has, and a channel the caller has
  * left is not searched at all. */
+#include <stdlib.h>
 #include <string.h>
 #include "api_int.h"
 #include "../base/alloc.h"
@@ -25,6 +26,22 @@ typedef struct search_job {
     uint64_t before;             /* 0: no bound */
     int limit;
 } search_job;
+
+#define SEARCH_CANDIDATES 100
+
+/* A candidate that still matches, with its rank. */
+typedef struct found {
+    iy_msg m;
+    int64_t score;
+    size_t order;                /* newest first */
+} found;
+
+static int by_rank(const void *pa, const void *pb)
+{
+    const found *a = pa, *b = pb;
+    if (a->score != b->score) return a->score > b->score ? -1 : 1;
+    return a->order < b->order ? -1 : a->order > b->order;
+}
 
 static void write_result(iy_buf *b, const iy_msg *m, const iy_snippet *sn)
 {
@@ -68,34 +85,46 @@ static void search_read(store_reader *r, dbq_job *j)
     } else {
         rc = store_reader_user_channels(r, a->user, &chans, &nchans);
     }
-    /* Candidates beyond the limit make up for stale ones. */
-    int want = x->limit * 2 + 20;
+    /* The newest SEARCH_CANDIDATES matches are ranked (model/search.h):
+     * enough to rank well and to make up for stale candidates, few enough
+     * that a common word costs a bounded read. Older ones: before=. */
+    int want = x->limit + SEARCH_CANDIDATES;
     if (rc == 0) rc = store_reader_search(r, chans, nchans, x->q, x->qlen, x->before, want, &hits, &nhits);
     if (rc) {
         api_fail(a, rc, rc == IY_EUNAVAIL ? "search is unavailable" : "storage error");
         goto out;
     }
-    iy_buf_append_str(&a->body, "{\"results\":[");
-    int n = 0;
-    iy_snippet *sn = iy_malloc(sizeof *sn);
-    for (size_t i = 0; i < nhits && n < x->limit; i++) {
-        iy_msg m;
-        rc = store_reader_message(r, hits[i].channel, hits[i].seq, &m);
+    found *f = iy_calloc(nhits ? nhits : 1, sizeof *f);
+    size_t nf = 0;
+    for (size_t i = 0; i < nhits; i++) {
+        found *e = &f[nf];
+        rc = store_reader_message(r, hits[i].channel, hits[i].seq, &e->m);
         if (rc == IY_ENOTFOUND) continue;
         if (rc) break;
-        if (m.id == hits[i].id && m.event == IY_EV_NONE && !m.deleted &&
-            iy_search_snippet(m.text, m.text_len, x->q, x->qlen, sn)) {
-            if (n++) iy_buf_putc(&a->body, ',');
-            write_result(&a->body, &m, sn);
+        if (e->m.id == hits[i].id && e->m.event == IY_EV_NONE && !e->m.deleted &&
+            (e->score = iy_search_score(e->m.text, e->m.text_len, x->q, x->qlen)) > 0) {
+            e->order = i;
+            nf++;
+        } else {
+            iy_msg_clear(&e->m);
         }
-        iy_msg_clear(&m);
     }
-    iy_free(sn);
     if (rc && rc != IY_ENOTFOUND) {
         api_fail(a, rc, "storage error");
-        goto out;
+    } else {
+        qsort(f, nf, sizeof *f, by_rank);
+        iy_snippet *sn = iy_malloc(sizeof *sn);
+        iy_buf_append_str(&a->body, "{\"results\":[");
+        for (size_t i = 0; i < nf && i < (size_t)x->limit; i++) {
+            iy_search_snippet(f[i].m.text, f[i].m.text_len, x->q, x->qlen, sn);
+            if (i) iy_buf_putc(&a->body, ',');
+            write_result(&a->body, &f[i].m, sn);
+        }
+        iy_buf_append_str(&a->body, "]}");
+        iy_free(sn);
     }
-    iy_buf_append_str(&a->body, "]}");
+    for (size_t i = 0; i < nf; i++) iy_msg_clear(&f[i].m);
+    iy_free(f);
 out:
     if (chans != &one) iy_free(chans);
     iy_free(hits);

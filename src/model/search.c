@@ -139,3 +139,30 @@ int iy_search_snippet(const char *text, size_t len, const char *q, size_t qlen, 
     iy_free(fq);
     return 1;
 }
+
+/* A byte that can be part of a word: ASCII letters and digits, and every
+ * byte of a non-ASCII character (Hangul, kana, accented letters...). */
+static int wordy(uint8_t c)
+{
+    return c >= 0x80 || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+int64_t iy_search_score(const char *text, size_t len, const char *q, size_t qlen)
+{
+    uint8_t *ft = folded(text, len), *fq = folded(q, qlen);
+    const uint8_t *t = (const uint8_t *)text;
+    int tier = 0, seen = 0;
+    for (long m = find_folded(ft, len, fq, qlen, 0); m >= 0 && seen < IY_SNIPPET_HL_MAX && tier < 3;
+         m = find_folded(ft, len, fq, qlen, (size_t)m + 1), seen++) {
+        size_t a = (size_t)m, b = a + qlen;
+        int starts = a == 0 || !wordy(t[a - 1]) || !wordy((uint8_t)q[0]);
+        int ends = b == len || !wordy(t[b]) || !wordy((uint8_t)q[qlen - 1]);
+        int k = starts && ends ? 3 : starts ? 2 : 1;
+        if (k > tier) tier = k;
+    }
+    iy_free(ft);
+    iy_free(fq);
+    if (!tier) return 0;
+    size_t cps = iy_utf8_count(text, len);
+    return (int64_t)tier * 1000000 - (int64_t)(cps < 999999 ? cps : 999999);
+}

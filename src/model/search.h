@@ -22,6 +22,12 @@ int iy_search_query_check(const char *q, size_t len);
  * or -1. */
 long iy_search_find(const char *text, size_t len, const char *q, size_t qlen, size_t from);
 
+/* How well q matches text (which contains it), for ranking the newest
+ * matches: where q is a whole word beats where it starts a word, which
+ * beats inside one; then a shorter text beats a longer one. Higher is
+ * better; 0 if q does not match. */
+int64_t iy_search_score(const char *text, size_t len, const char *q, size_t qlen);
+
 #define IY_SNIPPET_CP 32          /* code points kept on each side of the first match */
 #define IY_SNIPPET_HL_MAX 8       /* highlights in one snippet */
 #define IY_SNIPPET_MAX (4 * (2 * IY_SNIPPET_CP + IY_SEARCH_MAX_CP) + 8)

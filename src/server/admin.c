@@ -11,6 +11,7 @@
  * for a benchmark because login is not what it measures; it is documented in
  * docs/BENCHMARKS.md. */
 #include "admin.h"
+#include "admin_fill.h"
 #include "../chat/auth.h"
 #include "../model/rules.h"
 #include "../store/store.h"
@@ -39,7 +40,10 @@ static void usage(FILE *f)
             "  Argon2id hash shared by all), one session each, and writes\n"
             "  \"user_id username token\" lines to FILE; with --groups, G groups of M\n"
             "  members (group g: users g*M..g*M+M-1) and \"group channel_id member_id...\"\n"
-            "  lines. The server must not be running on DIR.\n");
+            "  lines. The server must not be running on DIR.\n"
+            "  --messages N (with --groups): also N made-up messages round robin over the\n"
+            "  groups, user P0 a member of every group (the searcher of the search\n"
+            "  benchmark), and \"query CLASS TEXT\" lines for it.\n");
 }
 
 static int parse_count(const char *name, const char *v, long lo, long hi, long *out)
@@ -68,8 +72,10 @@ static int valid_prefix(const char *p)
 }
 
 static int create_users(const char *dir, const char *url, long count, const char *prefix, const char *out_path,
-                        const char *password, long groups, long group_size)
+                        const char *password, long groups, long group_size, long messages)
 {
+    uint64_t *gids = iy_calloc((size_t)groups + 1, sizeof *gids);
+    uint64_t (*gmem)[IY_GROUP_MAX] = iy_calloc((size_t)groups + 1, sizeof *gmem);
     int rc = 1;
     store *s = NULL;
     FILE *out = NULL;
@@ -128,7 +134,9 @@ static int create_users(const char *dir, const char *url, long count, const char
         iy_channel ch;
         char gname[64];
         snprintf(gname, sizeof gname, "%sgroup%ld", prefix, g);
-        const uint64_t *members = ids + g * group_size;
+        uint64_t *members = gmem[g];
+        memcpy(members, ids + g * group_size, (size_t)group_size * sizeof *members);
+        if (messages && g > 0) members[group_size - 1] = ids[0];   /* the searcher is in every group */
         uint64_t sorted[IY_GROUP_MAX];
         uint32_t n = 0;
         int e = rules_group_members(members[0], gname, members, (size_t)group_size, sorted, &n);
@@ -137,10 +145,13 @@ static int create_users(const char *dir, const char *url, long count, const char
             fprintf(stderr, "iyagid admin: creating group %ld failed (%s)\n", g, iy_err_code(e));
             goto err;
         }
+        gids[g] = ch.id;
         fprintf(out, "group %llu", (unsigned long long)ch.id);
         for (long k = 0; k < group_size; k++) fprintf(out, " %llu", (unsigned long long)members[k]);
         fputc('\n', out);
     }
+    if (messages && admin_fill(s, out, gids, (const uint64_t (*)[IY_GROUP_MAX])gmem, groups, group_size, messages))
+        goto err;
     if (fflush(out) != 0 || ferror(out)) {
         fprintf(stderr, "iyagid admin: writing %s failed\n", out_path);
         goto err;
@@ -150,6 +161,8 @@ err:
     if (out && fclose(out) != 0) rc = 1;
     store_free(s);
     iy_free(ids);
+    iy_free(gids);
+    iy_free(gmem);
     return rc;
 }
 
@@ -160,7 +173,7 @@ int admin_main(int argc, char **argv)
         return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;
     }
     const char *dir = NULL, *url = NULL, *prefix = NULL, *out = NULL, *password = "benchpass";
-    long count = -1, groups = 0, group_size = 0;
+    long count = -1, groups = 0, group_size = 0, messages = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -182,6 +195,8 @@ int admin_main(int argc, char **argv)
             if (parse_count(a, v, 1, 9999999, &count)) return 2;
         } else if (!strcmp(a, "--groups")) {
             if (parse_count(a, v, 0, 9999999, &groups)) return 2;
+        } else if (!strcmp(a, "--messages")) {
+            if (parse_count(a, v, 0, 100000000, &messages)) return 2;
         } else if (!strcmp(a, "--group-size")) {
             if (parse_count(a, v, 2, IY_GROUP_MAX, &group_size)) return 2;
         } else {
@@ -208,5 +223,9 @@ int admin_main(int argc, char **argv)
         fprintf(stderr, "iyagid admin: --groups G needs --group-size M (2-100) with G*M <= --count\n");
         return 2;
     }
-    return create_users(dir, url, count, prefix, out, password, groups, group_size);
+    if (messages > 0 && groups < 1) {
+        fprintf(stderr, "iyagid admin: --messages needs --groups\n");
+        return 2;
+    }
+    return create_users(dir, url, count, prefix, out, password, groups, group_size, messages);
 }

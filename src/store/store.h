@@ -483,7 +483,8 @@ typedef struct store_hit {
 } store_hit;
 
 /* Up to limit candidates for q (valid: iy_search_query_check) among the
- * messages of channels[0..n), best first; before > 0: only ids below it.
+ * messages of channels[0..n), newest first (so a common text stops at the
+ * limit; the caller ranks them); before > 0: only ids below it.
  * *out malloc'd (iy_free; NULL when none). 0, IY_EUNAVAIL, IY_EIO. */
 int store_reader_search(store_reader *r, const uint64_t *channels, size_t n, const char *q,
                         size_t qlen, uint64_t before, int limit, store_hit **out, size_t *nout);

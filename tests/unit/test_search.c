@@ -83,8 +83,23 @@ static void test_snippet(void)
     CHECK(sn.len < sizeof sn.text);
 }
 
+static void test_score(void)
+{
+    /* a whole word, then the start of one, then inside one */
+    CHECK(iy_search_score(Q("a cat sat"), Q("cat")) > iy_search_score(Q("a catalog"), Q("cat")));
+    CHECK(iy_search_score(Q("a catalog"), Q("cat")) > iy_search_score(Q("concat"), Q("cat")));
+    CHECK(iy_search_score(Q("concat and category"), Q("cat")) == iy_search_score(Q("category and concat"), Q("cat")));
+    /* the best place counts, wherever it is; then the shorter text */
+    CHECK(iy_search_score(Q("concat cat"), Q("CAT")) > iy_search_score(Q("category"), Q("cat")));
+    CHECK(iy_search_score(Q("cat"), Q("cat")) > iy_search_score(Q("the cat"), Q("cat")));
+    /* Korean: a word with a particle still starts with the query */
+    CHECK(iy_search_score(Q("회의는 3시"), Q("회의")) > iy_search_score(Q("정기회의 3시"), Q("회의")));
+    CHECK_EQ(iy_search_score(Q("nothing"), Q("cat")), 0);
+}
+
 int main(void)
 {
+    test_score();
     test_query();
     test_find();
     test_snippet();

@@ -285,10 +285,9 @@ int pgs__reader_search(store_reader *r, const uint64_t *channels, size_t n, cons
                        uint64_t before, int limit, store_hit **out, size_t *nout);
 /* The channels of user on any connection (pg_users.c). */
 int pgs__q_user_channels(pgs_conn *pc, uint64_t user, uint64_t **out, size_t *n);
-/* pg_search.c: the indexer, and a search on a reader's connection (*trgm
- * caches whether pg_trgm is there: 0 not asked yet, 1 yes, 2 no). */
+/* pg_search.c: the indexer, and a search on a reader's connection. */
 store_indexer *pgs__indexer_new(store *s);
-int pgs__search(pgs_conn *pc, int *trgm, const uint64_t *channels, size_t n, const char *q, size_t qlen,
+int pgs__search(pgs_conn *pc, const uint64_t *channels, size_t n, const char *q, size_t qlen,
                 uint64_t before, int limit, store_hit **out, size_t *nout);
 
 #endif

@@ -230,7 +230,6 @@ typedef struct pgs_reader {
     pgs_conn conn;
     char *uri;
     char appname[96];
-    int trgm;                   /* pg_trgm: 0 not asked yet, 1 there, 2 not there */
 } pgs_reader;
 
 store_reader *pgs__reader_new(store *st)
@@ -295,5 +294,5 @@ int pgs__reader_search(store_reader *rd, const uint64_t *channels, size_t n, con
                        uint64_t before, int limit, store_hit **out, size_t *nout)
 {
     pgs_reader *r = (pgs_reader *)rd;
-    return pgs__search(&r->conn, &r->trgm, channels, n, q, qlen, before, limit, out, nout);
+    return pgs__search(&r->conn, channels, n, q, qlen, before, limit, out, nout);
 }

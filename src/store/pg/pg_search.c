@@ -207,19 +207,13 @@ store_indexer *pgs__indexer_new(store *st)
 
 /* ---- queries (reader threads) ---------------------------------------------- */
 
-/* Ranked by pg_trgm's word_similarity (how well q matches a word of the
- * text) where the extension is there, newest first among equals. */
-static const char SQL_SEARCH_TRGM[] =
+/* Newest first (the API ranks the candidates): the planner picks the
+ * trigram index for rare texts and the id order for common ones. */
+static const char SQL_SEARCH[] =
     "SELECT id, channel_id, seq FROM search_docs WHERE channel_id = ANY ($1::int8[])"
-    " AND text ILIKE $2::text AND id < $3::int8"
-    " ORDER BY word_similarity($4::text, text) DESC, id DESC LIMIT $5::int4";
-static const char SQL_SEARCH_PLAIN[] =
-    "SELECT id, channel_id, seq FROM search_docs WHERE channel_id = ANY ($1::int8[])"
-    " AND text ILIKE $2::text AND id < $3::int8 AND $4::text IS NOT NULL"
-    " ORDER BY id DESC LIMIT $5::int4";
-static const char SQL_HAS_TRGM[] = "SELECT count(*)::int4 FROM pg_extension WHERE extname = 'pg_trgm'";
+    " AND text ILIKE $2::text AND id < $3::int8 ORDER BY id DESC LIMIT $4::int4";
 
-int pgs__search(pgs_conn *pc, int *trgm, const uint64_t *channels, size_t n, const char *q, size_t qlen,
+int pgs__search(pgs_conn *pc, const uint64_t *channels, size_t n, const char *q, size_t qlen,
                 uint64_t before, int limit, store_hit **out, size_t *nout)
 {
     *out = NULL;
@@ -227,12 +221,6 @@ int pgs__search(pgs_conn *pc, int *trgm, const uint64_t *channels, size_t n, con
     if (n == 0 || limit <= 0) return 0;
     PGresult *res;
     int rc;
-    if (*trgm == 0) {
-        if ((rc = pgs__exec_row(pc, SQL_HAS_TRGM, &(pgs_params){ 0 }, &res)) != 0)
-            return rc == IY_ENOTFOUND ? IY_EIO : rc;
-        *trgm = pgs__r_i32(res, 0, 0) > 0 ? 1 : 2;
-        PQclear(res);
-    }
     pgs_arr chans = { 0 };
     pgs__arr_begin(&chans, PGS_OID_INT8);
     for (size_t i = 0; i < n; i++) pgs__arr_i64(&chans, channels[i]);
@@ -247,9 +235,8 @@ int pgs__search(pgs_conn *pc, int *trgm, const uint64_t *channels, size_t n, con
     pgs__p_buf(&pp, pgs__arr_end(&chans));
     pgs__p_bytes(&pp, pat.data, pat.len);
     pgs__p_i64(&pp, before && before <= INT64_MAX ? before : (uint64_t)INT64_MAX);
-    pgs__p_bytes(&pp, q, qlen);
     pgs__p_i32(&pp, limit);
-    rc = pgs__exec(pc, pgs__deadline(), *trgm == 1 ? SQL_SEARCH_TRGM : SQL_SEARCH_PLAIN, &pp, &res);
+    rc = pgs__exec(pc, pgs__deadline(), SQL_SEARCH, &pp, &res);
     pgs__arr_free(&chans);
     iy_buf_free(&pat);
     if (rc) return rc;

@@ -5,9 +5,10 @@
  * 3.40), embeddable beside RocksDB like the store itself, and its trigram
  * tokenizer indexes substrings of any script: Korean is written without
  * spaces between many words, so word tokenizers miss "안녕" in "안녕하세요"
- * while trigrams find it. Queries of 3 code points or more use the index
- * (ranked by bm25); 2-code-point queries (no trigram in them) scan the
- * caller's channels' texts through the (channel, id) index instead.
+ * while trigrams find it. Queries of 3 code points or more use the index;
+ * 2-code-point queries (no trigram in them) scan the
+ * texts newest first (a common pair is found at once; a rare one costs a
+ * scan of the caller's channels). Both give candidates newest first.
  *
  *   docs   id INTEGER PRIMARY KEY (the message id), channel, seq, text;
  *          index (channel, id)
@@ -308,10 +309,14 @@ static void like_pattern(iy_buf *b, const char *q, size_t qlen)
     iy_buf_putc(b, '%');
 }
 
+/* Newest first, so the scan stops at the limit: fts drives (CROSS JOIN
+ * keeps it the outer loop) and yields rowids in descending order itself.
+ * Ranking bm25 over every match cost seconds for a word in a tenth of a
+ * million messages (docs/BENCHMARKS.md); the API ranks the candidates. */
 static const char SQL_MATCH[] =
-    "SELECT d.id, d.channel, d.seq FROM fts JOIN docs d ON d.id = fts.rowid"
-    " WHERE fts MATCH ?1 AND d.channel IN (SELECT value FROM json_each(?2)) AND d.id < ?3"
-    " ORDER BY fts.rank, d.id DESC LIMIT ?4";
+    "SELECT d.id, d.channel, d.seq FROM fts CROSS JOIN docs d ON d.id = fts.rowid"
+    " WHERE fts MATCH ?1 AND fts.rowid < ?3 AND d.channel IN (SELECT value FROM json_each(?2))"
+    " ORDER BY fts.rowid DESC LIMIT ?4";
 static const char SQL_LIKE[] =
     "SELECT id, channel, seq FROM docs"
     " WHERE channel IN (SELECT value FROM json_each(?2)) AND text LIKE ?1 ESCAPE '\\' AND id < ?3"
