@@ -8,6 +8,7 @@
 //                    typing, its header, the group members dialog
 //   composer.js      writing: the outbox and sending, the reply, @ completion
 //   settings.js      the Settings dialog, Mute and Block, the push notifications switch
+//   search.js        message search: the field above the list, its results, a conversation's own search
 // The views call each other, so some modules import each other in a cycle; no module uses an
 // imported binding at its top level, so the order they are evaluated in does not matter.
 // Every piece of user data (names, messages) reaches the DOM through textContent or
@@ -21,6 +22,7 @@ import {
 } from './conversation.js';
 import { flushOutbox, onAck, onSendError, saveOutbox, syncOutbox, wireComposer } from './composer.js';
 import { loadBlocked, renderChatActions, renderPush, syncPush, wireSettings } from './settings.js';
+import { closeSearch, wireSearch } from './search.js';
 
 // ---------------------------------------------------------------- auth
 let signup = false;
@@ -87,6 +89,7 @@ function resetState() {
   S.friends = null;
   $('msgs').textContent = '';
   $('chat-list').textContent = '';
+  closeSearch();
   document.body.classList.remove('chat-open');
 }
 
@@ -284,6 +287,7 @@ function wire() {
   wireConversation();
   wireComposer();
   wireSettings();
+  wireSearch();
   for (const b of document.querySelectorAll('dialog [data-close]')) b.addEventListener('click', () => b.closest('dialog').close());
   document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'visible') { markRead(); S.sock && S.sock.connectNow(); } });
   window.addEventListener('focus', markRead);

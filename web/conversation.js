@@ -197,14 +197,14 @@ async function openCache(id) {
   return cache;
 }
 
-async function loadOlder(id) {
+async function loadOlder(id, limit = PAGE) {
   const cache = cacheOf(id);
   if (!cache || cache.loading || cache.complete) return;
   cache.loading = true;
   renderLogTop();
   try {
     const before = cache.min;
-    const r = await fetchHistory(id, { before_seq: before, limit: PAGE });
+    const r = await fetchHistory(id, { before_seq: before, limit });
     const log = $('log');
     const keep = S.current === id ? log.scrollHeight - log.scrollTop : 0;
     const frag = document.createDocumentFragment();
@@ -216,7 +216,7 @@ async function loadOlder(id) {
       seePos(m.pos);
       if (S.current === id) frag.append(messageEl(m));
     }
-    if (r.length < PAGE || cache.min <= 1) cache.complete = true;
+    if (r.length < limit || cache.min <= 1) cache.complete = true;
     if (S.current === id) {
       $('msgs').prepend(frag);
       renderDays();
@@ -385,16 +385,40 @@ function quoteEl(m) {
   return q;
 }
 
-/** scrolls to message seq of the open conversation, loading older pages until it is there */
-async function jumpTo(channel, seq) {
-  if (S.current !== channel) return;
+/** scrolls to message seq of the open conversation, loading older pages until it is there (pages
+ * as big as the distance, up to the server's 200); `focus`: the message takes the focus (a search
+ * result was opened). False when it could not be shown. */
+async function jumpTo(channel, seq, { focus = false } = {}) {
+  if (S.current !== channel) return false;
   const cache = cacheOf(channel);
-  for (let i = 0; cache && !cache.bySeq.has(seq) && !cache.complete && i < 40; i++) await loadOlder(channel);
+  for (let i = 0; cache && !cache.bySeq.has(seq) && !cache.complete && i < 40 && S.current === channel; i++) {
+    while (cache.loading) await new Promise((r) => setTimeout(r, 50));   // a page on its way (scrolling)
+    if (cache.bySeq.has(seq) || cache.complete) break;
+    await loadOlder(channel, Math.min(200, Math.max(PAGE, cache.min - seq + 10)));
+  }
+  if (S.current !== channel) return false;
   const li = document.querySelector(`#msgs li[data-seq="${seq}"]`);
-  if (!li) return;
+  if (!li) return false;
   li.scrollIntoView({ block: 'center' });
   li.classList.add('flash');
   setTimeout(() => li.classList.remove('flash'), 1500);
+  if (focus) { li.tabIndex = -1; li.focus({ preventScroll: true }); }
+  return true;
+}
+
+/** where to jump once the conversation being opened has its first page: {id, seq} */
+let pendingJump = null;
+
+/** opens a conversation scrolled to its message seq (a search result) */
+export function openAt(id, seq) {
+  const cache = cacheOf(id);
+  if (S.current === id && cache && !cache.initializing) { jumpOrSay(id, seq); return; }
+  pendingJump = { id, seq };
+  go(id);
+}
+
+async function jumpOrSay(id, seq) {
+  if (!(await jumpTo(id, seq, { focus: true })) && S.current === id) showError('chat-error', 'That message could not be shown: it may have been deleted, or it is too far back.');
 }
 
 /** the reactions under a message: one toggle per emoji, pressed when it is mine */
@@ -640,6 +664,7 @@ export function go(id) {
 }
 
 export async function openChat(id) {
+  if (pendingJump && pendingJump.id !== id) pendingJump = null;
   if (S.replyTo && S.replyTo.channel !== id) setReply(null);
   const switching = S.current !== id;
   S.current = id;
@@ -672,6 +697,12 @@ export async function openChat(id) {
     if (S.current !== id) return;
     renderMessages();
     markRead();
+    if (pendingJump && pendingJump.id === id) {
+      const { seq } = pendingJump;
+      pendingJump = null;
+      jumpOrSay(id, seq);
+      return;   // the focus goes to the message
+    }
   }
   if (!matchMedia('(max-width: 700px)').matches || switching) $('input').focus({ preventScroll: true });
 }
@@ -693,6 +724,7 @@ export function renderHeader() {
   const id = S.current;
   if (!id) return;
   $('chat-title').textContent = titleOf(id);
+  $('chat-search').hidden = id.startsWith('u:');
   const sub = $('chat-sub');
   const c = S.channels.get(id);
   const isGroup = c && c.channel.kind === 'group';

@@ -1,7 +1,7 @@
 // a11y.test.mjs — axe-core (npm) on every view of the web client, desktop and phone: the login
-// form, the conversation list, a conversation with the message features (edited, deleted,
-// reactions, a reply, a reply being written, a delete being asked), a group and its members, the
-// friends tab, the settings dialog. No violation of impact "serious" or "critical" (WCAG 2.x A
+// form, the conversation list, search results (of every conversation, and of one), a
+// conversation with the message features (edited, deleted, reactions, a reply, a reply being
+// written, a delete being asked), a group and its members, the friends tab, the settings dialog. No violation of impact "serious" or "critical" (WCAG 2.x A
 // and AA rules) is allowed; the others are printed.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -31,6 +31,19 @@ async function audit(page, view, seen) {
   return bad;
 }
 
+/** searches for q, asking again until something is found (the index lags a fresh message by up
+ * to about a second) or an error is said */
+async function searchFor(page, q) {
+  const box = page.getByRole('searchbox', { name: 'Search messages' });
+  for (let i = 0; i < 50; i++) {
+    await box.fill(q);
+    await box.press('Enter');
+    await page.locator('#search-status', { hasText: /found/ }).or(page.locator('#search-error:not(:empty)')).first().waitFor();
+    if (await page.locator('#search-results .hit').count() || await page.locator('#search-error:not(:empty)').count()) return;
+    await page.waitForTimeout(100);
+  }
+}
+
 for (const [name, viewport, mobile] of [['desktop', DESKTOP, false], ['phone', PHONE, true]]) {
   test(`axe-core on every view (${name}): nothing serious or critical`, async () => {
     const seen = new Set();
@@ -54,10 +67,19 @@ for (const [name, viewport, mobile] of [['desktop', DESKTOP, false], ['phone', P
     await A.page.reload();
     await A.page.locator('#chat-list .chat-item').first().waitFor();
     bad.push(...await audit(A.page, 'conversation list', seen));
+    await searchFor(A.page, 'hello');
+    bad.push(...await audit(A.page, 'search results', seen));
+    await A.page.keyboard.press('Escape');
+    await A.page.locator('#search-view').waitFor({ state: 'hidden' });
     await openChat(A.page, 'Ben');
     await waitForText(A.page, 'hi Ben');
     await A.page.locator('#msgs li.msg .quote', { hasText: 'hello Ada' }).waitFor();
     bad.push(...await audit(A.page, 'conversation', seen));
+    await A.page.getByRole('button', { name: 'Search this conversation' }).click();
+    await searchFor(A.page, 'hi');
+    bad.push(...await audit(A.page, 'search in a conversation', seen));
+    await A.page.keyboard.press('Escape');
+    await A.page.locator('#composer').waitFor({ state: 'visible' });
     const firstLi = A.page.locator('#msgs li.msg[data-seq]', { hasText: 'hello Ada!' }).first();
     await firstLi.getByRole('button', { name: 'Reply to this message' }).click();
     bad.push(...await audit(A.page, 'writing a reply', seen));

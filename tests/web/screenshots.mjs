@@ -1,5 +1,6 @@
 // screenshots.mjs — the main screens at a phone's size (390x844) and a desktop's (1280x800),
-// written to docs/screenshots/. Run: cd tests/web && node screenshots.mjs (after make).
+// written to docs/screenshots/. Run: cd tests/web && node screenshots.mjs (after make);
+// SHOTS_ONLY=REGEX writes only the screens whose names match (e.g. SHOTS_ONLY=search).
 import fs from 'node:fs';
 import path from 'node:path';
 import {
@@ -9,7 +10,9 @@ import {
 const server = await startServer();
 const browser = await launchBrowser();
 fs.mkdirSync(SHOTS, { recursive: true });
+const ONLY = process.env.SHOTS_ONLY ? new RegExp(process.env.SHOTS_ONLY) : null;
 const shot = async (page, name) => {
+  if (ONLY && !ONLY.test(name)) return;
   await sleep(250);
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
   console.log('wrote', path.join('docs/screenshots', `${name}.png`));
@@ -88,6 +91,20 @@ try {
       await A.page.keyboard.press('Escape');
     }
     if (name === 'phone') await A.page.getByRole('button', { name: 'Back to conversations' }).click();
+    // search: "see you" in two conversations (asked again until the index, which lags a fresh
+    // message by up to a second, has both); on a desktop the first is opened beside the results
+    const box = A.page.getByRole('searchbox', { name: 'Search messages' });
+    for (let i = 0; i < 50; i++) {
+      await box.fill('see you');
+      await box.press('Enter');
+      await A.page.locator('#search-status', { hasText: /found|available/ }).or(A.page.locator('#search-error:not(:empty)')).first().waitFor();
+      if (await A.page.locator('#search-results .hit').count() >= 2 || await A.page.locator('#search-error:not(:empty)').count()) break;
+      await sleep(200);
+    }
+    if (name === 'desktop') await A.page.locator('#search-results .hit').first().click().catch(() => {});
+    await shot(A.page, `${name}-search`);
+    await box.focus();
+    await A.page.keyboard.press('Escape');
     await A.page.getByRole('tab', { name: /Friends/ }).click();
     await A.page.locator('#friend-list li').first().waitFor({ timeout: 3000 }).catch(() => {});
     await shot(A.page, `${name}-friends`);
