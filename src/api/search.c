@@ -10,6 +10,7 @@
  * left is not searched at all. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "api_int.h"
 #include "../base/alloc.h"
 #include "../base/err.h"
@@ -132,6 +133,11 @@ out:
 
 void search_request(conn *c, const http_request *req)
 {
+    /* No token at all is 401 whatever the query (a bad one is found on the reader). */
+    if (req->authorization.len <= 7 || strncasecmp(req->authorization.ptr, "Bearer ", 7) != 0) {
+        conn_http_error(c, IY_EUNAUTH, "a bearer token is needed");
+        return;
+    }
     uint64_t limit = IY_SEARCH_LIMIT_DEFAULT;
     int has_l = 0;
     if (api_query_num(c, req, "limit", 1, IY_SEARCH_LIMIT_MAX, &limit, &has_l)) return;

@@ -1,6 +1,7 @@
 /* indexer.c — the search indexer thread (indexer.h). */
 #include "indexer.h"
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <time.h>
 #include "../base/alloc.h"
@@ -42,6 +43,12 @@ static void *run(void *arg)
 {
     indexer *x = arg;
     int failing = 0;
+    /* Idle priority: the indexer takes only CPU that nothing else wants, so
+     * a saturated node acks as fast as without search and the index lags
+     * instead (it catches up when the load drops). */
+    struct sched_param sp = { 0 };
+    if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0)
+        iy_log("search: the indexer runs at normal priority (SCHED_IDLE refused)");
     for (;;) {
         size_t done = 0;
         int rc = store_indexer_step(x->ix, &done);

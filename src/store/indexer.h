@@ -2,8 +2,9 @@
  * (store.h, "search") caught up with what this node commits.
  *
  * It never touches the commit path: it polls the store (every 250 ms while
- * caught up, at once while there is more), so a message is findable within
- * about a quarter of a second of its ack, and a crash costs nothing but
+ * caught up, at once while there is more) at idle CPU priority (SCHED_IDLE),
+ * so a message is findable about a quarter of a second after its ack on a
+ * node with CPU to spare (later on a saturated one), and a crash costs nothing but
  * the re-indexing of the index's last unfinished batch at the next start.
  * A failing step (the database away, an I/O error) is logged once and
  * retried every second. */

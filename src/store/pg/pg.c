@@ -28,6 +28,7 @@
 #include "../../base/log.h"
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 
 int pgs__no_round(pgs_store *s, const char *what)
@@ -86,6 +87,7 @@ static int node_claim(pgs_store *s, int64_t deadline)
     if (rc == 0) {
         s->base.ids.node = (uint64_t)pgs__r_i32(pgs__pipe_res(&p, q), 0, 0) & IY_NODE_MAX;
         s->base.ids.last = pgs__r_i64(pgs__pipe_res(&p, q), 0, 1);
+        atomic_store(&s->committed_id, s->base.ids.last);
         s->claimed = 1;
     }
     pgs__pipe_end(&p);

@@ -193,6 +193,10 @@ typedef struct pgs_store {
     char *node_name;
     char appname[96];
     int claimed;                /* holds a node number (released by free) */
+    /* Every message id of this node number up to here is committed or was
+     * never stored (set after each committed round; the search indexer
+     * reads it from its thread). */
+    _Atomic uint64_t committed_id;
 } pgs_store;
 
 /* IY_EINVAL (logged) if a round is open on s: a write outside rounds must

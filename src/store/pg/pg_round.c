@@ -95,6 +95,7 @@
 #include "../../base/log.h"
 #include "../../model/rules.h"
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 
 /* Each attempt after the first follows a pair whose channel another node
@@ -751,8 +752,10 @@ int pgs__round_commit(store *st, store_round *r)
     pgs__pipe_end(&p);
     for (int i = 0; i < A_COUNT; i++) pgs__arr_free(&a[i]);
     iy_free(a);
-    if (rc == 0) be->tx = 0;
-    else if (rc == IY_ECONFLICT) iy_log("store: postgresql: a round's write hit a unique key (%s)", s->conn.sqlstate);
+    if (rc == 0) {
+        be->tx = 0;
+        atomic_store(&s->committed_id, s->base.ids.last);
+    } else if (rc == IY_ECONFLICT) iy_log("store: postgresql: a round's write hit a unique key (%s)", s->conn.sqlstate);
     return rc == IY_ECONFLICT ? IY_EUNAVAIL : rc;
 }
 
