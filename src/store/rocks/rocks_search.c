@@ -35,7 +35,7 @@
 #include "rocks_enc.h"
 #include "rocks_int.h"
 
-#define BATCH_MAX 2000           /* messages one step reads (whole 'i' records) */
+#define BATCH_MAX 10000          /* messages one step reads (whole 'i' records) */
 
 static const char *const SCHEMA[] = {
     "PRAGMA journal_mode = WAL",
