@@ -96,7 +96,7 @@ asan:
 	$(MAKE) VARIANT=asan all
 
 # libFuzzer targets: clang, the codec sources only.
-FUZZ_SRC := $(wildcard src/base/*.c) $(wildcard src/codec/*.c) src/bus/bus_wire.c src/bus/bus.c src/model/types.c $(LLHTTP_SRC)
+FUZZ_SRC := $(wildcard src/base/*.c) $(wildcard src/codec/*.c) src/bus/bus_wire.c src/bus/bus.c src/model/types.c src/model/search.c $(LLHTTP_SRC)
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC)
 	@mkdir -p build/fuzz
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I$(LLHTTP_INC) -Isrc \
