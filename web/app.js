@@ -1,7 +1,8 @@
 // app.js — the iyagi web client's entry. Plain ES modules, no framework, no build step.
 // This module boots the client and wires it together: the login and sign-up screen, the life of a
-// session (startApp, logout, sessionDead), the chat socket (net.js) and its frames, routing by
-// the URL's hash (#/c/<channel>), and the page-wide events (visibility, other tabs' storage).
+// session (startApp, logout, sessionDead), the chat socket (net.js) and its frames, the connection
+// line (with "Offline — showing saved messages"), routing by the URL's hash (#/c/<channel>), and
+// the page-wide events (visibility, other tabs' storage and outbox).
 // The views, each holding its part of the page, over one client state (state.js):
 //   list.js          the conversation list, the Friends tab, presence, starting conversations
 //   conversation.js  the open conversation: its messages (cache, history, rendering), receipts,
@@ -9,18 +10,29 @@
 //   composer.js      writing: the outbox and sending, the reply, @ completion
 //   settings.js      the Settings dialog, Mute and Block, the push notifications switch
 //   search.js        message search: the field above the list, its results, a conversation's own search
+// Under them: net.js (the API, the socket), push.js (Web Push opt-in), saved.js (what this browser
+// keeps of the signed-in user in IndexedDB — profile, list, newest messages, outbox — restored at
+// start, wiped at logout) over idb.js (a promise wrapper of IndexedDB). Beside the page, sw.js, the
+// service worker: the app shell from its cache (so the app opens without network) and Web Push.
 // The views call each other, so some modules import each other in a cycle; no module uses an
 // imported binding at its top level, so the order they are evaluated in does not matter.
 // Every piece of user data (names, messages) reaches the DOM through textContent or
 // attributes set with setAttribute/dataset: never as markup.
+//
+// Opening without network: the shell comes from sw.js's cache, startApp draws what saved.js
+// restored (the list, then the open conversation's saved messages) before any answer, the
+// connection line says so, and messages written go to the outbox; when the socket gets through,
+// onReady refreshes the list and the open conversation (reviveCaches) and sends the outbox.
 import { api, ApiError, ChatSocket } from './net.js';
 import { disablePush, unsubscribeBrowser } from './push.js';
 import { $, K, S, directWith, nameOf, onUserLoaded, showError, store } from './state.js';
 import { loadChannels, loadFriends, queryPresence, renderList, selectTab, setPresence, wireList } from './list.js';
 import {
-  cacheOf, closeChat, fillGap, go, ingest, markRead, onReceipt, onTyping, openChat, renderHeader, syncRead, wireConversation,
+  cacheOf, closeChat, fillGap, go, ingest, markRead, onReceipt, onTyping, openChat, renderHeader, reviveCaches, syncRead,
+  wireConversation,
 } from './conversation.js';
 import { flushOutbox, onAck, onSendError, saveOutbox, syncOutbox, wireComposer } from './composer.js';
+import { closeSaved, onOutboxChange, openSaved, saveList, wipeSaved } from './saved.js';
 import { loadBlocked, renderChatActions, renderPush, syncPush, wireSettings } from './settings.js';
 import { closeSearch, wireSearch } from './search.js';
 
@@ -77,7 +89,15 @@ function showAuth() {
   $('auth-username').focus();
 }
 
+/** one per session started in this tab (resetState): a start still reading what was saved when
+ * the user logs out (or another tab logs in) stops there */
+let run = 0;
+
 function resetState() {
+  run++;
+  closeSaved();
+  savedView = false;
+  lost = false;
   if (S.sock) S.sock.stop();
   S.sock = null;
   S.me = null;
@@ -93,16 +113,27 @@ function resetState() {
   document.body.classList.remove('chat-open');
 }
 
+/** everything this browser keeps of user `uid` besides the session: what saved.js keeps in
+ * IndexedDB (the list, messages, the outbox) and the read markers. A shared phone must not keep
+ * someone's messages after they logged out, or after their session was ended from elsewhere
+ * (Settings on another device: the phone may be lost). */
+function forget(uid) {
+  store.del(K.read(uid));
+  wipeSaved(uid);
+}
+
 export function sessionDead() {
   if (!S.session) return;
   store.del(K.session);
-  if (S.me && store.get(K.push(S.me.id), null)) {
+  const me = S.me;
+  if (me && store.get(K.push(me.id), null)) {
     // the server dropped the subscription with the session; drop the browser's side too
-    store.del(K.push(S.me.id));
+    store.del(K.push(me.id));
     unsubscribeBrowser();
   }
   S.session = null;
   resetState();
+  if (me) forget(me.id);
   history.replaceState(null, '', location.pathname);
   showAuth();
   showError('auth-error', 'Your session has ended. Please log in again.');
@@ -113,9 +144,10 @@ async function logout() {
   const me = S.me;
   const push = me ? store.get(K.push(me.id), null) : null;
   store.del(K.session);
-  if (me) { store.del(`iyagi.outbox.${me.id}`); store.del(K.push(me.id)); }
+  if (me) store.del(K.push(me.id));
   S.session = null;
   resetState();
+  if (me) forget(me.id);
   history.replaceState(null, '', location.pathname);
   showAuth();
   if (!s) return;
@@ -125,14 +157,12 @@ async function logout() {
 }
 
 /** `fresh`: the session was just made, so its ws_url is discovery's choice of a moment ago */
-function startApp(fresh = false) {
+async function startApp(fresh = false) {
   resetState();
+  const mine = run;
   S.me = S.session.user;
   S.users.set(S.me.id, S.me);
   S.localRead = store.get(K.read(), {});
-  // adopt what is waiting to be sent (this tab's earlier life, or a closed tab's)
-  S.outbox = store.get(K.outbox(), []).map((o) => ({ ...o, owner: S.tabId }));
-  saveOutbox();
   $('auth').hidden = true;
   $('app').hidden = false;
   $('me-name').textContent = nameOf(S.me.id);
@@ -140,6 +170,16 @@ function startApp(fresh = false) {
   showError('push-error', '');
   closeChat(true);
   selectTab('chats');
+  // what this browser saved of this user: drawn now, before the server answers (without network
+  // it is all there is); a few milliseconds, so the socket waits for it rather than race it
+  const saved = await openSaved(S.me.id);
+  if (mine !== run) return;   // logged out, or another tab logged in, meanwhile
+  savedView = !!saved;
+  $('me-name').textContent = nameOf(S.me.id);
+  renderList();
+  // adopt what is waiting to be sent (this tab's earlier life, or a closed tab's)
+  S.outbox = (saved ? saved.outbox : []).map((o) => ({ ...o, owner: S.tabId }));
+  saveOutbox();
   S.sock = new ChatSocket({
     token: S.session.token, url: S.session.ws_url, fresh,
     onReady, onFrame, onState: setConn, onAuthFailed,
@@ -152,6 +192,7 @@ function startApp(fresh = false) {
     S.me = { ...S.me, ...r.user };
     S.users.set(S.me.id, S.me);
     $('me-name').textContent = nameOf(S.me.id);
+    saveList();
   }).catch((e) => { if (e.status === 401) sessionDead(); });
 }
 
@@ -161,7 +202,8 @@ function onReady(f, again) {
   if (!again) {
     S.pos = Math.max(S.pos, f.pos || 0);
     for (const p of S.posSeen) if (p <= S.pos) S.posSeen.delete(p);
-    loadChannels();
+    // the list, then what the page drew from what was saved, fresh from the server
+    loadChannels().then(reviveCaches);
   } else {
     catchUp(S.pos, f.pos || 0);
   }
@@ -191,7 +233,8 @@ async function catchUp(from, readyPos) {
     if (S.current && !S.current.startsWith('u:')) openChat(S.current);
   }
   await loadChannels();
-  if (S.current && cacheOf(S.current)) fillGap(S.current);
+  if (S.current && cacheOf(S.current) && !cacheOf(S.current).stale) fillGap(S.current);
+  reviveCaches();   // a conversation opened while away, from what was saved (or not at all)
   loadBlocked().then(renderChatActions).catch(() => {});
 }
 
@@ -219,16 +262,28 @@ function onFrame(f) {
   }
 }
 
+/** the page shows what was saved and has not reached the server since it opened */
+let savedView = false;
+/** the connection failed since it was last online (a first attempt still says "Connecting…") */
+let lost = false;
+
 function setConn({ state, retryAt }) {
   const c = $('conn');
   c.dataset.state = state;
   clearInterval(c._t);
-  if (state === 'online') c.textContent = 'Online';
-  else if (state === 'connecting') c.textContent = 'Connecting…';
+  if (state === 'online') { savedView = false; lost = false; }
+  else if (state === 'offline') lost = true;
+  // on a phone the open conversation hides #conn: it shows #chat-conn while offline instead
+  const cc = $('chat-conn');
+  const say = (t) => { c.textContent = t; cc.textContent = t; cc.hidden = !lost && !t.startsWith('Offline'); };
+  if (state === 'online') say('Online');
+  // opened without network (or with the server down): said once, not a countdown on every retry
+  else if (savedView && (lost || !navigator.onLine)) say('Offline — showing saved messages');
+  else if (state === 'connecting') say('Connecting…');
   else {
     const tick = () => {
       const s = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
-      c.textContent = s > 0 ? `Offline — retrying in ${s} s` : 'Offline — retrying…';
+      say(s > 0 ? `Offline — retrying in ${s} s` : 'Offline — retrying…');
     };
     tick();
     c._t = setInterval(tick, 1000);
@@ -265,6 +320,9 @@ function wire() {
   $('auth-form').addEventListener('submit', submitAuth);
   $('logout').addEventListener('click', logout);
   if ('serviceWorker' in navigator) {
+    // the service worker keeps the app shell so that the app opens without network, and shows
+    // push notifications; registered on every start, which also picks up a changed sw.js
+    navigator.serviceWorker.register('/sw.js', { scope: '/', updateViaCache: 'none' }).catch(() => { /* online only */ });
     // a notification was clicked (sw.js): open its conversation
     navigator.serviceWorker.addEventListener('message', (e) => {
       const d = e.data;
@@ -293,7 +351,9 @@ function wire() {
   window.addEventListener('focus', markRead);
   window.addEventListener('hashchange', route);
 
-  // other tabs of this browser: logout, login, read markers, messages waiting to be sent
+  // other tabs of this browser: logout, login, read markers (localStorage), messages waiting to be
+  // sent (IndexedDB, told on a BroadcastChannel)
+  onOutboxChange(syncOutbox);
   window.addEventListener('storage', (e) => {
     if (e.key === K.session) {
       const s = store.get(K.session, null);
@@ -304,12 +364,11 @@ function wire() {
     if (!S.me) return;
     if (e.key === K.push()) syncPush();
     else if (e.key === K.read()) syncRead();
-    else if (e.key === K.outbox()) syncOutbox();
   });
 }
 
 function boot() {
-  onUserLoaded(() => { renderList(); if (S.current) renderHeader(); });
+  onUserLoaded(() => { renderList(); if (S.current) renderHeader(); });   // renderList saves the names too
   wire();
   setAuthMode(false);
   S.session = store.get(K.session, null);

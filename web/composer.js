@@ -1,11 +1,13 @@
 // composer.js — writing a message. What is sent waits in the outbox (S.outbox, kept in
-// localStorage so a reload or another tab sends it on), shown as a pending bubble until the
-// server's ack (or the message from another tab's resend) replaces it; the socket resends what
-// is unacknowledged once per connection (flushOutbox, by cmid, so the server keeps one copy).
+// IndexedDB by saved.js, so that a reload, another tab or the next start of the app sends it on,
+// even one opened without network), shown as a pending bubble until the server's ack (or the
+// message from another tab's resend) replaces it; the socket resends what is unacknowledged once
+// per connection (flushOutbox, by cmid, so the server keeps one copy).
 // Also: the draft text of each conversation, the reply being written, and @ completion.
 import { describeError } from './net.js';
-import { $, K, S, codepoints, directWith, el, nameOf, showError, store, upsertChannel } from './state.js';
+import { $, S, codepoints, directWith, el, nameOf, showError, upsertChannel } from './state.js';
 import { cacheOf, fillGap, ingest, textBody } from './conversation.js';
+import { readOutbox, storeOutbox } from './saved.js';
 
 const MAX_CODEPOINTS = 100000;   // the contract's limit for text
 const TYPING_SEND_MS = 3000;     // send typing at most this often (server allows 1/s)
@@ -13,13 +15,16 @@ const TYPING_SEND_MS = 3000;     // send typing at most this often (server allow
 /** the text being written in each conversation (by S.current), kept while another one is open */
 const draftText = new Map();
 
+/** the outbox is kept in order of `ts` (IndexedDB hands it back by cmid): strictly increasing in a tab */
+let lastTs = 0;
+
 const newCmid = () => {
   const b = crypto.getRandomValues(new Uint8Array(12));
   return 'w' + Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
 };
 
 // ---------------------------------------------------------------- sending
-export function saveOutbox() { if (S.me) store.set(K.outbox(), S.outbox); }
+export function saveOutbox() { if (S.me) storeOutbox(S.outbox); }
 
 export function outboxKey(o) {
   if (o.channel) return o.channel;
@@ -47,7 +52,8 @@ function sendText(text) {
     showError('chat-error', `That message is ${n.toLocaleString()} characters long; the limit is ${MAX_CODEPOINTS.toLocaleString()}.`);
     return false;
   }
-  const o = { cmid: newCmid(), text, ts: Date.now(), owner: S.tabId };
+  lastTs = Math.max(Date.now(), lastTs + 1);
+  const o = { cmid: newCmid(), text, ts: lastTs, owner: S.tabId };
   if (S.current.startsWith('u:')) o.to = S.current.slice(2);
   else o.channel = S.current;
   if (S.replyTo && S.replyTo.channel === S.current) { o.reply_to = S.replyTo.id; o.reply_seq = S.replyTo.seq; }
@@ -104,11 +110,15 @@ export function onSendError(f) {
 }
 
 /** another tab's outbox changed: show its pending messages; keep our own ownership */
-export function syncOutbox() {
-  const theirs = store.get(K.outbox(), []);
+export async function syncOutbox() {
+  const me = S.me;
+  const theirs = await readOutbox();
+  if (!theirs || S.me !== me) return;
   const mine = new Map(S.outbox.map((o) => [o.cmid, o]));
   S.outbox = theirs.map((o) => mine.get(o.cmid) || o);
-  for (const o of mine.values()) if (!S.outbox.includes(o)) S.outbox.push(o);
+  // ours that are not there yet stay; another tab's that it took out (sent) go
+  for (const o of mine.values()) if (o.owner === S.tabId && !S.outbox.includes(o)) S.outbox.push(o);
+  S.outbox.sort((a, b) => (a.ts || 0) - (b.ts || 0));
   if (S.current) {
     for (const o of S.outbox) {
       if (outboxKey(o) === S.current && !document.querySelector(`#msgs li[data-cmid="${CSS.escape(o.cmid)}"]`)) $('msgs').append(pendingEl(o));

@@ -2,9 +2,12 @@
 // a cache of its messages by seq (S.caches): the newest page first, older pages as the log is
 // scrolled up, gaps filled from the server; ingest() takes every message from anywhere (an ack, a
 // msg frame, a sync after a reconnect, history), deduplicated by (channel, seq), and places it in
-// the log. Also here: message rendering with its actions (reply, react, edit, delete), read
-// receipts and read markers, who is typing, the conversation's header, opening and closing it,
-// and the group members dialog.
+// the log. Every change of a cache is written through to IndexedDB (saved.js), and a channel
+// opened again after a reload starts from what was saved there: shown at once (all there is
+// without network), marked `stale` until filled from the server (reviveCaches, openCache).
+// Also here: message rendering with its actions (reply, react, edit, delete), read receipts and
+// read markers, who is typing, the conversation's header, opening and closing it, and the group
+// members dialog.
 import { api, describeError } from './net.js';
 import {
   $, K, S, codepoints, el, fmtTime, loadUser, nameOf, nameSpan, peerOf, showError, store, titleOf, upsertChannel, userByName,
@@ -12,10 +15,12 @@ import {
 import { lastSeen, renderList, scheduleList } from './list.js';
 import { outboxKey, pendingEl, saveOutbox, setReply, showDraft } from './composer.js';
 import { renderChatActions } from './settings.js';
+import { dropConv, loadConv, saveConv } from './saved.js';
 
 const LONG_TEXT = 3000;          // longer messages are shown folded, with "Show all"
 const PAGE = 50;                 // history page
 const TYPING_SHOW_MS = 6000;     // show someone's typing for this long after their frame
+const SAVED_BEHIND = 200;        // a saved cache further behind the channel than this starts over
 
 // ---------------------------------------------------------------- the channel
 async function refreshChannel(id) {
@@ -31,6 +36,7 @@ async function refreshChannel(id) {
       // no longer a member
       S.channels.delete(id);
       S.caches.delete(id);
+      dropConv(id);
       renderList();
       if (S.current === id) { closeChat(); showError('side-error', 'You are no longer in that conversation.'); }
     }
@@ -102,6 +108,7 @@ export function ingest(m, { fromHistory = false } = {}) {
       if (m.seq === cache.top + 1) { while (cache.bySeq.has(cache.top + 1)) cache.top++; }
       else if (m.seq > cache.top + 1) fillGap(m.channel);
       if (S.current === m.channel) placeMessage(m);
+      saveConv(m.channel);
     }
   }
   scheduleList();
@@ -142,6 +149,7 @@ function applyChange(e) {
   }
   const li = document.querySelector(`#msgs li[data-id="${CSS.escape(e.target)}"]`);
   if (li && S.current === e.channel) { li.replaceWith(messageEl(target)); refreshReceipts(); }
+  if (cache) saveConv(e.channel);
   scheduleList();
 }
 
@@ -173,6 +181,7 @@ export async function fillGap(id) {
         if (r.length < 200) break;
       }
     } while (cache.refill);
+    cache.stale = false;   // up to date with the server (what was saved is caught up)
   } catch { /* retried on the next reconnect */ } finally { cache.filling = false; }
 }
 
@@ -183,18 +192,60 @@ async function fetchHistory(id, q) {
   return r.messages || [];
 }
 
+/** a saved cache the channel has gone too far ahead of (as far as the list knows) */
+function tooFarBehind(id, top) {
+  const c = S.channels.get(id);
+  return !!(c && c.last && c.last.seq - top > SAVED_BEHIND);
+}
+
+/** the channel whose first page could not be loaded (no network): opened again once connected */
+let failedOpen = null;
+
 async function openCache(id) {
   let cache = cacheOf(id);
-  if (cache) return cache;
+  if (cache && cache.stale && tooFarBehind(id, cache.top)) { S.caches.delete(id); cache = null; }
+  if (cache) {
+    if (cache.stale) fillGap(id);   // restored earlier, not caught up yet: now, if the server can be reached
+    return cache;
+  }
   const c = S.channels.get(id);
   const newest = c && c.last ? c.last.seq : 0;
   cache = { bySeq: new Map(), min: newest ? newest + 1 : Number.MAX_SAFE_INTEGER, top: 0, complete: false,
-    loading: false, filling: false, initializing: true };
+    loading: false, filling: false, initializing: true, stale: false };
   S.caches.set(id, cache);
+  const saved = await loadConv(id);
+  if (saved && cacheOf(id) === cache && !tooFarBehind(id, saved.top)) {
+    // what this browser saved: shown now; the server fills in what came since (when it can)
+    for (const m of saved.messages) cache.bySeq.set(m.seq, m);
+    cache.min = saved.min;
+    cache.top = saved.top;
+    cache.complete = !!saved.complete;
+    cache.stale = true;
+    cache.initializing = false;
+    fillGap(id);
+    return cache;
+  }
   await loadOlder(id);
   cache.initializing = false;
+  saveConv(id);
   fillGap(id);   // anything newer than the first page
   return cache;
+}
+
+/** connected, and the list is fresh from the server: the open conversation, if it shows what was
+ * saved (or nothing, its first page having failed without network), catches up (or starts over
+ * from the newest page when too far behind), and so do its header and read markers. Other
+ * restored caches catch up when they are opened (openCache). */
+export function reviveCaches() {
+  const id = S.current;
+  if (!id || id.startsWith('u:') || !S.channels.has(id)) return;
+  const cache = cacheOf(id);
+  if (cache ? !cache.stale : failedOpen !== id) return;   // loaded from the server in this page's life
+  failedOpen = null;
+  refreshChannel(id);
+  if (cache && !tooFarBehind(id, cache.top)) { fillGap(id); return; }
+  S.caches.delete(id);
+  openChat(id);
 }
 
 async function loadOlder(id, limit = PAGE) {
@@ -217,6 +268,7 @@ async function loadOlder(id, limit = PAGE) {
       if (S.current === id) frag.append(messageEl(m));
     }
     if (r.length < limit || cache.min <= 1) cache.complete = true;
+    if (!cache.initializing) saveConv(id);
     if (S.current === id) {
       $('msgs').prepend(frag);
       renderDays();
@@ -225,7 +277,7 @@ async function loadOlder(id, limit = PAGE) {
     }
   } catch (e) {
     if (S.current === id) showError('chat-error', e);
-    if (cache.initializing) { S.caches.delete(id); }
+    if (cache.initializing) { S.caches.delete(id); failedOpen = id; }
   } finally {
     cache.loading = false;
     if (S.current === id) renderLogTop();
@@ -687,7 +739,8 @@ export async function openChat(id) {
   } else {
     if (!S.channels.has(id)) {
       const ch = await refreshChannel(id);
-      if (!ch || S.current !== id) return;
+      if (S.current !== id) return;
+      if (!ch) { failedOpen = id; renderMessages(); return; }   // not reachable now: what waits to be sent to it
     }
     const c = S.channels.get(id);
     for (const mId of c.channel.members || []) loadUser(mId);
@@ -777,6 +830,7 @@ async function removeMember(chId, userId) {
       $('dlg-members').close();
       S.channels.delete(chId);
       S.caches.delete(chId);
+      dropConv(chId);
       closeChat();
       return;
     }

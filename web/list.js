@@ -1,11 +1,13 @@
 // list.js — the side panel: the conversation list (loadChannels asks the server, renderList draws
 // it, newest first, with unread and mention badges), the Friends tab (requests both ways, friends
 // online first), the presence dots both show, the tabs between them, and starting a conversation:
-// a direct chat with someone by username, or a new group.
+// a direct chat with someone by username, or a new group. The list (with the names it shows) is
+// written through to IndexedDB whenever it is drawn (saved.js), and drawn from there at start.
 import { api } from './net.js';
 import { $, S, directWith, el, fmtTime, nameOf, peerOf, showError, titleOf, upsertChannel, userByName } from './state.js';
 import { eventText, go, renderHeader } from './conversation.js';
 import { sessionDead } from './app.js';
+import { dropConv, saveList } from './saved.js';
 
 // ---------------------------------------------------------------- the conversation list
 let listTimer = 0;
@@ -31,7 +33,7 @@ export async function loadChannels() {
       if (it.muted) S.muted.add(it.channel.id); else S.muted.delete(it.channel.id);
       S.channels.get(it.channel.id).mentions = it.mentions || 0;
     }
-    for (const id of [...S.channels.keys()]) if (!seen.has(id)) S.channels.delete(id);
+    for (const id of [...S.channels.keys()]) if (!seen.has(id)) { S.channels.delete(id); dropConv(id); }
     showError('side-error', '');
     renderList();
     queryPresence();
@@ -80,6 +82,7 @@ export function renderList() {
   // the unread count in the tab's title, so a background tab tells there is something new
   const unread = items.reduce((n, c) => n + (c.unread > 0 ? c.unread : 0), 0);
   document.title = unread ? `(${unread > 999 ? '999+' : unread}) iyagi` : 'iyagi';
+  saveList();
 }
 
 // ---------------------------------------------------------------- presence

@@ -1,6 +1,7 @@
 // state.js — the web client's state, under every view (list.js, conversation.js, composer.js,
 // settings.js; app.js boots and wires them): the one state object S, what this browser keeps in
-// localStorage (store, keys K), and the small helpers all views use: building the DOM (el, $,
+// localStorage (store, keys K: the session, read markers, the push subscription; what is kept in
+// IndexedDB is saved.js's), and the small helpers all views use: building the DOM (el, $,
 // showError), users and their names (nameOf, loadUser, userByName), and what S knows of a channel
 // (peerOf, titleOf, directWith, upsertChannel). It imports no view: what the views redraw when a
 // user arrives is handed in by app.js (onUserLoaded).
@@ -16,7 +17,7 @@ export const S = {
   pos: 0,                 // inbox pos: every pos up to this one has been seen by this tab
   posSeen: new Set(),     // pos seen above S.pos (out of order)
   channels: new Map(),    // id -> {channel, last, unread}
-  caches: new Map(),      // channel id -> {bySeq: Map, min, top, complete, loading, filling}
+  caches: new Map(),      // channel id -> {bySeq: Map, min, top, complete, loading, filling, stale}
   users: new Map(),       // id -> user
   userReq: new Map(),     // id -> Promise
   presence: new Map(),    // user id -> {status, last_active_at}
@@ -25,7 +26,7 @@ export const S = {
   current: null,          // open conversation: channel id, or "u:<user id>" for a new direct chat
   drafts: new Map(),      // "u:<id>" -> user (direct chats with no message yet)
   replyTo: null,          // the reply being written: {channel, id, seq, from, text} (composer.js)
-  outbox: [],             // [{cmid, channel?, to?, text, ts, failed?}]
+  outbox: [],             // [{cmid, channel?, to?, text, ts, owner, failed?}], oldest first (kept by saved.js)
   sentGen: new Map(),     // cmid -> connection generation it was last sent on
   readSent: new Map(),    // channel id -> seq we last reported read
   localRead: {},          // channel id -> seq read (persisted, shared by tabs)
@@ -44,8 +45,7 @@ export const store = {
 };
 export const K = {
   session: 'iyagi.session',
-  outbox: () => `iyagi.outbox.${S.me.id}`,
-  read: () => `iyagi.read.${S.me.id}`,
+  read: (uid = S.me.id) => `iyagi.read.${uid}`,
   push: (uid = S.me.id) => `iyagi.push.${uid}`,   // {id, endpoint}: this browser's push subscription
 };
 

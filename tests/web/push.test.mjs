@@ -1,6 +1,7 @@
-// Web Push opt-in in the browser: the "Notifications" switch registers the service worker
-// /sw.js and asks for a push subscription. Headless Chromium has no push service, so the
-// subscription fails: the page must say so in words and the chat must keep working.
+// Web Push opt-in in the browser: the "Notifications" switch asks for a push subscription from
+// the service worker /sw.js (registered at every start, for the app shell offline: offline.test.mjs).
+// Headless Chromium has no push service, so the subscription fails: the page must say so in words
+// and the chat must keep working.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -11,7 +12,7 @@ let server, browser;
 before(async () => { server = await startServer(); browser = await launchBrowser(); });
 after(async () => { await browser?.close(); await server?.close(); });
 
-test('notifications: the switch registers /sw.js; a failed subscribe is an error line, chat goes on', async () => {
+test('notifications: the switch subscribes through /sw.js; a failed subscribe is an error line, chat goes on', async () => {
   // the service worker is served as JavaScript, uncached
   const r = await fetch(`${server.url}/sw.js`);
   const body = await r.text();
@@ -24,7 +25,12 @@ test('notifications: the switch registers /sw.js; a failed subscribe is an error
   const A = await newPerson(browser, server, { permissions: ['notifications'] });
   const { page } = A;
   await signUp(page, uname('noa'), 'Noa');
-  assert.equal(await page.evaluate(() => navigator.serviceWorker.getRegistration('/').then((x) => !!x)), false);
+  // the worker is there from the start (the app shell), but nothing is subscribed before the switch
+  await page.waitForFunction(() => navigator.serviceWorker.getRegistration('/').then((x) => !!x), null, { timeout: 10000 });
+  assert.equal(await page.evaluate(async () => {
+    const reg = await navigator.serviceWorker.getRegistration('/');
+    return !!(await reg.pushManager.getSubscription());
+  }), false);
 
   // labelled, enabled (this browser has service workers and PushManager), reachable with Tab
   const toggle = page.getByRole('switch', { name: 'Notifications' });
