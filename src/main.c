@@ -20,7 +20,7 @@ static void usage(FILE *f)
             "              [--shutdown-timeout S] [--rate-limits on|off] [--trust-proxy CIDR]\n"
             "              [--max-connections N] [--max-conns-per-address N] [--max-sockets-per-user N]\n"
             "              [--request-timeout S] [--min-body-rate B] [--max-request-buffers-mb N]\n"
-            "              [--min-free-mb N] [--max-output-buffers-mb N]\n"
+            "              [--min-free-mb N] [--max-output-buffers-mb N] [--blob-dir DIR] [--max-upload MB]\n"
             "  --listen HOST:PORT     IPv4 address to serve on (default 127.0.0.1:8080)\n"
             "  --data DIR             the embedded store lives here (default ./data, created if missing)\n"
             "  --store URL            keep all shared state in PostgreSQL instead (a libpq URI:\n"
@@ -60,7 +60,10 @@ static void usage(FILE *f)
             "  --min-free-mb N        the embedded store refuses writes ('unavailable', /healthz 503)\n"
             "                         while its disk has less than N MB free (default 256; 0: off)\n"
             "  --max-output-buffers-mb N  output queued for all sockets together; past it a socket\n"
-            "                         with over 256 KiB queued is dropped as a slow reader (default 256)\n");
+            "                         with over 256 KiB queued is dropped as a slow reader (default 256)\n"
+            "  --blob-dir DIR         where attachments' bytes live (default DATA/blobs); a cluster's\n"
+            "                         nodes must share it (one network file system path)\n"
+            "  --max-upload MB        the largest upload (default 25)\n");
 }
 
 /* "A.B.C.D/N" (or "A.B.C.D": /32) -> network and mask, host order. */
@@ -188,6 +191,14 @@ int main(int argc, char **argv)
             cfg.min_body_rate = (unsigned)int_arg(a, v, 1, 1 << 30);
         } else if (!strcmp(a, "--max-output-buffers-mb")) {
             cfg.max_output_mb = (unsigned)int_arg(a, v, 1, 1 << 20);
+        } else if (!strcmp(a, "--blob-dir")) {
+            if (strlen(v) >= sizeof cfg.blob_dir - 64) {
+                fprintf(stderr, "iyagid: --blob-dir is too long\n");
+                return 2;
+            }
+            snprintf(cfg.blob_dir, sizeof cfg.blob_dir, "%s", v);
+        } else if (!strcmp(a, "--max-upload")) {
+            cfg.max_upload_mb = (unsigned)int_arg(a, v, 1, 4096);
         } else if (!strcmp(a, "--min-free-mb")) {
             cfg.min_free_mb = (unsigned)int_arg(a, v, 0, 1 << 24);
         } else if (!strcmp(a, "--max-request-buffers-mb")) {

@@ -308,6 +308,11 @@ static void metrics_page(conn *c)
 
 /* ---- routing ---- */
 
+void api_head(conn *c, const http_request *head)
+{
+    if (head->method == HTTP_POST && iy_str_eq(head->path, "/v1/uploads")) uploads_head(c, head);
+}
+
 void api_handle(conn *c, const http_request *req)
 {
     iy_str seg[8];
@@ -392,6 +397,12 @@ void api_handle(conn *c, const http_request *req)
         return;
     } else if (iy_str_eq(r, "groups") && n == 2 && m == HTTP_POST) {
         channels_group_create(c, req);
+        return;
+    } else if (iy_str_eq(r, "uploads") && n == 2 && m == HTTP_POST) {
+        uploads_complete(c, req);
+        return;
+    } else if (iy_str_eq(r, "attachments") && m == HTTP_GET && (n == 3 || (n == 4 && iy_str_eq(seg[3], "thumb")))) {
+        uploads_download(c, req, id, n == 4);
         return;
     } else if (iy_str_eq(r, "search") && n == 2 && m == HTTP_GET) {
         search_request(c, req);

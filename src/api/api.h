@@ -7,6 +7,10 @@
 /* A complete HTTP request on c (the transport's handler). */
 void api_handle(conn *c, const http_request *req);
 
+/* The head of a request with a body (the transport's http_head): an upload
+ * takes its body as a stream (api/uploads.c); every other body is held. */
+void api_head(conn *c, const http_request *head);
+
 /* A message reached c's user while c long-polls (api/sync.c). */
 void api_wait_wake(conn *c);
 

@@ -8,6 +8,7 @@
  *   friends.c   friends and presence queries
  *   push.c      push subscriptions and the VAPID key
  *   search.c    message search
+ *   uploads.c   attachments: uploads streamed to files, downloads streamed from them
  *   static.c    the web client's files
  *
  * A request is parsed and validated on its I/O thread. Anything that needs
@@ -116,6 +117,11 @@ void channels_membership(conn *c, const http_request *req, uint64_t channel, int
 void channels_change(conn *c, const http_request *req, uint64_t id, int event, const char *emoji);
 void sync_request(conn *c, const http_request *req);
 void search_request(conn *c, const http_request *req);   /* search.c */
+/* uploads.c: POST /v1/uploads (its head, then the request once the body
+ * streamed in), GET /v1/attachments/{id} and /thumb. */
+void uploads_head(conn *c, const http_request *head);
+void uploads_complete(conn *c, const http_request *req);
+void uploads_download(conn *c, const http_request *req, uint64_t id, int thumb);
 void friends_list(conn *c, const http_request *req);
 void friends_put(conn *c, const http_request *req, uint64_t id);
 void friends_delete(conn *c, const http_request *req, uint64_t id);

@@ -764,6 +764,7 @@ static void on_drain(conn *c)
 
 const net_handlers service_handlers = {
     .http = api_handle,
+    .http_head = api_head,
     .ws_text = on_ws_text,
     .unregister = on_unregister,
     .sweep = on_sweep,

@@ -33,6 +33,8 @@ typedef struct service_config {
     int max_backlog;            /* queued sends past which new sends get `unavailable` */
     uint32_t capacity;          /* connections this node is meant to hold (--capacity) */
     uint32_t max_user_sockets;  /* authenticated sockets per user on this node (0: no cap) */
+    char blob_dir[4096];        /* attachments' bytes (api/uploads.c): DIR/ID, DIR/ID.thumb, DIR/tmp */
+    uint64_t max_upload;        /* bytes of one upload */
 } service_config;
 
 typedef struct service {

@@ -67,6 +67,12 @@ struct http_parser {
     span hdr[H_COUNT];
     span body;
     int url_started, body_started;
+    /* Streamed bodies (http.h): */
+    int head_stop;               /* stop after the head of a request with a body */
+    int head_told;               /* this request's head was returned by http_parser_head */
+    int streaming;               /* this request's body goes to `chunk`, not to store */
+    uint64_t stream_max, streamed;
+    iy_buf chunk;                /* body bytes of the last feed, streaming */
     int cur_hdr;                 /* header whose value is being read, -1 if not ours */
     int value_started;
     size_t cur_off;              /* where the current value starts in store */
@@ -153,8 +159,9 @@ static int on_headers_complete(llhttp_t *ll)
     p->state = ST_BODY;
     p->declared = (ll->flags & F_CHUNKED) ? p->max_body
                   : (ll->flags & F_CONTENT_LENGTH) ? (size_t)ll->content_length : 0;
-    /* Refuse a declared body before reading any of it. */
-    if ((ll->flags & F_CONTENT_LENGTH) && !(ll->flags & F_CHUNKED) &&
+    /* Refuse a declared body before reading any of it (with head_stop, the
+     * caller may still take it as a stream: checked when it does not). */
+    if (!p->head_stop && (ll->flags & F_CONTENT_LENGTH) && !(ll->flags & F_CHUNKED) &&
         ll->content_length > p->max_body) {
         p->status = 413;
         return -1;
@@ -165,6 +172,15 @@ static int on_headers_complete(llhttp_t *ll)
 static int on_body(llhttp_t *ll, const char *at, size_t n)
 {
     http_parser *p = parser_of(ll);
+    if (p->streaming) {
+        if (n > p->stream_max - p->streamed) {
+            p->status = 413;
+            return HPE_USER;
+        }
+        p->streamed += n;
+        iy_buf_append(&p->chunk, at, n);
+        return 0;
+    }
     if (n > p->max_body - p->body.len) {
         p->status = 413;
         return HPE_USER;
@@ -228,14 +244,10 @@ static iy_str view(const http_parser *p, span sp)
     return trim(p->store.data + sp.off, sp.len);
 }
 
-static int on_message_complete(llhttp_t *ll)
+/* The method, URL and kept headers of the request being parsed. */
+static void fill_head(http_parser *p, http_request *r, iy_str url)
 {
-    http_parser *p = parser_of(ll);
-    http_request *r = &p->req;
-    iy_str url = p->url.len ? (iy_str){ p->store.data + p->url.off, p->url.len } : IY_STR("");
-
-    p->state = ST_DONE;
-    r->method = llhttp_get_method(ll);
+    r->method = llhttp_get_method(&p->ll);
     split_url(url, &r->path, &r->query);
     r->authorization = view(p, p->hdr[H_AUTHORIZATION]);
     r->content_type = view(p, p->hdr[H_CONTENT_TYPE]);
@@ -246,7 +258,18 @@ static int on_message_complete(llhttp_t *ll)
     r->ws_version = view(p, p->hdr[H_WS_VERSION]);
     r->origin = view(p, p->hdr[H_ORIGIN]);
     r->forwarded_for = view(p, p->hdr[H_FORWARDED_FOR]);
+}
+
+static int on_message_complete(llhttp_t *ll)
+{
+    http_parser *p = parser_of(ll);
+    http_request *r = &p->req;
+    iy_str url = p->url.len ? (iy_str){ p->store.data + p->url.off, p->url.len } : IY_STR("");
+
+    p->state = ST_DONE;
+    fill_head(p, r, url);
     r->body = p->body.len ? p->store.data + p->body.off : "";
+    r->streamed = p->streaming;
     r->body_len = p->body.len;
     /* Must be read here: llhttp clears its flags right after this callback. */
     r->keep_alive = llhttp_should_keep_alive(ll);
@@ -279,6 +302,10 @@ static void reset_message(http_parser *p)
     memset(p->hdr, 0, sizeof p->hdr);
     memset(&p->body, 0, sizeof p->body);
     p->url_started = p->body_started = 0;
+    p->head_told = p->streaming = 0;
+    p->stream_max = p->streamed = 0;
+    if (p->chunk.cap > HTTP_IDLE_KEEP) iy_buf_free(&p->chunk);
+    else iy_buf_reset(&p->chunk);
     p->cur_hdr = -1;
     p->value_started = 0;
     p->cur_off = 0;
@@ -302,6 +329,7 @@ void http_parser_free(http_parser *p)
 {
     if (!p) return;
     iy_buf_free(&p->store);
+    iy_buf_free(&p->chunk);
     iy_free(p);
 }
 
@@ -320,7 +348,13 @@ int http_parser_feed(http_parser *p, const char *data, size_t len, size_t *consu
 
     *consumed = 0;
     *req = NULL;
+    iy_buf_reset(&p->chunk);
     if (p->state == ST_DEAD) return p->status == 400 ? IY_EPROTO : IY_ETOOBIG;
+    if (p->state == ST_BODY && p->head_told && !p->streaming && p->declared > p->max_body &&
+        !(p->ll.flags & F_CHUNKED)) {
+        p->status = 413;            /* told, not taken as a stream: the usual limit */
+        return fail(p);
+    }
     if (p->state == ST_DONE) {
         *req = &p->req;
         return 0;
@@ -341,7 +375,7 @@ int http_parser_feed(http_parser *p, const char *data, size_t len, size_t *consu
             if (n > room) n = room;
         }
         again = 0;
-        size_t body_before = p->body.len;
+        size_t body_before = p->body.len + p->chunk.len;
         llhttp_errno_t e = llhttp_execute(&p->ll, data + off, n);
         size_t used = n;
         if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE)
@@ -357,7 +391,8 @@ int http_parser_feed(http_parser *p, const char *data, size_t len, size_t *consu
                 return fail(p);
             }
         } else {
-            p->frame_bytes += used - (p->body.len - body_before);
+            size_t body_now = p->body.len + p->chunk.len;
+            p->frame_bytes += used - (body_now - body_before);
             if (p->frame_bytes > p->max_frame) {
                 p->status = 413;
                 return fail(p);
@@ -366,6 +401,15 @@ int http_parser_feed(http_parser *p, const char *data, size_t len, size_t *consu
         if (e == HPE_OK) continue;
         if (e == HPE_PAUSED && p->state == ST_BODY) {   /* end of the head */
             llhttp_resume(&p->ll);
+            if (p->head_stop && (p->declared > 0 || (p->ll.flags & F_CHUNKED))) {
+                /* Its head first: the caller may take the body as a stream. */
+                iy_str url = p->url.len ? (iy_str){ p->store.data + p->url.off, p->url.len } : IY_STR("");
+                memset(&p->req, 0, sizeof p->req);
+                fill_head(p, &p->req, url);
+                p->head_told = 1;
+                *consumed = off;
+                return 0;
+            }
             again = 1;
             continue;
         }
@@ -376,6 +420,32 @@ int http_parser_feed(http_parser *p, const char *data, size_t len, size_t *consu
     }
     *consumed = off;
     return 0;
+}
+
+void http_parser_set_head_stop(http_parser *p, int on) { p->head_stop = on != 0; }
+
+const http_request *http_parser_head(const http_parser *p)
+{
+    return p->state == ST_BODY && p->head_told && !p->body.len && !p->streamed ? &p->req : NULL;
+}
+
+int http_parser_stream_body(http_parser *p, uint64_t max)
+{
+    if (!http_parser_head(p)) return IY_EINVAL;
+    if (!(p->ll.flags & F_CHUNKED) && p->declared > max) {
+        p->status = 413;
+        p->state = ST_DEAD;
+        return IY_ETOOBIG;
+    }
+    p->streaming = 1;
+    p->stream_max = max;
+    return 0;
+}
+
+const char *http_parser_body_chunk(const http_parser *p, size_t *len)
+{
+    *len = p->chunk.len;
+    return p->chunk.len ? p->chunk.data : NULL;
 }
 
 int http_parser_error_status(const http_parser *p)

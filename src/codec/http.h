@@ -32,6 +32,7 @@
 #ifndef IY_CODEC_HTTP_H
 #define IY_CODEC_HTTP_H
 #include <stddef.h>
+#include <stdint.h>
 #include <llhttp.h>     /* the HTTP_GET, HTTP_POST, ... method values */
 #include "../base/buf.h"
 
@@ -48,6 +49,7 @@ typedef struct http_request {
     size_t body_len;
     int keep_alive;             /* llhttp_should_keep_alive(): 0 means close after answering */
     int websocket;              /* GET with Upgrade: websocket and Connection containing "upgrade" (case-insensitive token match) */
+    int streamed;               /* the body was streamed (http_parser_stream_body): body is empty */
 } http_request;
 
 typedef struct http_parser http_parser;
@@ -72,6 +74,30 @@ void http_parser_free(http_parser *p);
  *               (answer 413); http_parser_error_status() tells which. */
 int http_parser_feed(http_parser *p, const char *data, size_t len, size_t *consumed,
                      const http_request **req);
+
+/* ---- streamed bodies (uploads) --------------------------------------------
+ * With head_stop on, a feed that completes the head of a request that has
+ * a body (Content-Length > 0 or chunked) stops there: *req is NULL and
+ * http_parser_head() returns the request's method, URL and headers (body
+ * empty; valid until the next feed). The caller then either feeds on as
+ * usual (the body is held, up to max_body: a larger Content-Length fails
+ * with 413 at that next feed) or calls http_parser_stream_body(): the body
+ * is not held; each later feed leaves the body bytes it parsed in
+ * http_parser_body_chunk() (valid until the next feed; may come with the
+ * completed request in the same feed: take the chunk first), and the
+ * finished request has streamed = 1 and an empty body. */
+void http_parser_set_head_stop(http_parser *p, int on);
+const http_request *http_parser_head(const http_parser *p);
+
+/* Takes the body of the request whose head was just returned as a stream
+ * of at most max bytes (more: 413, IY_ETOOBIG; a Content-Length over max
+ * fails at once and the parser is dead). 0, IY_ETOOBIG, or IY_EINVAL when
+ * no head is waiting. */
+int http_parser_stream_body(http_parser *p, uint64_t max);
+
+/* The streamed body bytes of the last feed: a pointer and *len (NULL, 0
+ * when none). */
+const char *http_parser_body_chunk(const http_parser *p, size_t *len);
 
 /* The status to answer after a feed failed: 400, 413 or 431; 0 if the
  * parser has not failed. */

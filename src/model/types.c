@@ -3,6 +3,7 @@
 #include "types.h"
 #include "../base/alloc.h"
 #include <string.h>
+#include "../base/bytes.h"
 #include <time.h>
 
 void iy_msg_clear(iy_msg *m)
@@ -99,4 +100,41 @@ uint64_t iy_id_next(iy_idgen *g)
     if (id <= g->last) id = (ms + 1) << 22 | (g->node & IY_NODE_MAX) << 12;  /* node number changed */
     g->last = id;
     return id;
+}
+
+size_t iy_attachment_encode(const iy_attachment *a, uint8_t *out)
+{
+    wr w = { out, 0 };
+    size_t tl = strnlen(a->type, IY_ATTACH_TYPE_MAX), nl = strnlen(a->name, IY_ATTACH_NAME_MAX);
+    wr_u8(&w, 1);
+    wr_u64(&w, a->uploader);
+    wr_u64(&w, a->channel);
+    wr_u64(&w, a->message);
+    wr_u64(&w, a->size);
+    wr_u64(&w, (uint64_t)a->created_ms);
+    wr_u8(&w, a->thumb ? 1 : 0);
+    wr_u8(&w, (unsigned)tl);
+    wr_mem(&w, a->type, tl);
+    wr_u16(&w, (unsigned)nl);
+    wr_mem(&w, a->name, nl);
+    return w.n;
+}
+
+int iy_attachment_decode(const uint8_t *p, size_t n, uint64_t id, iy_attachment *a)
+{
+    rd r = { p, n, 0 };
+    memset(a, 0, sizeof *a);
+    a->id = id;
+    if (rd_u8(&r) != 1) return -1;
+    a->uploader = rd_u64(&r);
+    a->channel = rd_u64(&r);
+    a->message = rd_u64(&r);
+    a->size = rd_u64(&r);
+    a->created_ms = (int64_t)rd_u64(&r);
+    a->thumb = rd_u8(&r) != 0;
+    size_t tl = rd_u8(&r);
+    rd_str(&r, tl, a->type, IY_ATTACH_TYPE_MAX);
+    size_t nl = rd_u16(&r);
+    rd_str(&r, nl, a->name, IY_ATTACH_NAME_MAX);
+    return r.bad || r.n ? -1 : 0;
 }

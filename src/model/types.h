@@ -72,6 +72,30 @@ size_t iy_reactions_encode(const iy_reactions *r, uint8_t *out);
  * *bad = 1 if malformed. */
 iy_reactions *iy_reactions_decode(const uint8_t *p, size_t n, int *bad);
 
+/* An uploaded file (POST /v1/uploads): its bytes are a blob named by id in
+ * the blob directory (api/uploads.c); this is what the store keeps. */
+#define IY_ATTACH_NAME_MAX 200       /* bytes of a (made safe) file name */
+#define IY_ATTACH_TYPE_MAX 63        /* bytes of a MIME type (sniffed) */
+typedef struct iy_attachment {
+    uint64_t id;
+    uint64_t uploader;
+    uint64_t channel;                /* 0 until a message of the uploader's carries it */
+    uint64_t message;
+    uint64_t size;                   /* bytes */
+    int64_t created_ms;
+    int thumb;                       /* a thumbnail blob exists */
+    char type[IY_ATTACH_TYPE_MAX + 1];
+    char name[IY_ATTACH_NAME_MAX + 1];
+} iy_attachment;
+
+/* Its stored form, the same for every backend: version u8 (1), uploader,
+ * channel, message, size u64, created i64, thumb u8, type (len u8),
+ * name (len u16). Encode returns the bytes written (at most
+ * IY_ATTACHMENT_ENC_MAX); decode 0, or -1 if malformed. */
+#define IY_ATTACHMENT_ENC_MAX (1 + 5 * 8 + 1 + 1 + IY_ATTACH_TYPE_MAX + 2 + IY_ATTACH_NAME_MAX)
+size_t iy_attachment_encode(const iy_attachment *a, uint8_t *out);
+int iy_attachment_decode(const uint8_t *p, size_t n, uint64_t id, iy_attachment *a);
+
 /* One stored message. text is owned (malloc'd, NUL-terminated, text_len bytes). */
 typedef struct iy_msg {
     uint64_t id;

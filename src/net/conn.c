@@ -18,6 +18,8 @@
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void flush_one(conn *c);
+static void call_drained(conn *c);
+static void http_fail(conn *c, int status, const char *code, const char *message);
 static void conn_input(conn *c, char *data, size_t len);
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -100,6 +102,7 @@ void conn_accept(iothread *t, uv_stream_t *listener)
     c->id = t->next_conn_id++;
     c->proto = PROTO_HTTP;
     c->hp = http_parser_new(IY_HTTP_HEADER_MAX, IY_JSON_MAX);
+    if (t->h->http_head) http_parser_set_head_stop(c->hp, 1);
     c->opened_ms = c->last_rx_ms = uv_now(&t->loop);
     u64map_put(&t->conns, c->id, c);
     c->all_next = t->all;
@@ -167,6 +170,13 @@ void conn_close(conn *c)
     /* A graceful close in progress (closing, handle still open) may become
      * immediate; a handle already closing is done. */
     if (uv_is_closing((uv_handle_t *)&c->tcp)) return;
+    if (c->sink) {   /* a streamed request or answer that will not finish */
+        const net_sink *k = c->sink;
+        c->sink = NULL;
+        k->abort(c);
+        c->stream = NULL;
+    }
+    c->drained = NULL;
     c->closing = 1;
     c->close_after_flush = 0;
     c->draining = 0;
@@ -276,6 +286,21 @@ static void begin_drain(conn *c)
     start_reading(c);
 }
 
+/* All output written: the one waiting for that goes on. */
+static void call_drained(conn *c)
+{
+    if (!c->drained || c->out.len || c->writing || c->closing) return;
+    void (*fn)(conn *) = c->drained;
+    c->drained = NULL;
+    fn(c);
+}
+
+void conn_on_drained(conn *c, void (*fn)(conn *c))
+{
+    c->drained = fn;
+    call_drained(c);
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     conn *c = req->data;
@@ -290,6 +315,8 @@ static void on_write(uv_write_t *req, int status)
     if (c->out.len || c->close_after_flush) {
         if (c->t->exiting) flush_one(c); /* the flusher is gone */
         else flush_list_add(c);
+    } else {
+        call_drained(c);
     }
 }
 
@@ -324,6 +351,7 @@ static void flush_one(conn *c)
         if (c->out.cap > (64u << 10)) iy_buf_free(&c->out);
     }
     if (c->close_after_flush) begin_drain(c);
+    else call_drained(c);
 }
 
 void conn_flush_all(iothread *t)
@@ -387,6 +415,41 @@ void conn_http_respond_x(conn *c, int status, const char *ctype, const char *ext
     conn_write(c, head.data, head.len);
     iy_buf_free(&head);
     conn_write(c, body, n);
+    conn_http_done(c);
+}
+
+void conn_http_respond_head(conn *c, int status, const char *ctype, const char *extra, uint64_t len,
+                            const net_sink *sink, void *stream)
+{
+    iy_buf head = { 0 };
+    http_response_head(&head, status, ctype, (size_t)len, c->keep_alive, extra);
+    conn_write(c, head.data, head.len);
+    iy_buf_free(&head);
+    c->sink = sink;
+    c->stream = stream;
+}
+
+int conn_stream_body(conn *c, uint64_t max, const net_sink *sink, void *stream)
+{
+    int rc = http_parser_stream_body(c->hp, max);
+    if (rc) {
+        http_fail(c, 413, "too_large", "the body is larger than allowed");
+        return rc;
+    }
+    c->sink = sink;
+    c->stream = stream;
+    return 0;
+}
+
+void conn_http_done(conn *c)
+{
+    c->head_seen = 0;
+    if (c->sink) {   /* answered (an error) while a stream was still going: it ends here */
+        const net_sink *k = c->sink;
+        c->sink = NULL;
+        k->abort(c);
+    }
+    c->stream = NULL;
     c->http_busy = 0;
     c->http_waiting = 0;
     if (c->hp) http_parser_next(c->hp);
@@ -516,6 +579,20 @@ static size_t http_input(conn *c, char *data, size_t len)
         }
         /* Unfinished requests share one memory budget: past it, the big
          * ones are refused (the small ones cannot add up to much). */
+        size_t cl;
+        const char *chunk = http_parser_body_chunk(c->hp, &cl);
+        if (chunk && c->sink && c->sink->chunk) c->sink->chunk(c, chunk, cl);
+        if (c->closing) return len;
+        if (!req) {
+            const http_request *head = http_parser_head(c->hp);
+            if (head && !c->head_seen) {
+                c->head_seen = 1;
+                c->t->h->http_head(c, head);
+                if (c->closing) return len;
+                if (!c->sink) account_held(c);
+                continue;   /* the body follows (held, or streamed to the sink) */
+            }
+        }
         if (!req && c->held_in > HTTP_SMALL_REQUEST &&
             metrics_get(M_REQUEST_BUFFERED) > (int64_t)c->t->cfg->max_buffered) {
             metrics_add(M_OVER_BUDGET, 1);

@@ -54,6 +54,18 @@
 typedef struct iothread iothread;
 typedef struct conn conn;
 
+/* A streamed request body's receiver, or a streamed answer's (chunk
+ * NULL): the service's hooks for one request. */
+typedef struct net_sink {
+    /* Body bytes as they arrive (valid during the call). The sink copies
+     * what it keeps; it may conn_pause(c) until it has written them, and
+     * conn_resume(c) then. */
+    void (*chunk)(conn *c, const char *data, size_t len);
+    /* The connection is closing before the request was answered (after
+     * this, c is gone: the sink drops its pointer). */
+    void (*abort)(conn *c);
+} net_sink;
+
 /* What the transport needs to know. */
 typedef struct net_config {
     char host[64];
@@ -74,6 +86,10 @@ typedef struct net_config {
  * I/O thread. */
 typedef struct net_handlers {
     void (*http)(conn *c, const http_request *req);        /* a request (not the ws upgrade) */
+    /* The head of a request with a body, before the body: the service may
+     * take the body as a stream (conn_stream_body) or do nothing (it is held
+     * as usual and comes whole to `http`). NULL: always held. */
+    void (*http_head)(conn *c, const http_request *head);
     void (*ws_text)(conn *c, const char *data, size_t len); /* a complete text message */
     void (*unregister)(conn *c);                           /* a registered connection leaves */
     void (*sweep)(iothread *t, uint64_t now);              /* every 250 ms (loop ms) */
@@ -141,6 +157,7 @@ struct conn {
      * writes them all: the connection's I/O thread). */
     unsigned closing : 1, close_after_flush : 1, draining : 1, writing : 1, paused : 1,
         reading : 1, in_flush_list : 1, http_busy : 1, keep_alive : 1, counted_addr : 1,
+        head_seen : 1,          /* the head of the request being received went to http_head */
         registered : 1,         /* service: in the thread's user map */
         counted_user : 1,       /* service: counted in the service's sockets per user */
         clean_close : 1,        /* service: the peer or a logout closed it properly */
@@ -173,6 +190,9 @@ struct conn {
     int wait_limit;             /* long poll */
     uint8_t session[32];
     void *waiting_job;          /* a job waiting for the bus subscription (BUS_SUBSCRIBED) */
+    const net_sink *sink;       /* a streamed request body or answer in progress */
+    void *stream;               /* the service's state of it */
+    void (*drained)(conn *c);   /* called once when all queued output is written */
     uint64_t pos;               /* WS: every inbox pos up to this one was sent (ready, msg, ack) */
     conn_held *held;            /* WS: what arrived ahead of pos + 1, by pos (chat/deliver.c) */
     uint64_t *sending;          /* WS: hashes of the cmids of its sends not yet answered */
@@ -185,6 +205,7 @@ struct conn {
     uint64_t reported_rx_ms;    /* last life sign reported to presence */
     uint64_t last_typing_ms;
 };
+
 
 /* ---- iothread.c ---- */
 
@@ -224,6 +245,27 @@ void net_addr_text(uint64_t key, char *out, size_t cap);
 void conn_http_respond_x(conn *c, int status, const char *ctype, const char *extra, const char *body,
                          size_t n);
 void conn_http_error(conn *c, int err, const char *message);
+
+/* Streamed bodies (uploads, downloads). From net_handlers.http_head: the
+ * body of the request whose head this is goes to sink->chunk as it
+ * arrives, never held, at most max bytes (more: 413 and the connection
+ * closes); the request then comes to net_handlers.http with streamed = 1.
+ * 0, or IY_ETOOBIG (its Content-Length is over max: answered 413 already).
+ * c->sink and c->stream stay set until the answer is complete or the
+ * connection closes; an answer written while they are set (an error: the
+ * service clears them first when it answers normally) or a close calls
+ * sink->abort. */
+int conn_stream_body(conn *c, uint64_t max, const net_sink *sink, void *stream);
+/* A streamed answer: its head (with Content-Length len), then the body
+ * with conn_write, in pieces (conn_on_drained tells when the output is
+ * written, so that at most one piece is queued), then conn_http_done.
+ * sink (chunk NULL) and stream as above: abort if the connection closes
+ * first. */
+void conn_http_respond_head(conn *c, int status, const char *ctype, const char *extra, uint64_t len,
+                            const net_sink *sink, void *stream);
+void conn_http_done(conn *c);
+/* fn(c) once all of c's queued output is written (at once if none is). */
+void conn_on_drained(conn *c, void (*fn)(conn *c));
 /* The transport's timeouts: at most `budget` connections closed or
  * answered per call, so that a wave of them (10,000 slow requests that
  * time out together) never holds the loop for long. 1 if it stopped at

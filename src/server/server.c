@@ -18,12 +18,14 @@
 #include "../base/counter.h"
 #include "../base/metrics.h"
 #include "../store/indexer.h"
+#include "../media/thumb.h"
 #include "../push/pushd.h"
 #include "../push/webpush.h"
 #include <curl/curl.h>
 #include "../base/alloc.h"
 #include "../base/err.h"
 #include "../base/log.h"
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <signal.h>
@@ -68,6 +70,7 @@ void server_config_defaults(server_config *cfg)
     cfg->min_body_rate = 16384;
     cfg->max_buffered_mb = 128;
     cfg->min_free_mb = 256;
+    cfg->max_upload_mb = 25;
     cfg->max_output_mb = 256;
 }
 
@@ -295,6 +298,29 @@ static void close_walk(uv_handle_t *h, void *arg)
     if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
+/* The blob directory and its tmp/ (private), with what an interrupted
+ * upload left in tmp/ removed. */
+static int blobs_prepare(const char *dir)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s/tmp", dir);
+    if (mkdir_p(dir) != 0 || mkdir_p(tmp) != 0) {
+        iy_log("cannot create the blob directory %s: %s", dir, strerror(errno));
+        return IY_EIO;
+    }
+    make_private(dir);
+    make_private(tmp);
+    DIR *d = opendir(tmp);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        char p[4500];
+        snprintf(p, sizeof p, "%s/%s", tmp, e->d_name);
+        unlink(p);
+    }
+    if (d) closedir(d);
+    return 0;
+}
+
 int server_run(const server_config *cfg)
 {
     server *srv = iy_calloc(1, sizeof *srv);
@@ -324,6 +350,13 @@ int server_run(const server_config *cfg)
     svc->cfg.presence_timeout_s = cfg->presence_timeout_s;
     svc->cfg.push_allow_private = cfg->push_allow_private;
     svc->cfg.max_backlog = cfg->max_backlog;
+    svc->cfg.max_upload = (uint64_t)cfg->max_upload_mb << 20;
+    if (cfg->blob_dir[0]) snprintf(svc->cfg.blob_dir, sizeof svc->cfg.blob_dir, "%s", cfg->blob_dir);
+    else snprintf(svc->cfg.blob_dir, sizeof svc->cfg.blob_dir, "%.4000s/blobs", cfg->data_dir);
+    if (blobs_prepare(svc->cfg.blob_dir) != 0) goto out_store;
+    if (cfg->bus[0] && !cfg->blob_dir[0])
+        iy_log("attachments: --blob-dir is not set: uploads stay on this node's disk (%s), where other"
+               " nodes cannot serve them; give every node the same shared directory", svc->cfg.blob_dir);
     snprintf(svc->net.host, sizeof svc->net.host, "%s", cfg->listen_host);
     svc->net.port = cfg->listen_port;
     svc->net.auth_timeout_s = cfg->auth_timeout_s;
@@ -433,6 +466,7 @@ int server_run(const server_config *cfg)
     iy_free(svc->threads);
     iy_free(srv);
     curl_global_cleanup();
+    media_thumb_shutdown();   /* libvips's threads (LeakSanitizer cannot scan them at exit) */
     iy_log("stopped cleanly");
     return 0;
 

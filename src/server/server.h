@@ -31,6 +31,8 @@ typedef struct server_config {
     unsigned max_buffered_mb;   /* --max-request-buffers-mb */
     unsigned min_free_mb;       /* --min-free-mb: the data disk's reserve (embedded store) */
     unsigned max_output_mb;     /* --max-output-buffers-mb */
+    char blob_dir[4096];        /* --blob-dir ("" : DATA/blobs) */
+    unsigned max_upload_mb;     /* --max-upload */
 } server_config;
 
 /* Fills cfg with the defaults (127.0.0.1:8080, ./data, one I/O thread per core). */

@@ -109,6 +109,8 @@ int store_reader_is_member(store_reader *r, uint64_t channel, uint64_t user) { r
 int store_reader_user_channels(store_reader *r, uint64_t user, uint64_t **out, size_t *n) { return ROPS(r)->reader_user_channels(r, user, out, n); }
 int store_reader_search(store_reader *r, const uint64_t *channels, size_t n, const char *q, size_t qlen, uint64_t before, int limit, store_hit **out, size_t *nout) { return ROPS(r)->reader_search(r, channels, n, q, qlen, before, limit, out, nout); }
 store_indexer *store_indexer_new(store *s) { return OPS(s)->indexer_new(s); }
+int store_attachment_put(store *s, const iy_attachment *a) { return OPS(s)->attachment_put(s, a); }
+int store_reader_attachment(store_reader *r, uint64_t id, iy_attachment *out) { return ROPS(r)->reader_attachment(r, id, out); }
 void store_indexer_free(store_indexer *x) { if (x) ((store_indexer_base *)x)->free(x); }
 int store_indexer_step(store_indexer *x, size_t *done) { return ((store_indexer_base *)x)->step(x, done); }
 uint64_t store_indexer_cursor(store_indexer *x) { return ((store_indexer_base *)x)->cursor; }

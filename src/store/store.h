@@ -464,6 +464,17 @@ int store_reader_user_channels(store_reader *r, uint64_t user, uint64_t **out, s
 /* The message (channel, seq) as history shows it: 0, IY_ENOTFOUND. */
 int store_reader_message(store_reader *r, uint64_t channel, uint64_t seq, iy_msg *out);
 
+/* ---- attachments -------------------------------------------------------------
+ * The record of an uploaded file; its bytes live in the blob directory
+ * (api/uploads.c), written and made durable before the record. */
+
+/* Stores a new attachment (a->id from store_new_id). 0, IY_ECONFLICT (the
+ * id exists), IY_EIO. */
+int store_attachment_put(store *s, const iy_attachment *a);
+
+/* 0 with *out, IY_ENOTFOUND. */
+int store_reader_attachment(store_reader *r, uint64_t id, iy_attachment *out);
+
 /* ---- search ------------------------------------------------------------------
  * A search index is derived from the messages: rebuilt from them, never the
  * only copy of anything. The indexer (store_indexer, one per store, on a

@@ -218,6 +218,8 @@ typedef struct store_ops {
     int (*reader_search)(store_reader *r, const uint64_t *channels, size_t n, const char *q,
                          size_t qlen, uint64_t before, int limit, store_hit **out, size_t *nout);
     store_indexer *(*indexer_new)(store *s);
+    int (*attachment_put)(store *s, const iy_attachment *a);
+    int (*reader_attachment)(store_reader *r, uint64_t id, iy_attachment *out);
 } store_ops;
 
 /* The first member of every backend's indexer struct. */

@@ -4,6 +4,7 @@
 #include "codec/http.h"
 #include "base/err.h"
 #include <stdlib.h>
+#include <string.h>
 
 #define S(lit) (lit), (sizeof(lit) - 1)
 
@@ -566,8 +567,145 @@ static void test_declared_and_buffered(void)
     http_parser_free(p);
 }
 
+/* Streams s through p `step` bytes at a time as a transport does with
+ * head_stop on: at the head, stream_body(max) if max, then collect the
+ * body chunks. Returns the last feed's result; *body gets the streamed
+ * bytes; *req the finished request (or NULL). */
+static int stream_run(http_parser *p, const char *s, size_t len, size_t step, uint64_t max, iy_buf *body,
+                      const http_request **req, int *saw_head)
+{
+    size_t off = 0;
+    *req = NULL;
+    *saw_head = 0;
+    while (off < len || (*saw_head == 1 && !*req)) {
+        size_t n = step && step < len - off ? step : len - off, c = 0;
+        int rc = http_parser_feed(p, s + off, n, &c, req);
+        if (rc < 0) return rc;
+        off += c;
+        size_t cl;
+        const char *ch = http_parser_body_chunk(p, &cl);
+        if (ch) iy_buf_append(body, ch, cl);
+        if (*req) return 0;
+        const http_request *h = http_parser_head(p);
+        if (h && *saw_head == 0) {
+            *saw_head = 1;
+            if (max && (rc = http_parser_stream_body(p, max)) != 0) return rc;
+            if (!max) *saw_head = 2;
+            continue;
+        }
+        if (*saw_head == 1) *saw_head = 2;
+        if (c == 0 && off >= len) break;
+    }
+    return 0;
+}
+
+static void test_streamed_body(void)
+{
+    static const char up[] =
+        "POST /v1/uploads?name=a.txt HTTP/1.1\r\nHost: h\r\nContent-Type: image/png\r\n"
+        "Content-Length: 26\r\n\r\nabcdefghijklmnopqrstuvwxyz"
+        "GET /next HTTP/1.1\r\nHost: h\r\n\r\n";
+    for (size_t i = 0; i < NSTEPS; i++) {
+        /* a body bigger than max_body (16 bytes here) is fine as a stream */
+        http_parser *p = http_parser_new(16384, 16);
+        http_parser_set_head_stop(p, 1);
+        iy_buf body = { 0 };
+        const http_request *q;
+        int seen;
+        CHECK_EQ(stream_run(p, S(up), steps[i], 100, &body, &q, &seen), 0);
+        CHECK(seen >= 1);
+        CHECK(q != NULL);
+        if (q) {
+            CHECK_EQ(q->method, HTTP_POST);
+            STR_IS(q->path, "/v1/uploads");
+            STR_IS(q->query, "name=a.txt");
+            STR_IS(q->content_type, "image/png");
+            CHECK_EQ(q->streamed, 1);
+            CHECK_EQ(q->body_len, 0);
+        }
+        CHECK_MEM(body.data, body.len, "abcdefghijklmnopqrstuvwxyz");
+        CHECK_EQ(http_parser_buffered(p) < 200, 1);   /* the body was never held */
+        /* keep-alive: the next request parses as usual */
+        http_parser_next(p);
+        size_t used;
+        const char *rest = strstr(up, "GET /next");
+        CHECK_EQ(run(p, rest, strlen(rest), steps[i], &used, &q), 0);
+        CHECK(q && iy_str_eq(q->path, "/next") && q->streamed == 0);
+        iy_buf_free(&body);
+        http_parser_free(p);
+    }
+    /* chunked, with a trailer */
+    static const char ch[] =
+        "POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\nX-Trailer: t\r\n\r\n";
+    for (size_t i = 0; i < NSTEPS; i++) {
+        http_parser *p = http_parser_new(16384, 4);
+        http_parser_set_head_stop(p, 1);
+        iy_buf body = { 0 };
+        const http_request *q;
+        int seen;
+        CHECK_EQ(stream_run(p, S(ch), steps[i], 11, &body, &q, &seen), 0);
+        CHECK(q && q->streamed);
+        CHECK_MEM(body.data, body.len, "hello world");
+        iy_buf_free(&body);
+        http_parser_free(p);
+    }
+    /* over the stream's max: a Content-Length at once, a chunked body as it comes */
+    {
+        http_parser *p = http_parser_new(16384, 1 << 20);
+        http_parser_set_head_stop(p, 1);
+        iy_buf body = { 0 };
+        const http_request *q;
+        int seen;
+        CHECK_EQ(stream_run(p, S(up), 0, 25, &body, &q, &seen), IY_ETOOBIG);
+        CHECK_EQ(http_parser_error_status(p), 413);
+        CHECK_EQ(body.len, 0);
+        http_parser_free(p);
+        p = http_parser_new(16384, 1 << 20);
+        http_parser_set_head_stop(p, 1);
+        CHECK_EQ(stream_run(p, S(ch), 0, 10, &body, &q, &seen), IY_ETOOBIG);
+        CHECK_EQ(http_parser_error_status(p), 413);
+        iy_buf_free(&body);
+        http_parser_free(p);
+    }
+    /* told the head but held as usual: max_body applies, at the next feed */
+    {
+        http_parser *p = http_parser_new(16384, 16);
+        http_parser_set_head_stop(p, 1);
+        iy_buf body = { 0 };
+        const http_request *q;
+        int seen;
+        CHECK_EQ(stream_run(p, S(up), 0, 0, &body, &q, &seen), IY_ETOOBIG);
+        CHECK_EQ(http_parser_error_status(p), 413);
+        iy_buf_free(&body);
+        http_parser_free(p);
+        static const char small[] = "POST /x HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
+        p = http_parser_new(16384, 16);
+        http_parser_set_head_stop(p, 1);
+        CHECK_EQ(stream_run(p, S(small), 1, 0, &body, &q, &seen), 0);
+        CHECK(q && !q->streamed);
+        if (q) CHECK_MEM(q->body, q->body_len, "abc");
+        CHECK_EQ(body.len, 0);
+        iy_buf_free(&body);
+        http_parser_free(p);
+    }
+    /* a request without a body is never stopped at its head */
+    {
+        http_parser *p = http_parser_new(16384, 16);
+        http_parser_set_head_stop(p, 1);
+        static const char g[] = "GET /a HTTP/1.1\r\n\r\n";
+        size_t used;
+        const http_request *q;
+        CHECK_EQ(run(p, S(g), 0, &used, &q), 0);
+        CHECK(q != NULL && http_parser_head(p) == NULL);
+        CHECK_EQ(http_parser_stream_body(p, 10), IY_EINVAL);
+        http_parser_free(p);
+    }
+}
+
 int main(void)
 {
+    test_streamed_body();
     test_declared_and_buffered();
     test_get_query();
     test_header_split();

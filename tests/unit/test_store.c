@@ -2266,6 +2266,28 @@ static void test_search(void)
     done(live);
 }
 
+static void test_attachments(void)
+{
+    store *s = fresh();
+    uint64_t a = mkuser(s, "ann");
+    iy_attachment at = { .id = store_new_id(s), .uploader = a, .size = 1234, .created_ms = 1700000000000LL,
+                         .thumb = 1 };
+    strcpy(at.type, "image/png");
+    strcpy(at.name, "사진 1.png");
+    CHECK_EQ(store_attachment_put(s, &at), 0);
+    CHECK_EQ(store_attachment_put(s, &at), IY_ECONFLICT);
+    s = reopen(s);
+    store_reader *r = store_reader_new(s);
+    iy_attachment got;
+    CHECK_EQ(store_reader_attachment(r, at.id, &got), 0);
+    CHECK(got.id == at.id && got.uploader == a && got.channel == 0 && got.message == 0);
+    CHECK(got.size == 1234 && got.created_ms == at.created_ms && got.thumb == 1);
+    CHECK(strcmp(got.type, "image/png") == 0 && strcmp(got.name, "사진 1.png") == 0);
+    CHECK_EQ(store_reader_attachment(r, at.id + 1, &got), IY_ENOTFOUND);
+    store_reader_free(r);
+    done(s);
+}
+
 static void test_share_and_presence(void)
 {
     store *s = fresh();
@@ -2445,6 +2467,7 @@ static void suite(void)
     test_reply();
     test_reactions();
     test_search();
+    test_attachments();
     test_share_and_presence();
     bench();
 }

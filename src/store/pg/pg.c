@@ -291,4 +291,6 @@ static const store_ops pgs_ops = {
     .reader_user_channels = pgs__reader_user_channels,
     .reader_search = pgs__reader_search,
     .indexer_new = pgs__indexer_new,
+    .attachment_put = pgs__attachment_put,
+    .reader_attachment = pgs__reader_attachment,
 };

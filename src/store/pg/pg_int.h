@@ -289,6 +289,10 @@ int pgs__reader_search(store_reader *r, const uint64_t *channels, size_t n, cons
                        uint64_t before, int limit, store_hit **out, size_t *nout);
 /* The channels of user on any connection (pg_users.c). */
 int pgs__q_user_channels(pgs_conn *pc, uint64_t user, uint64_t **out, size_t *n);
+/* pg_media.c: attachments' records. */
+int pgs__attachment_put(store *s, const iy_attachment *a);
+int pgs__q_attachment(pgs_conn *pc, uint64_t id, iy_attachment *out);
+int pgs__reader_attachment(store_reader *r, uint64_t id, iy_attachment *out);
 /* pg_search.c: the indexer, and a search on a reader's connection. */
 store_indexer *pgs__indexer_new(store *s);
 int pgs__search(pgs_conn *pc, const uint64_t *channels, size_t n, const char *q, size_t qlen,

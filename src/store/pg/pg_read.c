@@ -296,3 +296,8 @@ int pgs__reader_search(store_reader *rd, const uint64_t *channels, size_t n, con
     pgs_reader *r = (pgs_reader *)rd;
     return pgs__search(&r->conn, channels, n, q, qlen, before, limit, out, nout);
 }
+
+int pgs__reader_attachment(store_reader *r, uint64_t id, iy_attachment *out)
+{
+    return pgs__q_attachment(&((pgs_reader *)r)->conn, id, out);
+}

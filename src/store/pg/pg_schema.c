@@ -52,6 +52,9 @@
  *                  index's documents, written by each node's indexer
  *                  (pg_search.c), a pg_trgm GIN index on text
  *   search_cursors node PK, last_id (version 5): each node number's indexer
+ *   attachments    id PK, uploader, channel_id, message_id (0 until sent),
+ *                  size, created_ms, thumb, type, name (version 6): uploads;
+ *                  their bytes are blobs in the blob directory
  *   settings       name PK, value bytea
  *   nodes          num PK (0..1023), name UNIQUE, lease_until, last_id
  *
@@ -113,7 +116,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define PGS_SCHEMA_VERSION 5
+#define PGS_SCHEMA_VERSION 6
 
 static const char *const M1[] = {
     "CREATE TABLE settings (name text COLLATE \"C\" PRIMARY KEY, value bytea NOT NULL)",
@@ -215,7 +218,16 @@ static const char *const M5[] = {
     NULL
 };
 
-static const char *const *const migrations[PGS_SCHEMA_VERSION] = { M1, M2, M3, M4, M5 };
+/* Version 6: attachments (pg_media.c): an upload's record; its bytes are
+ * a blob in the blob directory. */
+static const char *const M6[] = {
+    "CREATE TABLE attachments (id int8 PRIMARY KEY, uploader int8 NOT NULL, channel_id int8 NOT NULL,"
+    " message_id int8 NOT NULL, size int8 NOT NULL, created_ms int8 NOT NULL, thumb bool NOT NULL,"
+    " type text NOT NULL, name text NOT NULL)",
+    NULL
+};
+
+static const char *const *const migrations[PGS_SCHEMA_VERSION] = { M1, M2, M3, M4, M5, M6 };
 
 static const char SQL_BEGIN[] = "BEGIN";
 static const char SQL_COMMIT[] = "COMMIT";

@@ -26,6 +26,8 @@
  *                                         0xFF + state u8 + [edited ms u64] + [reply_to
  *                                         u64 + reply_seq u64] + n u8 + ids: a message that
  *                                         replies, or was edited or deleted (rewritten in place))
+ *   'a' attachment                        iy_attachment_encode (an upload; no format change:
+ *                                         a new key space)
  *   'i' first id                          (id u64, channel u64, seq u64) * n: the plain
  *                                         messages of one round by id, in id order (format 4),
  *                                         and its EDITED and DELETED events (since search)
@@ -1126,6 +1128,40 @@ static int rocks_reader_is_member(store_reader *sr, uint64_t channel, uint64_t u
     return rc;
 }
 
+static int rocks_attachment_put(store *st, const iy_attachment *a)
+{
+    rocks *s = (rocks *)st;
+    uint8_t k[9], v[IY_ATTACHMENT_ENC_MAX];
+    char *old;
+    size_t ol, kl = key1(k, K_ATTACH, a->id);
+    int rc = rocks_get(s, k, kl, &old, &ol);
+    if (rc < 0) return rc;
+    if (rc == 1) {
+        rocksdb_free(old);
+        return IY_ECONFLICT;
+    }
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_put(wb, (const char *)k, kl, (const char *)v, iy_attachment_encode(a, v));
+    return rocks_write(s, wb, 1);
+}
+
+static int attachment_get_v(const rview *rv, uint64_t id, iy_attachment *out)
+{
+    uint8_t k[9];
+    char *v;
+    size_t vl;
+    int rc = rocks_get_v(rv, k, key1(k, K_ATTACH, id), &v, &vl);
+    if (rc <= 0) return rc ? rc : IY_ENOTFOUND;
+    rc = iy_attachment_decode((const uint8_t *)v, vl, id, out) ? rocks_corrupt("attachment") : 0;
+    rocksdb_free(v);
+    return rc;
+}
+
+static int rocks_reader_attachment(store_reader *sr, uint64_t id, iy_attachment *out)
+{
+    return READ(sr, attachment_get_v(RV(sr), id, out));
+}
+
 static int rocks_reader_user_channels(store_reader *sr, uint64_t user, uint64_t **out, size_t *n)
 {
     return READ(sr, rocks_user_channels_v(RV(sr), user, out, n));
@@ -1204,4 +1240,6 @@ const store_ops rocks_ops = {
     .reader_user_channels = rocks_reader_user_channels,
     .reader_search = rocks_reader_search,
     .indexer_new = rocks_indexer_new,
+    .attachment_put = rocks_attachment_put,
+    .reader_attachment = rocks_reader_attachment,
 };

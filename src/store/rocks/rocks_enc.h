@@ -11,7 +11,7 @@ enum {
     K_META = 'm', K_USER = 'u', K_UNAME = 'n', K_SESSION = 's', K_CHANNEL = 'c',
     K_DIRECT = 'd', K_UCHAN = 'x', K_MSG = 'M', K_INBOX = 'I', K_CMID = 'C',
     K_READ = 'R', K_FRIEND = 'F', K_ACTIVE = 'L', K_VERSION = 'V', K_SETTING = 'G',
-    K_BLOCK = 'B', K_USESSION = 'z', K_MUTE = 'X', K_MSGID = 'i',
+    K_BLOCK = 'B', K_USESSION = 'z', K_MUTE = 'X', K_MSGID = 'i', K_ATTACH = 'a',
 };
 
 #define MSG_F_EVENT 0x80u   /* in a message's flags byte: an event block follows the cmid (format 3:
