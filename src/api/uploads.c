@@ -11,7 +11,8 @@
  *           connection pauses while the storage thread checks the session
  *           and gives the upload its id (store_new_id: one id generator)
  *   open    BLOB_DIR/tmp/ID is created (thread pool); the body streams in
- *   body    piece by piece: write, then resume
+ *   body    one write at a time, of what arrived meanwhile; the connection
+ *           pauses while more than UPLOAD_AHEAD waits for the disk
  *   end     on the thread pool (a worker, never an I/O thread): fsync and
  *           close, the type sniffed from the first bytes (media/sniff.h:
  *           the client's Content-Type is ignored), renamed to BLOB_DIR/ID
@@ -50,6 +51,7 @@
 
 #define THUMB_SIDE 320
 #define DOWNLOAD_PIECE (256u << 10)
+#define UPLOAD_AHEAD (512u << 10)   /* an upload's bytes held while one write is out */
 
 /* ---- uploads ---------------------------------------------------------------- */
 
@@ -71,6 +73,9 @@ typedef struct upload {
     uint8_t head[512];          /* the first bytes, for sniffing */
     size_t headlen;
     iy_buf piece;               /* the bytes being written */
+    iy_buf next;                /* bytes received meanwhile (at most UPLOAD_AHEAD, then the
+                                   connection pauses): receiving and writing overlap */
+    int paused;                 /* we paused the connection */
     iy_attachment a;
     char tmp[4200], path[4200];
 } upload;
@@ -87,6 +92,7 @@ static void up_free(upload *u)
     }
     if (u->tmp[0]) unlink(u->tmp);
     iy_buf_free(&u->piece);
+    iy_buf_free(&u->next);
     iy_free(u);
 }
 
@@ -115,8 +121,29 @@ static void up_abort(conn *c)
 }
 
 static void up_chunk(conn *c, const char *data, size_t len);
+static void on_written(uv_fs_t *r);
 static const net_sink up_sink = { up_chunk, up_abort };
 static void up_finish(upload *u);
+
+/* Writes what was received since the last write (one write at a time, at
+ * the end of the file). 0, or the libuv error. */
+static int up_write_next(conn *c, upload *u)
+{
+    iy_buf t = u->piece;
+    u->piece = u->next;
+    u->next = t;
+    iy_buf_reset(&u->next);
+    uv_buf_t b = uv_buf_init(u->piece.data, (unsigned)u->piece.len);
+    u->fs.data = u;
+    u->busy = 1;
+    int rc = uv_fs_write(&c->t->loop, &u->fs, u->fd, &b, 1, (int64_t)u->off, on_written);
+    if (rc < 0) {
+        u->busy = 0;
+        return rc;
+    }
+    u->off += u->piece.len;
+    return 0;
+}
 
 static void on_written(uv_fs_t *r)
 {
@@ -134,8 +161,22 @@ static void on_written(uv_fs_t *r)
         up_fail(c, u, IY_EUNAVAIL, u->failed == ENOSPC ? "no room for the upload" : "the upload could not be stored");
         return;
     }
+    if (u->next.len && up_write_next(c, u) != 0) {
+        up_fail(c, u, IY_EUNAVAIL, "the upload could not be stored");
+        return;
+    }
+    if (u->busy) {
+        if (u->paused && u->next.len < UPLOAD_AHEAD) {
+            u->paused = 0;
+            conn_resume(c);
+        }
+        return;
+    }
     if (u->complete) up_finish(u);
-    else conn_resume(c);
+    else if (u->paused) {
+        u->paused = 0;
+        conn_resume(c);
+    }
 }
 
 static void up_chunk(conn *c, const char *data, size_t len)
@@ -146,19 +187,15 @@ static void up_chunk(conn *c, const char *data, size_t len)
         memcpy(u->head + u->headlen, data, k);
         u->headlen += k;
     }
-    iy_buf_reset(&u->piece);
-    iy_buf_append(&u->piece, data, len);
-    uv_buf_t b = uv_buf_init(u->piece.data, (unsigned)len);
-    u->fs.data = u;
-    u->busy = 1;
-    int rc = uv_fs_write(&c->t->loop, &u->fs, u->fd, &b, 1, (int64_t)u->off, on_written);
-    if (rc < 0) {
-        u->busy = 0;
+    iy_buf_append(&u->next, data, len);
+    if (!u->busy && up_write_next(c, u) != 0) {
         up_fail(c, u, IY_EUNAVAIL, "the upload could not be stored");
         return;
     }
-    u->off += len;
-    conn_pause(c);
+    if (u->next.len >= UPLOAD_AHEAD) {   /* the disk is behind: the sender waits */
+        u->paused = 1;
+        conn_pause(c);
+    }
 }
 
 static void on_opened(uv_fs_t *r)
@@ -418,7 +455,7 @@ void uploads_complete(conn *c, const http_request *req)
         return;
     }
     u->complete = 1;
-    if (!u->busy) up_finish(u);
+    if (!u->busy && !u->next.len) up_finish(u);
 }
 
 /* ---- downloads ------------------------------------------------------------------ */

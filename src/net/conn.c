@@ -431,11 +431,16 @@ void conn_http_respond_head(conn *c, int status, const char *ctype, const char *
 
 int conn_stream_body(conn *c, uint64_t max, const net_sink *sink, void *stream)
 {
+    const http_request *head = http_parser_head(c->hp);
+    int cont = head && iy_str_ieq(head->expect, "100-continue");
     int rc = http_parser_stream_body(c->hp, max);
     if (rc) {
         http_fail(c, 413, "too_large", "the body is larger than allowed");
         return rc;
     }
+    /* A client that waits for it before sending a big body (curl does,
+     * for a second) may send it now. */
+    if (cont) conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     c->sink = sink;
     c->stream = stream;
     return 0;

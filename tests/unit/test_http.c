@@ -602,7 +602,7 @@ static int stream_run(http_parser *p, const char *s, size_t len, size_t step, ui
 static void test_streamed_body(void)
 {
     static const char up[] =
-        "POST /v1/uploads?name=a.txt HTTP/1.1\r\nHost: h\r\nContent-Type: image/png\r\n"
+        "POST /v1/uploads?name=a.txt HTTP/1.1\r\nHost: h\r\nContent-Type: image/png\r\nExpect: 100-continue\r\n"
         "Content-Length: 26\r\n\r\nabcdefghijklmnopqrstuvwxyz"
         "GET /next HTTP/1.1\r\nHost: h\r\n\r\n";
     for (size_t i = 0; i < NSTEPS; i++) {
@@ -620,6 +620,7 @@ static void test_streamed_body(void)
             STR_IS(q->path, "/v1/uploads");
             STR_IS(q->query, "name=a.txt");
             STR_IS(q->content_type, "image/png");
+            STR_IS(q->expect, "100-continue");
             CHECK_EQ(q->streamed, 1);
             CHECK_EQ(q->body_len, 0);
         }
