@@ -310,6 +310,8 @@ typedef struct send_req {
     uint64_t subject;         /* the member added or removed */
     uint64_t target;          /* the message edited or deleted */
     uint64_t reply_to;        /* a message: the one it replies to */
+    uint64_t attachments[IY_ATTACH_PER_MSG];   /* a message: the uploads it carries */
+    uint32_t nattachments;
     int reply;                /* enum send_reply */
 } send_req;
 
@@ -324,6 +326,7 @@ typedef struct http_send {
 
 static void http_send_free(dbq_job *j)
 {
+    iy_free(j->stored.msg.atts);
     iy_free(j->text);
     iy_free(j);
 }
@@ -421,6 +424,9 @@ static void send_authed(conn *c, api_job *a)
                            .cmid = h->cmid, .event = x->event, .subject = x->subject };
     if (x->target) h->j.send.channel = 0, h->j.send.target = x->target;
     h->j.send.reply_to = x->reply_to;
+    memcpy(h->j.attachments, x->attachments, sizeof h->j.attachments);
+    h->j.send.attachments = h->j.attachments;
+    h->j.send.nattachments = x->nattachments;
     h->j.origin_thread = c->t->index;
     h->j.origin_conn = 0;
     c->http_busy = 1;
@@ -441,9 +447,18 @@ void channels_send(conn *c, const http_request *req, uint64_t id, int to_user)
     x->to_user = to_user;
     json_t *t = json_object_get(o, "text");
     char msg[160];
-    if (!json_is_string(t)) { conn_http_error(c, IY_EINVAL, "text must be a string"); goto out; }
-    int rc = proto_check_text(json_string_value(t), json_string_length(t), msg, sizeof msg);
+    int rc = proto_parse_attachments(json_object_get(o, "attachments"), x->attachments, &x->nattachments, msg,
+                                     sizeof msg);
     if (rc) { conn_http_error(c, rc, msg); goto out; }
+    if (x->nattachments && (!t || json_is_null(t))) t = json_string("");   /* a file without a caption */
+    else json_incref(t);
+    json_object_set_new(o, "text", t ? t : json_null());
+    t = json_object_get(o, "text");
+    if (!json_is_string(t)) { conn_http_error(c, IY_EINVAL, "text must be a string"); goto out; }
+    if (!(x->nattachments && json_string_length(t) == 0)) {
+        rc = proto_check_text(json_string_value(t), json_string_length(t), msg, sizeof msg);
+        if (rc) { conn_http_error(c, rc, msg); goto out; }
+    }
     if (api_get_str(c, o, "cmid", x->cmid, sizeof x->cmid, 0) < 0) goto out;
     json_t *rt = json_object_get(o, "reply_to");
     if (rt && !json_is_null(rt) &&

@@ -39,6 +39,8 @@ void bus_batch_add(bus_batch *b, const iy_msg *m, const char *text, size_t text_
 {
     bus_msg *x = &b->v[b->n++];
     x->m = *m;
+    x->m.reactions = NULL;
+    x->m.atts = iy_atts_copy(m->atts);   /* the batch's own (iy_msg_clear frees it) */
     x->m.text = iy_malloc(text_len + 1);
     if (text_len) memcpy(x->m.text, text, text_len);
     x->m.text[text_len] = '\0';

@@ -1,5 +1,6 @@
 /* bus_wire.c — encoding and decoding the messages between nodes (bus_wire.h). */
 #include "bus_wire.h"
+#include "../base/alloc.h"
 #include "../base/bytes.h"
 #include "../base/err.h"
 #include <string.h>
@@ -55,6 +56,10 @@ void bus_wire_msg(iy_buf *out, int64_t sent_ms, const bus_msg *m, uint32_t k)
     for (uint32_t i = 0; i < nm; i++) wn(out, m->m.mentions[i], 8);
     wn(out, m->m.reply_to, 8);
     wn(out, m->m.reply_seq, 8);
+    uint8_t ab[IY_ATTS_ENC_MAX];
+    size_t al = m->m.atts && m->m.atts->n ? iy_atts_encode(m->m.atts, ab) : 0;
+    wn(out, al, 2);
+    iy_buf_append(out, ab, al);
 }
 
 void bus_wire_notice(iy_buf *out, int64_t sent_ms, const bus_notice *no, uint64_t user)
@@ -159,6 +164,17 @@ int bus_wire_decode(const void *data, size_t len, bus_wire *w)
         for (uint32_t i = 0; !r.bad && i < m->m.nmentions; i++) m->m.mentions[i] = rn(&r, 8);
         m->m.reply_to = rn(&r, 8);
         m->m.reply_seq = rn(&r, 8);
+        size_t al = (size_t)rn(&r, 2);
+        const uint8_t *ap = rd_mem(&r, al);
+        m->m.atts = NULL;
+        if (ap && al) {
+            iy_atts *a = iy_atts_decode(ap, al, &r.bad);
+            if (a) {
+                w->atts = *a;
+                iy_free(a);
+                m->m.atts = &w->atts;
+            }
+        }
         m->m.ts = iy_id_ts(m->m.id);
         if (m->m.event < IY_EV_NONE || m->m.event > IY_EV_UNREACTED || !w->user || !w->pos) r.bad = 1;
         m->n = 1;

@@ -29,8 +29,9 @@
 #include "bus.h"
 #include "../base/buf.h"
 
-#define BUS_WIRE_VERSION 3   /* 2: a msg carries its mentions after the text; 3: then reply_to,
-                                reply_seq (and events 4, 5: edited, deleted) */
+#define BUS_WIRE_VERSION 4   /* 2: a msg carries its mentions after the text; 3: then reply_to,
+                                reply_seq (and events 4, 5: edited, deleted); 4: then its
+                                attachments (len u16 + iy_atts_encode) */
 
 enum bus_wire_kind { W_MSG = 1, W_NOTICE = 2, W_REVOKE = 3, W_NODE = 4, W_PRESENCE = 5 };
 
@@ -72,6 +73,7 @@ typedef struct bus_wire {
     uint8_t session[32];                  /* W_REVOKE */
     bus_node_info node;                   /* W_NODE */
     bus_presence_info presence;           /* W_PRESENCE */
+    iy_atts atts;                         /* W_MSG: msg.m.atts points here when it has some */
 } bus_wire;
 
 /* Encoders: append the whole message to out. */

@@ -286,6 +286,7 @@ typedef struct send_job {
 
 static void send_free(dbq_job *j)
 {
+    iy_free(j->stored.msg.atts);
     iy_free(j->text);
     iy_free(j);
 }
@@ -359,9 +360,11 @@ static void start_send(conn *c, proto_req *req)
     req->text = NULL;
     if (req->has_cmid) memcpy(s->cmid, req->cmid, sizeof s->cmid);
     if (req->op == P_SEND) {
+        memcpy(s->w.j.attachments, req->attachments, sizeof s->w.j.attachments);
         s->w.j.send = (iy_send){ .from = c->user, .channel = req->channel, .to = req->to,
                                  .text = s->w.j.text, .text_len = req->text_len, .cmid = s->cmid,
-                                 .reply_to = req->reply_to };
+                                 .reply_to = req->reply_to, .attachments = s->w.j.attachments,
+                                 .nattachments = req->nattachments };
     } else {
         /* edit, delete, react: an event of the message's channel (the round finds it) */
         int ev = req->op == P_EDIT ? IY_EV_EDITED : req->op == P_DELETE ? IY_EV_DELETED

@@ -1,5 +1,6 @@
 /* post.c — one send checked by the rules and appended to a round (post.h). */
 #include "post.h"
+#include <string.h>
 #include "../base/err.h"
 #include "../model/rules.h"
 #include "limiter.h"
@@ -16,9 +17,31 @@ static void mentions_of(store_round *r, const iy_send *in, const uint64_t *membe
     }
 }
 
+/* The uploads a message carries, checked: each the sender's own, not sent
+ * yet (in this round either), named once. 0 with *out, or IY_EINVAL. */
+static int attachments_of(store_round *r, const iy_send *in, iy_atts *out)
+{
+    out->n = 0;
+    for (uint32_t k = 0; k < in->nattachments; k++) {
+        const iy_attachment *x = store_round_attachment(r, in->attachments[k]);
+        if (!x || x->uploader != in->from || x->channel != 0) return IY_EINVAL;
+        for (uint32_t j = 0; j < k; j++)
+            if (in->attachments[j] == in->attachments[k]) return IY_EINVAL;
+        iy_att *t = &out->v[out->n++];
+        t->id = x->id;
+        t->size = x->size;
+        t->thumb = x->thumb;
+        memcpy(t->type, x->type, sizeof t->type);
+        memcpy(t->name, x->name, sizeof t->name);
+    }
+    return 0;
+}
+
 const char *post_error_text(int err, const iy_send *in)
 {
     int event = in->event;
+    if (err == IY_EINVAL && in->nattachments)
+        return "attachments must be your own uploads (POST /v1/uploads), each sent once";
     if (err == IY_EINVAL && in->reply_to) return "reply_to must be a message of this conversation";
     if (!iy_event_changes_message(event)) return NULL;
     switch (err) {
@@ -66,6 +89,11 @@ int post_send_limited(store_round *r, const iy_send *in, limiter *new_directs, i
     if (peer && store_round_blocked(r, peer, in->from)) return IY_EFORBIDDEN;
 
     store_append a = { .in = in, .sender_read = 1 };
+    iy_atts atts;
+    if (in->nattachments) {
+        if ((rc = attachments_of(r, in, &atts)) != 0) return rc;
+        a.atts = &atts;
+    }
     uint64_t channel = in->channel;
     if (in->to) {
         rules_direct_pair(in->from, in->to, &a.pair[0], &a.pair[1]);

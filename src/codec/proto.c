@@ -184,7 +184,16 @@ static int proto__send(proto__ctx *c)
     if (has_to + has_channel != 1)
         return proto__fail(c, IY_EINVAL, "send needs exactly one of to, channel");
 
-    if ((rc = proto__text(c))) return rc;
+    if ((rc = proto_parse_attachments(proto__field(c, "attachments"), r->attachments, &r->nattachments,
+                                      c->errmsg, c->errsz)))
+        return rc;
+    json_t *t = proto__field(c, "text");
+    if (r->nattachments && (!t || (json_is_string(t) && json_string_length(t) == 0))) {
+        r->text = iy_strndup("", 0);   /* a file without a caption */
+        r->text_len = 0;
+    } else if ((rc = proto__text(c))) {
+        return rc;
+    }
     if ((rc = proto__get_id(c, "reply_to", 0, &r->reply_to, &has_to))) return rc;
     return proto__get_str(c, "cmid", 1, IY_CMID_MAX, r->cmid, &r->has_cmid);
 }
@@ -209,6 +218,24 @@ static int proto__edit(proto__ctx *c)
     int present, rc;
     if ((rc = proto__get_id(c, "id", 1, &c->req->id, &present))) return rc;
     return proto__text(c);
+}
+
+int proto_parse_attachments(const void *vv, uint64_t out[IY_ATTACH_PER_MSG], uint32_t *n, char *errmsg,
+                            size_t errsz)
+{
+    const json_t *v = vv;
+    *n = 0;
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > IY_ATTACH_PER_MSG)
+        return proto__fail_buf(errmsg, errsz, IY_EINVAL, "attachments must be an array of 1 to %d upload ids",
+                               IY_ATTACH_PER_MSG);
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        const json_t *x = json_array_get(v, i);
+        if (!json_is_string(x) || proto_parse_id(json_string_value(x), json_string_length(x), &out[*n]))
+            return proto__fail_buf(errmsg, errsz, IY_EINVAL, "attachments must be an array of upload ids");
+        (*n)++;
+    }
+    return 0;
 }
 
 int proto_check_emoji(const char *s, size_t n)
@@ -448,6 +475,20 @@ void proto_write_state(iy_buf *b, const iy_msg *m)
         iy_buf_putc(b, ','); jw_key(b, "edited_at"); jw_i64(b, m->edited_ms);
     }
     if (m->deleted) iy_buf_append_str(b, ",\"deleted\":true");
+    if (m->atts && m->atts->n) {
+        iy_buf_append_str(b, ",\"attachments\":[");
+        for (uint32_t i = 0; i < m->atts->n; i++) {
+            const iy_att *x = &m->atts->v[i];
+            iy_buf_append_str(b, i ? ",{" : "{");
+            jw_key(b, "id"); jw_id(b, x->id);
+            iy_buf_putc(b, ','); jw_key(b, "name"); jw_cstr(b, x->name);
+            iy_buf_putc(b, ','); jw_key(b, "type"); jw_cstr(b, x->type);
+            iy_buf_putc(b, ','); jw_key(b, "size"); jw_u64(b, x->size);
+            if (x->thumb) iy_buf_append_str(b, ",\"thumb\":true");
+            iy_buf_putc(b, '}');
+        }
+        iy_buf_putc(b, ']');
+    }
     if (m->reactions && m->reactions->n) {
         iy_buf_append_str(b, ",\"reactions\":[");
         for (uint32_t i = 0; i < m->reactions->n; i++) {

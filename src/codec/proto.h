@@ -39,6 +39,8 @@ typedef struct proto_req {
     uint64_t id;                            /* edit, delete, react: the message */
     int on;                                 /* react: add (1) or take back (0) */
     uint64_t reply_to;                      /* send, optional: the message it replies to */
+    uint64_t attachments[IY_ATTACH_PER_MSG]; uint32_t nattachments;  /* send, optional: upload ids
+                                               (then text may be empty or absent) */
     char *text; size_t text_len;            /* send, edit: malloc'd copy owned by the req, NUL-terminated; may contain U+0000;
                                                react: the emoji, 1..IY_EMOJI_MAX bytes, no U+0000 */
     char cmid[IY_CMID_MAX + 1]; int has_cmid; /* send, optional, 1..64 bytes */
@@ -76,6 +78,12 @@ int proto_parse_id(const char *s, size_t n, uint64_t *out);
 /* Checks a reaction: valid UTF-8, 1..IY_EMOJI_MAX bytes, no U+0000, no
  * control or space characters (below U+0021). Returns 0 or IY_EINVAL. */
 int proto_check_emoji(const char *s, size_t n);
+
+/* A send's "attachments" (a JSON array of 1..IY_ATTACH_PER_MSG upload
+ * ids, as strings; v is a json_t *, NULL or null: none): 0 with out[0..*n),
+ * or IY_EINVAL with a message in errmsg. */
+int proto_parse_attachments(const void *v, uint64_t out[IY_ATTACH_PER_MSG], uint32_t *n, char *errmsg,
+                            size_t errsz);
 
 /* Checks a message text: valid UTF-8 and 1..IY_TEXT_MAX_CP code points.
  * Returns 0, IY_EINVAL (empty or invalid UTF-8), IY_ETOOBIG (more than

@@ -39,6 +39,8 @@ int rules_send_shape(const iy_send *in)
     }
     if (in->target || (in->channel != 0) == (in->to != 0)) return IY_EINVAL;
     if (in->reply_to && ev != IY_EV_NONE) return IY_EINVAL;
+    if (in->nattachments && (ev != IY_EV_NONE || in->nattachments > IY_ATTACH_PER_MSG || !in->attachments))
+        return IY_EINVAL;
     if (in->to == in->from) return IY_EINVAL;
     if (strlen(rules_send_cmid(in)) > IY_CMID_MAX) return IY_EINVAL;
     if (ev < IY_EV_NONE || ev > IY_EV_DELETED) return IY_EINVAL;

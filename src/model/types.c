@@ -14,6 +14,8 @@ void iy_msg_clear(iy_msg *m)
     m->text_len = 0;
     iy_free(m->reactions);
     m->reactions = NULL;
+    iy_free(m->atts);
+    m->atts = NULL;
 }
 
 size_t iy_reactions_size(const iy_reactions *r)
@@ -137,4 +139,60 @@ int iy_attachment_decode(const uint8_t *p, size_t n, uint64_t id, iy_attachment 
     size_t nl = rd_u16(&r);
     rd_str(&r, nl, a->name, IY_ATTACH_NAME_MAX);
     return r.bad || r.n ? -1 : 0;
+}
+
+size_t iy_atts_encode(const iy_atts *a, uint8_t *out)
+{
+    wr w = { out, 0 };
+    wr_u8(&w, a ? a->n : 0);
+    for (uint32_t i = 0; a && i < a->n; i++) {
+        const iy_att *t = &a->v[i];
+        size_t tl = strnlen(t->type, IY_ATTACH_TYPE_MAX), nl = strnlen(t->name, IY_ATTACH_NAME_MAX);
+        wr_u64(&w, t->id);
+        wr_u64(&w, t->size);
+        wr_u8(&w, t->thumb ? 1 : 0);
+        wr_u8(&w, (unsigned)tl);
+        wr_mem(&w, t->type, tl);
+        wr_u16(&w, (unsigned)nl);
+        wr_mem(&w, t->name, nl);
+    }
+    return w.n;
+}
+
+iy_atts *iy_atts_decode(const uint8_t *p, size_t n, int *bad)
+{
+    rd r = { p, n, 0 };
+    if (n == 0) return NULL;
+    unsigned k = rd_u8(&r);
+    if (k == 0) return NULL;
+    if (k > IY_ATTACH_PER_MSG) {
+        *bad = 1;
+        return NULL;
+    }
+    iy_atts *a = iy_calloc(1, sizeof *a);
+    a->n = k;
+    for (uint32_t i = 0; i < k; i++) {
+        iy_att *t = &a->v[i];
+        t->id = rd_u64(&r);
+        t->size = rd_u64(&r);
+        t->thumb = rd_u8(&r) != 0;
+        size_t tl = rd_u8(&r);
+        rd_str(&r, tl, t->type, IY_ATTACH_TYPE_MAX);
+        size_t nl = rd_u16(&r);
+        rd_str(&r, nl, t->name, IY_ATTACH_NAME_MAX);
+    }
+    if (r.bad || r.n) {
+        *bad = 1;
+        iy_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+iy_atts *iy_atts_copy(const iy_atts *a)
+{
+    if (!a) return NULL;
+    iy_atts *c = iy_malloc(sizeof *c);
+    *c = *a;
+    return c;
 }

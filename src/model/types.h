@@ -96,6 +96,27 @@ typedef struct iy_attachment {
 size_t iy_attachment_encode(const iy_attachment *a, uint8_t *out);
 int iy_attachment_decode(const uint8_t *p, size_t n, uint64_t id, iy_attachment *a);
 
+/* What a message shows of its attachments (a copy of their records made
+ * when it was sent, so that history needs no second read). */
+#define IY_ATTACH_PER_MSG 10
+typedef struct iy_att {
+    uint64_t id, size;
+    int thumb;
+    char type[IY_ATTACH_TYPE_MAX + 1];
+    char name[IY_ATTACH_NAME_MAX + 1];
+} iy_att;
+typedef struct iy_atts {
+    uint32_t n;
+    iy_att v[IY_ATTACH_PER_MSG];
+} iy_atts;
+/* Stored form, the same for every backend: n u8, then per attachment id,
+ * size u64, thumb u8, type (len u8), name (len u16). */
+#define IY_ATTS_ENC_MAX (1 + IY_ATTACH_PER_MSG * (8 + 8 + 1 + 1 + IY_ATTACH_TYPE_MAX + 2 + IY_ATTACH_NAME_MAX))
+size_t iy_atts_encode(const iy_atts *a, uint8_t *out);
+/* A new iy_atts (iy_free) from p[0..n), NULL for none; *bad = 1 if malformed. */
+iy_atts *iy_atts_decode(const uint8_t *p, size_t n, int *bad);
+iy_atts *iy_atts_copy(const iy_atts *a);   /* NULL stays NULL */
+
 /* One stored message. text is owned (malloc'd, NUL-terminated, text_len bytes). */
 typedef struct iy_msg {
     uint64_t id;
@@ -116,6 +137,7 @@ typedef struct iy_msg {
     uint64_t reply_seq;
     int deleted;                   /* a plain message that was deleted (text "", no mentions) */
     iy_reactions *reactions;       /* owned (iy_msg_clear); NULL: none */
+    iy_atts *atts;                 /* owned (iy_msg_clear); NULL: none (a deleted message has none) */
     uint32_t nmentions;            /* members named as @username in text (not the sender) */
     uint64_t mentions[IY_MENTIONS_MAX];
 } iy_msg;
@@ -145,6 +167,8 @@ typedef struct iy_send {
                                   round finds the message's channel) */
     uint64_t reply_to;         /* a plain message: the message of the same channel it replies to
                                   (0: none) */
+    const uint64_t *attachments;   /* a plain message: the sender's uploads it carries */
+    uint32_t nattachments;         /* 0..IY_ATTACH_PER_MSG */
 } iy_send;
 
 /* What was stored: the message (msg.text NULL: the sender keeps its own),

@@ -57,7 +57,9 @@ struct dbq_job {
     /* DBQ_SEND only: */
     iy_send send;                            /* send.text points to text below */
     char *text;                              /* owned, freed by free */
-    iy_stored stored;                        /* filled by the store */
+    uint64_t attachments[IY_ATTACH_PER_MSG]; /* send.attachments points here */
+    iy_stored stored;                        /* filled by the store (stored.msg.atts owned: the
+                                                job's free frees it) */
     unsigned origin_thread;
     uint64_t origin_conn;                    /* 0 for HTTP */
 };

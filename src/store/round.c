@@ -130,6 +130,23 @@ int store_round_begin(store *s, const iy_send *sends, size_t n, store_round **ou
             if (rc == 0 && t->channel) key_add(&r->chan_keys, &r->nchan_keys, &capc, &seen_ch, t->channel);
         }
     }
+    /* The uploads the messages carry. */
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const iy_send *in = &sends[i];
+        if (!in->nattachments || rules_send_shape(in) != 0) continue;
+        for (uint32_t k = 0; k < in->nattachments; k++) {
+            uint64_t id = in->attachments[k];
+            if (!id || u64map_find(&r->att_idx, id)) continue;
+            if (r->natts == r->capatts) {
+                r->capatts = r->capatts ? r->capatts * 2 : 16;
+                r->atts = iy_realloc(r->atts, r->capatts * sizeof *r->atts);
+            }
+            round_att *at = &r->atts[r->natts++];
+            memset(at, 0, sizeof *at);
+            at->id = id;
+            u64map_set(&r->att_idx, id, r->natts);
+        }
+    }
     u64map_free(&seen_ch);
     u64map_free(&seen_u);
     iy_kv_free(&seen_p);
@@ -137,6 +154,7 @@ int store_round_begin(store *s, const iy_send *sends, size_t n, store_round **ou
     if (rc == 0 && r->ntargets) rc = sb->ops->targets_load(s, r);
     if (rc == 0 && sb->ops->blocks_load) rc = sb->ops->blocks_load(s, r);
     if (rc == 0 && r->nname_keys) rc = sb->ops->names_load(s, r);
+    if (rc == 0 && r->natts) rc = sb->ops->attachments_load(s, r);
     if (rc) {
         store_round_abort(r);
         return rc;
@@ -238,6 +256,24 @@ void round_put_target(store_round *r, size_t i, iy_msg *m)
     t->text = t->m.text ? t->m.text : "";
     t->text_len = t->m.text_len;
     t->loaded = 1;
+}
+
+void round_put_attachment(store_round *r, size_t i, const iy_attachment *a)
+{
+    r->atts[i].a = *a;
+    r->atts[i].loaded = 1;
+}
+
+static round_att *att_get(store_round *r, uint64_t id)
+{
+    uint64_t *i = id ? u64map_find(&r->att_idx, id) : NULL;
+    return i && r->atts[*i - 1].loaded ? &r->atts[*i - 1] : NULL;
+}
+
+const iy_attachment *store_round_attachment(store_round *r, uint64_t id)
+{
+    round_att *at = att_get(r, id);
+    return at ? &at->a : NULL;
 }
 
 static round_target *target_get(store_round *r, uint64_t id)
@@ -412,6 +448,8 @@ int store_round_append(store_round *r, const store_append *a, iy_stored *out)
             t->m.nmentions = 0;
             iy_free(t->m.reactions);
             t->m.reactions = NULL;
+            iy_free(t->m.atts);      /* a deleted message shows no attachments */
+            t->m.atts = NULL;
             t->text = "";
             t->text_len = 0;
         } else {
@@ -441,7 +479,18 @@ int store_round_append(store_round *r, const store_append *a, iy_stored *out)
     rm->m.pos = rm->sender_pos;
     if (cl) round_put_cmid(r, in->from, cmid, cl, rm->m.channel, rm->m.seq, rm->m.id, rm->sender_pos);
 
+    if (a->atts && a->atts->n && in->event == IY_EV_NONE) {
+        rm->m.atts = iy_atts_copy(a->atts);
+        for (uint32_t k = 0; k < a->atts->n; k++) {
+            round_att *at = att_get(r, a->atts->v[k].id);
+            if (!at) continue;
+            at->a.channel = rm->m.channel;
+            at->a.message = rm->m.id;
+            at->changed = 1;
+        }
+    }
     out->msg = rm->m;
+    out->msg.atts = iy_atts_copy(rm->m.atts);   /* the caller's own copy */
     out->nmembers = rm->n;
     memcpy(out->members, rm->members, rm->n * sizeof *rm->members);
     memcpy(out->pos, rm->pos, rm->n * sizeof *rm->pos);
@@ -482,7 +531,10 @@ void store_round_abort(store_round *r)
     for (size_t i = 0; i < r->nmsgs; i++) {
         iy_free(r->msgs[i].members);
         iy_free(r->msgs[i].pos);
+        iy_free(r->msgs[i].m.atts);
     }
+    iy_free(r->atts);
+    u64map_free(&r->att_idx);
     iy_free(r->msgs);
     for (size_t i = 0; i < r->ntargets; i++) iy_msg_clear(&r->targets[i].m);
     iy_free(r->targets);

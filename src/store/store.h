@@ -231,6 +231,11 @@ int store_round_muted(store_round *r, uint64_t user, uint64_t channel);
  * there is no such message. Its channel is in the view. */
 const iy_msg *store_round_target(store_round *r, uint64_t id);
 
+/* The record of upload id as the round sees it (bound by an earlier send
+ * of the round: channel set), or NULL if there is none (or the round's
+ * sends did not name it). */
+const iy_attachment *store_round_attachment(store_round *r, uint64_t id);
+
 /* If (user, cmid) was stored before (committed, or appended earlier in this
  * round): IY_EEXIST with *orig holding the original's id, channel, seq, ts,
  * from, cmid and the sender's pos (nmembers 0). Else 0. */
@@ -247,6 +252,8 @@ typedef struct store_append {
     int sender_read;              /* the sender's read seq moves to this message */
     uint32_t nmentions;           /* members its text names (store_round_name), stored with it */
     uint64_t mentions[IY_MENTIONS_MAX];
+    const iy_atts *atts;          /* the uploads it carries (store_round_attachment, checked by
+                                     the rules); their records are bound to it in the commit */
 } store_append;
 
 /* Appends one message: assigns its id, the channel's next seq and the next

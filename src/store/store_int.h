@@ -67,6 +67,14 @@ typedef struct round_target {
     unsigned changed : 1;       /* the commit rewrites it */
 } round_target;
 
+/* An upload named by the round's sends (attachments). */
+typedef struct round_att {
+    uint64_t id;
+    int loaded;                 /* a holds its record */
+    iy_attachment a;            /* as loaded; channel and message set by the send carrying it */
+    unsigned changed : 1;       /* the commit rewrites its record */
+} round_att;
+
 /* A push notification queued in the round: msgs[msg] to every subscription of user. */
 typedef struct round_push {
     uint64_t user;
@@ -89,6 +97,9 @@ struct store_round {
     round_target *targets;      /* the messages the sends change or reply to, distinct ids */
     size_t ntargets, captargets;
     u64map target_idx;          /* target id -> index + 1 (replies are common: a round may hold many) */
+    round_att *atts;            /* the uploads the sends carry, distinct ids */
+    size_t natts, capatts;
+    u64map att_idx;             /* attachment id -> index + 1 */
     /* The view, filled by the backend's load: */
     round_chan *chans;
     size_t nchans, capchans;
@@ -126,6 +137,8 @@ void round_put_block(store_round *r, uint64_t blocker, uint64_t blocked);
 void round_put_mute(store_round *r, uint64_t channel, uint64_t user);
 /* A name key that is a user (names_load). */
 void round_put_name(store_round *r, const char *name, uint64_t user);
+/* The record of r->atts[i] (attachments_load; one not put does not exist). */
+void round_put_attachment(store_round *r, size_t i, const iy_attachment *a);
 /* The current state of a target (targets_load): r->targets[i].m takes *m
  * (text and reactions included; *m is zeroed). */
 void round_put_target(store_round *r, size_t i, iy_msg *m);
@@ -219,6 +232,9 @@ typedef struct store_ops {
                          size_t qlen, uint64_t before, int limit, store_hit **out, size_t *nout);
     store_indexer *(*indexer_new)(store *s);
     int (*attachment_put)(store *s, const iy_attachment *a);
+    /* After round_load: the record of every r->atts[i] that exists
+     * (round_put_attachment); on a shared store, locked until the commit. */
+    int (*attachments_load)(store *s, store_round *r);
     int (*reader_attachment)(store_reader *r, uint64_t id, iy_attachment *out);
 } store_ops;
 

@@ -189,3 +189,70 @@ test('a connection that goes away mid-upload leaves nothing; a slow one still la
   assert.equal(g.headers['content-type'], 'text/plain; charset=utf-8');
   assert.ok(show);
 });
+
+test('sent with a message: members see and fetch it, a stranger or a removed member may not; once only; a delete takes it away', T, async () => {
+  const { connectWs } = await import('./lib/harness.mjs');
+  const [a, b, c, x] = [await newUser(srv, 'ag'), await newUser(srv, 'ah'), await newUser(srv, 'ai'), await newUser(srv, 'aj')];
+  const png = fs.readFileSync(path.join(MEDIA, 'photo.png'));
+  const up1 = (await upload(a, 'photo.png', png)).body.attachment;
+  const up2 = (await upload(a, 'notes.txt', Buffer.from('meeting notes'))).body.attachment;
+  const g = await request('POST', '/v1/groups', { token: a.token, body: Buffer.from(JSON.stringify({ name: 'trip', members: [b.user.id, c.user.id] })), headers: { 'content-type': 'application/json' } });
+  assert.equal(g.status, 201, g.text);
+  const ch = g.body.channel.id;
+  const wb = await connectWs(srv, { token: b.token, label: 'B' });
+  try {
+    // HTTP: a caption and two files; the answer and B's socket show them
+    const json = (o) => ({ body: Buffer.from(JSON.stringify(o)), headers: { 'content-type': 'application/json' } });
+    const r = await request('POST', `/v1/channels/${ch}/messages`, { token: a.token, ...json({ text: 'from the trip', attachments: [up1.id, up2.id] }) });
+    assert.equal(r.status, 201, r.text);
+    const m = r.body.message;
+    assert.deepEqual(m.attachments.map((t) => [t.id, t.name, t.type, t.size]),
+      [[up1.id, 'photo.png', 'image/png', png.length], [up2.id, 'notes.txt', 'text/plain', 13]]);
+    assert.equal(m.attachments[0].thumb, true);
+    const f = await wb.waitFor((fr) => fr.op === 'msg' && fr.id === m.id, { what: 'the msg frame' });
+    assert.equal(f.attachments.length, 2);
+    // members fetch it; a stranger may not
+    for (const u of [b, c]) {
+      const d = await request('GET', `/v1/attachments/${up1.id}`, { token: u.token });
+      assert.equal(d.status, 200);
+      assert.ok(d.buf.equals(png));
+    }
+    assertHttpError(await request('GET', `/v1/attachments/${up1.id}`, { token: x.token }), 403, 'forbidden', 'a stranger');
+    // once only; another's upload; too many; bad ids; nothing stored for any of them
+    const up3 = (await upload(x, 'x.txt', Buffer.from('x'))).body.attachment;
+    for (const [body, what] of [
+      [{ text: 'again', attachments: [up1.id] }, 'sent already'],
+      [{ text: 'theirs', attachments: [up3.id] }, 'someone else\'s upload'],
+      [{ text: 'many', attachments: Array(11).fill(up1.id) }, 'eleven'],
+      [{ text: 'bad', attachments: ['nope'] }, 'not an id'],
+      [{ text: 'bad', attachments: [] }, 'an empty list'],
+      [{ attachments: [UNKNOWN_ID] }, 'no such upload'],
+    ]) assertHttpError(await request('POST', `/v1/channels/${ch}/messages`, { token: a.token, ...json(body) }), 400, 'bad_request', what);
+    const h = await request('GET', `/v1/channels/${ch}/messages?limit=50`, { token: b.token });
+    assert.equal(h.body.messages.length, 1, 'nothing else stored');
+    // WebSocket: a file without a caption
+    const up4 = (await upload(b, 'b.bin', Buffer.from([1, 2, 3]))).body.attachment;
+    const ack = await wb.request({ op: 'send', channel: ch, attachments: [up4.id], cmid: 'w1' });
+    assert.equal(ack.op, 'ack', JSON.stringify(ack));
+    let hist = (await request('GET', `/v1/channels/${ch}/messages?limit=50`, { token: c.token })).body.messages;
+    const wm = hist.find((mm) => mm.id === ack.id);
+    assert.equal(wm.text, '');
+    assert.equal(wm.attachments[0].name, 'b.bin');
+    const e = await wb.request({ op: 'send', channel: ch, attachments: [up4.id], cmid: 'w2' });
+    assert.equal(e.op, 'error');
+    assert.equal(e.code, 'bad_request');
+    // removed from the group: no more fetching
+    const rm = await request('DELETE', `/v1/channels/${ch}/members/${c.user.id}`, { token: a.token });
+    assert.ok(rm.status === 204 || rm.status === 200, rm.text);
+    assertHttpError(await request('GET', `/v1/attachments/${up1.id}`, { token: c.token }), 403, 'forbidden', 'a removed member');
+    // deleted: the message shows no attachments any more
+    const del = await request('DELETE', `/v1/messages/${m.id}`, { token: a.token });
+    assert.equal(del.status, 204, del.text);
+    hist = (await request('GET', `/v1/channels/${ch}/messages?limit=50`, { token: b.token })).body.messages;
+    const dm = hist.find((mm) => mm.id === m.id);
+    assert.equal(dm.deleted, true);
+    assert.equal(dm.attachments, undefined);
+  } finally {
+    await wb.close();
+  }
+});

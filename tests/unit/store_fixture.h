@@ -216,7 +216,7 @@ static inline int send_in(store *s, const iy_send *in, iy_stored *out)
 static inline int send1(store *s, uint64_t from, uint64_t channel, uint64_t to, const char *text,
                  const char *cmid, iy_stored *out)
 {
-    iy_send in = { from, channel, to, text, strlen(text), cmid, 0, 0, 0, 0 };
+    iy_send in = { from, channel, to, text, strlen(text), cmid, 0, 0, 0, 0, NULL, 0 };
     return send_in(s, &in, out);
 }
 
@@ -224,7 +224,7 @@ static inline int send1(store *s, uint64_t from, uint64_t channel, uint64_t to, 
 static inline int event1(store *s, uint64_t from, uint64_t channel, int event, uint64_t subject,
                   const char *text, iy_stored *out)
 {
-    iy_send in = { from, channel, 0, text, strlen(text), "", event, subject, 0, 0 };
+    iy_send in = { from, channel, 0, text, strlen(text), "", event, subject, 0, 0, NULL, 0 };
     return send_in(s, &in, out);
 }
 

@@ -259,7 +259,7 @@ static void test_ids(void)
     uint64_t a = mkuser(s, "aa"), b = mkuser(s, "bb");
     enum { N = 5000 };   /* > 4096 per ms possible: counter overflow */
     iy_send *in = iy_malloc(N * sizeof *in);
-    for (int i = 0; i < N; i++) in[i] = (iy_send){ a, 0, b, "x", 1, "", 0, 0, 0, 0 };
+    for (int i = 0; i < N; i++) in[i] = (iy_send){ a, 0, b, "x", 1, "", 0, 0, 0, 0, NULL, 0 };
     iy_stored *o = iy_malloc(sizeof *o);
     uint64_t last = b;
     int ok_inc = 1, ok_ts = 1, ok_add = 1, ok_seq = 1;
@@ -622,8 +622,8 @@ static void test_direct(void)
     /* One round, a new pair: the first send creates the channel, the later
      * ones (either direction) find it in the round's view: created once. */
     uint64_t d = mkuser(s, "dd");
-    iy_send in[3] = { { b, 0, d, "x", 1, "", 0, 0, 0, 0 }, { d, 0, b, "y", 1, "", 0, 0, 0, 0 },
-                      { b, 0, d, "z", 1, "", 0, 0, 0, 0 } };
+    iy_send in[3] = { { b, 0, d, "x", 1, "", 0, 0, 0, 0, NULL, 0 }, { d, 0, b, "y", 1, "", 0, 0, 0, 0, NULL, 0 },
+                      { b, 0, d, "z", 1, "", 0, 0, 0, 0, NULL, 0 } };
     iy_stored out[3];
     int rc[3];
     store_round *r = round_of(s, in, 3);
@@ -686,8 +686,8 @@ static void test_cmid(void)
     iy_stored o, d;
 
     /* Within one round: the second use of a cmid returns the original. */
-    iy_send in[3] = { { a, 0, b, "one", 3, "c-1", 0, 0, 0, 0 }, { a, 0, b, "one", 3, "c-1", 0, 0, 0, 0 },
-                      { b, 0, a, "two", 3, "c-1", 0, 0, 0, 0 } };
+    iy_send in[3] = { { a, 0, b, "one", 3, "c-1", 0, 0, 0, 0, NULL, 0 }, { a, 0, b, "one", 3, "c-1", 0, 0, 0, 0, NULL, 0 },
+                      { b, 0, a, "two", 3, "c-1", 0, 0, 0, 0, NULL, 0 } };
     store_round *r = round_of(s, in, 3);
     CHECK_EQ(post_send(r, &in[0], &o), 0);
     memset(&d, 0xff, sizeof d);
@@ -753,7 +753,7 @@ static void test_abort(void)
     uint64_t ch = o.msg.channel;
 
     /* A round never committed: store_free discards it. */
-    iy_send lost[2] = { { a, 0, b, "lost", 4, "k2", 0, 0, 0, 0 }, { a, 0, c, "lost too", 8, "k3", 0, 0, 0, 0 } };
+    iy_send lost[2] = { { a, 0, b, "lost", 4, "k2", 0, 0, 0, 0, NULL, 0 }, { a, 0, c, "lost too", 8, "k3", 0, 0, 0, 0, NULL, 0 } };
     store_round *r = round_of(s, lost, 2);
     CHECK_EQ(post_send(r, &lost[0], &o), 0);
     CHECK_EQ(o.msg.seq, 2);
@@ -778,8 +778,8 @@ static void test_abort(void)
     uint64_t ac = o.msg.channel;
 
     /* store_round_abort: the same, without a restart. */
-    iy_send gone[3] = { { b, ch, 0, "gone", 4, "k4", 0, 0, 0, 0 }, { c, 0, b, "gone too", 8, "k5", 0, 0, 0, 0 },
-                        { a, ac, 0, "gone 3", 6, "", 0, 0, 0, 0 } };
+    iy_send gone[3] = { { b, ch, 0, "gone", 4, "k4", 0, 0, 0, 0, NULL, 0 }, { c, 0, b, "gone too", 8, "k5", 0, 0, 0, 0, NULL, 0 },
+                        { a, ac, 0, "gone 3", 6, "", 0, 0, 0, 0, NULL, 0 } };
     r = round_of(s, gone, 3);
     int rc[3];
     iy_stored out[3];
@@ -805,7 +805,7 @@ static void test_abort(void)
     CHECK(o.msg.seq == 3 && o.msg.id == out[0].msg.id);
 
     /* A refused send leaves the round usable and unchanged (its cmid too). */
-    iy_send mixed[2] = { { c, ch, 0, "x", 1, "k9", 0, 0, 0, 0 }, { a, ch, 0, "y", 1, "k9", 0, 0, 0, 0 } };
+    iy_send mixed[2] = { { c, ch, 0, "x", 1, "k9", 0, 0, 0, 0, NULL, 0 }, { a, ch, 0, "y", 1, "k9", 0, 0, 0, 0, NULL, 0 } };
     r = round_of(s, mixed, 2);
     CHECK_EQ(post_send(r, &mixed[0], &o), IY_EFORBIDDEN);
     CHECK_EQ(store_round_count(r), 0);
@@ -815,13 +815,13 @@ static void test_abort(void)
 
     /* Empty rounds commit and store nothing: only refused sends, or none posted. */
     uint64_t count = store_message_count(s);
-    iy_send bad = { c, ch, 0, "x", 1, "", 0, 0, 0, 0 };
+    iy_send bad = { c, ch, 0, "x", 1, "", 0, 0, 0, 0, NULL, 0 };
     r = round_of(s, &bad, 1);
     CHECK_EQ(post_send(r, &bad, &o), IY_EFORBIDDEN);
     CHECK_EQ(store_round_count(r), 0);
     CHECK_EQ(store_round_push(r, a), IY_EINVAL);        /* nothing appended to push */
     CHECK_EQ(store_round_commit(r), 0);
-    iy_send unposted = { a, ch, 0, "never", 5, "", 0, 0, 0, 0 };
+    iy_send unposted = { a, ch, 0, "never", 5, "", 0, 0, 0, 0, NULL, 0 };
     r = round_of(s, &unposted, 1);
     CHECK_EQ(store_round_commit(r), 0);
     CHECK_EQ(store_message_count(s), count);
@@ -855,14 +855,14 @@ static void test_failed_commit(void)
     /* Events, a new direct channel used twice, cmids (one repeated). */
     enum { N = 8 };
     iy_send in[N] = {
-        { a, g.id, 0, "", 0, "", IY_EV_MEMBER_ADDED, x, 0, 0 },
-        { x, g.id, 0, "hello", 5, "xk", 0, 0, 0, 0 },
-        { o, g.id, 0, "renamed", 7, "", IY_EV_RENAMED, 0, 0, 0 },
-        { o, g.id, 0, "", 0, "", IY_EV_MEMBER_REMOVED, b, 0, 0 },
-        { x, 0, y, "new pair", 8, "xy1", 0, 0, 0, 0 },
-        { y, 0, x, "reply", 5, "", 0, 0, 0, 0 },
-        { a, ab, 0, "again", 5, "ab2", 0, 0, 0, 0 },
-        { a, ab, 0, "again", 5, "ab2", 0, 0, 0, 0 },
+        { a, g.id, 0, "", 0, "", IY_EV_MEMBER_ADDED, x, 0, 0, NULL, 0 },
+        { x, g.id, 0, "hello", 5, "xk", 0, 0, 0, 0, NULL, 0 },
+        { o, g.id, 0, "renamed", 7, "", IY_EV_RENAMED, 0, 0, 0, NULL, 0 },
+        { o, g.id, 0, "", 0, "", IY_EV_MEMBER_REMOVED, b, 0, 0, NULL, 0 },
+        { x, 0, y, "new pair", 8, "xy1", 0, 0, 0, 0, NULL, 0 },
+        { y, 0, x, "reply", 5, "", 0, 0, 0, 0, NULL, 0 },
+        { a, ab, 0, "again", 5, "ab2", 0, 0, 0, 0, NULL, 0 },
+        { a, ab, 0, "again", 5, "ab2", 0, 0, 0, 0, NULL, 0 },
     };
     int want[N] = { 0, 0, 0, 0, 0, 0, 0, IY_EEXIST };
     int rc1[N], rc2[N];
@@ -918,7 +918,7 @@ static void test_failed_commit(void)
     CHECK_EQ(store_message_count(s), 2 + N - 1);
 
     /* A failed commit after a successful one leaves the committed state. */
-    iy_send rmx = { x, g.id, 0, "", 0, "", IY_EV_MEMBER_REMOVED, x, 0, 0 };
+    iy_send rmx = { x, g.id, 0, "", 0, "", IY_EV_MEMBER_REMOVED, x, 0, 0, NULL, 0 };
     r = round_of(s, &rmx, 1);
     CHECK_EQ(post_send(r, &rmx, &r1), 0);
     CHECK_EQ(r1.msg.seq, 6);
@@ -951,8 +951,8 @@ static void test_history_sync(void)
     for (int i = 1; i <= 10; i++) {
         snprintf(text[i - 1], sizeof text[i - 1], "m%d", i);
         in[2 * (i - 1)] = (iy_send){ i % 2 ? a : b, 0, i % 2 ? b : a, text[i - 1],
-                                     strlen(text[i - 1]), "", 0, 0, 0, 0 };
-        in[2 * (i - 1) + 1] = (iy_send){ c, 0, a, "other", 5, "", 0, 0, 0, 0 };
+                                     strlen(text[i - 1]), "", 0, 0, 0, 0, NULL, 0 };
+        in[2 * (i - 1) + 1] = (iy_send){ c, 0, a, "other", 5, "", 0, 0, 0, 0, NULL, 0 };
     }
     store_round *r = round_of(s, in, 20);
     for (int i = 0; i < 20; i++) {
@@ -1123,7 +1123,7 @@ static void test_reopen_and_big(void)
     size_t len = 100000;
     char *big = iy_malloc(len);
     for (size_t i = 0; i < len; i++) big[i] = (char)(i % 7 == 0 ? 0 : 'a' + i % 26);
-    iy_send in = { a, ch, 0, big, len, "big", 0, 0, 0, 0 };
+    iy_send in = { a, ch, 0, big, len, "big", 0, 0, 0, 0, NULL, 0 };
     CHECK_EQ(send_in(s, &in, &o), 0);
     CHECK_EQ(o.msg.seq, 3);
     CHECK(o.pos[0] == 3 && o.pos[1] == 3);
@@ -1201,7 +1201,7 @@ static void test_events(void)
     CHECK_EQ(event1(s, a, dch, IY_EV_RENAMED, 0, "name", &r), IY_EINVAL);
     CHECK_EQ(event1(s, a, g.id, 7, 0, "", &r), IY_EINVAL);
     CHECK_EQ(event1(s, a, g.id, -1, 0, "", &r), IY_EINVAL);
-    iy_send withto = { a, 0, b, "", 0, "", IY_EV_MEMBER_ADDED, c, 0, 0 };
+    iy_send withto = { a, 0, b, "", 0, "", IY_EV_MEMBER_ADDED, c, 0, 0, NULL, 0 };
     CHECK_EQ(send_in(s, &withto, &r), IY_EINVAL);
     CHECK_EQ(store_channel_get(s, dch, &cg), 0);
     CHECK(cg.kind == IY_DIRECT && cg.nmembers == 2);
@@ -1215,7 +1215,7 @@ static void test_events(void)
     CHECK_EQ(event1(s, x, g.id, IY_EV_RENAMED, 0, "mine now", &r), IY_EFORBIDDEN);
     CHECK_EQ(event1(s, o, g.id, IY_EV_RENAMED, 0, "", &r), IY_EINVAL);
     CHECK_EQ(event1(s, o, g.id, IY_EV_RENAMED, 0, name, &r), IY_EINVAL);
-    iy_send nul = { o, g.id, 0, "a\0b", 3, "", IY_EV_RENAMED, 0, 0, 0 };
+    iy_send nul = { o, g.id, 0, "a\0b", 3, "", IY_EV_RENAMED, 0, 0, 0, NULL, 0 };
     CHECK_EQ(send_in(s, &nul, &r), IY_EINVAL);
     name[IY_GROUP_NAME_MAX] = '\0';
     CHECK_EQ(event1(s, o, g.id, IY_EV_RENAMED, 0, name, &r), 0);
@@ -1290,8 +1290,8 @@ static void test_events(void)
 
     /* Events ignore cmid: never EEXIST, and the cmid stays free. */
     CHECK_EQ(mkgroup(s, o, "cmid", three, 3, &g), 0);
-    iy_send ev[2] = { { o, g.id, 0, "r1", 2, "same", IY_EV_RENAMED, 0, 0, 0 },
-                      { o, g.id, 0, "r1", 2, "same", IY_EV_RENAMED, 0, 0, 0 } };
+    iy_send ev[2] = { { o, g.id, 0, "r1", 2, "same", IY_EV_RENAMED, 0, 0, 0, NULL, 0 },
+                      { o, g.id, 0, "r1", 2, "same", IY_EV_RENAMED, 0, 0, 0, NULL, 0 } };
     store_round *rd = round_of(s, ev, 2);
     CHECK_EQ(post_send(rd, &ev[0], &r), 0);
     CHECK(r.msg.cmid[0] == '\0');
@@ -1322,10 +1322,10 @@ static void test_events_full(void)
     CHECK_EQ(event1(s, u[5], g.id, IY_EV_MEMBER_ADDED, u[IY_GROUP_MAX], "", &r), IY_ETOOBIG);
     CHECK_EQ(event1(s, u[5], g.id, IY_EV_MEMBER_ADDED, u[1], "", &r), IY_ECONFLICT);
     /* Within one round: a removal makes room for an add, then the removed one is gone. */
-    iy_send in[4] = { { u[8], g.id, 0, "", 0, NULL, IY_EV_MEMBER_ADDED, u[IY_GROUP_MAX], 0, 0 },
-                      { u[7], g.id, 0, "", 0, NULL, IY_EV_MEMBER_REMOVED, u[7], 0, 0 },
-                      { u[8], g.id, 0, "", 0, NULL, IY_EV_MEMBER_ADDED, u[IY_GROUP_MAX], 0, 0 },
-                      { u[7], g.id, 0, "", 0, NULL, IY_EV_MEMBER_REMOVED, u[7], 0, 0 } };
+    iy_send in[4] = { { u[8], g.id, 0, "", 0, NULL, IY_EV_MEMBER_ADDED, u[IY_GROUP_MAX], 0, 0, NULL, 0 },
+                      { u[7], g.id, 0, "", 0, NULL, IY_EV_MEMBER_REMOVED, u[7], 0, 0, NULL, 0 },
+                      { u[8], g.id, 0, "", 0, NULL, IY_EV_MEMBER_ADDED, u[IY_GROUP_MAX], 0, 0, NULL, 0 },
+                      { u[7], g.id, 0, "", 0, NULL, IY_EV_MEMBER_REMOVED, u[7], 0, 0, NULL, 0 } };
     int rc[4];
     iy_stored out[4];
     store_round *rd = round_of(s, in, 4);
@@ -1362,13 +1362,13 @@ static void test_events_round(void)
     /* x speaks (not yet), is added, speaks; rename; remove b; b speaks; remove b again. */
     enum { N = 7 };
     iy_send in[N] = {
-        { x, g.id, 0, "hello", 5, "xk", 0, 0, 0, 0 },
-        { a, g.id, 0, "", 0, "", IY_EV_MEMBER_ADDED, x, 0, 0 },
-        { x, g.id, 0, "hello", 5, "xk", 0, 0, 0, 0 },
-        { o, g.id, 0, "renamed", 7, "", IY_EV_RENAMED, 0, 0, 0 },
-        { o, g.id, 0, "", 0, "", IY_EV_MEMBER_REMOVED, b, 0, 0 },
-        { b, g.id, 0, "me?", 3, "", 0, 0, 0, 0 },
-        { o, g.id, 0, "", 0, "", IY_EV_MEMBER_REMOVED, b, 0, 0 },
+        { x, g.id, 0, "hello", 5, "xk", 0, 0, 0, 0, NULL, 0 },
+        { a, g.id, 0, "", 0, "", IY_EV_MEMBER_ADDED, x, 0, 0, NULL, 0 },
+        { x, g.id, 0, "hello", 5, "xk", 0, 0, 0, 0, NULL, 0 },
+        { o, g.id, 0, "renamed", 7, "", IY_EV_RENAMED, 0, 0, 0, NULL, 0 },
+        { o, g.id, 0, "", 0, "", IY_EV_MEMBER_REMOVED, b, 0, 0, NULL, 0 },
+        { b, g.id, 0, "me?", 3, "", 0, 0, 0, 0, NULL, 0 },
+        { o, g.id, 0, "", 0, "", IY_EV_MEMBER_REMOVED, b, 0, 0, NULL, 0 },
     };
     int want[N] = { IY_EFORBIDDEN, 0, 0, 0, 0, IY_EFORBIDDEN, IY_ENOTFOUND };
     int rc[N];
@@ -1558,7 +1558,7 @@ static void test_read_state(void)
     CHECK_EQ(send1(s, a, ch, 0, "4", "", &r), 0);
     CHECK_EQ(store_read_get(s, a, ch, &seq), 0);
     CHECK_EQ(seq, 4);
-    iy_send in = { b, ch, 0, "5", 1, "", 0, 0, 0, 0 };
+    iy_send in = { b, ch, 0, "5", 1, "", 0, 0, 0, 0, NULL, 0 };
     store_round *rd = round_of(s, &in, 1);
     CHECK_EQ(post_send(rd, &in, &r), 0);
     s = reopen(s);
@@ -1758,8 +1758,8 @@ static void test_blocks(void)
     CHECK_EQ(store_block_set(s, c, b, 1), 0);
     CHECK_EQ(send1(s, b, 0, c, "hello", "b-4", &o), IY_EFORBIDDEN);
     /* In one round, the blocked sends are refused and the others commit. */
-    iy_send mixed[3] = { { b, 0, a, "x", 1, "m-1", 0, 0, 0, 0 }, { c, 0, a, "y", 1, "m-2", 0, 0, 0, 0 },
-                         { b, ch, 0, "z", 1, "m-3", 0, 0, 0, 0 } };
+    iy_send mixed[3] = { { b, 0, a, "x", 1, "m-1", 0, 0, 0, 0, NULL, 0 }, { c, 0, a, "y", 1, "m-2", 0, 0, 0, 0, NULL, 0 },
+                         { b, ch, 0, "z", 1, "m-3", 0, 0, 0, 0, NULL, 0 } };
     store_round *r = round_of(s, mixed, 3);
     CHECK_EQ(post_send(r, &mixed[0], &o), IY_EFORBIDDEN);
     CHECK_EQ(post_send(r, &mixed[1], &o), 0);
@@ -1804,7 +1804,7 @@ static void test_mutes(void)
     CHECK_EQ(store_muted(s, a, ch), 0);
     s = reopen(s);
     CHECK_EQ(store_muted(s, b, ch), 1);
-    iy_send in = { a, ch, 0, "again", 5, "m-2", 0, 0, 0, 0 };
+    iy_send in = { a, ch, 0, "again", 5, "m-2", 0, 0, 0, 0, NULL, 0 };
     store_round *r = round_of(s, &in, 1);
     CHECK_EQ(store_round_muted(r, b, ch), 1);
     CHECK_EQ(store_round_muted(r, a, ch), 0);
@@ -2285,6 +2285,82 @@ static void test_attachments(void)
     CHECK(strcmp(got.type, "image/png") == 0 && strcmp(got.name, "사진 1.png") == 0);
     CHECK_EQ(store_reader_attachment(r, at.id + 1, &got), IY_ENOTFOUND);
     store_reader_free(r);
+
+    /* Sent with a message: bound to it, shown by it, once only, the sender's own. */
+    uint64_t b = mkuser(s, "bob"), c = mkuser(s, "cyd");
+    iy_channel g;
+    uint64_t two[2] = { b, c };
+    CHECK_EQ(mkgroup(s, a, "g", two, 2, &g), 0);
+    iy_attachment bobs = { .id = store_new_id(s), .uploader = b, .size = 5 };
+    strcpy(bobs.type, "text/plain");
+    strcpy(bobs.name, "b.txt");
+    CHECK_EQ(store_attachment_put(s, &bobs), 0);
+    uint64_t one[1] = { at.id }, theirs[1] = { bobs.id }, twice[2] = { at.id, at.id }, none[1] = { 4242 };
+    iy_send in = { .from = a, .channel = g.id, .text = "", .text_len = 0, .cmid = "att-1", .attachments = one,
+                   .nattachments = 1 };
+    iy_stored o, e;
+    iy_send bad = in;
+    bad.cmid = "att-x";
+    bad.attachments = theirs;
+    CHECK_EQ(send_in(s, &bad, &e), IY_EINVAL);          /* someone else's upload */
+    bad.attachments = none;
+    CHECK_EQ(send_in(s, &bad, &e), IY_EINVAL);          /* no such upload */
+    bad.attachments = twice;
+    bad.nattachments = 2;
+    CHECK_EQ(send_in(s, &bad, &e), IY_EINVAL);          /* named twice */
+    memset(&o, 0, sizeof o);
+    CHECK_EQ(send_in(s, &in, &o), 0);
+    CHECK(o.msg.atts && o.msg.atts->n == 1 && o.msg.atts->v[0].id == at.id);
+    iy_free(o.msg.atts);
+    bad = in;
+    bad.cmid = "att-2";
+    CHECK_EQ(send_in(s, &bad, &e), IY_EINVAL);          /* sent already */
+    /* two sends of one upload in one round: the first takes it */
+    iy_attachment at2 = at;
+    at2.id = store_new_id(s);
+    CHECK_EQ(store_attachment_put(s, &at2), 0);
+    uint64_t one2[1] = { at2.id };
+    iy_send pair[2] = { in, in };
+    pair[0].cmid = "att-3";
+    pair[1].cmid = "att-4";
+    pair[0].attachments = pair[1].attachments = one2;
+    store_round *rd = round_of(s, pair, 2);
+    int rcs[2];
+    iy_stored outs[2];
+    memset(outs, 0, sizeof outs);
+    post_all(rd, pair, 2, rcs, outs);
+    CHECK_EQ(store_round_commit(rd), 0);
+    CHECK_EQ(rcs[0], 0);
+    CHECK_EQ(rcs[1], IY_EINVAL);
+    iy_free(outs[0].msg.atts);
+    iy_free(outs[1].msg.atts);
+    s = reopen(s);
+    iy_msg m;
+    if (msg_at(s, g.id, o.msg.seq, &m) == 0) {
+        CHECK(m.atts && m.atts->n == 1);
+        if (m.atts && m.atts->n == 1) {
+            CHECK(m.atts->v[0].id == at.id && m.atts->v[0].size == 1234 && m.atts->v[0].thumb == 1);
+            CHECK(strcmp(m.atts->v[0].type, "image/png") == 0 && strcmp(m.atts->v[0].name, "사진 1.png") == 0);
+        }
+        CHECK_EQ(m.text_len, 0);
+        iy_msg_clear(&m);
+    } else CHECK(0);
+    r = store_reader_new(s);
+    CHECK_EQ(store_reader_attachment(r, at.id, &got), 0);
+    CHECK(got.channel == g.id && got.message == o.msg.id);
+    store_reader_free(r);
+    /* an edit keeps them, a delete takes them away */
+    CHECK_EQ(change1(s, a, IY_EV_EDITED, o.msg.id, "a caption", &e), 0);
+    if (msg_at(s, g.id, o.msg.seq, &m) == 0) {
+        CHECK(m.atts && m.atts->n == 1);
+        CHECK_MEM(m.text, m.text_len, "a caption");
+        iy_msg_clear(&m);
+    } else CHECK(0);
+    CHECK_EQ(change1(s, a, IY_EV_DELETED, o.msg.id, "", &e), 0);
+    if (msg_at(s, g.id, o.msg.seq, &m) == 0) {
+        CHECK(m.atts == NULL && m.deleted);
+        iy_msg_clear(&m);
+    } else CHECK(0);
     done(s);
 }
 
@@ -2394,7 +2470,7 @@ static void bench(void)
         int x = (int)(r >> 8) % USERS, y = (x + 1 + (int)(r >> 20) % (USERS - 1)) % USERS;
         pair[i][0] = u[x];
         pair[i][1] = u[y];
-        in[i] = (iy_send){ u[x], 0, u[y], text, sizeof text, "", 0, 0, 0, 0 };
+        in[i] = (iy_send){ u[x], 0, u[y], text, sizeof text, "", 0, 0, 0, 0, NULL, 0 };
     }
     store_round *rd = round_of(s, in, PAIRS);
     for (int i = 0; rd && i < PAIRS; i++) if (post_send(rd, &in[i], o) != 0) errs++;
@@ -2409,7 +2485,7 @@ static void bench(void)
             r = r * 1103515245 + 12345;
             int p = (int)(r >> 8) % PAIRS, way = (r >> 4) & 1;
             snprintf(cmid[i], sizeof cmid[i], "m%d", bi * PER + i);
-            in[i] = (iy_send){ pair[p][way], 0, pair[p][!way], text, sizeof text, cmid[i], 0, 0, 0, 0 };
+            in[i] = (iy_send){ pair[p][way], 0, pair[p][!way], text, sizeof text, cmid[i], 0, 0, 0, 0, NULL, 0 };
         }
         rd = NULL;
         if (store_round_begin(s, in, PER, &rd) != 0) {

@@ -223,7 +223,7 @@ static int send_round(store *s, const iy_send *in, size_t n, iy_stored *outs, in
 
 static iy_send mksend(uint64_t from, uint64_t channel, uint64_t to, const char *text, const char *cmid)
 {
-    iy_send in = { from, channel, to, text, strlen(text), cmid, IY_EV_NONE, 0, 0, 0 };
+    iy_send in = { from, channel, to, text, strlen(text), cmid, IY_EV_NONE, 0, 0, 0, NULL, 0 };
     return in;
 }
 
@@ -240,7 +240,7 @@ static int send1(store *s, uint64_t from, uint64_t channel, uint64_t to, const c
 static int event1(store *s, uint64_t from, uint64_t channel, int ev, uint64_t subject,
                   const char *text, iy_stored *out)
 {
-    iy_send in = { from, channel, 0, text, strlen(text), "", ev, subject, 0, 0 };
+    iy_send in = { from, channel, 0, text, strlen(text), "", ev, subject, 0, 0, NULL, 0 };
     int rc1 = 0;
     int rc = send_round(s, &in, 1, out, &rc1, 0);
     return rc ? rc : rc1;
@@ -603,8 +603,8 @@ static void test_round_events(void)
     CHECK(strcmp(ch.name, "new name") == 0);
 
     /* Several events in one round: the view carries each change to the next. */
-    iy_send in[3] = { { a, g, 0, "", 0, "", IY_EV_MEMBER_REMOVED, a, 0, 0 },      /* the owner leaves */
-                      { b < c ? b : c, g, 0, "", 0, "", IY_EV_MEMBER_REMOVED, d, 0, 0 }, /* the new owner removes d */
+    iy_send in[3] = { { a, g, 0, "", 0, "", IY_EV_MEMBER_REMOVED, a, 0, 0, NULL, 0 },      /* the owner leaves */
+                      { b < c ? b : c, g, 0, "", 0, "", IY_EV_MEMBER_REMOVED, d, 0, 0, NULL, 0 }, /* the new owner removes d */
                       mksend(d, g, 0, "still here?", "") };
     iy_stored os[3];
     int rcs[3];

@@ -64,7 +64,7 @@ static uint64_t post_push(store_round *r, const iy_send *in, uint64_t extra, uin
 /* One message from -> to in a committed round of its own, pushed to `to`. */
 static uint64_t send_push(store *s, uint64_t from, uint64_t to, const char *text, uint64_t *channel)
 {
-    iy_send in = { from, 0, to, text, strlen(text), "", 0, 0, 0, 0 };
+    iy_send in = { from, 0, to, text, strlen(text), "", 0, 0, 0, 0, NULL, 0 };
     store_round *r = round_of(s, &in, 1);
     if (!r) return 0;
     uint64_t id = post_push(r, &in, 0, channel);
@@ -177,7 +177,7 @@ static void test_queue(void)
     check_counts(s, 0, 0);
 
     /* Nothing appended yet: nothing to push. */
-    iy_send in = { bob, 0, alice, "hello alice", 11, "", 0, 0, 0, 0 };
+    iy_send in = { bob, 0, alice, "hello alice", 11, "", 0, 0, 0, 0, NULL, 0 };
     store_round *r = round_of(s, &in, 1);
     CHECK_EQ(store_round_push(r, alice), IY_EINVAL);
 
@@ -222,8 +222,8 @@ static void test_collapse(void)
 
     /* Within one round: two messages of bob, one of carol (another channel). */
     uint64_t chb = 0, chc = 0;
-    iy_send in[3] = { { bob, 0, alice, "first", 5, "", 0, 0, 0, 0 }, { bob, 0, alice, "second", 6, "", 0, 0, 0, 0 },
-                      { carol, 0, alice, "from carol", 10, "", 0, 0, 0, 0 } };
+    iy_send in[3] = { { bob, 0, alice, "first", 5, "", 0, 0, 0, 0, NULL, 0 }, { bob, 0, alice, "second", 6, "", 0, 0, 0, 0, NULL, 0 },
+                      { carol, 0, alice, "from carol", 10, "", 0, 0, 0, 0, NULL, 0 } };
     store_round *r = round_of(s, in, 3);
     post_push(r, &in[0], 0, &chb);
     uint64_t m2 = post_push(r, &in[1], 0, NULL);
@@ -270,7 +270,7 @@ static void test_collapse(void)
     /* Rounds that do not commit leave nothing: discarded by store_free, or
      * aborted, with a new note and a collapsing one. */
     uint64_t dave = mkuser(s, "dave");
-    iy_send lost[2] = { { carol, 0, alice, "lost", 4, "", 0, 0, 0, 0 }, { dave, 0, alice, "lost", 4, "", 0, 0, 0, 0 } };
+    iy_send lost[2] = { { carol, 0, alice, "lost", 4, "", 0, 0, 0, 0, NULL, 0 }, { dave, 0, alice, "lost", 4, "", 0, 0, 0, 0, NULL, 0 } };
     r = round_of(s, lost, 2);
     post_push(r, &lost[0], 0, NULL);
     post_push(r, &lost[1], 0, NULL);
@@ -301,7 +301,7 @@ static void test_failed_commit(void)
     uint64_t m1 = send_push(s, bob, alice, "kept", NULL);
     check_counts(s, 1, 0);
 
-    iy_send in[2] = { { bob, 0, alice, "lost", 4, "", 0, 0, 0, 0 }, { carol, 0, alice, "lost", 4, "", 0, 0, 0, 0 } };
+    iy_send in[2] = { { bob, 0, alice, "lost", 4, "", 0, 0, 0, 0, NULL, 0 }, { carol, 0, alice, "lost", 4, "", 0, 0, 0, 0, NULL, 0 } };
     store_round *r = round_of(s, in, 2);
     post_push(r, &in[0], 0, NULL);                       /* would collapse into m1's note */
     post_push(r, &in[1], 0, NULL);                       /* would be a new note */
@@ -579,7 +579,7 @@ static void test_many(void)
     for (int i = 0; i < 20; i++) {
         snprintf(name, sizeof name, "user%d", i);
         from[i] = mkuser(s, name);
-        in[i] = (iy_send){ from[i], 0, alice, "x", 1, "", 0, 0, 0, 0 };
+        in[i] = (iy_send){ from[i], 0, alice, "x", 1, "", 0, 0, 0, 0, NULL, 0 };
     }
     store_round *r = round_of(s, in, 20);
     for (int i = 0; i < 20; i++) post_push(r, &in[i], 0, NULL);

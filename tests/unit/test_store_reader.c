@@ -43,7 +43,7 @@ static void test_basics(void)
     char text[5][16];
     for (int i = 0; i < 5; i++) {
         snprintf(text[i], sizeof text[i], "m%d", i + 1);
-        in[i] = (iy_send){ a, 0, b, text[i], strlen(text[i]), "", 0, 0, 0, 0 };
+        in[i] = (iy_send){ a, 0, b, text[i], strlen(text[i]), "", 0, 0, 0, 0, NULL, 0 };
     }
     iy_stored st;
     uint64_t ch = 0;
@@ -111,8 +111,8 @@ static void test_basics(void)
     CHECK_EQ(mkgroup(s, a, "g", mem, 1, &g), 0);
     CHECK_EQ(store_reader_is_member(r, g.id, a), 0);
     CHECK_EQ(store_reader_is_member(r, g.id, c), IY_EFORBIDDEN);
-    iy_send ev[2] = { { a, g.id, 0, "", 0, "", IY_EV_MEMBER_ADDED, c, 0, 0 },
-                      { c, g.id, 0, "in", 2, "", 0, 0, 0, 0 } };
+    iy_send ev[2] = { { a, g.id, 0, "", 0, "", IY_EV_MEMBER_ADDED, c, 0, 0, NULL, 0 },
+                      { c, g.id, 0, "in", 2, "", 0, 0, 0, 0, NULL, 0 } };
     store_round *rd = round_of(s, ev, 2);
     CHECK_EQ(post_send(rd, &ev[0], &st), 0);
     CHECK_EQ(post_send(rd, &ev[1], &st), 0);
@@ -230,7 +230,7 @@ static uint64_t commit_round(store *s, uint64_t a, uint64_t b, uint64_t ch, uint
     memset(&st, 0, sizeof st);
     for (int i = 0; i < PER_ROUND; i++) {
         snprintf(t[i], sizeof t[i], "m%llu", (unsigned long long)++*seq);
-        in[i] = (iy_send){ a, ch, ch ? 0 : b, t[i], strlen(t[i]), "", 0, 0, 0, 0 };
+        in[i] = (iy_send){ a, ch, ch ? 0 : b, t[i], strlen(t[i]), "", 0, 0, 0, 0, NULL, 0 };
     }
     store_round *r = round_of(s, in, PER_ROUND);
     if (!r) return ch;

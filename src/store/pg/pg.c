@@ -292,5 +292,6 @@ static const store_ops pgs_ops = {
     .reader_search = pgs__reader_search,
     .indexer_new = pgs__indexer_new,
     .attachment_put = pgs__attachment_put,
+    .attachments_load = pgs__attachments_load,
     .reader_attachment = pgs__reader_attachment,
 };

@@ -213,7 +213,7 @@ int pgs__q_session(pgs_conn *pc, const uint8_t h[32], uint64_t *user, char devic
 /* The columns pgs__msg_decode reads, in its order (messages AS m). */
 #define PGS_MSG_COLS \
     "m.channel_id, m.seq, m.id, m.from_id, m.subject, m.event, m.cmid, m.body, m.mentions," \
-    " m.edited_ms, m.deleted, m.reply_to, m.reply_seq, m.reactions"
+    " m.edited_ms, m.deleted, m.reply_to, m.reply_seq, m.reactions, m.attachments"
 /* Decodes message row `row` of r (columns from col: PGS_MSG_COLS) into m
  * (text and reactions malloc'd: iy_msg_clear it either way): 0, IY_EIO. */
 int pgs__msg_decode(const PGresult *r, int row, int col, iy_msg *m);
@@ -246,6 +246,7 @@ int pgs__round_commit(store *s, store_round *r);
 void pgs__round_release(store *s, store_round *r);
 int pgs__target_locate(store *s, uint64_t id, uint64_t *channel);
 int pgs__targets_load(store *s, store_round *r);
+int pgs__attachments_load(store *s, store_round *r);
 int pgs__user_pos(store *s, uint64_t user, uint64_t *pos);
 int pgs__history(store *s, uint64_t channel, uint64_t before_seq, uint64_t after_seq, int limit,
                  iy_msg_list *out);

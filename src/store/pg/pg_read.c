@@ -76,6 +76,8 @@ int pgs__msg_decode(const PGresult *r, int row, int col, iy_msg *m)
     const uint8_t *rb = (const uint8_t *)pgs__r_bytes(r, row, col + 13, &n);
     int bad = 0;
     m->reactions = iy_reactions_decode(rb, n, &bad);
+    const uint8_t *ab = (const uint8_t *)pgs__r_bytes(r, row, col + 14, &n);
+    if (!bad) m->atts = iy_atts_decode(ab, n, &bad);
     if (bad) {
         iy_log("store: postgresql: message %llu of channel %llu: malformed reactions (%zu bytes)",
                (unsigned long long)m->id, (unsigned long long)m->channel, n);

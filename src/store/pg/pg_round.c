@@ -168,9 +168,9 @@ static const char SQL_C6[] =
     " WHERE m.user_id = t.u AND m.channel_id = t.c AND m.user_id = ANY ($1::int8[])";
 static const char SQL_C7[] =
     "INSERT INTO messages (channel_id, seq, id, from_id, subject, event, cmid, body, mentions,"
-    " reply_to, reply_seq)"
+    " reply_to, reply_seq, attachments)"
     " SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::int2[],"
-    " $7::text[], $8::bytea[], $9::bytea[], $10::int8[], $11::int8[])";
+    " $7::text[], $8::bytea[], $9::bytea[], $10::int8[], $11::int8[], $12::bytea[])";
 static const char SQL_C8[] =
     "INSERT INTO inbox (user_id, pos, channel_id, seq)"
     " SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[])";
@@ -203,11 +203,21 @@ static const char SQL_T1[] =
     " LATERAL (SELECT * FROM messages WHERE channel_id = t.ch AND id = t.id AND event = 0 LIMIT 1) AS m";
 static const char SQL_C13[] =
     "UPDATE messages AS m SET body = t.body, mentions = t.ment, edited_ms = t.ed, deleted = t.del,"
-    " reactions = t.reac"
+    " reactions = t.reac, attachments = t.att"
     " FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::bytea[], $5::bytea[], $6::int8[], $7::bool[],"
-    " $8::bytea[]) AS t(ch, seq, id, body, ment, ed, del, reac)"
+    " $8::bytea[], $9::bytea[]) AS t(ch, seq, id, body, ment, ed, del, reac, att)"
     " WHERE m.channel_id = t.ch AND m.seq = t.seq AND m.id = t.id"
     " AND m.channel_id = ANY ($1::int8[]) AND m.seq = ANY ($2::int8[])";
+
+/* The round's uploads, locked until the commit (two sends of one upload on
+ * two nodes: the second waits, then finds it bound). */
+static const char SQL_A0[] =
+    "SELECT id, uploader, channel_id, message_id, size, created_ms, thumb, type, name FROM attachments"
+    " WHERE id = ANY ($1::int8[]) ORDER BY id FOR UPDATE";
+/* ... and bound to their messages. */
+static const char SQL_C14[] =
+    "UPDATE attachments AS a SET channel_id = t.ch, message_id = t.m"
+    " FROM unnest($1::int8[], $2::int8[], $3::int8[]) AS t(id, ch, m) WHERE a.id = t.id";
 
 /* The backend's part of a round (r->be). */
 typedef struct pgs_round {
@@ -444,6 +454,41 @@ int pgs__target_locate(store *st, uint64_t id, uint64_t *channel)
     return 0;
 }
 
+int pgs__attachments_load(store *st, store_round *r)
+{
+    pgs_store *s = (pgs_store *)st;
+    pgs_round *be = r->be;
+    if (!be || !be->tx) return IY_EIO;   /* round_load opened the transaction */
+    pgs_arr ids;
+    memset(&ids, 0, sizeof ids);
+    pgs__arr_begin(&ids, PGS_OID_INT8);
+    for (size_t i = 0; i < r->natts; i++) pgs__arr_i64(&ids, r->atts[i].id);
+    pgs_params pp = { 0 };
+    PGresult *res;
+    pgs__p_buf(&pp, pgs__arr_end(&ids));
+    int rc = pgs__exec(&s->conn, pgs__deadline(), SQL_A0, &pp, &res);
+    pgs__arr_free(&ids);
+    if (rc) return rc;
+    for (int i = 0; i < PQntuples(res) && rc == 0; i++) {
+        iy_attachment a = { 0 };
+        a.id = pgs__r_i64(res, i, 0);
+        a.uploader = pgs__r_i64(res, i, 1);
+        a.channel = pgs__r_i64(res, i, 2);
+        a.message = pgs__r_i64(res, i, 3);
+        a.size = pgs__r_i64(res, i, 4);
+        a.created_ms = (int64_t)pgs__r_i64(res, i, 5);
+        a.thumb = pgs__r_bool(res, i, 6);
+        if (pgs__r_str(res, i, 7, a.type, sizeof a.type) || pgs__r_str(res, i, 8, a.name, sizeof a.name)) {
+            rc = IY_EIO;
+            break;
+        }
+        for (size_t k = 0; k < r->natts; k++)
+            if (r->atts[k].id == a.id) round_put_attachment(r, k, &a);
+    }
+    PQclear(res);
+    return rc;
+}
+
 int pgs__targets_load(store *st, store_round *r)
 {
     pgs_store *s = (pgs_store *)st;
@@ -522,15 +567,28 @@ enum { A_C1_ID, A_C1_A, A_C1_B, A_C1_SEQ,
        A_I_U, A_I_POS, A_I_CH, A_I_SEQ, A_H_U, A_H_POS,
        A_K_U, A_K_CMID, A_K_CH, A_K_SEQ, A_K_ID, A_K_POS,
        A_R_U, A_R_CH, A_R_SEQ, A_P_U, A_P_CH, A_P_MSG, A_P_FROM, A_P_PREVIEW,
-       A_T_CH, A_T_SEQ, A_T_ID, A_T_BODY, A_T_MENT, A_T_ED, A_T_DEL, A_T_REAC, A_COUNT };
+       A_T_CH, A_T_SEQ, A_T_ID, A_T_BODY, A_T_MENT, A_T_ED, A_T_DEL, A_T_REAC, A_T_ATT,
+       A_M_ATT, A_A_ID, A_A_CH, A_A_MSG, A_COUNT };
 
 static const uint32_t arr_oid[A_COUNT] = {
     [A_C3_NAME] = PGS_OID_TEXT, [A_C3_OFF] = PGS_OID_INT4, [A_C3_N] = PGS_OID_INT4,
     [A_M_EV] = PGS_OID_INT2, [A_M_CMID] = PGS_OID_TEXT, [A_M_BODY] = PGS_OID_BYTEA, [A_M_MENT] = PGS_OID_BYTEA,
     [A_K_CMID] = PGS_OID_TEXT, [A_P_PREVIEW] = PGS_OID_BYTEA,
     [A_T_BODY] = PGS_OID_BYTEA, [A_T_MENT] = PGS_OID_BYTEA, [A_T_DEL] = PGS_OID_BOOL,
-    [A_T_REAC] = PGS_OID_BYTEA,
+    [A_T_REAC] = PGS_OID_BYTEA, [A_T_ATT] = PGS_OID_BYTEA, [A_M_ATT] = PGS_OID_BYTEA,
 };
+
+/* A message's attachments as stored ('' when none). */
+static void arr_atts(pgs_arr *a, const iy_atts *atts)
+{
+    if (!atts || !atts->n) {
+        pgs__arr_bytes(a, "", 0);
+        return;
+    }
+    uint8_t *b = iy_malloc(IY_ATTS_ENC_MAX);
+    pgs__arr_bytes(a, b, iy_atts_encode(atts, b));
+    iy_free(b);
+}
 
 static void arr_i32(pgs_arr *a, uint32_t v)
 {
@@ -611,6 +669,7 @@ static void build_messages(pgs_arr *a, const store_round *r)
         arr_mentions(&a[A_M_MENT], &m->m);
         pgs__arr_i64(&a[A_M_REPLY], m->m.reply_to);
         pgs__arr_i64(&a[A_M_REPLY_SEQ], m->m.reply_seq);
+        arr_atts(&a[A_M_ATT], m->m.atts);
         for (uint32_t j = 0; j < m->n; j++) {
             pgs__arr_i64(&a[A_I_U], m->members[j]);
             pgs__arr_i64(&a[A_I_POS], m->pos[j]);
@@ -683,6 +742,13 @@ static void build_targets(pgs_arr *a, const store_round *r)
         } else {
             pgs__arr_bytes(&a[A_T_REAC], "", 0);
         }
+        arr_atts(&a[A_T_ATT], t->m.atts);
+    }
+    for (size_t i = 0; i < r->natts; i++) {
+        if (!r->atts[i].changed) continue;
+        pgs__arr_i64(&a[A_A_ID], r->atts[i].id);
+        pgs__arr_i64(&a[A_A_CH], r->atts[i].a.channel);
+        pgs__arr_i64(&a[A_A_MSG], r->atts[i].a.message);
     }
 }
 
@@ -713,12 +779,13 @@ int pgs__round_commit(store *st, store_round *r)
     static const int c5[] = { A_ADD_U, A_ADD_C };
     static const int c6[] = { A_DEL_U, A_DEL_C };
     static const int c7[] = { A_M_CH, A_M_SEQ, A_M_ID, A_M_FROM, A_M_SUBJ, A_M_EV, A_M_CMID, A_M_BODY, A_M_MENT,
-                              A_M_REPLY, A_M_REPLY_SEQ };
+                              A_M_REPLY, A_M_REPLY_SEQ, A_M_ATT };
     static const int c8[] = { A_I_U, A_I_POS, A_I_CH, A_I_SEQ };
     static const int c9[] = { A_H_U, A_H_POS };
     static const int c10[] = { A_K_U, A_K_CMID, A_K_CH, A_K_SEQ, A_K_ID, A_K_POS };
     static const int c11[] = { A_R_U, A_R_CH, A_R_SEQ };
-    static const int c13[] = { A_T_CH, A_T_SEQ, A_T_ID, A_T_BODY, A_T_MENT, A_T_ED, A_T_DEL, A_T_REAC };
+    static const int c13[] = { A_T_CH, A_T_SEQ, A_T_ID, A_T_BODY, A_T_MENT, A_T_ED, A_T_DEL, A_T_REAC, A_T_ATT };
+    static const int c14[] = { A_A_ID, A_A_CH, A_A_MSG };
     pgs_pipe p;
     pgs__pipe_begin(&p, &s->conn, pgs__deadline());
     add_arrays(&p, SQL_C1, a, c1, 4);
@@ -727,7 +794,7 @@ int pgs__round_commit(store *st, store_round *r)
     add_arrays(&p, SQL_C4, a, c4, 2);
     add_arrays(&p, SQL_C5, a, c5, 2);
     add_arrays(&p, SQL_C6, a, c6, 2);
-    add_arrays(&p, SQL_C7, a, c7, 11);
+    add_arrays(&p, SQL_C7, a, c7, 12);
     add_arrays(&p, SQL_C8, a, c8, 4);
     add_arrays(&p, SQL_C9, a, c9, 2);
     add_arrays(&p, SQL_C10, a, c10, 6);
@@ -742,7 +809,8 @@ int pgs__round_commit(store *st, store_round *r)
         pgs__p_i64(&pp, (uint64_t)pgs__wall_ms());
         pgs__pipe_add(&p, SQL_C12, &pp);
     }
-    add_arrays(&p, SQL_C13, a, c13, 8);
+    add_arrays(&p, SQL_C13, a, c13, 9);
+    add_arrays(&p, SQL_C14, a, c14, 3);
     pgs__add_last_id(&p, s);
     int qc = pgs__pipe_add(&p, SQL_COMMIT, NULL);
     int rc = pgs__pipe_run(&p);

@@ -54,7 +54,9 @@
  *   search_cursors node PK, last_id (version 5): each node number's indexer
  *   attachments    id PK, uploader, channel_id, message_id (0 until sent),
  *                  size, created_ms, thumb, type, name (version 6): uploads;
- *                  their bytes are blobs in the blob directory
+ *                  their bytes are blobs in the blob directory;
+ *                  messages.attachments (version 7): what a message shows of
+ *                  the uploads it carries (iy_atts_encode, '' when none)
  *   settings       name PK, value bytea
  *   nodes          num PK (0..1023), name UNIQUE, lease_until, last_id
  *
@@ -116,7 +118,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define PGS_SCHEMA_VERSION 6
+#define PGS_SCHEMA_VERSION 7
 
 static const char *const M1[] = {
     "CREATE TABLE settings (name text COLLATE \"C\" PRIMARY KEY, value bytea NOT NULL)",
@@ -227,7 +229,13 @@ static const char *const M6[] = {
     NULL
 };
 
-static const char *const *const migrations[PGS_SCHEMA_VERSION] = { M1, M2, M3, M4, M5, M6 };
+/* Version 7: a message's attachments (iy_atts_encode; '' when none). */
+static const char *const M7[] = {
+    "ALTER TABLE messages ADD COLUMN attachments bytea NOT NULL DEFAULT ''",
+    NULL
+};
+
+static const char *const *const migrations[PGS_SCHEMA_VERSION] = { M1, M2, M3, M4, M5, M6, M7 };
 
 static const char SQL_BEGIN[] = "BEGIN";
 static const char SQL_COMMIT[] = "COMMIT";

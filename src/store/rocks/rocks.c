@@ -1157,6 +1157,20 @@ static int attachment_get_v(const rview *rv, uint64_t id, iy_attachment *out)
     return rc;
 }
 
+/* The round's uploads (the storage thread is the only writer: no lock). */
+static int rocks_attachments_load(store *st, store_round *r)
+{
+    rview rv = rocks_view((rocks *)st);
+    for (size_t i = 0; i < r->natts; i++) {
+        iy_attachment a;
+        int rc = attachment_get_v(&rv, r->atts[i].id, &a);
+        if (rc == IY_ENOTFOUND) continue;
+        if (rc) return rc;
+        round_put_attachment(r, i, &a);
+    }
+    return 0;
+}
+
 static int rocks_reader_attachment(store_reader *sr, uint64_t id, iy_attachment *out)
 {
     return READ(sr, attachment_get_v(RV(sr), id, out));
@@ -1241,5 +1255,6 @@ const store_ops rocks_ops = {
     .reader_search = rocks_reader_search,
     .indexer_new = rocks_indexer_new,
     .attachment_put = rocks_attachment_put,
+    .attachments_load = rocks_attachments_load,
     .reader_attachment = rocks_reader_attachment,
 };

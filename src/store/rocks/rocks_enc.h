@@ -24,6 +24,8 @@ enum {
 #define MSG_S_DELETED 2u
 #define MSG_S_REPLY 4u
 #define MSG_S_REACTIONS 8u /* then len u16 + iy_reactions_encode */
+#define MSG_S_ATTACH 16u   /* then len u16 + iy_atts_encode (attachments; no format change: a
+                              new state bit that older readers never meet in older data) */
 
 /* Keys: type byte followed by one or two big-endian u64. */
 static inline size_t key1(uint8_t *k, int type, uint64_t a)

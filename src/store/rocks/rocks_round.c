@@ -143,9 +143,10 @@ int rocks_round_load(store *st, store_round *r)
 static void put_record(rocksdb_writebatch_t *wb, const iy_msg *m, const char *text, size_t text_len)
 {
     size_t cl = strlen(m->cmid);
-    uint8_t mk[17], hdr[8 + 8 + 1 + IY_CMID_MAX + 1 + 1 + 8 + 16 + 2 + sizeof(iy_reactions) + 1 + 8 * IY_MENTIONS_MAX];
+    uint8_t mk[17], hdr[8 + 8 + 1 + IY_CMID_MAX + 1 + 1 + 8 + 16 + 2 + sizeof(iy_reactions) + 2 + IY_ATTS_ENC_MAX +
+                        1 + 8 * IY_MENTIONS_MAX];
     wr w = { hdr, 0 };
-    int state = m->event == IY_EV_NONE && (m->edited_ms || m->deleted || m->reply_to || m->reactions);
+    int state = m->event == IY_EV_NONE && (m->edited_ms || m->deleted || m->reply_to || m->reactions || m->atts);
     wr_u64(&w, m->id);
     wr_u64(&w, m->from);
     wr_u8(&w, (unsigned)cl | (m->event != IY_EV_NONE || m->nmentions || state ? MSG_F_EVENT : 0));
@@ -157,7 +158,7 @@ static void put_record(rocksdb_writebatch_t *wb, const iy_msg *m, const char *te
         /* Format 4: an edited, deleted or replying message's block: its state, then its mentions. */
         wr_u8(&w, MSG_EV_STATE);
         wr_u8(&w, (m->edited_ms ? MSG_S_EDITED : 0) | (m->deleted ? MSG_S_DELETED : 0) | (m->reply_to ? MSG_S_REPLY : 0) |
-                      (m->reactions ? MSG_S_REACTIONS : 0));
+                      (m->reactions ? MSG_S_REACTIONS : 0) | (m->atts ? MSG_S_ATTACH : 0));
         if (m->edited_ms) wr_u64(&w, (uint64_t)m->edited_ms);
         if (m->reply_to) {
             wr_u64(&w, m->reply_to);
@@ -167,6 +168,11 @@ static void put_record(rocksdb_writebatch_t *wb, const iy_msg *m, const char *te
             size_t rl = iy_reactions_encode(m->reactions, hdr + w.n + 2);
             wr_u16(&w, (unsigned)rl);
             w.n += rl;
+        }
+        if (m->atts) {
+            size_t al = iy_atts_encode(m->atts, hdr + w.n + 2);
+            wr_u16(&w, (unsigned)al);
+            w.n += al;
         }
         wr_u8(&w, m->nmentions);
         for (uint32_t i = 0; i < m->nmentions; i++) wr_u64(&w, m->mentions[i]);
@@ -291,6 +297,12 @@ int rocks_round_commit(store *st, store_round *r)
     put_id_index(s->wb, r);
     for (size_t i = 0; i < r->ntargets; i++)
         if (r->targets[i].changed) put_record(s->wb, &r->targets[i].m, r->targets[i].text, r->targets[i].text_len);
+    for (size_t i = 0; i < r->natts; i++) {   /* uploads bound to the round's messages */
+        if (!r->atts[i].changed) continue;
+        uint8_t ak[9], av[IY_ATTACHMENT_ENC_MAX];
+        rocksdb_writebatch_put(s->wb, (const char *)ak, key1(ak, K_ATTACH, r->atts[i].id), (const char *)av,
+                               iy_attachment_encode(&r->atts[i].a, av));
+    }
     for (size_t i = 0; rc == 0 && i < r->npush; i++) {
         const round_msg *rm = &r->msgs[r->push[i].msg];
         rc = rocks_push_queue(s, s->wb, r->push[i].user, &rm->m, rm->text, rm->text_len);
@@ -347,6 +359,11 @@ static int msg_decode(const char *v, size_t vl, uint64_t channel, uint64_t seq, 
                 const uint8_t *rp = rd_mem(&r, rl);
                 if (rp) m->reactions = iy_reactions_decode(rp, rl, &r.bad);
             }
+            if (st & MSG_S_ATTACH) {
+                size_t al = rd_u16(&r);
+                const uint8_t *ap = rd_mem(&r, al);
+                if (ap) m->atts = iy_atts_decode(ap, al, &r.bad);
+            }
         }
         if (m->event != IY_EV_NONE) {
             m->subject = rd_u64(&r);
@@ -359,6 +376,8 @@ static int msg_decode(const char *v, size_t vl, uint64_t channel, uint64_t seq, 
     if (r.bad) {
         iy_free(m->reactions);
         m->reactions = NULL;
+        iy_free(m->atts);
+        m->atts = NULL;
         return rocks_corrupt("message");
     }
     m->ts = iy_id_ts(m->id);
