@@ -595,6 +595,10 @@ static void dl_read(store_reader *r, dbq_job *j)
     rc = store_reader_attachment(r, a->id, &d->at);
     if (rc == IY_ENOTFOUND) { api_fail(a, IY_ENOTFOUND, "no such attachment"); return; }
     if (rc) { api_fail(a, rc, "storage error"); return; }
+    if (d->at.channel == IY_ATTACH_GONE) {
+        api_fail(a, IY_ENOTFOUND, "the message that carried this attachment was deleted");
+        return;
+    }
     if (d->at.channel == 0) rc = d->at.uploader == a->user ? 0 : IY_EFORBIDDEN;
     else rc = store_reader_is_member(r, d->at.channel, a->user);
     if (rc == IY_EFORBIDDEN || rc == IY_ENOTFOUND) {

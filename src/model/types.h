@@ -76,6 +76,7 @@ iy_reactions *iy_reactions_decode(const uint8_t *p, size_t n, int *bad);
  * the blob directory (api/uploads.c); this is what the store keeps. */
 #define IY_ATTACH_NAME_MAX 200       /* bytes of a (made safe) file name */
 #define IY_ATTACH_TYPE_MAX 63        /* bytes of a MIME type (sniffed) */
+#define IY_ATTACH_GONE UINT64_MAX    /* channel of an upload whose message was deleted */
 typedef struct iy_attachment {
     uint64_t id;
     uint64_t uploader;

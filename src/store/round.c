@@ -270,6 +270,39 @@ static round_att *att_get(store_round *r, uint64_t id)
     return i && r->atts[*i - 1].loaded ? &r->atts[*i - 1] : NULL;
 }
 
+/* ... and nobody fetches them any more: their records are marked in the
+ * commit (channel IY_ATTACH_GONE). */
+static void atts_gone(store_round *r, const iy_msg *m)
+{
+    for (uint32_t k = 0; m->atts && k < m->atts->n; k++) {
+        const iy_att *x = &m->atts->v[k];
+        uint64_t *i = u64map_find(&r->att_idx, x->id);
+        round_att *at;
+        if (i) {
+            at = &r->atts[*i - 1];
+        } else {
+            if (r->natts == r->capatts) {
+                r->capatts = r->capatts ? r->capatts * 2 : 16;
+                r->atts = iy_realloc(r->atts, r->capatts * sizeof *r->atts);
+            }
+            at = &r->atts[r->natts++];
+            memset(at, 0, sizeof *at);
+            at->id = x->id;
+            u64map_set(&r->att_idx, x->id, r->natts);
+            at->a.id = x->id;
+            at->a.uploader = m->from;
+            at->a.size = x->size;
+            at->a.thumb = x->thumb;
+            memcpy(at->a.type, x->type, sizeof at->a.type);
+            memcpy(at->a.name, x->name, sizeof at->a.name);
+        }
+        at->loaded = 1;
+        at->a.channel = IY_ATTACH_GONE;
+        at->a.message = m->id;
+        at->changed = 1;
+    }
+}
+
 const iy_attachment *store_round_attachment(store_round *r, uint64_t id)
 {
     round_att *at = att_get(r, id);
@@ -448,7 +481,8 @@ int store_round_append(store_round *r, const store_append *a, iy_stored *out)
             t->m.nmentions = 0;
             iy_free(t->m.reactions);
             t->m.reactions = NULL;
-            iy_free(t->m.atts);      /* a deleted message shows no attachments */
+            atts_gone(r, &t->m);     /* a deleted message shows no attachments ... */
+            iy_free(t->m.atts);
             t->m.atts = NULL;
             t->text = "";
             t->text_len = 0;

@@ -5,6 +5,7 @@
 #include "../base/alloc.h"
 #include "../base/err.h"
 #include "../base/log.h"
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -45,8 +46,16 @@ void store_reader_free(store_reader *r)
     if (r) ROPS(r)->reader_free(r);
 }
 
-void store_push_preview(char dst[401], const char *text, size_t len)
+void store_push_preview(char dst[401], const char *text, size_t len, const iy_atts *atts)
 {
+    if (len == 0 && atts && atts->n) {   /* a file without a caption: its name */
+        char b[8 + IY_ATTACH_NAME_MAX + 1];
+        int n = snprintf(b, sizeof b, "\xF0\x9F\x93\x8E %s", atts->v[0].name);   /* 📎 */
+        text = b;
+        len = n > 0 ? (size_t)n : 0;
+        store_push_preview(dst, text, len, NULL);
+        return;
+    }
     size_t i = 0, cps = 0;
     while (i < len && cps < 100) {
         size_t j = i + 1;

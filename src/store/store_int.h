@@ -264,7 +264,9 @@ int store_rocks_open(const store_config *cfg, store **out);
 int store_pg_open(const store_config *cfg, store **out);
 
 /* The preview of a push notification: the first 100 code points of text,
- * cut on a character boundary (at most 400 bytes), NUL-terminated. */
-void store_push_preview(char dst[401], const char *text, size_t len);
+ * cut on a character boundary (at most 400 bytes), NUL-terminated; a
+ * message without text but with attachments: a paperclip and the first
+ * one's name. */
+void store_push_preview(char dst[401], const char *text, size_t len, const iy_atts *atts);
 
 #endif

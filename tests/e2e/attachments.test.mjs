@@ -252,6 +252,8 @@ test('sent with a message: members see and fetch it, a stranger or a removed mem
     const dm = hist.find((mm) => mm.id === m.id);
     assert.equal(dm.deleted, true);
     assert.equal(dm.attachments, undefined);
+    assertHttpError(await request('GET', `/v1/attachments/${up1.id}`, { token: b.token }), 404, 'not_found', 'a deleted message\'s file');
+    assertHttpError(await request('GET', `/v1/attachments/${up2.id}/thumb`, { token: b.token }), 404, 'not_found', 'and its thumbnail');
   } finally {
     await wb.close();
   }

@@ -2361,6 +2361,10 @@ static void test_attachments(void)
         CHECK(m.atts == NULL && m.deleted);
         iy_msg_clear(&m);
     } else CHECK(0);
+    r = store_reader_new(s);
+    CHECK_EQ(store_reader_attachment(r, at.id, &got), 0);
+    CHECK(got.channel == IY_ATTACH_GONE && got.message == o.msg.id);   /* nobody fetches it any more */
+    store_reader_free(r);
     done(s);
 }
 

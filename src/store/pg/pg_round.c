@@ -708,7 +708,7 @@ static void build_messages(pgs_arr *a, const store_round *r)
     for (size_t i = 0; i < npush; i++) {
         const round_msg *m = &r->msgs[push[i].v];
         char preview[401];
-        store_push_preview(preview, m->text, m->text_len);
+        store_push_preview(preview, m->text, m->text_len, m->m.atts);
         pgs__arr_i64(&a[A_P_U], push[i].user);
         pgs__arr_i64(&a[A_P_CH], m->m.channel);
         pgs__arr_i64(&a[A_P_MSG], m->m.id);

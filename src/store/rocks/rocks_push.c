@@ -488,7 +488,7 @@ int rocks_push_queue(rocks *rs, rocksdb_writebatch_t *wb, uint64_t user, const i
 
     iy_push_note note;
     memset(&note, 0, sizeof note);
-    store_push_preview(note.preview, text ? text : "", text ? text_len : 0);
+    store_push_preview(note.preview, text ? text : "", text ? text_len : 0, m->atts);
     int64_t now = wall_ms();
     uint64_t added = 0;
     for (size_t i = 0; i < n; i++) {
