@@ -87,6 +87,11 @@ static uint64_t run(const char *in, size_t len, size_t max_head, size_t max_body
     int rc = 0, st = 0;
 
     http_parser *p = http_parser_new(max_head, max_body);
+    /* seed & 4: heads are told first (uploads); seed & 8: their bodies are
+     * then streamed, up to 4 max_body + 1, and must come out whole. */
+    int told = 0, streaming = 0;
+    iy_buf sbody = { 0 };
+    if (seed & 4) http_parser_set_head_stop(p, 1);
     while (off < len) {
         /* Piece sizes from the input itself: 1..64 bytes. */
         size_t n = len - off;
@@ -106,12 +111,44 @@ static uint64_t run(const char *in, size_t len, size_t max_head, size_t max_body
         }
         FUZZ_CHECK(used <= n);
         off += used;
+        size_t cl = 0;
+        const char *chunk = http_parser_body_chunk(p, &cl);
+        if (chunk) {
+            FUZZ_CHECK(streaming && cl > 0);
+            iy_buf_append(&sbody, chunk, cl);
+            FUZZ_CHECK(sbody.len <= max_body * 4 + 1);
+        }
         if (!q) {
+            const http_request *hd = http_parser_head(p);
+            if (hd && !told) {
+                FUZZ_CHECK(seed & 4);
+                told = 1;
+                use_request(hd, max_body);
+                h = mix_str(h, hd->path);
+                if (seed & 8) {
+                    int r2 = http_parser_stream_body(p, max_body * 4 + 1);
+                    if (r2) {
+                        rc = r2;
+                        st = http_parser_error_status(p);
+                        FUZZ_CHECK(r2 == IY_ETOOBIG && st == 413);
+                        break;
+                    }
+                    streaming = 1;
+                }
+                continue;
+            }
             FUZZ_CHECK(used == n);
             continue;
         }
         use_request(q, max_body);
         h = digest(h, q, off);
+        FUZZ_CHECK(q->streamed == streaming);
+        if (streaming) {
+            FUZZ_CHECK(q->body_len == 0);
+            h = mix(h, sbody.data, sbody.len);
+        }
+        iy_buf_reset(&sbody);
+        told = streaming = 0;
         /* Feeding again before next() must hand back the same request. */
         const http_request *again = NULL;
         size_t used2 = 1;
@@ -121,6 +158,7 @@ static uint64_t run(const char *in, size_t len, size_t max_head, size_t max_body
         http_parser_next(p);
     }
     http_parser_free(p);
+    iy_buf_free(&sbody);
     int end[2] = { rc, st };
     return mix(h, end, sizeof end);
 }
