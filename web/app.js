@@ -8,6 +8,8 @@
 //   conversation.js  the open conversation: its messages (cache, history, rendering), receipts,
 //                    typing, its header, the group members dialog
 //   composer.js      writing: the outbox and sending, the reply, @ completion
+//   attach.js        attachments: uploads as chips in the composer (the Attach button, drop,
+//                    paste), a message's thumbnails and files, the image viewer, downloads
 //   settings.js      the Settings dialog, Mute and Block, the push notifications switch
 //   search.js        message search: the field above the list, its results, a conversation's own search
 // Under them: net.js (the API, the socket), push.js (Web Push opt-in), saved.js (what this browser
@@ -35,6 +37,7 @@ import { flushOutbox, onAck, onSendError, saveOutbox, syncOutbox, wireComposer }
 import { closeSaved, onOutboxChange, openSaved, saveList, wipeSaved } from './saved.js';
 import { loadBlocked, renderChatActions, renderPush, syncPush, wireSettings } from './settings.js';
 import { closeSearch, wireSearch } from './search.js';
+import { resetAttach, wireAttach } from './attach.js';
 
 // ---------------------------------------------------------------- auth
 let signup = false;
@@ -110,6 +113,7 @@ function resetState() {
   $('msgs').textContent = '';
   $('chat-list').textContent = '';
   closeSearch();
+  resetAttach();
   document.body.classList.remove('chat-open');
 }
 
@@ -344,6 +348,7 @@ function wire() {
   wireList();
   wireConversation();
   wireComposer();
+  wireAttach();
   wireSettings();
   wireSearch();
   for (const b of document.querySelectorAll('dialog [data-close]')) b.addEventListener('click', () => b.closest('dialog').close());

@@ -4,10 +4,14 @@
 // message from another tab's resend) replaces it; the socket resends what is unacknowledged once
 // per connection (flushOutbox, by cmid, so the server keeps one copy).
 // Also: the draft text of each conversation, the reply being written, and @ completion.
+// Attachments are uploaded by attach.js before Send; an outbox entry keeps them as the server
+// described them ({id, name, type, size, thumb?}): the socket sends their ids, the pending bubble
+// and the message made from the ack show them.
 import { describeError } from './net.js';
 import { $, S, codepoints, directWith, el, nameOf, showError, upsertChannel } from './state.js';
-import { cacheOf, fillGap, ingest, textBody } from './conversation.js';
+import { cacheOf, fillGap, ingest, messageBody } from './conversation.js';
 import { readOutbox, storeOutbox } from './saved.js';
+import { attachSummary, readyAttachments, renderUploads, takeUploads, uploadsBusy } from './attach.js';
 
 const MAX_CODEPOINTS = 100000;   // the contract's limit for text
 const TYPING_SEND_MS = 3000;     // send typing at most this often (server allows 1/s)
@@ -34,7 +38,7 @@ export function outboxKey(o) {
 
 export function pendingEl(o) {
   const li = el('li', { class: 'msg mine pending', dataset: { cmid: o.cmid, state: o.failed ? 'failed' : 'sending' } });
-  li.append(el('div', { class: 'bubble' }, ...textBody(o.text)));
+  li.append(el('div', { class: 'bubble' }, ...messageBody(o)));
   const meta = el('div', { class: 'meta' }, el('span', { class: 'state', text: o.failed ? `Not sent: ${o.failed}` : 'Sending…' }));
   if (o.failed) {
     meta.append(el('button', { type: 'button', class: 'link', text: 'Discard', onclick: () => {
@@ -45,7 +49,8 @@ export function pendingEl(o) {
   return li;
 }
 
-function sendText(text) {
+/** text (empty when attachments go alone) with attachments ([{id, name, type, size, thumb?}]) */
+function sendText(text, attachments = []) {
   if (!S.current) return;
   const n = codepoints(text);
   if (n > MAX_CODEPOINTS) {
@@ -54,6 +59,7 @@ function sendText(text) {
   }
   lastTs = Math.max(Date.now(), lastTs + 1);
   const o = { cmid: newCmid(), text, ts: lastTs, owner: S.tabId };
+  if (attachments.length) o.attachments = attachments;
   if (S.current.startsWith('u:')) o.to = S.current.slice(2);
   else o.channel = S.current;
   if (S.replyTo && S.replyTo.channel === S.current) { o.reply_to = S.replyTo.id; o.reply_seq = S.replyTo.seq; }
@@ -74,6 +80,7 @@ export function flushOutbox() {
     const f = { op: 'send', rid: `s:${o.cmid}`, cmid: o.cmid, text: o.text };
     if (o.channel) f.channel = o.channel; else f.to = o.to;
     if (o.reply_to) f.reply_to = o.reply_to;
+    if (Array.isArray(o.attachments) && o.attachments.length) f.attachments = o.attachments.map((a) => a.id);
     if (S.sock.send(f)) S.sentGen.set(o.cmid, gen);
   }
 }
@@ -91,6 +98,7 @@ export function onAck(a) {
   }
   const m = { id: a.id, channel: a.channel, seq: a.seq, pos: a.pos, from: S.me.id, text, ts: a.ts, cmid: a.cmid };
   if (o.reply_to) { m.reply_to = o.reply_to; m.reply_seq = o.reply_seq; }
+  if (Array.isArray(o.attachments) && o.attachments.length) m.attachments = o.attachments;
   ingest(m);
 }
 
@@ -129,11 +137,11 @@ export async function syncOutbox() {
 // ---------------------------------------------------------------- replies
 /** the reply being written: {channel, id, seq, from, text} or null */
 export function setReply(m) {
-  S.replyTo = m ? { channel: m.channel, id: m.id, seq: m.seq, from: m.from, text: m.text } : null;
+  S.replyTo = m ? { channel: m.channel, id: m.id, seq: m.seq, from: m.from, text: m.text || attachSummary(m.attachments) } : null;
   const bar = $('replying');
   bar.hidden = !m;
   if (m) {
-    $('replying-text').textContent = `Replying to ${nameOf(m.from)}: ${m.text.slice(0, 100)}`;
+    $('replying-text').textContent = `Replying to ${nameOf(m.from)}: ${S.replyTo.text.slice(0, 100)}`;
     $('input').focus();
   }
 }
@@ -197,10 +205,11 @@ function autosize() {
   t.style.height = `${Math.min(t.scrollHeight, 160)}px`;
 }
 
-/** the composer of conversation id: its draft, no offers open */
+/** the composer of conversation id: its draft and its uploads, no offers open */
 export function showDraft(id) {
   $('input').value = draftText.get(id) || '';
   $('mention-list').hidden = true;
+  renderUploads();
   autosize();
 }
 
@@ -209,12 +218,16 @@ export function wireComposer() {
   $('reply-cancel').addEventListener('click', () => { setReply(null); input.focus(); });
   $('composer').addEventListener('submit', (e) => {
     e.preventDefault();
+    const id = S.current;
+    if (!id || uploadsBusy(id)) return;   // Enter as well as the (disabled) button
     const text = input.value;
-    if (!text.trim()) return;
+    const atts = readyAttachments(id);
+    if (!text.trim() && !atts.length) return;
     $('mention-list').hidden = true;
-    if (sendText(text) !== false) {
+    if (sendText(text.trim() ? text : '', atts) !== false) {
       input.value = '';
-      draftText.delete(S.current);
+      draftText.delete(id);
+      takeUploads(id);
       autosize();
     }
     input.focus();

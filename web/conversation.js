@@ -5,7 +5,8 @@
 // the log. Every change of a cache is written through to IndexedDB (saved.js), and a channel
 // opened again after a reload starts from what was saved there: shown at once (all there is
 // without network), marked `stale` until filled from the server (reviveCaches, openCache).
-// Also here: message rendering with its actions (reply, react, edit, delete), read receipts and
+// Also here: message rendering with its actions (reply, react, edit, delete) and attachments
+// (attach.js draws them), read receipts and
 // read markers, who is typing, the conversation's header, opening and closing it, and the group
 // members dialog.
 import { api, describeError } from './net.js';
@@ -16,6 +17,7 @@ import { lastSeen, renderList, scheduleList } from './list.js';
 import { outboxKey, pendingEl, saveOutbox, setReply, showDraft } from './composer.js';
 import { renderChatActions } from './settings.js';
 import { dropConv, loadConv, saveConv } from './saved.js';
+import { attachSummary, attachmentsEl, hasAttachments } from './attach.js';
 
 const LONG_TEXT = 3000;          // longer messages are shown folded, with "Show all"
 const PAGE = 50;                 // history page
@@ -132,6 +134,7 @@ function applyChange(e) {
     target.text = '';
     delete target.mentions;
     delete target.reactions;
+    delete target.attachments;
   } else if (e.event === 'reaction') {
     const list = target.reactions || (target.reactions = []);
     let r = list.find((x) => x.emoji === e.emoji);
@@ -163,7 +166,7 @@ function notifyHidden(m, c) {
   const group = c.channel.kind === 'group';
   try {
     const n = new Notification(group ? `${nameOf(m.from)} in ${titleOf(m.channel)}` : nameOf(m.from),
-      { body: m.text.slice(0, 100), tag: `iyagi-${m.channel}` });
+      { body: (m.text || attachSummary(m.attachments)).slice(0, 100), tag: `iyagi-${m.channel}` });
     n.onclick = () => { window.focus(); go(m.channel); n.close(); };
   } catch { /* some browsers show notifications only from a service worker: the title still counts */ }
 }
@@ -305,6 +308,14 @@ export function eventText(m) {
   return `${who}: ${m.event}`;
 }
 
+/** what a bubble holds: the attachments, then the text (which may be empty when there are some) */
+export function messageBody(m) {
+  const out = [];
+  if (hasAttachments(m)) out.push(attachmentsEl(m.attachments));
+  if (m.text || !out.length) out.push(...textBody(m.text));
+  return out;
+}
+
 export function textBody(text) {
   const body = el('div', { class: 'text' });
   if (text.length > LONG_TEXT) {
@@ -401,7 +412,7 @@ function messageEl(m) {
     li.classList.add('deleted');
     li.append(el('div', { class: 'bubble' }, el('div', { class: 'text', text: 'This message was deleted' })));
   } else {
-    li.append(el('div', { class: 'bubble' }, ...textBody(m.text)));
+    li.append(el('div', { class: 'bubble' }, ...messageBody(m)));
   }
   if (!m.deleted && Array.isArray(m.reactions) && m.reactions.length) li.append(reactionsEl(m));
   const meta = el('div', { class: 'meta' }, el('time', { datetime: new Date(m.ts).toISOString(), text: fmtTime(m.ts) }));
@@ -423,7 +434,7 @@ function quoteEl(m) {
     q.append(el('span', { class: 'sr-only', text: 'In reply to ' }));
     if (!o) { q.append(el('span', { class: 'quote-text', text: 'Original message not found' })); return; }
     q.append(el('span', { class: 'who', text: nameOf(o.from) }), el('span', { class: 'sr-only', text: ': ' }),
-      el('span', { class: 'quote-text', text: o.deleted ? 'This message was deleted' : o.text.slice(0, 100) }));
+      el('span', { class: 'quote-text', text: o.deleted ? 'This message was deleted' : (o.text || attachSummary(o.attachments)).slice(0, 100) }));
   };
   const cache = cacheOf(m.channel);
   const known = cache && cache.bySeq.get(m.reply_seq);

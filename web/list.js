@@ -8,6 +8,7 @@ import { $, S, directWith, el, fmtTime, nameOf, peerOf, showError, titleOf, upse
 import { eventText, go, renderHeader } from './conversation.js';
 import { sessionDead } from './app.js';
 import { dropConv, saveList } from './saved.js';
+import { attachSummary } from './attach.js';
 
 // ---------------------------------------------------------------- the conversation list
 let listTimer = 0;
@@ -67,7 +68,7 @@ export function renderList() {
     title.append(el('span', { class: 'ci-name', text: titleOf(id) }));
     let preview = '';
     if (c.last) {
-      const t = c.last.event ? eventText(c.last) : c.last.deleted ? 'Message deleted' : c.last.text;
+      const t = c.last.event ? eventText(c.last) : c.last.deleted ? 'Message deleted' : c.last.text || attachSummary(c.last.attachments);
       preview = (c.last.from === S.me.id && !c.last.event ? 'You: ' : c.channel.kind === 'group' && !c.last.event ? `${nameOf(c.last.from)}: ` : '') + t.slice(0, 120);
     }
     const row2 = el('span', { class: 'ci-row' }, el('span', { class: 'ci-last', text: preview || 'No messages yet' }));

@@ -58,6 +58,63 @@ export async function api(method, path, { body, token } = {}) {
   return data;
 }
 
+/** an error answer (JSON {error:{code,message}} or not) as an ApiError */
+async function errorOf(r) {
+  let data = null;
+  try { data = await r.json(); } catch { /* no JSON body */ }
+  const e = data && data.error;
+  return new ApiError(r.status, (e && e.code) || `http_${r.status}`, (e && e.message) || `HTTP ${r.status}`);
+}
+
+/** GET of bytes that need the token (an attachment, its thumbnail): a Blob; throws ApiError */
+export async function apiBlob(path, { token, signal } = {}) {
+  let r;
+  try {
+    r = await fetch(path, { headers: token ? { Authorization: `Bearer ${token}` } : {}, cache: 'no-store', signal });
+  } catch (e) {
+    if (e && e.name === 'AbortError') throw e;
+    throw new ApiError(0, 'network', 'Cannot reach the server.');
+  }
+  if (!r.ok) throw await errorOf(r);
+  return r.blob();
+}
+
+/** the server's default --max-upload (25 MB, as MiB): larger files are refused before uploading */
+export const MAX_UPLOAD = 25 * 1024 * 1024;
+
+/**
+ * POST /v1/uploads?name=… with a File (or Blob) as the raw body: {promise, abort}. The promise
+ * resolves with the attachment ({id, name, type, size, thumb?}) and rejects with an ApiError
+ * (code 'aborted' after abort()). XMLHttpRequest rather than fetch for the one thing fetch does
+ * not give: upload progress, onProgress(fraction); like fetch it streams the file from disk, it
+ * never reads it into memory.
+ */
+export function uploadFile(file, name, { token, onProgress } = {}) {
+  const x = new XMLHttpRequest();
+  const promise = new Promise((resolve, reject) => {
+    x.open('POST', `/v1/uploads?name=${encodeURIComponent(name)}`);
+    if (token) x.setRequestHeader('Authorization', `Bearer ${token}`);
+    // the server sniffs the type from the bytes; the browser's guess is only a hint
+    x.setRequestHeader('Content-Type', file.type || 'application/octet-stream');
+    x.responseType = 'json';
+    if (onProgress) x.upload.onprogress = (e) => { if (e.lengthComputable && e.total) onProgress(e.loaded / e.total); };
+    x.onload = () => {
+      const data = x.response;
+      if (x.status === 201 && data && data.attachment) { resolve(data.attachment); return; }
+      const e = data && data.error;
+      reject(new ApiError(x.status, (e && e.code) || `http_${x.status}`, (e && e.message) || `HTTP ${x.status}`));
+    };
+    // a 413 is answered before the body has all gone and the connection closed: some browsers
+    // report that as a network error, so a refusal of size still reads as one
+    x.onerror = () => reject(file.size > MAX_UPLOAD
+      ? new ApiError(413, 'too_large', 'The file is too large.')
+      : new ApiError(0, 'network', 'Cannot reach the server.'));
+    x.onabort = () => reject(new ApiError(0, 'aborted', 'Cancelled.'));
+    x.send(file);
+  });
+  return { promise, abort: () => x.abort() };
+}
+
 /** a human sentence for an error, with "not available yet" for features the server lacks */
 export function describeError(e) {
   if (!e) return 'Something went wrong.';

@@ -16,12 +16,12 @@
 // A file added to web/ must be added to SHELL (tests/web/offline.test.mjs checks it).
 /* eslint-env serviceworker */
 
-const VERSION = '1';
+const VERSION = '2';
 const PREFIX = 'iyagi-shell-';
 const CACHE = `${PREFIX}${VERSION}`;
 const SHELL = [
   '/index.html', '/app.css', '/manifest.webmanifest',
-  '/app.js', '/state.js', '/net.js', '/list.js', '/conversation.js', '/composer.js', '/settings.js', '/search.js',
+  '/app.js', '/state.js', '/net.js', '/list.js', '/conversation.js', '/composer.js', '/attach.js', '/settings.js', '/search.js',
   '/push.js', '/saved.js', '/idb.js',
   '/icon.svg', '/icon-192.png', '/icon-512.png', '/icon-maskable-192.png', '/icon-maskable-512.png',
 ];

@@ -13,7 +13,7 @@
 
 #define STATIC_HEADERS                                                                           \
     "Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; "        \
-    "img-src 'self' data:; connect-src 'self' ws: wss:; manifest-src 'self'; worker-src 'self'; " \
+    "img-src 'self' data: blob:; connect-src 'self' ws: wss:; manifest-src 'self'; worker-src 'self'; " \
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'\r\n"                              \
     "X-Frame-Options: DENY\r\n"
 

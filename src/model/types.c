@@ -164,8 +164,7 @@ iy_atts *iy_atts_decode(const uint8_t *p, size_t n, int *bad)
     rd r = { p, n, 0 };
     if (n == 0) return NULL;
     unsigned k = rd_u8(&r);
-    if (k == 0) return NULL;
-    if (k > IY_ATTACH_PER_MSG) {
+    if (k == 0 || k > IY_ATTACH_PER_MSG) {   /* none is stored as no bytes at all */
         *bad = 1;
         return NULL;
     }
@@ -175,11 +174,14 @@ iy_atts *iy_atts_decode(const uint8_t *p, size_t n, int *bad)
         iy_att *t = &a->v[i];
         t->id = rd_u64(&r);
         t->size = rd_u64(&r);
-        t->thumb = rd_u8(&r) != 0;
+        unsigned th = rd_u8(&r);
+        t->thumb = th == 1;
         size_t tl = rd_u8(&r);
         rd_str(&r, tl, t->type, IY_ATTACH_TYPE_MAX);
         size_t nl = rd_u16(&r);
         rd_str(&r, nl, t->name, IY_ATTACH_NAME_MAX);
+        /* Only the form encode writes (what crosses the bus is re-encoded). */
+        if (th > 1 || strlen(t->type) != tl || strlen(t->name) != nl) r.bad = 1;
     }
     if (r.bad || r.n) {
         *bad = 1;

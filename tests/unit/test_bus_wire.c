@@ -45,6 +45,10 @@ static void test_msg(void)
     m.m.mentions[1] = 0x8000000000000001ull;
     m.m.reply_to = 0x7000000000000002ull;
     m.m.reply_seq = 41;
+    iy_atts atts = { .n = 2 };
+    atts.v[0] = (iy_att){ .id = 501, .size = 12345, .thumb = 1, .type = "image/png", .name = "사진.png" };
+    atts.v[1] = (iy_att){ .id = 502, .size = 3, .type = "text/plain", .name = "a.txt" };
+    m.m.atts = &atts;
     m.n = 3;
     m.members = members;
     m.pos = pos;
@@ -66,10 +70,16 @@ static void test_msg(void)
     CHECK_EQ(w.msg.m.ts, iy_id_ts(m.m.id));
     CHECK(w.msg.m.nmentions == 2 && w.msg.m.mentions[0] == 33 && w.msg.m.mentions[1] == 0x8000000000000001ull);
     CHECK(w.msg.m.reply_to == 0x7000000000000002ull && w.msg.m.reply_seq == 41);
+    CHECK(w.msg.m.atts && w.msg.m.atts->n == 2);
+    if (w.msg.m.atts && w.msg.m.atts->n == 2) {
+        CHECK(w.msg.m.atts->v[0].id == 501 && w.msg.m.atts->v[0].size == 12345 && w.msg.m.atts->v[0].thumb == 1);
+        CHECK(strcmp(w.msg.m.atts->v[0].name, "사진.png") == 0 && strcmp(w.msg.m.atts->v[1].type, "text/plain") == 0);
+    }
     CHECK(w.msg.n == 1 && w.msg.members[0] == 22 && w.msg.pos[0] == 6);
     CHECK(w.origin.node == 1023 && w.origin.thread == 7 && w.origin.conn == 0xfeedull);
     check_edges(&b);
     /* A bad event value, a zero pos, a cmid with a NUL are refused. */
+    m.m.atts = NULL;
     iy_buf_reset(&b);
     m.m.event = IY_EV_UNREACTED + 1;
     bus_wire_msg(&b, 1, &m, 0);

@@ -1161,7 +1161,9 @@ static void test_schema_version(void)
     admin_sql(url, "ALTER TABLE messages DROP COLUMN mentions");
     admin_sql(url, "DROP INDEX messages_id");
     admin_sql(url, "ALTER TABLE messages DROP COLUMN edited_ms, DROP COLUMN deleted,"
-                   " DROP COLUMN reply_to, DROP COLUMN reply_seq, DROP COLUMN reactions");
+                   " DROP COLUMN reply_to, DROP COLUMN reply_seq, DROP COLUMN reactions,"
+                   " DROP COLUMN attachments");
+    admin_sql(url, "DROP TABLE search_docs, search_cursors, attachments");
     admin_sql(url, "INSERT INTO messages (channel_id, seq, id, from_id, subject, event, cmid, body)"
                    " VALUES (4343, 1, 4344, 77, 0, 0, 'c1', 'old text')");
     admin_sql(url, "INSERT INTO push_subs (id, user_id, kind, device, url, p256dh, auth, secret)"
@@ -1181,6 +1183,7 @@ static void test_schema_version(void)
     CHECK(ml.n == 1 && ml.v[0].id == 4344 && strcmp(ml.v[0].text, "old text") == 0);
     CHECK(ml.n == 1 && ml.v[0].edited_ms == 0 && !ml.v[0].deleted && ml.v[0].nmentions == 0);
     CHECK(ml.n == 1 && ml.v[0].reply_to == 0 && ml.v[0].reply_seq == 0 && ml.v[0].reactions == NULL);
+    CHECK(ml.n == 1 && ml.v[0].atts == NULL);
     iy_msg_list_clear(&ml);
     CHECK(admin_sql(url, "SELECT count(*) FROM pg_indexes WHERE indexname = 'messages_id'") == 1);
     iy_user ua, ub;

@@ -1,13 +1,16 @@
 // a11y.test.mjs — axe-core (npm) on every view of the web client, desktop and phone: the login
 // form, the conversation list, search results (of every conversation, and of one), a
 // conversation with the message features (edited, deleted, reactions, a reply, a reply being
-// written, a delete being asked), a group and its members, the friends tab, the settings dialog. No violation of impact "serious" or "critical" (WCAG 2.x A
+// written, a delete being asked, an image attachment and its viewer, a file being attached), a
+// group and its members, the friends tab, the settings dialog. No violation of impact "serious" or "critical" (WCAG 2.x A
 // and AA rules) is allowed; the others are printed.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import path from 'node:path';
 import {
-  startServer, launchBrowser, newPerson, signUp, openDirect, openChat, send, waitForText, uname, api, PHONE, DESKTOP,
+  startServer, launchBrowser, newPerson, signUp, openDirect, openChat, send, waitForText, uname, api, PHONE, DESKTOP, REPO,
 } from './lib/harness.mjs';
 
 const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
@@ -64,6 +67,12 @@ for (const [name, viewport, mobile] of [['desktop', DESKTOP, false], ['phone', P
     const gone = await api(server, 'POST', `/v1/channels/${ch}/messages`, { token: sb.token, body: { text: 'oops', cmid: 'a2' } });
     await api(server, 'DELETE', `/v1/messages/${gone.data.message.id}`, { token: sb.token });
     await api(server, 'POST', `/v1/channels/${ch}/messages`, { token: sa.token, body: { text: 'hi Ben', cmid: 'a3', reply_to: first.data.message.id } });
+    // a picture (a plain message while the server does not send attachments: attachments.test.mjs says so)
+    const up = await fetch(`${server.url}/v1/uploads?name=photo.png`, { method: 'POST', headers: { Authorization: `Bearer ${sb.token}` },
+      body: fs.readFileSync(path.join(REPO, 'tests', 'unit', 'media', 'photo.png')) });
+    assert.equal(up.status, 201);
+    const pic = await api(server, 'POST', `/v1/channels/${ch}/messages`, { token: sb.token, body: { text: 'a picture', cmid: 'a4', attachments: [(await up.json()).attachment.id] } });
+    const withImage = Array.isArray(pic.data.message.attachments) && pic.data.message.attachments.length === 1;
     await A.page.reload();
     await A.page.locator('#chat-list .chat-item').first().waitFor();
     bad.push(...await audit(A.page, 'conversation list', seen));
@@ -74,7 +83,21 @@ for (const [name, viewport, mobile] of [['desktop', DESKTOP, false], ['phone', P
     await openChat(A.page, 'Ben');
     await waitForText(A.page, 'hi Ben');
     await A.page.locator('#msgs li.msg .quote', { hasText: 'hello Ada' }).waitFor();
+    if (withImage) {
+      await A.page.waitForFunction(() => [...document.querySelectorAll('#msgs img.thumb')].some((i) => i.complete && i.naturalWidth > 0));
+    }
     bad.push(...await audit(A.page, 'conversation', seen));
+    if (withImage) {
+      await A.page.getByRole('button', { name: 'Open image photo.png' }).click();
+      await A.page.getByRole('link', { name: 'Download photo.png' }).waitFor();
+      bad.push(...await audit(A.page, 'image viewer', seen));
+      await A.page.keyboard.press('Escape');
+      await A.page.locator('#dlg-viewer').waitFor({ state: 'hidden' });
+    }
+    await A.page.locator('#attach-input').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('notes') });
+    await A.page.locator('#uploads li.chip[data-state="done"]').waitFor();
+    bad.push(...await audit(A.page, 'a file attached', seen));
+    await A.page.getByRole('button', { name: 'Remove notes.txt' }).click();
     await A.page.getByRole('button', { name: 'Search this conversation' }).click();
     await searchFor(A.page, 'hi');
     bad.push(...await audit(A.page, 'search in a conversation', seen));
