@@ -4,8 +4,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  startServer, launchBrowser, newPerson, signUp, logIn, openDirect, openChat, send, waitForText, api, SHOTS, PHONE, DESKTOP, sleep,
+  startServer, launchBrowser, newPerson, signUp, logIn, openDirect, openChat, send, waitForText, api, SHOTS, PHONE, DESKTOP, sleep, REPO,
 } from './lib/harness.mjs';
+
+const PHOTO = path.join(REPO, 'tests', 'unit', 'media', 'photo.png');
 
 const server = await startServer();
 const browser = await launchBrowser();
@@ -115,6 +117,30 @@ try {
     await A.page.locator('#session-list li').nth(1).waitFor({ timeout: 3000 }).catch(() => {});
     await A.page.locator('#blocked-list li').first().waitFor({ timeout: 3000 }).catch(() => {});
     await shot(A.page, `${name}-settings`);
+    await A.page.keyboard.press('Escape');
+    // attachments: Carol sends a picture and a trip plan with a caption; Alice has a file picked
+    // for her answer (its chip waits above the composer); then the viewer on the picture
+    const upload = async (s, file, body) => (await (await fetch(`${server.url}/v1/uploads?name=${encodeURIComponent(file)}`,
+      { method: 'POST', headers: { Authorization: `Bearer ${s.token}` }, body })).json()).attachment;
+    const pic = await upload(carol, 'lake.png', fs.readFileSync(PHOTO));
+    const plan = await upload(carol, 'trip-plan.txt', 'Sat 8:30  leave from Bob\'s\nSat 11:00 lake, set up the tent\nSun 15:00 drive back\n');
+    await api(server, 'POST', `/v1/users/${sa.user.id}/messages`,
+      { token: carol.token, body: { text: 'The lake from last summer 🏞️ and the plan', attachments: [pic.id, plan.id] } });
+    await A.page.getByRole('tab', { name: 'Chats' }).click();
+    await openChat(A.page, 'Carol');
+    const pics = A.page.locator('#msgs li.msg[data-seq]', { hasText: 'The lake from last summer' }).last();
+    await pics.getByRole('button', { name: 'Download trip-plan.txt' }).waitFor();
+    await pics.locator('img.thumb').waitFor();
+    await A.page.waitForFunction((li) => [...li.querySelectorAll('img.thumb')].every((i) => i.complete && i.naturalWidth > 0),
+      await pics.elementHandle(), { timeout: 10000 });
+    await A.page.locator('#attach-input').setInputFiles({ name: 'packing-list.txt', mimeType: 'text/plain', buffer: Buffer.from('tent\nsleeping bags\nsnacks\n') });
+    await A.page.locator('#uploads li.chip[data-state="done"]').waitFor();
+    await A.page.getByLabel('Message', { exact: true }).fill('So pretty! Here is my packing list');
+    await shot(A.page, `${name}-attach`);
+    await pics.getByRole('button', { name: 'Open image lake.png' }).click();
+    await A.page.getByRole('dialog', { name: 'lake.png' }).waitFor();
+    await A.page.waitForFunction(() => { const i = document.getElementById('viewer-img'); return !i.hidden && i.complete && i.naturalWidth > 0; });
+    await shot(A.page, `${name}-viewer`);
     await A.page.keyboard.press('Escape');
     await A.context.close();
     await B.context.close();
