@@ -1,7 +1,9 @@
 /* indexer.c — the search indexer thread (indexer.h). */
 #include "indexer.h"
 #include <pthread.h>
-#include <sched.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <time.h>
 #include "../base/alloc.h"
@@ -43,17 +45,23 @@ static void *run(void *arg)
 {
     indexer *x = arg;
     int failing = 0;
-    /* Idle priority: the indexer takes only CPU that nothing else wants, so
-     * a saturated node acks as fast as without search and the index lags
-     * instead (it catches up when the load drops). */
-    struct sched_param sp = { 0 };
-    if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0)
-        iy_log("search: the indexer runs at normal priority (SCHED_IDLE refused)");
+    /* Low priority (nice 10: about a tenth of a busy core's share): a
+     * saturated node acks nearly as fast as without search and the index
+     * lags instead, catching up when the load drops. Not SCHED_IDLE: a
+     * thread that may never run would hold the store's dblock (read) in
+     * the middle of a batch for as long as the node is busy, stalling a
+     * reopen after a disk error, and would not notice a stop. */
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
+        iy_log("search: the indexer runs at normal priority (setpriority refused)");
     for (;;) {
         size_t done = 0;
         int rc = store_indexer_step(x->ix, &done);
         atomic_store(&x->cursor, store_indexer_cursor(x->ix));
         atomic_fetch_add(&x->count, done);
+        pthread_mutex_lock(&x->mu);
+        int stopping = x->stop;
+        pthread_mutex_unlock(&x->mu);
+        if (stopping) break;
         if (rc && !failing) iy_log("search: indexing failed (%s); retrying every second", iy_err_code(rc));
         if (!rc && failing) iy_log("search: indexing again");
         failing = rc != 0;
@@ -100,6 +108,7 @@ void indexer_stop(indexer *x)
     x->stop = 1;
     pthread_cond_signal(&x->cv);
     pthread_mutex_unlock(&x->mu);
+    store_indexer_cancel(x->ix);   /* a long batch gives up (it is done again at the next start) */
     pthread_join(x->thread, NULL);
     store_indexer_free(x->ix);
     pthread_cond_destroy(&x->cv);

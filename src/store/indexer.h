@@ -2,7 +2,7 @@
  * (store.h, "search") caught up with what this node commits.
  *
  * It never touches the commit path: it polls the store (every 250 ms while
- * caught up, at once while there is more) at idle CPU priority (SCHED_IDLE),
+ * caught up, at once while there is more) at low CPU priority (nice 10),
  * so a message is findable about a quarter of a second after its ack on a
  * node with CPU to spare (later on a saturated one), and a crash costs nothing but
  * the re-indexing of the index's last unfinished batch at the next start.

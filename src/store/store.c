@@ -5,6 +5,7 @@
 #include "../base/alloc.h"
 #include "../base/err.h"
 #include "../base/log.h"
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -123,6 +124,7 @@ int store_reader_attachment(store_reader *r, uint64_t id, iy_attachment *out) { 
 void store_indexer_free(store_indexer *x) { if (x) ((store_indexer_base *)x)->free(x); }
 int store_indexer_step(store_indexer *x, size_t *done) { return ((store_indexer_base *)x)->step(x, done); }
 uint64_t store_indexer_cursor(store_indexer *x) { return ((store_indexer_base *)x)->cursor; }
+void store_indexer_cancel(store_indexer *x) { atomic_store(&((store_indexer_base *)x)->cancel, 1); }
 
 int store_reader_message(store_reader *r, uint64_t channel, uint64_t seq, iy_msg *out)
 {

@@ -522,4 +522,8 @@ int store_indexer_step(store_indexer *x, size_t *done);
 /* The newest message id indexed (tests, /metrics). */
 uint64_t store_indexer_cursor(store_indexer *x);
 
+/* Any thread: a step in progress (or the next) gives up soon, writing
+ * nothing (IY_EUNAVAIL): for a prompt stop. */
+void store_indexer_cancel(store_indexer *x);
+
 #endif

@@ -25,6 +25,7 @@
  * Deleting search.sqlite rebuilds the index from the messages at the next
  * start. */
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include "../../base/alloc.h"
@@ -35,7 +36,7 @@
 #include "rocks_enc.h"
 #include "rocks_int.h"
 
-#define BATCH_MAX 10000          /* messages one step reads (whole 'i' records) */
+#define BATCH_MAX 2000           /* messages one step reads (whole 'i' records) */
 
 static const char *const SCHEMA[] = {
     "PRAGMA journal_mode = WAL",
@@ -95,7 +96,9 @@ void rocks_search_close(sqlite3 *db)
 typedef struct rocks_indexer {
     store_indexer_base base;
     rocks *s;
-    rview v;                    /* own read options; db set under dblock */
+    rview v;                    /* own read options: the scan of 'i' records; db set under dblock */
+    rview lv;                   /* ... and the lookups made during that scan (a view runs one
+                                   scan at a time: its bounds live in its read options) */
     sqlite3 *db;
     sqlite3_stmt *put, *del, *get_seq, *cur;
 } rocks_indexer;
@@ -118,6 +121,8 @@ static void ix_free(store_indexer *sx)
     sqlite3_close(x->db);
     rocksdb_readoptions_destroy(x->v.ropt);
     rocksdb_readoptions_destroy(x->v.ropt_scan);
+    rocksdb_readoptions_destroy(x->lv.ropt);
+    rocksdb_readoptions_destroy(x->lv.ropt_scan);
     iy_free(x);
 }
 
@@ -164,7 +169,7 @@ static int read_batch(rocks_indexer *x, item **out, size_t *n, uint64_t *last)
     *n = 0;
     *last = x->base.cursor;
     pthread_rwlock_rdlock(&s->dblock);
-    x->v.db = s->db;
+    x->v.db = x->lv.db = s->db;
     uint8_t lo[9], hi[1] = { K_MSGID + 1 };
     rocksdb_iterator_t *it = rocks_scan_open(&x->v, lo, key1(lo, K_MSGID, x->base.cursor + 1), hi, 1);
     int rc = 0;
@@ -177,14 +182,14 @@ static int read_batch(rocks_indexer *x, item **out, size_t *n, uint64_t *last)
             rc = rocks_corrupt("message index");
             break;
         }
-        for (size_t i = 0; i < vl / 24 && rc == 0; i++) {
+        for (size_t i = 0; i < vl / 24 && rc == 0 && !atomic_load(&x->base.cancel); i++) {
             uint64_t id = get64(v + 24 * i);
             if (id <= x->base.cursor) continue;
             if (*n == cap) {
                 cap = cap ? cap * 2 : 64;
                 *out = iy_realloc(*out, cap * sizeof **out);
             }
-            rc = read_item(&x->v, id, get64(v + 24 * i + 8), get64(v + 24 * i + 16), &(*out)[*n]);
+            rc = read_item(&x->lv, id, get64(v + 24 * i + 8), get64(v + 24 * i + 16), &(*out)[*n]);
             if (rc == 0) (*n)++;
             if (id > *last) *last = id;
         }
@@ -213,6 +218,10 @@ static int write_batch(rocks_indexer *x, const item *items, size_t n, uint64_t l
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         const item *it = &items[i];
+        if (atomic_load(&x->base.cancel)) {
+            rc = IY_EUNAVAIL;
+            break;
+        }
         /* An id indexed before (an edit) goes first: REPLACE would skip
          * the delete trigger that keeps fts in step. */
         sqlite3_bind_int64(x->del, 1, (sqlite3_int64)it->id);
@@ -233,7 +242,7 @@ static int write_batch(rocks_indexer *x, const item *items, size_t n, uint64_t l
         return 0;
     }
     sqlite3_exec(x->db, "ROLLBACK", NULL, NULL, NULL);
-    return IY_EIO;
+    return rc == IY_EUNAVAIL ? rc : IY_EIO;
 }
 
 static int ix_step(store_indexer *sx, size_t *done)
@@ -244,6 +253,7 @@ static int ix_step(store_indexer *sx, size_t *done)
     uint64_t last;
     *done = 0;
     int rc = read_batch(x, &items, &n, &last);
+    if (rc == 0 && atomic_load(&x->base.cancel)) rc = IY_EUNAVAIL;   /* a batch read in part */
     if (rc == 0 && last != x->base.cursor) rc = write_batch(x, items, n, last);
     if (rc == 0) *done = n;
     for (size_t i = 0; i < n; i++) iy_free(items[i].text);
@@ -268,6 +278,8 @@ store_indexer *rocks_indexer_new(store *st)
     x->db = db;
     x->v.ropt = rocksdb_readoptions_create();
     x->v.ropt_scan = rocksdb_readoptions_create();
+    x->lv.ropt = rocksdb_readoptions_create();
+    x->lv.ropt_scan = rocksdb_readoptions_create();
     sqlite3_stmt *get = NULL;
     if (sqlite3_prepare_v2(db, "INSERT INTO docs (id, channel, seq, text) VALUES (?, ?, ?, ?)", -1,
                            &x->put, NULL) != SQLITE_OK ||
