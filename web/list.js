@@ -30,7 +30,11 @@ export async function loadChannels() {
         else if (lr !== undefined) unread = Math.max(0, Math.min(unread, it.last_message.seq - lr));
       }
       if (S.current === it.channel.id) unread = 0;
-      upsertChannel(it.channel, it.last_message, unread);
+      // A message that arrived on the socket while this answer was on its way is newer than
+      // the answer: its unread count stands (a new group's first message races the list).
+      const known = S.channels.get(it.channel.id);
+      const stale = known && known.last && (!it.last_message || known.last.seq > it.last_message.seq);
+      upsertChannel(it.channel, it.last_message, stale ? undefined : unread);
       if (it.muted) S.muted.add(it.channel.id); else S.muted.delete(it.channel.id);
       S.channels.get(it.channel.id).mentions = it.mentions || 0;
     }
