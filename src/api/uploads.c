@@ -342,20 +342,6 @@ static void up_record_run(store *s, dbq_job *j)
     j->err = store_attachment_put(s, &u->a);
 }
 
-static void write_attachment(iy_buf *b, const iy_attachment *a)
-{
-    iy_buf_append_str(b, "{\"id\":");
-    jw_id(b, a->id);
-    iy_buf_append_str(b, ",\"name\":");
-    jw_cstr(b, a->name);
-    iy_buf_append_str(b, ",\"type\":");
-    jw_cstr(b, a->type);
-    iy_buf_append_str(b, ",\"size\":");
-    jw_u64(b, a->size);
-    if (a->thumb) iy_buf_append_str(b, ",\"thumb\":true");
-    iy_buf_putc(b, '}');
-}
-
 /* Removes the final blob of an upload that will not get its record. */
 static void up_unlink_final(upload *u)
 {
@@ -383,7 +369,7 @@ static void up_record_done(dbq_job *j)
     }
     iy_buf b = { 0 };
     iy_buf_append_str(&b, "{\"attachment\":");
-    write_attachment(&b, &u->a);
+    proto_write_attachment(&b, u->a.id, u->a.name, u->a.type, u->a.size, u->a.thumb);
     iy_buf_putc(&b, '}');
     c->sink = NULL;
     c->stream = NULL;

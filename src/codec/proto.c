@@ -465,6 +465,17 @@ void proto_write_message(iy_buf *b, const iy_msg *m)
     iy_buf_putc(b, '}');
 }
 
+void proto_write_attachment(iy_buf *b, uint64_t id, const char *name, const char *type, uint64_t size, int thumb)
+{
+    iy_buf_putc(b, '{');
+    jw_key(b, "id"); jw_id(b, id);
+    iy_buf_putc(b, ','); jw_key(b, "name"); jw_cstr(b, name);
+    iy_buf_putc(b, ','); jw_key(b, "type"); jw_cstr(b, type);
+    iy_buf_putc(b, ','); jw_key(b, "size"); jw_u64(b, size);
+    if (thumb) iy_buf_append_str(b, ",\"thumb\":true");
+    iy_buf_putc(b, '}');
+}
+
 void proto_write_state(iy_buf *b, const iy_msg *m)
 {
     if (m->reply_to) {
@@ -479,13 +490,8 @@ void proto_write_state(iy_buf *b, const iy_msg *m)
         iy_buf_append_str(b, ",\"attachments\":[");
         for (uint32_t i = 0; i < m->atts->n; i++) {
             const iy_att *x = &m->atts->v[i];
-            iy_buf_append_str(b, i ? ",{" : "{");
-            jw_key(b, "id"); jw_id(b, x->id);
-            iy_buf_putc(b, ','); jw_key(b, "name"); jw_cstr(b, x->name);
-            iy_buf_putc(b, ','); jw_key(b, "type"); jw_cstr(b, x->type);
-            iy_buf_putc(b, ','); jw_key(b, "size"); jw_u64(b, x->size);
-            if (x->thumb) iy_buf_append_str(b, ",\"thumb\":true");
-            iy_buf_putc(b, '}');
+            if (i) iy_buf_putc(b, ',');
+            proto_write_attachment(b, x->id, x->name, x->type, x->size, x->thumb);
         }
         iy_buf_putc(b, ']');
     }

@@ -79,6 +79,10 @@ int proto_parse_id(const char *s, size_t n, uint64_t *out);
  * control or space characters (below U+0021). Returns 0 or IY_EINVAL. */
 int proto_check_emoji(const char *s, size_t n);
 
+/* {"id","name","type","size"[,"thumb":true]}: an attachment as uploads
+ * answer it and as messages show it. */
+void proto_write_attachment(iy_buf *b, uint64_t id, const char *name, const char *type, uint64_t size, int thumb);
+
 /* A send's "attachments" (a JSON array of 1..IY_ATTACH_PER_MSG upload
  * ids, as strings; v is a json_t *, NULL or null: none): 0 with out[0..*n),
  * or IY_EINVAL with a message in errmsg. */
