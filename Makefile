@@ -10,6 +10,8 @@
 #   make VARIANT=tsan  build build/tsan/iyagid with ThreadSanitizer (make test runs the e2e suite on it)
 #   make fuzz       build the libFuzzer targets (clang)
 #   make fuzz-corpus  grow and minimise the committed seed corpora (tests/fuzz/corpus)
+#   make install    the release build, systemd unit, example configuration and docs under
+#                   $(DESTDIR)$(PREFIX) (PREFIX=/usr/local); make uninstall removes them
 
 LLHTTP_DIR  ?= /usr/share/llhttp
 LLHTTP_INC  ?= /usr/share/include/llhttp
@@ -152,6 +154,37 @@ bench:
 	@scripts/deps.sh build
 	@$(MAKE) --no-print-directory all
 	@bench/run.sh
+
+# Installation (issue 14): the release build (build/rel, whatever VARIANT says)
+# into $(DESTDIR)$(PREFIX)/bin, the systemd unit with its ExecStart pointing
+# there, the documentation, and /etc/iyagi/iyagid.conf only if there is none
+# (a copy always goes to the docs). scripts/build-deb.sh packages the result
+# of PREFIX=/usr UNITDIR=/lib/systemd/system.
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+DOCDIR      ?= $(PREFIX)/share/doc/iyagi
+CONFDIR     ?= /etc/iyagi
+DOCS        := README.md docs/ARCHITECTURE.md docs/DEPLOY.md docs/PROTOCOL-ADDITIONS.md docs/openapi.json
+
+.PHONY: install uninstall
+install:
+	@$(MAKE) --no-print-directory VARIANT=rel all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(CONFDIR)
+	install -m 0755 build/rel/iyagid build/rel/iyagi-bench $(DESTDIR)$(BINDIR)/
+	sed 's|/usr/bin/iyagid|$(BINDIR)/iyagid|g' deploy/iyagid.service > $(DESTDIR)$(UNITDIR)/iyagid.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/iyagid.service
+	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
+	install -m 0644 deploy/README.md $(DESTDIR)$(DOCDIR)/deploy-README.md
+	install -m 0644 deploy/iyagid.conf $(DESTDIR)$(DOCDIR)/iyagid.conf.example
+	@if [ -e $(DESTDIR)$(CONFDIR)/iyagid.conf ]; then \
+	  echo "install: keeping $(DESTDIR)$(CONFDIR)/iyagid.conf (the new one is $(DOCDIR)/iyagid.conf.example)"; \
+	else install -m 0644 deploy/iyagid.conf $(DESTDIR)$(CONFDIR)/iyagid.conf; fi
+
+# Leaves /etc/iyagi/iyagid.conf (yours, perhaps edited) and any data.
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/iyagid $(DESTDIR)$(BINDIR)/iyagi-bench $(DESTDIR)$(UNITDIR)/iyagid.service
+	rm -rf $(DESTDIR)$(DOCDIR)
 
 clean:
 	rm -rf build
