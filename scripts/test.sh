@@ -4,7 +4,8 @@
 # time, the end-to-end suite against the real binary on each store
 # (embedded RocksDB, then PostgreSQL), the cluster suites (three NATS
 # servers, PostgreSQL and three nodes, with their faults), the browser
-# suite (one file of it against a cluster behind HAProxy), then unit tests,
+# suite (one file of it against a cluster behind HAProxy), the Debian
+# package (built, installed, run, purged), then unit tests,
 # the end-to-end suite and the cluster's functional
 # suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
 # A throwaway PostgreSQL (scripts/pg-throwaway.sh) serves the run and is
@@ -81,6 +82,8 @@ step "end-to-end" e2e build/rel/iyagid
 step "end-to-end on PostgreSQL" e2e build/rel/iyagid postgres
 step "cluster (3 NATS, PostgreSQL, 3 nodes)" cluster build/rel/iyagid ./cluster_infra.test.mjs ./cluster.test.mjs ./cluster_faults.test.mjs
 [ -f tests/web/package.json ] && step "web client (Chromium)" web
+# The .deb built, installed (as root: CI's throwaway machine), run as its user, removed, purged.
+step "Debian package" tests/pkg/deb.test.sh
 step "build (ASan+UBSan)" make -s -j"$JOBS" VARIANT=asan
 step "unit tests (ASan+UBSan)" make -s -j"$JOBS" VARIANT=asan unit
 step "end-to-end (ASan+UBSan)" e2e build/asan/iyagid
