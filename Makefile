@@ -158,23 +158,27 @@ bench:
 # Installation (issue 14): the release build (build/rel, whatever VARIANT says)
 # into $(DESTDIR)$(PREFIX)/bin, the systemd unit with its ExecStart pointing
 # there, the documentation, and /etc/iyagi/iyagid.conf only if there is none
-# (a copy always goes to the docs). scripts/build-deb.sh packages the result
+# (a copy always goes to the docs), and the manual pages. scripts/build-deb.sh packages the result
 # of PREFIX=/usr UNITDIR=/lib/systemd/system.
 PREFIX      ?= /usr/local
 BINDIR      ?= $(PREFIX)/bin
 UNITDIR     ?= $(PREFIX)/lib/systemd/system
 DOCDIR      ?= $(PREFIX)/share/doc/iyagi
+MANDIR      ?= $(PREFIX)/share/man
 CONFDIR     ?= /etc/iyagi
 DOCS        := README.md docs/ARCHITECTURE.md docs/DEPLOY.md docs/PROTOCOL-ADDITIONS.md docs/openapi.json
 
 .PHONY: install uninstall
 install:
 	@$(MAKE) --no-print-directory VARIANT=rel all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(CONFDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(CONFDIR) \
+	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8
 	install -m 0755 build/rel/iyagid build/rel/iyagi-bench $(DESTDIR)$(BINDIR)/
 	sed 's|/usr/bin/iyagid|$(BINDIR)/iyagid|g' deploy/iyagid.service > $(DESTDIR)$(UNITDIR)/iyagid.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/iyagid.service
 	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
+	install -m 0644 deploy/man/iyagid.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 deploy/man/iyagi-bench.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 deploy/README.md $(DESTDIR)$(DOCDIR)/deploy-README.md
 	install -m 0644 deploy/iyagid.conf $(DESTDIR)$(DOCDIR)/iyagid.conf.example
 	@if [ -e $(DESTDIR)$(CONFDIR)/iyagid.conf ]; then \
@@ -184,6 +188,7 @@ install:
 # Leaves /etc/iyagi/iyagid.conf (yours, perhaps edited) and any data.
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/iyagid $(DESTDIR)$(BINDIR)/iyagi-bench $(DESTDIR)$(UNITDIR)/iyagid.service
+	rm -f $(DESTDIR)$(MANDIR)/man8/iyagid.8 $(DESTDIR)$(MANDIR)/man1/iyagi-bench.1
 	rm -rf $(DESTDIR)$(DOCDIR)
 
 clean:

@@ -19,6 +19,7 @@
 #   /lib/systemd/system/iyagid.service        (deploy/iyagid.service)
 #   /etc/iyagi/iyagid.conf                    (a conffile: deploy/iyagid.conf)
 #   /usr/share/doc/iyagi/                     README, docs, the example configuration
+#   /usr/share/man/man8/iyagid.8.gz, man1/iyagi-bench.1.gz
 # and postinst (user and group iyagi, /var/lib/iyagi 0750, the unit enabled,
 # started if systemd runs), prerm (stop), postrm (purge: user, data, enablement).
 set -euo pipefail
@@ -44,7 +45,9 @@ make -s -j"${JOBS:-2}" VARIANT=rel all
 make -s install DESTDIR="$root" PREFIX=/usr UNITDIR=/lib/systemd/system CONFDIR=/etc/iyagi >/dev/null
 strip --strip-unneeded --remove-section=.comment --remove-section=.note "$root/usr/bin/iyagid" "$root/usr/bin/iyagi-bench"
 
-# Debian's documentation conventions: the copyright file, a compressed changelog.
+# Debian's documentation conventions: compressed manual pages, the copyright
+# file, a compressed changelog (changelog.gz: a native package, no Debian revision).
+gzip -9n "$root/usr/share/man/man8/iyagid.8" "$root/usr/share/man/man1/iyagi-bench.1"
 doc=$root/usr/share/doc/iyagi
 cat > "$doc/copyright" <<'EOF'
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
@@ -54,16 +57,16 @@ Comment: iyagid links Debian's own libraries (libuv, jansson, libargon2,
  Debian's node-llhttp sources; their copyrights are in their packages.
 
 Files: *
-Copyright: the iyagi authors
+Copyright: 2026 the iyagi authors
 License: see the source repository
 EOF
 {
   echo "iyagi ($version) unstable; urgency=medium"
   echo
-  echo "  * Built by scripts/build-deb.sh from commit $(git rev-parse HEAD 2>/dev/null || echo unknown)."
+  echo "  * Built by scripts/build-deb.sh from commit $(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)."
   echo
   echo " -- iyagi maintainers <iyagi@example.org>  $(date -R -u -d "@$(git log -1 --format=%ct 2>/dev/null || date +%s)")"
-} | gzip -9n > "$doc/changelog.Debian.gz"
+} | gzip -9n > "$doc/changelog.gz"
 
 install -d "$root/DEBIAN"
 install -m 0755 deploy/debian/postinst deploy/debian/prerm deploy/debian/postrm "$root/DEBIAN/"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # deb.test.sh — the Debian package, installed for real on this machine (issue 14).
 #
-# Builds it (scripts/build-deb.sh), installs it with apt-get (which resolves
+# Builds it (scripts/build-deb.sh; lintian, where installed, must find no error),
+# installs it with apt-get (which resolves
 # its Depends), checks what dpkg installed (files, the conffile, the iyagi
 # system user, /var/lib/iyagi 0750, the unit enabled, systemd-analyze verify
 # and security), then runs the installed server the way the unit would:
@@ -26,7 +27,6 @@
 #   sudo tests/pkg/deb.test.sh        (after `make deps`: node and tests/e2e's npm ws)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-REPO=$PWD
 
 say() { echo "deb.test: $*"; }
 fail() { echo "deb.test: FAIL: $*" >&2; [ ! -s "${tmp:-/nonexistent}/server.log" ] || tail -n 20 "$tmp/server.log" >&2; exit 1; }
@@ -74,15 +74,20 @@ trap cleanup EXIT
 deb=$(scripts/build-deb.sh "$tmp/out" | tail -n 1)
 [ -f "$deb" ] || fail "build-deb.sh made no package"
 say "built $(basename "$deb") ($(stat -c %s "$deb") bytes)"
+if command -v lintian >/dev/null 2>&1; then   # not in scripts/deps.sh: where it is, no errors
+  lintian --fail-on error "$deb" >"$tmp/lintian.log" 2>&1 || { cat "$tmp/lintian.log" >&2; fail "lintian"; }
+  say "lintian: $(grep -c '^[EW]:' "$tmp/lintian.log" || true) errors and warnings"
+fi
 installed=1
-DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$deb" >"$tmp/apt.log" 2>&1 ||
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 "$deb" >"$tmp/apt.log" 2>&1 ||
   { cat "$tmp/apt.log" >&2; fail "apt-get install $deb"; }
 touch "$MARK"
 [ "$(status)" = installed ] || fail "dpkg status after install: $(status)"
 
 files=$(dpkg -L iyagi)
 for f in /usr/bin/iyagid /usr/bin/iyagi-bench $UNIT /etc/iyagi/iyagid.conf \
-         /usr/share/doc/iyagi/README.md /usr/share/doc/iyagi/copyright /usr/share/doc/iyagi/iyagid.conf.example; do
+         /usr/share/doc/iyagi/README.md /usr/share/doc/iyagi/copyright /usr/share/doc/iyagi/iyagid.conf.example \
+         /usr/share/man/man8/iyagid.8.gz /usr/share/man/man1/iyagi-bench.1.gz; do
   grep -qx "$f" <<<"$files" || fail "dpkg -L iyagi lacks $f"
   [ -e "$f" ] || fail "$f listed but missing"
 done
@@ -186,8 +191,9 @@ if [ ! -d /run/systemd/system ]; then
   rc=0
   (cd /var/lib/iyagi && exec "${as_iyagi[@]}" timeout 20 /usr/bin/iyagid --listen "127.0.0.1:$port" --data /etc/iyagi/data) \
     >"$tmp/denied.log" 2>&1 || rc=$?
-  [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || fail "iyagid with an unwritable --data: exit $rc"
+  if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ]; then fail "iyagid with an unwritable --data: exit $rc"; fi
   [ ! -e /etc/iyagi/data ] || fail "the iyagi user created /etc/iyagi/data"
+  say "as iyagi, --data /etc/iyagi/data: exit $rc, $(grep -v '^$' "$tmp/denied.log" | tail -n 1 | cut -c 26-)"
 fi
 # A configuration mistake exits 2, which the unit does not restart (RestartPreventExitStatus=2).
 rc=0; /usr/bin/iyagid --no-such-option >/dev/null 2>&1 || rc=$?
@@ -205,10 +211,13 @@ say "reinstall: the edited conffile and the data kept"
 # dpkg -r: the program goes; configuration, user and data stay.
 dpkg -r iyagi >"$tmp/remove.log" 2>&1 || { cat "$tmp/remove.log" >&2; fail "dpkg -r"; }
 [ "$(status)" = config-files ] || fail "status after dpkg -r: $(status)"
-[ ! -e /usr/bin/iyagid ] && [ ! -e "$UNIT" ] || fail "dpkg -r left the program or the unit"
+if [ -e /usr/bin/iyagid ] || [ -e "$UNIT" ]; then fail "dpkg -r left the program or the unit"; fi
 [ -f /etc/iyagi/iyagid.conf ] || fail "dpkg -r removed the configuration"
 [ -d /var/lib/iyagi/db ] || fail "dpkg -r removed the data"
 getent passwd iyagi >/dev/null || fail "dpkg -r removed the user"
+if command -v systemctl >/dev/null 2>&1; then
+  [ "$(readlink /etc/systemd/system/iyagid.service)" = /dev/null ] || fail "dpkg -r did not mask the unit"
+fi
 
 # dpkg --purge: configuration, data, user, group and the enablement go; a file the admin
 # left in /etc/iyagi (and so the directory) stays.
@@ -222,5 +231,6 @@ installed=0
 ! getent passwd iyagi >/dev/null || fail "purge left the user iyagi"
 ! getent group iyagi >/dev/null || fail "purge left the group iyagi"
 [ ! -L "$WANTS" ] || fail "purge left $WANTS"
+[ ! -L /etc/systemd/system/iyagid.service ] || fail "purge left the unit masked"
 say "remove kept the data, purge removed it"
 say "ok"
