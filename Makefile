@@ -174,7 +174,8 @@ install:
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(CONFDIR) \
 	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8
 	install -m 0755 build/rel/iyagid build/rel/iyagi-bench $(DESTDIR)$(BINDIR)/
-	sed 's|/usr/bin/iyagid|$(BINDIR)/iyagid|g' deploy/iyagid.service > $(DESTDIR)$(UNITDIR)/iyagid.service
+	sed -e 's|/usr/bin/iyagid|$(BINDIR)/iyagid|g' -e 's|/usr/share/doc/iyagi|$(DOCDIR)|g' \
+	  deploy/iyagid.service > $(DESTDIR)$(UNITDIR)/iyagid.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/iyagid.service
 	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
 	install -m 0644 deploy/man/iyagid.8 $(DESTDIR)$(MANDIR)/man8/

@@ -83,6 +83,7 @@ step "end-to-end on PostgreSQL" e2e build/rel/iyagid postgres
 step "cluster (3 NATS, PostgreSQL, 3 nodes)" cluster build/rel/iyagid ./cluster_infra.test.mjs ./cluster.test.mjs ./cluster_faults.test.mjs
 [ -f tests/web/package.json ] && step "web client (Chromium)" web
 # The .deb built, installed (as root: CI's throwaway machine), run as its user, removed, purged.
+step "make install" tests/pkg/install.test.sh
 step "Debian package" tests/pkg/deb.test.sh
 step "build (ASan+UBSan)" make -s -j"$JOBS" VARIANT=asan
 step "unit tests (ASan+UBSan)" make -s -j"$JOBS" VARIANT=asan unit
