@@ -7,8 +7,9 @@
 #   scripts/build-deb.sh [OUTDIR]   writes OUTDIR/iyagi_VERSION_ARCH.deb
 #                                   (default build/deb) and prints its path last
 #
-# VERSION: $IYAGI_VERSION if set, else 0.1.0+gitYYYYMMDD.HASH from the last
-# commit (its date, so the same commit gives the same version).
+# VERSION: $IYAGI_VERSION if set; else the release of src/base/version.h
+# (0.14.0), plain on its tag vN, else with +gitYYYYMMDD.HHMMSS.HASH of the
+# last commit (its time: the same commit gives the same version).
 # Depends: computed by dpkg-shlibdeps (package dpkg-dev) from the libraries
 # the binaries link, or, without it, the list below, which is what it
 # computes on Debian 12. libvips42 is a Recommends: iyagid loads it with
@@ -28,14 +29,20 @@ umask 022
 
 out=${1:-build/deb}
 arch=$(dpkg --print-architecture)
+# The release (src/base/version.h, what iyagid --version says), and past it
+# the last commit's time and hash: later commits give greater versions.
+release=$(sed -n 's/^#define IYAGI_VERSION "\(.*\)"$/\1/p' src/base/version.h)
+[ -n "$release" ] || { echo "build-deb: no IYAGI_VERSION in src/base/version.h" >&2; exit 1; }
 if [ -n "${IYAGI_VERSION:-}" ]; then
   version=$IYAGI_VERSION
-elif git rev-parse --git-dir >/dev/null 2>&1; then
-  version="0.1.0+git$(TZ=UTC git log -1 --date=format-local:%Y%m%d --format=%cd).$(git rev-parse --short=7 HEAD)"
+elif ! git rev-parse --git-dir >/dev/null 2>&1; then
+  version=$release
+elif [ "$(git describe --exact-match --tags 2>/dev/null)" = "v$release" ]; then
+  version=$release     # the release's own tag
 else
-  version=0.1.0
+  version="$release+git$(TZ=UTC git log -1 --date=format-local:%Y%m%d.%H%M%S --format=%cd).$(git rev-parse --short=7 HEAD)"
 fi
-fallback_depends="libargon2-1, libc6, libcurl4, libjansson4, libnats3.4, libpq5, librocksdb7.8, libsqlite3-0, libssl3, libuv1"
+fallback_depends="libargon2-1, libc6, libcurl4, libinih1, libjansson4, libnats3.4, libpq5, librocksdb7.8, libsqlite3-0, libssl3, libuv1"
 
 work=$(mktemp -d /tmp/iyagi-deb.XXXXXX)
 trap 'rm -rf "$work"' EXIT

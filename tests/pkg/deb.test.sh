@@ -7,15 +7,15 @@
 # system user, /var/lib/iyagi 0750, the unit enabled, systemd-analyze verify
 # and security), then runs the installed server the way the unit would:
 #   - under systemd (PID 1): systemctl start, with the port moved by a drop-in;
-#   - otherwise (containers, CI): /usr/bin/iyagid --config /etc/iyagi/iyagid.conf
-#     as the iyagi user with no capabilities, no_new_privs and, where the kernel
+#   - otherwise (containers, CI): the unit's ExecStart, /usr/bin/iyagid --config
+#     /etc/iyagi/iyagid.conf, as the iyagi user with no capabilities, no_new_privs and, where the kernel
 #     has it (prctl PR_SET_MDWE, Linux >= 6.3), no writable+executable memory
 #     (what MemoryDenyWriteExecute=yes enforces), on a free loopback port
 #     (IYAGI_LISTEN), with its data in /var/lib/iyagi.
 # Smoke test (smoke.mjs): /healthz, two users, a message over the WebSocket,
 # the history, an upload with its thumbnail; SIGTERM exits 0. Then the
 # failure modes: the unprivileged user cannot write outside its directories,
-# a bad option exits 2 (the unit does not restart on 2), a reinstall keeps an
+# configuration mistakes exit 2 (the unit does not restart on 2), a reinstall keeps an
 # edited conffile and the data, `dpkg -r` keeps the data, the user and the
 # configuration, `dpkg --purge` removes them all but a file the admin left in
 # /etc/iyagi.
@@ -95,6 +95,11 @@ dpkg-query -W -f='${Conffiles}\n' iyagi | grep -q '^ /etc/iyagi/iyagid.conf ' ||
 help=$(/usr/bin/iyagid --help) || fail "iyagid --help"
 grep -q -- '--listen' <<<"$help" || fail "iyagid --help lists no --listen"
 /usr/bin/iyagi-bench --help >/dev/null 2>&1 || fail "iyagi-bench --help"
+version=$(dpkg-query -W -f='${Version}' iyagi)
+/usr/bin/iyagid --version | grep -q "^iyagid ${version%%+*} " || fail "iyagid --version says $(/usr/bin/iyagid --version), the package $version"
+# The shipped configuration is valid and says what the unit expects.
+/usr/bin/iyagid check-config --config /etc/iyagi/iyagid.conf >"$tmp/check.log" 2>&1 || { cat "$tmp/check.log" >&2; fail "check-config of the shipped iyagid.conf"; }
+grep -qx 'data = /var/lib/iyagi  # config file' "$tmp/check.log" || fail "the shipped configuration does not put data in /var/lib/iyagi"
 
 IFS=: read -r _ _ uid gid _ home shell < <(getent passwd iyagi) || fail "no user iyagi"
 [ "$uid" -lt 1000 ] || fail "iyagi is not a system user (uid $uid)"
@@ -134,14 +139,6 @@ as_iyagi=(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/var/lib/iyagi LANG=C.U
           IYAGI_LISTEN="127.0.0.1:$port"
           setpriv --reuid=iyagi --regid=iyagi --init-groups --no-new-privs --inh-caps=-all --bounding-set=-all
           "${mdwe[@]}")
-iyagid_args() {  # the unit's ExecStart, and the config file's listen moved to a free port
-  if grep -q -- '--config' <<<"$help"; then
-    echo --config /etc/iyagi/iyagid.conf
-  else  # until --config exists: what iyagid.conf says, as flags
-    echo --listen "127.0.0.1:$port" --data /var/lib/iyagi
-  fi
-}
-
 start_server() {
   if [ -d /run/systemd/system ]; then
     mkdir -p /etc/systemd/system/iyagid.service.d
@@ -149,8 +146,8 @@ start_server() {
     systemctl daemon-reload
     systemctl restart iyagid.service
   else
-    # shellcheck disable=SC2046
-    (cd /var/lib/iyagi && exec "${as_iyagi[@]}" /usr/bin/iyagid $(iyagid_args)) >>"$tmp/server.log" 2>&1 &
+    # The unit's ExecStart; IYAGI_LISTEN (in as_iyagi) moves the file's port to a free one.
+    (cd /var/lib/iyagi && exec "${as_iyagi[@]}" /usr/bin/iyagid --config /etc/iyagi/iyagid.conf) >>"$tmp/server.log" 2>&1 &
     srv_pid=$!
   fi
   for _ in $(seq 150); do
@@ -178,6 +175,14 @@ smoke() { (cd tests/pkg && node smoke.mjs "$1" "$base" "$tmp/smoke.json") || fai
 
 start_server
 smoke first
+# systemctl reload (ExecReload: SIGHUP) must not stop it: it reloads the TLS certificate, or
+# says there is none. Checked once iyagid has TLS (--tls-cert); before, SIGHUP would kill it.
+if [ ! -d /run/systemd/system ] && grep -q -- '--tls-cert' <<<"$help"; then
+  kill -HUP "$srv_pid"
+  sleep 0.5
+  kill -0 "$srv_pid" 2>/dev/null || fail "SIGHUP (systemctl reload) stopped iyagid"
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/healthz")" = 200 ] || fail "no /healthz 200 after SIGHUP"
+fi
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/")" = 200 ] || fail "the web client (GET /)"
 [ -d /var/lib/iyagi/db ] || fail "no store in /var/lib/iyagi"
 [ -z "$(find /var/lib/iyagi ! -user iyagi)" ] || fail "files in /var/lib/iyagi not owned by iyagi"
@@ -195,9 +200,25 @@ if [ ! -d /run/systemd/system ]; then
   [ ! -e /etc/iyagi/data ] || fail "the iyagi user created /etc/iyagi/data"
   say "as iyagi, --data /etc/iyagi/data: exit $rc, $(grep -v '^$' "$tmp/denied.log" | tail -n 1 | cut -c 26-)"
 fi
-# A configuration mistake exits 2, which the unit does not restart (RestartPreventExitStatus=2).
-rc=0; /usr/bin/iyagid --no-such-option >/dev/null 2>&1 || rc=$?
-[ "$rc" -eq 2 ] || fail "an unknown option exits $rc, not 2"
+# A configuration mistake exits 2 at once, which the unit does not restart
+# (RestartPreventExitStatus=2): an unknown name in the file, a bad value from the
+# environment, an unreadable file.
+cp /etc/iyagi/iyagid.conf "$tmp/bad.conf"
+chmod 644 "$tmp/bad.conf"
+echo "lisen = 127.0.0.1:1" >> "$tmp/bad.conf"
+bad_config() {  # bad_config EXPECTED-MESSAGE [VAR=VALUE...] -- IYAGID-ARGS...
+  local want=$1 env=() rc=0; shift
+  while [ "$1" != -- ]; do env+=("$1"); shift; done; shift
+  (cd /var/lib/iyagi && exec "${as_iyagi[@]}" env "${env[@]}" timeout 20 /usr/bin/iyagid "$@") >"$tmp/bad.log" 2>&1 || rc=$?
+  if [ "$rc" -ne 2 ] || ! grep -q "$want" "$tmp/bad.log"; then
+    cat "$tmp/bad.log" >&2
+    fail "a configuration mistake exits $rc, not 2 with '$want'"
+  fi
+}
+bad_config "unknown option 'lisen'" -- --config "$tmp/bad.conf"
+bad_config "IYAGI_SHUTDOWN_TIMEOUT must be an integer" IYAGI_SHUTDOWN_TIMEOUT=soon -- --config /etc/iyagi/iyagid.conf
+bad_config "cannot open" -- --config "$tmp/none.conf"
+say "configuration mistakes exit 2 (a wrong name, a wrong value, no file)"
 
 # An upgrade (here: the same version again) keeps an edited conffile and the data.
 echo "# edited by deb.test.sh" >> /etc/iyagi/iyagid.conf

@@ -4,7 +4,8 @@
 # (/usr/local) and for PREFIX=/usr, the unit's paths rewritten to the
 # prefix, an existing /etc/iyagi/iyagid.conf never overwritten (the new one
 # lands in the docs), and uninstall removing the program but leaving the
-# configuration. The installed binary answers --help.
+# configuration. The installed binary answers --help, and validates the
+# shipped iyagid.conf with every commented example uncommented (check-config).
 #
 #   tests/pkg/install.test.sh
 set -euo pipefail
@@ -28,6 +29,13 @@ unit=$d/usr/local/lib/systemd/system/iyagid.service
 grep -qx 'ExecStart=/usr/local/bin/iyagid --config /etc/iyagi/iyagid.conf' "$unit" || fail "ExecStart not rewritten to /usr/local/bin"
 ! grep -q '/usr/bin/iyagid\|/usr/share/doc' "$unit" || fail "the unit still names /usr/bin or /usr/share/doc"
 cmp -s deploy/iyagid.conf "$d/etc/iyagi/iyagid.conf" || fail "the installed iyagid.conf differs from deploy/iyagid.conf"
+# The configuration is valid as shipped, and so is every commented `#name = value` example
+# (each names a real option with a value it accepts).
+"$d/usr/local/bin/iyagid" check-config --config "$d/etc/iyagi/iyagid.conf" >/dev/null || fail "check-config of iyagid.conf"
+sed -E 's/^#([a-z][a-z-]* = )/\1/' deploy/iyagid.conf > "$tmp/all.conf"
+n=$(grep -cE '^[a-z][a-z-]* = ' "$tmp/all.conf")
+[ "$n" -ge 25 ] || fail "only $n options in iyagid.conf"
+"$d/usr/local/bin/iyagid" check-config --config "$tmp/all.conf" >"$tmp/all.out" 2>&1 || { cat "$tmp/all.out" >&2; fail "iyagid.conf's commented examples"; }
 
 # A second install keeps an edited configuration.
 echo "listen = 127.0.0.1:9999   # mine" >> "$d/etc/iyagi/iyagid.conf"
