@@ -21,7 +21,7 @@
 #   /etc/iyagi/iyagid.conf                    (a conffile: deploy/iyagid.conf)
 #   /usr/share/doc/iyagi/                     README, docs, the example configuration
 #   /usr/share/man/man8/iyagid.8.gz, man1/iyagi-bench.1.gz
-# and postinst (user and group iyagi, /var/lib/iyagi 0750, the unit enabled,
+# and postinst (user and group iyagi, /var/lib/iyagi 0700, the unit enabled,
 # started if systemd runs), prerm (stop), postrm (purge: user, data, enablement).
 set -euo pipefail
 cd "$(dirname "$0")/.."

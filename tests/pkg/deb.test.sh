@@ -4,7 +4,7 @@
 # Builds it (scripts/build-deb.sh; lintian, where installed, must find no error),
 # installs it with apt-get (which resolves
 # its Depends), checks what dpkg installed (files, the conffile, the iyagi
-# system user, /var/lib/iyagi 0750, the unit enabled, systemd-analyze verify
+# system user, /var/lib/iyagi 0700, the unit enabled, systemd-analyze verify
 # and security), then runs the installed server the way the unit would:
 #   - under systemd (PID 1): systemctl start, with the port moved by a drop-in;
 #   - otherwise (containers, CI): the unit's ExecStart, /usr/bin/iyagid --config
@@ -106,7 +106,7 @@ IFS=: read -r _ _ uid gid _ home shell < <(getent passwd iyagi) || fail "no user
 [ "$(getent group iyagi | cut -d: -f3)" = "$gid" ] || fail "iyagi's primary group is not iyagi"
 [ "$home" = /var/lib/iyagi ] || fail "iyagi's home is $home"
 [ "$shell" = /usr/sbin/nologin ] || fail "iyagi's shell is $shell"
-[ "$(stat -c '%U:%G %a' /var/lib/iyagi)" = "iyagi:iyagi 750" ] || fail "/var/lib/iyagi is $(stat -c '%U:%G %a' /var/lib/iyagi)"
+[ "$(stat -c '%U:%G %a' /var/lib/iyagi)" = "iyagi:iyagi 700" ] || fail "/var/lib/iyagi is $(stat -c '%U:%G %a' /var/lib/iyagi)"
 if command -v systemctl >/dev/null 2>&1; then
   [ "$(readlink "$WANTS")" = "$UNIT" ] || fail "the unit is not enabled ($WANTS)"
 fi
