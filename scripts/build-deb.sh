@@ -12,7 +12,9 @@
 # last commit (its time: the same commit gives the same version).
 # Depends: computed by dpkg-shlibdeps (package dpkg-dev) from the libraries
 # the binaries link, or, without it, the list below, which is what it
-# computes on Debian 12. libvips42 is a Recommends: iyagid loads it with
+# computes on Debian 12; with adduser (postinst) and procps (the unit's
+# ExecReload runs /bin/kill; a minimal Debian has no procps, found by
+# tests/pkg/nspawn.test.sh). libvips42 is a Recommends: iyagid loads it with
 # dlopen for thumbnails and works without it.
 #
 # What the package holds:
@@ -99,7 +101,7 @@ Maintainer: iyagi maintainers <iyagi@example.org>
 Section: net
 Priority: optional
 Installed-Size: $size
-Depends: adduser, $depends
+Depends: adduser, procps, $depends
 Recommends: libvips42
 Suggests: postgresql, nats-server, haproxy
 Description: chat server: 1:1 and group chat over WebSocket and HTTP

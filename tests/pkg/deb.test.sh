@@ -25,6 +25,7 @@
 # happens (the trap purges the package), so it can run again at once.
 #
 #   sudo tests/pkg/deb.test.sh        (after `make deps`: node and tests/e2e's npm ws)
+#   IYAGI_DEB=FILE                    test that package instead of building one
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -71,7 +72,11 @@ cleanup() {
 trap cleanup EXIT
 
 # ---------------------------------------------------------------- build and install
-deb=$(scripts/build-deb.sh "$tmp/out" | tail -n 1)
+if [ -n "${IYAGI_DEB:-}" ]; then   # a package built before (nspawn.test.sh's container builds nothing)
+  mkdir -p "$tmp/out" && cp "$IYAGI_DEB" "$tmp/out/" && deb=$tmp/out/$(basename "$IYAGI_DEB")
+else
+  deb=$(scripts/build-deb.sh "$tmp/out" | tail -n 1)
+fi
 [ -f "$deb" ] || fail "build-deb.sh made no package"
 say "built $(basename "$deb") ($(stat -c %s "$deb") bytes)"
 if command -v lintian >/dev/null 2>&1; then   # not in scripts/deps.sh: where it is, no errors
@@ -79,6 +84,14 @@ if command -v lintian >/dev/null 2>&1; then   # not in scripts/deps.sh: where it
   say "lintian: $(grep -c '^[EW]:' "$tmp/lintian.log" || true) errors and warnings"
 fi
 installed=1
+# Under systemd the package starts the unit at once: on a free port (the drop-in's
+# IYAGI_LISTEN), not the configuration's 8080.
+port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+base=http://127.0.0.1:$port
+if [ -d /run/systemd/system ]; then
+  mkdir -p /etc/systemd/system/iyagid.service.d
+  printf '[Service]\nEnvironment=IYAGI_LISTEN=127.0.0.1:%s\n' "$port" > /etc/systemd/system/iyagid.service.d/50-deb-test.conf
+fi
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 "$deb" >"$tmp/apt.log" 2>&1 ||
   { cat "$tmp/apt.log" >&2; fail "apt-get install $deb"; }
 touch "$MARK"
@@ -120,9 +133,6 @@ fi
 say "installed: files, conffile, user iyagi (uid $uid), /var/lib/iyagi, unit"
 
 # ---------------------------------------------------------------- run it
-port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
-base=http://127.0.0.1:$port
-
 # As the unit would run it, without systemd: the iyagi user, no capabilities,
 # no_new_privs, no W+X memory (PR_SET_MDWE = 65, REFUSE_EXEC_GAIN = 1; it
 # survives execve; the prctl system call is 157 on x86_64, 167 on arm64).
@@ -141,8 +151,6 @@ as_iyagi=(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/var/lib/iyagi LANG=C.U
           "${mdwe[@]}")
 start_server() {
   if [ -d /run/systemd/system ]; then
-    mkdir -p /etc/systemd/system/iyagid.service.d
-    printf '[Service]\nEnvironment=IYAGI_LISTEN=127.0.0.1:%s\n' "$port" > /etc/systemd/system/iyagid.service.d/50-deb-test.conf
     systemctl daemon-reload
     systemctl restart iyagid.service
   else
@@ -187,7 +195,8 @@ fi
 [ -d /var/lib/iyagi/db ] || fail "no store in /var/lib/iyagi"
 [ -z "$(find /var/lib/iyagi ! -user iyagi)" ] || fail "files in /var/lib/iyagi not owned by iyagi"
 stop_server
-say "ran as iyagi${mdwe:+ (MDWE)} on $base: health, message, history, thumbnail, SIGTERM exit 0"
+if [ -d /run/systemd/system ]; then how="iyagid.service under systemd"; else how="iyagid as iyagi${mdwe:+ (MDWE)}"; fi
+say "ran $how on $base: health, message, history, thumbnail, SIGTERM exit 0"
 
 # ---------------------------------------------------------------- failure modes
 if [ ! -d /run/systemd/system ]; then
