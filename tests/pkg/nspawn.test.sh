@@ -5,7 +5,8 @@
 # (user iyagi, no capabilities, no_new_privs, seccomp, MemoryDenyWriteExecute,
 # /var/lib/iyagi from StateDirectory=), the smoke test (a message, the
 # history, an upload with its libvips thumbnail), `systemctl stop` a clean
-# drain (Result=success, exit 0), a restart keeping the data, and purge;
+# drain (Result=success, exit 0), a restart keeping the data, a port below
+# 1024 with the drop-in the unit's comment gives, and purge;
 # then tests/pkg/deb.test.sh in there, which takes its systemd branch.
 #
 # Not a `make test` step: it downloads a root and the package's dependencies
@@ -52,6 +53,13 @@ deb http://deb.debian.org/debian-security bookworm-security main
 EOF
 fi
 port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+# A free port below 1024, for the drop-in the unit's comment gives for one.
+low_port=$(node -e '
+  const net = require("net");
+  (function next(p) {
+    if (p > 999) process.exit(1);
+    const s = net.createServer().once("error", () => next(p + 1)).listen(p, "127.0.0.1", () => { console.log(p); s.close(); });
+  })(900);') || fail "no free port from 900 to 999"
 cp "$deb" "$root/root/iyagi.deb"
 mkdir -p "$tmp/results"
 
@@ -60,6 +68,7 @@ cat > "$root/root/check.sh" <<EOF
 #!/bin/bash
 set -uo pipefail
 port=$port
+low_port=$low_port
 EOF
 cat >> "$root/root/check.sh" <<'EOF'
 exec >/results/log 2>&1
@@ -101,10 +110,19 @@ journalctl -u iyagid --no-pager | grep -q 'stopped cleanly' || fail "no 'stopped
 systemctl start iyagid.service
 healthy || fail "no restart"
 (cd /repo/tests/pkg && node smoke.mjs again "$base" /results/smoke.json) || fail "smoke again"
+systemctl stop iyagid.service
+# A port below 1024 with the drop-in iyagid.service's comment gives.
+printf '[Service]\nEnvironment=IYAGI_LISTEN=127.0.0.1:%s\nAmbientCapabilities=CAP_NET_BIND_SERVICE\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\nPrivateUsers=no\n' \
+  "$low_port" > /etc/systemd/system/iyagid.service.d/50-test.conf
+systemctl daemon-reload
+systemctl start iyagid.service
+base=http://127.0.0.1:$low_port
+healthy || fail "no /healthz 200 on port $low_port with the low-port drop-in"
+systemctl stop iyagid.service
 dpkg --purge iyagi || fail "purge"
-systemctl is-active iyagid.service && fail "still active after purge"
 [ ! -e /var/lib/iyagi ] || fail "purge left /var/lib/iyagi"
 ! getent passwd iyagi || fail "purge left the user"
+
 # And the everyday test, on its systemd branch (here systemd is PID 1), with its own port.
 rm -rf /etc/systemd/system/iyagid.service.d
 IYAGI_DEB=/root/iyagi.deb /repo/tests/pkg/deb.test.sh || fail "deb.test.sh under systemd"
