@@ -6,7 +6,8 @@
 # /var/lib/iyagi from StateDirectory=), the smoke test (a message, the
 # history, an upload with its libvips thumbnail), `systemctl stop` a clean
 # drain (Result=success, exit 0), a restart keeping the data, a port below
-# 1024 with the drop-in the unit's comment gives, and purge;
+# 1024 with the drop-in the unit's comment gives, the store in PostgreSQL
+# over its Unix socket (peer authentication through PrivateUsers), and purge;
 # then tests/pkg/deb.test.sh in there, which takes its systemd branch.
 #
 # Not a `make test` step: it downloads a root and the package's dependencies
@@ -119,6 +120,34 @@ systemctl start iyagid.service
 base=http://127.0.0.1:$low_port
 healthy || fail "no /healthz 200 on port $low_port with the low-port drop-in"
 systemctl stop iyagid.service
+
+# The store in PostgreSQL over its Unix socket with peer authentication (OS user iyagi, role
+# iyagi), through the sandbox: AF_UNIX allowed, /run/postgresql readable under
+# ProtectSystem=strict, the uid right through PrivateUsers. PostgreSQL listens on no TCP port
+# (the container shares the host's network).
+if [ ! -d /etc/postgresql/15/main ]; then
+  mkdir -p /etc/postgresql-common
+  echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql-15 >/dev/null || fail "apt-get install postgresql-15"
+  pg_createcluster 15 main -o "listen_addresses=" >/dev/null || fail "pg_createcluster"
+fi
+pg_ctlcluster 15 main start 2>/dev/null || true
+runuser -u postgres -- psql -qc "CREATE ROLE iyagi LOGIN" 2>/dev/null || true
+runuser -u postgres -- psql -qc "DROP DATABASE IF EXISTS iyagi" && runuser -u postgres -- psql -qc "CREATE DATABASE iyagi OWNER iyagi" || fail "createdb"
+printf '[Service]\nEnvironment=IYAGI_LISTEN=127.0.0.1:%s\nEnvironment=IYAGI_STORE=postgresql:///iyagi?host=/run/postgresql\n' "$port" \
+  > /etc/systemd/system/iyagid.service.d/50-test.conf
+systemctl daemon-reload
+systemctl start iyagid.service
+base=http://127.0.0.1:$port
+healthy || fail "no /healthz 200 on the PostgreSQL store"
+line=$(journalctl -u iyagid --no-pager | grep 'iyagid listening' | tail -n 1)
+echo "$line"
+grep -q 'postgres' <<<"$line" || fail "the server did not say it uses PostgreSQL"
+(cd /repo/tests/pkg && node smoke.mjs first "$base" /results/smoke-pg.json) || fail "smoke on PostgreSQL"
+systemctl stop iyagid.service
+[ "$(systemctl show -P Result iyagid.service)" = success ] || fail "stop on PostgreSQL: Result=$(systemctl show -P Result iyagid.service)"
+pg_ctlcluster 15 main stop
+
 dpkg --purge iyagi || fail "purge"
 [ ! -e /var/lib/iyagi ] || fail "purge left /var/lib/iyagi"
 ! getent passwd iyagi || fail "purge left the user"
