@@ -10,6 +10,7 @@
  * queue (every accepted send is committed and answered) -> readers drained
  * -> push worker -> sockets closed (WebSockets with 1001) -> store closed. */
 #include "server.h"
+#include "adminsock.h"
 #include "../chat/chat.h"
 #include "../chat/presence.h"
 #include "../chat/registry.h"
@@ -39,6 +40,7 @@ typedef struct server {
     server_config cfg;
     service svc;
     store *store;
+    adminsock *admin;           /* DATA/admin.sock: online backups (embedded store only) */
     uv_loop_t main_loop;
     uv_signal_t sigterm, sigint;
     uv_timer_t presence_timer;
@@ -415,6 +417,8 @@ int server_run(const server_config *cfg)
      * search endpoint answers 503 and everything else works. */
     svc->indexer = indexer_start(srv->store);
     if (!svc->indexer) iy_log("search: no search index: searches answer 503");
+    /* `iyagid admin backup` asks this server (RocksDB admits one process). */
+    if (!cfg->store[0]) srv->admin = adminsock_start(cfg->data_dir, svc->cfg.blob_dir, srv->store);
 
     uv_loop_init(&srv->main_loop);
     uv_signal_init(&srv->main_loop, &srv->sigterm);
@@ -442,6 +446,7 @@ int server_run(const server_config *cfg)
 
     uv_run(&srv->main_loop, UV_RUN_DEFAULT);
 
+    adminsock_stop(srv->admin);   /* a backup in progress is abandoned, leaving no OUT */
     for (unsigned i = 0; i < svc->nthreads; i++) iothread_post_ctl(svc->threads[i], THREAD_STOP_ACCEPT);
     dbq_stop(svc->dbq);
     readq_stop(svc->readq); /* drained while the I/O threads still take its answers */
