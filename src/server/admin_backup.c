@@ -129,13 +129,13 @@ static int pg_refusal(const char *cmd, const char *url)
         fprintf(stderr,
                 "iyagid admin backup: a PostgreSQL store is backed up with PostgreSQL's own tools, while the\n"
                 "nodes keep running. Run:\n"
-                "  pg_dump --format=custom --file=iyagi-$(date -u +%%Y%%m%%dT%%H%%M%%SZ).dump '%s'\n"
+                "  pg_dump --format=custom --file=iyagi.dump '%s'\n"
                 "and copy the shared --blob-dir after it (see docs/OPERATIONS.md, \"Backup and restore\").\n",
                 url);
     else
         fprintf(stderr,
                 "iyagid admin restore: a PostgreSQL store is restored with pg_restore, nodes stopped:\n"
-                "  pg_restore --clean --if-exists --no-owner --dbname='%s' FILE.dump\n"
+                "  pg_restore --clean --if-exists --no-owner --dbname='%s' iyagi.dump\n"
                 "and the --blob-dir copied back (see docs/OPERATIONS.md, \"Backup and restore\").\n",
                 url);
     return 2;
