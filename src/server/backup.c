@@ -11,6 +11,7 @@
 #include "adminsock.h"
 #include "../base/err.h"
 #include "../base/log.h"
+#include "../base/version.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -22,10 +23,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#ifndef IYAGID_VERSION
-#define IYAGID_VERSION "0.1"
-#endif
 
 #define PATH_BUF 4608
 #define COPY_PIECE (256u << 10)
@@ -302,7 +299,7 @@ static int write_manifest(const char *path, const store_copy_info *ci, const tal
             "blob-files = %llu\n"
             "blob-bytes = %llu\n"
             "seconds = %.3f\n",
-            BACKUP_FORMAT, IYAGID_VERSION, when, ci->format, (unsigned long long)db->files,
+            BACKUP_FORMAT, IYAGI_VERSION, when, ci->format, (unsigned long long)db->files,
             (unsigned long long)db->bytes, ci->index ? "yes" : "no", (unsigned long long)index_bytes,
             (unsigned long long)blobs->files, (unsigned long long)blobs->bytes, seconds);
     int rc = fflush(f) == 0 && fsync(fileno(f)) == 0 ? 0 : -errno;
