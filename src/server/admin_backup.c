@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -61,12 +62,16 @@ static int absolute(const char *path, char *out, size_t n)
     return k > 0 && (size_t)k < n ? 0 : -1;
 }
 
-/* Over the admin socket: 0, 1 failed, or -1 if nothing answered the request. */
+/* Over the admin socket: 0, or 1 (failed, or no answer). */
 static int backup_online(int fd, const char *out)
 {
     char req[PATH_MAX + 16];
     int n = snprintf(req, sizeof req, "backup %s\n", out);
-    if (write(fd, req, (size_t)n) != n) return -1;
+    if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {   /* a server gone meanwhile: no SIGPIPE */
+        fprintf(stderr, "iyagid admin backup: the server's admin socket refused the request: %s\n", strerror(errno));
+        close(fd);
+        return 1;
+    }
     FILE *f = fdopen(fd, "r");
     if (!f) {
         close(fd);

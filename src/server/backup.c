@@ -475,6 +475,8 @@ int backup_restore(const char *backup, const char *data_dir, const char *blob_di
     if (clean_path(backup, from, sizeof from, 64) || clean_path(data_dir, dir, sizeof dir, 64) ||
         (blob_dir && clean_path(blob_dir, bdir, sizeof bdir, 64)))
         return fail(msg, n, "a path is too long");
+    /* --blob-dir naming DIR/blobs is the default, not a directory of its own. */
+    if (blob_dir && pathf(p, sizeof p, "%s/blobs", dir) == 0 && !strcmp(p, bdir)) blob_dir = NULL;
     manifest m;
     pathf(p, sizeof p, "%s/manifest", from);
     int rc = read_manifest(p, &m);
