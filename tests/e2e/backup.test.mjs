@@ -209,6 +209,13 @@ test('failure modes: OUT exists, a running server, a newer manifest, a non-empty
   assert.match(r.stderr, /exists: a backup never replaces anything/);
   assert.deepEqual(fs.readdirSync(taken), ['precious']);
 
+  // A backup that cannot be written (no such parent directory): an error, nothing left.
+  const nowhere = path.join(TMP, 'no-such-dir', 'b');
+  r = await admin(['backup', '--data', srv.dataDir, nowhere]);
+  assert.equal(r.code, 1, out(r));
+  assert.match(r.stderr, /cannot create .*no-such-dir\/b\.tmp: No such file or directory/, out(r));
+  assert.ok(!fs.existsSync(path.join(TMP, 'no-such-dir')));
+
   // A relative OUT is the caller's, not the server's working directory.
   const good = path.join(TMP, 'fm-good');
   r = await new Promise((resolve) => {
