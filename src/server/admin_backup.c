@@ -111,8 +111,9 @@ static int backup_offline(const char *dir, const char *blob_dir, const char *out
     store *s = NULL;
     store_config sc = { dir, "admin", 0, 0 };
     if (store_open(&sc, &s) != 0) {
-        fprintf(stderr, "iyagid admin backup: cannot open the store in %s (a server starting on it? "
-                        "then run this again once it answers)\n", dir);
+        fprintf(stderr, "iyagid admin backup: cannot open the store in %s: a server holds it without an admin "
+                        "socket to ask (starting, or its path is too long for one: its log says), or the store is "
+                        "damaged (above)\n", dir);
         return 1;
     }
     if (blob_dir) snprintf(blobs, sizeof blobs, "%s", blob_dir);
@@ -194,7 +195,9 @@ int admin_backup_main(int argc, char **argv)
     }
     int fd = adminsock_connect(dir);
     if (fd >= 0) return backup_online(fd, abs_out);
-    if (fd != -ENOENT && fd != -ECONNREFUSED) {
+    /* No socket, a stale one, or a directory whose path is too long for
+     * one: no server to ask; the store's LOCK tells whether one runs. */
+    if (fd != -ENOENT && fd != -ECONNREFUSED && fd != -ENAMETOOLONG) {
         fprintf(stderr, "iyagid admin backup: cannot reach the admin socket of %s: %s\n", dir, strerror(-fd));
         return 1;
     }

@@ -286,6 +286,21 @@ test('failure modes: OUT exists, a running server, a newer manifest, a non-empty
   assert.equal((await srv2.stop()).code, 0);
 });
 
+test('a server whose data directory is too long for an admin socket: restore still refused (its LOCK), backup explains', { ...T, skip: !EMBEDDED && 'the embedded store' }, async () => {
+  const long = path.join(TMP, 'd'.repeat(110));
+  const srv = await serverOn(long);
+  assert.match(srv.stderrTail(), /too long for a Unix socket: no admin socket/);
+  assert.ok(!fs.existsSync(path.join(long, 'admin.sock')));
+  let r = await admin(['restore', path.join(TMP, 'fm-good'), '--data', long, '--force']);
+  assert.equal(r.code, 1, out(r));
+  assert.match(r.stderr, /a server is running on/, 'found by RocksDB\'s LOCK');
+  r = await admin(['backup', '--data', long, path.join(TMP, 'long-b')]);
+  assert.equal(r.code, 1, out(r));
+  assert.match(r.stderr, /cannot open the store/);
+  assert.ok(!fs.existsSync(path.join(TMP, 'long-b')) && !fs.existsSync(path.join(TMP, 'long-b.tmp')));
+  assert.equal((await srv.stop()).code, 0);
+});
+
 test('a server killed (SIGKILL) or stopped (SIGTERM) during a backup leaves no OUT', { ...T, skip: !EMBEDDED && 'the embedded store' }, async () => {
   // The server holds each backup, fully written, for a while before its rename.
   const srv = track(await startServer({ env: { IYAGI_TEST_BACKUP_PAUSE_MS: '3000' } }));
