@@ -28,6 +28,7 @@ static void backup_usage(FILE *f)
 {
     fprintf(f,
             "usage: iyagid admin backup [--data DIR] [--blob-dir DIR] OUT\n"
+            "  (--data, --blob-dir and --store default to $IYAGI_DATA, $IYAGI_BLOB_DIR, $IYAGI_STORE)\n"
             "  Writes a consistent backup of the embedded store in DIR (default ./data) to the new\n"
             "  directory OUT (refused if it exists): the store, its search index, the attachments\n"
             "  (from --blob-dir, default DIR/blobs) and a manifest. While iyagid runs on DIR, the\n"
@@ -39,10 +40,19 @@ static void restore_usage(FILE *f)
 {
     fprintf(f,
             "usage: iyagid admin restore BACKUP [--data DIR] [--blob-dir DIR] [--force]\n"
+            "  (--data, --blob-dir and --store default to $IYAGI_DATA, $IYAGI_BLOB_DIR, $IYAGI_STORE)\n"
             "  Puts the backup BACKUP in place as the data directory DIR (default ./data) and the\n"
             "  attachments in --blob-dir (default DIR/blobs). Refused while a server runs on DIR,\n"
             "  and if DIR is not empty unless --force, which moves the old contents aside to\n"
             "  DIR.replaced-TIME (never deletes them). Then start iyagid --data DIR as usual.\n");
+}
+
+/* The server's variables (IYAGI_DATA, IYAGI_BLOB_DIR, IYAGI_STORE) stand in for options
+ * not given, as they do for the server; the config file is the server's own. */
+static const char *env_or(const char *name, const char *def)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : def;
 }
 
 static void progress(void *ctx, const char *line)
@@ -149,7 +159,9 @@ static int pg_refusal(const char *cmd, const char *url)
 
 int admin_backup_main(int argc, char **argv)
 {
-    const char *dir = "data", *blob_dir = NULL, *url = NULL, *out = NULL;
+    const char *dir = env_or("IYAGI_DATA", "data"), *blob_dir = env_or("IYAGI_BLOB_DIR", NULL),
+               *url = env_or("IYAGI_STORE", NULL),
+               *out = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -206,7 +218,9 @@ int admin_backup_main(int argc, char **argv)
 
 int admin_restore_main(int argc, char **argv)
 {
-    const char *dir = "data", *blob_dir = NULL, *url = NULL, *from = NULL;
+    const char *dir = env_or("IYAGI_DATA", "data"), *blob_dir = env_or("IYAGI_BLOB_DIR", NULL),
+               *url = env_or("IYAGI_STORE", NULL),
+               *from = NULL;
     int force = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -248,5 +262,8 @@ int admin_restore_main(int argc, char **argv)
         return 1;
     }
     printf("iyagid admin restore: %s\n", msg);
+    if (geteuid() == 0)
+        printf("iyagid admin restore: what was copied belongs to root now: give it to the server's user "
+               "before starting it (chown -R USER: %s%s%s)\n", dir, blob_dir ? " " : "", blob_dir ? blob_dir : "");
     return 0;
 }
