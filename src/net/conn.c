@@ -58,7 +58,7 @@ static void refuse(iothread *t, conn *c, const char *why)
     if (now - t->refused_logged_ms >= 1000) {
         char a[48];
         net_addr_text(c->peer, a, sizeof a);
-        iy_log("io thread %u: connection from %s refused: %s", t->index, a, why);
+        iy_log_warn("io thread %u: connection from %s refused: %s", t->index, a, why);
         t->refused_logged_ms = now;
     }
     uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)iy_free);
@@ -231,7 +231,7 @@ static int too_slow(const conn *c, uint64_t now)
 
 static void drop_slow(conn *c)
 {
-    iy_log("conn %u/%llu: %zu bytes queued, not read; dropping the slow reader", c->t->index,
+    iy_log_warn("conn %u/%llu: %zu bytes queued, not read; dropping the slow reader", c->t->index,
            (unsigned long long)c->id, c->out.len + c->inflight.len);
     metrics_add(M_SLOW_CLOSED, 1);
     conn_close(c);
@@ -633,7 +633,7 @@ static size_t ws_input(conn *c, char *data, size_t len)
         used += n;
         if (rc != 0) {
             uint16_t code = ws_close_code_for(rc);
-            iy_log("conn %u/%llu: WebSocket closed with %u (%s)", c->t->index, (unsigned long long)c->id,
+            iy_log_info("conn %u/%llu: WebSocket closed with %u (%s)", c->t->index, (unsigned long long)c->id,
                    code, code == 1007 ? "invalid UTF-8" : code == 1009 ? "message too big" : "protocol error");
             conn_ws_close(c, code, code == 1007 ? "invalid UTF-8" : code == 1009 ? "message too big"
                                                                                : "protocol error");

@@ -185,7 +185,7 @@ static void on_connection(uv_stream_t *listener, int status)
         uint64_t now = uv_now(&t->loop);
         metrics_add(M_CONNS_REFUSED, 1);
         if (now - t->refused_logged_ms >= 1000) {
-            iy_log("io thread %u: accept: %s", t->index, uv_strerror(status));
+            iy_log_error("io thread %u: accept: %s", t->index, uv_strerror(status));
             t->refused_logged_ms = now;
         }
         return;
@@ -214,7 +214,7 @@ static int listen_socket(const char *host, int port, int probe, int *fd_out)
         int bad = bind(pfd, (struct sockaddr *)&sa, sizeof sa) != 0 ? errno : 0;
         close(pfd);
         if (bad) {
-            iy_log("cannot listen on %s:%d: %s%s", host, port, strerror(bad),
+            iy_log_error("cannot listen on %s:%d: %s%s", host, port, strerror(bad),
                    bad == EADDRINUSE ? " (another server, perhaps another iyagid, serves it)" : "");
             return IY_EIO;
         }
@@ -224,7 +224,7 @@ static int listen_socket(const char *host, int port, int probe, int *fd_out)
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        iy_log("cannot listen on %s:%d: %s", host, port, strerror(errno));
+        iy_log_error("cannot listen on %s:%d: %s", host, port, strerror(errno));
         close(fd);
         return IY_EIO;
     }
@@ -238,7 +238,7 @@ static void *thread_main(void *arg)
     uv_run(&t->loop, UV_RUN_DEFAULT);
     /* Every handle is closed: the loop can go. */
     int rc = uv_loop_close(&t->loop);
-    if (rc) iy_log("io thread %u: loop close: %s", t->index, uv_strerror(rc));
+    if (rc) iy_log_error("io thread %u: loop close: %s", t->index, uv_strerror(rc));
     return NULL;
 }
 
@@ -271,7 +271,7 @@ int iothread_new(unsigned index, const net_config *cfg, const net_handlers *h, v
     t->listener.data = t;
     if ((rc = uv_tcp_open(&t->listener, fd)) != 0 ||
         (rc = uv_listen((uv_stream_t *)&t->listener, 4096, on_connection)) != 0) {
-        iy_log("listen: %s", uv_strerror(rc));
+        iy_log_error("listen: %s", uv_strerror(rc));
         goto err;
     }
     t->listening = 1;
@@ -280,7 +280,7 @@ int iothread_new(unsigned index, const net_config *cfg, const net_handlers *h, v
 err:
     /* The loop never ran: no handle has callbacks pending. Leak-free teardown
      * would need a loop run; we are exiting anyway. */
-    iy_log("io thread %u failed to start", index);
+    iy_log_error("io thread %u failed to start", index);
     return IY_EIO;
 }
 

@@ -360,11 +360,11 @@ static void finish_transfer(pushd *p, CURL *e, CURLcode res)
         report(p, &x->note, 1, 0, 0, 0);
     } else if (res == CURLE_OK && x->kind == IY_PUSH_WEBPUSH && (status == 404 || status == 410)) {
         metrics_add(M_PUSH_GONE, 1);
-        iy_log("push: subscription %llu is gone (%ld); removed", (unsigned long long)x->note.sub, status);
+        iy_log_info("push: subscription %llu is gone (%ld); removed", (unsigned long long)x->note.sub, status);
         report(p, &x->note, 0, 0, 1, 0);
     } else if (now - x->note.created_ms > (int64_t)p->cfg.give_up_s * 1000) {
         metrics_add(M_PUSH_DEAD, 1);
-        iy_log("push: notification %llu to subscription %llu given up after %u attempts",
+        iy_log_warn("push: notification %llu to subscription %llu given up after %u attempts",
                (unsigned long long)x->note.message_id, (unsigned long long)x->note.sub, x->note.attempts + 1);
         report(p, &x->note, 0, 1, 0, 0);
     } else {

@@ -97,14 +97,14 @@ static int private_entry(const char *path, const struct stat *st, int type, stru
     (void)ftw;
     if ((type == FTW_F || type == FTW_D || type == FTW_DP) && (st->st_mode & 077) &&
         chmod(path, st->st_mode & 07700) != 0)
-        iy_log("cannot make %s private: %s", path, strerror(errno));
+        iy_log_error("cannot make %s private: %s", path, strerror(errno));
     return 0;
 }
 
 static void make_private(const char *dir)
 {
     if (nftw(dir, private_entry, 16, FTW_PHYS) != 0)
-        iy_log("cannot walk the data directory %s: %s", dir, strerror(errno));
+        iy_log_error("cannot walk the data directory %s: %s", dir, strerror(errno));
 }
 
 static void beat(server *srv);
@@ -153,11 +153,11 @@ static void on_signal(uv_signal_t *s, int signum)
     server *srv = s->data;
     service *svc = &srv->svc;
     if (atomic_exchange(&svc->draining, 1)) {
-        iy_log("signal %d again: stopping now", signum);
+        iy_log_warn("signal %d again: stopping now", signum);
         uv_stop(&srv->main_loop);
         return;
     }
-    iy_log("signal %d: draining (out of discovery, sockets told to move with 1012), then stopping "
+    iy_log_info("signal %d: draining (out of discovery, sockets told to move with 1012), then stopping "
            "(within %d s)", signum, srv->cfg.shutdown_timeout_s);
     arm_shutdown_deadline(srv->cfg.shutdown_timeout_s);
     metrics_set(M_DRAINING, 1);
@@ -271,15 +271,15 @@ static int load_vapid(store *st, const char *dir, vapid **out)
         iy_buf pem = { 0 };
         snprintf(path, sizeof path, "%s/vapid.pem", dir);
         rc = vapid_read_file(path, &pem);
-        if (rc == 0) iy_log("push: moving the VAPID key of %s into the store", path);
-        else if (rc == IY_ENOTFOUND && (rc = vapid_new_pem(&pem)) == 0) iy_log("push: created a VAPID key");
+        if (rc == 0) iy_log_info("push: moving the VAPID key of %s into the store", path);
+        else if (rc == IY_ENOTFOUND && (rc = vapid_new_pem(&pem)) == 0) iy_log_info("push: created a VAPID key");
         if (rc == 0) rc = store_setting_put_once(st, "vapid", pem.data, pem.len, &v, &vl);
         iy_buf_free(&pem);
     }
     if (rc == 0) rc = vapid_from_pem(v, vl, out);
     if (v) memset(v, 0, vl);
     iy_free(v);
-    if (rc) iy_log("push: cannot load the VAPID key (%s)", iy_err_code(rc));
+    if (rc) iy_log_error("push: cannot load the VAPID key (%s)", iy_err_code(rc));
     return rc;
 }
 
@@ -305,7 +305,7 @@ static int blobs_prepare(const char *dir)
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s/tmp", dir);
     if (mkdir_p(dir) != 0 || mkdir_p(tmp) != 0) {
-        iy_log("cannot create the blob directory %s: %s", dir, strerror(errno));
+        iy_log_error("cannot create the blob directory %s: %s", dir, strerror(errno));
         return IY_EIO;
     }
     make_private(dir);
@@ -331,7 +331,7 @@ int server_run(const server_config *cfg)
     curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread starts */
     raise_fd_limit();
     if (mkdir_p(cfg->data_dir) != 0) {
-        iy_log("cannot create data directory %s: %s", cfg->data_dir, strerror(errno));
+        iy_log_error("cannot create data directory %s: %s", cfg->data_dir, strerror(errno));
         goto out;
     }
     make_private(cfg->data_dir);
@@ -355,7 +355,7 @@ int server_run(const server_config *cfg)
     else snprintf(svc->cfg.blob_dir, sizeof svc->cfg.blob_dir, "%.4000s/blobs", cfg->data_dir);
     if (blobs_prepare(svc->cfg.blob_dir) != 0) goto out_store;
     if (cfg->bus[0] && !cfg->blob_dir[0])
-        iy_log("attachments: --blob-dir is not set: uploads stay on this node's disk (%s), where other"
+        iy_log_warn("attachments: --blob-dir is not set: uploads stay on this node's disk (%s), where other"
                " nodes cannot serve them; give every node the same shared directory", svc->cfg.blob_dir);
     snprintf(svc->net.host, sizeof svc->net.host, "%s", cfg->listen_host);
     svc->net.port = cfg->listen_port;
@@ -414,7 +414,7 @@ int server_run(const server_config *cfg)
     /* Search is not worth refusing to start for: without an index the
      * search endpoint answers 503 and everything else works. */
     svc->indexer = indexer_start(srv->store);
-    if (!svc->indexer) iy_log("search: no search index: searches answer 503");
+    if (!svc->indexer) iy_log_warn("search: no search index: searches answer 503");
 
     uv_loop_init(&srv->main_loop);
     uv_signal_init(&srv->main_loop, &srv->sigterm);
@@ -435,7 +435,7 @@ int server_run(const server_config *cfg)
     }
 
     for (unsigned i = 0; i < svc->nthreads; i++) iothread_run(svc->threads[i]);
-    iy_log("iyagid listening on http://%s:%d/ (node %s, node number %u, %s store %s, %s, capacity %u, %u I/O threads)",
+    iy_log_info("iyagid listening on http://%s:%d/ (node %s, node number %u, %s store %s, %s, capacity %u, %u I/O threads)",
            cfg->listen_host, cfg->listen_port, node, svc->node, store_kind(srv->store),
            cfg->store[0] ? "shared" : cfg->data_dir, svc->cluster ? "NATS bus" : "single node",
            svc->cfg.capacity, svc->nthreads);
@@ -467,7 +467,7 @@ int server_run(const server_config *cfg)
     iy_free(srv);
     curl_global_cleanup();
     media_thumb_shutdown();   /* libvips's threads (LeakSanitizer cannot scan them at exit) */
-    iy_log("stopped cleanly");
+    iy_log_info("stopped cleanly");
     return 0;
 
 out_store:

@@ -103,7 +103,7 @@ static void *dbq_main(void *arg)
              * the store. A number lost to another node means our ids could
              * collide with its: stop cleanly (SIGTERM) rather than go on. */
             if (store_heartbeat(q->s) == IY_ECONFLICT) {
-                iy_log("storage: this node's number belongs to another node now; stopping");
+                iy_log_error("storage: this node's number belongs to another node now; stopping");
                 kill(getpid(), SIGTERM);
             }
             next_beat = mono_ms() + HEARTBEAT_MS;

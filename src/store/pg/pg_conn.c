@@ -124,7 +124,7 @@ static int connect_failed(pgs_conn *pc, const char *why)
     char line[512];
     one_line(line, sizeof line, why);
     pgs__conn_close(pc);
-    if (!pc->down) iy_log("store: postgresql unreachable (%s): %s", pc->what, line);
+    if (!pc->down) iy_log_warn("store: postgresql unreachable (%s): %s", pc->what, line);
     pc->down = 1;
     pc->retry_at = pgs__now() + pc->backoff;
     pc->backoff = pc->backoff * 2 > PGS_BACKOFF_MAX_MS ? PGS_BACKOFF_MAX_MS : pc->backoff * 2;
@@ -138,7 +138,7 @@ static int conn_lost(pgs_conn *pc, const char *why)
     char line[512];
     one_line(line, sizeof line, why);
     pgs__conn_close(pc);
-    if (!pc->down) iy_log("store: postgresql connection lost (%s): %s", pc->what, line);
+    if (!pc->down) iy_log_warn("store: postgresql connection lost (%s): %s", pc->what, line);
     pc->down = 1;
     pc->retry_at = pgs__now();
     return IY_EUNAVAIL;
@@ -151,7 +151,7 @@ static void notice_log(void *arg, const char *msg)
     pgs_conn *pc = arg;
     char line[512];
     one_line(line, sizeof line, msg);
-    iy_log("store: postgresql (%s) says: %s", pc->what, line);
+    iy_log_warn("store: postgresql (%s) says: %s", pc->what, line);
 }
 
 /* The asynchronous connect, until ok or the deadline. 0 or IY_EUNAVAIL. */
@@ -233,7 +233,7 @@ int pgs__conn_ensure(pgs_conn *pc, int64_t deadline)
     rc = pgs__pipe_run(&p);
     pgs__pipe_end(&p);
     if (rc) return pc->c ? connect_failed(pc, "session setup failed") : rc;
-    if (pc->down) iy_log("store: postgresql reachable again (%s)", pc->what);
+    if (pc->down) iy_log_info("store: postgresql reachable again (%s)", pc->what);
     pc->down = 0;
     pc->backoff = PGS_BACKOFF_MIN_MS;
     return 0;
@@ -260,7 +260,7 @@ int pgs__pipe_add(pgs_pipe *p, const char *sql, const pgs_params *pp)
     if (p->err) return q;
     pgs_conn *pc = p->pc;
     if (p->nitems + 2 > PGS_PIPE_MAX) {
-        iy_log("store: postgresql: more than %d statements in one pipeline", PGS_PIPE_MAX);
+        iy_log_error("store: postgresql: more than %d statements in one pipeline", PGS_PIPE_MAX);
         p->err = IY_EIO;
         pgs__conn_close(pc);
         return q;
@@ -294,7 +294,7 @@ int pgs__pipe_add_once(pgs_pipe *p, const char *sql)
     int q = p->nq++;
     if (p->err) return q;
     if (p->nitems + 1 > PGS_PIPE_MAX) {
-        iy_log("store: postgresql: more than %d statements in one pipeline", PGS_PIPE_MAX);
+        iy_log_error("store: postgresql: more than %d statements in one pipeline", PGS_PIPE_MAX);
         p->err = IY_EIO;
         pgs__conn_close(p->pc);
         return q;
@@ -340,10 +340,10 @@ static int classify(pgs_conn *pc, const PGresult *res)
     if (strncmp(st, "53", 2) == 0 || strcmp(st, "40001") == 0 || strcmp(st, "40P01") == 0 ||
         strcmp(st, "40003") == 0 || strcmp(st, "57014") == 0 || strcmp(st, "55P03") == 0 ||
         strcmp(st, "25P03") == 0) {
-        iy_log("store: postgresql (%s): %s", pc->what, msg);
+        iy_log_warn("store: postgresql (%s): %s", pc->what, msg);
         return IY_EUNAVAIL;
     }
-    iy_log("store: postgresql error %s (%s): %s", st, pc->what, msg);
+    iy_log_error("store: postgresql error %s (%s): %s", st, pc->what, msg);
     return IY_EIO;
 }
 
@@ -400,7 +400,7 @@ int pgs__pipe_run(pgs_pipe *p)
         for (int q = 0; q < p->nq; q++) {
             ExecStatusType st = p->res[q] ? PQresultStatus(p->res[q]) : PGRES_FATAL_ERROR;
             if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-                iy_log("store: postgresql (%s): statement %d of a pipeline did not run", pc->what, q);
+                iy_log_error("store: postgresql (%s): statement %d of a pipeline did not run", pc->what, q);
                 rc = IY_EIO;
                 break;
             }
