@@ -17,7 +17,10 @@ CC          ?= gcc
 PKGS        := libuv jansson libargon2 libcrypto libcurl libpq libnats sqlite3
 LIBS        := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lrocksdb -lpthread -lm
 WARN        := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
-BASEFLAGS   := -std=c11 -D_GNU_SOURCE -g -I$(LLHTTP_INC) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+# The commit this build is from, for iyagi_build_info (src/base/version.h).
+IYAGI_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+BASEFLAGS   := -std=c11 -D_GNU_SOURCE -g -I$(LLHTTP_INC) $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
+               -DIYAGI_COMMIT=\"$(IYAGI_COMMIT)\"
 
 SRC         := $(sort $(wildcard src/*/*.c src/*/*/*.c))
 LIB_SRC     := $(SRC)

@@ -21,6 +21,8 @@ static void usage(FILE *f)
             "              [--max-connections N] [--max-conns-per-address N] [--max-sockets-per-user N]\n"
             "              [--request-timeout S] [--min-body-rate B] [--max-request-buffers-mb N]\n"
             "              [--min-free-mb N] [--max-output-buffers-mb N] [--blob-dir DIR] [--max-upload MB]\n"
+            "              [--log-level L] [--log-format text|json] [--access-log off|stderr|FILE]\n"
+            "              [--metrics-token TOKEN]\n"
             "  --listen HOST:PORT     IPv4 address to serve on (default 127.0.0.1:8080)\n"
             "  --data DIR             the embedded store lives here (default ./data, created if missing)\n"
             "  --store URL            keep all shared state in PostgreSQL instead (a libpq URI:\n"
@@ -63,7 +65,15 @@ static void usage(FILE *f)
             "                         with over 256 KiB queued is dropped as a slow reader (default 256)\n"
             "  --blob-dir DIR         where attachments' bytes live (default DATA/blobs); a cluster's\n"
             "                         nodes must share it (one network file system path)\n"
-            "  --max-upload MB        the largest upload (default 25)\n");
+            "  --max-upload MB        the largest upload (default 25)\n"
+            "  --log-level L          error, warn, info or debug: lines past it are dropped (default info)\n"
+            "  --log-format F         text (a UTC timestamp, the level, the message) or json (one\n"
+            "                         object per line: ts, level, msg) (default text)\n"
+            "  --access-log WHERE     one line per HTTP request (client, method, route template, status,\n"
+            "                         bytes, microseconds) and per WebSocket open and close: off, stderr\n"
+            "                         or a file appended to (default off)\n"
+            "  --metrics-token TOKEN  GET /metrics wants Authorization: Bearer TOKEN, else 401\n"
+            "                         (default: none, /metrics is open)\n");
 }
 
 /* "A.B.C.D/N" (or "A.B.C.D": /32) -> network and mask, host order. */
@@ -205,6 +215,28 @@ int main(int argc, char **argv)
             cfg.max_buffered_mb = (unsigned)int_arg(a, v, 1, 1 << 20);
         } else if (!strcmp(a, "--shutdown-timeout")) {
             cfg.shutdown_timeout_s = int_arg(a, v, 1, 3600);
+        } else if (!strcmp(a, "--log-level")) {
+            if (iy_log_level_parse(v, &cfg.log_level) != 0) {
+                fprintf(stderr, "iyagid: --log-level takes error, warn, info or debug\n");
+                return 2;
+            }
+        } else if (!strcmp(a, "--log-format")) {
+            if (iy_log_format_parse(v, &cfg.log_format) != 0) {
+                fprintf(stderr, "iyagid: --log-format takes text or json\n");
+                return 2;
+            }
+        } else if (!strcmp(a, "--access-log")) {
+            if (!*v || strlen(v) >= sizeof cfg.access_log) {
+                fprintf(stderr, "iyagid: --access-log takes off, stderr or a file path\n");
+                return 2;
+            }
+            snprintf(cfg.access_log, sizeof cfg.access_log, "%s", v);
+        } else if (!strcmp(a, "--metrics-token")) {
+            if (strlen(v) < 16 || strlen(v) >= sizeof cfg.metrics_token) {
+                fprintf(stderr, "iyagid: --metrics-token takes 16 to %zu bytes\n", sizeof cfg.metrics_token - 1);
+                return 2;
+            }
+            snprintf(cfg.metrics_token, sizeof cfg.metrics_token, "%s", v);
         } else if (!strcmp(a, "--idle-timeout")) {
             cfg.idle_timeout_s = int_arg(a, v, 1, 86400);
         } else {

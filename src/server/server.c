@@ -10,6 +10,7 @@
  * queue (every accepted send is committed and answered) -> readers drained
  * -> push worker -> sockets closed (WebSockets with 1001) -> store closed. */
 #include "server.h"
+#include "../api/routes.h"
 #include "../chat/chat.h"
 #include "../chat/presence.h"
 #include "../chat/registry.h"
@@ -72,6 +73,9 @@ void server_config_defaults(server_config *cfg)
     cfg->min_free_mb = 256;
     cfg->max_upload_mb = 25;
     cfg->max_output_mb = 256;
+    cfg->log_level = IY_LOG_INFO;
+    cfg->log_format = IY_LOG_TEXT;
+    snprintf(cfg->access_log, sizeof cfg->access_log, "off");
 }
 
 static int mkdir_p(const char *path)
@@ -328,6 +332,13 @@ int server_run(const server_config *cfg)
     srv->cfg = *cfg;
     int rc = IY_EIO;
     signal(SIGPIPE, SIG_IGN);
+    iy_log_setup(cfg->log_level, cfg->log_format);
+    if ((rc = iy_access_log_open(cfg->access_log)) != 0) {
+        iy_log_error("cannot open the access log %s: %s", cfg->access_log, strerror(-rc));
+        rc = IY_EIO;
+        goto out;
+    }
+    rc = IY_EIO;
     curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread starts */
     raise_fd_limit();
     if (mkdir_p(cfg->data_dir) != 0) {
@@ -344,6 +355,10 @@ int server_run(const server_config *cfg)
     if ((rc = store_open(&sc, &srv->store)) != 0) goto out;
     if ((rc = load_vapid(srv->store, cfg->data_dir, &svc->vapid)) != 0) goto out_store;
     svc->store = srv->store;
+    metrics_set_store_kind(store_kind(srv->store));
+    metrics_set_source(store_metrics, srv->store);
+    metrics_http_routes(api_route_names, api_route_count);
+    chat_metrics_ops();
 
     snprintf(svc->cfg.public_url, sizeof svc->cfg.public_url, "%s", cfg->public_url);
     snprintf(svc->cfg.node_name, sizeof svc->cfg.node_name, "%s", node);
@@ -367,6 +382,9 @@ int server_run(const server_config *cfg)
     svc->net.min_body_rate = cfg->min_body_rate;
     svc->net.max_buffered = (size_t)cfg->max_buffered_mb << 20;
     svc->net.max_output = (size_t)cfg->max_output_mb << 20;
+    svc->net.ws_route = api_route_of((iy_str){ "/v1/ws", 6 });
+    svc->net.admin_listen_set = cfg->admin_listen_set;
+    snprintf(svc->cfg.metrics_token, sizeof svc->cfg.metrics_token, "%s", cfg->metrics_token);
     if (cfg->rate_limits) {
         svc->net.max_per_addr = cfg->max_per_addr;
         svc->net.per_addr = counter_new();

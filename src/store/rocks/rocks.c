@@ -307,6 +307,49 @@ static int rocks_health(store *st, char *why, size_t n)
     }
 }
 
+/* RocksDB's properties are safe to read from any thread; dblock keeps
+ * the database from being reopened under us (rocks_recover). */
+static void rocks_metrics(store *st, iy_buf *out)
+{
+    static const struct {
+        const char *prop, *name, *type, *help;
+    } props[] = {
+        { "rocksdb.is-write-stopped", "iyagi_rocksdb_write_stopped", "gauge",
+          "1 while RocksDB stops writes (too many memtables or L0 files, or pending compaction)." },
+        { "rocksdb.actual-delayed-write-rate", "iyagi_rocksdb_delayed_write_rate_bytes", "gauge",
+          "The rate RocksDB slows writes to, bytes/s (0: writes are not delayed)." },
+        { "rocksdb.num-running-compactions", "iyagi_rocksdb_running_compactions", "gauge",
+          "Compactions running now." },
+        { "rocksdb.total-sst-files-size", "iyagi_rocksdb_sst_files_bytes", "gauge",
+          "Size of all SST files, bytes." },
+        { "rocksdb.estimate-pending-compaction-bytes", "iyagi_rocksdb_pending_compaction_bytes", "gauge",
+          "Bytes compaction estimates it must rewrite to bring every level under its target." },
+        { "rocksdb.cur-size-all-mem-tables", "iyagi_rocksdb_memtables_bytes", "gauge",
+          "Size of the active and unflushed memtables, bytes." },
+    };
+    rocks *s = (rocks *)st;
+    pthread_rwlock_rdlock(&s->dblock);
+    for (size_t i = 0; i < sizeof props / sizeof props[0]; i++) {
+        uint64_t v = 0;
+        if (!s->db || rocksdb_property_int(s->db, props[i].prop, &v) != 0) continue;
+        iy_buf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", props[i].name, props[i].help, props[i].name,
+                       props[i].type, props[i].name, (unsigned long long)v);
+    }
+    pthread_rwlock_unlock(&s->dblock);
+    iy_buf_appendf(out,
+                   "# HELP iyagi_rocksdb_block_cache_bytes Memory the block cache uses, bytes.\n"
+                   "# TYPE iyagi_rocksdb_block_cache_bytes gauge\niyagi_rocksdb_block_cache_bytes %llu\n"
+                   "# HELP iyagi_store_disk_free_bytes Free space of the data directory's disk at the last check, bytes.\n"
+                   "# TYPE iyagi_store_disk_free_bytes gauge\niyagi_store_disk_free_bytes %llu\n"
+                   "# HELP iyagi_store_disk_reserve_bytes The reserve (--min-free-mb) below which writes are refused.\n"
+                   "# TYPE iyagi_store_disk_reserve_bytes gauge\niyagi_store_disk_reserve_bytes %llu\n"
+                   "# HELP iyagi_store_write_fault 1 while the store refuses writes (low space or failing disk).\n"
+                   "# TYPE iyagi_store_write_fault gauge\niyagi_store_write_fault %d\n",
+                   (unsigned long long)(s->cache ? rocksdb_cache_get_usage(s->cache) : 0),
+                   (unsigned long long)atomic_load(&s->free_mb) << 20, (unsigned long long)s->min_free,
+                   atomic_load(&s->fault) != ROCKS_OK);
+}
+
 int rocks_write(rocks *s, rocksdb_writebatch_t *wb, int sync)
 {
     int rc = rocks_write_guarded(s, sync ? s->wopt : s->wopt_lazy, wb);
@@ -1194,6 +1237,7 @@ static int rocks_reader_search(store_reader *sr, const uint64_t *channels, size_
 const store_ops rocks_ops = {
     .kind = "rocksdb",
     .health = rocks_health,
+    .metrics = rocks_metrics,
     .free = rocks_free,
     .heartbeat = rocks_heartbeat,
     .setting_get = rocks_setting_get,
