@@ -335,7 +335,8 @@ static const struct {
     { M_PG_ERRORS, "iyagi_pg_errors_total", "counter", "PostgreSQL statements or connections that failed." },
     { M_PUSH_OUTBOX, "iyagi_push_outbox", "gauge", "Push notifications waiting in the outbox." },
     { M_PUSH_OLDEST_S, "iyagi_push_outbox_oldest_seconds", "gauge",
-      "Age of the oldest push notification waiting in the outbox, seconds (0: none)." },
+      "Age of the oldest due push notification at the push worker's last look, seconds (0: none)." },
+    { M_PUSH_DEAD_LETTERS, "iyagi_push_dead_letters", "gauge", "Push notifications given up, kept as dead letters." },
 };
 
 void metrics_render(iy_buf *out)

@@ -45,8 +45,9 @@ enum metric_counter {
     M_RATE_LIMITED,         /* counter: requests refused by a rate limit or a per-account cap */
     M_OUTPUT_BUFFERED,      /* gauge: bytes queued for sockets, not yet written */
     M_PG_ERRORS,            /* counter: PostgreSQL statements or connections that failed */
-    M_PUSH_OUTBOX,          /* gauge: notifications waiting in the outbox (set at render) */
-    M_PUSH_OLDEST_S,        /* gauge: age of the oldest one, seconds (set at render) */
+    M_PUSH_OUTBOX,          /* gauge: notifications waiting in the outbox (the push worker's last take) */
+    M_PUSH_OLDEST_S,        /* gauge: age of the oldest due one at the last take, seconds */
+    M_PUSH_DEAD_LETTERS,    /* gauge: dead letters in the store (the push worker's last take) */
     M_COUNTER_COUNT
 };
 

@@ -146,6 +146,17 @@ static void take_run(store *s, dbq_job *j)
     take_job *t = (take_job *)j;
     j->err = store_push_take(s, t->now, LEASE_MS, t->all, t->max, &t->notes, &t->n);
     if (j->err) return;
+    /* The outbox as of this take (one point read): its depth, its dead
+     * letters, and the age of the oldest note that is due. */
+    uint64_t pending, dead;
+    if (store_push_counts(s, &pending, &dead) == 0) {
+        metrics_set(M_PUSH_OUTBOX, (int64_t)pending);
+        metrics_set(M_PUSH_DEAD_LETTERS, (int64_t)dead);
+    }
+    int64_t oldest = t->now;
+    for (size_t i = 0; i < t->n; i++)
+        if (t->notes[i].created_ms < oldest) oldest = t->notes[i].created_ms;
+    metrics_set(M_PUSH_OLDEST_S, (t->now - oldest) / 1000);
     t->subs = iy_calloc(t->n ? t->n : 1, sizeof *t->subs);
     t->names = iy_calloc(t->n ? t->n : 1, sizeof *t->names);
     for (size_t i = 0; i < t->n; i++) {
