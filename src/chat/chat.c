@@ -643,7 +643,7 @@ static void on_ws_text(conn *c, const char *data, size_t len)
     char err[160];
     int rc = proto_parse(data, len, &req, err, sizeof err);
     if (rc) {
-        op_now(0, rc);
+        op_now(req.op, rc);   /* 0 ("invalid") when not even the op was read */
         send_error(c, req.has_rid ? req.rid : NULL, rc, err);
         /* Before auth a bad frame is as bad as no auth: the socket goes. */
         if (c->ws_state == WS_NEW) conn_ws_close(c, 1008, "the first frame must be auth");
