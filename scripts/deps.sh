@@ -24,7 +24,8 @@ build_pkgs=(gcc make pkg-config libuv1-dev node-llhttp libjansson-dev libargon2-
             libvips42)   # thumbnails: the runtime library only, loaded with dlopen (src/media/thumb.c)
 test_pkgs=(clang libclang-rt-14-dev curl chromium fonts-noto-cjk fonts-noto-color-emoji
            postgresql nats-server haproxy    # throwaway servers for the store and cluster tests
-           mount)                            # a small tmpfs for the full-disk test (not Essential)
+           mount                             # a small tmpfs for the full-disk test (not Essential)
+           prometheus)                       # promtool: /metrics, deploy/alerts.yml and its tests
 cluster_pkgs=(nats-server haproxy postgresql)
 
 case "$what" in
