@@ -1,11 +1,10 @@
-/* version.h — what this binary is: the release and the commit it was built
- * from (the Makefile passes -DIYAGI_COMMIT="<short hash>", or "unknown"). */
+/* version.h — what this build is: IYAGI_VERSION (the release), IYAGI_COMMIT
+ * (the git commit it was built from; the Makefile passes it). */
 #ifndef IY_VERSION_H
 #define IY_VERSION_H
 
 #define IYAGI_VERSION "0.14.0"
-#ifndef IYAGI_COMMIT
-#define IYAGI_COMMIT "unknown"
-#endif
+extern const char iyagi_commit[];   /* build/VARIANT/gen/commit.c, written by the Makefile */
+#define IYAGI_COMMIT iyagi_commit
 
 #endif
