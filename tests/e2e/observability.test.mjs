@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  startServer, api, rawHttp, newUser, connectWs, openWs, rid, ms, STORE, IYAGID, requireBinary, sleep,
+  startServer, api, rawHttp, newUser, connectWs, openWs, rid, ms, STORE, IYAGID, requireBinary, sleep, freePort,
 } from './lib/harness.mjs';
 
 const T = { timeout: ms(120000) };
@@ -297,4 +297,22 @@ test('bad values of the new options are refused at start (exit 2, a message)', T
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('--admin-listen: /metrics only there, and there only /metrics and /healthz', T, async () => {
+  const adminPort = await freePort();
+  await withSrv({ extraArgs: ['--admin-listen', `127.0.0.1:${adminPort}`] }, async (srv) => {
+    const admin = `http://127.0.0.1:${adminPort}`;
+    assert.equal((await api(srv, 'GET', '/metrics')).status, 404, '/metrics is not on the public listener');
+    const m = await api(admin, 'GET', '/metrics');
+    assert.equal(m.status, 200);
+    assert.match(m.text, /^iyagi_build_info\{/m);
+    assert.equal((await api(admin, 'GET', '/healthz')).status, 200);
+    assert.equal((await api(admin, 'POST', '/v1/users', { body: { username: 'nope_admin', password: 'whatever12' } })).status, 404);
+    assert.equal((await api(admin, 'GET', '/')).status, 404, 'no web client on the admin listener');
+    assert.equal((await api(srv, 'GET', '/healthz')).status, 200);
+    // the public listener's 404 for /metrics is counted under its route like any answer
+    const s = samples(m.text);
+    assert.ok(s.get('iyagi_http_responses_total{route="/metrics",method="GET",code="4xx"}') >= 1);
+  });
 });
