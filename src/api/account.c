@@ -181,7 +181,8 @@ static void login_verified(void *ctx, int ok)
         char peer[48];
         net_addr_text(x->client, peer, sizeof peer);
         /* Only a well-formed name reaches the log: no control characters from clients. */
-        iy_log_warn("login failed for %s from %s", api_valid_username(x->username) ? x->username : "(a malformed username)",
+        if (iy_log_allow(&iy_log_auth_budget))
+            iy_log_warn("login failed for %s from %s", api_valid_username(x->username) ? x->username : "(a malformed username)",
                peer);
         if (lim) limiter_fail(lim->login_user, limiter_key_str(x->username), (int64_t)now_ms());
         conn_http_error(c, IY_EUNAUTH, "wrong username or password");

@@ -74,7 +74,7 @@ static void api_done(dbq_job *j)
         then(c, a);
         return;
     }
-    if (c && !c->closing && a->need_auth && a->status == 401) {
+    if (c && !c->closing && a->need_auth && a->status == 401 && iy_log_allow(&iy_log_auth_budget)) {
         char peer[48];
         net_addr_text(c->client, peer, sizeof peer);
         iy_log_warn("http auth failed from %s on %s: invalid or revoked token", peer, metrics_route_name(c->route));
@@ -316,7 +316,7 @@ static void metrics_page(conn *c, const http_request *req)
               same_secret(v.ptr + 7, v.len - 7, svc->cfg.metrics_token))) {
             char peer[48];
             net_addr_text(c->client, peer, sizeof peer);
-            iy_log_warn("metrics: unauthorized scrape from %s", peer);
+            if (iy_log_allow(&iy_log_auth_budget)) iy_log_warn("metrics: unauthorized scrape from %s", peer);
             proto_write_http_error(&b, "unauthorized", "a metrics token is needed");
             conn_http_respond_x(c, 401, "application/json", "WWW-Authenticate: Bearer\r\n", b.data, b.len);
             iy_buf_free(&b);

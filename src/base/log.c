@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -167,6 +168,24 @@ void iy_logl(int level, const char *fmt, ...)
         line[n++] = '\n';
     }
     write_line(2, line, n);
+}
+
+iy_log_budget iy_log_auth_budget = { "auth failures", 20, 0, 0, 0 };
+
+int iy_log_allow(iy_log_budget *b)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t now = ts.tv_sec, was = atomic_load(&b->second);
+    if (now != was && atomic_compare_exchange_strong(&b->second, &was, now)) {
+        atomic_store(&b->used, 0);
+        uint64_t d = atomic_exchange(&b->dropped, 0);
+        if (d) iy_log_warn("%llu %s not logged (over %u a second)",
+                           (unsigned long long)d, b->what, b->per_s);
+    }
+    if (atomic_fetch_add(&b->used, 1) < b->per_s) return 1;
+    atomic_fetch_add(&b->dropped, 1);
+    return 0;
 }
 
 /* ---- access log ---- */

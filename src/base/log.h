@@ -10,6 +10,7 @@
 #ifndef IY_LOG_H
 #define IY_LOG_H
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 enum iy_log_level { IY_LOG_ERROR = 0, IY_LOG_WARN = 1, IY_LOG_INFO = 2, IY_LOG_DEBUG = 3 };
@@ -34,6 +35,24 @@ void iy_logl(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
 #define iy_log_info(...) iy_logl(IY_LOG_INFO, __VA_ARGS__)
 #define iy_log_debug(...) iy_logl(IY_LOG_DEBUG, __VA_ARGS__)
 #define iy_log(...) iy_logl(IY_LOG_INFO, __VA_ARGS__)
+
+/* A budget for lines a client can cause at will (auth failures): at most
+ * `per_s` lines a second pass; the first refused one of a second is
+ * replaced by a line saying how many went unlogged before. Zero-initialise;
+ * any thread. */
+typedef struct iy_log_budget {
+    const char *what;           /* names the lines in the summary ("auth failures") */
+    unsigned per_s;
+    _Atomic int64_t second;     /* the second the count is for */
+    _Atomic unsigned used;
+    _Atomic uint64_t dropped;   /* refused since the last summary */
+} iy_log_budget;
+
+/* 1 if one more line may be written now, else 0 (counted). */
+int iy_log_allow(iy_log_budget *b);
+
+/* The budget of every auth-failure line (logins, tokens, scrapes): 20 a second. */
+extern iy_log_budget iy_log_auth_budget;
 
 /* in, escaped as a text line carries it, into out (cap bytes, always
  * terminated; cut at a whole escape). Returns the length written. */

@@ -195,7 +195,7 @@ static void auth_run(store *s, dbq_job *j)
 static void auth_failed(conn *c, auth_job *a)
 {
     int unauth = a->w.j.err == IY_EUNAUTH;
-    if (unauth) {
+    if (unauth && iy_log_allow(&iy_log_auth_budget)) {
         char peer[48];
         net_addr_text(c->client, peer, sizeof peer);
         iy_log_warn("ws auth failed from %s: invalid or revoked token", peer);

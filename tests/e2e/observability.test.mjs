@@ -316,3 +316,13 @@ test('--admin-listen: /metrics only there, and there only /metrics and /healthz'
     assert.ok(s.get('iyagi_http_responses_total{route="/metrics",method="GET",code="4xx"}') >= 1);
   });
 });
+
+test('auth failures a client can cause at will are logged 20 a second at most, then counted', T, () =>
+  withSrv({}, async (srv) => {
+    await Promise.all(Array.from({ length: 60 }, () => api(srv, 'GET', '/v1/me', { token: 'flooding-bad-token-000' })));
+    await sleep(1100);
+    await api(srv, 'GET', '/v1/me', { token: 'flooding-bad-token-000' });   // the next second: the summary
+    await waitLog(srv, (s) => /auth failures not logged \(over 20 a second\)/.test(s), 'the summary');
+    const n = serverLines(srv).filter((l) => l.includes('http auth failed')).length;
+    assert.ok(n >= 20 && n <= 41, `${n} lines`);
+  }));

@@ -191,6 +191,12 @@ static void test_log_json(void)
     CHECK_EQ(iy_log_format_parse("json", &v), 0);
     CHECK_EQ(v, IY_LOG_JSON);
     CHECK_EQ(iy_log_format_parse("xml", &v), -1);
+    /* A budget passes per_s lines a second, then refuses (and counts). */
+    static iy_log_budget b = { "test lines", 3, 0, 0, 0 };
+    int passed = 0;
+    for (int i = 0; i < 10; i++) passed += iy_log_allow(&b);
+    CHECK(passed >= 3 && passed <= 6);   /* 3, or 6 if the second turned during the loop */
+    CHECK(atomic_load(&b.dropped) >= 4);
 }
 
 /* Route templates: ids never become label values; unknown paths are "other". */
