@@ -435,6 +435,32 @@ static void nats_free(bus *bb)
     iy_free(b);
 }
 
+/* servers as a log line may show it: the user and password of a
+ * nats://USER:PASS@HOST URL replaced by "***". */
+static void redact_urls(const char *servers, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (const char *p = servers; *p && n + 4 < cap;) {
+        const char *at = strchr(p, '@'), *comma = strchr(p, ',');
+        const char *scheme = strstr(p, "://");
+        if (at && (!comma || at < comma) && scheme && scheme < at) {
+            size_t k = (size_t)(scheme + 3 - p);
+            if (n + k + 4 >= cap) break;
+            memcpy(out + n, p, k);
+            memcpy(out + n + k, "***", 3);
+            n += k + 3;
+            p = at;   /* the '@' and the host follow */
+        }
+        const char *end = comma ? comma + 1 : p + strlen(p);
+        size_t k = (size_t)(end - p);
+        if (n + k >= cap) k = cap - n - 1;
+        memcpy(out + n, p, k);
+        n += k;
+        p = end;
+    }
+    out[n] = '\0';
+}
+
 bus *bus_nats_new(const char *servers, unsigned n, bus_post_fn post, void **ctx, unsigned node,
                   const bus_cluster_fns *fns)
 {
@@ -482,7 +508,9 @@ bus *bus_nats_new(const char *servers, unsigned n, bus_post_fn post, void **ctx,
         if (st == NATS_OK) {
             atomic_store(&b->connected, 1);
         } else if (st == NATS_NOT_YET_CONNECTED) {
-            iy_log_warn("bus: NATS (%s) not reachable yet; connecting in the background", servers);
+            char shown[512];
+            redact_urls(servers, shown, sizeof shown);
+            iy_log_warn("bus: NATS (%s) not reachable yet; connecting in the background", shown);
             st = NATS_OK;
         }
     }
@@ -490,7 +518,9 @@ bus *bus_nats_new(const char *servers, unsigned n, bus_post_fn post, void **ctx,
     if (st == NATS_OK) st = natsConnection_Subscribe(&b->presence_sub, b->nc, "iyagi.presence", on_cluster, b);
     if (st == NATS_OK && pthread_create(&b->confirmer, NULL, confirmer_main, b) != 0) st = NATS_ERR;
     if (st != NATS_OK) {
-        iy_log_error("bus: cannot set up NATS (%s): %s", servers, natsStatus_GetText(st));
+        char shown[512];
+        redact_urls(servers, shown, sizeof shown);
+        iy_log_error("bus: cannot set up NATS (%s): %s", shown, natsStatus_GetText(st));
         if (b->nc) natsConnection_Destroy(b->nc);
         natsSubscription_Destroy(b->nodes_sub);
         natsSubscription_Destroy(b->presence_sub);
