@@ -115,6 +115,7 @@ static histogram h_ws[METRICS_OPS_MAX];
 static void (*source_fn)(iy_buf *out, void *arg);
 static void *source_arg;
 static const char *store_kind = "";
+static const char *build_commit = "unknown";
 
 void metrics_http_routes(const char *const *names, size_t n)
 {
@@ -164,7 +165,11 @@ void metrics_set_source(void (*fn)(iy_buf *out, void *arg), void *arg)
     source_arg = arg;
 }
 
-void metrics_set_store_kind(const char *kind) { store_kind = kind; }
+void metrics_set_build(const char *kind, const char *commit)
+{
+    store_kind = kind;
+    build_commit = commit;
+}
 
 static void render_labelled(iy_buf *out)
 {
@@ -263,7 +268,7 @@ static void render_process(iy_buf *out)
     iy_buf_appendf(out, "# HELP iyagi_build_info The version, commit and store kind of this binary.\n"
                         "# TYPE iyagi_build_info gauge\n"
                         "iyagi_build_info{version=\"%s\",commit=\"%s\",store=\"%s\"} 1\n",
-                   IYAGI_VERSION, IYAGI_COMMIT, store_kind);
+                   IYAGI_VERSION, build_commit, store_kind);
 }
 
 void metrics_set(enum metric_counter c, int64_t value)

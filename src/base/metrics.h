@@ -88,8 +88,10 @@ void metrics_ws_op(unsigned op, int err, uint64_t ns);
  * on the scraping thread; it must be thread-safe. */
 void metrics_set_source(void (*fn)(iy_buf *out, void *arg), void *arg);
 
-/* iyagi_build_info{version,commit,store} 1. */
-void metrics_set_store_kind(const char *kind);
+/* iyagi_build_info{version,commit,store} 1: the store kind and the commit
+ * (static strings; the commit comes from the binary's gen/commit.c, which
+ * the fuzz targets do not link, hence passed in). */
+void metrics_set_build(const char *store_kind, const char *commit);
 
 /* Prometheus text: the counters, histograms, labelled series, the
  * source's text, process_* (from /proc/self) and build info. */

@@ -18,6 +18,7 @@
 #include "../chat/limiter.h"
 #include "../base/counter.h"
 #include "../base/metrics.h"
+#include "../base/version.h"
 #include "../store/indexer.h"
 #include "../media/thumb.h"
 #include "../push/pushd.h"
@@ -359,7 +360,7 @@ int server_run(const server_config *cfg)
     if ((rc = store_open(&sc, &srv->store)) != 0) goto out;
     if ((rc = load_vapid(srv->store, cfg->data_dir, &svc->vapid)) != 0) goto out_store;
     svc->store = srv->store;
-    metrics_set_store_kind(store_kind(srv->store));
+    metrics_set_build(store_kind(srv->store), IYAGI_COMMIT);
     metrics_set_source(store_metrics, srv->store);
     metrics_http_routes(api_route_names, api_route_count);
     chat_metrics_ops();
