@@ -83,7 +83,7 @@ static const opt opts[] = {
       "per line: ts, level, msg)", 0 },
     { "access-log", "WHERE", "off", "off, stderr or a FILE appended to: one line per HTTP request (client,\n"
       "method, route template, status, bytes, microseconds) and per WebSocket\n"
-      "open and close", 0 },
+      "open and close; SIGHUP reopens FILE (log rotation)", 0 },
     { "metrics-token", "TOKEN", "none", "GET /metrics wants Authorization: Bearer TOKEN (16 bytes or more),\n"
       "else 401", 0 },
 };

@@ -23,6 +23,7 @@
 static int log_level = IY_LOG_INFO;
 static int log_format = IY_LOG_TEXT;
 static int access_fd = -1;
+static char access_path[4096];          /* the access log's file, for reopening */
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 
@@ -203,10 +204,21 @@ int iy_access_log_open(const char *where)
     int fd = open(where, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) return -errno;
     access_fd = fd;
+    snprintf(access_path, sizeof access_path, "%s", where);
     return 0;
 }
 
 int iy_access_log_on(void) { return access_fd >= 0; }
+
+int iy_access_log_reopen(void)
+{
+    if (access_fd <= 2 || !access_path[0]) return 0;
+    int fd = open(access_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return -errno;
+    int rc = dup3(fd, access_fd, O_CLOEXEC) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}
 
 void iy_access_http(const char *client, const char *method, const char *route, int status,
                     uint64_t bytes, uint64_t dur_us)

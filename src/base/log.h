@@ -68,6 +68,12 @@ size_t iy_log_json_escape(char *out, size_t cap, const char *in);
 int iy_access_log_open(const char *where);
 int iy_access_log_on(void);
 
+/* Opens the access log's file again (after logrotate moved it): the new
+ * file takes the old descriptor's number (dup2), so writers on other
+ * threads never see a closed descriptor. 0 (also when it is off or
+ * stderr), or -errno (the old file stays). */
+int iy_access_log_reopen(void);
+
 /* One HTTP request: client address (text), method, route template (never
  * the raw path: no ids, no query), status, bytes sent, duration. */
 void iy_access_http(const char *client, const char *method, const char *route, int status,

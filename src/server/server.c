@@ -42,7 +42,7 @@ typedef struct server {
     service svc;
     store *store;
     uv_loop_t main_loop;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     uv_timer_t presence_timer;
     uv_timer_t registry_timer;
     uv_timer_t drain_timer;
@@ -148,6 +148,14 @@ static void on_drained(uv_timer_t *t)
     if (metrics_get(M_WS_CONNECTIONS) > 0 && uv_now(t->loop) < srv->drain_until) return;
     uv_timer_stop(t);
     uv_stop(t->loop);
+}
+
+/* SIGHUP: the access log's file is opened again (log rotation). */
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    int rc = iy_access_log_reopen();
+    if (rc) iy_log_error("signal %d: cannot reopen the access log: %s", signum, strerror(-rc));
+    else iy_log_info("signal %d: access log reopened", signum);
 }
 
 /* SIGTERM/SIGINT: drain, then stop. Draining: out of discovery at once
@@ -456,6 +464,8 @@ int server_run(const server_config *cfg)
     srv->sigterm.data = srv->sigint.data = srv;
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
+    uv_signal_init(&srv->main_loop, &srv->sighup);
+    uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
     uv_timer_init(&srv->main_loop, &srv->presence_timer);
     srv->presence_timer.data = srv;
     uv_timer_start(&srv->presence_timer, on_presence_tick, 250, 250);

@@ -138,6 +138,15 @@ test('the access log: route templates, never ids or query strings; the proxy-awa
         assert.ok(!all.includes(s), `${s} is in the access log`);
       assert.ok(srv.stderrTail(1 << 20).includes('login failed for ' + a.username + ' from 203.0.113.7'),
         'the failed login names the proxied client');
+      // Rotation: the file moved away, SIGHUP, and the next lines go to a new file of that name.
+      await srv.start();
+      fs.renameSync(file, `${file}.1`);
+      srv.proc.kill('SIGHUP');
+      await waitLog(srv, (x) => x.includes('access log reopened'), 'the reopen');
+      assert.equal((await api(srv, 'GET', '/healthz')).status, 200);
+      await srv.stop();
+      assert.match(readLines(file).join('\n'), /access http 127\.0\.0\.1 GET \/healthz 200 /);
+      assert.ok(!readLines(`${file}.1`).some((l) => l.includes('/healthz 200') && l > readLines(file)[0]));
     });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -214,7 +223,7 @@ test('/metrics after traffic: valid for promtool, with the process, build, route
     assert.ok(Math.abs(get('process_start_time_seconds') - Date.now() / 1000) < 600);
     assert.ok(get('process_threads') >= 3);
     const bi = [...s.keys()].find((k) => k.startsWith('iyagi_build_info{'));
-    assert.match(bi, /^iyagi_build_info\{version="\d+\.\d+\.\d+",commit="[0-9a-f]+|unknown",store="(rocksdb|postgresql)"\}$/);
+    assert.match(bi, /^iyagi_build_info\{version="\d+\.\d+\.\d+",commit="([0-9a-f]+|unknown)",store="(rocksdb|postgresql)"\}$/);
     assert.equal(s.get(bi), 1);
     // HTTP by route template, method and status class; latency by route
     assert.ok(get('iyagi_http_responses_total{route="/v1/users",method="POST",code="2xx"}') >= 2);
