@@ -609,6 +609,10 @@ static int upgrade(conn *c, const http_request *req)
         const char *r = "HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\n"
                         "Content-Length: 0\r\nConnection: close\r\n\r\n";
         conn_write(c, r, strlen(r));
+        c->resp_status = 426;
+        c->resp_bytes = strlen(r);
+        c->route = (uint8_t)c->t->cfg->ws_route;
+        observe_request(c);
         return IY_EINVAL;
     }
     if (ws_accept_key(req->ws_key.ptr, req->ws_key.len, accept) != 0) {
