@@ -85,7 +85,8 @@ static const opt opts[] = {
       "method, route template, status, bytes, microseconds) and per WebSocket\n"
       "open and close; SIGHUP reopens FILE (log rotation)", 0 },
     { "metrics-token", "TOKEN", "none", "GET /metrics wants Authorization: Bearer TOKEN (16 bytes or more),\n"
-      "else 401", 0 },
+      "else 401; give it in the config file or IYAGI_METRICS_TOKEN (ps shows\n"
+      "a command line)", 0 },
 };
 #define NOPT (sizeof opts / sizeof opts[0])
 
