@@ -125,7 +125,8 @@ static void serve(adminsock *a, int c)
     backup_opts o = { a->store, a->data_dir, a->blob_dir, line + 7, on_progress, &c, &a->stopping };
     iy_log("admin: backup to %s", o.out);
     int rc = backup_take(&o, msg, sizeof msg);
-    iy_log("admin: backup %s: %s", rc ? "failed" : "done", msg);
+    if (rc) iy_log_error("admin: backup failed: %s", msg);
+    else iy_log_info("admin: backup done: %s", msg);
     send_line(c, rc ? "error" : "ok", msg);
 }
 
@@ -136,7 +137,7 @@ static void *run(void *arg)
         struct pollfd p[2] = { { a->fd, POLLIN, 0 }, { a->wake[0], POLLIN, 0 } };
         if (poll(p, 2, -1) < 0) {
             if (errno == EINTR) continue;
-            iy_log("admin: poll: %s", strerror(errno));
+            iy_log_error("admin: poll: %s", strerror(errno));
             break;
         }
         if (p[1].revents) break;
@@ -153,7 +154,7 @@ adminsock *adminsock_start(const char *data_dir, const char *blob_dir, store *st
 {
     struct sockaddr_un addr;
     if (unix_addr(data_dir, &addr) != 0) {
-        iy_log("admin: the data directory's path is too long for a Unix socket: no admin socket "
+        iy_log_warn("admin: the data directory's path is too long for a Unix socket: no admin socket "
                "(online backups need one)");
         return NULL;
     }
@@ -170,11 +171,11 @@ adminsock *adminsock_start(const char *data_dir, const char *blob_dir, store *st
     if ((a->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
         bind(a->fd, (struct sockaddr *)&addr, sizeof addr) != 0 || chmod(a->path, 0600) != 0 ||
         listen(a->fd, 8) != 0 || pipe2(a->wake, O_CLOEXEC) != 0) {
-        iy_log("admin: cannot listen on %s: %s", a->path, strerror(errno));
+        iy_log_warn("admin: cannot listen on %s: %s", a->path, strerror(errno));
         goto err;
     }
     if (pthread_create(&a->thread, NULL, run, a) != 0) {
-        iy_log("admin: cannot start the admin thread");
+        iy_log_warn("admin: cannot start the admin thread");
         goto err;
     }
     return a;

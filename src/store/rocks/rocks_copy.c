@@ -55,14 +55,14 @@ static int copy_index(const char *from_dir, const char *dir)
     /* Read-write without CREATE: a read-only open of a WAL database needs
      * its -shm to exist, which a stopped server does not leave. */
     if (sqlite3_open_v2(src, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-        iy_log("store: copying the search index: cannot open %s: %s", src, db ? sqlite3_errmsg(db) : "?");
+        iy_log_error("store: copying the search index: cannot open %s: %s", src, db ? sqlite3_errmsg(db) : "?");
         rc = IY_EIO;
         goto out;
     }
     sqlite3_busy_timeout(db, 10000);
     if (sqlite3_prepare_v2(db, "VACUUM INTO ?1", -1, &st, NULL) != SQLITE_OK ||
         sqlite3_bind_text(st, 1, dst, -1, SQLITE_STATIC) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE) {
-        iy_log("store: copying the search index into %s: %s", dst, sqlite3_errmsg(db));
+        iy_log_error("store: copying the search index into %s: %s", dst, sqlite3_errmsg(db));
         rc = IY_EIO;
         goto out;
     }
