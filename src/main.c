@@ -21,6 +21,7 @@ static void usage(FILE *f)
             "              [--max-connections N] [--max-conns-per-address N] [--max-sockets-per-user N]\n"
             "              [--request-timeout S] [--min-body-rate B] [--max-request-buffers-mb N]\n"
             "              [--min-free-mb N] [--max-output-buffers-mb N] [--blob-dir DIR] [--max-upload MB]\n"
+            "              [--tls-cert FILE --tls-key FILE]\n"
             "  --listen HOST:PORT     IPv4 address to serve on (default 127.0.0.1:8080)\n"
             "  --data DIR             the embedded store lives here (default ./data, created if missing)\n"
             "  --store URL            keep all shared state in PostgreSQL instead (a libpq URI:\n"
@@ -63,7 +64,11 @@ static void usage(FILE *f)
             "                         with over 256 KiB queued is dropped as a slow reader (default 256)\n"
             "  --blob-dir DIR         where attachments' bytes live (default DATA/blobs); a cluster's\n"
             "                         nodes must share it (one network file system path)\n"
-            "  --max-upload MB        the largest upload (default 25)\n");
+            "  --max-upload MB        the largest upload (default 25)\n"
+            "  --tls-cert FILE        speak HTTPS and WSS on --listen: FILE is the PEM certificate chain,\n"
+            "                         leaf first (default: none, plain HTTP); SIGHUP reloads it and the\n"
+            "                         key for new connections\n"
+            "  --tls-key FILE         the PEM private key of --tls-cert\n");
 }
 
 /* "A.B.C.D/N" (or "A.B.C.D": /32) -> network and mask, host order. */
@@ -205,6 +210,13 @@ int main(int argc, char **argv)
             cfg.max_buffered_mb = (unsigned)int_arg(a, v, 1, 1 << 20);
         } else if (!strcmp(a, "--shutdown-timeout")) {
             cfg.shutdown_timeout_s = int_arg(a, v, 1, 3600);
+        } else if (!strcmp(a, "--tls-cert") || !strcmp(a, "--tls-key")) {
+            char *dst = !strcmp(a, "--tls-cert") ? cfg.tls_cert : cfg.tls_key;
+            if (!*v || strlen(v) >= sizeof cfg.tls_cert) {
+                fprintf(stderr, "iyagid: %s takes a file name\n", a);
+                return 2;
+            }
+            snprintf(dst, sizeof cfg.tls_cert, "%s", v);
         } else if (!strcmp(a, "--idle-timeout")) {
             cfg.idle_timeout_s = int_arg(a, v, 1, 86400);
         } else {
@@ -212,6 +224,10 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
+    }
+    if (!cfg.tls_cert[0] != !cfg.tls_key[0]) {
+        fprintf(stderr, "iyagid: --tls-cert and --tls-key go together (the certificate chain and its key)\n");
+        return 2;
     }
     if (cfg.bus[0] && !cfg.store[0]) {
         fprintf(stderr, "iyagid: --bus needs --store: the nodes of a cluster share one PostgreSQL database\n");

@@ -149,9 +149,9 @@ void api_ws_url(conn *c, const http_request *req, char *out, size_t n)
         while (len && rest[len - 1] == '/') len--;
         snprintf(out, n, "%s%.*s/v1/ws", scheme, (int)len, rest);
     } else if (req && req->host.len && req->host.len < 256) {
-        snprintf(out, n, "ws://%.*s/v1/ws", (int)req->host.len, req->host.ptr);
+        snprintf(out, n, "%s%.*s/v1/ws", svc->net.tls ? "wss://" : "ws://", (int)req->host.len, req->host.ptr);
     } else {
-        snprintf(out, n, "ws://%s:%d/v1/ws", svc->net.host, svc->net.port);
+        snprintf(out, n, "%s%s:%d/v1/ws", svc->net.tls ? "wss://" : "ws://", svc->net.host, svc->net.port);
     }
 }
 

@@ -125,6 +125,8 @@ static const struct {
       "Requests refused by a rate limit or a per-account socket cap." },
     { M_OUTPUT_BUFFERED, "iyagi_output_buffered_bytes", "gauge",
       "Bytes queued for sockets and not yet written (all of them together)." },
+    { M_TLS_FAILED, "iyagi_tls_failures_total", "counter",
+      "TLS connections closed for a failed handshake (or none within --request-timeout) or broken records." },
 };
 
 void metrics_render(iy_buf *out)

@@ -44,6 +44,7 @@ enum metric_counter {
     M_OVER_BUDGET,          /* counter: requests refused because request buffers were over budget */
     M_RATE_LIMITED,         /* counter: requests refused by a rate limit or a per-account cap */
     M_OUTPUT_BUFFERED,      /* gauge: bytes queued for sockets, not yet written */
+    M_TLS_FAILED,           /* counter: TLS connections closed for a failed or late handshake, or garbage */
     M_COUNTER_COUNT
 };
 

@@ -21,6 +21,7 @@
 #include "../media/thumb.h"
 #include "../push/pushd.h"
 #include "../push/webpush.h"
+#include "../net/tls.h"
 #include <curl/curl.h>
 #include "../base/alloc.h"
 #include "../base/err.h"
@@ -40,7 +41,7 @@ typedef struct server {
     service svc;
     store *store;
     uv_loop_t main_loop;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     uv_timer_t presence_timer;
     uv_timer_t registry_timer;
     uv_timer_t drain_timer;
@@ -169,6 +170,23 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_timer_start(&srv->drain_timer, on_drained, 200, 50);
 }
 
+/* SIGHUP: the certificate and key files again (renewed), for new
+ * connections; the open ones keep theirs. A failure keeps the old ones. */
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    server *srv = s->data;
+    char err[512];
+    (void)signum;
+    if (!srv->svc.net.tls) {
+        iy_log("SIGHUP: nothing to reload (no --tls-cert)");
+        return;
+    }
+    if (tls_server_reload(srv->svc.net.tls, err, sizeof err) == 0)
+        iy_log("SIGHUP: TLS certificate reloaded from %s; new connections use it", srv->cfg.tls_cert);
+    else
+        iy_log("SIGHUP: TLS certificate not reloaded, the old one stays: %s", err);
+}
+
 static void on_presence_tick(uv_timer_t *t)
 {
     server *srv = t->data;
@@ -248,7 +266,8 @@ static void self_ws_url(const server_config *cfg, char *out, size_t n)
 {
     const char *pub = cfg->public_url, *scheme = "ws://", *rest = pub;
     if (!pub[0]) {
-        snprintf(out, n, "ws://%s:%d/v1/ws", cfg->listen_host, cfg->listen_port);
+        snprintf(out, n, "%s%s:%d/v1/ws", cfg->tls_cert[0] ? "wss://" : "ws://", cfg->listen_host,
+                 cfg->listen_port);
         return;
     }
     if (strncmp(pub, "https://", 8) == 0) scheme = "wss://", rest = pub + 8;
@@ -330,6 +349,13 @@ int server_run(const server_config *cfg)
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread starts */
     raise_fd_limit();
+    if (cfg->tls_cert[0]) {
+        char err[512];
+        if (tls_server_new(cfg->tls_cert, cfg->tls_key, &svc->net.tls, err, sizeof err) != 0) {
+            iy_log("TLS: %s", err);
+            goto out;
+        }
+    }
     if (mkdir_p(cfg->data_dir) != 0) {
         iy_log("cannot create data directory %s: %s", cfg->data_dir, strerror(errno));
         goto out;
@@ -419,9 +445,11 @@ int server_run(const server_config *cfg)
     uv_loop_init(&srv->main_loop);
     uv_signal_init(&srv->main_loop, &srv->sigterm);
     uv_signal_init(&srv->main_loop, &srv->sigint);
-    srv->sigterm.data = srv->sigint.data = srv;
+    uv_signal_init(&srv->main_loop, &srv->sighup);
+    srv->sigterm.data = srv->sigint.data = srv->sighup.data = srv;
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
+    uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
     uv_timer_init(&srv->main_loop, &srv->presence_timer);
     srv->presence_timer.data = srv;
     uv_timer_start(&srv->presence_timer, on_presence_tick, 250, 250);
@@ -435,8 +463,8 @@ int server_run(const server_config *cfg)
     }
 
     for (unsigned i = 0; i < svc->nthreads; i++) iothread_run(svc->threads[i]);
-    iy_log("iyagid listening on http://%s:%d/ (node %s, node number %u, %s store %s, %s, capacity %u, %u I/O threads)",
-           cfg->listen_host, cfg->listen_port, node, svc->node, store_kind(srv->store),
+    iy_log("iyagid listening on %s://%s:%d/ (node %s, node number %u, %s store %s, %s, capacity %u, %u I/O threads)",
+           svc->net.tls ? "https" : "http", cfg->listen_host, cfg->listen_port, node, svc->node, store_kind(srv->store),
            cfg->store[0] ? "shared" : cfg->data_dir, svc->cluster ? "NATS bus" : "single node",
            svc->cfg.capacity, svc->nthreads);
 
@@ -463,6 +491,7 @@ int server_run(const server_config *cfg)
     counter_free(svc->user_sockets);
     vapid_free(svc->vapid);
     store_free(srv->store);
+    tls_server_free(svc->net.tls);   /* every connection, and its reference, is gone */
     iy_free(svc->threads);
     iy_free(srv);
     curl_global_cleanup();
@@ -480,6 +509,7 @@ out_store:
     service_limits_free(svc->limits);
     store_free(srv->store);
 out:
+    tls_server_free(svc->net.tls);
     iy_free(svc->threads);
     iy_free(srv);
     curl_global_cleanup();
