@@ -23,6 +23,7 @@
 #include <string.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 /* TLS 1.2: forward secrecy and AEAD only, ECDSA first (cheaper handshakes),
  * AES-GCM (hardware) before ChaCha20. TLS 1.3's suites are all AEAD: its
@@ -106,12 +107,12 @@ static int build_ctx(const char *cert, const char *key, SSL_CTX **out, char *err
         reason(err, errn, "no PEM certificate in", cert, "unreadable");
         goto err;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-        reason(err, errn, "no usable PEM private key in", key, "unreadable");
-        goto err;
-    }
-    if (SSL_CTX_check_private_key(ctx) != 1) {
-        reason(err, errn, "the private key does not match the certificate", cert, "mismatch");
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+        unsigned long e = ERR_peek_last_error();
+        if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
+            snprintf(err, errn, "the private key %s does not match the certificate %s", key, cert);
+        else
+            reason(err, errn, "no usable PEM private key in", key, "unreadable");
         goto err;
     }
     *out = ctx;
