@@ -149,9 +149,12 @@ void api_ws_url(conn *c, const http_request *req, char *out, size_t n)
         while (len && rest[len - 1] == '/') len--;
         snprintf(out, n, "%s%.*s/v1/ws", scheme, (int)len, rest);
     } else if (req && req->host.len && req->host.len < 256) {
-        snprintf(out, n, "%s%.*s/v1/ws", svc->net.tls ? "wss://" : "ws://", (int)req->host.len, req->host.ptr);
+        snprintf(out, n, "%s%.*s/v1/ws", svc->net.tls || conn_forwarded_tls(c, req) ? "wss://" : "ws://",
+                 (int)req->host.len, req->host.ptr);
     } else {
-        snprintf(out, n, "%s%s:%d/v1/ws", svc->net.tls ? "wss://" : "ws://", svc->net.host, svc->net.port);
+        char hp[300];
+        net_url_host(svc->net.host, svc->net.port, hp, sizeof hp);
+        snprintf(out, n, "%s%s/v1/ws", svc->net.tls ? "wss://" : "ws://", hp);
     }
 }
 
