@@ -280,6 +280,23 @@ test('SIGHUP reloads the certificate for new connections; an open WSS connection
   });
 });
 
+test('IYAGI_TLS_CERT/IYAGI_TLS_KEY from the environment; --admin-listen stays plain HTTP beside the TLS port', T, async () => {
+  const adminPort = await freePort();
+  await withServer({
+    tls: { ca: pki.ca },
+    env: { IYAGI_TLS_CERT: first.cert, IYAGI_TLS_KEY: first.key },
+    extraArgs: ['--admin-listen', `127.0.0.1:${adminPort}`],
+  }, async (srv) => {
+    assert.equal((await tlsProbe(srv.port)).cert.serialNumber, '03E9', 'the environment\'s certificate');
+    assert.match(srv.stderrTail(), new RegExp(`https://127\\.0\\.0\\.1:${srv.port}/.*http://127\\.0\\.0\\.1:${adminPort}/ \\(admin\\)`));
+    const m = await fetch(`http://127.0.0.1:${adminPort}/metrics`);
+    assert.equal(m.status, 200, 'plain HTTP on the admin address');
+    assert.match(await m.text(), /^iyagi_tls_failures_total \d+$/m);
+    const overTls = await tlsProbe(adminPort);
+    assert.ok(overTls.error, 'no TLS on the admin address');
+  });
+});
+
 test('a certificate or key that cannot be used at start: exit non-zero with the reason', T, async () => {
   const data = fs.mkdtempSync(path.join(os.tmpdir(), 'iyagi-e2e-'));
   const notPem = path.join(pki.dir, 'not.pem');

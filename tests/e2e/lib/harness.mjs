@@ -138,7 +138,8 @@ export class Server {
     this.storeUrl = opts.storeUrl || null;   // --store URL (postgres)
   }
 
-  // opts.tls {cert, key, ca}: the server speaks TLS (--tls-cert/--tls-key); ca: PEM the client trusts
+  // opts.tls {cert, key, ca}: the server speaks TLS (--tls-cert/--tls-key; without cert and key the
+  // test gives them another way, e.g. IYAGI_TLS_CERT in opts.env); ca: PEM the client trusts
   get url() { return `${this.opts.tls ? 'https' : 'http'}://127.0.0.1:${this.port}`; }
   get wsUrl() { return `${this.opts.tls ? 'wss' : 'ws'}://127.0.0.1:${this.port}/v1/ws`; }
   get running() { return !!this.proc && this.proc.exitCode === null && this.proc.signalCode === null; }
@@ -155,7 +156,7 @@ export class Server {
     // The suites drive hundreds of users from 127.0.0.1: the per-address and per-user limits are
     // off unless a test asks for the defaults (ratelimit.test.mjs does, with rateLimits: 'on').
     a.push('--rate-limits', this.opts.rateLimits === 'on' ? 'on' : 'off');
-    if (this.opts.tls) a.push('--tls-cert', this.opts.tls.cert, '--tls-key', this.opts.tls.key);
+    if (this.opts.tls?.cert) a.push('--tls-cert', this.opts.tls.cert, '--tls-key', this.opts.tls.key);
     if (this.opts.extraArgs) a.push(...this.opts.extraArgs);
     return a;
   }
