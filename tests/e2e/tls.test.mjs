@@ -199,7 +199,7 @@ test('garbage, plain HTTP and a stalled handshake on the TLS port are closed, co
     w.terminate();
   }));
 
-test('TLS 1.2 and 1.3 with AEAD ciphers only: TLS 1.1 and CBC suites are refused; ALPN picks http/1.1', T, () =>
+test('TLS 1.2 and 1.3 with AEAD ciphers only: TLS 1.1, CBC suites and renegotiation are refused; ALPN picks http/1.1; tickets resume', T, () =>
   withServer(tlsOpts(), async (srv) => {
     const v13 = await tlsProbe(srv.port);
     assert.equal(v13.protocol, 'TLSv1.3', JSON.stringify(v13));
@@ -214,6 +214,33 @@ test('TLS 1.2 and 1.3 with AEAD ciphers only: TLS 1.1 and CBC suites are refused
     assert.ok(cbc.error, `a CBC-only client must fail, got ${JSON.stringify(cbc)}`);
     const alpn = await tlsProbe(srv.port, { ALPNProtocols: ['h2', 'http/1.1'] });
     assert.equal(alpn.alpn, 'http/1.1', 'HTTP/1.1, never h2');
+    // A client's renegotiation (TLS 1.2) is refused; the connection may not go on as if it were not.
+    const reneg = await new Promise((resolve) => {
+      const s = tls.connect({ host: '127.0.0.1', port: srv.port, ca: pki.ca, servername: 'localhost', maxVersion: 'TLSv1.2' }, () => {
+        const ok = s.renegotiate({}, (err) => { s.destroy(); resolve(err ? `refused: ${err.message}` : 'renegotiated'); });
+        if (ok === false) { s.destroy(); resolve('refused by the client'); }
+      });
+      s.on('error', (e) => resolve(`refused: ${e.message}`));
+    });
+    assert.match(reneg, /^refused: .*no renegotiation/i, reneg);
+    // Resumption with the ticket of a first connection (TLS 1.3 and 1.2).
+    for (const maxVersion of ['TLSv1.3', 'TLSv1.2']) {
+      const session = await new Promise((resolve, reject) => {
+        const s = tls.connect({ host: '127.0.0.1', port: srv.port, ca: pki.ca, servername: 'localhost', maxVersion });
+        s.once('session', (sess) => { resolve(sess); s.end(); });
+        s.on('secureConnect', () => s.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n'));
+        s.on('data', () => {});
+        s.on('error', reject);
+      });
+      const reused = await new Promise((resolve, reject) => {
+        const s = tls.connect({ host: '127.0.0.1', port: srv.port, ca: pki.ca, servername: 'localhost', maxVersion, session }, () => {
+          resolve(s.isSessionReused());
+          s.end();
+        });
+        s.on('error', reject);
+      });
+      assert.equal(reused, true, `${maxVersion}: the session is resumed with its ticket`);
+    }
     assert.equal((await request(srv, 'GET', '/healthz')).status, 200, 'still serving');
   }));
 
