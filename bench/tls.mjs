@@ -34,6 +34,10 @@ const cpuSec = (pid) => {
   return (Number(f[11]) + Number(f[12])) / 100;   // utime + stime, clock ticks (100 Hz)
 };
 
+// Whatever happens, no server outlives the script.
+const LIVE = new Set();
+process.on('exit', () => { for (const p of LIVE) { try { p.kill('SIGKILL'); } catch { /* gone */ } } });
+
 // ---- a client process: opens its share of the sockets, reports, idles until told to go ----
 if (process.argv[2] === 'client') {
   const [url, tokensJson, countS, k, caFile] = process.argv.slice(3);
@@ -63,7 +67,13 @@ if (process.argv[2] === 'client') {
     }
   });
 } else {
-  await main();
+  try {
+    await main();
+  } catch (e) {
+    console.error(e);
+    process.exitCode = 1;
+  }
+  process.exit();   // the exit handler kills a server that a failure left running
 }
 
 function pki() {
@@ -86,6 +96,8 @@ async function startServer(tls, threads) {
     '--idle-timeout', '600', '--auth-timeout', '60'];
   if (tls) args.push('--tls-cert', tls.cert, '--tls-key', tls.key);
   const proc = spawn(IYAGID, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  LIVE.add(proc);
+  proc.on('close', () => LIVE.delete(proc));
   let log = '';
   proc.stderr.on('data', (d) => { log += d; });
   const base = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
@@ -108,8 +120,10 @@ async function startServer(tls, threads) {
 }
 
 async function stopServer(s) {
-  s.proc.kill('SIGTERM');
-  await new Promise((r) => s.proc.on('close', r));
+  if (s.proc.exitCode === null && s.proc.signalCode === null) {
+    s.proc.kill('SIGTERM');
+    await new Promise((r) => s.proc.on('close', r));
+  }
   fs.rmSync(s.dir, { recursive: true, force: true });
 }
 
