@@ -7,6 +7,7 @@
  * the server would run with. */
 #include "server/admin.h"
 #include "server/server.h"
+#include "base/log.h"
 #include "base/version.h"
 #include "net/net.h"
 #include "store/store.h"
@@ -77,6 +78,19 @@ static const opt opts[] = {
       "256 KiB queued is dropped as a slow reader", 0 },
     { "blob-dir", "DIR", "DATA/blobs", "where attachments' bytes live; a cluster's nodes must share it", 0 },
     { "max-upload", "MB", "25", "the largest upload", 0 },
+    { "log-level", "L", "info", "error, warn, info or debug: log lines past it are dropped", 0 },
+    { "log-format", "text|json", "text", "text (a UTC timestamp, the level, the message) or json (one object\n"
+      "per line: ts, level, msg)", 0 },
+    { "access-log", "WHERE", "off", "off, stderr or a FILE appended to: one line per HTTP request (client,\n"
+      "method, route template, status, bytes, microseconds) and per WebSocket\n"
+      "open and close; SIGHUP reopens FILE (log rotation)", 0 },
+    { "metrics-token", "TOKEN", "none", "GET /metrics wants Authorization: Bearer TOKEN (16 bytes or more),\n"
+      "else 401; give it in the config file or IYAGI_METRICS_TOKEN (ps shows\n"
+      "a command line)", 0 },
+    { "tls-cert", "FILE", "none", "speak HTTPS and WSS on the --listen addresses (--admin-listen stays\n"
+      "plain): FILE is the PEM certificate chain, leaf first; SIGHUP reloads it\n"
+      "and the key for new connections", 0 },
+    { "tls-key", "FILE", "none", "the PEM private key of --tls-cert", 0 },
 };
 #define NOPT (sizeof opts / sizeof opts[0])
 
@@ -277,6 +291,21 @@ static int apply(server_config *cfg, int i, const char *v, enum src src, char *e
     } else if (!strcmp(n, "max-upload")) {
         INT(1, 4096);
         cfg->max_upload_mb = (unsigned)x;
+    } else if (!strcmp(n, "log-level")) {
+        if (iy_log_level_parse(v, &cfg->log_level) != 0) return snprintf(err, cap, "takes error, warn, info or debug"), -1;
+    } else if (!strcmp(n, "log-format")) {
+        if (iy_log_format_parse(v, &cfg->log_format) != 0) return snprintf(err, cap, "takes text or json"), -1;
+    } else if (!strcmp(n, "access-log")) {
+        if (!*v) return snprintf(err, cap, "takes off, stderr or a file path"), -1;
+        if (copy_str(cfg->access_log, sizeof cfg->access_log, v, err, cap) != 0) return -1;
+    } else if (!strcmp(n, "metrics-token")) {
+        if (*v && strlen(v) < 16) return snprintf(err, cap, "takes 16 to %zu bytes", sizeof cfg->metrics_token - 1), -1;
+        if (copy_str(cfg->metrics_token, sizeof cfg->metrics_token, v, err, cap) != 0) return -1;
+        v = *v ? "(set, not shown)" : "";   /* check-config prints what was given */
+    } else if (!strcmp(n, "tls-cert")) {
+        if (copy_str(cfg->tls_cert, sizeof cfg->tls_cert, v, err, cap) != 0) return -1;
+    } else if (!strcmp(n, "tls-key")) {
+        if (copy_str(cfg->tls_key, sizeof cfg->tls_key, v, err, cap) != 0) return -1;
     } else {
         snprintf(err, cap, "has no handler (a bug)");
         return -1;
@@ -444,6 +473,10 @@ static int validate(const server_config *cfg)
 {
     if (cfg->bus[0] && !cfg->store[0]) {
         fprintf(stderr, "iyagid: --bus needs --store: the nodes of a cluster share one PostgreSQL database\n");
+        return -1;
+    }
+    if (!cfg->tls_cert[0] != !cfg->tls_key[0]) {
+        fprintf(stderr, "iyagid: --tls-cert and --tls-key go together (the certificate chain and its key)\n");
         return -1;
     }
     net_config probe;

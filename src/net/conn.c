@@ -8,6 +8,7 @@
 #include "../base/err.h"
 #include "../base/log.h"
 #include "../codec/proto.h"
+#include "tls.h"
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -66,7 +67,7 @@ static void refuse(iothread *t, conn *c, const char *why)
     if (now - t->refused_logged_ms >= 1000) {
         char a[48];
         net_addr_text(c->peer, a, sizeof a);
-        iy_log("io thread %u: connection from %s refused: %s", t->index, a, why);
+        iy_log_warn("io thread %u: connection from %s refused: %s", t->index, a, why);
         t->refused_logged_ms = now;
     }
     uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)iy_free);
@@ -114,6 +115,7 @@ void conn_accept(iothread *t, uv_stream_t *listener, int admin)
     c->hp = http_parser_new(IY_HTTP_HEADER_MAX, IY_JSON_MAX);
     if (t->h->http_head) http_parser_set_head_stop(c->hp, 1);
     c->opened_ms = c->last_rx_ms = uv_now(&t->loop);
+    if (cfg->tls && !c->admin) c->tls = tls_conn_new(cfg->tls);   /* --admin-listen stays plain */
     u64map_put(&t->conns, c->id, c);
     c->all_next = t->all;
     if (t->all) t->all->all_prev = c;
@@ -152,6 +154,7 @@ static void on_close(uv_handle_t *h)
     }
     http_parser_free(c->hp);
     ws_reader_free(c->wr);
+    tls_conn_free(c->tls);
     iy_buf_free(&c->rest);
     /* Big output buffers freed: the sweep hands the memory back (malloc_trim). */
     if (c->out.cap + c->inflight.cap > (1u << 20)) c->t->trim_pending = 1;
@@ -187,6 +190,12 @@ void conn_close(conn *c)
         c->stream = NULL;
     }
     c->drained = NULL;
+    if (c->proto == PROTO_WS && iy_access_log_on()) {
+        char a[48];
+        net_addr_text(c->client, a, sizeof a);
+        iy_access_ws(a, "close", c->ws_code ? c->ws_code : 1006,
+                     (uv_now(&c->t->loop) - c->opened_ms) * 1000);
+    }
     c->closing = 1;
     c->close_after_flush = 0;
     c->draining = 0;
@@ -241,7 +250,7 @@ static int too_slow(const conn *c, uint64_t now)
 
 static void drop_slow(conn *c)
 {
-    iy_log("conn %u/%llu: %zu bytes queued, not read; dropping the slow reader", c->t->index,
+    iy_log_warn("conn %u/%llu: %zu bytes queued, not read; dropping the slow reader", c->t->index,
            (unsigned long long)c->id, c->out.len + c->inflight.len);
     metrics_add(M_SLOW_CLOSED, 1);
     conn_close(c);
@@ -322,7 +331,7 @@ static void on_write(uv_write_t *req, int status)
         if (status != UV_ECANCELED) conn_close(c);
         return;
     }
-    if (c->out.len || c->close_after_flush) {
+    if (c->out.len || c->close_after_flush || (c->tls && tls_pending(c->tls))) {
         if (c->t->exiting) flush_one(c); /* the flusher is gone */
         else flush_list_add(c);
     } else {
@@ -333,6 +342,9 @@ static void on_write(uv_write_t *req, int status)
 static void flush_one(conn *c)
 {
     if (c->writing || (c->closing && !c->close_after_flush)) return;
+    /* TLS: the plaintext queued becomes the ciphertext to write, after the
+     * handshake's or alerts' bytes waiting (and a close_notify last). */
+    if (c->tls) tls_seal(c->tls, &c->out, c->close_after_flush);
     if (c->out.len) {
         uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
         int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
@@ -379,6 +391,7 @@ void conn_ws_close(conn *c, uint16_t code, const char *reason)
 {
     if (c->closing) return;
     unregister(c);
+    c->ws_code = code;
     iy_buf frame = { 0 };
     ws_close_append(&frame, code, reason);
     conn_write(c, frame.data, frame.len);
@@ -422,6 +435,8 @@ void conn_http_respond_x(conn *c, int status, const char *ctype, const char *ext
 {
     iy_buf head = { 0 };
     http_response_head(&head, status, ctype, n, c->keep_alive, extra);
+    c->resp_status = (uint16_t)status;
+    c->resp_bytes = head.len + n;
     conn_write(c, head.data, head.len);
     iy_buf_free(&head);
     conn_write(c, body, n);
@@ -433,6 +448,8 @@ void conn_http_respond_head(conn *c, int status, const char *ctype, const char *
 {
     iy_buf head = { 0 };
     http_response_head(&head, status, ctype, (size_t)len, c->keep_alive, extra);
+    c->resp_status = (uint16_t)status;
+    c->resp_bytes = head.len + len;
     conn_write(c, head.data, head.len);
     iy_buf_free(&head);
     c->sink = sink;
@@ -456,8 +473,47 @@ int conn_stream_body(conn *c, uint64_t max, const net_sink *sink, void *stream)
     return 0;
 }
 
+/* The answered request in the metrics and the access log. */
+static void observe_request(conn *c)
+{
+    if (!c->req_t0_ns) return;
+    uint64_t ns = mono_ns() - c->req_t0_ns;
+    c->req_t0_ns = 0;
+    metrics_http(c->route, c->req_method, c->resp_status, ns);
+    if (iy_access_log_on()) {
+        char a[48];
+        net_addr_text(c->client, a, sizeof a);
+        iy_access_http(a, metrics_method_name(c->req_method), metrics_route_name(c->route), c->resp_status,
+                       c->resp_bytes, ns / 1000);
+    }
+}
+
+static int method_index(int m)
+{
+    switch (m) {
+    case HTTP_GET: return MM_GET;
+    case HTTP_POST: return MM_POST;
+    case HTTP_PUT: return MM_PUT;
+    case HTTP_PATCH: return MM_PATCH;
+    case HTTP_DELETE: return MM_DELETE;
+    default: return MM_OTHER;
+    }
+}
+
+/* A request (complete, or its head) begins to be answered. */
+static void request_begins(conn *c, const http_request *req)
+{
+    c->req_t0_ns = mono_ns();
+    c->req_method = (uint8_t)method_index(req->method);
+    c->route = 0;
+    c->resp_status = 0;
+    c->resp_bytes = 0;
+    c->client = conn_client(c, req);
+}
+
 void conn_http_done(conn *c)
 {
+    observe_request(c);
     c->head_seen = 0;
     if (c->sink) {   /* answered (an error) while a stream was still going: it ends here */
         const net_sink *k = c->sink;
@@ -536,6 +592,12 @@ uint64_t conn_client(const conn *c, const http_request *req)
 
 static void http_fail(conn *c, int status, const char *code, const char *message)
 {
+    if (!c->req_t0_ns) {   /* no request parsed: counted as "other", from the peer's address */
+        c->req_t0_ns = mono_ns();
+        c->req_method = MM_OTHER;
+        c->route = 0;
+        c->client = c->peer;
+    }
     iy_buf body = { 0 };
     proto_write_http_error(&body, code, message);
     c->keep_alive = 0;
@@ -553,6 +615,10 @@ static int upgrade(conn *c, const http_request *req)
         const char *r = "HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\n"
                         "Content-Length: 0\r\nConnection: close\r\n\r\n";
         conn_write(c, r, strlen(r));
+        c->resp_status = 426;
+        c->resp_bytes = strlen(r);
+        c->route = (uint8_t)c->t->cfg->ws_route;
+        observe_request(c);
         return IY_EINVAL;
     }
     if (ws_accept_key(req->ws_key.ptr, req->ws_key.len, accept) != 0) {
@@ -563,6 +629,7 @@ static int upgrade(conn *c, const http_request *req)
     iy_buf_appendf(&r, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                        "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", accept);
     conn_write(c, r.data, r.len);
+    c->resp_bytes = r.len;
     iy_buf_free(&r);
     http_parser_free(c->hp);
     c->hp = NULL;
@@ -572,6 +639,15 @@ static int upgrade(conn *c, const http_request *req)
     c->ws_state = WS_NEW;
     c->wr = ws_reader_new(IY_JSON_MAX);
     c->opened_ms = uv_now(&c->t->loop);
+    /* The upgrade is an answered request (101) of its own route. */
+    c->resp_status = 101;
+    c->route = (uint8_t)c->t->cfg->ws_route;
+    observe_request(c);
+    if (iy_access_log_on()) {
+        char a[48];
+        net_addr_text(c->client, a, sizeof a);
+        iy_access_ws(a, "open", 0, 0);
+    }
     return 0;
 }
 
@@ -602,6 +678,7 @@ static size_t http_input(conn *c, char *data, size_t len)
             const http_request *head = http_parser_head(c->hp);
             if (head && !c->head_seen) {
                 c->head_seen = 1;
+                request_begins(c, head);
                 c->t->h->http_head(c, head);
                 if (c->closing) return len;
                 if (!c->sink) account_held(c);
@@ -617,6 +694,7 @@ static size_t http_input(conn *c, char *data, size_t len)
         if (!req) break;
         c->req_since_ms = 0;
         metrics_add(M_HTTP_REQUESTS, 1);
+        if (!c->head_seen) request_begins(c, req);
         c->keep_alive = req->keep_alive != 0;
         if (req->websocket && iy_str_eq(req->path, "/v1/ws")) {
             if (upgrade(c, req) != 0) {
@@ -643,7 +721,7 @@ static size_t ws_input(conn *c, char *data, size_t len)
         used += n;
         if (rc != 0) {
             uint16_t code = ws_close_code_for(rc);
-            iy_log("conn %u/%llu: WebSocket closed with %u (%s)", c->t->index, (unsigned long long)c->id,
+            iy_log_info("conn %u/%llu: WebSocket closed with %u (%s)", c->t->index, (unsigned long long)c->id,
                    code, code == 1007 ? "invalid UTF-8" : code == 1009 ? "message too big" : "protocol error");
             conn_ws_close(c, code, code == 1007 ? "invalid UTF-8" : code == 1009 ? "message too big"
                                                                                : "protocol error");
@@ -689,6 +767,58 @@ static void conn_input(conn *c, char *data, size_t len)
     if (used < len && !c->closing) iy_buf_append(&c->rest, data + used, len - used);
 }
 
+/* A TLS connection that failed: the peer's close_notify closes it at once;
+ * a failed handshake or a broken record is counted and logged (once a
+ * second per thread), and its alert goes out before the socket closes. */
+static void tls_fail(conn *c, int rc)
+{
+    if (rc == IY_EIO || tls_established(c->tls)) {
+        if (rc != IY_EIO) metrics_add(M_TLS_FAILED, 1);
+        conn_close(c);
+        return;
+    }
+    metrics_add(M_TLS_FAILED, 1);
+    iothread *t = c->t;
+    uint64_t now = uv_now(&t->loop);
+    if (now - t->tls_logged_ms >= 1000) {
+        char a[48];
+        net_addr_text(c->peer, a, sizeof a);
+        iy_log_warn("io thread %u: TLS handshake with %s failed: %s", t->index, a, tls_error(c->tls));
+        t->tls_logged_ms = now;
+    }
+    c->closing = 1;
+    c->close_after_flush = 1;
+    stop_reading(c);
+    flush_list_add(c);
+}
+
+/* TLS: ciphertext in; plaintext out to the codecs, or to c->rest while
+ * paused (all of it: nothing may wait inside OpenSSL for a read that will
+ * not come). The thread's read buffer is reused for the plaintext: the
+ * ciphertext was copied into the read BIO. */
+static void tls_input(conn *c, const char *data, size_t len)
+{
+    tls_feed(c->tls, data, len);
+    char *plain = c->t->readbuf;
+    for (;;) {
+        int n = tls_read(c->tls, plain, READ_BUF_SIZE);
+        if (n == 0) break;
+        if (n < 0) {
+            tls_fail(c, n);
+            return;
+        }
+        if (c->paused) {
+            iy_buf_append(&c->rest, plain, (size_t)n);
+            stop_reading(c);
+            continue;
+        }
+        conn_input(c, plain, (size_t)n);
+        if (c->closing) break;
+    }
+    /* Handshake messages, tickets, alerts. */
+    if (!uv_is_closing((uv_handle_t *)&c->tcp) && tls_pending(c->tls)) flush_list_add(c);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     conn *c = s->data;
@@ -699,6 +829,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0) return;
     c->last_rx_ms = uv_now(&c->t->loop);
     if (c->draining) return; /* discard until the peer closes */
+    if (c->tls) {
+        tls_input(c, buf->base, (size_t)nread);
+        return;
+    }
     if (c->paused) {
         iy_buf_append(&c->rest, buf->base, (size_t)nread);
         stop_reading(c);
@@ -728,6 +862,13 @@ int conn_sweep(iothread *t, uint64_t now, int budget)
             continue;
         } else if (c->closing) {
             /* nothing: it is on its way out */
+        } else if (c->tls && !tls_established(c->tls)) {
+            /* A handshake has the time of a request head to finish. */
+            if (now - c->opened_ms > (uint64_t)cfg->request_timeout_s * 1000) {
+                metrics_add(M_TLS_FAILED, 1);
+                conn_close(c);
+                continue;
+            }
         } else if (c->proto == PROTO_WS && c->ws_state != WS_READY) {
             if (now - c->opened_ms > (uint64_t)cfg->auth_timeout_s * 1000) {
                 conn_ws_close(c, 1008, "authentication timeout");

@@ -26,6 +26,10 @@
  *    handle), at most one uv_write in flight. A connection whose queued
  *    output passes CONN_OUT_CAP is dropped: everything it missed is durable
  *    and the client catches up with sync.
+ *  - TLS (--tls-cert, tls.h) sits between the socket and the codecs: reads
+ *    are decrypted before conn_input, c->out holds plaintext until the flush
+ *    seals it into ciphertext. The handshake must finish within
+ *    --request-timeout; a failed one sends its alert and closes.
  *  - A connection is never freed inside its own callbacks: conn_close()
  *    unregisters it and calls uv_close(); the memory goes in the close
  *    callback. Jobs name their connection by (thread, id), never by pointer.
@@ -119,6 +123,9 @@ struct net_config {
     uint32_t min_body_rate;     /* ... its declared body at least this fast (bytes/s) */
     size_t max_buffered;        /* bytes of unfinished requests held, all connections together */
     size_t max_output;          /* bytes queued for sockets, all together: past it, slow readers go */
+    unsigned ws_route;          /* the route number of GET /v1/ws (metrics_http: the upgrade's 101) */
+    int admin_listen_set;       /* an admin listener exists: /metrics only there (conn.admin) */
+    struct tls_server *tls;     /* --tls-cert: every connection speaks TLS (tls.h); NULL: plain */
 };
 
 /* The service above the transport. Every handler runs on the connection's
@@ -170,6 +177,7 @@ struct iothread {
     iy_buf scratch;             /* frame building */
     int exiting;
     uint64_t refused_logged_ms; /* loop ms of the last "connection refused" log line */
+    uint64_t tls_logged_ms;     /* loop ms of the last "TLS failed" log line */
     int trim_pending;           /* big buffers were freed: return memory at the next sweep */
 };
 
@@ -204,11 +212,20 @@ struct conn {
         wait_woken : 1,         /* service: a delivery came while the long poll's read was out */
         fill_inflight : 1,      /* service: a gap fill (a read of the inbox after pos) is out */
         drain_pending : 1,      /* service: draining: closed with 1012 once its requests are answered */
-        admin : 1,              /* accepted on an --admin-listen address */
+        admin : 1,              /* accepted on an --admin-listen address: /metrics, /healthz only */
         trusted : 1;            /* its peer is a --trust-proxy proxy */
     uint32_t held_in;           /* HTTP: bytes of the request being received held (counted in M_REQUEST_BUFFERED) */
+    /* The request being answered, for metrics and the access log (conn_http_done): */
+    uint8_t route;              /* service: its route template number (metrics_route_name); 0 other */
+    uint8_t req_method;         /* enum metric_method */
+    uint16_t resp_status;       /* the answer's status, once written */
+    uint16_t ws_code;           /* WS: the close code sent or echoed; 0 none yet */
+    uint64_t req_t0_ns;         /* mono ns the request was complete; 0: no request being answered */
+    uint64_t resp_bytes;        /* the answer's size, head included */
+    uint64_t client;            /* the client's address (conn_client) of the last request */
     http_parser *hp;
     ws_reader *wr;
+    struct tls_conn *tls;       /* TLS state (tls.h); NULL: plaintext, nothing else to pay */
     iy_buf rest;                /* input not yet processed while paused */
     iy_buf out;                 /* queued output */
     iy_buf inflight;            /* bytes handed to uv_write */

@@ -20,6 +20,11 @@
 //   IYAGI_E2E_THREADS            pass --threads N to every server
 //   IYAGI_E2E_VERBOSE=1          copy the servers' stderr to ours
 //   IYAGI_E2E_KEEP=1             keep data directories (their paths are printed)
+//   IYAGI_E2E_LOGDIR=DIR         keep every server's stderr (DIR/server-*.log) and access log
+//                                (DIR/access-*.log, --access-log is added), and record every
+//                                token, password and message text the helpers send or receive
+//                                (DIR/secrets-*.jsonl): scripts/log-audit.mjs then checks that
+//                                none of them reached a log
 
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -28,12 +33,48 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import http from 'node:http';
+import https from 'node:https';
 import crypto from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import nodeAssert from 'node:assert/strict';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
+
+// ---------------------------------------------------------------- log audit (IYAGI_E2E_LOGDIR)
+
+const LOGDIR = process.env.IYAGI_E2E_LOGDIR || '';
+const SECRET_MIN = 8;                 // shorter values would match log text by chance
+const recorded = new Set();
+let secretBuf = '';
+let logSeq = 0;
+
+function flushSecrets() {
+  if (!secretBuf) return;
+  fs.mkdirSync(LOGDIR, { recursive: true });
+  fs.appendFileSync(path.join(LOGDIR, `secrets-${process.pid}.jsonl`), secretBuf);
+  secretBuf = '';
+}
+if (LOGDIR) process.on('exit', flushSecrets);
+
+/** record a value that must never appear in a server log (kind: token, password, text) */
+export function recordSecret(kind, value) {
+  if (!LOGDIR || typeof value !== 'string' || value.length < SECRET_MIN || recorded.has(value)) return;
+  recorded.add(value);
+  secretBuf += JSON.stringify({ kind, value }) + '\n';
+  if (secretBuf.length > 65536) flushSecrets();
+}
+
+const SECRET_KEYS = { token: 'token', password: 'password', current_password: 'password', new_password: 'password',
+  text: 'text', preview: 'text' };
+/** every token, password and message text in a request or answer (nested objects and arrays) */
+export function recordSecretsIn(obj, depth = 0) {
+  if (!LOGDIR || !obj || typeof obj !== 'object' || depth > 6) return;
+  for (const [k, v] of Object.entries(obj)) {
+    if (typeof v === 'string') { if (SECRET_KEYS[k]) recordSecret(SECRET_KEYS[k], v); }
+    else if (v && typeof v === 'object') recordSecretsIn(v, depth + 1);
+  }
+}
 export const REPO = path.resolve(HERE, '..', '..', '..');
 export const IYAGID = path.resolve(REPO, process.env.IYAGID || path.join('build', 'rel', 'iyagid'));
 export const SCALE = Number(process.env.IYAGI_E2E_TIMEOUT_SCALE) || (/asan/i.test(IYAGID) ? 3 : /tsan/i.test(IYAGID) ? 4 : 1);
@@ -137,8 +178,10 @@ export class Server {
     this.storeUrl = opts.storeUrl || null;   // --store URL (postgres)
   }
 
-  get url() { return `http://127.0.0.1:${this.port}`; }
-  get wsUrl() { return `ws://127.0.0.1:${this.port}/v1/ws`; }
+  // opts.tls {cert, key, ca}: the server speaks TLS (--tls-cert/--tls-key; without cert and key the
+  // test gives them another way, e.g. IYAGI_TLS_CERT in opts.env); ca: PEM the client trusts
+  get url() { return `${this.opts.tls ? 'https' : 'http'}://127.0.0.1:${this.port}`; }
+  get wsUrl() { return `${this.opts.tls ? 'wss' : 'ws'}://127.0.0.1:${this.port}/v1/ws`; }
   get running() { return !!this.proc && this.proc.exitCode === null && this.proc.signalCode === null; }
 
   args() {
@@ -153,11 +196,39 @@ export class Server {
     // The suites drive hundreds of users from 127.0.0.1: the per-address and per-user limits are
     // off unless a test asks for the defaults (ratelimit.test.mjs does, with rateLimits: 'on').
     a.push('--rate-limits', this.opts.rateLimits === 'on' ? 'on' : 'off');
+    if (this.opts.tls?.cert) a.push('--tls-cert', this.opts.tls.cert, '--tls-key', this.opts.tls.key);
     if (this.opts.extraArgs) a.push(...this.opts.extraArgs);
+    if (LOGDIR && !a.includes('--access-log')) a.push('--access-log', this.logPath('access'));
     return a;
   }
 
+  /** LOGDIR/KIND-<pid>-<n>.log: this server's own file of that kind in the audit directory */
+  logPath(kind) {
+    if (!this.logId) this.logId = `${process.pid}-${++logSeq}`;
+    fs.mkdirSync(LOGDIR, { recursive: true });
+    return path.join(LOGDIR, `${kind}-${this.logId}.log`);
+  }
+
+  /** GET /healthz once: its status (throws when nothing answers) */
+  async healthz() {
+    if (!this.opts.tls) {
+      const r = await fetch(`${this.url}/healthz`, { signal: AbortSignal.timeout(1000) });
+      await r.arrayBuffer();
+      return r.status;
+    }
+    return new Promise((resolve, reject) => {
+      const req = https.get(`${this.url}/healthz`, { ca: this.opts.tls.ca, agent: false, timeout: 1000 }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode));
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', reject);
+    });
+  }
+
   _log(s) {
+    // The server's own output only: the harness's notes (its command line) are not its log.
+    if (LOGDIR && !/^\n?\[e2e\]/.test(s)) fs.appendFileSync(this.logPath('server'), s);
     this.stderrBuf += s;
     if (this.stderrBuf.length > STDERR_KEEP) this.stderrBuf = this.stderrBuf.slice(-STDERR_KEEP);
     if (!this.sanitizer) {
@@ -223,9 +294,7 @@ export class Server {
         throw e;
       }
       try {
-        const r = await fetch(`${this.url}/healthz`, { signal: AbortSignal.timeout(1000) });
-        await r.arrayBuffer();
-        if (r.status === 200) return;
+        if (await this.healthz() === 200) return;
       } catch { /* not up yet */ }
       await sleep(50);
     }
@@ -335,6 +404,10 @@ export async function api(server, method, p, { body, raw, token, headers = {}, t
     h['content-type'] = 'application/json';
   }
   if (token) h.authorization = `Bearer ${token}`;
+  if (LOGDIR) {
+    recordSecret('token', token);
+    if (body !== undefined) recordSecretsIn(body);
+  }
   const t0 = Date.now();
   let r;
   for (let attempt = 0; ; attempt++) {
@@ -350,6 +423,7 @@ export async function api(server, method, p, { body, raw, token, headers = {}, t
   const text = await r.text();
   let parsed = null;
   try { parsed = text.length ? JSON.parse(text) : null; } catch { parsed = undefined; }
+  recordSecretsIn(parsed);
   return { status: r.status, body: parsed, text, headers: r.headers, ms: Date.now() - t0 };
 }
 
@@ -362,6 +436,7 @@ export function rawHttp(server, method, p, { body, token, headers = {}, timeoutM
   return new Promise((resolve, reject) => {
     const h = { 'content-type': 'application/json', connection: 'close', ...headers };
     if (token) h.authorization = `Bearer ${token}`;
+    recordSecret('token', token);
     if (body !== undefined) h['content-length'] = Buffer.byteLength(body);
     const req = http.request({ host: u.hostname, port: u.port, path: u.pathname + u.search, method, headers: h, agent: false });
     let settled = false;
@@ -469,6 +544,7 @@ export class WsClient {
       let f;
       try { f = JSON.parse(data.toString('utf8')); } catch { f = { __raw: data.toString('utf8'), __binary: isBinary }; }
       if (this.keepAll) this.all.push(f);
+      recordSecretsIn(f);
       for (let i = 0; i < this.waiters.length; i++) {
         const w = this.waiters[i];
         if (w.pred(f)) {
@@ -489,6 +565,7 @@ export class WsClient {
 
   /** send an object as a JSON text frame */
   send(obj) {
+    recordSecretsIn(obj);
     this.ws.send(JSON.stringify(obj));
   }
 
