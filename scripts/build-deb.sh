@@ -21,6 +21,7 @@
 #   /usr/bin/iyagid, /usr/bin/iyagi-bench     (stripped)
 #   /lib/systemd/system/iyagid.service        (deploy/iyagid.service)
 #   /etc/iyagi/iyagid.conf                    (a conffile: deploy/iyagid.conf)
+#   /etc/logrotate.d/iyagi                    (a conffile: deploy/iyagi.logrotate)
 #   /usr/share/doc/iyagi/                     README, docs, the example configuration
 #   /usr/share/man/man8/iyagid.8.gz, man1/iyagi-bench.1.gz
 # and postinst (user and group iyagi, /var/lib/iyagi 0700, the unit enabled,
@@ -79,7 +80,8 @@ EOF
 
 install -d "$root/DEBIAN"
 install -m 0755 deploy/debian/postinst deploy/debian/prerm deploy/debian/postrm "$root/DEBIAN/"
-echo /etc/iyagi/iyagid.conf > "$root/DEBIAN/conffiles"
+install -D -m 0644 deploy/iyagi.logrotate "$root/etc/logrotate.d/iyagi"
+printf '%s\n' /etc/iyagi/iyagid.conf /etc/logrotate.d/iyagi > "$root/DEBIAN/conffiles"
 
 depends=$fallback_depends
 if command -v dpkg-shlibdeps >/dev/null 2>&1; then
@@ -103,7 +105,7 @@ Priority: optional
 Installed-Size: $size
 Depends: adduser, procps, $depends
 Recommends: libvips42
-Suggests: postgresql, nats-server, haproxy
+Suggests: logrotate, postgresql, nats-server, haproxy
 Description: chat server: 1:1 and group chat over WebSocket and HTTP
  iyagid serves an HTTP API, a chat WebSocket and a web client on one port.
  Every message is durable on disk (an embedded RocksDB store, or PostgreSQL)

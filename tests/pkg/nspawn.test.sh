@@ -79,9 +79,11 @@ healthy() { for _ in $(seq 150); do [ "$(curl -s -o /dev/null -w '%{http_code}' 
 
 # A root used before (NSPAWN_ROOT) may hold a failed run's package.
 dpkg --purge iyagi >/dev/null 2>&1 || true
+rm -rf /var/backups/iyagi
 # The port moved by a drop-in before the package starts the unit.
 mkdir -p /etc/systemd/system/iyagid.service.d
-printf '[Service]\nEnvironment=IYAGI_LISTEN=127.0.0.1:%s\n' "$port" > /etc/systemd/system/iyagid.service.d/50-test.conf
+printf '[Service]\nEnvironment=IYAGI_LISTEN=127.0.0.1:%s\nEnvironment=IYAGI_ACCESS_LOG=/var/log/iyagi/access.log\n' "$port" \
+  > /etc/systemd/system/iyagid.service.d/50-test.conf
 # apt-get, from a minimal system: the Depends must be complete (and Recommends brings libvips42).
 apt-get update -qq || fail "apt-get update"
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q /root/iyagi.deb || fail "apt-get install"
@@ -97,13 +99,18 @@ grep -q '^CapEff:[[:space:]]*0000000000000000' "$st" || fail "has capabilities"
 grep -q '^CapBnd:[[:space:]]*0000000000000000' "$st" || fail "has a capability bounding set"
 [ "$(stat -c '%U %a' /var/lib/iyagi)" = "iyagi 700" ] || fail "/var/lib/iyagi is $(stat -c '%U %a' /var/lib/iyagi)"
 (cd /repo/tests/pkg && node smoke.mjs first "$base" /results/smoke.json) || fail "smoke first"
-# systemctl reload (SIGHUP) reloads the TLS certificate and must not stop the node; checked
-# once iyagid has TLS (before that, SIGHUP's default action would end it).
-if /usr/bin/iyagid --help | grep -q -- '--tls-cert'; then
-  systemctl reload iyagid.service || fail "systemctl reload"
-  sleep 0.5
-  [ "$(systemctl show -P MainPID iyagid.service)" = "$pid" ] && healthy || fail "the node did not survive systemctl reload"
-fi
+# systemctl reload (SIGHUP) reloads the TLS certificate, reopens the access log (the drop-in
+# sends it to /var/log/iyagi: LogsDirectory=) and must not stop the node.
+mv /var/log/iyagi/access.log /var/log/iyagi/access.log.1 || fail "no access log in /var/log/iyagi"
+systemctl reload iyagid.service || fail "systemctl reload"
+sleep 0.5
+[ "$(systemctl show -P MainPID iyagid.service)" = "$pid" ] && healthy || fail "the node did not survive systemctl reload"
+[ -s /var/log/iyagi/access.log ] || fail "SIGHUP did not reopen the access log"
+journalctl -u iyagid --no-pager | grep -q 'access log reopened' || fail "no 'access log reopened' in the journal"
+# An online backup, as OPERATIONS.md says to take it: the server writes it, and under
+# ProtectSystem=strict it may write /var/backups/iyagi (ReadWritePaths=).
+runuser -u iyagi -- iyagid admin backup --data /var/lib/iyagi /var/backups/iyagi/b1 || fail "admin backup"
+[ -f /var/backups/iyagi/b1/manifest ] || fail "no manifest in the backup"
 systemctl stop iyagid.service
 [ "$(systemctl show -P Result iyagid.service)" = success ] || fail "stop: Result=$(systemctl show -P Result iyagid.service)"
 [ "$(systemctl show -P ExecMainStatus iyagid.service)" = 0 ] || fail "stop: exit $(systemctl show -P ExecMainStatus iyagid.service)"
@@ -151,6 +158,10 @@ pg_ctlcluster 15 main stop
 dpkg --purge iyagi || fail "purge"
 [ ! -e /var/lib/iyagi ] || fail "purge left /var/lib/iyagi"
 ! getent passwd iyagi || fail "purge left the user"
+
+# The backup outlived the purge, as it should; gone now, by hand.
+[ -f /var/backups/iyagi/b1/manifest ] || fail "purge deleted a backup"
+rm -rf /var/backups/iyagi
 
 # And the everyday test, on its systemd branch (here systemd is PID 1), with its own port.
 rm -rf /etc/systemd/system/iyagid.service.d
