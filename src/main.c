@@ -21,6 +21,7 @@ static void usage(FILE *f)
             "              [--max-connections N] [--max-conns-per-address N] [--max-sockets-per-user N]\n"
             "              [--request-timeout S] [--min-body-rate B] [--max-request-buffers-mb N]\n"
             "              [--min-free-mb N] [--max-output-buffers-mb N] [--blob-dir DIR] [--max-upload MB]\n"
+            "              [--cors-origin ORIGIN]...\n"
             "  --listen HOST:PORT     IPv4 address to serve on (default 127.0.0.1:8080)\n"
             "  --data DIR             the embedded store lives here (default ./data, created if missing)\n"
             "  --store URL            keep all shared state in PostgreSQL instead (a libpq URI:\n"
@@ -63,7 +64,42 @@ static void usage(FILE *f)
             "                         with over 256 KiB queued is dropped as a slow reader (default 256)\n"
             "  --blob-dir DIR         where attachments' bytes live (default DATA/blobs); a cluster's\n"
             "                         nodes must share it (one network file system path)\n"
-            "  --max-upload MB        the largest upload (default 25)\n");
+            "  --max-upload MB        the largest upload (default 25)\n"
+            "  --cors-origin ORIGIN   let web pages of ORIGIN (scheme://host[:port]) call the HTTP API:\n"
+            "                         repeatable or a comma list; * for any origin (no credentials are\n"
+            "                         ever allowed: tokens go in the Authorization header) (default: none,\n"
+            "                         CORS off)\n");
+}
+
+/* Appends --cors-origin's value (one origin or a comma list) to list;
+ * each must be "*" or scheme://host[:port] (what browsers send as Origin). */
+static int add_cors_origins(char *list, size_t cap, const char *v)
+{
+    const char *p = v;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        while (n && p[0] == ' ') { p++; n--; }
+        while (n && p[n - 1] == ' ') n--;
+        int star = n == 1 && p[0] == '*';
+        int ok = star || ((n > 7 && strncmp(p, "http://", 7) == 0) || (n > 8 && strncmp(p, "https://", 8) == 0));
+        for (size_t i = star ? 1 : 8; ok && i < n; i++)
+            if (p[i] == '/' || p[i] == ' ' || p[i] == ',' || (unsigned char)p[i] < 0x21 || (unsigned char)p[i] > 0x7e) ok = 0;
+        if (!ok) {
+            fprintf(stderr, "iyagid: --cors-origin %.*s: an origin is * or scheme://host[:port], without a path\n",
+                    (int)n, p);
+            return -1;
+        }
+        size_t have = strlen(list);
+        if (have + n + 2 > cap) {
+            fprintf(stderr, "iyagid: --cors-origin: too many origins\n");
+            return -1;
+        }
+        snprintf(list + have, cap - have, "%s%.*s", have ? "," : "", (int)n, p);
+        if (!e) break;
+        p = e + 1;
+    }
+    return 0;
 }
 
 /* "A.B.C.D/N" (or "A.B.C.D": /32) -> network and mask, host order. */
@@ -197,6 +233,8 @@ int main(int argc, char **argv)
                 return 2;
             }
             snprintf(cfg.blob_dir, sizeof cfg.blob_dir, "%s", v);
+        } else if (!strcmp(a, "--cors-origin")) {
+            if (add_cors_origins(cfg.cors_origin, sizeof cfg.cors_origin, v) != 0) return 2;
         } else if (!strcmp(a, "--max-upload")) {
             cfg.max_upload_mb = (unsigned)int_arg(a, v, 1, 4096);
         } else if (!strcmp(a, "--min-free-mb")) {

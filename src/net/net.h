@@ -80,6 +80,7 @@ typedef struct net_config {
     uint32_t min_body_rate;     /* ... its declared body at least this fast (bytes/s) */
     size_t max_buffered;        /* bytes of unfinished requests held, all connections together */
     size_t max_output;          /* bytes queued for sockets, all together: past it, slow readers go */
+    const char *cors_origins;   /* --cors-origin: origins allowed cross-origin, comma-separated, or "*"; "" : CORS off */
 } net_config;
 
 /* The service above the transport. Every handler runs on the connection's
@@ -164,7 +165,10 @@ struct conn {
         http_waiting : 1,       /* service: a long poll waits for a delivery */
         wait_woken : 1,         /* service: a delivery came while the long poll's read was out */
         fill_inflight : 1,      /* service: a gap fill (a read of the inbox after pos) is out */
-        drain_pending : 1;      /* service: draining: closed with 1012 once its requests are answered */
+        drain_pending : 1,      /* service: draining: closed with 1012 once its requests are answered */
+        head_only : 1;          /* the request being answered is a HEAD: its answer's head goes out, no body */
+    const char *cors;           /* the request's Origin is one of net_config.cors_origins: this entry of it, */
+    uint16_t cors_len;          /* echoed in Access-Control-Allow-Origin ("*" for a wildcard); NULL: none */
     uint32_t held_in;           /* HTTP: bytes of the request being received held (counted in M_REQUEST_BUFFERED) */
     http_parser *hp;
     ws_reader *wr;

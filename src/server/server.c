@@ -367,6 +367,7 @@ int server_run(const server_config *cfg)
     svc->net.min_body_rate = cfg->min_body_rate;
     svc->net.max_buffered = (size_t)cfg->max_buffered_mb << 20;
     svc->net.max_output = (size_t)cfg->max_output_mb << 20;
+    svc->net.cors_origins = cfg->cors_origin;   /* cfg outlives the service */
     if (cfg->rate_limits) {
         svc->net.max_per_addr = cfg->max_per_addr;
         svc->net.per_addr = counter_new();

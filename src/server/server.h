@@ -33,6 +33,7 @@ typedef struct server_config {
     unsigned max_output_mb;     /* --max-output-buffers-mb */
     char blob_dir[4096];        /* --blob-dir ("" : DATA/blobs) */
     unsigned max_upload_mb;     /* --max-upload */
+    char cors_origin[2048];     /* --cors-origin: allowed origins, comma-separated, or "*" ("" : CORS off) */
 } server_config;
 
 /* Fills cfg with the defaults (127.0.0.1:8080, ./data, one I/O thread per core). */
