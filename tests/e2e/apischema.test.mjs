@@ -108,8 +108,10 @@ test('every answer and frame of a run of the e2e tests conforms to docs/openapi.
   if (!file) {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'iyagi-rec-'));
     file = path.join(tmp, 'record.jsonl');
+    // (without the runner's NODE_TEST_CONTEXT: the slice is a run of its own, not a child of this one)
+    const { NODE_TEST_CONTEXT, ...env } = process.env;
     const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...SLICE], {
-      cwd: HERE, env: { ...process.env, IYAGI_E2E_RECORD: file }, encoding: 'utf8', timeout: ms(850000), maxBuffer: 64 << 20,
+      cwd: HERE, env: { ...env, IYAGI_E2E_RECORD: file }, encoding: 'utf8', timeout: ms(850000), maxBuffer: 64 << 20,
     });
     assert.equal(r.status, 0, `the recorded slice failed:\n${(r.stdout || '').slice(-6000)}\n${(r.stderr || '').slice(-2000)}`);
   }
