@@ -14,9 +14,10 @@
 LLHTTP_DIR  ?= /usr/share/llhttp
 LLHTTP_INC  ?= /usr/share/include/llhttp
 CC          ?= gcc
-PKGS        := libuv jansson libargon2 libcrypto libcurl libpq libnats sqlite3
+PKGS        := libuv jansson libargon2 libcrypto libcurl libpq libnats sqlite3 inih
 LIBS        := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lrocksdb -lpthread -lm
 WARN        := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+GIT_COMMIT  := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 BASEFLAGS   := -std=c11 -D_GNU_SOURCE -g -I$(LLHTTP_INC) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 
 SRC         := $(sort $(wildcard src/*/*.c src/*/*/*.c))
@@ -39,7 +40,7 @@ OBJ         := $(patsubst src/%.c,$(B)/%.o,$(LIB_SRC)) $(B)/llhttp/llhttp.o $(B)
 # The web client: every file under web/ is embedded into the binary at build
 # time (tools/embed.c writes a C table of them), so iyagid serves it from memory.
 WEB_FILES   := $(sort $(shell find web -type f 2>/dev/null))
-OBJ         += $(B)/gen/web_assets.o
+OBJ         += $(B)/gen/web_assets.o $(B)/gen/commit.o
 # The API reference (docs/openapi.json, docs/asyncapi.json), embedded the same
 # way and served as /v1/openapi.json and /v1/asyncapi.json.
 DOC_FILES   := docs/openapi.json docs/asyncapi.json
@@ -80,6 +81,16 @@ build/tools/embed: tools/embed.c
 $(B)/gen/web_assets.c: build/tools/embed $(WEB_FILES)
 	@mkdir -p $(dir $@)
 	build/tools/embed web $(WEB_FILES) > $@.tmp && mv $@.tmp $@
+
+# The commit this build is from (--version, iyagi_build_info): rewritten
+# only when it changes, so that a new commit relinks and nothing else rebuilds.
+.PHONY: FORCE
+$(B)/gen/commit.c: FORCE
+	@mkdir -p $(dir $@)
+	@echo 'const char iyagi_commit[] = "$(GIT_COMMIT)";' > $@.tmp; cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+
+$(B)/gen/commit.o: $(B)/gen/commit.c
+	$(CC) $(BASEFLAGS) $(OPT) $(WARN) -c $< -o $@
 
 $(B)/gen/web_assets.o: $(B)/gen/web_assets.c src/api/web_assets.h
 	$(CC) $(BASEFLAGS) $(OPT) $(WARN) -Isrc -c $< -o $@

@@ -21,9 +21,11 @@ cd "$(dirname "$0")/.."
 what=${1:-}
 build_pkgs=(gcc make pkg-config libuv1-dev node-llhttp libjansson-dev libargon2-dev libssl-dev
             librocksdb-dev libcurl4-openssl-dev libpq-dev libnats-dev libsqlite3-dev
+            libinih-dev  # the --config file's parser
             libvips42)   # thumbnails: the runtime library only, loaded with dlopen (src/media/thumb.c)
 test_pkgs=(clang libclang-rt-14-dev curl chromium fonts-noto-cjk fonts-noto-color-emoji
            postgresql nats-server haproxy    # throwaway servers for the store and cluster tests
+           nginx                             # deploy/nginx-iyagi.conf.in, tested in front of iyagid
            mount)                            # a small tmpfs for the full-disk test (not Essential)
 cluster_pkgs=(nats-server haproxy postgresql)
 

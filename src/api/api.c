@@ -149,9 +149,12 @@ void api_ws_url(conn *c, const http_request *req, char *out, size_t n)
         while (len && rest[len - 1] == '/') len--;
         snprintf(out, n, "%s%.*s/v1/ws", scheme, (int)len, rest);
     } else if (req && req->host.len && req->host.len < 256) {
-        snprintf(out, n, "ws://%.*s/v1/ws", (int)req->host.len, req->host.ptr);
+        snprintf(out, n, "%s%.*s/v1/ws", conn_forwarded_tls(c, req) ? "wss://" : "ws://", (int)req->host.len,
+                 req->host.ptr);
     } else {
-        snprintf(out, n, "ws://%s:%d/v1/ws", svc->net.host, svc->net.port);
+        char hp[300];
+        net_url_host(svc->net.host, svc->net.port, hp, sizeof hp);
+        snprintf(out, n, "ws://%s/v1/ws", hp);
     }
 }
 

@@ -41,13 +41,13 @@ enum { ST_HEAD, ST_BODY, ST_DONE, ST_DEAD };
 
 enum {
     H_AUTHORIZATION, H_CONTENT_TYPE, H_HOST, H_UPGRADE, H_CONNECTION,
-    H_WS_KEY, H_WS_VERSION, H_ORIGIN, H_FORWARDED_FOR, H_EXPECT, H_AC_METHOD, H_COUNT
+    H_WS_KEY, H_WS_VERSION, H_ORIGIN, H_FORWARDED_FOR, H_EXPECT, H_FORWARDED_PROTO, H_AC_METHOD, H_COUNT
 };
 
 static const char *const hdr_names[H_COUNT] = {
     "authorization", "content-type", "host", "upgrade", "connection",
     "sec-websocket-key", "sec-websocket-version", "origin", "x-forwarded-for", "expect",
-    "access-control-request-method",
+    "x-forwarded-proto", "access-control-request-method",
 };
 
 typedef struct span {
@@ -260,6 +260,7 @@ static void fill_head(http_parser *p, http_request *r, iy_str url)
     r->origin = view(p, p->hdr[H_ORIGIN]);
     r->forwarded_for = view(p, p->hdr[H_FORWARDED_FOR]);
     r->expect = view(p, p->hdr[H_EXPECT]);
+    r->forwarded_proto = view(p, p->hdr[H_FORWARDED_PROTO]);
     r->ac_request_method = view(p, p->hdr[H_AC_METHOD]);
 }
 

@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <strings.h>
 #include <string.h>
 
 #define HTTP_IDLE_MS 30000
@@ -19,6 +20,19 @@
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void flush_one(conn *c);
 static void call_drained(conn *c);
+int conn_forwarded_tls(const conn *c, const http_request *req)
+{
+    if (!c->trusted || !req) return 0;
+    /* A chain of proxies that appends: the first element is the scheme the
+     * client used at the front. (Only the URLs we hand out depend on it.) */
+    const char *s = req->forwarded_proto.ptr;
+    size_t n = req->forwarded_proto.len, i = 0;
+    while (i < n && (s[i] == ' ' || s[i] == '\t')) i++;
+    size_t e = i;
+    while (e < n && s[e] != ',' && s[e] != ' ' && s[e] != '\t') e++;
+    return e - i == 5 && !strncasecmp(s + i, "https", 5);
+}
+
 static void http_fail(conn *c, int status, const char *code, const char *message);
 static void conn_input(conn *c, char *data, size_t len);
 
@@ -43,12 +57,6 @@ static void stop_reading(conn *c)
     c->reading = 0;
 }
 
-/* 1 if key (conn.peer's form) is in the --trust-proxy network. */
-static int trusted(const net_config *cfg, uint64_t key)
-{
-    return cfg->trust_mask && key >> 32 == 1 && ((uint32_t)key & cfg->trust_mask) == cfg->trust_net;
-}
-
 /* A connection refused at accept: closed at once, logged at most once a
  * second per thread. */
 static void refuse(iothread *t, conn *c, const char *why)
@@ -64,7 +72,7 @@ static void refuse(iothread *t, conn *c, const char *why)
     uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)iy_free);
 }
 
-void conn_accept(iothread *t, uv_stream_t *listener)
+void conn_accept(iothread *t, uv_stream_t *listener, int admin)
 {
     conn *c = iy_calloc(1, sizeof *c);
     uv_tcp_init(&t->loop, &c->tcp);
@@ -85,13 +93,15 @@ void conn_accept(iothread *t, uv_stream_t *listener)
             for (int i = 0; i < 8; i++) p = p << 8 | a[i];
             c->peer = p | UINT64_C(1) << 63;
         }
+        c->trusted = net_cidr_match(t->cfg->trust, t->cfg->ntrust, (struct sockaddr *)&ss);
     }
+    c->admin = admin != 0;
     const net_config *cfg = t->cfg;
     if (cfg->max_conns && metrics_get(M_CONNECTIONS) >= (int64_t)cfg->max_conns) {
         refuse(t, c, "--max-connections reached");
         return;
     }
-    if (cfg->per_addr && c->peer && !trusted(cfg, c->peer)) {
+    if (cfg->per_addr && c->peer && !c->trusted) {
         if (!counter_inc(cfg->per_addr, c->peer, cfg->max_per_addr)) {
             refuse(t, c, "too many connections from this address (--max-conns-per-address)");
             return;
@@ -551,7 +561,7 @@ static uint64_t addr_key(const char *p, size_t n)
 
 uint64_t conn_client(const conn *c, const http_request *req)
 {
-    if (!trusted(c->t->cfg, c->peer) || !req || !req->forwarded_for.len) return c->peer;
+    if (!c->trusted || !req || !req->forwarded_for.len) return c->peer;
     const char *s = req->forwarded_for.ptr;
     size_t n = req->forwarded_for.len, i = n;
     while (i > 0 && s[i - 1] != ',') i--;

@@ -91,7 +91,7 @@ static void stop_accepting(iothread *t)
 {
     if (!t->listening) return;
     t->listening = 0;
-    uv_close((uv_handle_t *)&t->listener, close_cb_nothing);
+    for (unsigned i = 0; i < t->cfg->nlisten; i++) uv_close((uv_handle_t *)&t->listeners[i], close_cb_nothing);
 }
 
 /* After THREAD_EXIT: the loop ends once every socket is closed. A peer that
@@ -190,7 +190,7 @@ static void on_connection(uv_stream_t *listener, int status)
         }
         return;
     }
-    conn_accept(t, listener);
+    conn_accept(t, listener, t->cfg->listen[(uv_tcp_t *)listener - t->listeners].admin);
 }
 
 /* A listening socket of our own so that SO_REUSEPORT is set before bind
@@ -198,33 +198,37 @@ static void on_connection(uv_stream_t *listener, int status)
  * iyagid of the same user bind the port and take half of its connections
  * (two data directories behind one address), so the first thread first
  * binds a probe without it: that fails while anything listens on the port.
- * (Two servers starting in the same instant could still both pass.) */
-static int listen_socket(const char *host, int port, int probe, int *fd_out)
+ * (Two servers starting in the same instant could still both pass.) An
+ * IPv6 socket is IPv6 only, so that [::]:P and 0.0.0.0:P can both be served. */
+static int listen_socket(const net_listen *l, int probe, int *fd_out)
 {
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) return IY_EINVAL;
-    int one = 1;
+    const struct sockaddr *sa = (const struct sockaddr *)&l->sa;
+    int one = 1, fam = sa->sa_family;
     if (probe) {
-        int pfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (pfd < 0) return IY_EIO;
+        int pfd = socket(fam, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (pfd < 0) {
+            iy_log("cannot listen on %s: %s", l->text, strerror(errno));
+            return IY_EIO;
+        }
         setsockopt(pfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        int bad = bind(pfd, (struct sockaddr *)&sa, sizeof sa) != 0 ? errno : 0;
+        if (fam == AF_INET6) setsockopt(pfd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+        int bad = bind(pfd, sa, l->len) != 0 ? errno : 0;
         close(pfd);
         if (bad) {
-            iy_log("cannot listen on %s:%d: %s%s", host, port, strerror(bad),
-                   bad == EADDRINUSE ? " (another server, perhaps another iyagid, serves it)" : "");
+            iy_log("cannot listen on %s: %s%s", l->text, strerror(bad),
+                   bad == EADDRINUSE ? " (another server, perhaps another iyagid, serves it)"
+                   : bad == EACCES   ? " (ports below 1024 need CAP_NET_BIND_SERVICE)"
+                   : bad == EADDRNOTAVAIL ? " (no interface of this machine has that address)" : "");
             return IY_EIO;
         }
     }
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return IY_EIO;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        iy_log("cannot listen on %s:%d: %s", host, port, strerror(errno));
+    if (fam == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, sa, l->len) != 0) {
+        iy_log("cannot listen on %s: %s", l->text, strerror(errno));
         close(fd);
         return IY_EIO;
     }
@@ -266,13 +270,15 @@ int iothread_new(unsigned index, const net_config *cfg, const net_handlers *h, v
     uv_timer_init(&t->loop, &t->sweep_more);
     t->sweep_more.data = t;
 
-    if (listen_socket(cfg->host, cfg->port, index == 0, &fd) != 0) goto err;
-    uv_tcp_init(&t->loop, &t->listener);
-    t->listener.data = t;
-    if ((rc = uv_tcp_open(&t->listener, fd)) != 0 ||
-        (rc = uv_listen((uv_stream_t *)&t->listener, 4096, on_connection)) != 0) {
-        iy_log("listen: %s", uv_strerror(rc));
-        goto err;
+    for (unsigned i = 0; i < cfg->nlisten; i++) {
+        if (listen_socket(&cfg->listen[i], index == 0, &fd) != 0) goto err;
+        uv_tcp_t *lt = &t->listeners[i];
+        uv_tcp_init(&t->loop, lt);
+        lt->data = t;
+        if ((rc = uv_tcp_open(lt, fd)) != 0 || (rc = uv_listen((uv_stream_t *)lt, 4096, on_connection)) != 0) {
+            iy_log("listen on %s: %s", cfg->listen[i].text, uv_strerror(rc));
+            goto err;
+        }
     }
     t->listening = 1;
     *out = t;

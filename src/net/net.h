@@ -36,6 +36,7 @@
 #define IY_NET_H
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <uv.h>
 #include "../base/buf.h"
 #include "../base/u64map.h"
@@ -53,6 +54,7 @@
 
 typedef struct iothread iothread;
 typedef struct conn conn;
+typedef struct net_config net_config;
 
 /* A streamed request body's receiver, or a streamed answer's (chunk
  * NULL): the service's hooks for one request. */
@@ -66,13 +68,50 @@ typedef struct net_sink {
     void (*abort)(conn *c);
 } net_sink;
 
+#define NET_MAX_LISTEN 16             /* addresses served (--listen, --admin-listen, resolved) */
+#define NET_MAX_TRUST 8               /* --trust-proxy networks */
+
+/* One address to serve on: every I/O thread listens on each. */
+typedef struct net_listen {
+    struct sockaddr_storage sa;
+    socklen_t len;
+    int admin;                  /* --admin-listen: its connections are marked admin */
+    char text[80];              /* "127.0.0.1:8080", "[::1]:8080" (logs) */
+} net_listen;
+
+/* A network: --trust-proxy's proxies. */
+typedef struct net_cidr {
+    int family;                 /* AF_INET or AF_INET6 */
+    uint8_t addr[16];           /* network bytes, masked */
+    int bits;
+} net_cidr;
+
+/* "A.B.C.D[/N]" or "IPV6[/N]" -> *out. 0, or IY_EINVAL. */
+int net_parse_cidr(const char *text, net_cidr *out);
+/* 1 if the address (AF_INET/AF_INET6 sockaddr) is in one of the networks. */
+int net_cidr_match(const net_cidr *v, unsigned n, const struct sockaddr *sa);
+/* "HOST:PORT" or "[IPV6]:PORT" (HOST a name, an IPv4 or IPv6 address, or
+ * empty for every address) -> host and port. 0, or IY_EINVAL. */
+int net_split_hostport(const char *text, char *host, size_t hostcap, int *port);
+/* Resolves "HOST:PORT" and appends every address it names (a name such as
+ * localhost may name 127.0.0.1 and ::1) to cfg->listen, skipping ones
+ * already there. 0, or IY_EINVAL with why in err. */
+int net_add_listen(net_config *cfg, const char *hostport, int admin, char *err, size_t errcap);
+
+/* HOST:PORT as a URL's authority: [::1]:8080 for IPv6; every-interface
+ * hosts (empty, 0.0.0.0, ::) as loopback. */
+void net_url_host(const char *host, int port, char *out, size_t cap);
+
 /* What the transport needs to know. */
-typedef struct net_config {
-    char host[64];
+struct net_config {
+    char host[64];              /* the first --listen's host and port (URLs of last resort) */
     int port;
+    net_listen listen[NET_MAX_LISTEN];
+    unsigned nlisten;
     int auth_timeout_s;         /* an unauthenticated WebSocket is closed (1008) after this */
     int idle_timeout_s;         /* a silent WebSocket is closed (1001) after this */
-    uint32_t trust_net, trust_mask;  /* --trust-proxy: an IPv4 network (mask 0: none) */
+    net_cidr trust[NET_MAX_TRUST];    /* --trust-proxy networks */
+    unsigned ntrust;
     uint32_t max_conns;         /* open connections past which a new one is closed at once */
     uint32_t max_per_addr;      /* per client address (0: no cap); a trusted proxy is exempt */
     struct counter *per_addr;   /* live connections per address (NULL: no per-address cap) */
@@ -81,7 +120,7 @@ typedef struct net_config {
     size_t max_buffered;        /* bytes of unfinished requests held, all connections together */
     size_t max_output;          /* bytes queued for sockets, all together: past it, slow readers go */
     const char *cors_origins;   /* --cors-origin: origins allowed cross-origin, comma-separated, or "*"; "" : CORS off */
-} net_config;
+};
 
 /* The service above the transport. Every handler runs on the connection's
  * I/O thread. */
@@ -114,7 +153,7 @@ struct iothread {
     pthread_t thread;
     uv_loop_t loop;
     uv_async_t wake;
-    uv_tcp_t listener;
+    uv_tcp_t listeners[NET_MAX_LISTEN];   /* one per cfg->listen */
     uv_prepare_t flusher;
     uv_timer_t sweeper;
     uv_timer_t sweep_more;      /* a sweep that hit its budget goes on here, 1 ms later */
@@ -166,6 +205,8 @@ struct conn {
         wait_woken : 1,         /* service: a delivery came while the long poll's read was out */
         fill_inflight : 1,      /* service: a gap fill (a read of the inbox after pos) is out */
         drain_pending : 1,      /* service: draining: closed with 1012 once its requests are answered */
+        admin : 1,              /* accepted on an --admin-listen address */
+        trusted : 1,            /* its peer is a --trust-proxy proxy */
         head_only : 1;          /* the request being answered is a HEAD: its answer's head goes out, no body */
     const char *cors;           /* the request's Origin is one of net_config.cors_origins: this entry of it, */
     uint16_t cors_len;          /* echoed in Access-Control-Allow-Origin ("*" for a wildcard); NULL: none */
@@ -227,7 +268,7 @@ void iothread_user_del(iothread *t, conn *c);
 conn *iothread_user_first(iothread *t, uint64_t user);           /* then c->user_next */
 
 /* ---- conn.c ---- */
-void conn_accept(iothread *t, uv_stream_t *listener);
+void conn_accept(iothread *t, uv_stream_t *listener, int admin);
 void conn_write(conn *c, const void *p, size_t n);        /* queue raw bytes */
 void conn_ws_send(conn *c, const char *json, size_t n);   /* queue one text frame */
 void conn_ws_close(conn *c, uint16_t code, const char *reason); /* close frame, then close */
@@ -243,6 +284,9 @@ void conn_http_error_retry(conn *c, int err, const char *message, int64_t retry_
  * proxy appended to X-Forwarded-For (the header's last element; a value
  * that is no address falls back to the peer). */
 uint64_t conn_client(const conn *c, const http_request *req);
+/* 1 if the client reached a proxy we trust over TLS (X-Forwarded-Proto:
+ * https from a --trust-proxy peer). */
+int conn_forwarded_tls(const conn *c, const http_request *req);
 /* An address key, printable (logs). */
 void net_addr_text(uint64_t key, char *out, size_t cap);
 /* The same with extra header lines (each ending in CRLF; NULL for none). */

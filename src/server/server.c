@@ -51,6 +51,8 @@ typedef struct server {
 void server_config_defaults(server_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
+    snprintf(cfg->listen[0], sizeof cfg->listen[0], "127.0.0.1:8080");
+    cfg->nlisten = 0;           /* main.c: 127.0.0.1:8080 when none is given */
     snprintf(cfg->listen_host, sizeof cfg->listen_host, "127.0.0.1");
     cfg->listen_port = 8080;
     snprintf(cfg->data_dir, sizeof cfg->data_dir, "data");
@@ -248,7 +250,9 @@ static void self_ws_url(const server_config *cfg, char *out, size_t n)
 {
     const char *pub = cfg->public_url, *scheme = "ws://", *rest = pub;
     if (!pub[0]) {
-        snprintf(out, n, "ws://%s:%d/v1/ws", cfg->listen_host, cfg->listen_port);
+        char hp[300];
+        net_url_host(cfg->listen_host, cfg->listen_port, hp, sizeof hp);
+        snprintf(out, n, "ws://%s/v1/ws", hp);
         return;
     }
     if (strncmp(pub, "https://", 8) == 0) scheme = "wss://", rest = pub + 8;
@@ -337,7 +341,7 @@ int server_run(const server_config *cfg)
     make_private(cfg->data_dir);
     char node[128];
     if (cfg->node[0]) snprintf(node, sizeof node, "%s", cfg->node);
-    else snprintf(node, sizeof node, "%s:%d", cfg->listen_host, cfg->listen_port);
+    else net_url_host(cfg->listen_host, cfg->listen_port, node, sizeof node);
     unsigned nreaders = cfg->threads > 1 ? 2 : 1;
     store_config sc = { cfg->store[0] ? cfg->store : cfg->data_dir, node, (int)nreaders,
                         (uint64_t)cfg->min_free_mb << 20 };
@@ -361,8 +365,19 @@ int server_run(const server_config *cfg)
     svc->net.port = cfg->listen_port;
     svc->net.auth_timeout_s = cfg->auth_timeout_s;
     svc->net.idle_timeout_s = cfg->idle_timeout_s;
-    svc->net.trust_net = cfg->trust_net;
-    svc->net.trust_mask = cfg->trust_mask;
+    for (unsigned i = 0; i < cfg->ntrust; i++)
+        if (net_parse_cidr(cfg->trust_proxy[i], &svc->net.trust[svc->net.ntrust]) == 0) svc->net.ntrust++;
+    {
+        char err[512];
+        unsigned n = cfg->nlisten ? cfg->nlisten : 1;
+        for (unsigned i = 0; i < n + cfg->nadmin; i++) {
+            const char *l = i < n ? (cfg->nlisten ? cfg->listen[i] : "127.0.0.1:8080") : cfg->admin_listen[i - n];
+            if (net_add_listen(&svc->net, l, i >= n, err, sizeof err) != 0) {
+                iy_log("cannot listen: %s", err);
+                goto out_store;
+            }
+        }
+    }
     svc->net.request_timeout_s = cfg->request_timeout_s;
     svc->net.min_body_rate = cfg->min_body_rate;
     svc->net.max_buffered = (size_t)cfg->max_buffered_mb << 20;
@@ -436,8 +451,12 @@ int server_run(const server_config *cfg)
     }
 
     for (unsigned i = 0; i < svc->nthreads; i++) iothread_run(svc->threads[i]);
-    iy_log("iyagid listening on http://%s:%d/ (node %s, node number %u, %s store %s, %s, capacity %u, %u I/O threads)",
-           cfg->listen_host, cfg->listen_port, node, svc->node, store_kind(srv->store),
+    char addrs[NET_MAX_LISTEN * 96] = "";
+    for (unsigned i = 0, k = 0; i < svc->net.nlisten; i++)
+        k += (unsigned)snprintf(addrs + k, sizeof addrs - k, "%shttp://%s/%s", i ? ", " : "", svc->net.listen[i].text,
+                                svc->net.listen[i].admin ? " (admin)" : "");
+    iy_log("iyagid listening on %s (node %s, node number %u, %s store %s, %s, capacity %u, %u I/O threads)",
+           addrs, node, svc->node, store_kind(srv->store),
            cfg->store[0] ? "shared" : cfg->data_dir, svc->cluster ? "NATS bus" : "single node",
            svc->cfg.capacity, svc->nthreads);
 

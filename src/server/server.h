@@ -3,8 +3,15 @@
 #define IY_SERVER_H
 #include <stdint.h>
 
+#define SERVER_MAX_LISTEN 8
+#define SERVER_MAX_TRUST 8
+
 typedef struct server_config {
-    char listen_host[64];
+    char listen[SERVER_MAX_LISTEN][256];        /* --listen HOST:PORT, as given (resolved at start) */
+    unsigned nlisten;
+    char admin_listen[SERVER_MAX_LISTEN][256];  /* --admin-listen */
+    unsigned nadmin;
+    char listen_host[64];       /* the first --listen's host and port (node name, URLs) */
     int listen_port;
     char data_dir[4096];
     char store[4096];           /* --store URL ("" : the embedded store in data_dir) */
@@ -22,7 +29,8 @@ typedef struct server_config {
     int push_give_up_s;         /* age past which a push notification is dead */
     int shutdown_timeout_s;     /* SIGTERM to exit, at most (then the process exits regardless) */
     int rate_limits;            /* 1 (default): chat/limiter.h's limits; 0: --rate-limits off */
-    uint32_t trust_net, trust_mask;  /* --trust-proxy CIDR (IPv4; mask 0: none) */
+    char trust_proxy[SERVER_MAX_TRUST][64];     /* --trust-proxy CIDRs, IPv4 or IPv6 */
+    unsigned ntrust;
     unsigned max_conns;         /* --max-connections (0: the capacity) */
     unsigned max_per_addr;      /* --max-conns-per-address (with rate limits on) */
     unsigned max_user_sockets;  /* --max-sockets-per-user (with rate limits on) */

@@ -186,6 +186,14 @@ test('--cors-origin "*": any origin, never with credentials; malformed origins a
     const r = await req(s, 'GET', '/healthz', { origin: 'https://anything.example' });
     assert.equal(r.headers['access-control-allow-origin'], '*');
   });
+  // from the environment too (IYAGI_CORS_ORIGIN, a comma list like the flag's)
+  await withServer({ env: { IYAGI_CORS_ORIGIN: 'https://e1.example,https://e2.example' } }, async (s) => {
+    for (const o of ['https://e1.example', 'https://e2.example']) {
+      const r = await req(s, 'GET', '/healthz', { origin: o });
+      assert.equal(r.headers['access-control-allow-origin'], o);
+    }
+    assert.equal((await req(s, 'GET', '/healthz', { origin: 'https://e3.example' })).headers['access-control-allow-origin'], undefined);
+  });
   for (const bad of ['app.example', 'https://app.example/', 'https://app.example/path', 'ftp://x', 'https://a b']) {
     const r = spawnSync(IYAGID, ['--cors-origin', bad, '--listen', '127.0.0.1:1', '--data', '/nonexistent'], { encoding: 'utf8', timeout: ms(10000) });
     assert.equal(r.status, 2, `--cors-origin ${bad}: exit ${r.status} ${r.stderr}`);
