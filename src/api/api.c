@@ -341,7 +341,7 @@ static void healthz(conn *c)
  * answers 401 at once when the Authorization header is missing or is not
  * "Bearer <token>" (the handler checks the token itself).
  *
- * tests/e2e/routes.test.mjs reads this table from the source: every entry
+ * tests/e2e/openapi.test.mjs reads this table from the source: every entry
  * must be documented in docs/openapi.json (with its security) and every
  * documented operation must be here. Keep it one entry per line. */
 
