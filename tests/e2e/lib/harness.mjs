@@ -402,6 +402,10 @@ export function rawHttp(server, method, p, { body, token, headers = {}, timeoutM
         const text = Buffer.concat(chunks).toString('utf8');
         let parsed = null;
         try { parsed = text.length ? JSON.parse(text) : null; } catch { parsed = undefined; }
+        if (RECORD) {
+          const ctype = res.headers['content-type'] || '';
+          record({ kind: 'http', method, path: p, status: res.statusCode, ctype, body: /json/.test(ctype) ? (parsed === undefined ? { __raw: text.slice(0, 200) } : parsed) : null });
+        }
         resolve({ status: res.statusCode, body: parsed, text, headers: res.headers });
       };
       res.on('end', done);
