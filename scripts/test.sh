@@ -45,6 +45,20 @@ e2e() {  # e2e BINARY [STORE]: every single-node test file
      node --test --test-concurrency=2 $(ls ./*.test.mjs | grep -v '/cluster'))
 }
 
+# The first end-to-end run keeps every server's log and access log, and
+# every token, password and message text its helpers saw (harness.mjs);
+# the audit then checks that none of those reached a log.
+LOGDIR=$(mktemp -d /tmp/iyagi-test-logs.XXXXXX)
+e2e_logged() { IYAGI_E2E_LOGDIR="$LOGDIR" e2e "$@"; }
+log_audit() { node scripts/log-audit.mjs "$LOGDIR" && rm -rf "$LOGDIR"; }
+
+# deploy/: the alert rules are valid and behave as their unit tests say; the
+# dashboard's queries parse.
+alert_rules() {
+  promtool check rules deploy/alerts.yml && promtool test rules deploy/alerts.test.yml &&
+    node scripts/check-dashboard.mjs deploy/grafana-dashboard.json
+}
+
 cluster() {  # cluster BINARY FILES...: 3 NATS servers, PostgreSQL, 3 nodes per file (lib/cluster.mjs)
   local bin=$1; shift
   (cd tests/e2e && IYAGID="$PWD/../../$bin" node --test --test-concurrency=1 "$@")
@@ -77,7 +91,9 @@ step "throwaway PostgreSQL" pg_start
 step "build" make -s -j"$JOBS"
 step "unit tests" make -s -j"$JOBS" unit
 step "fuzz (${FUZZ_SECONDS} s each)" fuzz_all
-step "end-to-end" e2e build/rel/iyagid
+step "end-to-end" e2e_logged build/rel/iyagid
+step "log audit (no secret in any log)" log_audit
+step "alert rules and dashboard (promtool)" alert_rules
 step "end-to-end on PostgreSQL" e2e build/rel/iyagid postgres
 step "cluster (3 NATS, PostgreSQL, 3 nodes)" cluster build/rel/iyagid ./cluster_infra.test.mjs ./cluster.test.mjs ./cluster_faults.test.mjs
 [ -f tests/web/package.json ] && step "web client (Chromium)" web

@@ -7,6 +7,7 @@
  * the server would run with. */
 #include "server/admin.h"
 #include "server/server.h"
+#include "base/log.h"
 #include "base/version.h"
 #include "net/net.h"
 #include "store/store.h"
@@ -77,6 +78,15 @@ static const opt opts[] = {
       "256 KiB queued is dropped as a slow reader", 0 },
     { "blob-dir", "DIR", "DATA/blobs", "where attachments' bytes live; a cluster's nodes must share it", 0 },
     { "max-upload", "MB", "25", "the largest upload", 0 },
+    { "log-level", "L", "info", "error, warn, info or debug: log lines past it are dropped", 0 },
+    { "log-format", "text|json", "text", "text (a UTC timestamp, the level, the message) or json (one object\n"
+      "per line: ts, level, msg)", 0 },
+    { "access-log", "WHERE", "off", "off, stderr or a FILE appended to: one line per HTTP request (client,\n"
+      "method, route template, status, bytes, microseconds) and per WebSocket\n"
+      "open and close; SIGHUP reopens FILE (log rotation)", 0 },
+    { "metrics-token", "TOKEN", "none", "GET /metrics wants Authorization: Bearer TOKEN (16 bytes or more),\n"
+      "else 401; give it in the config file or IYAGI_METRICS_TOKEN (ps shows\n"
+      "a command line)", 0 },
     { "cors-origin", "ORIGIN", "none", "let web pages of ORIGIN (scheme://host[:port], or * for any) call the\n"
       "HTTP API from a browser (CORS; credentials are never allowed: tokens go in\n"
       "the Authorization header); repeatable, or a comma list", 1 },
@@ -311,6 +321,17 @@ static int apply(server_config *cfg, int i, const char *v, enum src src, char *e
     } else if (!strcmp(n, "max-upload")) {
         INT(1, 4096);
         cfg->max_upload_mb = (unsigned)x;
+    } else if (!strcmp(n, "log-level")) {
+        if (iy_log_level_parse(v, &cfg->log_level) != 0) return snprintf(err, cap, "takes error, warn, info or debug"), -1;
+    } else if (!strcmp(n, "log-format")) {
+        if (iy_log_format_parse(v, &cfg->log_format) != 0) return snprintf(err, cap, "takes text or json"), -1;
+    } else if (!strcmp(n, "access-log")) {
+        if (!*v) return snprintf(err, cap, "takes off, stderr or a file path"), -1;
+        if (copy_str(cfg->access_log, sizeof cfg->access_log, v, err, cap) != 0) return -1;
+    } else if (!strcmp(n, "metrics-token")) {
+        if (*v && strlen(v) < 16) return snprintf(err, cap, "takes 16 to %zu bytes", sizeof cfg->metrics_token - 1), -1;
+        if (copy_str(cfg->metrics_token, sizeof cfg->metrics_token, v, err, cap) != 0) return -1;
+        v = *v ? "(set, not shown)" : "";   /* check-config prints what was given */
     } else {
         snprintf(err, cap, "has no handler (a bug)");
         return -1;

@@ -91,7 +91,7 @@ static void signup_store(store *s, api_job *a)
     else if (rc) api_fail(a, rc, "storage error");
     else {
         api_ok_user(a, 201, &x->u);
-        iy_log("signup: user %llu (%s)", (unsigned long long)x->u.id, x->u.username);
+        iy_log_info("signup: user %llu (%s)", (unsigned long long)x->u.id, x->u.username);
     }
 }
 
@@ -157,7 +157,7 @@ static void login_session_store(store *s, api_job *a)
         api_fail(a, rc, "storage error");
         return;
     }
-    iy_log("login: user %llu, device %s", (unsigned long long)x->u.id, a->device);
+    iy_log_info("login: user %llu, device %s", (unsigned long long)x->u.id, a->device);
     a->status = 201;
     iy_buf *b = &a->body;
     iy_buf_append_str(b, "{\"token\":");
@@ -181,7 +181,8 @@ static void login_verified(void *ctx, int ok)
         char peer[48];
         net_addr_text(x->client, peer, sizeof peer);
         /* Only a well-formed name reaches the log: no control characters from clients. */
-        iy_log("login failed for %s from %s", api_valid_username(x->username) ? x->username : "(a malformed username)",
+        if (iy_log_allow(&iy_log_auth_budget))
+            iy_log_warn("login failed for %s from %s", api_valid_username(x->username) ? x->username : "(a malformed username)",
                peer);
         if (lim) limiter_fail(lim->login_user, limiter_key_str(x->username), (int64_t)now_ms());
         conn_http_error(c, IY_EUNAUTH, "wrong username or password");
@@ -254,7 +255,7 @@ static void logout_store(store *s, api_job *a)
 {
     int rc = store_session_delete(s, a->token);
     if (rc) { api_fail(a, rc == IY_ENOTFOUND ? IY_EUNAUTH : rc, "storage error"); return; }
-    iy_log("logout: user %llu, device %s", (unsigned long long)a->user, a->device);
+    iy_log_info("logout: user %llu, device %s", (unsigned long long)a->user, a->device);
     a->status = 204;
 }
 
@@ -413,7 +414,7 @@ static void session_revoke_store(store *s, api_job *a)
     int rc = sessions_delete(s, x, keep_unless_named);
     if (rc) api_fail(a, rc, "storage error");
     else if (!x->nrevoked) api_fail(a, IY_ENOTFOUND, "no such session");
-    else iy_log("session revoked: user %llu, session %s", (unsigned long long)a->user, x->session_id);
+    else iy_log_info("session revoked: user %llu, session %s", (unsigned long long)a->user, x->session_id);
 }
 
 void account_session_revoke(conn *c, const http_request *req, const char *id, size_t n)
@@ -442,7 +443,7 @@ static void password_store(store *s, api_job *a)
     int rc = store_user_set_password(s, a->user, x->pwhash);
     if (rc == 0) rc = sessions_delete(s, x, keep_current);
     if (rc) { api_fail(a, rc, "storage error"); return; }
-    iy_log("password changed: user %llu; %zu other sessions ended", (unsigned long long)a->user, x->nrevoked);
+    iy_log_info("password changed: user %llu; %zu other sessions ended", (unsigned long long)a->user, x->nrevoked);
 }
 
 static void password_hashed(void *ctx, int err, const char *encoded)
@@ -492,7 +493,7 @@ static void delete_store(store *s, api_job *a)
     if (rc == 0) rc = store_user_delete(s, a->user);
     for (int l = 0; l < 4; l++) iy_free(lists[l]);
     if (rc) { api_fail(a, rc, "storage error"); return; }
-    iy_log("account deleted: user %llu (%zu sessions ended)", (unsigned long long)a->user, x->nrevoked);
+    iy_log_info("account deleted: user %llu (%zu sessions ended)", (unsigned long long)a->user, x->nrevoked);
 }
 
 static void password_verified(void *ctx, int ok)

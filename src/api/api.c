@@ -1,6 +1,7 @@
 /* api.c — the HTTP API's router and the plumbing its endpoints share
  * (api_int.h): jobs, body and query parsing, discovery, health, metrics. */
 #include "api_int.h"
+#include "routes.h"
 #include "../base/alloc.h"
 #include "../base/err.h"
 #include "../base/log.h"
@@ -72,6 +73,11 @@ static void api_done(dbq_job *j)
         a->then = NULL;
         then(c, a);
         return;
+    }
+    if (c && !c->closing && a->need_auth && a->status == 401 && iy_log_allow(&iy_log_auth_budget)) {
+        char peer[48];
+        net_addr_text(c->client, peer, sizeof peer);
+        iy_log_warn("http auth failed from %s on %s: invalid or revoked token", peer, metrics_route_name(c->route));
     }
     if (c && !c->closing) {
         char extra[40];
@@ -290,10 +296,33 @@ static void discovery(conn *c, const http_request *req)
     iy_buf_free(&b);
 }
 
-static void metrics_page(conn *c)
+/* 1 if the n bytes at a equal the NUL-terminated b, in a time that
+ * depends on their lengths only (the token is not guessed byte by byte). */
+static int same_secret(const char *a, size_t n, const char *b)
+{
+    size_t m = strlen(b);
+    unsigned char diff = n != m;
+    for (size_t i = 0; i < m; i++) diff |= (unsigned char)(b[i] ^ (i < n ? a[i] : 0));
+    return diff == 0;
+}
+
+static void metrics_page(conn *c, const http_request *req)
 {
     iy_buf b = { 0 };
     service *svc = svc_of(c);
+    if (svc->cfg.metrics_token[0]) {
+        iy_str v = req->authorization;
+        if (!(v.len > 7 && strncasecmp(v.ptr, "Bearer ", 7) == 0 &&
+              same_secret(v.ptr + 7, v.len - 7, svc->cfg.metrics_token))) {
+            char peer[48];
+            net_addr_text(c->client, peer, sizeof peer);
+            if (iy_log_allow(&iy_log_auth_budget)) iy_log_warn("metrics: unauthorized scrape from %s", peer);
+            proto_write_http_error(&b, "unauthorized", "a metrics token is needed");
+            conn_http_respond_x(c, 401, "application/json", "WWW-Authenticate: Bearer\r\n", b.data, b.len);
+            iy_buf_free(&b);
+            return;
+        }
+    }
     bus_stats bs;
     bus_get_stats(svc->bus, &bs);
     metrics_set(M_BACKLOG, (int64_t)dbq_backlog(svc->dbq));
@@ -361,7 +390,7 @@ typedef struct api_route {
 
 #define ROUTE(name) static void name(conn *c, const http_request *req, const route_args *a)
 ROUTE(r_healthz) { healthz(c); }
-ROUTE(r_metrics) { metrics_page(c); }
+ROUTE(r_metrics) { metrics_page(c, req); }
 ROUTE(r_openapi) { static_api_doc(c, "/openapi.json"); }
 ROUTE(r_asyncapi) { static_api_doc(c, "/asyncapi.json"); }
 static void ws_not_upgraded(conn *c)
@@ -538,6 +567,7 @@ static void not_allowed(conn *c, const http_request *req, const char *allow)
 
 void api_head(conn *c, const http_request *head)
 {
+    c->route = (uint8_t)api_route_of(head->path);
     if (head->method == HTTP_POST && iy_str_eq(head->path, "/v1/uploads")) uploads_head(c, head);
 }
 
@@ -546,7 +576,17 @@ void api_handle(conn *c, const http_request *req)
     iy_str seg[8];
     int n = http_path_split(req->path, seg, 8);
     int m = req->method == HTTP_HEAD ? HTTP_GET : req->method;
+    c->route = (uint8_t)api_route_of(req->path);
     if (n < 0) { conn_http_error(c, IY_ENOTFOUND, "no such endpoint"); return; }
+
+    /* With an admin listener, /metrics is served there only, and the admin
+     * listener serves /metrics and /healthz only. */
+    int is_metrics = n == 1 && iy_str_eq(seg[0], "metrics");
+    int is_health = n == 1 && iy_str_eq(seg[0], "healthz");
+    if (c->t->cfg->admin_listen_set && (c->admin ? !(is_metrics || is_health) : is_metrics)) {
+        conn_http_error(c, IY_ENOTFOUND, "no such endpoint");
+        return;
+    }
 
     char allow[96] = "";
     size_t al = 0;

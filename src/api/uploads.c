@@ -157,7 +157,7 @@ static void on_written(uv_fs_t *r)
         return;
     }
     if (u->failed) {
-        iy_log("upload: writing %s failed: %s", u->tmp, strerror(u->failed));
+        iy_log_error("upload: writing %s failed: %s", u->tmp, strerror(u->failed));
         up_fail(c, u, IY_EUNAVAIL, u->failed == ENOSPC ? "no room for the upload" : "the upload could not be stored");
         return;
     }
@@ -211,7 +211,7 @@ static void on_opened(uv_fs_t *r)
         return;
     }
     if (fd < 0) {
-        iy_log("upload: cannot create %s: %s", u->tmp, strerror(-fd));
+        iy_log_error("upload: cannot create %s: %s", u->tmp, strerror(-fd));
         u->tmp[0] = '\0';
         up_fail(c, u, IY_EUNAVAIL, "the upload could not be stored");
         return;
@@ -385,7 +385,7 @@ static void up_after_work(uv_work_t *w, int status)
     u->busy = 0;
     conn *c = up_conn(u);
     if (status != 0 || u->work_rc) {
-        if (u->work_rc) iy_log("upload: storing %s failed: %s", u->path, strerror(u->work_rc));
+        if (u->work_rc) iy_log_error("upload: storing %s failed: %s", u->path, strerror(u->work_rc));
         if (!u->tmp[0]) up_unlink_final(u);
         if (c) up_fail(c, u, IY_EUNAVAIL, "the upload could not be stored");
         else up_free(u);
@@ -496,7 +496,7 @@ static void on_read_piece(uv_fs_t *r)
         return;
     }
     if (n <= 0) {   /* the file is shorter than its record: cut the answer off */
-        iy_log("attachment %llu: reading %s failed", (unsigned long long)d->at.id, d->path);
+        iy_log_error("attachment %llu: reading %s failed", (unsigned long long)d->at.id, d->path);
         c->sink = NULL;
         c->stream = NULL;
         api_job_drop(&d->a);
@@ -550,7 +550,7 @@ static void dl_opened(uv_fs_t *r)
         uv_fs_req_cleanup(&st);
     }
     if (fd < 0) {
-        iy_log("attachment %llu: its blob %s is missing", (unsigned long long)d->at.id, d->path);
+        iy_log_error("attachment %llu: its blob %s is missing", (unsigned long long)d->at.id, d->path);
         api_job_drop(&d->a);
         conn_http_error(c, IY_ENOTFOUND, "the attachment's bytes are missing");
         return;

@@ -182,7 +182,7 @@ static void on_disconnected(natsConnection *nc, void *closure)
 {
     (void)nc;
     nats_bus *b = closure;
-    if (atomic_exchange(&b->connected, 0)) iy_log("bus: disconnected from NATS; reconnecting");
+    if (atomic_exchange(&b->connected, 0)) iy_log_warn("bus: disconnected from NATS; reconnecting");
 }
 
 static void on_connected(natsConnection *nc, void *closure)
@@ -190,7 +190,7 @@ static void on_connected(natsConnection *nc, void *closure)
     (void)nc;
     nats_bus *b = closure;
     atomic_store(&b->connected, 1);
-    iy_log("bus: connected to NATS");
+    iy_log_info("bus: connected to NATS");
 }
 
 static void on_reconnected(natsConnection *nc, void *closure)
@@ -199,7 +199,7 @@ static void on_reconnected(natsConnection *nc, void *closure)
     nats_bus *b = closure;
     atomic_store(&b->connected, 1);
     atomic_fetch_add(&b->reconnects, 1);
-    iy_log("bus: reconnected to NATS; sockets check their pos against the store");
+    iy_log_info("bus: reconnected to NATS; sockets check their pos against the store");
     post_all(b, BUS_RESYNC, NULL, NULL, 0, NULL);
 }
 
@@ -209,7 +209,7 @@ static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, 
     nats_bus *b = closure;
     atomic_fetch_add(&b->publish_errors, 1);
     static atomic_int logged;
-    if (atomic_fetch_add(&logged, 1) < 10) iy_log("bus: NATS error: %s", natsStatus_GetText(err));
+    if (atomic_fetch_add(&logged, 1) < 10) iy_log_warn("bus: NATS error: %s", natsStatus_GetText(err));
 }
 
 /* ---- subscriptions ---- */
@@ -435,6 +435,32 @@ static void nats_free(bus *bb)
     iy_free(b);
 }
 
+/* servers as a log line may show it: the user and password of a
+ * nats://USER:PASS@HOST URL replaced by "***". */
+static void redact_urls(const char *servers, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (const char *p = servers; *p && n + 4 < cap;) {
+        const char *at = strchr(p, '@'), *comma = strchr(p, ',');
+        const char *scheme = strstr(p, "://");
+        if (at && (!comma || at < comma) && scheme && scheme < at) {
+            size_t k = (size_t)(scheme + 3 - p);
+            if (n + k + 4 >= cap) break;
+            memcpy(out + n, p, k);
+            memcpy(out + n + k, "***", 3);
+            n += k + 3;
+            p = at;   /* the '@' and the host follow */
+        }
+        const char *end = comma ? comma + 1 : p + strlen(p);
+        size_t k = (size_t)(end - p);
+        if (n + k >= cap) k = cap - n - 1;
+        memcpy(out + n, p, k);
+        n += k;
+        p = end;
+    }
+    out[n] = '\0';
+}
+
 bus *bus_nats_new(const char *servers, unsigned n, bus_post_fn post, void **ctx, unsigned node,
                   const bus_cluster_fns *fns)
 {
@@ -443,13 +469,13 @@ bus *bus_nats_new(const char *servers, unsigned n, bus_post_fn post, void **ctx,
     snprintf(list, sizeof list, "%s", servers);
     for (char *tok = strtok(list, ","); tok && nurls < MAX_SERVERS; tok = strtok(NULL, ",")) {
         if (strncmp(tok, "nats://", 7) != 0 || !tok[7]) {
-            iy_log("bus: %s is not a nats://HOST:PORT URL", tok);
+            iy_log_error("bus: %s is not a nats://HOST:PORT URL", tok);
             return NULL;
         }
         urls[nurls++] = tok;
     }
     if (nurls == 0 || n > 64) {
-        iy_log("bus: no NATS server given");
+        iy_log_error("bus: no NATS server given");
         return NULL;
     }
     nats_bus *b = iy_calloc(1, sizeof *b);
@@ -482,7 +508,9 @@ bus *bus_nats_new(const char *servers, unsigned n, bus_post_fn post, void **ctx,
         if (st == NATS_OK) {
             atomic_store(&b->connected, 1);
         } else if (st == NATS_NOT_YET_CONNECTED) {
-            iy_log("bus: NATS (%s) not reachable yet; connecting in the background", servers);
+            char shown[512];
+            redact_urls(servers, shown, sizeof shown);
+            iy_log_warn("bus: NATS (%s) not reachable yet; connecting in the background", shown);
             st = NATS_OK;
         }
     }
@@ -490,7 +518,9 @@ bus *bus_nats_new(const char *servers, unsigned n, bus_post_fn post, void **ctx,
     if (st == NATS_OK) st = natsConnection_Subscribe(&b->presence_sub, b->nc, "iyagi.presence", on_cluster, b);
     if (st == NATS_OK && pthread_create(&b->confirmer, NULL, confirmer_main, b) != 0) st = NATS_ERR;
     if (st != NATS_OK) {
-        iy_log("bus: cannot set up NATS (%s): %s", servers, natsStatus_GetText(st));
+        char shown[512];
+        redact_urls(servers, shown, sizeof shown);
+        iy_log_error("bus: cannot set up NATS (%s): %s", shown, natsStatus_GetText(st));
         if (b->nc) natsConnection_Destroy(b->nc);
         natsSubscription_Destroy(b->nodes_sub);
         natsSubscription_Destroy(b->presence_sub);

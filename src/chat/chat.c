@@ -45,8 +45,18 @@ typedef struct ws_job {
     char rid[IY_RID_MAX + 1];
     int has_rid;
     uint64_t t0;                      /* receipt of the frame (ns) */
+    int op;                           /* enum proto_op (metrics) */
     service *svc;
 } ws_job;
+
+/* proto's op numbers as metrics label values (0: a frame that did not parse). */
+static const char *const op_names[] = { "invalid", "auth", "send", "sync", "history", "read", "typing",
+                                        "presence", "hb", "edit", "delete", "react" };
+
+void chat_metrics_ops(void) { metrics_ws_ops(op_names, sizeof op_names / sizeof op_names[0]); }
+
+/* An op answered at once (no job): its outcome, timed from now. */
+static void op_now(int op, int err) { metrics_ws_op((unsigned)op, err, 0); }
 
 static void ws_job_init(ws_job *w, conn *c, const proto_req *req, int kind, void (*free_fn)(dbq_job *))
 {
@@ -57,6 +67,7 @@ static void ws_job_init(ws_job *w, conn *c, const proto_req *req, int kind, void
     w->user = c->user;
     w->svc = svc_of(c);
     w->t0 = mono_ns();
+    w->op = req ? req->op : 0;
     if (req->has_rid) {
         memcpy(w->rid, req->rid, sizeof w->rid);
         w->has_rid = 1;
@@ -85,6 +96,7 @@ static int64_t over_limit(conn *c, limiter *l, const proto_req *req, const char 
     int64_t wait = l ? limiter_take(l, c->user, (int64_t)now_ms()) : 0;
     if (wait) {
         metrics_add(M_RATE_LIMITED, 1);
+        op_now(req->op, IY_ERATE);
         send_error_retry(c, req->has_rid ? req->rid : NULL, IY_ERATE, what, wait);
     }
     return wait;
@@ -110,6 +122,7 @@ static void frame_begin(iy_buf *b, const char *op, const char *rid)
  * the drain is acknowledged first. */
 static conn *job_conn(ws_job *w)
 {
+    metrics_ws_op((unsigned)w->op, w->j.err, mono_ns() - w->t0);
     conn *c = iothread_conn(w->j.origin, w->conn_id);
     if (!c || c->closing) return NULL;
     c->inflight_reqs--;
@@ -182,6 +195,11 @@ static void auth_run(store *s, dbq_job *j)
 static void auth_failed(conn *c, auth_job *a)
 {
     int unauth = a->w.j.err == IY_EUNAUTH;
+    if (unauth && iy_log_allow(&iy_log_auth_budget)) {
+        char peer[48];
+        net_addr_text(c->client, peer, sizeof peer);
+        iy_log_warn("ws auth failed from %s: invalid or revoked token", peer);
+    }
     send_error(c, rid_of(&a->w), unauth ? IY_EUNAUTH : a->w.j.err,
                unauth ? "invalid or revoked token" : "storage unavailable, retry");
     conn_ws_close(c, 1008, "authentication failed");
@@ -220,6 +238,7 @@ static void auth_done(dbq_job *j)
         return;
     }
     c->inflight_reqs--;
+    if (j->err || a->second) metrics_ws_op(P_AUTH, j->err, mono_ns() - a->w.t0);
     if (j->err) {
         auth_failed(c, a);
         dbq_job_unref(j);
@@ -350,6 +369,7 @@ static void start_send(conn *c, proto_req *req)
     if (dbq_backlog(svc->dbq) >= (size_t)svc->cfg.max_backlog) {
         /* Shed load rather than queue without bound; nothing was stored. */
         metrics_add(M_SHED, 1);
+        op_now(req->op, IY_EUNAVAIL);
         send_error(c, req->has_rid ? req->rid : NULL, IY_EUNAVAIL, "server busy, retry with the same cmid");
         return;
     }
@@ -623,6 +643,7 @@ static void on_ws_text(conn *c, const char *data, size_t len)
     char err[160];
     int rc = proto_parse(data, len, &req, err, sizeof err);
     if (rc) {
+        op_now(req.op, rc);   /* 0 ("invalid") when not even the op was read */
         send_error(c, req.has_rid ? req.rid : NULL, rc, err);
         /* Before auth a bad frame is as bad as no auth: the socket goes. */
         if (c->ws_state == WS_NEW) conn_ws_close(c, 1008, "the first frame must be auth");
@@ -637,6 +658,7 @@ static void on_ws_text(conn *c, const char *data, size_t len)
         } else if (req.op == P_AUTH && c->ws_state == WS_NEW) {
             start_auth(c, &req);
         } else {
+            op_now(req.op, IY_EUNAUTH);
             send_error(c, rid, IY_EUNAUTH, "the first frame must be auth");
             conn_ws_close(c, 1008, "not authenticated");
         }
@@ -645,6 +667,7 @@ static void on_ws_text(conn *c, const char *data, size_t len)
     }
     switch (req.op) {
     case P_AUTH:
+        op_now(P_AUTH, IY_EINVAL);
         send_error(c, rid, IY_EINVAL, "already authenticated");
         break;
     case P_SEND:
@@ -665,11 +688,11 @@ static void on_ws_text(conn *c, const char *data, size_t len)
     case P_TYPING: {
         /* At most one typing per socket per second; extras are dropped. */
         uint64_t now = uv_now(&c->t->loop);
-        if (c->last_typing_ms && now - c->last_typing_ms < 1000) break;
+        if (c->last_typing_ms && now - c->last_typing_ms < 1000) { op_now(P_TYPING, 0); break; }
         c->last_typing_ms = now;
         /* ... and a few per user, whatever its number of sockets. */
         service_limits *lim = svc_of(c)->limits;
-        if (lim && limiter_take(lim->typing_user, c->user, (int64_t)now_ms())) break;
+        if (lim && limiter_take(lim->typing_user, c->user, (int64_t)now_ms())) { op_now(P_TYPING, IY_ERATE); break; }
         start_notice(c, &req);
         break;
     }
@@ -677,6 +700,7 @@ static void on_ws_text(conn *c, const char *data, size_t len)
         start_presence(c, &req);
         break;
     case P_HB: {
+        op_now(P_HB, 0);
         iy_buf b = { 0 };
         frame_begin(&b, "hb", rid);
         iy_buf_putc(&b, '}');
@@ -685,6 +709,7 @@ static void on_ws_text(conn *c, const char *data, size_t len)
         break;
     }
     default:
+        op_now(0, IY_EINVAL);
         send_error(c, rid, IY_EINVAL, "unknown op");
         break;
     }

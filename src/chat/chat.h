@@ -36,4 +36,7 @@ void deliver_forget(conn *c);
 /* The bus confirmed the subscription c's auth waited for. */
 void chat_subscribed(conn *c);
 
+/* Names the WebSocket ops for metrics (metrics_ws_ops); before threads start. */
+void chat_metrics_ops(void);
+
 #endif

@@ -40,7 +40,7 @@ static void log_failure(service *svc, const char *what, size_t n)
     int64_t now = (int64_t)mono_ns() / 1000000;
     svc->round_failures++;
     if (svc->round_failures > 1 && now - svc->round_failure_logged_ms < 1000) return;
-    iy_log("storage: %s a round of %zu sends failed; answering unavailable (%llu failed rounds so far)",
+    iy_log_error("storage: %s a round of %zu sends failed; answering unavailable (%llu failed rounds so far)",
            what, n, (unsigned long long)svc->round_failures);
     svc->round_failure_logged_ms = now;
 }
@@ -99,7 +99,7 @@ static void *commit(void *ctx, store *s, dbq_job *sends)
         return NULL;
     }
     if (svc->round_failures) {
-        iy_log("storage: rounds commit again after %llu failed ones", (unsigned long long)svc->round_failures);
+        iy_log_info("storage: rounds commit again after %llu failed ones", (unsigned long long)svc->round_failures);
         svc->round_failures = 0;
     }
     bus_batch *b = nnew ? bus_batch_new(nnew) : NULL;

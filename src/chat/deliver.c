@@ -69,7 +69,7 @@ static void drop_held(conn *c)
 static void hold(conn *c, uint64_t pos, const char *frame, size_t len)
 {
     if (c->held_bytes + len > HELD_MAX_BYTES) {
-        iy_log("conn %u/%llu: too much held behind a gap; dropping it (it resyncs)", c->t->index,
+        iy_log_warn("conn %u/%llu: too much held behind a gap; dropping it (it resyncs)", c->t->index,
                (unsigned long long)c->id);
         drop_held(c);
         conn_close(c);

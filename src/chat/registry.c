@@ -96,7 +96,7 @@ void registry_heard(registry *r, const bus_node_info *n)
     }
     pthread_mutex_unlock(&r->mu);
     if (event >= 0) {
-        iy_log("registry: node %s (number %u) %s", n->name, number, event ? "joined" : "left");
+        iy_log_info("registry: node %s (number %u) %s", n->name, number, event ? "joined" : "left");
         if (r->on_change) r->on_change(r->ctx, number, event);
     }
 }
@@ -119,7 +119,7 @@ void registry_expire(registry *r)
     }
     pthread_mutex_unlock(&r->mu);
     for (size_t i = 0; i < ngone; i++) {
-        iy_log("registry: node %s (number %u) silent for %d ms: gone", i < 8 ? names[i] : "?", gone[i],
+        iy_log_warn("registry: node %s (number %u) silent for %d ms: gone", i < 8 ? names[i] : "?", gone[i],
                REGISTRY_TTL_MS);
         if (r->on_change) r->on_change(r->ctx, gone[i], 0);
     }

@@ -35,6 +35,7 @@ typedef struct service_config {
     uint32_t max_user_sockets;  /* authenticated sockets per user on this node (0: no cap) */
     char blob_dir[4096];        /* attachments' bytes (api/uploads.c): DIR/ID, DIR/ID.thumb, DIR/tmp */
     uint64_t max_upload;        /* bytes of one upload */
+    char metrics_token[256];    /* /metrics wants "Authorization: Bearer" this ("" : open) */
 } service_config;
 
 typedef struct service {

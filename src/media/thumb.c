@@ -106,7 +106,7 @@ static void log_vips(const char *what, const char *path)
 {
     char *msg = V.error_buffer_copy();
     size_t n = msg ? strcspn(msg, "\n") : 0;
-    iy_log("media: %s %s: %.*s", what, path, (int)(n > 300 ? 300 : n), msg ? msg : "");
+    iy_log_warn("media: %s %s: %.*s", what, path, (int)(n > 300 ? 300 : n), msg ? msg : "");
     V.g_free(msg);
 }
 
@@ -115,7 +115,7 @@ static void thumb_load(void)
     void *lib = dlopen("libvips.so.42", RTLD_NOW | RTLD_LOCAL);
     if (!lib) {
         const char *e = dlerror();
-        iy_log("media: thumbnails off: cannot load libvips (%s); install libvips42", e ? e : "?");
+        iy_log_warn("media: thumbnails off: cannot load libvips (%s); install libvips42", e ? e : "?");
         return;
     }
     /* Never dlclose'd: GLib's type system cannot be unloaded. */
@@ -128,11 +128,11 @@ static void thumb_load(void)
           SYM(operation_block_set, "vips_operation_block_set") &&
           SYM(array_double_newv, "vips_array_double_newv") && SYM(area_unref, "vips_area_unref") &&
           SYM(g_object_unref, "g_object_unref") && SYM(g_free, "g_free"))) {
-        iy_log("media: thumbnails off: libvips.so.42 lacks a function we use (libvips older than 8.13?)");
+        iy_log_warn("media: thumbnails off: libvips.so.42 lacks a function we use (libvips older than 8.13?)");
         return;
     }
     if (V.version(3) - V.version(5) != V_ABI) {
-        iy_log("media: thumbnails off: libvips ABI %d, expected %d", V.version(3) - V.version(5), V_ABI);
+        iy_log_warn("media: thumbnails off: libvips ABI %d, expected %d", V.version(3) - V.version(5), V_ABI);
         return;
     }
     if (V.init("iyagid") != 0) {
@@ -181,7 +181,7 @@ static int check_size(const char *path)
     V.g_object_unref(im);
     if (w == 0 || h == 0) return IY_EINVAL;
     if (w > MEDIA_THUMB_MAX_SIDE || h > MEDIA_THUMB_MAX_SIDE || w * h > MEDIA_THUMB_MAX_PIXELS) {
-        iy_log("media: no thumbnail for %s: %llux%llu is over the limits", path, w, h);
+        iy_log_warn("media: no thumbnail for %s: %llux%llu is over the limits", path, w, h);
         return IY_ETOOBIG;
     }
     return 0;

@@ -66,7 +66,7 @@ static void refuse(iothread *t, conn *c, const char *why)
     if (now - t->refused_logged_ms >= 1000) {
         char a[48];
         net_addr_text(c->peer, a, sizeof a);
-        iy_log("io thread %u: connection from %s refused: %s", t->index, a, why);
+        iy_log_warn("io thread %u: connection from %s refused: %s", t->index, a, why);
         t->refused_logged_ms = now;
     }
     uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)iy_free);
@@ -187,6 +187,12 @@ void conn_close(conn *c)
         c->stream = NULL;
     }
     c->drained = NULL;
+    if (c->proto == PROTO_WS && iy_access_log_on()) {
+        char a[48];
+        net_addr_text(c->client, a, sizeof a);
+        iy_access_ws(a, "close", c->ws_code ? c->ws_code : 1006,
+                     (uv_now(&c->t->loop) - c->opened_ms) * 1000);
+    }
     c->closing = 1;
     c->close_after_flush = 0;
     c->draining = 0;
@@ -241,7 +247,7 @@ static int too_slow(const conn *c, uint64_t now)
 
 static void drop_slow(conn *c)
 {
-    iy_log("conn %u/%llu: %zu bytes queued, not read; dropping the slow reader", c->t->index,
+    iy_log_warn("conn %u/%llu: %zu bytes queued, not read; dropping the slow reader", c->t->index,
            (unsigned long long)c->id, c->out.len + c->inflight.len);
     metrics_add(M_SLOW_CLOSED, 1);
     conn_close(c);
@@ -379,6 +385,7 @@ void conn_ws_close(conn *c, uint16_t code, const char *reason)
 {
     if (c->closing) return;
     unregister(c);
+    c->ws_code = code;
     iy_buf frame = { 0 };
     ws_close_append(&frame, code, reason);
     conn_write(c, frame.data, frame.len);
@@ -451,6 +458,8 @@ static void write_head(conn *c, int status, const char *ctype, const char *extra
         extra = iy_buf_cstr(&x);
     }
     http_response_head(&head, status, ctype, (size_t)len, c->keep_alive, extra);
+    c->resp_status = (uint16_t)status;
+    c->resp_bytes = head.len + (c->head_only ? 0 : len);
     conn_write(c, head.data, head.len);
     iy_buf_free(&head);
     iy_buf_free(&x);
@@ -489,8 +498,47 @@ int conn_stream_body(conn *c, uint64_t max, const net_sink *sink, void *stream)
     return 0;
 }
 
+/* The answered request in the metrics and the access log. */
+static void observe_request(conn *c)
+{
+    if (!c->req_t0_ns) return;
+    uint64_t ns = mono_ns() - c->req_t0_ns;
+    c->req_t0_ns = 0;
+    metrics_http(c->route, c->req_method, c->resp_status, ns);
+    if (iy_access_log_on()) {
+        char a[48];
+        net_addr_text(c->client, a, sizeof a);
+        iy_access_http(a, metrics_method_name(c->req_method), metrics_route_name(c->route), c->resp_status,
+                       c->resp_bytes, ns / 1000);
+    }
+}
+
+static int method_index(int m)
+{
+    switch (m) {
+    case HTTP_GET: return MM_GET;
+    case HTTP_POST: return MM_POST;
+    case HTTP_PUT: return MM_PUT;
+    case HTTP_PATCH: return MM_PATCH;
+    case HTTP_DELETE: return MM_DELETE;
+    default: return MM_OTHER;
+    }
+}
+
+/* A request (complete, or its head) begins to be answered. */
+static void request_begins(conn *c, const http_request *req)
+{
+    c->req_t0_ns = mono_ns();
+    c->req_method = (uint8_t)method_index(req->method);
+    c->route = 0;
+    c->resp_status = 0;
+    c->resp_bytes = 0;
+    c->client = conn_client(c, req);
+}
+
 void conn_http_done(conn *c)
 {
+    observe_request(c);
     c->head_seen = 0;
     if (c->sink) {   /* answered (an error) while a stream was still going: it ends here */
         const net_sink *k = c->sink;
@@ -572,6 +620,12 @@ uint64_t conn_client(const conn *c, const http_request *req)
 
 static void http_fail(conn *c, int status, const char *code, const char *message)
 {
+    if (!c->req_t0_ns) {   /* no request parsed: counted as "other", from the peer's address */
+        c->req_t0_ns = mono_ns();
+        c->req_method = MM_OTHER;
+        c->route = 0;
+        c->client = c->peer;
+    }
     iy_buf body = { 0 };
     proto_write_http_error(&body, code, message);
     c->keep_alive = 0;
@@ -589,6 +643,10 @@ static int upgrade(conn *c, const http_request *req)
         const char *r = "HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\n"
                         "Content-Length: 0\r\nConnection: close\r\n\r\n";
         conn_write(c, r, strlen(r));
+        c->resp_status = 426;
+        c->resp_bytes = strlen(r);
+        c->route = (uint8_t)c->t->cfg->ws_route;
+        observe_request(c);
         return IY_EINVAL;
     }
     if (ws_accept_key(req->ws_key.ptr, req->ws_key.len, accept) != 0) {
@@ -599,6 +657,7 @@ static int upgrade(conn *c, const http_request *req)
     iy_buf_appendf(&r, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                        "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", accept);
     conn_write(c, r.data, r.len);
+    c->resp_bytes = r.len;
     iy_buf_free(&r);
     http_parser_free(c->hp);
     c->hp = NULL;
@@ -608,6 +667,15 @@ static int upgrade(conn *c, const http_request *req)
     c->ws_state = WS_NEW;
     c->wr = ws_reader_new(IY_JSON_MAX);
     c->opened_ms = uv_now(&c->t->loop);
+    /* The upgrade is an answered request (101) of its own route. */
+    c->resp_status = 101;
+    c->route = (uint8_t)c->t->cfg->ws_route;
+    observe_request(c);
+    if (iy_access_log_on()) {
+        char a[48];
+        net_addr_text(c->client, a, sizeof a);
+        iy_access_ws(a, "open", 0, 0);
+    }
     return 0;
 }
 
@@ -638,6 +706,7 @@ static size_t http_input(conn *c, char *data, size_t len)
             const http_request *head = http_parser_head(c->hp);
             if (head && !c->head_seen) {
                 c->head_seen = 1;
+                request_begins(c, head);
                 cors_pick(c, head->origin);
                 c->t->h->http_head(c, head);
                 if (c->closing) return len;
@@ -654,6 +723,7 @@ static size_t http_input(conn *c, char *data, size_t len)
         if (!req) break;
         c->req_since_ms = 0;
         metrics_add(M_HTTP_REQUESTS, 1);
+        if (!c->head_seen) request_begins(c, req);
         c->keep_alive = req->keep_alive != 0;
         if (req->websocket && iy_str_eq(req->path, "/v1/ws")) {
             if (upgrade(c, req) != 0) {
@@ -682,7 +752,7 @@ static size_t ws_input(conn *c, char *data, size_t len)
         used += n;
         if (rc != 0) {
             uint16_t code = ws_close_code_for(rc);
-            iy_log("conn %u/%llu: WebSocket closed with %u (%s)", c->t->index, (unsigned long long)c->id,
+            iy_log_info("conn %u/%llu: WebSocket closed with %u (%s)", c->t->index, (unsigned long long)c->id,
                    code, code == 1007 ? "invalid UTF-8" : code == 1009 ? "message too big" : "protocol error");
             conn_ws_close(c, code, code == 1007 ? "invalid UTF-8" : code == 1009 ? "message too big"
                                                                                : "protocol error");

@@ -185,7 +185,7 @@ static void on_connection(uv_stream_t *listener, int status)
         uint64_t now = uv_now(&t->loop);
         metrics_add(M_CONNS_REFUSED, 1);
         if (now - t->refused_logged_ms >= 1000) {
-            iy_log("io thread %u: accept: %s", t->index, uv_strerror(status));
+            iy_log_error("io thread %u: accept: %s", t->index, uv_strerror(status));
             t->refused_logged_ms = now;
         }
         return;
@@ -207,7 +207,7 @@ static int listen_socket(const net_listen *l, int probe, int *fd_out)
     if (probe) {
         int pfd = socket(fam, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (pfd < 0) {
-            iy_log("cannot listen on %s: %s", l->text, strerror(errno));
+            iy_log_error("cannot listen on %s: %s", l->text, strerror(errno));
             return IY_EIO;
         }
         setsockopt(pfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -215,7 +215,7 @@ static int listen_socket(const net_listen *l, int probe, int *fd_out)
         int bad = bind(pfd, sa, l->len) != 0 ? errno : 0;
         close(pfd);
         if (bad) {
-            iy_log("cannot listen on %s: %s%s", l->text, strerror(bad),
+            iy_log_error("cannot listen on %s: %s%s", l->text, strerror(bad),
                    bad == EADDRINUSE ? " (another server, perhaps another iyagid, serves it)"
                    : bad == EACCES   ? " (ports below 1024 need CAP_NET_BIND_SERVICE)"
                    : bad == EADDRNOTAVAIL ? " (no interface of this machine has that address)" : "");
@@ -228,7 +228,7 @@ static int listen_socket(const net_listen *l, int probe, int *fd_out)
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (fam == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     if (bind(fd, sa, l->len) != 0) {
-        iy_log("cannot listen on %s: %s", l->text, strerror(errno));
+        iy_log_error("cannot listen on %s: %s", l->text, strerror(errno));
         close(fd);
         return IY_EIO;
     }
@@ -242,7 +242,7 @@ static void *thread_main(void *arg)
     uv_run(&t->loop, UV_RUN_DEFAULT);
     /* Every handle is closed: the loop can go. */
     int rc = uv_loop_close(&t->loop);
-    if (rc) iy_log("io thread %u: loop close: %s", t->index, uv_strerror(rc));
+    if (rc) iy_log_error("io thread %u: loop close: %s", t->index, uv_strerror(rc));
     return NULL;
 }
 
@@ -276,7 +276,7 @@ int iothread_new(unsigned index, const net_config *cfg, const net_handlers *h, v
         uv_tcp_init(&t->loop, lt);
         lt->data = t;
         if ((rc = uv_tcp_open(lt, fd)) != 0 || (rc = uv_listen((uv_stream_t *)lt, 4096, on_connection)) != 0) {
-            iy_log("listen on %s: %s", cfg->listen[i].text, uv_strerror(rc));
+            iy_log_error("listen on %s: %s", cfg->listen[i].text, uv_strerror(rc));
             goto err;
         }
     }
@@ -286,7 +286,7 @@ int iothread_new(unsigned index, const net_config *cfg, const net_handlers *h, v
 err:
     /* The loop never ran: no handle has callbacks pending. Leak-free teardown
      * would need a loop run; we are exiting anyway. */
-    iy_log("io thread %u failed to start", index);
+    iy_log_error("io thread %u failed to start", index);
     return IY_EIO;
 }
 

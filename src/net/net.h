@@ -119,6 +119,8 @@ struct net_config {
     uint32_t min_body_rate;     /* ... its declared body at least this fast (bytes/s) */
     size_t max_buffered;        /* bytes of unfinished requests held, all connections together */
     size_t max_output;          /* bytes queued for sockets, all together: past it, slow readers go */
+    unsigned ws_route;          /* the route number of GET /v1/ws (metrics_http: the upgrade's 101) */
+    int admin_listen_set;       /* an admin listener exists: /metrics only there (conn.admin) */
     const char *cors_origins;   /* --cors-origin: origins allowed cross-origin, comma-separated, or "*"; "" : CORS off */
 };
 
@@ -205,12 +207,20 @@ struct conn {
         wait_woken : 1,         /* service: a delivery came while the long poll's read was out */
         fill_inflight : 1,      /* service: a gap fill (a read of the inbox after pos) is out */
         drain_pending : 1,      /* service: draining: closed with 1012 once its requests are answered */
-        admin : 1,              /* accepted on an --admin-listen address */
+        admin : 1,              /* accepted on an --admin-listen address: /metrics, /healthz only */
         trusted : 1,            /* its peer is a --trust-proxy proxy */
         head_only : 1;          /* the request being answered is a HEAD: its answer's head goes out, no body */
     const char *cors;           /* the request's Origin is one of net_config.cors_origins: this entry of it, */
     uint16_t cors_len;          /* echoed in Access-Control-Allow-Origin ("*" for a wildcard); NULL: none */
     uint32_t held_in;           /* HTTP: bytes of the request being received held (counted in M_REQUEST_BUFFERED) */
+    /* The request being answered, for metrics and the access log (conn_http_done): */
+    uint8_t route;              /* service: its route template number (metrics_route_name); 0 other */
+    uint8_t req_method;         /* enum metric_method */
+    uint16_t resp_status;       /* the answer's status, once written */
+    uint16_t ws_code;           /* WS: the close code sent or echoed; 0 none yet */
+    uint64_t req_t0_ns;         /* mono ns the request was complete; 0: no request being answered */
+    uint64_t resp_bytes;        /* the answer's size, head included */
+    uint64_t client;            /* the client's address (conn_client) of the last request */
     http_parser *hp;
     ws_reader *wr;
     iy_buf rest;                /* input not yet processed while paused */

@@ -146,6 +146,17 @@ static void take_run(store *s, dbq_job *j)
     take_job *t = (take_job *)j;
     j->err = store_push_take(s, t->now, LEASE_MS, t->all, t->max, &t->notes, &t->n);
     if (j->err) return;
+    /* The outbox as of this take (one point read): its depth, its dead
+     * letters, and the age of the oldest note that is due. */
+    uint64_t pending, dead;
+    if (store_push_counts(s, &pending, &dead) == 0) {
+        metrics_set(M_PUSH_OUTBOX, (int64_t)pending);
+        metrics_set(M_PUSH_DEAD_LETTERS, (int64_t)dead);
+    }
+    int64_t oldest = t->now;
+    for (size_t i = 0; i < t->n; i++)
+        if (t->notes[i].created_ms < oldest) oldest = t->notes[i].created_ms;
+    metrics_set(M_PUSH_OLDEST_S, (t->now - oldest) / 1000);
     t->subs = iy_calloc(t->n ? t->n : 1, sizeof *t->subs);
     t->names = iy_calloc(t->n ? t->n : 1, sizeof *t->names);
     for (size_t i = 0; i < t->n; i++) {
@@ -360,11 +371,11 @@ static void finish_transfer(pushd *p, CURL *e, CURLcode res)
         report(p, &x->note, 1, 0, 0, 0);
     } else if (res == CURLE_OK && x->kind == IY_PUSH_WEBPUSH && (status == 404 || status == 410)) {
         metrics_add(M_PUSH_GONE, 1);
-        iy_log("push: subscription %llu is gone (%ld); removed", (unsigned long long)x->note.sub, status);
+        iy_log_info("push: subscription %llu is gone (%ld); removed", (unsigned long long)x->note.sub, status);
         report(p, &x->note, 0, 0, 1, 0);
     } else if (now - x->note.created_ms > (int64_t)p->cfg.give_up_s * 1000) {
         metrics_add(M_PUSH_DEAD, 1);
-        iy_log("push: notification %llu to subscription %llu given up after %u attempts",
+        iy_log_warn("push: notification %llu to subscription %llu given up after %u attempts",
                (unsigned long long)x->note.message_id, (unsigned long long)x->note.sub, x->note.attempts + 1);
         report(p, &x->note, 0, 1, 0, 0);
     } else {

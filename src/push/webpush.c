@@ -73,7 +73,7 @@ static void log_ssl(const char *what)
     char msg[256] = "no OpenSSL error";
     if (e) ERR_error_string_n(e, msg, sizeof msg);
     ERR_clear_error();
-    iy_log("push: %s failed: %s", what, msg);
+    iy_log_error("push: %s failed: %s", what, msg);
 }
 
 /* ---- base64url -------------------------------------------------------- */
@@ -365,7 +365,7 @@ int webpush_encrypt_fixed(const uint8_t sender_priv[32], const uint8_t salt[16],
     int rc = p256_pub_of_priv(sender_priv, as_pub);
     if (rc) return rc;
     if (!(as_key = p256_from_raw(as_pub, sender_priv))) {
-        iy_log("push: cannot build the fixed sender key");
+        iy_log_error("push: cannot build the fixed sender key");
         return IY_EIO;
     }
     rc = encrypt_with(as_key, as_pub, salt, p256dh, auth, plain, n, out);
@@ -406,11 +406,11 @@ static int pem_key(const char *pem, size_t len, const char *what, EVP_PKEY **out
     BIO_free(mem);
     if (!pkey) {
         log_ssl("reading the VAPID key");
-        iy_log("push: %s is not an unencrypted PEM private key", what);
+        iy_log_error("push: %s is not an unencrypted PEM private key", what);
         return IY_EIO;
     }
     if (!is_p256_private(pkey)) {
-        iy_log("push: %s is not a P-256 (prime256v1) private key", what);
+        iy_log_error("push: %s is not a P-256 (prime256v1) private key", what);
         EVP_PKEY_free(pkey);
         return IY_EIO;
     }
@@ -423,7 +423,7 @@ int vapid_read_file(const char *path, iy_buf *pem)
     FILE *f = fopen(path, "re");
     if (!f) {
         if (errno == ENOENT) return IY_ENOTFOUND;
-        iy_log("push: cannot open VAPID key %s: %s", path, strerror(errno));
+        iy_log_error("push: cannot open VAPID key %s: %s", path, strerror(errno));
         return IY_EIO;
     }
     char chunk[4096];
@@ -432,7 +432,7 @@ int vapid_read_file(const char *path, iy_buf *pem)
     int bad = ferror(f);
     fclose(f);
     if (bad) {
-        iy_log("push: cannot read VAPID key %s", path);
+        iy_log_error("push: cannot read VAPID key %s", path);
         return IY_EIO;
     }
     return 0;
@@ -486,30 +486,30 @@ static int vapid_create(const char *path)
     const char *tpath = iy_buf_cstr(&tmp);
     fd = open(tpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
-        iy_log("push: cannot create %s: %s", tpath, strerror(errno));
+        iy_log_error("push: cannot create %s: %s", tpath, strerror(errno));
         goto out;
     }
     for (long off = 0; off < pem_len;) {
         ssize_t w = write(fd, pem + off, (size_t)(pem_len - off));
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) {
-            iy_log("push: cannot write %s: %s", tpath, strerror(errno));
+            iy_log_error("push: cannot write %s: %s", tpath, strerror(errno));
             goto out_unlink;
         }
         off += w;
     }
     if (fsync(fd) != 0) {
-        iy_log("push: cannot sync %s: %s", tpath, strerror(errno));
+        iy_log_error("push: cannot sync %s: %s", tpath, strerror(errno));
         goto out_unlink;
     }
     if (link(tpath, path) != 0) {
         if (errno == EEXIST) rc = IY_EEXIST;
-        else iy_log("push: cannot create %s: %s", path, strerror(errno));
+        else iy_log_error("push: cannot create %s: %s", path, strerror(errno));
         goto out_unlink;
     }
     rc = 0;
     sync_parent_dir(path);
-    iy_log("push: created VAPID key %s", path);
+    iy_log_info("push: created VAPID key %s", path);
 out_unlink:
     unlink(tpath);
 out:

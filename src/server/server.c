@@ -10,6 +10,7 @@
  * queue (every accepted send is committed and answered) -> readers drained
  * -> push worker -> sockets closed (WebSockets with 1001) -> store closed. */
 #include "server.h"
+#include "../api/routes.h"
 #include "../chat/chat.h"
 #include "../chat/presence.h"
 #include "../chat/registry.h"
@@ -17,6 +18,7 @@
 #include "../chat/limiter.h"
 #include "../base/counter.h"
 #include "../base/metrics.h"
+#include "../base/version.h"
 #include "../store/indexer.h"
 #include "../media/thumb.h"
 #include "../push/pushd.h"
@@ -40,7 +42,7 @@ typedef struct server {
     service svc;
     store *store;
     uv_loop_t main_loop;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     uv_timer_t presence_timer;
     uv_timer_t registry_timer;
     uv_timer_t drain_timer;
@@ -74,6 +76,9 @@ void server_config_defaults(server_config *cfg)
     cfg->min_free_mb = 256;
     cfg->max_upload_mb = 25;
     cfg->max_output_mb = 256;
+    cfg->log_level = IY_LOG_INFO;
+    cfg->log_format = IY_LOG_TEXT;
+    snprintf(cfg->access_log, sizeof cfg->access_log, "off");
 }
 
 static int mkdir_p(const char *path)
@@ -99,14 +104,14 @@ static int private_entry(const char *path, const struct stat *st, int type, stru
     (void)ftw;
     if ((type == FTW_F || type == FTW_D || type == FTW_DP) && (st->st_mode & 077) &&
         chmod(path, st->st_mode & 07700) != 0)
-        iy_log("cannot make %s private: %s", path, strerror(errno));
+        iy_log_error("cannot make %s private: %s", path, strerror(errno));
     return 0;
 }
 
 static void make_private(const char *dir)
 {
     if (nftw(dir, private_entry, 16, FTW_PHYS) != 0)
-        iy_log("cannot walk the data directory %s: %s", dir, strerror(errno));
+        iy_log_error("cannot walk the data directory %s: %s", dir, strerror(errno));
 }
 
 static void beat(server *srv);
@@ -145,6 +150,14 @@ static void on_drained(uv_timer_t *t)
     uv_stop(t->loop);
 }
 
+/* SIGHUP: the access log's file is opened again (log rotation). */
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    int rc = iy_access_log_reopen();
+    if (rc) iy_log_error("signal %d: cannot reopen the access log: %s", signum, strerror(-rc));
+    else iy_log_info("signal %d: access log reopened", signum);
+}
+
 /* SIGTERM/SIGINT: drain, then stop. Draining: out of discovery at once
  * (a `leaving` beat; /healthz answers 503), no new connections, every
  * WebSocket closed with 1012 so its client goes back to discovery at once;
@@ -155,11 +168,11 @@ static void on_signal(uv_signal_t *s, int signum)
     server *srv = s->data;
     service *svc = &srv->svc;
     if (atomic_exchange(&svc->draining, 1)) {
-        iy_log("signal %d again: stopping now", signum);
+        iy_log_warn("signal %d again: stopping now", signum);
         uv_stop(&srv->main_loop);
         return;
     }
-    iy_log("signal %d: draining (out of discovery, sockets told to move with 1012), then stopping "
+    iy_log_info("signal %d: draining (out of discovery, sockets told to move with 1012), then stopping "
            "(within %d s)", signum, srv->cfg.shutdown_timeout_s);
     arm_shutdown_deadline(srv->cfg.shutdown_timeout_s);
     metrics_set(M_DRAINING, 1);
@@ -275,15 +288,15 @@ static int load_vapid(store *st, const char *dir, vapid **out)
         iy_buf pem = { 0 };
         snprintf(path, sizeof path, "%s/vapid.pem", dir);
         rc = vapid_read_file(path, &pem);
-        if (rc == 0) iy_log("push: moving the VAPID key of %s into the store", path);
-        else if (rc == IY_ENOTFOUND && (rc = vapid_new_pem(&pem)) == 0) iy_log("push: created a VAPID key");
+        if (rc == 0) iy_log_info("push: moving the VAPID key of %s into the store", path);
+        else if (rc == IY_ENOTFOUND && (rc = vapid_new_pem(&pem)) == 0) iy_log_info("push: created a VAPID key");
         if (rc == 0) rc = store_setting_put_once(st, "vapid", pem.data, pem.len, &v, &vl);
         iy_buf_free(&pem);
     }
     if (rc == 0) rc = vapid_from_pem(v, vl, out);
     if (v) memset(v, 0, vl);
     iy_free(v);
-    if (rc) iy_log("push: cannot load the VAPID key (%s)", iy_err_code(rc));
+    if (rc) iy_log_error("push: cannot load the VAPID key (%s)", iy_err_code(rc));
     return rc;
 }
 
@@ -309,7 +322,7 @@ static int blobs_prepare(const char *dir)
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s/tmp", dir);
     if (mkdir_p(dir) != 0 || mkdir_p(tmp) != 0) {
-        iy_log("cannot create the blob directory %s: %s", dir, strerror(errno));
+        iy_log_error("cannot create the blob directory %s: %s", dir, strerror(errno));
         return IY_EIO;
     }
     make_private(dir);
@@ -332,10 +345,17 @@ int server_run(const server_config *cfg)
     srv->cfg = *cfg;
     int rc = IY_EIO;
     signal(SIGPIPE, SIG_IGN);
+    iy_log_setup(cfg->log_level, cfg->log_format);
+    if ((rc = iy_access_log_open(cfg->access_log)) != 0) {
+        iy_log_error("cannot open the access log %s: %s", cfg->access_log, strerror(-rc));
+        rc = IY_EIO;
+        goto out;
+    }
+    rc = IY_EIO;
     curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread starts */
     raise_fd_limit();
     if (mkdir_p(cfg->data_dir) != 0) {
-        iy_log("cannot create data directory %s: %s", cfg->data_dir, strerror(errno));
+        iy_log_error("cannot create data directory %s: %s", cfg->data_dir, strerror(errno));
         goto out;
     }
     make_private(cfg->data_dir);
@@ -348,6 +368,10 @@ int server_run(const server_config *cfg)
     if ((rc = store_open(&sc, &srv->store)) != 0) goto out;
     if ((rc = load_vapid(srv->store, cfg->data_dir, &svc->vapid)) != 0) goto out_store;
     svc->store = srv->store;
+    metrics_set_build(store_kind(srv->store), IYAGI_COMMIT);
+    metrics_set_source(store_metrics, srv->store);
+    metrics_http_routes(api_route_names, api_route_count);
+    chat_metrics_ops();
 
     snprintf(svc->cfg.public_url, sizeof svc->cfg.public_url, "%s", cfg->public_url);
     snprintf(svc->cfg.node_name, sizeof svc->cfg.node_name, "%s", node);
@@ -359,7 +383,7 @@ int server_run(const server_config *cfg)
     else snprintf(svc->cfg.blob_dir, sizeof svc->cfg.blob_dir, "%.4000s/blobs", cfg->data_dir);
     if (blobs_prepare(svc->cfg.blob_dir) != 0) goto out_store;
     if (cfg->bus[0] && !cfg->blob_dir[0])
-        iy_log("attachments: --blob-dir is not set: uploads stay on this node's disk (%s), where other"
+        iy_log_warn("attachments: --blob-dir is not set: uploads stay on this node's disk (%s), where other"
                " nodes cannot serve them; give every node the same shared directory", svc->cfg.blob_dir);
     snprintf(svc->net.host, sizeof svc->net.host, "%s", cfg->listen_host);
     svc->net.port = cfg->listen_port;
@@ -373,7 +397,7 @@ int server_run(const server_config *cfg)
         for (unsigned i = 0; i < n + cfg->nadmin; i++) {
             const char *l = i < n ? (cfg->nlisten ? cfg->listen[i] : "127.0.0.1:8080") : cfg->admin_listen[i - n];
             if (net_add_listen(&svc->net, l, i >= n, err, sizeof err) != 0) {
-                iy_log("cannot listen: %s", err);
+                iy_log_error("cannot listen: %s", err);
                 goto out_store;
             }
         }
@@ -382,6 +406,9 @@ int server_run(const server_config *cfg)
     svc->net.min_body_rate = cfg->min_body_rate;
     svc->net.max_buffered = (size_t)cfg->max_buffered_mb << 20;
     svc->net.max_output = (size_t)cfg->max_output_mb << 20;
+    svc->net.ws_route = api_route_of((iy_str){ "/v1/ws", 6 });
+    svc->net.admin_listen_set = cfg->nadmin > 0;
+    snprintf(svc->cfg.metrics_token, sizeof svc->cfg.metrics_token, "%s", cfg->metrics_token);
     svc->net.cors_origins = cfg->cors_origin;   /* cfg outlives the service */
     if (cfg->rate_limits) {
         svc->net.max_per_addr = cfg->max_per_addr;
@@ -430,7 +457,7 @@ int server_run(const server_config *cfg)
     /* Search is not worth refusing to start for: without an index the
      * search endpoint answers 503 and everything else works. */
     svc->indexer = indexer_start(srv->store);
-    if (!svc->indexer) iy_log("search: no search index: searches answer 503");
+    if (!svc->indexer) iy_log_warn("search: no search index: searches answer 503");
 
     uv_loop_init(&srv->main_loop);
     uv_signal_init(&srv->main_loop, &srv->sigterm);
@@ -438,6 +465,8 @@ int server_run(const server_config *cfg)
     srv->sigterm.data = srv->sigint.data = srv;
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
+    uv_signal_init(&srv->main_loop, &srv->sighup);
+    uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
     uv_timer_init(&srv->main_loop, &srv->presence_timer);
     srv->presence_timer.data = srv;
     uv_timer_start(&srv->presence_timer, on_presence_tick, 250, 250);
@@ -455,7 +484,7 @@ int server_run(const server_config *cfg)
     for (unsigned i = 0, k = 0; i < svc->net.nlisten; i++)
         k += (unsigned)snprintf(addrs + k, sizeof addrs - k, "%shttp://%s/%s", i ? ", " : "", svc->net.listen[i].text,
                                 svc->net.listen[i].admin ? " (admin)" : "");
-    iy_log("iyagid listening on %s (node %s, node number %u, %s store %s, %s, capacity %u, %u I/O threads)",
+    iy_log_info("iyagid listening on %s (node %s, node number %u, %s store %s, %s, capacity %u, %u I/O threads)",
            addrs, node, svc->node, store_kind(srv->store),
            cfg->store[0] ? "shared" : cfg->data_dir, svc->cluster ? "NATS bus" : "single node",
            svc->cfg.capacity, svc->nthreads);
@@ -487,7 +516,7 @@ int server_run(const server_config *cfg)
     iy_free(srv);
     curl_global_cleanup();
     media_thumb_shutdown();   /* libvips's threads (LeakSanitizer cannot scan them at exit) */
-    iy_log("stopped cleanly");
+    iy_log_info("stopped cleanly");
     return 0;
 
 out_store:

@@ -41,6 +41,10 @@ typedef struct server_config {
     unsigned max_output_mb;     /* --max-output-buffers-mb */
     char blob_dir[4096];        /* --blob-dir ("" : DATA/blobs) */
     unsigned max_upload_mb;     /* --max-upload */
+    int log_level;              /* --log-level: enum iy_log_level (default info) */
+    int log_format;             /* --log-format: enum iy_log_format (default text) */
+    char access_log[4096];      /* --access-log: "off" (default), "stderr" or a file */
+    char metrics_token[256];    /* --metrics-token: /metrics wants this bearer token ("" : open) */
     char cors_origin[2048];     /* --cors-origin: allowed origins, comma-separated, or "*" ("" : CORS off) */
 } server_config;
 

@@ -3,6 +3,7 @@
 #include "../base/alloc.h"
 #include "../base/err.h"
 #include "../base/log.h"
+#include "../base/metrics.h"
 #include <pthread.h>
 #include <signal.h>
 #include <time.h>
@@ -65,7 +66,11 @@ void dbq_job_unref(dbq_job *j)
 /* Steps 1 and 2 of a round: the sends. */
 static void commit_sends(dbq *q, dbq_job *jobs)
 {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     void *what = q->round.commit(q->round.ctx, q->s, jobs);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    metrics_observe_round_ns((uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec)));
     /* Acks first, then the fan-out: a sending device sees its ack before any
      * later message of the same channel. */
     for (dbq_job *j = jobs, *next; j; j = next) {
@@ -103,7 +108,7 @@ static void *dbq_main(void *arg)
              * the store. A number lost to another node means our ids could
              * collide with its: stop cleanly (SIGTERM) rather than go on. */
             if (store_heartbeat(q->s) == IY_ECONFLICT) {
-                iy_log("storage: this node's number belongs to another node now; stopping");
+                iy_log_error("storage: this node's number belongs to another node now; stopping");
                 kill(getpid(), SIGTERM);
             }
             next_beat = mono_ms() + HEARTBEAT_MS;

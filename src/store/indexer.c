@@ -52,7 +52,7 @@ static void *run(void *arg)
      * the middle of a batch for as long as the node is busy, stalling a
      * reopen after a disk error, and would not notice a stop. */
     if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
-        iy_log("search: the indexer runs at normal priority (setpriority refused)");
+        iy_log_warn("search: the indexer runs at normal priority (setpriority refused)");
     for (;;) {
         size_t done = 0;
         int rc = store_indexer_step(x->ix, &done);
@@ -62,8 +62,8 @@ static void *run(void *arg)
         int stopping = x->stop;
         pthread_mutex_unlock(&x->mu);
         if (stopping) break;
-        if (rc && !failing) iy_log("search: indexing failed (%s); retrying every second", iy_err_code(rc));
-        if (!rc && failing) iy_log("search: indexing again");
+        if (rc && !failing) iy_log_warn("search: indexing failed (%s); retrying every second", iy_err_code(rc));
+        if (!rc && failing) iy_log_info("search: indexing again");
         failing = rc != 0;
         if (rc == 0 && done > 0) {
             pthread_mutex_lock(&x->mu);
@@ -91,7 +91,7 @@ indexer *indexer_start(store *s)
     pthread_condattr_destroy(&ca);
     atomic_store(&x->cursor, store_indexer_cursor(ix));
     if (pthread_create(&x->thread, NULL, run, x) != 0) {
-        iy_log("search: cannot start the indexer thread");
+        iy_log_error("search: cannot start the indexer thread");
         store_indexer_free(ix);
         pthread_cond_destroy(&x->cv);
         pthread_mutex_destroy(&x->mu);

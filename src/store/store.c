@@ -32,6 +32,11 @@ void store_free(store *s)
 }
 
 const char *store_kind(const store *s) { return OPS(s)->kind; }
+void store_metrics(iy_buf *out, void *s)
+{
+    if (OPS(s)->metrics) OPS(s)->metrics(s, out);
+}
+
 int store_health(store *s, char *why, size_t n)
 {
     return OPS(s)->health ? OPS(s)->health(s, why, n) : 0;

@@ -46,6 +46,7 @@
 #define IY_STORE_H
 #include <stddef.h>
 #include <stdint.h>
+#include "../base/buf.h"
 #include "../model/types.h"
 
 typedef struct store store;
@@ -64,6 +65,11 @@ typedef struct store_config {
  * the disk is below its reserve, or the last write failed). Any thread:
  * what /healthz answers. */
 int store_health(store *s, char *why, size_t n);
+
+/* The backend's gauges as Prometheus text, appended to out (void *: the
+ * form metrics_set_source takes). Any thread, at scrape time: RocksDB's
+ * write stalls, compactions, file sizes, memtables, block cache. */
+void store_metrics(iy_buf *out, void *s);
 
 /* 1 if where names a PostgreSQL database (postgresql:// or postgres://). */
 int store_is_url(const char *where);

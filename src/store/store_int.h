@@ -155,6 +155,7 @@ void round_pair_key(uint8_t k[16], uint64_t a, uint64_t b);
 typedef struct store_ops {
     const char *kind;
     int (*health)(store *s, char *why, size_t n);     /* NULL: always healthy */
+    void (*metrics)(store *s, iy_buf *out);            /* NULL: none; any thread */
     void (*free)(store *s);
     int (*heartbeat)(store *s);
     int (*setting_get)(store *s, const char *name, char **v, size_t *vl);

@@ -161,7 +161,9 @@ test('metrics: Prometheus text with iyagi_ names', T, () => t(async () => {
     const lines = text.split('\n').filter((l) => l && !l.startsWith('#'));
     assert.ok(lines.length > 0, 'some samples');
     for (const l of lines) {
-      assert.match(l, /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? [-+0-9.eEaInNf]+( \d+)?$/, `sample line syntax: ${JSON.stringify(l)}`);
+      // label values are quoted and may hold braces (route="/v1/channels/{id}/messages")
+      assert.match(l, /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([^}"]|"([^"\\]|\\.)*")*\})? [-+0-9.eEaInNf]+( \d+)?$/,
+        `sample line syntax: ${JSON.stringify(l)}`);
     }
     assert.ok(lines.some((l) => l.startsWith('iyagi_')), 'iyagi_ metrics present');
     assert.match(text, /^iyagi_\w*connection\w*(\{[^}]*\})? /m, 'a connections metric');

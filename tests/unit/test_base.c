@@ -6,6 +6,9 @@
 #include "base/utf8.h"
 #include "base/buf.h"
 #include "base/log.h"
+#include "base/metrics.h"
+#include "base/version.h"
+#include "api/routes.h"
 #include "base/counter.h"
 #include <string.h>
 #include <stdint.h>
@@ -170,6 +173,64 @@ static void test_log_escape(void)
     CHECK_EQ(out[0], '\0');
 }
 
+/* JSON lines: quotes, control bytes and invalid UTF-8 never break the
+ * object; valid UTF-8 passes. */
+static void test_log_json(void)
+{
+    char out[64];
+    size_t n = iy_log_json_escape(out, sizeof out, "a\"b\\c\n\x01");
+    CHECK_MEM(out, n, "a\\\"b\\\\c\\u000a\\u0001");
+    n = iy_log_json_escape(out, sizeof out, "\xec\x9d\xb4 \xff\xc3");
+    CHECK_MEM(out, n, "\xec\x9d\xb4 \xef\xbf\xbd\xef\xbf\xbd");
+    n = iy_log_json_escape(out, 4, "ab\n");      /* a cut keeps escapes whole */
+    CHECK_MEM(out, n, "ab");
+    int v = -1;
+    CHECK_EQ(iy_log_level_parse("warn", &v), 0);
+    CHECK_EQ(v, IY_LOG_WARN);
+    CHECK_EQ(iy_log_level_parse("verbose", &v), -1);
+    CHECK_EQ(iy_log_format_parse("json", &v), 0);
+    CHECK_EQ(v, IY_LOG_JSON);
+    CHECK_EQ(iy_log_format_parse("xml", &v), -1);
+    /* A budget passes per_s lines a second, then refuses (and counts). */
+    static iy_log_budget b = { "test lines", 3, 0, 0, 0 };
+    int passed = 0;
+    for (int i = 0; i < 10; i++) passed += iy_log_allow(&b);
+    CHECK(passed >= 3 && passed <= 6);   /* 3, or 6 if the second turned during the loop */
+    CHECK(atomic_load(&b.dropped) >= 4);
+}
+
+/* Route templates: ids never become label values; unknown paths are "other". */
+static void test_routes(void)
+{
+    static const struct { const char *path, *route; } cases[] = {
+        { "/healthz", "/healthz" }, { "/metrics", "/metrics" }, { "/v1/ws", "/v1/ws" },
+        { "/v1/channels/123/messages", "/v1/channels/{id}/messages" },
+        { "/v1/sessions/current", "/v1/sessions/current" }, { "/v1/sessions/abcdef", "/v1/sessions/{id}" },
+        { "/v1/messages/9/reactions/%F0%9F%91%8D", "/v1/messages/{id}/reactions/{emoji}" },
+        { "/v1/channels/1/members/2", "/v1/channels/{id}/members/{id}" },
+        { "/v1/nothing/here", "other" }, { "/v1", "other" }, { "/", "static" }, { "/app.js", "static" },
+        { "//x", "other" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        unsigned r = api_route_of((iy_str){ cases[i].path, strlen(cases[i].path) });
+        CHECK(r < api_route_count);
+        CHECK(strcmp(api_route_names[r], cases[i].route) == 0);
+    }
+    /* Rendered with fixed labels; an out-of-range route counts as "other". */
+    metrics_http_routes(api_route_names, api_route_count);
+    metrics_http(api_route_of((iy_str){ "/v1/sync", 8 }), MM_GET, 200, 1000000);
+    metrics_http(999, MM_POST, 503, 1000);
+    iy_buf b = { 0 };
+    metrics_render(&b);
+    iy_buf_putc(&b, '\0');
+    CHECK(strstr(b.data, "iyagi_http_responses_total{route=\"/v1/sync\",method=\"GET\",code=\"2xx\"} 1\n"));
+    CHECK(strstr(b.data, "iyagi_http_responses_total{route=\"other\",method=\"POST\",code=\"5xx\"} 1\n"));
+    CHECK(strstr(b.data, "iyagi_http_request_duration_seconds_count{route=\"/v1/sync\"} 1\n"));
+    CHECK(strstr(b.data, "process_open_fds "));
+    CHECK(strstr(b.data, "iyagi_build_info{version=\"" IYAGI_VERSION "\""));
+    iy_buf_free(&b);
+}
+
 static void test_counter(void)
 {
     counter *c = counter_new();
@@ -193,6 +254,8 @@ int main(void)
 {
     test_counter();
     test_log_escape();
+    test_log_json();
+    test_routes();
     test_utf8();
     test_u64map();
     test_u64map_values();

@@ -34,7 +34,7 @@
 int pgs__no_round(pgs_store *s, const char *what)
 {
     if (!s->base.round) return 0;
-    iy_log("store: %s called while a round is open (refused)", what);
+    iy_log_error("store: %s called while a round is open (refused)", what);
     return IY_EINVAL;
 }
 
@@ -81,7 +81,7 @@ static int node_claim(pgs_store *s, int64_t deadline)
     int q = pgs__pipe_add(&p, SQL_NODE_CLAIM, &pp);
     int rc = pgs__pipe_run(&p);
     if (rc == 0 && pgs__pipe_rows(&p, q) != 1) {
-        iy_log("store: no free node number for node %s (all 1024 are leased)", s->node_name);
+        iy_log_error("store: no free node number for node %s (all 1024 are leased)", s->node_name);
         rc = IY_EIO;
     }
     if (rc == 0) {
@@ -107,7 +107,7 @@ static int node_update(pgs_store *s, const char *sql, int64_t deadline, int beat
     int n = atoi(PQcmdTuples(res));
     PQclear(res);
     if (n == 0 && beat) {
-        iy_log("store: node %s lost its node number %u to another node", s->node_name,
+        iy_log_error("store: node %s lost its node number %u to another node", s->node_name,
                (unsigned)s->base.ids.node);
         return IY_ECONFLICT;
     }
@@ -148,7 +148,7 @@ int store_pg_open(const store_config *cfg, store **out)
         char line[256];
         snprintf(line, sizeof line, "%s", err ? err : "out of memory");
         line[strcspn(line, "\n")] = '\0';
-        iy_log("store: bad PostgreSQL URL: %s", line);
+        iy_log_error("store: bad PostgreSQL URL: %s", line);
         PQfreemem(err);
         return IY_EIO;
     }

@@ -43,11 +43,19 @@
 #include "../../base/alloc.h"
 #include "../../base/err.h"
 #include "../../base/log.h"
+#include "../../base/metrics.h"
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+
+static uint64_t pg_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 int64_t pgs__now(void)
 {
@@ -121,10 +129,11 @@ static int wait_fd(int fd, short events, int64_t deadline)
 /* A failed connect: closes, logs once per outage, backs off. IY_EUNAVAIL. */
 static int connect_failed(pgs_conn *pc, const char *why)
 {
+    metrics_add(M_PG_ERRORS, 1);
     char line[512];
     one_line(line, sizeof line, why);
     pgs__conn_close(pc);
-    if (!pc->down) iy_log("store: postgresql unreachable (%s): %s", pc->what, line);
+    if (!pc->down) iy_log_warn("store: postgresql unreachable (%s): %s", pc->what, line);
     pc->down = 1;
     pc->retry_at = pgs__now() + pc->backoff;
     pc->backoff = pc->backoff * 2 > PGS_BACKOFF_MAX_MS ? PGS_BACKOFF_MAX_MS : pc->backoff * 2;
@@ -135,10 +144,11 @@ static int connect_failed(pgs_conn *pc, const char *why)
  * call reconnects at once. IY_EUNAVAIL. */
 static int conn_lost(pgs_conn *pc, const char *why)
 {
+    metrics_add(M_PG_ERRORS, 1);
     char line[512];
     one_line(line, sizeof line, why);
     pgs__conn_close(pc);
-    if (!pc->down) iy_log("store: postgresql connection lost (%s): %s", pc->what, line);
+    if (!pc->down) iy_log_warn("store: postgresql connection lost (%s): %s", pc->what, line);
     pc->down = 1;
     pc->retry_at = pgs__now();
     return IY_EUNAVAIL;
@@ -151,7 +161,7 @@ static void notice_log(void *arg, const char *msg)
     pgs_conn *pc = arg;
     char line[512];
     one_line(line, sizeof line, msg);
-    iy_log("store: postgresql (%s) says: %s", pc->what, line);
+    iy_log_warn("store: postgresql (%s) says: %s", pc->what, line);
 }
 
 /* The asynchronous connect, until ok or the deadline. 0 or IY_EUNAVAIL. */
@@ -216,8 +226,14 @@ int pgs__conn_ensure(pgs_conn *pc, int64_t deadline)
         pgs__conn_close(pc);
         pc->retry_at = 0;
     }
-    if (pc->c) return 0;
+    if (pc->c) {
+        metrics_observe_pg_wait_ns(0);
+        return 0;
+    }
     if (pgs__now() < pc->retry_at) return IY_EUNAVAIL;
+    /* A connection to make: the caller waits for it (each thread has its
+     * own connection, so this is the whole of a pool wait). */
+    uint64_t t0 = pg_mono_ns();
     int rc = connect_async(pc, deadline);
     if (rc) return rc;
 
@@ -233,7 +249,8 @@ int pgs__conn_ensure(pgs_conn *pc, int64_t deadline)
     rc = pgs__pipe_run(&p);
     pgs__pipe_end(&p);
     if (rc) return pc->c ? connect_failed(pc, "session setup failed") : rc;
-    if (pc->down) iy_log("store: postgresql reachable again (%s)", pc->what);
+    metrics_observe_pg_wait_ns(pg_mono_ns() - t0);
+    if (pc->down) iy_log_info("store: postgresql reachable again (%s)", pc->what);
     pc->down = 0;
     pc->backoff = PGS_BACKOFF_MIN_MS;
     return 0;
@@ -260,7 +277,7 @@ int pgs__pipe_add(pgs_pipe *p, const char *sql, const pgs_params *pp)
     if (p->err) return q;
     pgs_conn *pc = p->pc;
     if (p->nitems + 2 > PGS_PIPE_MAX) {
-        iy_log("store: postgresql: more than %d statements in one pipeline", PGS_PIPE_MAX);
+        iy_log_error("store: postgresql: more than %d statements in one pipeline", PGS_PIPE_MAX);
         p->err = IY_EIO;
         pgs__conn_close(pc);
         return q;
@@ -294,7 +311,7 @@ int pgs__pipe_add_once(pgs_pipe *p, const char *sql)
     int q = p->nq++;
     if (p->err) return q;
     if (p->nitems + 1 > PGS_PIPE_MAX) {
-        iy_log("store: postgresql: more than %d statements in one pipeline", PGS_PIPE_MAX);
+        iy_log_error("store: postgresql: more than %d statements in one pipeline", PGS_PIPE_MAX);
         p->err = IY_EIO;
         pgs__conn_close(p->pc);
         return q;
@@ -340,14 +357,28 @@ static int classify(pgs_conn *pc, const PGresult *res)
     if (strncmp(st, "53", 2) == 0 || strcmp(st, "40001") == 0 || strcmp(st, "40P01") == 0 ||
         strcmp(st, "40003") == 0 || strcmp(st, "57014") == 0 || strcmp(st, "55P03") == 0 ||
         strcmp(st, "25P03") == 0) {
-        iy_log("store: postgresql (%s): %s", pc->what, msg);
+        iy_log_warn("store: postgresql (%s): %s", pc->what, msg);
+        metrics_add(M_PG_ERRORS, 1);
         return IY_EUNAVAIL;
     }
-    iy_log("store: postgresql error %s (%s): %s", st, pc->what, msg);
+    metrics_add(M_PG_ERRORS, 1);
+    iy_log_error("store: postgresql error %s (%s): %s", st, pc->what, msg);
     return IY_EIO;
 }
 
+static int pipe_run(pgs_pipe *p);
+
+/* One round trip, timed (iyagi_pg_query_seconds). */
 int pgs__pipe_run(pgs_pipe *p)
+{
+    if (p->err || p->nitems == 0) return pipe_run(p);
+    uint64_t t0 = pg_mono_ns();
+    int rc = pipe_run(p);
+    metrics_observe_pg_query_ns(pg_mono_ns() - t0);
+    return rc;
+}
+
+static int pipe_run(pgs_pipe *p)
 {
     pgs_conn *pc = p->pc;
     int rc = p->err;
@@ -400,7 +431,7 @@ int pgs__pipe_run(pgs_pipe *p)
         for (int q = 0; q < p->nq; q++) {
             ExecStatusType st = p->res[q] ? PQresultStatus(p->res[q]) : PGRES_FATAL_ERROR;
             if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-                iy_log("store: postgresql (%s): statement %d of a pipeline did not run", pc->what, q);
+                iy_log_error("store: postgresql (%s): statement %d of a pipeline did not run", pc->what, q);
                 rc = IY_EIO;
                 break;
             }

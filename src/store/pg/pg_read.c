@@ -47,7 +47,7 @@ int pgs__msg_decode(const PGresult *r, int row, int col, iy_msg *m)
 {
     memset(m, 0, sizeof *m);
     if (pgs__r_null(r, row, col)) {
-        iy_log("store: postgresql: an inbox entry without its message");
+        iy_log_error("store: postgresql: an inbox entry without its message");
         return IY_EIO;
     }
     m->channel = pgs__r_i64(r, row, col);
@@ -79,7 +79,7 @@ int pgs__msg_decode(const PGresult *r, int row, int col, iy_msg *m)
     const uint8_t *ab = (const uint8_t *)pgs__r_bytes(r, row, col + 14, &n);
     if (!bad) m->atts = iy_atts_decode(ab, n, &bad);
     if (bad) {
-        iy_log("store: postgresql: message %llu of channel %llu: malformed reactions (%zu bytes)",
+        iy_log_error("store: postgresql: message %llu of channel %llu: malformed reactions (%zu bytes)",
                (unsigned long long)m->id, (unsigned long long)m->channel, n);
         return IY_EIO;
     }

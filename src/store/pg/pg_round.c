@@ -430,7 +430,7 @@ int pgs__round_load(store *st, store_round *r)
     }
     keys_free(&k);
     if (raced)
-        iy_log("store: postgresql: a round's direct channels kept appearing on other nodes"
+        iy_log_error("store: postgresql: a round's direct channels kept appearing on other nodes"
                " (%d loads); its sends answer unavailable", LOAD_ATTEMPTS);
     if (rc) {
         pgs__rollback(&s->conn, pgs__now() + 1000);
@@ -823,7 +823,7 @@ int pgs__round_commit(store *st, store_round *r)
     if (rc == 0) {
         be->tx = 0;
         atomic_store(&s->committed_id, s->base.ids.last);
-    } else if (rc == IY_ECONFLICT) iy_log("store: postgresql: a round's write hit a unique key (%s)", s->conn.sqlstate);
+    } else if (rc == IY_ECONFLICT) iy_log_error("store: postgresql: a round's write hit a unique key (%s)", s->conn.sqlstate);
     return rc == IY_ECONFLICT ? IY_EUNAVAIL : rc;
 }
 

@@ -255,14 +255,14 @@ int pgs__schema_init(pgs_conn *pc, int64_t deadline)
     int server = PQserverVersion(pc->c);
     if (server < 140000) {
         pgs__pipe_end(&p);
-        iy_log("store: postgresql %d.%d is too old: version 14 or newer is needed", server / 10000,
+        iy_log_error("store: postgresql %d.%d is too old: version 14 or newer is needed", server / 10000,
                server % 10000);
         return IY_EIO;
     }
     const char *enc = PQparameterStatus(pc->c, "server_encoding");
     if (!enc || (strcmp(enc, "UTF8") != 0 && strcmp(enc, "SQL_ASCII") != 0)) {
         pgs__pipe_end(&p);
-        iy_log("store: the database's encoding is %s: UTF8 is needed", enc ? enc : "unknown");
+        iy_log_error("store: the database's encoding is %s: UTF8 is needed", enc ? enc : "unknown");
         return IY_EIO;
     }
     pgs__pipe_add_once(&p, SQL_BEGIN);
@@ -274,7 +274,7 @@ int pgs__schema_init(pgs_conn *pc, int64_t deadline)
     pgs__pipe_end(&p);
     if (rc) goto err;
     if (version > PGS_SCHEMA_VERSION) {
-        iy_log("store: the database's schema version %d is newer than this binary's (%d):"
+        iy_log_error("store: the database's schema version %d is newer than this binary's (%d):"
                " refusing to start", version, PGS_SCHEMA_VERSION);
         rc = IY_EIO;
         goto err;
@@ -295,7 +295,7 @@ int pgs__schema_init(pgs_conn *pc, int64_t deadline)
     pgs__pipe_end(&p);
     if (rc) goto err;
     if (version < PGS_SCHEMA_VERSION)
-        iy_log("store: postgresql schema %s version %d", version ? "upgraded to" : "created at",
+        iy_log_info("store: postgresql schema %s version %d", version ? "upgraded to" : "created at",
                PGS_SCHEMA_VERSION);
     return 0;
 err:

@@ -191,7 +191,7 @@ int pgs__friend_state(store *st, uint64_t a, uint64_t b, int *state)
     if (PQntuples(res) == 1) *state = pgs__r_i16(res, 0, 0);
     PQclear(res);
     if (!state_valid(*state)) {
-        iy_log("store: postgresql: a friend row with state %d", *state);
+        iy_log_error("store: postgresql: a friend row with state %d", *state);
         *state = IY_FRIEND_NONE;
         return IY_EIO;
     }
@@ -305,7 +305,7 @@ int pgs__friend_list(store *st, uint64_t user, uint64_t **f, size_t *nf, uint64_
     for (int i = 0; i < PQntuples(res); i++) {
         int stt = pgs__r_i16(res, i, 1);
         if (stt < IY_FRIEND_OUTGOING || stt > IY_FRIEND_MUTUAL) {
-            iy_log("store: postgresql: a friend row with state %d", stt);
+            iy_log_error("store: postgresql: a friend row with state %d", stt);
             rc = IY_EIO;
             break;
         }

@@ -40,7 +40,7 @@ static uint64_t get_be(const char *p, int n)
 static int slot(pgs_params *p)
 {
     if (p->n >= PGS_PARAMS_MAX) {
-        iy_log("store: postgresql: more than %d parameters", PGS_PARAMS_MAX);
+        iy_log_error("store: postgresql: more than %d parameters", PGS_PARAMS_MAX);
         return PGS_PARAMS_MAX - 1;
     }
     return p->n++;
@@ -167,7 +167,7 @@ int pgs__r_str(const PGresult *r, int row, int col, char *dst, size_t cap)
     const char *v = pgs__r_bytes(r, row, col, &n);
     if (n >= cap || memchr(v, '\0', n)) {
         dst[0] = '\0';
-        iy_log("store: postgresql: a text value of %zu bytes where at most %zu fit", n, cap - 1);
+        iy_log_error("store: postgresql: a text value of %zu bytes where at most %zu fit", n, cap - 1);
         return IY_EIO;
     }
     memcpy(dst, v, n);
@@ -194,6 +194,6 @@ int pgs__r_arr_i64(const PGresult *r, int row, int col, uint64_t *out, uint32_t 
     *n = cnt;
     return 0;
 bad:
-    iy_log("store: postgresql: a malformed int8[] value");
+    iy_log_error("store: postgresql: a malformed int8[] value");
     return IY_EIO;
 }

@@ -89,14 +89,14 @@
 
 int rocks_rerr(char *err, const char *what)
 {
-    iy_log("store: %s: %s", what, err);
+    iy_log_error("store: %s: %s", what, err);
     rocksdb_free(err);
     return IY_EIO;
 }
 
 int rocks_corrupt(const char *what)
 {
-    iy_log("store: corrupt %s record", what);
+    iy_log_error("store: corrupt %s record", what);
     return IY_EIO;
 }
 
@@ -142,10 +142,10 @@ static void set_fault(rocks *s, int f)
     int was = atomic_exchange(&s->fault, f);
     if (was == f) return;
     if (f == ROCKS_LOW_SPACE)
-        iy_log("store: %llu MB free on the data directory's disk, below the reserve of %llu MB: refusing writes "
+        iy_log_error("store: %llu MB free on the data directory's disk, below the reserve of %llu MB: refusing writes "
                "until space returns", (unsigned long long)s->free_mb, (unsigned long long)(s->min_free >> 20));
     else if (f == ROCKS_OK)
-        iy_log("store: writing again (%llu MB free)", (unsigned long long)s->free_mb);
+        iy_log_info("store: writing again (%llu MB free)", (unsigned long long)s->free_mb);
 }
 
 /* Bytes free now, as far as we know: a statvfs at most every 250 ms, less
@@ -226,18 +226,18 @@ static int rocks_recover(rocks *s)
     char *err = NULL;
     s->readonly = !disk_writable(s);
     if (s->readonly && s->failed_reopens++ == 0)
-        iy_log("store: the data directory's disk still fails a probe write; reads go on from a read-only "
+        iy_log_error("store: the data directory's disk still fails a probe write; reads go on from a read-only "
                "open, writing is tried again every second");
     /* Both opens failing is a database we cannot even read: try for a
      * while (the disk may come back), then give up with a clear message. */
     for (int tries = 0; !(s->db = open_db(s, s->readonly, &err)); ) {
         if (!s->readonly) {
             if (s->failed_reopens++ == 0)
-                iy_log("store: reopening the database after the write error failed: %s; reads go on from "
+                iy_log_error("store: reopening the database after the write error failed: %s; reads go on from "
                        "a read-only open, writing is tried again every second", err);
             s->readonly = 1;
         } else if (++tries == 150) {
-            iy_log("store: the database cannot be opened at all: %s; exiting", err);
+            iy_log_error("store: the database cannot be opened at all: %s; exiting", err);
             _exit(1);
         } else {
             usleep(200 * 1000);
@@ -257,7 +257,7 @@ static int rocks_recover(rocks *s)
         s->reopen_ms = mono_ms() + 1000;
         return IY_EUNAVAIL;
     }
-    iy_log("store: reopened the database after the write error (%llu failed attempts before)",
+    iy_log_info("store: reopened the database after the write error (%llu failed attempts before)",
            (unsigned long long)s->failed_reopens);
     s->failed_reopens = 0;
     set_fault(s, ROCKS_OK);
@@ -281,7 +281,7 @@ int rocks_write_guarded(rocks *s, rocksdb_writeoptions_t *wo, rocksdb_writebatch
     rocksdb_write(s->db, wo, wb, &err);
     s->written_since += 2 * (uint64_t)size;
     if (err) {
-        iy_log("store: a write failed: %s; the database will be reopened", err);
+        iy_log_error("store: a write failed: %s; the database will be reopened", err);
         free(err);
         set_fault(s, ROCKS_WRITE_FAILED);
         s->reopen_ms = mono_ms() + 1000;
@@ -305,6 +305,49 @@ static int rocks_health(store *st, char *why, size_t n)
     default:
         return 0;
     }
+}
+
+/* RocksDB's properties are safe to read from any thread; dblock keeps
+ * the database from being reopened under us (rocks_recover). */
+static void rocks_metrics(store *st, iy_buf *out)
+{
+    static const struct {
+        const char *prop, *name, *type, *help;
+    } props[] = {
+        { "rocksdb.is-write-stopped", "iyagi_rocksdb_write_stopped", "gauge",
+          "1 while RocksDB stops writes (too many memtables or L0 files, or pending compaction)." },
+        { "rocksdb.actual-delayed-write-rate", "iyagi_rocksdb_delayed_write_rate_bytes", "gauge",
+          "The rate RocksDB slows writes to, bytes/s (0: writes are not delayed)." },
+        { "rocksdb.num-running-compactions", "iyagi_rocksdb_running_compactions", "gauge",
+          "Compactions running now." },
+        { "rocksdb.total-sst-files-size", "iyagi_rocksdb_sst_files_bytes", "gauge",
+          "Size of all SST files, bytes." },
+        { "rocksdb.estimate-pending-compaction-bytes", "iyagi_rocksdb_pending_compaction_bytes", "gauge",
+          "Bytes compaction estimates it must rewrite to bring every level under its target." },
+        { "rocksdb.cur-size-all-mem-tables", "iyagi_rocksdb_memtables_bytes", "gauge",
+          "Size of the active and unflushed memtables, bytes." },
+    };
+    rocks *s = (rocks *)st;
+    pthread_rwlock_rdlock(&s->dblock);
+    for (size_t i = 0; i < sizeof props / sizeof props[0]; i++) {
+        uint64_t v = 0;
+        if (!s->db || rocksdb_property_int(s->db, props[i].prop, &v) != 0) continue;
+        iy_buf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", props[i].name, props[i].help, props[i].name,
+                       props[i].type, props[i].name, (unsigned long long)v);
+    }
+    pthread_rwlock_unlock(&s->dblock);
+    iy_buf_appendf(out,
+                   "# HELP iyagi_rocksdb_block_cache_bytes Memory the block cache uses, bytes.\n"
+                   "# TYPE iyagi_rocksdb_block_cache_bytes gauge\niyagi_rocksdb_block_cache_bytes %llu\n"
+                   "# HELP iyagi_store_disk_free_bytes Free space of the data directory's disk at the last check, bytes.\n"
+                   "# TYPE iyagi_store_disk_free_bytes gauge\niyagi_store_disk_free_bytes %llu\n"
+                   "# HELP iyagi_store_disk_reserve_bytes The reserve (--min-free-mb) below which writes are refused.\n"
+                   "# TYPE iyagi_store_disk_reserve_bytes gauge\niyagi_store_disk_reserve_bytes %llu\n"
+                   "# HELP iyagi_store_write_fault 1 while the store refuses writes (low space or failing disk).\n"
+                   "# TYPE iyagi_store_write_fault gauge\niyagi_store_write_fault %d\n",
+                   (unsigned long long)(s->cache ? rocksdb_cache_get_usage(s->cache) : 0),
+                   (unsigned long long)atomic_load(&s->free_mb) << 20, (unsigned long long)s->min_free,
+                   atomic_load(&s->fault) != ROCKS_OK);
 }
 
 int rocks_write(rocks *s, rocksdb_writebatch_t *wb, int sync)
@@ -441,12 +484,12 @@ static int check_format(rocks *s, const char *dir, int has_meta)
         if (version == 0) return rocks_corrupt("format version");
     }
     if (version > FORMAT_VERSION) {
-        iy_log("store: %s holds data format %u, newer than this iyagid knows (%u): refusing to open it",
+        iy_log_error("store: %s holds data format %u, newer than this iyagid knows (%u): refusing to open it",
                dir, version, FORMAT_VERSION);
         return IY_EIO;
     }
     if (rc == 1 && version == FORMAT_VERSION) return 0;
-    if (has_meta) iy_log("store: upgrading %s from data format %u to %u", dir, version, FORMAT_VERSION);
+    if (has_meta) iy_log_info("store: upgrading %s from data format %u to %u", dir, version, FORMAT_VERSION);
     if (version < 3 && (rc = build_session_index(s)) != 0) return rc;
     if (version < 4 && (rc = rocks_build_msgid_index(s)) != 0) return rc;
     wr w = { v, 0 };
@@ -1194,6 +1237,7 @@ static int rocks_reader_search(store_reader *sr, const uint64_t *channels, size_
 const store_ops rocks_ops = {
     .kind = "rocksdb",
     .health = rocks_health,
+    .metrics = rocks_metrics,
     .free = rocks_free,
     .heartbeat = rocks_heartbeat,
     .setting_get = rocks_setting_get,

@@ -84,13 +84,13 @@ static size_t due_key(uint8_t *k, int64_t due, uint64_t sub, uint64_t channel)
 
 static int corrupt(const char *what)
 {
-    iy_log("store: corrupt %s record", what);
+    iy_log_error("store: corrupt %s record", what);
     return IY_EIO;
 }
 
 static int rerr(char *err, const char *what)
 {
-    iy_log("store: push %s: %s", what, err);
+    iy_log_error("store: push %s: %s", what, err);
     rocksdb_free(err);
     return IY_EIO;
 }

@@ -57,7 +57,7 @@ static const char *const SCHEMA[] = {
 
 static int sq_err(sqlite3 *db, const char *what)
 {
-    iy_log("store: search index: %s: %s", what, db ? sqlite3_errmsg(db) : "cannot open");
+    iy_log_error("store: search index: %s: %s", what, db ? sqlite3_errmsg(db) : "cannot open");
     return IY_EIO;
 }
 

@@ -24,6 +24,11 @@
 //                                WsClient, in and out, to FILE as JSON lines (record() below);
 //                                apischema.test.mjs checks them against docs/openapi.json and
 //                                docs/asyncapi.json
+//   IYAGI_E2E_LOGDIR=DIR         keep every server's stderr (DIR/server-*.log) and access log
+//                                (DIR/access-*.log, --access-log is added), and record every
+//                                token, password and message text the helpers send or receive
+//                                (DIR/secrets-*.jsonl): scripts/log-audit.mjs then checks that
+//                                none of them reached a log
 
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -38,6 +43,41 @@ import WebSocket from 'ws';
 import nodeAssert from 'node:assert/strict';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
+
+// ---------------------------------------------------------------- log audit (IYAGI_E2E_LOGDIR)
+
+const LOGDIR = process.env.IYAGI_E2E_LOGDIR || '';
+const SECRET_MIN = 8;                 // shorter values would match log text by chance
+const recorded = new Set();
+let secretBuf = '';
+let logSeq = 0;
+
+function flushSecrets() {
+  if (!secretBuf) return;
+  fs.mkdirSync(LOGDIR, { recursive: true });
+  fs.appendFileSync(path.join(LOGDIR, `secrets-${process.pid}.jsonl`), secretBuf);
+  secretBuf = '';
+}
+if (LOGDIR) process.on('exit', flushSecrets);
+
+/** record a value that must never appear in a server log (kind: token, password, text) */
+export function recordSecret(kind, value) {
+  if (!LOGDIR || typeof value !== 'string' || value.length < SECRET_MIN || recorded.has(value)) return;
+  recorded.add(value);
+  secretBuf += JSON.stringify({ kind, value }) + '\n';
+  if (secretBuf.length > 65536) flushSecrets();
+}
+
+const SECRET_KEYS = { token: 'token', password: 'password', current_password: 'password', new_password: 'password',
+  text: 'text', preview: 'text' };
+/** every token, password and message text in a request or answer (nested objects and arrays) */
+export function recordSecretsIn(obj, depth = 0) {
+  if (!LOGDIR || !obj || typeof obj !== 'object' || depth > 6) return;
+  for (const [k, v] of Object.entries(obj)) {
+    if (typeof v === 'string') { if (SECRET_KEYS[k]) recordSecret(SECRET_KEYS[k], v); }
+    else if (v && typeof v === 'object') recordSecretsIn(v, depth + 1);
+  }
+}
 export const REPO = path.resolve(HERE, '..', '..', '..');
 export const IYAGID = path.resolve(REPO, process.env.IYAGID || path.join('build', 'rel', 'iyagid'));
 export const SCALE = Number(process.env.IYAGI_E2E_TIMEOUT_SCALE) || (/asan/i.test(IYAGID) ? 3 : /tsan/i.test(IYAGID) ? 4 : 1);
@@ -176,10 +216,20 @@ export class Server {
     // off unless a test asks for the defaults (ratelimit.test.mjs does, with rateLimits: 'on').
     a.push('--rate-limits', this.opts.rateLimits === 'on' ? 'on' : 'off');
     if (this.opts.extraArgs) a.push(...this.opts.extraArgs);
+    if (LOGDIR && !a.includes('--access-log')) a.push('--access-log', this.logPath('access'));
     return a;
   }
 
+  /** LOGDIR/KIND-<pid>-<n>.log: this server's own file of that kind in the audit directory */
+  logPath(kind) {
+    if (!this.logId) this.logId = `${process.pid}-${++logSeq}`;
+    fs.mkdirSync(LOGDIR, { recursive: true });
+    return path.join(LOGDIR, `${kind}-${this.logId}.log`);
+  }
+
   _log(s) {
+    // The server's own output only: the harness's notes (its command line) are not its log.
+    if (LOGDIR && !/^\n?\[e2e\]/.test(s)) fs.appendFileSync(this.logPath('server'), s);
     this.stderrBuf += s;
     if (this.stderrBuf.length > STDERR_KEEP) this.stderrBuf = this.stderrBuf.slice(-STDERR_KEEP);
     if (!this.sanitizer) {
@@ -357,6 +407,10 @@ export async function api(server, method, p, { body, raw, token, headers = {}, t
     h['content-type'] = 'application/json';
   }
   if (token) h.authorization = `Bearer ${token}`;
+  if (LOGDIR) {
+    recordSecret('token', token);
+    if (body !== undefined) recordSecretsIn(body);
+  }
   const t0 = Date.now();
   let r;
   for (let attempt = 0; ; attempt++) {
@@ -372,6 +426,7 @@ export async function api(server, method, p, { body, raw, token, headers = {}, t
   const text = await r.text();
   let parsed = null;
   try { parsed = text.length ? JSON.parse(text) : null; } catch { parsed = undefined; }
+  recordSecretsIn(parsed);
   if (RECORD) {
     const ctype = r.headers.get('content-type') || '';
     record({ kind: 'http', method, path: p, status: r.status, ctype, body: /json/.test(ctype) ? (parsed === undefined ? { __raw: text.slice(0, 200) } : parsed) : null });
@@ -388,6 +443,7 @@ export function rawHttp(server, method, p, { body, token, headers = {}, timeoutM
   return new Promise((resolve, reject) => {
     const h = { 'content-type': 'application/json', connection: 'close', ...headers };
     if (token) h.authorization = `Bearer ${token}`;
+    recordSecret('token', token);
     if (body !== undefined) h['content-length'] = Buffer.byteLength(body);
     const req = http.request({ host: u.hostname, port: u.port, path: u.pathname + u.search, method, headers: h, agent: false });
     let settled = false;
@@ -509,6 +565,7 @@ export class WsClient {
       let f;
       try { f = JSON.parse(data.toString('utf8')); } catch { f = { __raw: data.toString('utf8'), __binary: isBinary }; }
       if (this.keepAll) this.all.push(f);
+      recordSecretsIn(f);
       for (let i = 0; i < this.waiters.length; i++) {
         const w = this.waiters[i];
         if (w.pred(f)) {
@@ -529,6 +586,7 @@ export class WsClient {
 
   /** send an object as a JSON text frame */
   send(obj) {
+    recordSecretsIn(obj);
     this.ws.send(JSON.stringify(obj));
   }
 
