@@ -56,6 +56,27 @@ test('every documented operation is served: 401 without a token where one is nee
   assert.ok(operations.length >= 40, `${operations.length} operations documented`);
 });
 
+test('every documented path answers HEAD like GET, and its other methods 405 with the documented methods in Allow', T, async () => {
+  const failures = [];
+  const paths = Object.entries(spec.paths);
+  for (const [p, item] of paths) {
+    const methods = Object.keys(item).map((m) => m.toUpperCase());
+    const allow = methods.flatMap((m) => (m === 'GET' ? ['GET', 'HEAD'] : [m])).sort();
+    if (methods.includes('GET')) {
+      const g = await api(srv, 'GET', concrete(p));
+      const h = await api(srv, 'HEAD', concrete(p));
+      if (h.status !== g.status || h.text !== '') failures.push(`HEAD ${p}: ${h.status} (GET ${g.status}), body ${h.text.length} bytes`);
+    }
+    const other = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'].find((m) => !methods.includes(m));
+    const r = await api(srv, other, concrete(p));
+    const got = (r.headers.get('allow') || '').split(', ').sort();
+    if (r.status !== 405 || JSON.stringify(got) !== JSON.stringify(allow) || r.body?.error?.code !== 'bad_request') {
+      failures.push(`${other} ${p}: ${r.status} Allow: ${r.headers.get('allow')} (documented: ${allow.join(', ')})`);
+    }
+  }
+  assert.deepEqual(failures, [], `\n${failures.join('\n')}`);
+});
+
 test('the router\'s table and the document name the same operations, with the same need of a token', T, () => {
   // src/api/api.c dispatches from routes[]: what it lists is what the server has
   const routes = routerRoutes();
