@@ -1,5 +1,6 @@
 // apidocs.test.mjs — the API reference cannot drift from itself or from the source:
 // docs/API.md is what tools/apidoc.mjs renders from docs/openapi.json and docs/asyncapi.json;
+// docs/asyncapi.json is valid against AsyncAPI 3.0.0's own JSON Schema;
 // the objects both documents describe (User, Message, ...) are the same schemas; the WebSocket
 // ops the codec parses (src/codec/proto.c's proto__ops) and the frames the server writes (every
 // "op" it puts in a frame under src/) are exactly those docs/asyncapi.json documents.
@@ -8,7 +9,12 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { renderRepo, render, API_MD } from '../../tools/apidoc.mjs';
+import { fileURLToPath } from 'node:url';
+import Ajv from 'ajv';
+import addFormats from 'ajv-formats';
 import { readDoc, REPO } from './lib/apischema.mjs';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
 
 const openapi = readDoc('openapi.json');
 const asyncapi = readDoc('asyncapi.json');
@@ -25,6 +31,18 @@ test('docs/API.md is up to date with docs/openapi.json and docs/asyncapi.json (n
   const changed = structuredClone(openapi);
   changed.paths['/v1/me'].get.summary = 'Something else';
   assert.notEqual(render(changed, asyncapi), have);
+});
+
+test('docs/asyncapi.json is a valid AsyncAPI 3.0.0 document (the specification\'s own JSON Schema, @asyncapi/specs)', () => {
+  const meta = JSON.parse(fs.readFileSync(path.join(HERE, 'node_modules', '@asyncapi', 'specs', 'schemas', '3.0.0-without-$id.json'), 'utf8'));
+  const ajv = new Ajv({ strict: false, allErrors: true });
+  addFormats(ajv);
+  const valid = ajv.compile(meta);
+  assert.ok(valid(asyncapi), ajv.errorsText(valid.errors));
+  // and it would notice a broken one
+  const broken = structuredClone(asyncapi);
+  broken.operations['client.send'].action = 'post';
+  assert.equal(valid(broken), false);
 });
 
 test('the objects both documents describe are the same schemas', () => {
