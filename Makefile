@@ -14,7 +14,7 @@
 LLHTTP_DIR  ?= /usr/share/llhttp
 LLHTTP_INC  ?= /usr/share/include/llhttp
 CC          ?= gcc
-PKGS        := libuv jansson libargon2 libcrypto libcurl libpq libnats sqlite3 inih
+PKGS        := libuv jansson libargon2 libssl libcrypto libcurl libpq libnats sqlite3 inih
 LIBS        := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lrocksdb -lpthread -lm
 WARN        := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 GIT_COMMIT  := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)

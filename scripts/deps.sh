@@ -26,6 +26,7 @@ build_pkgs=(gcc make pkg-config libuv1-dev node-llhttp libjansson-dev libargon2-
 test_pkgs=(clang libclang-rt-14-dev curl chromium fonts-noto-cjk fonts-noto-color-emoji
            postgresql nats-server haproxy    # throwaway servers for the store and cluster tests
            nginx                             # deploy/nginx-iyagi.conf.in, tested in front of iyagid
+           openssl                           # the TLS tests' certificates (tests/e2e/lib/tlscerts.mjs)
            mount                             # a small tmpfs for the full-disk test (not Essential)
            prometheus)                       # promtool: /metrics, deploy/alerts.yml and its tests
 cluster_pkgs=(nats-server haproxy postgresql)

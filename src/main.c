@@ -87,6 +87,10 @@ static const opt opts[] = {
     { "metrics-token", "TOKEN", "none", "GET /metrics wants Authorization: Bearer TOKEN (16 bytes or more),\n"
       "else 401; give it in the config file or IYAGI_METRICS_TOKEN (ps shows\n"
       "a command line)", 0 },
+    { "tls-cert", "FILE", "none", "speak HTTPS and WSS on the --listen addresses (--admin-listen stays\n"
+      "plain): FILE is the PEM certificate chain, leaf first; SIGHUP reloads it\n"
+      "and the key for new connections", 0 },
+    { "tls-key", "FILE", "none", "the PEM private key of --tls-cert", 0 },
     { "cors-origin", "ORIGIN", "none", "let web pages of ORIGIN (scheme://host[:port], or * for any) call the\n"
       "HTTP API from a browser (CORS; credentials are never allowed: tokens go in\n"
       "the Authorization header); repeatable, or a comma list", 1 },
@@ -332,6 +336,10 @@ static int apply(server_config *cfg, int i, const char *v, enum src src, char *e
         if (*v && strlen(v) < 16) return snprintf(err, cap, "takes 16 to %zu bytes", sizeof cfg->metrics_token - 1), -1;
         if (copy_str(cfg->metrics_token, sizeof cfg->metrics_token, v, err, cap) != 0) return -1;
         v = *v ? "(set, not shown)" : "";   /* check-config prints what was given */
+    } else if (!strcmp(n, "tls-cert")) {
+        if (copy_str(cfg->tls_cert, sizeof cfg->tls_cert, v, err, cap) != 0) return -1;
+    } else if (!strcmp(n, "tls-key")) {
+        if (copy_str(cfg->tls_key, sizeof cfg->tls_key, v, err, cap) != 0) return -1;
     } else {
         snprintf(err, cap, "has no handler (a bug)");
         return -1;
@@ -499,6 +507,10 @@ static int validate(const server_config *cfg)
 {
     if (cfg->bus[0] && !cfg->store[0]) {
         fprintf(stderr, "iyagid: --bus needs --store: the nodes of a cluster share one PostgreSQL database\n");
+        return -1;
+    }
+    if (!cfg->tls_cert[0] != !cfg->tls_key[0]) {
+        fprintf(stderr, "iyagid: --tls-cert and --tls-key go together (the certificate chain and its key)\n");
         return -1;
     }
     net_config probe;

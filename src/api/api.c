@@ -155,12 +155,13 @@ void api_ws_url(conn *c, const http_request *req, char *out, size_t n)
         while (len && rest[len - 1] == '/') len--;
         snprintf(out, n, "%s%.*s/v1/ws", scheme, (int)len, rest);
     } else if (req && req->host.len && req->host.len < 256) {
-        snprintf(out, n, "%s%.*s/v1/ws", conn_forwarded_tls(c, req) ? "wss://" : "ws://", (int)req->host.len,
-                 req->host.ptr);
+        /* wss:// when this connection is TLS (--tls-cert) or came through a trusted TLS proxy */
+        snprintf(out, n, "%s%.*s/v1/ws", c->tls || conn_forwarded_tls(c, req) ? "wss://" : "ws://",
+                 (int)req->host.len, req->host.ptr);
     } else {
         char hp[300];
         net_url_host(svc->net.host, svc->net.port, hp, sizeof hp);
-        snprintf(out, n, "ws://%s/v1/ws", hp);
+        snprintf(out, n, "%s%s/v1/ws", svc->net.tls ? "wss://" : "ws://", hp);
     }
 }
 

@@ -342,6 +342,8 @@ static const struct {
     { M_PUSH_OLDEST_S, "iyagi_push_outbox_oldest_seconds", "gauge",
       "Age of the oldest due push notification at the push worker's last look, seconds (0: none)." },
     { M_PUSH_DEAD_LETTERS, "iyagi_push_dead_letters", "gauge", "Push notifications given up, kept as dead letters." },
+    { M_TLS_FAILED, "iyagi_tls_failures_total", "counter",
+      "TLS connections closed for a failed handshake (or none within --request-timeout) or broken records." },
 };
 
 void metrics_render(iy_buf *out)

@@ -48,6 +48,7 @@ enum metric_counter {
     M_PUSH_OUTBOX,          /* gauge: notifications waiting in the outbox (the push worker's last take) */
     M_PUSH_OLDEST_S,        /* gauge: age of the oldest due one at the last take, seconds */
     M_PUSH_DEAD_LETTERS,    /* gauge: dead letters in the store (the push worker's last take) */
+    M_TLS_FAILED,           /* counter: TLS connections closed for a failed or late handshake, or garbage */
     M_COUNTER_COUNT
 };
 

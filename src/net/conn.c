@@ -8,6 +8,7 @@
 #include "../base/err.h"
 #include "../base/log.h"
 #include "../codec/proto.h"
+#include "tls.h"
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -114,6 +115,7 @@ void conn_accept(iothread *t, uv_stream_t *listener, int admin)
     c->hp = http_parser_new(IY_HTTP_HEADER_MAX, IY_JSON_MAX);
     if (t->h->http_head) http_parser_set_head_stop(c->hp, 1);
     c->opened_ms = c->last_rx_ms = uv_now(&t->loop);
+    if (cfg->tls && !c->admin) c->tls = tls_conn_new(cfg->tls);   /* --admin-listen stays plain */
     u64map_put(&t->conns, c->id, c);
     c->all_next = t->all;
     if (t->all) t->all->all_prev = c;
@@ -152,6 +154,7 @@ static void on_close(uv_handle_t *h)
     }
     http_parser_free(c->hp);
     ws_reader_free(c->wr);
+    tls_conn_free(c->tls);
     iy_buf_free(&c->rest);
     /* Big output buffers freed: the sweep hands the memory back (malloc_trim). */
     if (c->out.cap + c->inflight.cap > (1u << 20)) c->t->trim_pending = 1;
@@ -328,7 +331,7 @@ static void on_write(uv_write_t *req, int status)
         if (status != UV_ECANCELED) conn_close(c);
         return;
     }
-    if (c->out.len || c->close_after_flush) {
+    if (c->out.len || c->close_after_flush || (c->tls && tls_pending(c->tls))) {
         if (c->t->exiting) flush_one(c); /* the flusher is gone */
         else flush_list_add(c);
     } else {
@@ -339,6 +342,9 @@ static void on_write(uv_write_t *req, int status)
 static void flush_one(conn *c)
 {
     if (c->writing || (c->closing && !c->close_after_flush)) return;
+    /* TLS: the plaintext queued becomes the ciphertext to write, after the
+     * handshake's or alerts' bytes waiting (and a close_notify last). */
+    if (c->tls) tls_seal(c->tls, &c->out, c->close_after_flush);
     if (c->out.len) {
         uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
         int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
@@ -798,6 +804,58 @@ static void conn_input(conn *c, char *data, size_t len)
     if (used < len && !c->closing) iy_buf_append(&c->rest, data + used, len - used);
 }
 
+/* A TLS connection that failed: the peer's close_notify closes it at once;
+ * a failed handshake or a broken record is counted and logged (once a
+ * second per thread), and its alert goes out before the socket closes. */
+static void tls_fail(conn *c, int rc)
+{
+    if (rc == IY_EIO || tls_established(c->tls)) {
+        if (rc != IY_EIO) metrics_add(M_TLS_FAILED, 1);
+        conn_close(c);
+        return;
+    }
+    metrics_add(M_TLS_FAILED, 1);
+    iothread *t = c->t;
+    uint64_t now = uv_now(&t->loop);
+    if (now - t->tls_logged_ms >= 1000) {
+        char a[48];
+        net_addr_text(c->peer, a, sizeof a);
+        iy_log_warn("io thread %u: TLS handshake with %s failed: %s", t->index, a, tls_error(c->tls));
+        t->tls_logged_ms = now;
+    }
+    c->closing = 1;
+    c->close_after_flush = 1;
+    stop_reading(c);
+    flush_list_add(c);
+}
+
+/* TLS: ciphertext in; plaintext out to the codecs, or to c->rest while
+ * paused (all of it: nothing may wait inside OpenSSL for a read that will
+ * not come). The thread's read buffer is reused for the plaintext: the
+ * ciphertext was copied into the read BIO. */
+static void tls_input(conn *c, const char *data, size_t len)
+{
+    tls_feed(c->tls, data, len);
+    char *plain = c->t->readbuf;
+    for (;;) {
+        int n = tls_read(c->tls, plain, READ_BUF_SIZE);
+        if (n == 0) break;
+        if (n < 0) {
+            tls_fail(c, n);
+            return;
+        }
+        if (c->paused) {
+            iy_buf_append(&c->rest, plain, (size_t)n);
+            stop_reading(c);
+            continue;
+        }
+        conn_input(c, plain, (size_t)n);
+        if (c->closing) break;
+    }
+    /* Handshake messages, tickets, alerts. */
+    if (!uv_is_closing((uv_handle_t *)&c->tcp) && tls_pending(c->tls)) flush_list_add(c);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     conn *c = s->data;
@@ -808,6 +866,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0) return;
     c->last_rx_ms = uv_now(&c->t->loop);
     if (c->draining) return; /* discard until the peer closes */
+    if (c->tls) {
+        tls_input(c, buf->base, (size_t)nread);
+        return;
+    }
     if (c->paused) {
         iy_buf_append(&c->rest, buf->base, (size_t)nread);
         stop_reading(c);
@@ -837,6 +899,13 @@ int conn_sweep(iothread *t, uint64_t now, int budget)
             continue;
         } else if (c->closing) {
             /* nothing: it is on its way out */
+        } else if (c->tls && !tls_established(c->tls)) {
+            /* A handshake has the time of a request head to finish. */
+            if (now - c->opened_ms > (uint64_t)cfg->request_timeout_s * 1000) {
+                metrics_add(M_TLS_FAILED, 1);
+                conn_close(c);
+                continue;
+            }
         } else if (c->proto == PROTO_WS && c->ws_state != WS_READY) {
             if (now - c->opened_ms > (uint64_t)cfg->auth_timeout_s * 1000) {
                 conn_ws_close(c, 1008, "authentication timeout");

@@ -26,6 +26,10 @@
  *    handle), at most one uv_write in flight. A connection whose queued
  *    output passes CONN_OUT_CAP is dropped: everything it missed is durable
  *    and the client catches up with sync.
+ *  - TLS (--tls-cert, tls.h) sits between the socket and the codecs: reads
+ *    are decrypted before conn_input, c->out holds plaintext until the flush
+ *    seals it into ciphertext. The handshake must finish within
+ *    --request-timeout; a failed one sends its alert and closes.
  *  - A connection is never freed inside its own callbacks: conn_close()
  *    unregisters it and calls uv_close(); the memory goes in the close
  *    callback. Jobs name their connection by (thread, id), never by pointer.
@@ -121,6 +125,7 @@ struct net_config {
     size_t max_output;          /* bytes queued for sockets, all together: past it, slow readers go */
     unsigned ws_route;          /* the route number of GET /v1/ws (metrics_http: the upgrade's 101) */
     int admin_listen_set;       /* an admin listener exists: /metrics only there (conn.admin) */
+    struct tls_server *tls;     /* --tls-cert: every connection speaks TLS (tls.h); NULL: plain */
     const char *cors_origins;   /* --cors-origin: origins allowed cross-origin, comma-separated, or "*"; "" : CORS off */
 };
 
@@ -173,6 +178,7 @@ struct iothread {
     iy_buf scratch;             /* frame building */
     int exiting;
     uint64_t refused_logged_ms; /* loop ms of the last "connection refused" log line */
+    uint64_t tls_logged_ms;     /* loop ms of the last "TLS failed" log line */
     int trim_pending;           /* big buffers were freed: return memory at the next sweep */
 };
 
@@ -223,6 +229,7 @@ struct conn {
     uint64_t client;            /* the client's address (conn_client) of the last request */
     http_parser *hp;
     ws_reader *wr;
+    struct tls_conn *tls;       /* TLS state (tls.h); NULL: plaintext, nothing else to pay */
     iy_buf rest;                /* input not yet processed while paused */
     iy_buf out;                 /* queued output */
     iy_buf inflight;            /* bytes handed to uv_write */

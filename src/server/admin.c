@@ -11,6 +11,7 @@
  * for a benchmark because login is not what it measures; it is documented in
  * docs/BENCHMARKS.md. */
 #include "admin.h"
+#include "admin_backup.h"
 #include "admin_fill.h"
 #include "../chat/auth.h"
 #include "../model/rules.h"
@@ -34,7 +35,9 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: iyagid admin create-users --data DIR [--store URL] --count N --prefix P --out FILE\n"
+            "usage: iyagid admin backup [--data DIR] [--blob-dir DIR] OUT   (admin backup --help)\n"
+            "       iyagid admin restore BACKUP [--data DIR] [--blob-dir DIR] [--force]\n"
+            "       iyagid admin create-users --data DIR [--store URL] --count N --prefix P --out FILE\n"
             "                                 [--password PW] [--groups G --group-size M]\n"
             "  Creates users P0..P{N-1} (all with password PW, default \"benchpass\"; one\n"
             "  Argon2id hash shared by all), one session each, and writes\n"
@@ -168,6 +171,8 @@ err:
 
 int admin_main(int argc, char **argv)
 {
+    if (argc >= 2 && !strcmp(argv[1], "backup")) return admin_backup_main(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "restore")) return admin_restore_main(argc - 1, argv + 1);
     if (argc < 2 || strcmp(argv[1], "create-users") != 0) {
         usage(argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? stdout : stderr);
         return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;

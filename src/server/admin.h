@@ -1,7 +1,12 @@
-/* admin.h — offline administration commands of iyagid (`iyagid admin ...`).
+/* admin.h — administration commands of iyagid (`iyagid admin ...`).
  *
- * These open the store directly, so the server must NOT be running on the
- * same data directory (RocksDB's lock file refuses a second opener).
+ *   iyagid admin backup [--data DIR] [--blob-dir DIR] OUT
+ *   iyagid admin restore BACKUP [--data DIR] [--blob-dir DIR] [--force]
+ *
+ * back up and restore an embedded store (admin_backup.c, backup.h); a
+ * backup of a running server's directory is taken by that server.
+ * create-users opens the store directly, so the server must NOT be running
+ * on the same data directory (RocksDB's lock file refuses a second opener).
  *
  *   iyagid admin create-users --data DIR --count N --prefix P --out FILE
  *                             [--password PW] [--groups G --group-size M]

@@ -10,6 +10,7 @@
  * queue (every accepted send is committed and answered) -> readers drained
  * -> push worker -> sockets closed (WebSockets with 1001) -> store closed. */
 #include "server.h"
+#include "adminsock.h"
 #include "../api/routes.h"
 #include "../chat/chat.h"
 #include "../chat/presence.h"
@@ -23,6 +24,7 @@
 #include "../media/thumb.h"
 #include "../push/pushd.h"
 #include "../push/webpush.h"
+#include "../net/tls.h"
 #include <curl/curl.h>
 #include "../base/alloc.h"
 #include "../base/err.h"
@@ -41,6 +43,7 @@ typedef struct server {
     server_config cfg;
     service svc;
     store *store;
+    adminsock *admin;           /* DATA/admin.sock: online backups (embedded store only) */
     uv_loop_t main_loop;
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t presence_timer;
@@ -150,14 +153,6 @@ static void on_drained(uv_timer_t *t)
     uv_stop(t->loop);
 }
 
-/* SIGHUP: the access log's file is opened again (log rotation). */
-static void on_sighup(uv_signal_t *s, int signum)
-{
-    int rc = iy_access_log_reopen();
-    if (rc) iy_log_error("signal %d: cannot reopen the access log: %s", signum, strerror(-rc));
-    else iy_log_info("signal %d: access log reopened", signum);
-}
-
 /* SIGTERM/SIGINT: drain, then stop. Draining: out of discovery at once
  * (a `leaving` beat; /healthz answers 503), no new connections, every
  * WebSocket closed with 1012 so its client goes back to discovery at once;
@@ -182,6 +177,24 @@ static void on_signal(uv_signal_t *s, int signum)
     uint64_t drain_ms = (uint64_t)srv->cfg.shutdown_timeout_s * 1000 / 3;
     srv->drain_until = uv_now(&srv->main_loop) + (drain_ms < DRAIN_MAX_MS ? drain_ms : DRAIN_MAX_MS);
     uv_timer_start(&srv->drain_timer, on_drained, 200, 50);
+}
+
+/* SIGHUP: the certificate and key files again (renewed), for new
+ * connections (the open ones keep theirs; a failure keeps the old ones),
+ * and the access log's file opened again (log rotation). */
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    server *srv = s->data;
+    char err[512];
+    if (srv->svc.net.tls) {
+        if (tls_server_reload(srv->svc.net.tls, err, sizeof err) == 0)
+            iy_log_info("SIGHUP: TLS certificate reloaded from %s; new connections use it", srv->cfg.tls_cert);
+        else
+            iy_log_error("SIGHUP: TLS certificate not reloaded, the old one stays: %s", err);
+    }
+    int rc = iy_access_log_reopen();
+    if (rc) iy_log_error("signal %d: cannot reopen the access log: %s", signum, strerror(-rc));
+    else iy_log_info("signal %d: access log reopened", signum);
 }
 
 static void on_presence_tick(uv_timer_t *t)
@@ -265,7 +278,7 @@ static void self_ws_url(const server_config *cfg, char *out, size_t n)
     if (!pub[0]) {
         char hp[300];
         net_url_host(cfg->listen_host, cfg->listen_port, hp, sizeof hp);
-        snprintf(out, n, "ws://%s/v1/ws", hp);
+        snprintf(out, n, "%s%s/v1/ws", cfg->tls_cert[0] ? "wss://" : "ws://", hp);
         return;
     }
     if (strncmp(pub, "https://", 8) == 0) scheme = "wss://", rest = pub + 8;
@@ -354,6 +367,13 @@ int server_run(const server_config *cfg)
     rc = IY_EIO;
     curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread starts */
     raise_fd_limit();
+    if (cfg->tls_cert[0]) {
+        char err[512];
+        if (tls_server_new(cfg->tls_cert, cfg->tls_key, &svc->net.tls, err, sizeof err) != 0) {
+            iy_log_error("TLS: %s", err);
+            goto out;
+        }
+    }
     if (mkdir_p(cfg->data_dir) != 0) {
         iy_log_error("cannot create data directory %s: %s", cfg->data_dir, strerror(errno));
         goto out;
@@ -458,14 +478,16 @@ int server_run(const server_config *cfg)
      * search endpoint answers 503 and everything else works. */
     svc->indexer = indexer_start(srv->store);
     if (!svc->indexer) iy_log_warn("search: no search index: searches answer 503");
+    /* `iyagid admin backup` asks this server (RocksDB admits one process). */
+    if (!cfg->store[0]) srv->admin = adminsock_start(cfg->data_dir, svc->cfg.blob_dir, srv->store);
 
     uv_loop_init(&srv->main_loop);
     uv_signal_init(&srv->main_loop, &srv->sigterm);
     uv_signal_init(&srv->main_loop, &srv->sigint);
-    srv->sigterm.data = srv->sigint.data = srv;
+    uv_signal_init(&srv->main_loop, &srv->sighup);
+    srv->sigterm.data = srv->sigint.data = srv->sighup.data = srv;
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
-    uv_signal_init(&srv->main_loop, &srv->sighup);
     uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
     uv_timer_init(&srv->main_loop, &srv->presence_timer);
     srv->presence_timer.data = srv;
@@ -482,7 +504,8 @@ int server_run(const server_config *cfg)
     for (unsigned i = 0; i < svc->nthreads; i++) iothread_run(svc->threads[i]);
     char addrs[NET_MAX_LISTEN * 96] = "";
     for (unsigned i = 0, k = 0; i < svc->net.nlisten; i++)
-        k += (unsigned)snprintf(addrs + k, sizeof addrs - k, "%shttp://%s/%s", i ? ", " : "", svc->net.listen[i].text,
+        k += (unsigned)snprintf(addrs + k, sizeof addrs - k, "%s%s://%s/%s", i ? ", " : "",
+                                svc->net.tls && !svc->net.listen[i].admin ? "https" : "http", svc->net.listen[i].text,
                                 svc->net.listen[i].admin ? " (admin)" : "");
     iy_log_info("iyagid listening on %s (node %s, node number %u, %s store %s, %s, capacity %u, %u I/O threads)",
            addrs, node, svc->node, store_kind(srv->store),
@@ -491,6 +514,7 @@ int server_run(const server_config *cfg)
 
     uv_run(&srv->main_loop, UV_RUN_DEFAULT);
 
+    adminsock_stop(srv->admin);   /* a backup in progress is abandoned, leaving no OUT */
     for (unsigned i = 0; i < svc->nthreads; i++) iothread_post_ctl(svc->threads[i], THREAD_STOP_ACCEPT);
     dbq_stop(svc->dbq);
     readq_stop(svc->readq); /* drained while the I/O threads still take its answers */
@@ -512,6 +536,7 @@ int server_run(const server_config *cfg)
     counter_free(svc->user_sockets);
     vapid_free(svc->vapid);
     store_free(srv->store);
+    tls_server_free(svc->net.tls);   /* every connection, and its reference, is gone */
     iy_free(svc->threads);
     iy_free(srv);
     curl_global_cleanup();
@@ -529,6 +554,7 @@ out_store:
     service_limits_free(svc->limits);
     store_free(srv->store);
 out:
+    tls_server_free(svc->net.tls);
     iy_free(svc->threads);
     iy_free(srv);
     curl_global_cleanup();

@@ -45,6 +45,8 @@ typedef struct server_config {
     int log_format;             /* --log-format: enum iy_log_format (default text) */
     char access_log[4096];      /* --access-log: "off" (default), "stderr" or a file */
     char metrics_token[256];    /* --metrics-token: /metrics wants this bearer token ("" : open) */
+    char tls_cert[4096];        /* --tls-cert FILE: HTTPS and WSS on the port ("" : plain) */
+    char tls_key[4096];         /* --tls-key FILE (with --tls-cert) */
     char cors_origin[2048];     /* --cors-origin: allowed origins, comma-separated, or "*" ("" : CORS off) */
 } server_config;
 
@@ -52,7 +54,7 @@ typedef struct server_config {
 void server_config_defaults(server_config *cfg);
 
 /* Opens the store, starts the storage thread and the I/O threads, serves
- * until SIGTERM or SIGINT, then stops in order: stop accepting, commit and
+ * until SIGTERM or SIGINT (SIGHUP reloads the TLS certificate), then stops in order: stop accepting, commit and
  * answer everything queued, close the sockets, close the store; all of it
  * within shutdown_timeout_s, after which the process exits at once.
  * Returns 0 after a clean stop, nonzero if it could not start (logged). */

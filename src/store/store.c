@@ -41,6 +41,10 @@ int store_health(store *s, char *why, size_t n)
 {
     return OPS(s)->health ? OPS(s)->health(s, why, n) : 0;
 }
+int store_copy(store *s, const char *dir, store_copy_info *info)
+{
+    return OPS(s)->copy ? OPS(s)->copy(s, dir, info) : IY_EINVAL;
+}
 unsigned store_node(const store *s) { return (unsigned)((const store_base *)s)->ids.node; }
 uint64_t store_new_id(store *s) { return iy_id_next(&((store_base *)s)->ids); }
 uint64_t store_message_count(store *s) { return ((store_base *)s)->msg_count; }

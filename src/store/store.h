@@ -532,4 +532,33 @@ uint64_t store_indexer_cursor(store_indexer *x);
  * nothing (IY_EUNAVAIL): for a prompt stop. */
 void store_indexer_cancel(store_indexer *x);
 
+/* ---- a copy for backups ------------------------------------------------------
+ * The embedded store's files, copied consistently while it serves
+ * (server/backup.h builds a backup around this: blobs, manifest, fsync). */
+
+typedef struct store_copy_info {
+    uint32_t format;            /* the data format of the copy (store_data_format at most) */
+    int index;                  /* 1: the search index was copied; 0: none (rebuilt at start) */
+} store_copy_info;
+
+/* Any thread, while the storage thread, the readers and the indexer go on:
+ * writes a consistent copy of s into dir (an existing, empty directory) that
+ * opens as the data directory of the store as it was at one moment:
+ *   1. dir/search.sqlite: the search index (SQLite VACUUM INTO, one read
+ *      transaction; skipped if there is no index);
+ *   2. dir/db: a RocksDB checkpoint (the memtables flushed, then the SST
+ *      files hard-linked when dir is on the same file system, else copied;
+ *      MANIFEST and the rest copied).
+ * In that order: everything the index holds was committed before the
+ * checkpoint, so the copy's index is behind its messages, never ahead, and
+ * its indexer resumes from the index's cursor like after a crash. Nothing
+ * is fsynced (the caller syncs the whole tree). 0; IY_EINVAL: this backend
+ * keeps nothing in files of its own (PostgreSQL: pg_dump is its backup);
+ * IY_EIO (logged). */
+int store_copy(store *s, const char *dir, store_copy_info *info);
+
+/* The newest data format of the embedded store this binary opens (the one
+ * it writes): a data directory or backup of a newer one is refused. */
+uint32_t store_data_format(void);
+
 #endif

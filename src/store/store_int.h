@@ -237,6 +237,7 @@ typedef struct store_ops {
      * (round_put_attachment); on a shared store, locked until the commit. */
     int (*attachments_load)(store *s, store_round *r);
     int (*reader_attachment)(store_reader *r, uint64_t id, iy_attachment *out);
+    int (*copy)(store *s, const char *dir, store_copy_info *info);   /* NULL: no files to copy */
 } store_ops;
 
 /* The first member of every backend's indexer struct. */

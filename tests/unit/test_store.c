@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include "t.h"
 #include "base/alloc.h"
@@ -2266,6 +2267,70 @@ static void test_search(void)
     done(live);
 }
 
+/* store_copy (backups): a copy taken while the store is open opens as the
+ * store was at that moment; its search index is the one indexed before
+ * the copy (never ahead of its messages) and catches up from its cursor;
+ * later writes are not in it. A store without an index copies without
+ * one. PostgreSQL has nothing to copy (IY_EINVAL: pg_dump). */
+static void test_copy(void)
+{
+    store *s = fresh();
+    char dir[600], cmd[700];
+    snprintf(dir, sizeof dir, "%s-copy", fx_where);
+    store_copy_info info = { 99, 99 };
+    if (!fx_is_rocks()) {
+        CHECK_EQ(store_copy(s, dir, &info), IY_EINVAL);
+        done(s);
+        return;
+    }
+    uint64_t a = mkuser(s, "ann"), b = mkuser(s, "bob");
+    iy_stored m1, m2, m3;
+    CHECK_EQ(mkdir(dir, 0700), 0);
+    CHECK_EQ(store_copy(s, dir, &info), 0);            /* no index yet */
+    CHECK_EQ(info.index, 0);
+    CHECK_EQ(info.format, store_data_format());
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK_EQ(system(cmd), 0);
+
+    CHECK_EQ(send1(s, a, 0, b, "indexed before the copy", "c-1", &m1), 0);
+    store_indexer *x = store_indexer_new(s);
+    CHECK(x != NULL);
+    if (!x) { done(s); return; }
+    index_all(x);
+    CHECK_EQ(send1(s, a, 0, b, "stored, not yet indexed", "c-2", &m2), 0);
+    CHECK_EQ(mkdir(dir, 0700), 0);
+    CHECK_EQ(store_copy(s, dir, &info), 0);
+    CHECK_EQ(info.index, 1);
+    CHECK_EQ(send1(s, a, 0, b, "after the copy", "c-3", &m3), 0);
+    store_indexer_free(x);
+
+    store_config cc = { dir, FX_NODE, 1, 0 };
+    store *c = NULL;
+    CHECK_EQ(store_open(&cc, &c), 0);
+    if (!c) { done(s); return; }
+    iy_msg_list l = { 0 };
+    CHECK_EQ(store_history(c, m1.msg.channel, 0, 0, 10, &l), 0);
+    CHECK_EQ(l.n, 2);                                  /* m1, m2; not m3 */
+    for (size_t i = 0; i < l.n; i++) CHECK(l.v[i].id != m3.msg.id);
+    iy_msg_list_clear(&l);
+    store_indexer *cx = store_indexer_new(c);
+    CHECK(cx != NULL);
+    if (cx) {
+        CHECK_EQ(store_indexer_cursor(cx), m1.msg.id);  /* the index as it was copied */
+        index_all(cx);
+        CHECK_EQ(store_indexer_cursor(cx), m2.msg.id);  /* caught up with the copy, no further */
+        store_reader *r = store_reader_new(c);
+        uint64_t ch = m1.msg.channel, ids[8];
+        CHECK_EQ(found(r, &ch, 1, "not yet indexed", 0, ids), 1);
+        CHECK_EQ(found(r, &ch, 1, "after the copy", 0, ids), 0);
+        store_reader_free(r);
+        store_indexer_free(cx);
+    }
+    store_free(c);
+    CHECK_EQ(system(cmd), 0);
+    done(s);
+}
+
 static void test_attachments(void)
 {
     store *s = fresh();
@@ -2547,6 +2612,7 @@ static void suite(void)
     test_reply();
     test_reactions();
     test_search();
+    test_copy();
     test_attachments();
     test_share_and_presence();
     bench();

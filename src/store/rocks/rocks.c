@@ -80,7 +80,7 @@
 #include "../../base/err.h"
 #include "../../base/log.h"
 
-#define FORMAT_VERSION 4u
+#define FORMAT_VERSION ROCKS_FORMAT_VERSION
 
 /* The committed cache of 'c' and 'd' records is dropped whole past this. */
 #define CHCACHE_MAX_BYTES (32u << 20)
@@ -1301,4 +1301,5 @@ const store_ops rocks_ops = {
     .attachment_put = rocks_attachment_put,
     .attachments_load = rocks_attachments_load,
     .reader_attachment = rocks_reader_attachment,
+    .copy = rocks_copy,
 };

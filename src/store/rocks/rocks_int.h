@@ -16,6 +16,9 @@
 #include <stdint.h>
 #include "../store_int.h"
 
+/* The data format this binary writes ('V'; rocks.c lists the versions). */
+#define ROCKS_FORMAT_VERSION 4u
+
 typedef struct rocks {
     store_base base;                   /* first: the seam's dispatch */
     rocksdb_t *db;
@@ -105,6 +108,9 @@ int rocks_search_v(const char *dir, sqlite3 **db, const uint64_t *channels, size
 void rocks_search_close(sqlite3 *db);
 
 #define CHANNEL_VAL_MAX (1 + 8 + 2 + IY_GROUP_NAME_MAX + 2 + 8 * (IY_GROUP_MAX + 1))
+
+/* rocks_copy.c: store_copy */
+int rocks_copy(store *s, const char *dir, store_copy_info *info);
 
 /* rocks_round.c */
 int rocks_round_load(store *s, store_round *r);

@@ -37,6 +37,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import http from 'node:http';
+import https from 'node:https';
 import crypto from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
@@ -199,8 +200,10 @@ export class Server {
     this.storeUrl = opts.storeUrl || null;   // --store URL (postgres)
   }
 
-  get url() { return `http://127.0.0.1:${this.port}`; }
-  get wsUrl() { return `ws://127.0.0.1:${this.port}/v1/ws`; }
+  // opts.tls {cert, key, ca}: the server speaks TLS (--tls-cert/--tls-key; without cert and key the
+  // test gives them another way, e.g. IYAGI_TLS_CERT in opts.env); ca: PEM the client trusts
+  get url() { return `${this.opts.tls ? 'https' : 'http'}://127.0.0.1:${this.port}`; }
+  get wsUrl() { return `${this.opts.tls ? 'wss' : 'ws'}://127.0.0.1:${this.port}/v1/ws`; }
   get running() { return !!this.proc && this.proc.exitCode === null && this.proc.signalCode === null; }
 
   args() {
@@ -215,6 +218,7 @@ export class Server {
     // The suites drive hundreds of users from 127.0.0.1: the per-address and per-user limits are
     // off unless a test asks for the defaults (ratelimit.test.mjs does, with rateLimits: 'on').
     a.push('--rate-limits', this.opts.rateLimits === 'on' ? 'on' : 'off');
+    if (this.opts.tls?.cert) a.push('--tls-cert', this.opts.tls.cert, '--tls-key', this.opts.tls.key);
     if (this.opts.extraArgs) a.push(...this.opts.extraArgs);
     if (LOGDIR && !a.includes('--access-log')) a.push('--access-log', this.logPath('access'));
     return a;
@@ -225,6 +229,23 @@ export class Server {
     if (!this.logId) this.logId = `${process.pid}-${++logSeq}`;
     fs.mkdirSync(LOGDIR, { recursive: true });
     return path.join(LOGDIR, `${kind}-${this.logId}.log`);
+  }
+
+  /** GET /healthz once: its status (throws when nothing answers) */
+  async healthz() {
+    if (!this.opts.tls) {
+      const r = await fetch(`${this.url}/healthz`, { signal: AbortSignal.timeout(1000) });
+      await r.arrayBuffer();
+      return r.status;
+    }
+    return new Promise((resolve, reject) => {
+      const req = https.get(`${this.url}/healthz`, { ca: this.opts.tls.ca, agent: false, timeout: 1000 }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode));
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', reject);
+    });
   }
 
   _log(s) {
@@ -295,9 +316,7 @@ export class Server {
         throw e;
       }
       try {
-        const r = await fetch(`${this.url}/healthz`, { signal: AbortSignal.timeout(1000) });
-        await r.arrayBuffer();
-        if (r.status === 200) return;
+        if (await this.healthz() === 200) return;
       } catch { /* not up yet */ }
       await sleep(50);
     }
