@@ -459,7 +459,11 @@ static void write_head(conn *c, int status, const char *ctype, const char *extra
     iy_buf head = { 0 }, x = { 0 };
     if (c->t->cfg->cors_origins && c->t->cfg->cors_origins[0]) {
         if (extra) iy_buf_append_str(&x, extra);
-        if (c->cors) iy_buf_appendf(&x, "Access-Control-Allow-Origin: %.*s\r\n", (int)c->cors_len, c->cors);
+        /* Retry-After and Content-Disposition are not CORS-safelisted: a page
+         * could not read them (a rate limit's wait, a download's name). */
+        if (c->cors)
+            iy_buf_appendf(&x, "Access-Control-Allow-Origin: %.*s\r\nAccess-Control-Expose-Headers: Retry-After, "
+                               "Content-Disposition\r\n", (int)c->cors_len, c->cors);
         iy_buf_append_str(&x, "Vary: Origin\r\n");
         extra = iy_buf_cstr(&x);
     }

@@ -157,6 +157,7 @@ test('--cors-origin: preflights from an allowed origin get 204 with the Access-C
     assert.equal(ok.status, 200);
     assert.equal(ok.headers['access-control-allow-origin'], 'https://app.example');
     assert.equal(ok.headers.vary, 'Origin');
+    assert.equal(ok.headers['access-control-expose-headers'], 'Retry-After, Content-Disposition');
     const err = await req(s, 'GET', '/v1/me', { origin: 'https://app.example' });
     assert.equal(err.status, 401);
     assert.equal(err.headers['access-control-allow-origin'], 'https://app.example');
