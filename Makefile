@@ -43,6 +43,10 @@ OBJ         := $(patsubst src/%.c,$(B)/%.o,$(LIB_SRC)) $(B)/llhttp/llhttp.o $(B)
 # time (tools/embed.c writes a C table of them), so iyagid serves it from memory.
 WEB_FILES   := $(sort $(shell find web -type f 2>/dev/null))
 OBJ         += $(B)/gen/web_assets.o $(B)/gen/commit.o
+# The API reference (docs/openapi.json, docs/asyncapi.json), embedded the same
+# way and served as /v1/openapi.json and /v1/asyncapi.json.
+DOC_FILES   := docs/openapi.json docs/asyncapi.json
+OBJ         += $(B)/gen/api_docs.o
 # The benchmark client (issue 6): every bench/*.c linked with the codecs.
 BENCH_SRC   := $(sort $(wildcard bench/*.c))
 
@@ -91,6 +95,13 @@ $(B)/gen/commit.o: $(B)/gen/commit.c
 	$(CC) $(BASEFLAGS) $(OPT) $(WARN) -c $< -o $@
 
 $(B)/gen/web_assets.o: $(B)/gen/web_assets.c src/api/web_assets.h
+	$(CC) $(BASEFLAGS) $(OPT) $(WARN) -Isrc -c $< -o $@
+
+$(B)/gen/api_docs.c: build/tools/embed $(DOC_FILES)
+	@mkdir -p $(dir $@)
+	build/tools/embed -t api_docs docs $(DOC_FILES) > $@.tmp && mv $@.tmp $@
+
+$(B)/gen/api_docs.o: $(B)/gen/api_docs.c src/api/web_assets.h
 	$(CC) $(BASEFLAGS) $(OPT) $(WARN) -Isrc -c $< -o $@
 
 $(B)/iyagi-bench: $(BENCH_SRC) $(wildcard bench/*.h) $(OBJ)

@@ -91,6 +91,9 @@ static const opt opts[] = {
       "plain): FILE is the PEM certificate chain, leaf first; SIGHUP reloads it\n"
       "and the key for new connections", 0 },
     { "tls-key", "FILE", "none", "the PEM private key of --tls-cert", 0 },
+    { "cors-origin", "ORIGIN", "none", "let web pages of ORIGIN (scheme://host[:port], or * for any) call the\n"
+      "HTTP API from a browser (CORS; credentials are never allowed: tokens go in\n"
+      "the Authorization header); repeatable, or a comma list", 1 },
 };
 #define NOPT (sizeof opts / sizeof opts[0])
 
@@ -162,6 +165,34 @@ static int copy_str(char *dst, size_t cap, const char *v, char *err, size_t ecap
     return 0;
 }
 
+/* Appends --cors-origin's value (one origin or a comma list) to list; each
+ * must be "*" or scheme://host[:port] (what browsers send as Origin). 0, or
+ * -1 with why in err. */
+static int add_cors_origins(char *list, size_t cap, const char *v, char *err, size_t errcap)
+{
+    const char *p = v;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        while (n && p[0] == ' ') p++, n--;
+        while (n && p[n - 1] == ' ') n--;
+        int star = n == 1 && p[0] == '*';
+        int ok = star || (n > 7 && strncmp(p, "http://", 7) == 0) || (n > 8 && strncmp(p, "https://", 8) == 0);
+        for (size_t i = star ? 1 : 8; ok && i < n; i++)
+            if (p[i] == '/' || (unsigned char)p[i] < 0x21 || (unsigned char)p[i] > 0x7e) ok = 0;
+        if (!ok) {
+            snprintf(err, errcap, "takes * or scheme://host[:port] without a path (not %.*s)", (int)(n < 200 ? n : 200), p);
+            return -1;
+        }
+        size_t have = strlen(list);
+        if (have + n + 2 > cap) return snprintf(err, errcap, "has too many origins"), -1;
+        snprintf(list + have, cap - have, "%s%.*s", have ? "," : "", (int)n, p);
+        if (!e) break;
+        p = e + 1;
+    }
+    return 0;
+}
+
 /* Sets option i from v (src: which source, for lists and check-config).
  * 0, or -1 with why in err. */
 static int apply(server_config *cfg, int i, const char *v, enum src src, char *err, size_t cap)
@@ -174,6 +205,7 @@ static int apply(server_config *cfg, int i, const char *v, enum src src, char *e
         if (!strcmp(n, "listen")) cfg->nlisten = 0;
         else if (!strcmp(n, "admin-listen")) cfg->nadmin = 0;
         else if (!strcmp(n, "trust-proxy")) cfg->ntrust = 0;
+        else if (!strcmp(n, "cors-origin")) cfg->cors_origin[0] = '\0';
         given_val[i][0] = '\0';
     }
 #define INT(lo, hi) if (int_val(v, lo, hi, &x, err, cap) != 0) return -1
@@ -288,6 +320,8 @@ static int apply(server_config *cfg, int i, const char *v, enum src src, char *e
     } else if (!strcmp(n, "max-output-buffers-mb")) {
         INT(1, 1 << 20);
         cfg->max_output_mb = (unsigned)x;
+    } else if (!strcmp(n, "cors-origin")) {
+        if (add_cors_origins(cfg->cors_origin, sizeof cfg->cors_origin, v, err, cap) != 0) return -1;
     } else if (!strcmp(n, "max-upload")) {
         INT(1, 4096);
         cfg->max_upload_mb = (unsigned)x;

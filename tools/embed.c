@@ -1,6 +1,6 @@
 /* embed.c — build tool: writes a C file holding the given files as byte
- * arrays plus the web_assets[] table of src/api/web_assets.h.
- *   embed ROOT FILE...   (paths in the table are FILE without ROOT) */
+ * arrays plus a table of src/api/web_assets.h (web_assets[], or NAME[]).
+ *   embed [-t NAME] ROOT FILE...   (paths in the table are FILE without ROOT) */
 #include <stdio.h>
 #include <string.h>
 
@@ -21,8 +21,14 @@ static const char *content_type(const char *path)
 
 int main(int argc, char **argv)
 {
+    const char *table = "web_assets";
+    if (argc > 3 && strcmp(argv[1], "-t") == 0) {
+        table = argv[2];
+        argv += 2;
+        argc -= 2;
+    }
     if (argc < 2) {
-        fprintf(stderr, "usage: embed ROOT FILE...\n");
+        fprintf(stderr, "usage: embed [-t NAME] ROOT FILE...\n");
         return 2;
     }
     size_t root = strlen(argv[1]);
@@ -40,13 +46,13 @@ int main(int argc, char **argv)
         printf("0};\n");
         fclose(f);
     }
-    printf("\nconst web_asset web_assets[] = {\n");
+    printf("\nconst web_asset %s[] = {\n", table);
     for (int i = 2; i < argc; i++) {
         const char *p = argv[i];
         if (strncmp(p, argv[1], root) == 0) p += root;
         printf("    { \"%s%s\", \"%s\", a%d, sizeof a%d - 1 },\n", p[0] == '/' ? "" : "/", p,
                content_type(p), i, i);
     }
-    printf("    { 0, 0, 0, 0 }\n};\nconst size_t web_assets_count = %d;\n", argc - 2);
+    printf("    { 0, 0, 0, 0 }\n};\nconst size_t %s_count = %d;\n", table, argc - 2);
     return 0;
 }

@@ -339,7 +339,232 @@ static void metrics_page(conn *c, const http_request *req)
     iy_buf_free(&b);
 }
 
-/* ---- routing ---- */
+/* GET /healthz: a draining node is out of rotation (load balancers check
+ * this), and so is one whose store refuses writes. */
+static void healthz(conn *c)
+{
+    char why[200];
+    if (svc_of(c)->draining) {
+        conn_http_respond(c, 503, "text/plain", "draining\n", 9);
+    } else if (svc_of(c)->store && store_health(svc_of(c)->store, why, sizeof why - 1)) {
+        size_t wl = strlen(why);
+        why[wl++] = '\n';
+        conn_http_respond(c, 503, "text/plain", why, wl);
+    } else {
+        conn_http_respond(c, 200, "text/plain", "ok\n", 3);
+    }
+}
+
+/* ---- routing ----
+ *
+ * routes[] is the list of the API's endpoints, one method and path pattern
+ * each. The router finds the entries whose pattern matches the path: one
+ * with the request's method is called (HEAD runs GET's, and the transport
+ * sends the head alone); if there are some but none with that method, the
+ * answer is 405 with Allow (or, for a CORS preflight from an allowed origin,
+ * 204 with the Access-Control-* headers); if there are none, 404. The web
+ * client's files (paths outside /v1) are served as GET and HEAD.
+ *
+ * Patterns: literal segments and {name}; a name ending in "id" is a 64-bit
+ * id (decimal, proto_parse_id: anything else matches nothing), any other
+ * name a raw segment. auth: the endpoint takes a session token; the router
+ * answers 401 at once when the Authorization header is missing or is not
+ * "Bearer <token>" (the handler checks the token itself).
+ *
+ * tests/e2e/openapi.test.mjs reads this table from the source: every entry
+ * must be documented in docs/openapi.json (with its security) and every
+ * documented operation must be here. Keep it one entry per line. */
+
+typedef struct route_args {
+    uint64_t id[2];             /* the {…id} segments, in order */
+    iy_str s;                   /* the other {name} segment (a session id, an emoji) */
+} route_args;
+
+typedef void (*route_fn)(conn *c, const http_request *req, const route_args *a);
+
+typedef struct api_route {
+    int method;
+    const char *path;
+    int auth;
+    route_fn fn;
+} api_route;
+
+#define ROUTE(name) static void name(conn *c, const http_request *req, const route_args *a)
+ROUTE(r_healthz) { healthz(c); }
+ROUTE(r_metrics) { metrics_page(c, req); }
+ROUTE(r_openapi) { static_api_doc(c, "/openapi.json"); }
+ROUTE(r_asyncapi) { static_api_doc(c, "/asyncapi.json"); }
+static void ws_not_upgraded(conn *c)
+{
+    static const char body[] = "{\"error\":{\"code\":\"bad_request\",\"message\":\"GET /v1/ws is a WebSocket "
+                               "upgrade (Upgrade: websocket, Sec-WebSocket-Version: 13)\"}}";
+    conn_http_respond_x(c, 426, "application/json", "Upgrade: websocket\r\n", body, sizeof body - 1);
+}
+ROUTE(r_ws) { ws_not_upgraded(c); }
+ROUTE(r_signup) { account_signup(c, req); }
+ROUTE(r_user_lookup) { account_user_lookup(c, req); }
+ROUTE(r_user_get) { account_user_get(c, req, a->id[0]); }
+ROUTE(r_user_send) { channels_send(c, req, a->id[0], 1); }
+ROUTE(r_login) { account_login(c, req); }
+ROUTE(r_sessions) { account_sessions(c, req); }
+ROUTE(r_logout) { account_logout(c, req); }
+ROUTE(r_session_revoke) { account_session_revoke(c, req, a->s.ptr, a->s.len); }
+ROUTE(r_me_get) { account_me(c, req, 0); }
+ROUTE(r_me_patch) { account_me(c, req, 1); }
+ROUTE(r_me_delete) { account_delete(c, req); }
+ROUTE(r_password) { account_password(c, req); }
+ROUTE(r_friends) { friends_list(c, req); }
+ROUTE(r_friend_put) { friends_put(c, req, a->id[0]); }
+ROUTE(r_friend_delete) { friends_delete(c, req, a->id[0]); }
+ROUTE(r_blocks) { blocks_list(c, req); }
+ROUTE(r_block_put) { blocks_put(c, req, a->id[0]); }
+ROUTE(r_block_delete) { blocks_delete(c, req, a->id[0]); }
+ROUTE(r_presence) { friends_presence(c, req); }
+ROUTE(r_group_create) { channels_group_create(c, req); }
+ROUTE(r_channels) { channels_list(c, req); }
+ROUTE(r_channel_get) { channels_get(c, req, a->id[0]); }
+ROUTE(r_channel_rename) { channels_membership(c, req, a->id[0], IY_EV_RENAMED, 0); }
+ROUTE(r_member_add) { channels_membership(c, req, a->id[0], IY_EV_MEMBER_ADDED, 0); }
+ROUTE(r_member_remove) { channels_membership(c, req, a->id[0], IY_EV_MEMBER_REMOVED, a->id[1]); }
+ROUTE(r_history) { channels_history(c, req, a->id[0]); }
+ROUTE(r_channel_send) { channels_send(c, req, a->id[0], 0); }
+ROUTE(r_mute) { channels_mute(c, req, a->id[0], 1); }
+ROUTE(r_unmute) { channels_mute(c, req, a->id[0], 0); }
+ROUTE(r_edit) { channels_change(c, req, a->id[0], IY_EV_EDITED, NULL); }
+ROUTE(r_delete) { channels_change(c, req, a->id[0], IY_EV_DELETED, NULL); }
+ROUTE(r_search) { search_request(c, req); }
+ROUTE(r_upload) { uploads_complete(c, req); }
+ROUTE(r_download) { uploads_download(c, req, a->id[0], 0); }
+ROUTE(r_thumb) { uploads_download(c, req, a->id[0], 1); }
+ROUTE(r_sync) { sync_request(c, req); }
+ROUTE(r_vapid) { push_vapid_key(c); }
+ROUTE(r_push_sub) { push_sub_create(c, req); }
+ROUTE(r_push_unsub) { push_sub_delete(c, req, a->id[0]); }
+ROUTE(r_discovery) { discovery(c, req); }
+
+/* PUT and DELETE /v1/messages/{id}/reactions/{emoji}, the emoji %-encoded */
+static void react(conn *c, const http_request *req, const route_args *a, int on)
+{
+    char emoji[IY_EMOJI_MAX + 1];
+    int el = http_path_decode(a->s, emoji, sizeof emoji);
+    if (el < 0 || proto_check_emoji(emoji, (size_t)el)) {
+        conn_http_error(c, IY_EINVAL, "the emoji must be 1 to 32 bytes of UTF-8 without spaces");
+        return;
+    }
+    channels_change(c, req, a->id[0], on ? IY_EV_REACTED : IY_EV_UNREACTED, emoji);
+}
+ROUTE(r_react) { react(c, req, a, 1); }
+ROUTE(r_unreact) { react(c, req, a, 0); }
+
+static const api_route routes[] = {
+    { HTTP_GET, "/healthz", 0, r_healthz },
+    { HTTP_GET, "/metrics", 0, r_metrics },
+    { HTTP_GET, "/v1/openapi.json", 0, r_openapi },
+    { HTTP_GET, "/v1/asyncapi.json", 0, r_asyncapi },
+    { HTTP_GET, "/v1/ws", 0, r_ws },
+    { HTTP_POST, "/v1/users", 0, r_signup },
+    { HTTP_GET, "/v1/users", 1, r_user_lookup },
+    { HTTP_GET, "/v1/users/{id}", 1, r_user_get },
+    { HTTP_POST, "/v1/users/{id}/messages", 1, r_user_send },
+    { HTTP_POST, "/v1/sessions", 0, r_login },
+    { HTTP_GET, "/v1/sessions", 1, r_sessions },
+    { HTTP_DELETE, "/v1/sessions/current", 1, r_logout },
+    { HTTP_DELETE, "/v1/sessions/{session}", 1, r_session_revoke },
+    { HTTP_GET, "/v1/me", 1, r_me_get },
+    { HTTP_PATCH, "/v1/me", 1, r_me_patch },
+    { HTTP_DELETE, "/v1/me", 1, r_me_delete },
+    { HTTP_PUT, "/v1/me/password", 1, r_password },
+    { HTTP_GET, "/v1/friends", 1, r_friends },
+    { HTTP_PUT, "/v1/friends/{id}", 1, r_friend_put },
+    { HTTP_DELETE, "/v1/friends/{id}", 1, r_friend_delete },
+    { HTTP_GET, "/v1/blocks", 1, r_blocks },
+    { HTTP_PUT, "/v1/blocks/{id}", 1, r_block_put },
+    { HTTP_DELETE, "/v1/blocks/{id}", 1, r_block_delete },
+    { HTTP_GET, "/v1/presence", 1, r_presence },
+    { HTTP_POST, "/v1/groups", 1, r_group_create },
+    { HTTP_GET, "/v1/channels", 1, r_channels },
+    { HTTP_GET, "/v1/channels/{id}", 1, r_channel_get },
+    { HTTP_PATCH, "/v1/channels/{id}", 1, r_channel_rename },
+    { HTTP_POST, "/v1/channels/{id}/members", 1, r_member_add },
+    { HTTP_DELETE, "/v1/channels/{id}/members/{user_id}", 1, r_member_remove },
+    { HTTP_GET, "/v1/channels/{id}/messages", 1, r_history },
+    { HTTP_POST, "/v1/channels/{id}/messages", 1, r_channel_send },
+    { HTTP_PUT, "/v1/channels/{id}/mute", 1, r_mute },
+    { HTTP_DELETE, "/v1/channels/{id}/mute", 1, r_unmute },
+    { HTTP_PATCH, "/v1/messages/{id}", 1, r_edit },
+    { HTTP_DELETE, "/v1/messages/{id}", 1, r_delete },
+    { HTTP_PUT, "/v1/messages/{id}/reactions/{emoji}", 1, r_react },
+    { HTTP_DELETE, "/v1/messages/{id}/reactions/{emoji}", 1, r_unreact },
+    { HTTP_GET, "/v1/search", 1, r_search },
+    { HTTP_POST, "/v1/uploads", 1, r_upload },
+    { HTTP_GET, "/v1/attachments/{id}", 1, r_download },
+    { HTTP_GET, "/v1/attachments/{id}/thumb", 1, r_thumb },
+    { HTTP_GET, "/v1/sync", 1, r_sync },
+    { HTTP_GET, "/v1/push/vapid", 0, r_vapid },
+    { HTTP_POST, "/v1/push/subscriptions", 1, r_push_sub },
+    { HTTP_DELETE, "/v1/push/subscriptions/{id}", 1, r_push_unsub },
+    { HTTP_GET, "/v1/discovery", 0, r_discovery },
+};
+
+/* 1 if pattern matches the path's segments (filling a), else 0. */
+static int route_match(const char *pattern, const iy_str *seg, int n, route_args *a)
+{
+    const char *p = pattern + 1;
+    int k = 0, ids = 0;
+    while (*p) {
+        const char *e = strchr(p, '/');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (k == n) return 0;
+        if (p[0] == '{') {
+            if (len >= 4 && memcmp(p + len - 3, "id}", 3) == 0) {
+                if (ids == 2 || proto_parse_id(seg[k].ptr, seg[k].len, &a->id[ids]) != 0) return 0;
+                ids++;
+            } else {
+                a->s = seg[k];
+            }
+        } else if (seg[k].len != len || memcmp(seg[k].ptr, p, len) != 0) {
+            return 0;
+        }
+        k++;
+        p = e ? e + 1 : p + len;
+    }
+    return k == n;
+}
+
+static const char *method_name(int m)
+{
+    return llhttp_method_name((llhttp_method_t)m);
+}
+
+const char *api_auth_problem(iy_str v)
+{
+    if (v.len == 0) return "the Authorization header is missing: send Authorization: Bearer <token>";
+    if (v.len <= 7 || strncasecmp(v.ptr, "Bearer ", 7) != 0)
+        return "the Authorization header is malformed: it must be Bearer <token>";
+    return NULL;
+}
+
+/* A known path asked with a method it does not take: 405 with Allow, or
+ * the answer to a CORS preflight (OPTIONS with Access-Control-Request-Method
+ * from an allowed origin, conn.c's c->cors). */
+static void not_allowed(conn *c, const http_request *req, const char *allow)
+{
+    iy_buf x = { 0 }, b = { 0 };
+    if (req->method == HTTP_OPTIONS && c->cors && req->ac_request_method.len) {
+        iy_buf_appendf(&x, "Allow: %s\r\nAccess-Control-Allow-Methods: %s\r\n"
+                           "Access-Control-Allow-Headers: Authorization, Content-Type\r\n"
+                           "Access-Control-Max-Age: 600\r\n", allow, allow);
+        conn_http_respond_x(c, 204, NULL, iy_buf_cstr(&x), "", 0);
+    } else {
+        char m[160];
+        snprintf(m, sizeof m, "%s is not allowed here: use %s", method_name(req->method), allow);
+        iy_buf_appendf(&x, "Allow: %s\r\n", allow);
+        proto_write_http_error(&b, "bad_request", m);
+        conn_http_respond_x(c, 405, "application/json", iy_buf_cstr(&x), b.data, b.len);
+    }
+    iy_buf_free(&x);
+    iy_buf_free(&b);
+}
 
 void api_head(conn *c, const http_request *head)
 {
@@ -351,8 +576,7 @@ void api_handle(conn *c, const http_request *req)
 {
     iy_str seg[8];
     int n = http_path_split(req->path, seg, 8);
-    int m = req->method;
-    uint64_t id = 0;
+    int m = req->method == HTTP_HEAD ? HTTP_GET : req->method;
     c->route = (uint8_t)api_route_of(req->path);
     if (n < 0) { conn_http_error(c, IY_ENOTFOUND, "no such endpoint"); return; }
 
@@ -365,118 +589,29 @@ void api_handle(conn *c, const http_request *req)
         return;
     }
 
-    if (n == 1 && iy_str_eq(seg[0], "healthz") && m == HTTP_GET) {
-        /* A draining node is out of rotation (load balancers check this). */
-        char why[200];
-        if (svc_of(c)->draining) {
-            conn_http_respond(c, 503, "text/plain", "draining\n", 9);
-        } else if (svc_of(c)->store && store_health(svc_of(c)->store, why, sizeof why - 1)) {
-            size_t wl = strlen(why);
-            why[wl++] = '\n';
-            conn_http_respond(c, 503, "text/plain", why, wl);
-        } else {
-            conn_http_respond(c, 200, "text/plain", "ok\n", 3);
+    char allow[96] = "";
+    size_t al = 0;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        const api_route *r = &routes[i];
+        route_args a = { { 0, 0 }, { "", 0 } };
+        if (!route_match(r->path, seg, n, &a)) continue;
+        if (r->method == m) {
+            const char *why = r->auth ? api_auth_problem(req->authorization) : NULL;
+            if (why) conn_http_error(c, IY_EUNAUTH, why);
+            else r->fn(c, req, &a);
+            return;
         }
-        return;
+        const char *name = method_name(r->method);
+        if (!strstr(allow, name) && al + 16 < sizeof allow)
+            al += (size_t)snprintf(allow + al, sizeof allow - al, "%s%s%s", al ? ", " : "", name,
+                                   r->method == HTTP_GET ? ", HEAD" : "");
     }
-    if (is_metrics && m == HTTP_GET) { metrics_page(c, req); return; }
+    if (al) { not_allowed(c, req, allow); return; }
     if (n == 0 || !iy_str_eq(seg[0], "v1")) {
         if (m == HTTP_GET) static_serve(c, req->path);
+        else if (static_exists(req->path)) not_allowed(c, req, "GET, HEAD");
         else conn_http_error(c, IY_ENOTFOUND, "no such endpoint");
         return;
-    }
-    if (n < 2) { conn_http_error(c, IY_ENOTFOUND, "no such endpoint"); return; }
-
-    iy_str r = seg[1];
-    int has_id = n >= 3 && proto_parse_id(seg[2].ptr, seg[2].len, &id) == 0;
-    if (n >= 3 && !has_id && !(iy_str_eq(r, "sessions") || iy_str_eq(r, "push") || iy_str_eq(r, "me"))) {
-        conn_http_error(c, IY_ENOTFOUND, "no such resource");
-        return;
-    }
-    if (iy_str_eq(r, "users")) {
-        if (n == 2 && m == HTTP_POST) { account_signup(c, req); return; }
-        if (n == 2 && m == HTTP_GET) { account_user_lookup(c, req); return; }
-        if (n == 3 && m == HTTP_GET) { account_user_get(c, req, id); return; }
-        if (n == 4 && iy_str_eq(seg[3], "messages") && m == HTTP_POST) { channels_send(c, req, id, 1); return; }
-    } else if (iy_str_eq(r, "sessions")) {
-        if (n == 2 && m == HTTP_POST) { account_login(c, req); return; }
-        if (n == 2 && m == HTTP_GET) { account_sessions(c, req); return; }
-        if (n == 3 && iy_str_eq(seg[2], "current") && m == HTTP_DELETE) { account_logout(c, req); return; }
-        if (n == 3 && m == HTTP_DELETE) { account_session_revoke(c, req, seg[2].ptr, seg[2].len); return; }
-    } else if (iy_str_eq(r, "me") && n == 3 && iy_str_eq(seg[2], "password")) {
-        if (m == HTTP_PUT) { account_password(c, req); return; }
-    } else if (iy_str_eq(r, "me") && n == 2) {
-        if (m == HTTP_GET) { account_me(c, req, 0); return; }
-        if (m == HTTP_PATCH) { account_me(c, req, 1); return; }
-        if (m == HTTP_DELETE) { account_delete(c, req); return; }
-    } else if (iy_str_eq(r, "channels")) {
-        if (n == 2 && m == HTTP_GET) { channels_list(c, req); return; }
-        if (n == 3 && m == HTTP_GET) { channels_get(c, req, id); return; }
-        if (n == 4 && iy_str_eq(seg[3], "messages") && m == HTTP_GET) { channels_history(c, req, id); return; }
-        if (n == 4 && iy_str_eq(seg[3], "messages") && m == HTTP_POST) { channels_send(c, req, id, 0); return; }
-        if (n == 4 && iy_str_eq(seg[3], "mute") && m == HTTP_PUT) { channels_mute(c, req, id, 1); return; }
-        if (n == 4 && iy_str_eq(seg[3], "mute") && m == HTTP_DELETE) { channels_mute(c, req, id, 0); return; }
-        if (n == 3 && m == HTTP_PATCH) { channels_membership(c, req, id, IY_EV_RENAMED, 0); return; }
-        if (n == 4 && iy_str_eq(seg[3], "members") && m == HTTP_POST) {
-            channels_membership(c, req, id, IY_EV_MEMBER_ADDED, 0);
-            return;
-        }
-        if (n == 5 && iy_str_eq(seg[3], "members") && m == HTTP_DELETE) {
-            uint64_t who;
-            if (proto_parse_id(seg[4].ptr, seg[4].len, &who)) { conn_http_error(c, IY_ENOTFOUND, "no such user"); return; }
-            channels_membership(c, req, id, IY_EV_MEMBER_REMOVED, who);
-            return;
-        }
-    } else if (iy_str_eq(r, "messages") && n == 3) {
-        if (m == HTTP_PATCH) { channels_change(c, req, id, IY_EV_EDITED, NULL); return; }
-        if (m == HTTP_DELETE) { channels_change(c, req, id, IY_EV_DELETED, NULL); return; }
-    } else if (iy_str_eq(r, "messages") && n == 5 && iy_str_eq(seg[3], "reactions") && (m == HTTP_PUT || m == HTTP_DELETE)) {
-        char emoji[IY_EMOJI_MAX + 1];
-        int el = http_path_decode(seg[4], emoji, sizeof emoji);
-        if (el < 0 || proto_check_emoji(emoji, (size_t)el)) {
-            conn_http_error(c, IY_EINVAL, "the emoji must be 1 to 32 bytes of UTF-8 without spaces");
-            return;
-        }
-        channels_change(c, req, id, m == HTTP_PUT ? IY_EV_REACTED : IY_EV_UNREACTED, emoji);
-        return;
-    } else if (iy_str_eq(r, "groups") && n == 2 && m == HTTP_POST) {
-        channels_group_create(c, req);
-        return;
-    } else if (iy_str_eq(r, "uploads") && n == 2 && m == HTTP_POST) {
-        uploads_complete(c, req);
-        return;
-    } else if (iy_str_eq(r, "attachments") && m == HTTP_GET && (n == 3 || (n == 4 && iy_str_eq(seg[3], "thumb")))) {
-        uploads_download(c, req, id, n == 4);
-        return;
-    } else if (iy_str_eq(r, "search") && n == 2 && m == HTTP_GET) {
-        search_request(c, req);
-        return;
-    } else if (iy_str_eq(r, "sync") && n == 2 && m == HTTP_GET) {
-        sync_request(c, req);
-        return;
-    } else if (iy_str_eq(r, "discovery") && n == 2 && m == HTTP_GET) {
-        discovery(c, req);
-        return;
-    } else if (iy_str_eq(r, "friends")) {
-        if (n == 2 && m == HTTP_GET) { friends_list(c, req); return; }
-        if (n == 3 && m == HTTP_PUT) { friends_put(c, req, id); return; }
-        if (n == 3 && m == HTTP_DELETE) { friends_delete(c, req, id); return; }
-    } else if (iy_str_eq(r, "blocks")) {
-        if (n == 2 && m == HTTP_GET) { blocks_list(c, req); return; }
-        if (n == 3 && m == HTTP_PUT) { blocks_put(c, req, id); return; }
-        if (n == 3 && m == HTTP_DELETE) { blocks_delete(c, req, id); return; }
-    } else if (iy_str_eq(r, "presence") && n == 2 && m == HTTP_GET) {
-        friends_presence(c, req);
-        return;
-    } else if (iy_str_eq(r, "push")) {
-        if (n == 3 && iy_str_eq(seg[2], "vapid") && m == HTTP_GET) { push_vapid_key(c); return; }
-        if (n == 3 && iy_str_eq(seg[2], "subscriptions") && m == HTTP_POST) { push_sub_create(c, req); return; }
-        if (n == 4 && iy_str_eq(seg[2], "subscriptions") && m == HTTP_DELETE) {
-            uint64_t sid;
-            if (proto_parse_id(seg[3].ptr, seg[3].len, &sid)) { conn_http_error(c, IY_ENOTFOUND, "no such push subscription"); return; }
-            push_sub_delete(c, req, sid);
-            return;
-        }
     }
     conn_http_error(c, IY_ENOTFOUND, "no such endpoint");
 }

@@ -70,6 +70,10 @@ void api_fail_retry(api_job *a, int err, const char *message, int64_t retry_ms);
 /* {"user":...} with status. */
 void api_ok_user(api_job *a, int status, const iy_user *u);
 
+/* Why an Authorization header value cannot carry a session token (missing,
+ * or not "Bearer <token>"), for the 401's message; NULL when it can. */
+const char *api_auth_problem(iy_str v);
+
 /* The JSON object of the request body, or NULL (400 answered). */
 json_t *api_parse_body(conn *c, const http_request *req);
 
@@ -138,5 +142,9 @@ void push_sub_create(conn *c, const http_request *req);
 void push_sub_delete(conn *c, const http_request *req, uint64_t id);
 void push_vapid_key(conn *c);
 void static_serve(conn *c, iy_str path);
+/* 1 if path is one of the web client's files (static_serve answers 200). */
+int static_exists(iy_str path);
+/* GET /v1/openapi.json, /v1/asyncapi.json: name is "/openapi.json" ... */
+void static_api_doc(conn *c, const char *name);
 
 #endif

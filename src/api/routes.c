@@ -12,6 +12,8 @@ const char *const api_route_names[] = {
     "/healthz",
     "/metrics",
     "/v1/ws",
+    "/v1/openapi.json",
+    "/v1/asyncapi.json",
     "/v1/users",
     "/v1/users/{id}",
     "/v1/users/{id}/messages",

@@ -261,8 +261,9 @@ void uploads_head(conn *c, const http_request *head)
 {
     service *svc = svc_of(c);
     iy_str auth = head->authorization;
-    if (auth.len <= 7 || strncasecmp(auth.ptr, "Bearer ", 7) != 0) {
-        up_fail(c, NULL, IY_EUNAUTH, "a bearer token is needed");
+    const char *why = api_auth_problem(auth);
+    if (why) {
+        up_fail(c, NULL, IY_EUNAUTH, why);
         return;
     }
     char raw[1024];
@@ -565,6 +566,7 @@ static void dl_opened(uv_fs_t *r)
     conn_http_respond_head(c, 200, type, iy_buf_cstr(&extra), size, &dl_sink, d);
     iy_buf_free(&extra);
     d->at.size = size;
+    if (c->head_only) d->off = size;   /* HEAD: the head above is the whole answer */
     d->thumb = 0;   /* from here a thumb streams like any blob of `size` bytes */
     d->piece = iy_malloc(DOWNLOAD_PIECE);
     dl_next(c);

@@ -17,4 +17,10 @@ typedef struct web_asset {
 extern const web_asset web_assets[];
 extern const size_t web_assets_count;
 
+/* The API's reference documents, docs/openapi.json and docs/asyncapi.json
+ * (paths "/openapi.json", "/asyncapi.json"), embedded the same way
+ * (build/<variant>/gen/api_docs.c) and served under /v1/. */
+extern const web_asset api_docs[];
+extern const size_t api_docs_count;
+
 #endif

@@ -35,19 +35,19 @@
 #include <strings.h>
 
 #define HTTP_IDLE_KEEP 16384     /* storage kept across requests, at most */
-#define HTTP_NAME_MAX 24         /* longer than any header name we keep */
+#define HTTP_NAME_MAX 32         /* longer than any header name we keep */
 
 enum { ST_HEAD, ST_BODY, ST_DONE, ST_DEAD };
 
 enum {
     H_AUTHORIZATION, H_CONTENT_TYPE, H_HOST, H_UPGRADE, H_CONNECTION,
-    H_WS_KEY, H_WS_VERSION, H_ORIGIN, H_FORWARDED_FOR, H_EXPECT, H_FORWARDED_PROTO, H_COUNT
+    H_WS_KEY, H_WS_VERSION, H_ORIGIN, H_FORWARDED_FOR, H_EXPECT, H_FORWARDED_PROTO, H_AC_METHOD, H_COUNT
 };
 
 static const char *const hdr_names[H_COUNT] = {
     "authorization", "content-type", "host", "upgrade", "connection",
     "sec-websocket-key", "sec-websocket-version", "origin", "x-forwarded-for", "expect",
-    "x-forwarded-proto",
+    "x-forwarded-proto", "access-control-request-method",
 };
 
 typedef struct span {
@@ -261,6 +261,7 @@ static void fill_head(http_parser *p, http_request *r, iy_str url)
     r->forwarded_for = view(p, p->hdr[H_FORWARDED_FOR]);
     r->expect = view(p, p->hdr[H_EXPECT]);
     r->forwarded_proto = view(p, p->hdr[H_FORWARDED_PROTO]);
+    r->ac_request_method = view(p, p->hdr[H_AC_METHOD]);
 }
 
 static int on_message_complete(llhttp_t *ll)
@@ -598,10 +599,13 @@ void http_response_head(iy_buf *out, int status, const char *content_type,
 {
     iy_buf_appendf(out, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
     if (content_type) iy_buf_appendf(out, "Content-Type: %s\r\n", content_type);
+    /* Nothing is cached unless the answer says otherwise (extra's own Cache-Control). */
+    int own_cache = extra && strstr(extra, "Cache-Control:") != NULL;
     iy_buf_appendf(out,
-                   "Content-Length: %zu\r\nConnection: %s\r\nCache-Control: no-store\r\n"
+                   "Content-Length: %zu\r\nConnection: %s\r\n%s"
                    "X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n%s\r\n",
-                   content_length, keep_alive ? "keep-alive" : "close", extra ? extra : "");
+                   content_length, keep_alive ? "keep-alive" : "close",
+                   own_cache ? "" : "Cache-Control: no-store\r\n", extra ? extra : "");
 }
 
 int http_path_split(iy_str path, iy_str *seg, int max)

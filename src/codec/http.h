@@ -44,7 +44,7 @@ typedef struct http_request {
     iy_str path;                /* raw path without the query, e.g. "/v1/users/7" (absolute-form URLs reduced to their path) */
     iy_str query;               /* raw query without '?', len 0 if none */
     iy_str authorization, content_type, host, upgrade, connection, ws_key, ws_version, origin,
-        forwarded_for, expect, forwarded_proto; /* header values (last one wins, trailing blanks trimmed), len 0 if absent */
+        forwarded_for, expect, forwarded_proto, ac_request_method; /* header values (last one wins, trailing blanks trimmed), len 0 if absent */
     const char *body;           /* body bytes (chunked bodies de-chunked); never NULL */
     size_t body_len;
     int keep_alive;             /* llhttp_should_keep_alive(): 0 means close after answering */

@@ -430,28 +430,63 @@ void conn_http_respond(conn *c, int status, const char *ctype, const char *body,
     conn_http_respond_x(c, status, ctype, NULL, body, n);
 }
 
+/* CORS (--cors-origin): the Origin of a request, if it is one of the
+ * configured origins (exact, case-sensitive as browsers send it) or the list
+ * has "*", is remembered until the answer is written. */
+static void cors_pick(conn *c, iy_str origin)
+{
+    const char *p = c->t->cfg->cors_origins;
+    c->cors = NULL;
+    c->cors_len = 0;
+    if (!p || !p[0] || !origin.len) return;
+    while (*p) {
+        while (*p == ' ' || *p == ',') p++;
+        const char *e = p;
+        while (*e && *e != ',' && *e != ' ') e++;
+        size_t n = (size_t)(e - p);
+        if ((n == 1 && *p == '*') || (n == origin.len && n && memcmp(p, origin.ptr, n) == 0)) {
+            c->cors = p;
+            c->cors_len = (uint16_t)n;
+            return;
+        }
+        p = e;
+    }
+}
+
+/* The head of an answer: the caller's extra headers, then CORS's. */
+static void write_head(conn *c, int status, const char *ctype, const char *extra, uint64_t len)
+{
+    iy_buf head = { 0 }, x = { 0 };
+    if (c->t->cfg->cors_origins && c->t->cfg->cors_origins[0]) {
+        if (extra) iy_buf_append_str(&x, extra);
+        /* Retry-After and Content-Disposition are not CORS-safelisted: a page
+         * could not read them (a rate limit's wait, a download's name). */
+        if (c->cors)
+            iy_buf_appendf(&x, "Access-Control-Allow-Origin: %.*s\r\nAccess-Control-Expose-Headers: Retry-After, "
+                               "Content-Disposition\r\n", (int)c->cors_len, c->cors);
+        iy_buf_append_str(&x, "Vary: Origin\r\n");
+        extra = iy_buf_cstr(&x);
+    }
+    http_response_head(&head, status, ctype, (size_t)len, c->keep_alive, extra);
+    c->resp_status = (uint16_t)status;
+    c->resp_bytes = head.len + (c->head_only ? 0 : len);
+    conn_write(c, head.data, head.len);
+    iy_buf_free(&head);
+    iy_buf_free(&x);
+}
+
 void conn_http_respond_x(conn *c, int status, const char *ctype, const char *extra, const char *body,
                          size_t n)
 {
-    iy_buf head = { 0 };
-    http_response_head(&head, status, ctype, n, c->keep_alive, extra);
-    c->resp_status = (uint16_t)status;
-    c->resp_bytes = head.len + n;
-    conn_write(c, head.data, head.len);
-    iy_buf_free(&head);
-    conn_write(c, body, n);
+    write_head(c, status, ctype, extra, n);
+    if (!c->head_only) conn_write(c, body, n);   /* HEAD: the same head, Content-Length included */
     conn_http_done(c);
 }
 
 void conn_http_respond_head(conn *c, int status, const char *ctype, const char *extra, uint64_t len,
                             const net_sink *sink, void *stream)
 {
-    iy_buf head = { 0 };
-    http_response_head(&head, status, ctype, (size_t)len, c->keep_alive, extra);
-    c->resp_status = (uint16_t)status;
-    c->resp_bytes = head.len + len;
-    conn_write(c, head.data, head.len);
-    iy_buf_free(&head);
+    write_head(c, status, ctype, extra, len);
     c->sink = sink;
     c->stream = stream;
 }
@@ -523,6 +558,9 @@ void conn_http_done(conn *c)
     c->stream = NULL;
     c->http_busy = 0;
     c->http_waiting = 0;
+    c->head_only = 0;
+    c->cors = NULL;
+    c->cors_len = 0;
     if (c->hp) http_parser_next(c->hp);
     account_held(c);
     if (c->closing) return;
@@ -679,6 +717,7 @@ static size_t http_input(conn *c, char *data, size_t len)
             if (head && !c->head_seen) {
                 c->head_seen = 1;
                 request_begins(c, head);
+                cors_pick(c, head->origin);
                 c->t->h->http_head(c, head);
                 if (c->closing) return len;
                 if (!c->sink) account_held(c);
@@ -706,6 +745,8 @@ static size_t http_input(conn *c, char *data, size_t len)
             }
             break; /* the rest is WebSocket */
         }
+        c->head_only = req->method == HTTP_HEAD;
+        cors_pick(c, req->origin);
         c->t->h->http(c, req);
     }
     return used;

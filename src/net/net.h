@@ -126,6 +126,7 @@ struct net_config {
     unsigned ws_route;          /* the route number of GET /v1/ws (metrics_http: the upgrade's 101) */
     int admin_listen_set;       /* an admin listener exists: /metrics only there (conn.admin) */
     struct tls_server *tls;     /* --tls-cert: every connection speaks TLS (tls.h); NULL: plain */
+    const char *cors_origins;   /* --cors-origin: origins allowed cross-origin, comma-separated, or "*"; "" : CORS off */
 };
 
 /* The service above the transport. Every handler runs on the connection's
@@ -213,7 +214,10 @@ struct conn {
         fill_inflight : 1,      /* service: a gap fill (a read of the inbox after pos) is out */
         drain_pending : 1,      /* service: draining: closed with 1012 once its requests are answered */
         admin : 1,              /* accepted on an --admin-listen address: /metrics, /healthz only */
-        trusted : 1;            /* its peer is a --trust-proxy proxy */
+        trusted : 1,            /* its peer is a --trust-proxy proxy */
+        head_only : 1;          /* the request being answered is a HEAD: its answer's head goes out, no body */
+    const char *cors;           /* the request's Origin is one of net_config.cors_origins: this entry of it, */
+    uint16_t cors_len;          /* echoed in Access-Control-Allow-Origin ("*" for a wildcard); NULL: none */
     uint32_t held_in;           /* HTTP: bytes of the request being received held (counted in M_REQUEST_BUFFERED) */
     /* The request being answered, for metrics and the access log (conn_http_done): */
     uint8_t route;              /* service: its route template number (metrics_route_name); 0 other */

@@ -429,6 +429,7 @@ int server_run(const server_config *cfg)
     svc->net.ws_route = api_route_of((iy_str){ "/v1/ws", 6 });
     svc->net.admin_listen_set = cfg->nadmin > 0;
     snprintf(svc->cfg.metrics_token, sizeof svc->cfg.metrics_token, "%s", cfg->metrics_token);
+    svc->net.cors_origins = cfg->cors_origin;   /* cfg outlives the service */
     if (cfg->rate_limits) {
         svc->net.max_per_addr = cfg->max_per_addr;
         svc->net.per_addr = counter_new();

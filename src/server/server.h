@@ -47,6 +47,7 @@ typedef struct server_config {
     char metrics_token[256];    /* --metrics-token: /metrics wants this bearer token ("" : open) */
     char tls_cert[4096];        /* --tls-cert FILE: HTTPS and WSS on the port ("" : plain) */
     char tls_key[4096];         /* --tls-key FILE (with --tls-cert) */
+    char cors_origin[2048];     /* --cors-origin: allowed origins, comma-separated, or "*" ("" : CORS off) */
 } server_config;
 
 /* Fills cfg with the defaults (127.0.0.1:8080, ./data, one I/O thread per core). */

@@ -1,6 +1,7 @@
 // openapi.test.mjs — docs/openapi.json (the HTTP API reference) against the running server:
 // every documented operation exists (an authenticated one answers 401 without a token, a public
-// one answers one of its documented statuses), every resource the router knows is documented,
+// one answers one of its documented statuses), the router's table of routes (src/api/api.c) and
+// the document list the same operations with the same need of a token,
 // and message objects carry no field the reference does not name.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServer, api, show, newUser, ms } from './lib/harness.mjs';
+import { routerRoutes, shape } from './lib/apischema.mjs';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const spec = JSON.parse(fs.readFileSync(path.join(REPO, 'docs', 'openapi.json'), 'utf8'));
@@ -54,13 +56,43 @@ test('every documented operation is served: 401 without a token where one is nee
   assert.ok(operations.length >= 40, `${operations.length} operations documented`);
 });
 
-test('every resource the router names is documented', T, () => {
-  const src = fs.readFileSync(path.join(REPO, 'src', 'api', 'api.c'), 'utf8');
-  const names = new Set([...src.matchAll(/iy_str_eq\((?:r|seg\[\d\])\s*,\s*"([a-z_]+)"\)/g)].map((x) => x[1]));
-  const segments = new Set(Object.keys(spec.paths).flatMap((p) => p.split('/')));
-  const missing = [...names].filter((n) => !segments.has(n));
-  assert.ok(names.size >= 15, `found ${names.size} names in the router`);
-  assert.deepEqual(missing, [], `resources of src/api/api.c not in docs/openapi.json: ${missing.join(', ')}`);
+test('every documented path answers HEAD like GET, and its other methods 405 with the documented methods in Allow', T, async () => {
+  const failures = [];
+  const paths = Object.entries(spec.paths);
+  for (const [p, item] of paths) {
+    const methods = Object.keys(item).map((m) => m.toUpperCase());
+    const allow = methods.flatMap((m) => (m === 'GET' ? ['GET', 'HEAD'] : [m])).sort();
+    if (methods.includes('GET')) {
+      const g = await api(srv, 'GET', concrete(p));
+      const h = await api(srv, 'HEAD', concrete(p));
+      if (h.status !== g.status || h.text !== '') failures.push(`HEAD ${p}: ${h.status} (GET ${g.status}), body ${h.text.length} bytes`);
+    }
+    const other = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'].find((m) => !methods.includes(m));
+    const r = await api(srv, other, concrete(p));
+    const got = (r.headers.get('allow') || '').split(', ').sort();
+    if (r.status !== 405 || JSON.stringify(got) !== JSON.stringify(allow) || r.body?.error?.code !== 'bad_request') {
+      failures.push(`${other} ${p}: ${r.status} Allow: ${r.headers.get('allow')} (documented: ${allow.join(', ')})`);
+    }
+  }
+  assert.deepEqual(failures, [], `\n${failures.join('\n')}`);
+});
+
+test('the router\'s table and the document name the same operations, with the same need of a token', T, () => {
+  // src/api/api.c dispatches from routes[]: what it lists is what the server has
+  const routes = routerRoutes();
+  assert.ok(routes.length >= 45, `found ${routes.length} routes in src/api/api.c`);
+  const served = new Map(routes.map((r) => [`${r.method} ${shape(r.path)}`, r]));
+  const documented = new Map(operations.map((o) => [`${o.m} ${shape(o.p)}`, o]));
+  const undocumented = [...served.keys()].filter((k) => !documented.has(k));
+  const unserved = [...documented.keys()].filter((k) => !served.has(k));
+  assert.deepEqual(undocumented, [], `routes of src/api/api.c not in docs/openapi.json: ${undocumented.join(', ')}`);
+  assert.deepEqual(unserved, [], `operations of docs/openapi.json that src/api/api.c does not route: ${unserved.join(', ')}`);
+  const security = [...served].filter(([k, r]) => {
+    const o = documented.get(k).o;
+    const isPublic = Array.isArray(o.security) && o.security.length === 0;
+    return isPublic === r.auth;
+  }).map(([k]) => k);
+  assert.deepEqual(security, [], `operations whose security differs between the router and the document: ${security.join(', ')}`);
 });
 
 test('message objects carry only documented fields (a reply, edited, with reactions, a deleted one, events)', T, async () => {

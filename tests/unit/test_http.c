@@ -43,6 +43,7 @@ static void test_get_query(void)
         "Host: chat.example\r\n"
         "Authorization: Bearer abc123  \r\n"
         "Origin: https://chat.example\r\n"
+        "Access-Control-Request-Method: PATCH\r\n"
         "X-Long-Header-Name-That-Is-Not-Ours: whatever\r\n"
         "\r\n";
     for (size_t i = 0; i < NSTEPS; i++) {
@@ -59,6 +60,7 @@ static void test_get_query(void)
             STR_IS(q->host, "chat.example");
             STR_IS(q->authorization, "Bearer abc123");
             STR_IS(q->origin, "https://chat.example");
+            STR_IS(q->ac_request_method, "PATCH");     /* the longest header name we keep */
             CHECK_EQ(q->content_type.len, 0);
             CHECK(q->content_type.ptr != NULL);
             CHECK_EQ(q->body_len, 0);
@@ -518,6 +520,18 @@ static void test_response_head(void)
               "X-Content-Type-Options: nosniff\r\n"
               "Referrer-Policy: no-referrer\r\n"
               "X-Frame-Options: DENY\r\n"
+              "\r\n");
+    /* An answer that says how it may be cached replaces the default no-store. */
+    iy_buf_reset(&b);
+    http_response_head(&b, 200, "application/json", 2, 1, "Cache-Control: public, max-age=3600\r\n");
+    CHECK_MEM(b.data, b.len,
+              "HTTP/1.1 200 OK\r\n"
+              "Content-Type: application/json\r\n"
+              "Content-Length: 2\r\n"
+              "Connection: keep-alive\r\n"
+              "X-Content-Type-Options: nosniff\r\n"
+              "Referrer-Policy: no-referrer\r\n"
+              "Cache-Control: public, max-age=3600\r\n"
               "\r\n");
     iy_buf_free(&b);
     CHECK(strcmp(http_status_text(200), "OK") == 0);

@@ -20,6 +20,10 @@
 //   IYAGI_E2E_THREADS            pass --threads N to every server
 //   IYAGI_E2E_VERBOSE=1          copy the servers' stderr to ours
 //   IYAGI_E2E_KEEP=1             keep data directories (their paths are printed)
+//   IYAGI_E2E_RECORD=FILE        append every HTTP answer of api() and every WebSocket frame of a
+//                                WsClient, in and out, to FILE as JSON lines (record() below);
+//                                apischema.test.mjs checks them against docs/openapi.json and
+//                                docs/asyncapi.json
 //   IYAGI_E2E_LOGDIR=DIR         keep every server's stderr (DIR/server-*.log) and access log
 //                                (DIR/access-*.log, --access-log is added), and record every
 //                                token, password and message text the helpers send or receive
@@ -84,6 +88,24 @@ export const STORE = process.env.IYAGI_E2E_STORE || 'rocksdb';
 if (STORE !== 'rocksdb' && STORE !== 'postgres') throw new Error(`IYAGI_E2E_STORE must be rocksdb or postgres, not ${STORE}`);
 export const PG_SCRIPT = path.join(REPO, 'scripts', 'pg-throwaway.sh');
 const KEEP = !!process.env.IYAGI_E2E_KEEP;
+
+// ---- recording (IYAGI_E2E_RECORD) ----
+// One JSON object a line: {kind:"http", file, method, path, status, ctype, body} (body: the parsed
+// JSON, or null when the answer is not JSON) or {kind:"ws", file, sock, dir:"in"|"out", frame}
+// (frame: the parsed JSON, or {__raw} for bytes that are not). Lines are appended with one
+// write each, so the processes of a parallel run can share a file.
+const RECORD = process.env.IYAGI_E2E_RECORD ? path.resolve(process.env.IYAGI_E2E_RECORD) : null;
+const RECORD_FILE = path.basename(process.argv[1] || '');
+let wsSerial = 0;
+
+export function record(entry) {
+  if (RECORD) fs.appendFileSync(RECORD, `${JSON.stringify({ file: RECORD_FILE, ...entry })}\n`);
+}
+
+function recordedFrame(data) {
+  const s = Buffer.isBuffer(data) || data instanceof Uint8Array || data instanceof ArrayBuffer ? Buffer.from(data).toString('utf8') : String(data);
+  try { return JSON.parse(s); } catch { return { __raw: s.slice(0, 200) }; }
+}
 
 /** ms scaled for slow (sanitizer) builds */
 export const ms = (n) => Math.round(n * SCALE);
@@ -424,6 +446,10 @@ export async function api(server, method, p, { body, raw, token, headers = {}, t
   let parsed = null;
   try { parsed = text.length ? JSON.parse(text) : null; } catch { parsed = undefined; }
   recordSecretsIn(parsed);
+  if (RECORD) {
+    const ctype = r.headers.get('content-type') || '';
+    record({ kind: 'http', method, path: p, status: r.status, ctype, body: /json/.test(ctype) ? (parsed === undefined ? { __raw: text.slice(0, 200) } : parsed) : null });
+  }
   return { status: r.status, body: parsed, text, headers: r.headers, ms: Date.now() - t0 };
 }
 
@@ -451,6 +477,10 @@ export function rawHttp(server, method, p, { body, token, headers = {}, timeoutM
         const text = Buffer.concat(chunks).toString('utf8');
         let parsed = null;
         try { parsed = text.length ? JSON.parse(text) : null; } catch { parsed = undefined; }
+        if (RECORD) {
+          const ctype = res.headers['content-type'] || '';
+          record({ kind: 'http', method, path: p, status: res.statusCode, ctype, body: /json/.test(ctype) ? (parsed === undefined ? { __raw: text.slice(0, 200) } : parsed) : null });
+        }
         resolve({ status: res.statusCode, body: parsed, text, headers: res.headers });
       };
       res.on('end', done);
@@ -529,6 +559,16 @@ export class WsClient {
     this.keepAll = true;
     this.closeInfo = null;
     this.error = null;
+    if (RECORD) {
+      // every frame out, whoever sends it (send, sendRaw, heartbeats, streamSender)
+      this.sock = `${process.pid}.${++wsSerial}`;
+      const send = ws.send.bind(ws);
+      ws.send = (data, ...rest) => {
+        record({ kind: 'ws', sock: this.sock, dir: 'out', frame: recordedFrame(data) });
+        return send(data, ...rest);
+      };
+      ws.on('message', (data) => record({ kind: 'ws', sock: this.sock, dir: 'in', frame: recordedFrame(data) }));
+    }
     this.closed = new Promise((resolve) => {
       ws.on('close', (code, reason) => {
         this.closeInfo = { code, reason: reason.toString() };
