@@ -179,16 +179,17 @@ bench:
 
 # Installation (issue 14): the release build (build/rel, whatever VARIANT says)
 # into $(DESTDIR)$(PREFIX)/bin, the systemd unit with its ExecStart pointing
-# there, the documentation, and /etc/iyagi/iyagid.conf only if there is none
-# (a copy always goes to the docs), and the manual pages. scripts/build-deb.sh packages the result
-# of PREFIX=/usr UNITDIR=/lib/systemd/system.
+# there, the manual pages, the documentation, and /etc/iyagi/iyagid.conf only
+# if there is none (a copy always goes to the docs). scripts/build-deb.sh
+# packages the result of PREFIX=/usr UNITDIR=/lib/systemd/system.
 PREFIX      ?= /usr/local
 BINDIR      ?= $(PREFIX)/bin
 UNITDIR     ?= $(PREFIX)/lib/systemd/system
 DOCDIR      ?= $(PREFIX)/share/doc/iyagi
 MANDIR      ?= $(PREFIX)/share/man
 CONFDIR     ?= /etc/iyagi
-DOCS        := README.md docs/ARCHITECTURE.md docs/DEPLOY.md docs/PROTOCOL-ADDITIONS.md docs/openapi.json
+DOCS        := README.md docs/ARCHITECTURE.md docs/DEPLOY.md docs/OPERATIONS.md docs/API.md \
+               docs/PROTOCOL-ADDITIONS.md docs/openapi.json docs/asyncapi.json
 
 .PHONY: install uninstall
 install:
