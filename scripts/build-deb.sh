@@ -63,12 +63,14 @@ cat > "$doc/copyright" <<'EOF'
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: iyagi
 Comment: iyagid links Debian's own libraries (libuv, jansson, libargon2,
- OpenSSL, RocksDB, libcurl, libpq, libnats, SQLite) and compiles llhttp from
+ OpenSSL, RocksDB, libcurl, libpq, libnats, SQLite, libinih) and compiles llhttp from
  Debian's node-llhttp sources; their copyrights are in their packages.
 
 Files: *
 Copyright: 2026 the iyagi authors
-License: see the source repository
+License: Apache-2.0
+ On Debian systems, the full text of the Apache License 2.0 is in
+ /usr/share/common-licenses/Apache-2.0 (also LICENSE in the source).
 EOF
 {
   echo "iyagi ($version) unstable; urgency=medium"
