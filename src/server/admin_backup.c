@@ -157,38 +157,51 @@ static int pg_refusal(const char *cmd, const char *url)
     return 2;
 }
 
+/* The admin commands' arguments: --data, --blob-dir, --store, one
+ * positional (what: its name in messages), and --force where force is
+ * given. -1 to go on, else the exit status (--help, a mistake). */
+static int parse_args(const char *cmd, const char *what, int argc, char **argv, void (*usage)(FILE *),
+                      const char **dir, const char **blob_dir, const char **url, const char **pos, int *force)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        }
+        if (force && !strcmp(a, "--force")) {
+            *force = 1;
+        } else if (a[0] == '-' && a[1] == '-') {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "iyagid admin %s: %s needs a value\n", cmd, a);
+                return 2;
+            }
+            const char *v = argv[++i];
+            if (!strcmp(a, "--data")) *dir = v;
+            else if (!strcmp(a, "--blob-dir")) *blob_dir = v;
+            else if (!strcmp(a, "--store")) *url = v;
+            else {
+                fprintf(stderr, "iyagid admin %s: unknown option %s\n", cmd, a);
+                usage(stderr);
+                return 2;
+            }
+        } else if (!*pos) {
+            *pos = a;
+        } else {
+            fprintf(stderr, "iyagid admin %s: one %s only (%s and %s)\n", cmd, what, *pos, a);
+            return 2;
+        }
+    }
+    return -1;
+}
+
 int admin_backup_main(int argc, char **argv)
 {
     const char *dir = env_or("IYAGI_DATA", "data"), *blob_dir = env_or("IYAGI_BLOB_DIR", NULL),
                *url = env_or("IYAGI_STORE", NULL),
                *out = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            backup_usage(stdout);
-            return 0;
-        }
-        if (a[0] == '-' && a[1] == '-') {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "iyagid admin backup: %s needs a value\n", a);
-                return 2;
-            }
-            const char *v = argv[++i];
-            if (!strcmp(a, "--data")) dir = v;
-            else if (!strcmp(a, "--blob-dir")) blob_dir = v;
-            else if (!strcmp(a, "--store")) url = v;
-            else {
-                fprintf(stderr, "iyagid admin backup: unknown option %s\n", a);
-                backup_usage(stderr);
-                return 2;
-            }
-        } else if (!out) {
-            out = a;
-        } else {
-            fprintf(stderr, "iyagid admin backup: one OUT only (%s and %s)\n", out, a);
-            return 2;
-        }
-    }
+    int rc = parse_args("backup", "OUT", argc, argv, backup_usage, &dir, &blob_dir, &url, &out, NULL);
+    if (rc >= 0) return rc;
     if (url) return pg_refusal("backup", url);
     if (!out) {
         backup_usage(stderr);
@@ -222,35 +235,8 @@ int admin_restore_main(int argc, char **argv)
                *url = env_or("IYAGI_STORE", NULL),
                *from = NULL;
     int force = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            restore_usage(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--force")) {
-            force = 1;
-        } else if (a[0] == '-' && a[1] == '-') {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "iyagid admin restore: %s needs a value\n", a);
-                return 2;
-            }
-            const char *v = argv[++i];
-            if (!strcmp(a, "--data")) dir = v;
-            else if (!strcmp(a, "--blob-dir")) blob_dir = v;
-            else if (!strcmp(a, "--store")) url = v;
-            else {
-                fprintf(stderr, "iyagid admin restore: unknown option %s\n", a);
-                restore_usage(stderr);
-                return 2;
-            }
-        } else if (!from) {
-            from = a;
-        } else {
-            fprintf(stderr, "iyagid admin restore: one BACKUP only (%s and %s)\n", from, a);
-            return 2;
-        }
-    }
+    int rc = parse_args("restore", "BACKUP", argc, argv, restore_usage, &dir, &blob_dir, &url, &from, &force);
+    if (rc >= 0) return rc;
     if (url) return pg_refusal("restore", url);
     if (!from) {
         restore_usage(stderr);
