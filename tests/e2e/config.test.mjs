@@ -29,9 +29,14 @@ function rawGet(srv, p, headers) {
   });
 }
 
+/** This process's environment without any IYAGI_ variable (the sanitizers' options stay), plus env. */
+const cleanEnv = (env = {}) => ({
+  ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('IYAGI_'))), ...env,
+});
+
 /** iyagid with args and env (added to a clean one), synchronously: {code, out, err} */
 function run(args, { env = {}, timeout = ms(10000) } = {}) {
-  const r = spawnSync(IYAGID, args, { env: { PATH: process.env.PATH, ...env }, encoding: 'utf8', timeout });
+  const r = spawnSync(IYAGID, args, { env: cleanEnv(env), encoding: 'utf8', timeout });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
@@ -162,7 +167,7 @@ test('bad configuration is refused before starting, saying where: file line, var
 
 /** Spawns iyagid, waits until url/healthz answers 200; returns the process. */
 async function spawnUntilHealthy(args, env, url) {
-  const p = spawn(IYAGID, args, { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const p = spawn(IYAGID, args, { env: cleanEnv(env), stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   p.stderr.on('data', (d) => { err += d; });
   const exited = new Promise((r) => p.on('close', (code) => r(code)));
