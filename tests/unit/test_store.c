@@ -325,11 +325,11 @@ static void test_ids(void)
         int fd = mkstemp(file);
         CHECK(fd >= 0);
         if (fd >= 0) close(fd);
-        store_config cfg = { file, FX_NODE, 1, 0 };
+        store_config cfg = { file, FX_NODE, 1, 0, 0 };
         CHECK_EQ(store_open(&cfg, &bad), IY_EIO);
         unlink(file);
     } else {
-        store_config cfg = { "postgresql://postgres@127.0.0.1:1/iyagi?connect_timeout=2", FX_NODE, 1, 0 };
+        store_config cfg = { "postgresql://postgres@127.0.0.1:1/iyagi?connect_timeout=2", FX_NODE, 1, 0, 0 };
         CHECK_EQ(store_open(&cfg, &bad), IY_EUNAVAIL);
     }
     CHECK(bad == NULL);
@@ -2304,7 +2304,7 @@ static void test_copy(void)
     CHECK_EQ(send1(s, a, 0, b, "after the copy", "c-3", &m3), 0);
     store_indexer_free(x);
 
-    store_config cc = { dir, FX_NODE, 1, 0 };
+    store_config cc = { dir, FX_NODE, 1, 0, 0 };
     store *c = NULL;
     CHECK_EQ(store_open(&cc, &c), 0);
     if (!c) { done(s); return; }
