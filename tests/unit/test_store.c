@@ -1591,6 +1591,35 @@ static void test_read_state(void)
     CHECK_EQ(seq, 2);
     CHECK_EQ(store_read_get(s, c, 778, &seq), 0);
     CHECK_EQ(seq, 0);
+
+    /* Several sends of one sender in one channel in one round (pipelined):
+     * its read seq is the last one's, whichever order the senders and
+     * channels interleave in (the store writes it once per pair). */
+    enum { NR = 6 };
+    iy_send rin[NR] = {
+        { a, ch, 0, "r1", 2, "", 0, 0, 0, 0, NULL, 0 },
+        { c, g.id, 0, "r2", 2, "", 0, 0, 0, 0, NULL, 0 },
+        { b, ch, 0, "r3", 2, "", 0, 0, 0, 0, NULL, 0 },
+        { a, ch, 0, "r4", 2, "", 0, 0, 0, 0, NULL, 0 },
+        { c, g.id, 0, "r5", 2, "", 0, 0, 0, 0, NULL, 0 },
+        { a, g.id, 0, "r6", 2, "", 0, 0, 0, 0, NULL, 0 },
+    };
+    int rrc[NR];
+    iy_stored *rout = iy_calloc(NR, sizeof *rout);
+    rd = round_of(s, rin, NR);
+    post_all(rd, rin, NR, rrc, rout);
+    CHECK_EQ(store_round_commit(rd), 0);
+    for (int i = 0; i < NR; i++) CHECK_EQ(rrc[i], 0);
+    s = reopen(s);
+    CHECK_EQ(store_read_get(s, a, ch, &seq), 0);
+    CHECK_EQ(seq, rout[3].msg.seq);
+    CHECK_EQ(store_read_get(s, b, ch, &seq), 0);
+    CHECK_EQ(seq, rout[2].msg.seq);
+    CHECK_EQ(store_read_get(s, c, g.id, &seq), 0);
+    CHECK_EQ(seq, rout[4].msg.seq);
+    CHECK_EQ(store_read_get(s, a, g.id, &seq), 0);
+    CHECK_EQ(seq, rout[5].msg.seq);
+    iy_free(rout);
     done(s);
 }
 

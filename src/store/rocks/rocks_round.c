@@ -11,7 +11,8 @@
  * failures and crashes.
  *
  * A round commit is ONE WriteBatch written with sync=1: every message ('M'),
- * inbox row ('I'), cmid ('C'), sender read state ('R'), created direct
+ * inbox row ('I'), cmid ('C'), sender read state ('R', once per sender
+ * and channel), created direct
  * channel ('c', 'd', 'x'), changed group ('c', 'x' of the subject), push
  * note (rocks_push.c) and the meta record. That one sync per round is the
  * group commit. */
@@ -188,8 +189,9 @@ static void put_record(rocksdb_writebatch_t *wb, const iy_msg *m, const char *te
     rocksdb_writebatch_putv(wb, 1, kp, kls, 2, vp, vls);   /* the text is not copied twice */
 }
 
-/* Writes one appended message into wb. */
-static void put_msg(rocksdb_writebatch_t *wb, const round_msg *rm)
+/* Writes one appended message into wb; its sender's 'R' only if
+ * write_read (see last_reads). */
+static void put_msg(rocksdb_writebatch_t *wb, const round_msg *rm, int write_read)
 {
     const iy_msg *m = &rm->m;
     size_t cl = strlen(m->cmid);
@@ -203,7 +205,7 @@ static void put_msg(rocksdb_writebatch_t *wb, const round_msg *rm)
         rocksdb_writebatch_put(wb, (const char *)k, key2(k, K_INBOX, rm->members[i], rm->pos[i]),
                                (const char *)iv, 16);
     }
-    if (rm->sender_read && rm->sender_pos) {
+    if (write_read) {
         /* The sender has read its own message. seq is the channel's newest
          * and 'R' never passes the newest, so this only moves forward. */
         uint8_t rv[8];
@@ -225,6 +227,33 @@ static void put_msg(rocksdb_writebatch_t *wb, const round_msg *rm)
         put64(k + 1, m->from);
         memcpy(k + 9, m->cmid, cl);
         rocksdb_writebatch_put(wb, (const char *)k, 9 + cl, (const char *)cv, 32);
+    }
+}
+
+/* Which of the round's messages move their sender's read seq ('R'): of
+ * several by one sender in one channel (pipelined sends, a burst), only
+ * the last, which has the highest seq; the others' 'R' puts would be
+ * overwritten in the same batch. One put per (sender, channel) and round
+ * instead of one per message. Sets write_read[i]. */
+static void last_reads(rocks *s, const store_round *r, uint8_t *write_read)
+{
+    iy_kv_clear(&s->rdup);
+    for (size_t i = r->nmsgs; i-- > 0;) {
+        const round_msg *rm = &r->msgs[i];
+        uint8_t k[16];
+        const uint8_t *v;
+        size_t vl;
+        write_read[i] = 0;
+        if (!rm->sender_read || !rm->sender_pos) continue;
+        if (r->nmsgs == 1) {
+            write_read[i] = 1;
+            break;
+        }
+        put64(k, rm->m.from);
+        put64(k + 8, rm->m.channel);
+        if (iy_kv_get(&s->rdup, k, 16, &v, &vl) == 1) continue;
+        iy_kv_put(&s->rdup, k, 16, "", 0);
+        write_read[i] = 1;
     }
 }
 
@@ -293,7 +322,10 @@ int rocks_round_commit(store *st, store_round *r)
     rocksdb_writebatch_clear(s->wb);
     iy_kv_clear(&s->ovl);
     put_channels(s, r, 0);
-    for (size_t i = 0; i < r->nmsgs; i++) put_msg(s->wb, &r->msgs[i]);
+    uint8_t one, *write_read = r->nmsgs > 1 ? iy_malloc(r->nmsgs) : &one;
+    last_reads(s, r, write_read);
+    for (size_t i = 0; i < r->nmsgs; i++) put_msg(s->wb, &r->msgs[i], write_read[i]);
+    if (write_read != &one) iy_free(write_read);
     put_id_index(s->wb, r);
     for (size_t i = 0; i < r->ntargets; i++)
         if (r->targets[i].changed) put_record(s->wb, &r->targets[i].m, r->targets[i].text, r->targets[i].text_len);
