@@ -560,6 +560,8 @@ static void rocks_free(store *st)
     if (s->wb) rocksdb_writebatch_destroy(s->wb);
     iy_kv_free(&s->ovl);
     iy_kv_free(&s->rdup);
+    iy_free(s->stg);
+    iy_free(s->ents);
     iy_kv_free(&s->chcache);
     if (s->db) rocksdb_close(s->db);
     if (s->wopt_lazy) rocksdb_writeoptions_destroy(s->wopt_lazy);
