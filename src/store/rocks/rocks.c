@@ -339,6 +339,9 @@ static void rocks_metrics(store *st, iy_buf *out)
     iy_buf_appendf(out,
                    "# HELP iyagi_rocksdb_block_cache_bytes Memory the block cache uses, bytes.\n"
                    "# TYPE iyagi_rocksdb_block_cache_bytes gauge\niyagi_rocksdb_block_cache_bytes %llu\n"
+                   "# HELP iyagi_rocksdb_block_cache_capacity_bytes The block cache's size (--cache-mb), bytes.\n"
+                   "# TYPE iyagi_rocksdb_block_cache_capacity_bytes gauge\n"
+                   "iyagi_rocksdb_block_cache_capacity_bytes %llu\n"
                    "# HELP iyagi_store_disk_free_bytes Free space of the data directory's disk at the last check, bytes.\n"
                    "# TYPE iyagi_store_disk_free_bytes gauge\niyagi_store_disk_free_bytes %llu\n"
                    "# HELP iyagi_store_disk_reserve_bytes The reserve (--min-free-mb) below which writes are refused.\n"
@@ -346,6 +349,7 @@ static void rocks_metrics(store *st, iy_buf *out)
                    "# HELP iyagi_store_write_fault 1 while the store refuses writes (low space or failing disk).\n"
                    "# TYPE iyagi_store_write_fault gauge\niyagi_store_write_fault %d\n",
                    (unsigned long long)(s->cache ? rocksdb_cache_get_usage(s->cache) : 0),
+                   (unsigned long long)(s->cache ? rocksdb_cache_get_capacity(s->cache) : 0),
                    (unsigned long long)atomic_load(&s->free_mb) << 20, (unsigned long long)s->min_free,
                    atomic_load(&s->fault) != ROCKS_OK);
 }
