@@ -1434,6 +1434,25 @@ static void test_events_round(void)
     iy_msg_list_clear(&l);
     CHECK_EQ(send1(s, x, g.id, 0, "hello", "xk", &r), IY_EEXIST);   /* committed with the round */
     CHECK_EQ(r.msg.seq, 4);
+
+    /* One key written twice in a round ('x' of a member added then removed, and the other way
+     * round): the round's writes go in key order, and the later write must still win. */
+    iy_send flip[4] = {
+        { o, g.id, 0, "", 0, "", IY_EV_MEMBER_ADDED, b, 0, 0, NULL, 0 },
+        { o, g.id, 0, "", 0, "", IY_EV_MEMBER_REMOVED, b, 0, 0, NULL, 0 },
+        { o, g.id, 0, "", 0, "", IY_EV_MEMBER_REMOVED, x, 0, 0, NULL, 0 },
+        { o, g.id, 0, "", 0, "", IY_EV_MEMBER_ADDED, x, 0, 0, NULL, 0 },
+    };
+    int frc[4];
+    rd = round_of(s, flip, 4);
+    post_all(rd, flip, 4, frc, out);
+    for (int i = 0; i < 4; i++) CHECK_EQ(frc[i], 0);
+    CHECK_EQ(store_round_commit(rd), 0);
+    s = reopen(s);
+    CHECK(!has_channel(s, b, g.id));
+    CHECK(has_channel(s, x, g.id));
+    CHECK_EQ(store_channel_get(s, g.id, &cg), 0);
+    CHECK(cg.nmembers == 3 && cg.members[2] == x);
     iy_free(out);
     done(s);
 }
