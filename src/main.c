@@ -74,6 +74,9 @@ static const opt opts[] = {
       "big requests get 503", 0 },
     { "min-free-mb", "N", "256", "the embedded store refuses writes ('unavailable', /healthz 503) while\n"
       "its disk has less than N MB free (0: off)", 0 },
+    { "cache-mb", "N", "64", "the embedded store's block cache, holding its index and filter blocks\n"
+      "too; its memtables take at most N/2 MB more: store memory stays bounded\n"
+      "however much history there is", 0 },
     { "max-output-buffers-mb", "N", "256", "output queued for all sockets together; past it a socket with over\n"
       "256 KiB queued is dropped as a slow reader", 0 },
     { "blob-dir", "DIR", "DATA/blobs", "where attachments' bytes live; a cluster's nodes must share it", 0 },
@@ -317,6 +320,9 @@ static int apply(server_config *cfg, int i, const char *v, enum src src, char *e
     } else if (!strcmp(n, "min-free-mb")) {
         INT(0, 1 << 24);
         cfg->min_free_mb = (unsigned)x;
+    } else if (!strcmp(n, "cache-mb")) {
+        INT(8, 1 << 20);
+        cfg->cache_mb = (unsigned)x;
     } else if (!strcmp(n, "max-output-buffers-mb")) {
         INT(1, 1 << 20);
         cfg->max_output_mb = (unsigned)x;

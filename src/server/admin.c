@@ -101,7 +101,7 @@ static int create_users(const char *dir, const char *url, long count, const char
         fprintf(stderr, "iyagid admin: argon2id failed\n");
         goto err;
     }
-    store_config sc = { url ? url : dir, "admin", 0, 0 };
+    store_config sc = { url ? url : dir, "admin", 0, 0, 0 };
     if (store_open(&sc, &s) != 0) {
         fprintf(stderr, "iyagid admin: cannot open the store %s (is iyagid running on it?)\n", url ? "" : dir);
         goto err;

@@ -119,7 +119,7 @@ static int backup_offline(const char *dir, const char *blob_dir, const char *out
         return 1;
     }
     store *s = NULL;
-    store_config sc = { dir, "admin", 0, 0 };
+    store_config sc = { dir, "admin", 0, 0, 0 };
     if (store_open(&sc, &s) != 0) {
         fprintf(stderr, "iyagid admin backup: cannot open the store in %s: a server holds it without an admin "
                         "socket to ask (starting, or its path is too long for one: its log says), or the store is "

@@ -77,6 +77,7 @@ void server_config_defaults(server_config *cfg)
     cfg->min_body_rate = 16384;
     cfg->max_buffered_mb = 128;
     cfg->min_free_mb = 256;
+    cfg->cache_mb = STORE_CACHE_MB_DEFAULT;
     cfg->max_upload_mb = 25;
     cfg->max_output_mb = 256;
     cfg->log_level = IY_LOG_INFO;
@@ -384,7 +385,7 @@ int server_run(const server_config *cfg)
     else net_url_host(cfg->listen_host, cfg->listen_port, node, sizeof node);
     unsigned nreaders = cfg->threads > 1 ? 2 : 1;
     store_config sc = { cfg->store[0] ? cfg->store : cfg->data_dir, node, (int)nreaders,
-                        (uint64_t)cfg->min_free_mb << 20 };
+                        (uint64_t)cfg->min_free_mb << 20, cfg->cache_mb };
     if ((rc = store_open(&sc, &srv->store)) != 0) goto out;
     if ((rc = load_vapid(srv->store, cfg->data_dir, &svc->vapid)) != 0) goto out_store;
     svc->store = srv->store;

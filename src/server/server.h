@@ -38,6 +38,7 @@ typedef struct server_config {
     unsigned min_body_rate;     /* --min-body-rate, bytes/s */
     unsigned max_buffered_mb;   /* --max-request-buffers-mb */
     unsigned min_free_mb;       /* --min-free-mb: the data disk's reserve (embedded store) */
+    unsigned cache_mb;          /* --cache-mb: the embedded store's block cache (and memtables) */
     unsigned max_output_mb;     /* --max-output-buffers-mb */
     char blob_dir[4096];        /* --blob-dir ("" : DATA/blobs) */
     unsigned max_upload_mb;     /* --max-upload */

@@ -90,6 +90,7 @@ static int64_t mono_ms(void)
 static void *dbq_main(void *arg)
 {
     dbq *q = arg;
+    pthread_setname_np(pthread_self(), "iyagi-store");   /* top -H, /proc/PID/task: CPU per thread */
     int64_t next_beat = mono_ms() + HEARTBEAT_MS;
     for (;;) {
         pthread_mutex_lock(&q->mu);

@@ -44,6 +44,7 @@ static int nap(indexer *x, int ms)
 static void *run(void *arg)
 {
     indexer *x = arg;
+    pthread_setname_np(pthread_self(), "iyagi-index");
     int failing = 0;
     /* Low priority (nice 10: about a tenth of a busy core's share): a
      * saturated node acks nearly as fast as without search and the index

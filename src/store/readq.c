@@ -25,6 +25,7 @@ struct readq {
 static void *reader_main(void *arg)
 {
     reader *t = arg;
+    pthread_setname_np(pthread_self(), "iyagi-reader");
     for (;;) {
         pthread_mutex_lock(&t->mu);
         while (!t->head && !t->stopping) pthread_cond_wait(&t->cv, &t->mu);

@@ -59,7 +59,12 @@ typedef struct store_config {
     int readers;              /* reader views that will be created (connections to open) */
     uint64_t min_free;        /* RocksDB: bytes the data directory's disk keeps free; writes
                                  that would eat into them are refused (IY_EUNAVAIL) */
+    unsigned cache_mb;        /* RocksDB: the block cache in MiB, which also holds the index
+                                 and filter blocks; memtables take at most half as much
+                                 again (0: STORE_CACHE_MB_DEFAULT). Ignored by PostgreSQL. */
 } store_config;
+
+#define STORE_CACHE_MB_DEFAULT 64
 
 /* 0 while the store can write; else nonzero with the reason in why (say,
  * the disk is below its reserve, or the last write failed). Any thread:

@@ -92,7 +92,7 @@ static inline void fx_url_for(const char *name)
 /* Opens the current fx_where as node `node`: store_open's result, *out. */
 static inline int fx_open(const char *node, store **out)
 {
-    store_config cfg = { fx_where, node, FX_READERS, 0 };
+    store_config cfg = { fx_where, node, FX_READERS, 0, 0 };
     return store_open(&cfg, out);
 }
 

@@ -325,11 +325,11 @@ static void test_ids(void)
         int fd = mkstemp(file);
         CHECK(fd >= 0);
         if (fd >= 0) close(fd);
-        store_config cfg = { file, FX_NODE, 1, 0 };
+        store_config cfg = { file, FX_NODE, 1, 0, 0 };
         CHECK_EQ(store_open(&cfg, &bad), IY_EIO);
         unlink(file);
     } else {
-        store_config cfg = { "postgresql://postgres@127.0.0.1:1/iyagi?connect_timeout=2", FX_NODE, 1, 0 };
+        store_config cfg = { "postgresql://postgres@127.0.0.1:1/iyagi?connect_timeout=2", FX_NODE, 1, 0, 0 };
         CHECK_EQ(store_open(&cfg, &bad), IY_EUNAVAIL);
     }
     CHECK(bad == NULL);
@@ -1434,6 +1434,25 @@ static void test_events_round(void)
     iy_msg_list_clear(&l);
     CHECK_EQ(send1(s, x, g.id, 0, "hello", "xk", &r), IY_EEXIST);   /* committed with the round */
     CHECK_EQ(r.msg.seq, 4);
+
+    /* One key written twice in a round ('x' of a member added then removed, and the other way
+     * round): the round's writes go in key order, and the later write must still win. */
+    iy_send flip[4] = {
+        { o, g.id, 0, "", 0, "", IY_EV_MEMBER_ADDED, b, 0, 0, NULL, 0 },
+        { o, g.id, 0, "", 0, "", IY_EV_MEMBER_REMOVED, b, 0, 0, NULL, 0 },
+        { o, g.id, 0, "", 0, "", IY_EV_MEMBER_REMOVED, x, 0, 0, NULL, 0 },
+        { o, g.id, 0, "", 0, "", IY_EV_MEMBER_ADDED, x, 0, 0, NULL, 0 },
+    };
+    int frc[4];
+    rd = round_of(s, flip, 4);
+    post_all(rd, flip, 4, frc, out);
+    for (int i = 0; i < 4; i++) CHECK_EQ(frc[i], 0);
+    CHECK_EQ(store_round_commit(rd), 0);
+    s = reopen(s);
+    CHECK(!has_channel(s, b, g.id));
+    CHECK(has_channel(s, x, g.id));
+    CHECK_EQ(store_channel_get(s, g.id, &cg), 0);
+    CHECK(cg.nmembers == 3 && cg.members[2] == x);
     iy_free(out);
     done(s);
 }
@@ -1591,6 +1610,35 @@ static void test_read_state(void)
     CHECK_EQ(seq, 2);
     CHECK_EQ(store_read_get(s, c, 778, &seq), 0);
     CHECK_EQ(seq, 0);
+
+    /* Several sends of one sender in one channel in one round (pipelined):
+     * its read seq is the last one's, whichever order the senders and
+     * channels interleave in (the store writes it once per pair). */
+    enum { NR = 6 };
+    iy_send rin[NR] = {
+        { a, ch, 0, "r1", 2, "", 0, 0, 0, 0, NULL, 0 },
+        { c, g.id, 0, "r2", 2, "", 0, 0, 0, 0, NULL, 0 },
+        { b, ch, 0, "r3", 2, "", 0, 0, 0, 0, NULL, 0 },
+        { a, ch, 0, "r4", 2, "", 0, 0, 0, 0, NULL, 0 },
+        { c, g.id, 0, "r5", 2, "", 0, 0, 0, 0, NULL, 0 },
+        { a, g.id, 0, "r6", 2, "", 0, 0, 0, 0, NULL, 0 },
+    };
+    int rrc[NR];
+    iy_stored *rout = iy_calloc(NR, sizeof *rout);
+    rd = round_of(s, rin, NR);
+    post_all(rd, rin, NR, rrc, rout);
+    CHECK_EQ(store_round_commit(rd), 0);
+    for (int i = 0; i < NR; i++) CHECK_EQ(rrc[i], 0);
+    s = reopen(s);
+    CHECK_EQ(store_read_get(s, a, ch, &seq), 0);
+    CHECK_EQ(seq, rout[3].msg.seq);
+    CHECK_EQ(store_read_get(s, b, ch, &seq), 0);
+    CHECK_EQ(seq, rout[2].msg.seq);
+    CHECK_EQ(store_read_get(s, c, g.id, &seq), 0);
+    CHECK_EQ(seq, rout[4].msg.seq);
+    CHECK_EQ(store_read_get(s, a, g.id, &seq), 0);
+    CHECK_EQ(seq, rout[5].msg.seq);
+    iy_free(rout);
     done(s);
 }
 
@@ -2304,7 +2352,7 @@ static void test_copy(void)
     CHECK_EQ(send1(s, a, 0, b, "after the copy", "c-3", &m3), 0);
     store_indexer_free(x);
 
-    store_config cc = { dir, FX_NODE, 1, 0 };
+    store_config cc = { dir, FX_NODE, 1, 0, 0 };
     store *c = NULL;
     CHECK_EQ(store_open(&cc, &c), 0);
     if (!c) { done(s); return; }

@@ -122,7 +122,7 @@ static void drop_dbs(void)
 
 static store *open_node(const char *url, const char *node)
 {
-    store_config cfg = { url, node, 4, 0 };
+    store_config cfg = { url, node, 4, 0, 0 };
     store *s = NULL;
     int rc = store_open(&cfg, &s);
     CHECK_EQ(rc, 0);
@@ -1067,7 +1067,7 @@ typedef struct opener {
 static void *open_thread(void *arg)
 {
     opener *op = arg;
-    store_config cfg = { op->url, op->node, 1, 0 };
+    store_config cfg = { op->url, op->node, 1, 0, 0 };
     op->rc = store_open(&cfg, &op->s);
     return NULL;
 }
@@ -1200,7 +1200,7 @@ static void test_schema_version(void)
     store_free(s);
 
     admin_sql(url, "INSERT INTO schema_version (version) VALUES (99)");
-    store_config cfg = { url, "schema", 1, 0 };
+    store_config cfg = { url, "schema", 1, 0, 0 };
     CHECK_EQ(store_open(&cfg, &s), IY_EIO);
     CHECK(s == NULL);
     cfg.where = "postgresql://127.0.0.1/x?nosuchoption=1";
@@ -1263,7 +1263,7 @@ static void test_unreachable(void)
     char url[128];
     int port;
     store *s = NULL;
-    store_config cfg = { url, "gone", 1, 0 };
+    store_config cfg = { url, "gone", 1, 0, 0 };
 
     /* Nothing listens: refused at once. */
     close(tcp_socket(0, &port));

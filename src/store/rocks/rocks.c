@@ -339,6 +339,9 @@ static void rocks_metrics(store *st, iy_buf *out)
     iy_buf_appendf(out,
                    "# HELP iyagi_rocksdb_block_cache_bytes Memory the block cache uses, bytes.\n"
                    "# TYPE iyagi_rocksdb_block_cache_bytes gauge\niyagi_rocksdb_block_cache_bytes %llu\n"
+                   "# HELP iyagi_rocksdb_block_cache_capacity_bytes The block cache's size (--cache-mb), bytes.\n"
+                   "# TYPE iyagi_rocksdb_block_cache_capacity_bytes gauge\n"
+                   "iyagi_rocksdb_block_cache_capacity_bytes %llu\n"
                    "# HELP iyagi_store_disk_free_bytes Free space of the data directory's disk at the last check, bytes.\n"
                    "# TYPE iyagi_store_disk_free_bytes gauge\niyagi_store_disk_free_bytes %llu\n"
                    "# HELP iyagi_store_disk_reserve_bytes The reserve (--min-free-mb) below which writes are refused.\n"
@@ -346,6 +349,7 @@ static void rocks_metrics(store *st, iy_buf *out)
                    "# HELP iyagi_store_write_fault 1 while the store refuses writes (low space or failing disk).\n"
                    "# TYPE iyagi_store_write_fault gauge\niyagi_store_write_fault %d\n",
                    (unsigned long long)(s->cache ? rocksdb_cache_get_usage(s->cache) : 0),
+                   (unsigned long long)(s->cache ? rocksdb_cache_get_capacity(s->cache) : 0),
                    (unsigned long long)atomic_load(&s->free_mb) << 20, (unsigned long long)s->min_free,
                    atomic_load(&s->fault) != ROCKS_OK);
 }
@@ -391,14 +395,27 @@ int rocks_scan_close(rocksdb_iterator_t *it)
 
 /* ---- open / close ------------------------------------------------------ */
 
-static rocksdb_options_t *make_options(rocks *s)
+/* Store memory is bounded by cache_mb, whatever the size of the history:
+ * the block cache (cache_mb MiB) holds data blocks AND the index and
+ * filter blocks, and the memtables together stay under cache_mb / 2 MiB
+ * (db_write_buffer_size: RocksDB 7.8's C API cannot charge them to the
+ * cache itself). Index and filters are partitioned: a big store's filters
+ * do not fit in a small cache, and a monolithic filter block of a 64 MiB
+ * file (~2 MiB) would be read whole for one miss; a partition is 4 KiB,
+ * and only each file's top-level index stays pinned. */
+static rocksdb_options_t *make_options(rocks *s, unsigned cache_mb)
 {
+    if (!cache_mb) cache_mb = STORE_CACHE_MB_DEFAULT;
+    size_t cache = (size_t)cache_mb << 20, mem = cache / 2;
+    size_t wbs = mem / 2 < (32u << 20) ? mem / 2 : (32u << 20);
+    if (wbs < (2u << 20)) wbs = 2u << 20;
     rocksdb_options_t *o = rocksdb_options_create();
     rocksdb_options_set_create_if_missing(o, 1);
     rocksdb_options_set_max_background_jobs(o, 2);
     rocksdb_options_set_max_open_files(o, 256);   /* sockets share the 20,000 fd cap */
-    rocksdb_options_set_write_buffer_size(o, 32u << 20);
+    rocksdb_options_set_write_buffer_size(o, wbs);
     rocksdb_options_set_max_write_buffer_number(o, 3);
+    rocksdb_options_set_db_write_buffer_size(o, mem);
     rocksdb_options_set_target_file_size_base(o, 64u << 20);
     rocksdb_options_set_max_bytes_for_level_base(o, 256u << 20);
     rocksdb_options_set_level_compaction_dynamic_level_bytes(o, 1);
@@ -433,7 +450,7 @@ static rocksdb_options_t *make_options(rocks *s)
      * filter on every Get.) */
     rocksdb_block_based_table_options_t *t = rocksdb_block_based_options_create();
     rocksdb_lru_cache_options_t *co = rocksdb_lru_cache_options_create();
-    rocksdb_lru_cache_options_set_capacity(co, 64u << 20);
+    rocksdb_lru_cache_options_set_capacity(co, cache);
     rocksdb_lru_cache_options_set_num_shard_bits(co, 0);
     s->cache = rocksdb_cache_create_lru_opts(co);
     rocksdb_lru_cache_options_destroy(co);
@@ -443,6 +460,10 @@ static rocksdb_options_t *make_options(rocks *s)
     rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 1);
     rocksdb_block_based_options_set_cache_index_and_filter_blocks_with_high_priority(t, 1);
     rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(t, 1);
+    rocksdb_block_based_options_set_index_type(t, rocksdb_block_based_table_index_type_two_level_index_search);
+    rocksdb_block_based_options_set_partition_filters(t, 1);
+    rocksdb_block_based_options_set_metadata_block_size(t, 4096);
+    rocksdb_block_based_options_set_pin_top_level_index_and_filter(t, 1);
     rocksdb_block_based_options_set_format_version(t, 5);
     rocksdb_options_set_block_based_table_factory(o, t);
     rocksdb_block_based_options_destroy(t);
@@ -509,7 +530,7 @@ int store_rocks_open(const store_config *cfg, store **out)
     rocks *s = iy_calloc(1, sizeof *s);
     s->base.ops = &rocks_ops;
     s->base.ids.node = 0;   /* one node owns an embedded store */
-    s->opt = make_options(s);
+    s->opt = make_options(s, cfg->cache_mb);
     s->ropt = rocksdb_readoptions_create();
     s->ropt_scan = rocksdb_readoptions_create();
     s->wopt = rocksdb_writeoptions_create();
@@ -542,6 +563,9 @@ static void rocks_free(store *st)
     if (!s) return;
     if (s->wb) rocksdb_writebatch_destroy(s->wb);
     iy_kv_free(&s->ovl);
+    iy_kv_free(&s->rdup);
+    iy_free(s->stg);
+    iy_free(s->ents);
     iy_kv_free(&s->chcache);
     if (s->db) rocksdb_close(s->db);
     if (s->wopt_lazy) rocksdb_writeoptions_destroy(s->wopt_lazy);

@@ -34,6 +34,11 @@ typedef struct rocks {
     iy_kvmap chcache;                  /* committed 'c' and 'd' records (bounded) */
     rocksdb_writebatch_t *wb;          /* a round's writes, reused */
     iy_kvmap ovl;                      /* what a round's commit must read back (push notes) */
+    iy_kvmap rdup;                     /* a round's (sender, channel) pairs whose 'R' is written */
+    uint8_t *stg;                      /* a round's staged keys and values (rocks_round.c) */
+    size_t stg_len, stg_cap;
+    struct stage_ent *ents;            /* the staged writes, sorted by key before the batch */
+    size_t nents, capents;
     int fail_next;                     /* tests: the next round commit fails */
     /* Disk space (storage thread; fault and free_mb also read by /healthz): */
     char *dir;                         /* the data directory, for statvfs */
