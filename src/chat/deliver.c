@@ -49,6 +49,17 @@
 #define READY_CHECK_MS 1000          /* cluster: a check this long after ready */
 #define RESYNC_SPREAD_MS 2000        /* BUS_RESYNC: checks spread over this long */
 
+/* Deliveries made on this thread not yet added to M_DELIVERIES: added once
+ * per event, not per socket (an atomic add on a counter all threads share). */
+static __thread int64_t deliveries;
+
+static void count_deliveries(void)
+{
+    if (!deliveries) return;
+    metrics_add(M_DELIVERIES, deliveries);
+    deliveries = 0;
+}
+
 static int is_origin(const service *svc, const iothread *t, const conn *c, const bus_origin *o)
 {
     return o->conn && o->node == svc->node && o->thread == t->index && o->conn == c->id;
@@ -104,7 +115,7 @@ static void release_held(conn *c)
             c->pos = h->pos;
             if (h->len) {
                 conn_write(c, h->frame, h->len);
-                metrics_add(M_DELIVERIES, 1);
+                deliveries++;
             }
         } else if (h->len) {
             metrics_add(M_DUPLICATES_DROPPED, 1);
@@ -115,41 +126,60 @@ static void release_held(conn *c)
     c->held_since_ms = c->held ? uv_now(&c->t->loop) : 0;
 }
 
-/* Offers the message (frame, len: a WebSocket frame; len 0: an ack marker)
- * at pos to a WebSocket: the sequencer above. */
-static void offer(conn *c, uint64_t pos, const char *frame, size_t len)
+/* Forward: the shared frames (below). */
+typedef struct shared_msg shared_msg;
+static void send_shared(conn *c, const shared_msg *sm, uint64_t pos);
+static void flat_frame(iy_buf *f, const shared_msg *sm, uint64_t pos);
+
+/* Holds sm's frame at pos, a copy of its own (NULL: an ack marker). */
+static void hold_shared(conn *c, uint64_t pos, const shared_msg *sm)
+{
+    if (!sm) {
+        hold(c, pos, NULL, 0);
+        return;
+    }
+    iy_buf *f = &c->t->scratch;
+    flat_frame(f, sm, pos);
+    hold(c, pos, f->data, f->len);
+}
+
+/* Offers the message (sm: its shared frame; NULL: an ack marker) at pos to
+ * a WebSocket: the sequencer above. */
+static void offer(conn *c, uint64_t pos, const shared_msg *sm)
 {
     if (c->ws_state != WS_READY) {
-        hold(c, pos, frame, len);
+        hold_shared(c, pos, sm);
         return;
     }
     if (pos <= c->pos) {
-        if (len) metrics_add(M_DUPLICATES_DROPPED, 1);
+        if (sm) metrics_add(M_DUPLICATES_DROPPED, 1);
         return;
     }
     if (pos == c->pos + 1) {
         c->pos = pos;
-        if (len) {
-            conn_write(c, frame, len);
-            metrics_add(M_DELIVERIES, 1);
+        if (sm) {
+            send_shared(c, sm, pos);
+            deliveries++;
         }
         release_held(c);
         return;
     }
-    if (len) metrics_add(M_HELD_BACK, 1);
-    hold(c, pos, frame, len);
+    if (sm) metrics_add(M_HELD_BACK, 1);
+    hold_shared(c, pos, sm);
 }
 
 void deliver_ready(conn *c, uint64_t pos)
 {
     c->pos = pos;
     release_held(c);
+    count_deliveries();
     if (svc_of(c)->cluster) c->check_at_ms = uv_now(&c->t->loop) + READY_CHECK_MS;
 }
 
 void deliver_acked(conn *c, uint64_t pos)
 {
-    offer(c, pos, NULL, 0);
+    offer(c, pos, NULL);
+    count_deliveries();
 }
 
 static uint64_t cmid_hash(const char *cmid)
@@ -189,14 +219,15 @@ static int own_unanswered(const conn *c, const iy_msg *m)
     return 0;
 }
 
-/* The msg frame of m for the recipient at pos, WebSocket header included,
- * built in f (returned: where it starts in f, *len bytes); text is m's text
- * already JSON-escaped. */
-static const char *build_frame(iy_buf *f, const iy_msg *m, uint64_t pos, const iy_buf *text, size_t *len)
+/* The msg frame of m without its pos, in two parts appended to f: the
+ * head, `{"op":"msg",...,"pos":` (returned: its length), then the tail,
+ * `,"from":...}`. A recipient's frame is its WebSocket header, the head,
+ * its pos in decimal, the tail: everything but the pos and the header is
+ * the same for every member. text is m's text already JSON-escaped. */
+static size_t build_parts(iy_buf *f, const iy_msg *m, const iy_buf *text)
 {
-    iy_buf_reset(f);
+    size_t start = f->len;
     iy_buf_reserve(f, text->len + 256);
-    f->len = 10; /* room for the frame header */
     iy_buf_append_str(f, "{\"op\":\"msg\",\"id\":");
     jw_id(f, m->id);
     iy_buf_append_str(f, ",\"channel\":");
@@ -204,7 +235,7 @@ static const char *build_frame(iy_buf *f, const iy_msg *m, uint64_t pos, const i
     iy_buf_append_str(f, ",\"seq\":");
     jw_u64(f, m->seq);
     iy_buf_append_str(f, ",\"pos\":");
-    jw_u64(f, pos);
+    size_t head = f->len - start;
     iy_buf_append_str(f, ",\"from\":");
     jw_id(f, m->from);
     iy_buf_append_str(f, ",\"text\":");
@@ -219,13 +250,82 @@ static const char *build_frame(iy_buf *f, const iy_msg *m, uint64_t pos, const i
     proto_write_mentions(f, m);
     proto_write_state(f, m);
     iy_buf_putc(f, '}');
-    uint8_t head[10];
-    size_t hn = ws_frame_header(head, WS_OP_TEXT, f->len - 10);
-    memcpy(f->data + 10 - hn, head, hn);
+    return head;
+}
+
+/* A message's frame for the members of one I/O thread: the parts of
+ * build_parts in one buffer shared by their sockets. */
+struct shared_msg {
+    conn_shared *s;             /* head then tail; NULL: an ack marker */
+    uint32_t head, tail;
+};
+
+/* The per-member bytes of sm's frame at pos: the WebSocket header (out,
+ * *hn bytes) and the pos in decimal (digits, *dn bytes). */
+static void member_bytes(const shared_msg *sm, uint64_t pos, uint8_t out[10], size_t *hn, char digits[20],
+                         size_t *dn)
+{
+    char tmp[20];
+    size_t n = 0;
+    do tmp[n++] = (char)('0' + pos % 10);
+    while ((pos /= 10));
+    for (size_t i = 0; i < n; i++) digits[i] = tmp[n - 1 - i];
+    *dn = n;
+    *hn = ws_frame_header(out, WS_OP_TEXT, sm->head + n + sm->tail);
+}
+
+/* Queues sm's frame at pos on c: a few bytes of its own, the rest by
+ * reference. The header and the head go out in one iovec when the head is
+ * short enough to be copied (conn_write_shared decides). */
+static void send_shared(conn *c, const shared_msg *sm, uint64_t pos)
+{
+    uint8_t hdr[10];
+    char digits[20];
+    size_t hn, dn;
+    member_bytes(sm, pos, hdr, &hn, digits, &dn);
+    conn_write(c, hdr, hn);
+    conn_write_shared(c, sm->s, sm->s->data, sm->head);
+    conn_write(c, digits, dn);
+    conn_write_shared(c, sm->s, sm->s->data + sm->head, sm->tail);
+}
+
+/* sm's whole frame at pos, contiguous, in f (reset first): to be held. */
+static void flat_frame(iy_buf *f, const shared_msg *sm, uint64_t pos)
+{
+    uint8_t hdr[10];
+    char digits[20];
+    size_t hn, dn;
+    member_bytes(sm, pos, hdr, &hn, digits, &dn);
+    iy_buf_reset(f);
+    iy_buf_append(f, hdr, hn);
+    iy_buf_append(f, sm->s->data, sm->head);
+    iy_buf_append(f, digits, dn);
+    iy_buf_append(f, sm->s->data + sm->head, sm->tail);
+}
+
+/* The msg frame of m at pos for one recipient, WebSocket header included,
+ * in f (returned: where it starts in f, *len bytes): gap fills. */
+static const char *build_frame(iy_buf *f, const iy_msg *m, uint64_t pos, const iy_buf *text, size_t *len)
+{
+    iy_buf_reset(f);
+    f->len = 10;   /* room for the frame header */
+    size_t head = build_parts(f, m, text);
+    char digits[24];
+    int dn = snprintf(digits, sizeof digits, "%llu", (unsigned long long)pos);
+    iy_buf_reserve(f, (size_t)dn);
+    memmove(f->data + 10 + head + dn, f->data + 10 + head, f->len - 10 - head);
+    memcpy(f->data + 10 + head, digits, (size_t)dn);
+    f->len += (size_t)dn;
+    uint8_t hdr[10];
+    size_t hn = ws_frame_header(hdr, WS_OP_TEXT, f->len - 10);
+    memcpy(f->data + 10 - hn, hdr, hn);
     *len = f->len - 10 + hn;
     return f->data + 10 - hn;
 }
 
+/* Each message is encoded once (build_parts) into a buffer its recipients'
+ * sockets share; each socket gets its header and pos of its own and
+ * references to the rest. */
 static void deliver_batch(iothread *t, const bus_batch *b)
 {
     service *svc = t->svc;
@@ -233,27 +333,30 @@ static void deliver_batch(iothread *t, const bus_batch *b)
     iy_buf text = { 0 };
     for (size_t i = 0; i < b->n; i++) {
         const bus_msg *m = &b->v[i];
-        int escaped = 0;
+        shared_msg sm = { 0 };
         for (uint32_t k = 0; k < m->n; k++) {
             conn *head = iothread_user_first(t, m->members[k]);
             if (!head) continue;
-            if (!escaped) {
+            if (!sm.s) {   /* the first recipient on this thread */
                 iy_buf_reset(&text);
                 jw_str(&text, m->m.text, m->m.text_len);
-                escaped = 1;
+                iy_buf_reset(f);
+                size_t h = build_parts(f, &m->m, &text);
+                sm.s = conn_shared_new(f->data, f->len);
+                sm.head = (uint32_t)h;
+                sm.tail = (uint32_t)(f->len - h);
             }
-            /* One frame per recipient, shared by all of its devices here. */
-            size_t flen;
-            const char *frame = build_frame(f, &m->m, m->pos[k], &text, &flen);
             for (conn *c = head, *next; c; c = next) {
                 next = c->user_next;
                 if (is_origin(svc, t, c, &m->origin)) continue;
                 if (c->proto == PROTO_HTTP) api_wait_wake(c);
-                else offer(c, m->pos[k], frame, flen);
+                else offer(c, m->pos[k], &sm);
             }
         }
+        conn_shared_unref(sm.s);   /* the sockets hold what they still need */
     }
     iy_buf_free(&text);
+    count_deliveries();
 }
 
 static void deliver_notice(iothread *t, const bus_notice *no)
@@ -372,6 +475,7 @@ static void fill_done(dbq_job *j)
                 sent++;
                 release_held(c);
             }
+            count_deliveries();
             iy_buf_free(&text);
             if (sent) {
                 metrics_add(M_GAPS_FILLED, 1);

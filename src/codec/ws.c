@@ -61,6 +61,15 @@ void ws_reader_free(ws_reader *r)
     iy_free(r);
 }
 
+void ws_reader_trim(ws_reader *r)
+{
+    if (!r || !r->buf || r->msg_len || (r->blen && !r->release)) return;
+    iy_free(r->buf);
+    r->buf = NULL;
+    r->cap = r->blen = 0;
+    r->release = 0;
+}
+
 uint16_t ws_close_code_for(int err)
 {
     switch (err) {

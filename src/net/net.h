@@ -188,6 +188,28 @@ enum conn_ws_state { WS_NEW = 0, WS_AUTHING, WS_READY };
 /* A held frame: a message that reached a socket before its ready or ahead
  * of a missing pos (chat/deliver.c); len 0: an ack marker (the device has
  * that pos already). */
+/* A shared piece of output: bytes that go to many sockets (the common part
+ * of a fan-out's `msg` frame, chat/deliver.c), written by reference with
+ * vectored I/O, never copied per socket. Refcounted, by one thread (the
+ * I/O thread that made it): its maker holds one reference, each socket
+ * that queued a piece of it another, dropped once the piece is written or
+ * the socket closes. */
+typedef struct conn_shared {
+    uint32_t refs;
+    uint32_t len;
+    char data[];
+} conn_shared;
+
+/* A reference in a connection's output queue (conn.c): len bytes at p
+ * (inside s), written after the first `at` bytes of the buffer it belongs
+ * to (c->out, or c->inflight once handed to uv_write). */
+typedef struct conn_seg {
+    conn_shared *s;
+    const char *p;
+    uint32_t len;
+    uint32_t at;
+} conn_seg;
+
 typedef struct conn_held {
     struct conn_held *next;
     uint64_t pos;
@@ -233,6 +255,10 @@ struct conn {
     iy_buf rest;                /* input not yet processed while paused */
     iy_buf out;                 /* queued output */
     iy_buf inflight;            /* bytes handed to uv_write */
+    conn_seg *segs;             /* shared pieces of the output in order: the first nsegs_in are */
+    uint16_t nsegs, nsegs_in;   /* in flight (in c->inflight), the rest queued (in c->out); */
+    uint16_t segcap;            /* the array goes when the connection is idle (conn_sweep) */
+    uint32_t seg_bytes;         /* bytes of all the segs */
     uv_write_t wreq;
     uint64_t peer;              /* the client's address as a key: IPv4 (1 << 32 | addr), IPv6
                                    (its /64 prefix, top bit set); 0 unknown (net_addr_text) */
@@ -288,6 +314,14 @@ conn *iothread_user_first(iothread *t, uint64_t user);           /* then c->user
 void conn_accept(iothread *t, uv_stream_t *listener, int admin);
 void conn_write(conn *c, const void *p, size_t n);        /* queue raw bytes */
 void conn_ws_send(conn *c, const char *json, size_t n);   /* queue one text frame */
+/* Shared output (conn_shared above). new: a buffer of n bytes (copied
+ * from p unless NULL) with one reference, the caller's. unref: drops one
+ * (NULL: nothing). conn_write_shared queues n bytes at p inside s by
+ * reference (written with vectored I/O; a TLS connection, a piece too
+ * small to be worth a reference or a queue already long copies them). */
+conn_shared *conn_shared_new(const void *p, size_t n);
+void conn_shared_unref(conn_shared *s);
+void conn_write_shared(conn *c, conn_shared *s, const char *p, size_t n);
 void conn_ws_close(conn *c, uint16_t code, const char *reason); /* close frame, then close */
 void conn_close(conn *c);                                  /* immediately */
 void conn_flush_all(iothread *t);
