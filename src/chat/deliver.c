@@ -65,28 +65,38 @@ static int is_origin(const service *svc, const iothread *t, const conn *c, const
     return o->conn && o->node == svc->node && o->thread == t->index && o->conn == c->id;
 }
 
+/* c's sequencer state, made if it has none. */
+static conn_seq *seq_of(conn *c)
+{
+    if (!c->seq) c->seq = iy_calloc(1, sizeof *c->seq);
+    return c->seq;
+}
+
 static void drop_held(conn *c)
 {
-    for (conn_held *h = c->held, *n; h; h = n) {
+    conn_seq *q = c->seq;
+    if (!q) return;
+    for (conn_held *h = q->held, *n; h; h = n) {
         n = h->next;
         iy_free(h);
     }
-    c->held = NULL;
-    c->held_bytes = 0;
-    c->held_since_ms = 0;
+    q->held = NULL;
+    q->held_bytes = 0;
+    q->held_since_ms = 0;
 }
 
 /* Holds frame at pos (len 0: an ack marker), sorted by pos, once per pos. */
 static void hold(conn *c, uint64_t pos, const char *frame, size_t len)
 {
-    if (c->held_bytes + len > HELD_MAX_BYTES) {
+    conn_seq *q = seq_of(c);
+    if (q->held_bytes + len > HELD_MAX_BYTES) {
         iy_log_warn("conn %u/%llu: too much held behind a gap; dropping it (it resyncs)", c->t->index,
                (unsigned long long)c->id);
         drop_held(c);
         conn_close(c);
         return;
     }
-    conn_held **at = &c->held;
+    conn_held **at = &q->held;
     while (*at && (*at)->pos < pos) at = &(*at)->next;
     if (*at && (*at)->pos == pos) {
         if ((*at)->len == 0 && len) {   /* the frame of a pos acked already: not needed */
@@ -100,17 +110,19 @@ static void hold(conn *c, uint64_t pos, const char *frame, size_t len)
     if (len) memcpy(h->frame, frame, len);
     h->next = *at;
     *at = h;
-    c->held_bytes += len;
-    if (!c->held_since_ms && c->ws_state == WS_READY) c->held_since_ms = uv_now(&c->t->loop);
+    q->held_bytes += (uint32_t)len;
+    if (!q->held_since_ms && c->ws_state == WS_READY) q->held_since_ms = uv_now(&c->t->loop);
 }
 
 /* Sends what held has from pos + 1 on, in order; drops what is at or below pos. */
 static void release_held(conn *c)
 {
-    while (c->held && c->held->pos <= c->pos + 1 && !c->closing) {
-        conn_held *h = c->held;
-        c->held = h->next;
-        c->held_bytes -= h->len;
+    conn_seq *q = c->seq;
+    if (!q) return;
+    while (q->held && q->held->pos <= c->pos + 1 && !c->closing) {
+        conn_held *h = q->held;
+        q->held = h->next;
+        q->held_bytes -= (uint32_t)h->len;
         if (h->pos == c->pos + 1) {
             c->pos = h->pos;
             if (h->len) {
@@ -123,7 +135,7 @@ static void release_held(conn *c)
         iy_free(h);
     }
     /* What is left waits behind a newer gap: its clock starts now. */
-    c->held_since_ms = c->held ? uv_now(&c->t->loop) : 0;
+    q->held_since_ms = q->held ? uv_now(&c->t->loop) : 0;
 }
 
 /* Forward: the shared frames (below). */
@@ -173,7 +185,7 @@ void deliver_ready(conn *c, uint64_t pos)
     c->pos = pos;
     release_held(c);
     count_deliveries();
-    if (svc_of(c)->cluster) c->check_at_ms = uv_now(&c->t->loop) + READY_CHECK_MS;
+    if (svc_of(c)->cluster) seq_of(c)->check_at_ms = uv_now(&c->t->loop) + READY_CHECK_MS;
 }
 
 void deliver_acked(conn *c, uint64_t pos)
@@ -192,19 +204,22 @@ static uint64_t cmid_hash(const char *cmid)
 void deliver_sending(conn *c, const char *cmid)
 {
     if (!c->registered) return;   /* leaving: nothing will fill it */
-    if (c->nsending == c->sending_cap) {
-        c->sending_cap = c->sending_cap ? c->sending_cap * 2 : 8;
-        c->sending = iy_realloc(c->sending, c->sending_cap * sizeof *c->sending);
+    conn_seq *q = seq_of(c);
+    if (q->nsending == q->sending_cap) {
+        q->sending_cap = q->sending_cap ? q->sending_cap * 2 : 8;
+        q->sending = iy_realloc(q->sending, q->sending_cap * sizeof *q->sending);
     }
-    c->sending[c->nsending++] = cmid_hash(cmid);
+    q->sending[q->nsending++] = cmid_hash(cmid);
 }
 
 void deliver_answered(conn *c, const char *cmid)
 {
+    conn_seq *q = c->seq;
+    if (!q) return;
     uint64_t h = cmid_hash(cmid);
-    for (uint32_t i = 0; i < c->nsending; i++)
-        if (c->sending[i] == h) {
-            c->sending[i] = c->sending[--c->nsending];
+    for (uint32_t i = 0; i < q->nsending; i++)
+        if (q->sending[i] == h) {
+            q->sending[i] = q->sending[--q->nsending];
             return;
         }
 }
@@ -212,10 +227,11 @@ void deliver_answered(conn *c, const char *cmid)
 /* m (from the store) is a send of this socket's not yet answered. */
 static int own_unanswered(const conn *c, const iy_msg *m)
 {
-    if (m->from != c->user || !c->nsending) return 0;
+    const conn_seq *q = c->seq;
+    if (m->from != c->user || !q || !q->nsending) return 0;
     uint64_t h = cmid_hash(m->cmid);
-    for (uint32_t i = 0; i < c->nsending; i++)
-        if (c->sending[i] == h) return 1;
+    for (uint32_t i = 0; i < q->nsending; i++)
+        if (q->sending[i] == h) return 1;
     return 0;
 }
 
@@ -403,7 +419,7 @@ static void deliver_resync(iothread *t)
     uint64_t now = uv_now(&t->loop), k = 0;
     for (conn *c = t->all; c; c = c->all_next, k++)
         if (c->proto == PROTO_WS && c->ws_state == WS_READY)
-            c->check_at_ms = now + (k * 7919) % RESYNC_SPREAD_MS;
+            seq_of(c)->check_at_ms = now + (k * 7919) % RESYNC_SPREAD_MS;
 }
 
 void deliver_event(iothread *t, void *arg)
@@ -483,11 +499,11 @@ static void fill_done(dbq_job *j)
                 metrics_add(M_DELIVERIES, (int64_t)sent);
             }
             if (own)   /* what followed it here is held, or comes with a check after the ack */
-                c->check_at_ms = uv_now(&t->loop) + GAP_WAIT_MS;
+                seq_of(c)->check_at_ms = uv_now(&t->loop) + GAP_WAIT_MS;
             else if (f->more)
-                c->check_at_ms = uv_now(&t->loop);   /* there is more: go on */
+                seq_of(c)->check_at_ms = uv_now(&t->loop);   /* there is more: go on */
         } else {
-            c->check_at_ms = uv_now(&c->t->loop) + GAP_WAIT_MS;   /* the store is away: again later */
+            seq_of(c)->check_at_ms = uv_now(&c->t->loop) + GAP_WAIT_MS;   /* the store is away: again later */
         }
     }
     dbq_job_unref(j);
@@ -514,17 +530,23 @@ static void fill(conn *c)
 void deliver_sweep(conn *c, uint64_t now)
 {
     if (c->proto != PROTO_WS || c->ws_state != WS_READY || c->fill_inflight || c->closing) return;
-    int gap = c->held_since_ms && now - c->held_since_ms >= GAP_WAIT_MS;
-    int check = c->check_at_ms && now >= c->check_at_ms;
-    if (!gap && !check) return;
-    c->check_at_ms = 0;
+    conn_seq *q = c->seq;
+    if (!q) return;
+    int gap = q->held_since_ms && now - q->held_since_ms >= GAP_WAIT_MS;
+    int check = q->check_at_ms && now >= q->check_at_ms;
+    if (!gap && !check) {
+        if (!q->held && !q->nsending && !q->check_at_ms) deliver_forget(c);   /* nothing left: idle */
+        return;
+    }
+    q->check_at_ms = 0;
     fill(c);
 }
 
 void deliver_forget(conn *c)
 {
     drop_held(c);
-    iy_free(c->sending);
-    c->sending = NULL;
-    c->nsending = c->sending_cap = 0;
+    if (!c->seq) return;
+    iy_free(c->seq->sending);
+    iy_free(c->seq);
+    c->seq = NULL;
 }

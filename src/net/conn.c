@@ -148,18 +148,21 @@ static void on_close(uv_handle_t *h)
 {
     conn *c = h->data;
     flush_list_del(c);
-    for (conn_held *x = c->held, *n; x; x = n) {
-        n = x->next;
-        iy_free(x);
+    if (c->seq) {
+        for (conn_held *x = c->seq->held, *n; x; x = n) {
+            n = x->next;
+            iy_free(x);
+        }
+        iy_free(c->seq->sending);
+        iy_free(c->seq);
     }
     http_parser_free(c->hp);
     ws_reader_free(c->wr);
     tls_conn_free(c->tls);
     iy_buf_free(&c->rest);
     /* Big output buffers freed: the sweep hands the memory back (malloc_trim). */
-    if (c->out.cap + c->inflight.cap > (1u << 20)) c->t->trim_pending = 1;
+    if (c->out.cap > (1u << 20)) c->t->trim_pending = 1;
     iy_buf_free(&c->out);
-    iy_buf_free(&c->inflight);
     for (uint16_t i = 0; i < c->nsegs; i++) conn_shared_unref(c->segs[i].s);
     iy_free(c->segs);
     metrics_add(M_OUTPUT_BUFFERED, -(int64_t)c->out_counted);
@@ -227,6 +230,13 @@ static void account_held(conn *c)
 
 /* ---- output ---------------------------------------------------------- */
 
+/* A uv_write in flight: the request and the bytes it writes (c->out's,
+ * moved here), both freed when it completes. */
+typedef struct conn_wr {
+    uv_write_t req;
+    iy_buf buf;
+} conn_wr;
+
 #define SEG_MAX 128     /* shared pieces queued (not in flight) per connection; more are copied */
 #define SEG_MIN 48      /* a shared piece shorter than this is copied: cheaper than an iovec */
 
@@ -234,7 +244,7 @@ static void account_held(conn *c)
  * out in part counts whole until it completes). */
 static size_t queued(const conn *c)
 {
-    return c->out.len + c->inflight.len + c->seg_bytes;
+    return c->out.len + (c->wr_async ? c->wr_async->buf.len : 0) + c->seg_bytes;
 }
 
 /* Brings c's share of M_OUTPUT_BUFFERED to what it has queued now. Done
@@ -386,9 +396,12 @@ void conn_on_drained(conn *c, void (*fn)(conn *c))
 static void on_write(uv_write_t *req, int status)
 {
     conn *c = req->data;
+    conn_wr *w = c->wr_async;
+    if (w->buf.cap > (1u << 20)) c->t->trim_pending = 1;
+    iy_buf_free(&w->buf);
+    iy_free(w);
+    c->wr_async = NULL;
     c->writing = 0;
-    if (c->inflight.cap > (64u << 10)) iy_buf_free(&c->inflight);
-    else iy_buf_reset(&c->inflight);
     segs_written(c, c->nsegs_in);
     c->nsegs_in = 0;
     account_out(c);
@@ -438,16 +451,18 @@ static void flush_one(conn *c)
             while (done >= v[first].len) done -= v[first++].len;
             v[first].base += done;
             v[first].len -= (unsigned)done;
-            iy_buf tmp = c->inflight;
-            c->inflight = c->out;
-            c->out = tmp;
-            iy_buf_reset(&c->out);
+            conn_wr *w = iy_malloc(sizeof *w);
+            w->buf = c->out;
+            c->out = (iy_buf){ 0 };
+            w->req.data = c;
             c->nsegs_in = c->nsegs;
-            c->wreq.data = c;
-            if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, v + first, nv - first, on_write) != 0) {
+            if (uv_write(&w->req, (uv_stream_t *)&c->tcp, v + first, nv - first, on_write) != 0) {
+                c->out = w->buf;   /* still c's: freed with it */
+                iy_free(w);
                 conn_close(c);
                 return;
             }
+            c->wr_async = w;
             c->writing = 1;
             account_out(c);
             return;
@@ -973,15 +988,23 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 static void trim(conn *c)
 {
     if (c->writing || c->closing) return;
-    if (!c->out.len && c->out.cap) iy_buf_free(&c->out);
-    if (c->inflight.cap) iy_buf_free(&c->inflight);
+    size_t freed = 0;
+    if (!c->out.len && c->out.cap) {
+        freed += c->out.cap;
+        iy_buf_free(&c->out);
+    }
     if (!c->nsegs && c->segs) {
+        freed += c->segcap * sizeof *c->segs;
         iy_free(c->segs);
         c->segs = NULL;
         c->segcap = 0;
     }
-    if (!c->rest.len && c->rest.cap) iy_buf_free(&c->rest);
+    if (!c->rest.len && c->rest.cap) {
+        freed += c->rest.cap;
+        iy_buf_free(&c->rest);
+    }
     ws_reader_trim(c->wr);
+    c->t->idle_freed += freed;
 }
 
 /* Timeouts of the transport; the service's sweep (life signs, long polls)

@@ -167,7 +167,12 @@ static void on_sweep(uv_timer_t *tm)
     if (!uv_is_active((uv_handle_t *)&t->sweep_more) && conn_sweep(t, uv_now(&t->loop), SWEEP_BUDGET))
         uv_timer_start(&t->sweep_more, on_sweep_more, 1, 0);
     t->h->sweep(t, uv_now(&t->loop));
+    /* Many idle connections' buffers freed (a wave of connections that
+     * went quiet): their pages are holes between live connections that
+     * glibc keeps; malloc_trim hands whole free pages back. */
+    if (t->idle_freed > (1u << 20)) t->trim_pending = 1;
     if (t->trim_pending) {
+        t->idle_freed = 0;
         /* glibc keeps freed memory for reuse; after slow readers' megabytes
          * went, give it back so that an attack does not leave RSS behind. */
         t->trim_pending = 0;
