@@ -238,7 +238,7 @@ typedef struct conn_wr {
 } conn_wr;
 
 #define SEG_MAX 128     /* shared pieces queued (not in flight) per connection; more are copied */
-#define SEG_MIN 48      /* a shared piece shorter than this is copied: cheaper than an iovec */
+#define SEG_MIN 128     /* a shared piece shorter than this is copied: cheaper than an iovec */
 
 /* Output queued or in flight, shared pieces included (a write that went
  * out in part counts whole until it completes). */

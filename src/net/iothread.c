@@ -38,14 +38,19 @@ typedef struct inbox_item {
     int ctl;                    /* THREAD_STOP_ACCEPT, THREAD_EXIT (fn NULL) */
 } inbox_item;
 
+/* The wake-up is owed by whoever makes the inbox non-empty: items pushed
+ * behind it are taken by the same on_wake (it takes the whole list), so a
+ * storage round that answers 500 sends is one wake-up, not 500 calls that
+ * each may write the eventfd again once the loop has begun draining. */
 static void push(iothread *t, inbox_item *it)
 {
     pthread_mutex_lock(&t->mu);
+    int was_empty = t->head == NULL;
     if (t->tail) t->tail->next = it;
     else t->head = it;
     t->tail = it;
     pthread_mutex_unlock(&t->mu);
-    uv_async_send(&t->wake);
+    if (was_empty) uv_async_send(&t->wake);
 }
 
 void iothread_post(iothread *t, iothread_fn fn, void *arg)
