@@ -2,9 +2,11 @@
  * this I/O thread's sockets, each WebSocket's inbox in pos order with no
  * gap and nothing twice.
  *
- * A `msg` frame is built once per recipient (the pos is the recipient's)
- * and offered to each of that recipient's sockets here, except the sending
- * socket (which got the ack). Each WebSocket is a small sequencer:
+ * A `msg` frame is encoded once per message on this thread, without its
+ * pos, into a buffer the sockets share (shared_msg, net.h conn_shared);
+ * each of the recipients' sockets, except the sending one (which got the
+ * ack), is offered it at that recipient's pos and queues its own header
+ * and pos and a reference to the rest. Each WebSocket is a small sequencer:
  *
  *   pos          every inbox pos up to it was sent (ready.pos, msg, ack)
  *   held         what arrived ahead of pos + 1, sorted by pos (an ack of a

@@ -22,8 +22,9 @@
  *    unparsed bytes wait in c->rest.
  *  - Input is also paused while a WebSocket authenticates and while too many
  *    of its requests are in flight (back-pressure, no unbounded queue).
- *  - Output is appended to c->out and flushed once per loop turn (prepare
- *    handle), at most one uv_write in flight. A connection whose queued
+ *  - Output is appended to c->out, with references to shared buffers
+ *    between its bytes (conn_seg), and flushed once per loop turn (prepare
+ *    handle) in one writev, at most one uv_write in flight. A connection whose queued
  *    output passes CONN_OUT_CAP is dropped: everything it missed is durable
  *    and the client catches up with sync.
  *  - TLS (--tls-cert, tls.h) sits between the socket and the codecs: reads
