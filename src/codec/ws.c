@@ -61,13 +61,10 @@ void ws_reader_free(ws_reader *r)
     iy_free(r);
 }
 
-void ws_reader_trim(ws_reader *r)
+int ws_reader_idle(const ws_reader *r)
 {
-    if (!r || !r->buf || r->msg_len || (r->blen && !r->release)) return;
-    iy_free(r->buf);
-    r->buf = NULL;
-    r->cap = r->blen = 0;
-    r->release = 0;
+    return r->state == ST_HEADER && r->hdr_len == 0 && r->msg_op == 0 && r->msg_len == 0 &&
+           (r->blen == 0 || r->release) && r->err == 0;
 }
 
 uint16_t ws_close_code_for(int err)

@@ -858,6 +858,7 @@ static size_t ws_input(conn *c, char *data, size_t len)
     while (used < len && !c->paused && !c->closing) {
         size_t n = 0;
         ws_event ev;
+        if (!c->wr) c->wr = ws_reader_new(IY_JSON_MAX);
         int rc = ws_reader_feed(c->wr, (uint8_t *)data + used, len - used, &n, &ev);
         used += n;
         if (rc != 0) {
@@ -1003,7 +1004,10 @@ static void trim(conn *c)
         freed += c->rest.cap;
         iy_buf_free(&c->rest);
     }
-    ws_reader_trim(c->wr);
+    if (c->wr && ws_reader_idle(c->wr)) {   /* made again by the next byte (ws_input) */
+        ws_reader_free(c->wr);
+        c->wr = NULL;
+    }
     c->t->idle_freed += freed;
 }
 
