@@ -285,7 +285,6 @@ static void drop_slow(conn *c)
  * (the data is durable: a dropped client resyncs from its pos). */
 static void queued_more(conn *c)
 {
-    c->out_recent = 1;
     if (c->writing) account_out(c);
     if (too_slow(c, uv_now(&c->t->loop))) {
         drop_slow(c);
@@ -986,16 +985,13 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 /* An idle connection keeps no buffers: tens of thousands of them would
  * each hold a few hundred bytes of output and frame buffers they no
- * longer need. Idle: nothing queued for a whole sweep interval (a busy one
- * keeps them, or every sweep would free what the next frame allocates
- * again, and malloc_trim would hand back pages that fault in again). */
+ * longer need. Freed at every sweep (a busy connection allocates its
+ * buffer again: a few times a second, nothing next to its writes); freed
+ * soon, so that a wave of new connections reuses them instead of growing
+ * the heap around them. */
 static void trim(conn *c)
 {
     if (c->writing || c->closing) return;
-    if (c->out_recent) {
-        c->out_recent = 0;
-        return;
-    }
     size_t freed = 0;
     if (!c->out.len && c->out.cap) {
         freed += c->out.cap;

@@ -182,6 +182,7 @@ struct iothread {
     uint64_t tls_logged_ms;     /* loop ms of the last "TLS failed" log line */
     int trim_pending;           /* big buffers were freed: return memory at the next sweep */
     size_t idle_freed;          /* bytes of idle connections' buffers freed since the last trim */
+    uint64_t idle_trim_ms;      /* loop ms of the last malloc_trim for them */
 };
 
 enum conn_proto { PROTO_HTTP = 1, PROTO_WS = 2 };
@@ -252,8 +253,7 @@ struct conn {
         drain_pending : 1,      /* service: draining: closed with 1012 once its requests are answered */
         admin : 1,              /* accepted on an --admin-listen address: /metrics, /healthz only */
         trusted : 1,            /* its peer is a --trust-proxy proxy */
-        head_only : 1,          /* the request being answered is a HEAD: its answer's head goes out, no body */
-        out_recent : 1;         /* output was queued since the last sweep (its buffers are kept) */
+        head_only : 1;          /* the request being answered is a HEAD: its answer's head goes out, no body */
     const char *cors;           /* the request's Origin is one of net_config.cors_origins: this entry of it, */
     uint16_t cors_len;          /* echoed in Access-Control-Allow-Origin ("*" for a wildcard); NULL: none */
     uint32_t held_in;           /* HTTP: bytes of the request being received held (counted in M_REQUEST_BUFFERED) */
