@@ -274,9 +274,10 @@ static size_t build_parts(iy_buf *f, const iy_msg *m, const iy_buf *text)
 /* A message's frame for the members of one I/O thread: the parts of
  * build_parts in one buffer shared by their sockets. */
 struct shared_msg {
-    conn_shared *s;             /* head then tail; NULL: an ack marker */
+    const char *data;           /* head then tail */
+    conn_shared *s;             /* the buffer data is in, shared; NULL: copied whole into each
+                                   socket's buffer (data is the thread's, see deliver_batch) */
     uint32_t head, tail;
-    int copy;                   /* copied whole into each socket's buffer (see deliver_batch) */
 };
 
 /* The per-member bytes of sm's frame at pos: the WebSocket header (out,
@@ -301,7 +302,7 @@ static void send_shared(conn *c, const shared_msg *sm, uint64_t pos)
     uint8_t hdr[10];
     char digits[20];
     size_t hn, dn;
-    if (sm->copy) {
+    if (!sm->s) {
         iy_buf *f = &c->t->scratch;
         flat_frame(f, sm, pos);
         conn_write(c, f->data, f->len);
@@ -309,9 +310,9 @@ static void send_shared(conn *c, const shared_msg *sm, uint64_t pos)
     }
     member_bytes(sm, pos, hdr, &hn, digits, &dn);
     conn_write(c, hdr, hn);
-    conn_write_shared(c, sm->s, sm->s->data, sm->head);
+    conn_write_shared(c, sm->s, sm->data, sm->head);
     conn_write(c, digits, dn);
-    conn_write_shared(c, sm->s, sm->s->data + sm->head, sm->tail);
+    conn_write_shared(c, sm->s, sm->data + sm->head, sm->tail);
 }
 
 /* sm's whole frame at pos, contiguous, in f (reset first): to be held. */
@@ -323,9 +324,9 @@ static void flat_frame(iy_buf *f, const shared_msg *sm, uint64_t pos)
     member_bytes(sm, pos, hdr, &hn, digits, &dn);
     iy_buf_reset(f);
     iy_buf_append(f, hdr, hn);
-    iy_buf_append(f, sm->s->data, sm->head);
+    iy_buf_append(f, sm->data, sm->head);
     iy_buf_append(f, digits, dn);
-    iy_buf_append(f, sm->s->data + sm->head, sm->tail);
+    iy_buf_append(f, sm->data + sm->head, sm->tail);
 }
 
 /* The msg frame of m at pos for one recipient, WebSocket header included,
@@ -351,6 +352,8 @@ static const char *build_frame(iy_buf *f, const iy_msg *m, uint64_t pos, const i
 /* Each message is encoded once (build_parts) into a buffer its recipients'
  * sockets share; each socket gets its header and pos of its own and
  * references to the rest. */
+static __thread iy_buf parts;   /* a 1:1 message's parts (deliver_batch) */
+
 static void deliver_batch(iothread *t, const bus_batch *b)
 {
     service *svc = t->svc;
@@ -362,18 +365,24 @@ static void deliver_batch(iothread *t, const bus_batch *b)
         for (uint32_t k = 0; k < m->n; k++) {
             conn *head = iothread_user_first(t, m->members[k]);
             if (!head) continue;
-            if (!sm.s) {   /* the first recipient on this thread */
+            if (!sm.data) {   /* the first recipient on this thread */
                 iy_buf_reset(&text);
                 jw_str(&text, m->m.text, m->m.text_len);
-                iy_buf_reset(f);
-                size_t h = build_parts(f, &m->m, &text);
-                sm.s = conn_shared_new(f->data, f->len);
+                /* A 1:1 message has one recipient: its parts stay in this
+                 * thread's buffer and go out copied whole, one contiguous
+                 * write (often joined to the ack of the recipient's own
+                 * send), cheaper than a shared buffer and its iovecs. */
+                iy_buf *pb = m->n <= 2 ? &parts : f;
+                iy_buf_reset(pb);
+                size_t h = build_parts(pb, &m->m, &text);
                 sm.head = (uint32_t)h;
-                sm.tail = (uint32_t)(f->len - h);
-                /* A 1:1 message has one recipient: one contiguous write
-                 * (of a frame that often joins the ack of the recipient's
-                 * own send) costs less than four iovecs. */
-                sm.copy = m->n <= 2;
+                sm.tail = (uint32_t)(pb->len - h);
+                if (pb == f) {
+                    sm.s = conn_shared_new(f->data, f->len);
+                    sm.data = sm.s->data;
+                } else {
+                    sm.data = pb->data;
+                }
             }
             for (conn *c = head, *next; c; c = next) {
                 next = c->user_next;
@@ -384,6 +393,7 @@ static void deliver_batch(iothread *t, const bus_batch *b)
         }
         conn_shared_unref(sm.s);   /* the sockets hold what they still need */
     }
+    if (parts.cap > (64u << 10)) iy_buf_free(&parts);
     iy_buf_free(&text);
     count_deliveries();
 }
