@@ -352,13 +352,11 @@ static const char *build_frame(iy_buf *f, const iy_msg *m, uint64_t pos, const i
 /* Each message is encoded once (build_parts) into a buffer its recipients'
  * sockets share; each socket gets its header and pos of its own and
  * references to the rest. */
-static __thread iy_buf parts;   /* a 1:1 message's parts (deliver_batch) */
-
 static void deliver_batch(iothread *t, const bus_batch *b)
 {
     service *svc = t->svc;
     iy_buf *f = &t->scratch;
-    iy_buf text = { 0 };
+    iy_buf text = { 0 }, parts = { 0 };   /* parts: a 1:1 message's, reused by the batch */
     for (size_t i = 0; i < b->n; i++) {
         const bus_msg *m = &b->v[i];
         shared_msg sm = { 0 };
@@ -393,7 +391,7 @@ static void deliver_batch(iothread *t, const bus_batch *b)
         }
         conn_shared_unref(sm.s);   /* the sockets hold what they still need */
     }
-    if (parts.cap > (64u << 10)) iy_buf_free(&parts);
+    iy_buf_free(&parts);
     iy_buf_free(&text);
     count_deliveries();
 }
