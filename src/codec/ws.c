@@ -61,6 +61,12 @@ void ws_reader_free(ws_reader *r)
     iy_free(r);
 }
 
+int ws_reader_idle(const ws_reader *r)
+{
+    return r->state == ST_HEADER && r->hdr_len == 0 && r->msg_op == 0 && r->msg_len == 0 &&
+           (r->blen == 0 || r->release) && r->err == 0;
+}
+
 uint16_t ws_close_code_for(int err)
 {
     switch (err) {

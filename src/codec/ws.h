@@ -68,6 +68,11 @@ ws_reader *ws_reader_new(size_t max_message);
 
 /* Frees the reader and its buffer. Accepts NULL. */
 void ws_reader_free(ws_reader *r);
+/* 1 if r is between messages with nothing buffered (no frame header,
+ * payload, fragmented message or error in progress): freeing it and
+ * starting a new reader for the next bytes loses nothing. Between calls to
+ * ws_reader_feed only (the last event's data dies with it). */
+int ws_reader_idle(const ws_reader *r);
 
 /* Consumes bytes from data[0..len); data is mutable: the reader may unmask in
  * place. Returns 0 and sets *consumed. When a complete message (data frames

@@ -148,18 +148,23 @@ static void on_close(uv_handle_t *h)
 {
     conn *c = h->data;
     flush_list_del(c);
-    for (conn_held *x = c->held, *n; x; x = n) {
-        n = x->next;
-        iy_free(x);
+    if (c->seq) {
+        for (conn_held *x = c->seq->held, *n; x; x = n) {
+            n = x->next;
+            iy_free(x);
+        }
+        iy_free(c->seq->sending);
+        iy_free(c->seq);
     }
     http_parser_free(c->hp);
     ws_reader_free(c->wr);
     tls_conn_free(c->tls);
     iy_buf_free(&c->rest);
     /* Big output buffers freed: the sweep hands the memory back (malloc_trim). */
-    if (c->out.cap + c->inflight.cap > (1u << 20)) c->t->trim_pending = 1;
+    if (c->out.cap > (1u << 20)) c->t->trim_pending = 1;
     iy_buf_free(&c->out);
-    iy_buf_free(&c->inflight);
+    for (uint16_t i = 0; i < c->nsegs; i++) conn_shared_unref(c->segs[i].s);
+    iy_free(c->segs);
     metrics_add(M_OUTPUT_BUFFERED, -(int64_t)c->out_counted);
     iy_free(c);
 }
@@ -225,10 +230,30 @@ static void account_held(conn *c)
 
 /* ---- output ---------------------------------------------------------- */
 
-/* Brings c's share of M_OUTPUT_BUFFERED to what it has queued now. */
+/* A uv_write in flight: the request and the bytes it writes (c->out's,
+ * moved here), both freed when it completes. */
+typedef struct conn_wr {
+    uv_write_t req;
+    iy_buf buf;
+} conn_wr;
+
+#define SEG_MAX 128     /* shared pieces queued (not in flight) per connection; more are copied */
+#define SEG_MIN 128     /* a shared piece shorter than this is copied: cheaper than an iovec */
+
+/* Output queued or in flight, shared pieces included (a write that went
+ * out in part counts whole until it completes). */
+static size_t queued(const conn *c)
+{
+    return c->out.len + (c->wr_async ? c->wr_async->buf.len : 0) + c->seg_bytes;
+}
+
+/* Brings c's share of M_OUTPUT_BUFFERED to what it has queued now. Done
+ * at each flush and write completion, and on each write while one is in
+ * flight (a reader that does not read): not per frame queued, which would
+ * be an atomic add on a shared counter per delivery. */
 static void account_out(conn *c)
 {
-    size_t now = c->out.len + c->inflight.len;
+    size_t now = queued(c);
     metrics_add(M_OUTPUT_BUFFERED, (int64_t)now - (int64_t)c->out_counted);
     if (!now) c->out_since_ms = 0;
     else if (!c->out_counted || now < c->out_counted || !c->out_since_ms)
@@ -241,32 +266,80 @@ static void account_out(conn *c)
  * big answer to a reader that reads is no reason: it drains). */
 static int too_slow(const conn *c, uint64_t now)
 {
-    size_t queued = c->out.len + c->inflight.len;
+    size_t q = queued(c);
     size_t budget = c->t->cfg->max_output;
-    if (queued > CONN_OUT_CAP) return 1;
-    return budget && queued > CONN_OUT_SLOW && c->out_since_ms && now - c->out_since_ms > CONN_OUT_SLOW_MS &&
+    if (q > CONN_OUT_CAP) return 1;
+    return budget && q > CONN_OUT_SLOW && c->out_since_ms && now - c->out_since_ms > CONN_OUT_SLOW_MS &&
            metrics_get(M_OUTPUT_BUFFERED) > (int64_t)budget;
 }
 
 static void drop_slow(conn *c)
 {
     iy_log_warn("conn %u/%llu: %zu bytes queued, not read; dropping the slow reader", c->t->index,
-           (unsigned long long)c->id, c->out.len + c->inflight.len);
+           (unsigned long long)c->id, queued(c));
     metrics_add(M_SLOW_CLOSED, 1);
     conn_close(c);
+}
+
+/* Output was queued: flushed this loop turn, unless the reader is too slow
+ * (the data is durable: a dropped client resyncs from its pos). */
+static void queued_more(conn *c)
+{
+    if (c->writing) account_out(c);
+    if (too_slow(c, uv_now(&c->t->loop))) {
+        drop_slow(c);
+        return;
+    }
+    flush_list_add(c);
 }
 
 void conn_write(conn *c, const void *p, size_t n)
 {
     if (c->closing) return;
     iy_buf_append(&c->out, p, n);
-    account_out(c);
-    /* The data is durable: a dropped client resyncs from its pos. */
-    if (too_slow(c, uv_now(&c->t->loop))) {
-        drop_slow(c);
+    queued_more(c);
+}
+
+conn_shared *conn_shared_new(const void *p, size_t n)
+{
+    conn_shared *s = iy_malloc(sizeof *s + n);
+    s->refs = 1;
+    s->len = (uint32_t)n;
+    if (p && n) memcpy(s->data, p, n);
+    return s;
+}
+
+void conn_shared_unref(conn_shared *s)
+{
+    if (s && --s->refs == 0) iy_free(s);
+}
+
+void conn_write_shared(conn *c, conn_shared *s, const char *p, size_t n)
+{
+    if (c->closing || !n) return;
+    if (c->tls || n < SEG_MIN || c->nsegs - c->nsegs_in >= SEG_MAX) {
+        conn_write(c, p, n);
         return;
     }
-    flush_list_add(c);
+    if (c->nsegs == c->segcap) {
+        c->segcap = c->segcap ? (uint16_t)(c->segcap * 2) : 8;
+        c->segs = iy_realloc(c->segs, c->segcap * sizeof *c->segs);
+    }
+    s->refs++;
+    c->segs[c->nsegs++] = (conn_seg){ s, p, (uint32_t)n, (uint32_t)c->out.len };
+    c->seg_bytes += (uint32_t)n;
+    queued_more(c);
+}
+
+/* Drops the first n segs (written), moving the rest down. */
+static void segs_written(conn *c, uint16_t n)
+{
+    for (uint16_t i = 0; i < n; i++) {
+        c->seg_bytes -= c->segs[i].len;
+        conn_shared_unref(c->segs[i].s);
+    }
+    c->nsegs = (uint16_t)(c->nsegs - n);
+    if (c->nsegs) memmove(c->segs, c->segs + n, c->nsegs * sizeof *c->segs);
 }
 
 void conn_ws_send(conn *c, const char *json, size_t n)
@@ -308,7 +381,7 @@ static void begin_drain(conn *c)
 /* All output written: the one waiting for that goes on. */
 static void call_drained(conn *c)
 {
-    if (!c->drained || c->out.len || c->writing || c->closing) return;
+    if (!c->drained || c->out.len || c->nsegs || c->writing || c->closing) return;
     void (*fn)(conn *) = c->drained;
     c->drained = NULL;
     fn(c);
@@ -323,15 +396,20 @@ void conn_on_drained(conn *c, void (*fn)(conn *c))
 static void on_write(uv_write_t *req, int status)
 {
     conn *c = req->data;
+    conn_wr *w = c->wr_async;
+    if (w->buf.cap > (1u << 20)) c->t->trim_pending = 1;
+    iy_buf_free(&w->buf);
+    iy_free(w);
+    c->wr_async = NULL;
     c->writing = 0;
-    if (c->inflight.cap > (64u << 10)) iy_buf_free(&c->inflight);
-    else iy_buf_reset(&c->inflight);
+    segs_written(c, c->nsegs_in);
+    c->nsegs_in = 0;
     account_out(c);
     if (status < 0) {
         if (status != UV_ECANCELED) conn_close(c);
         return;
     }
-    if (c->out.len || c->close_after_flush || (c->tls && tls_pending(c->tls))) {
+    if (c->out.len || c->nsegs || c->close_after_flush || (c->tls && tls_pending(c->tls))) {
         if (c->t->exiting) flush_one(c); /* the flusher is gone */
         else flush_list_add(c);
     } else {
@@ -344,32 +422,54 @@ static void flush_one(conn *c)
     if (c->writing || (c->closing && !c->close_after_flush)) return;
     /* TLS: the plaintext queued becomes the ciphertext to write, after the
      * handshake's or alerts' bytes waiting (and a close_notify last). */
-    if (c->tls) tls_seal(c->tls, &c->out, c->close_after_flush);
-    if (c->out.len) {
-        uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
-        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (c->tls) tls_seal(c->tls, &c->out, c->close_after_flush);   /* (TLS never has segs) */
+    if (c->out.len || c->nsegs) {
+        /* Everything queued in one writev: c->out's bytes with the shared
+         * pieces between them where they were queued. */
+        uv_buf_t v[2 * SEG_MAX + 1];
+        unsigned nv = 0;
+        size_t at = 0, total = c->out.len + c->seg_bytes;
+        for (uint16_t i = 0; i < c->nsegs; i++) {
+            const conn_seg *g = &c->segs[i];
+            if (g->at > at) v[nv++] = uv_buf_init(c->out.data + at, g->at - (unsigned)at);
+            at = g->at;
+            v[nv++] = uv_buf_init((char *)g->p, g->len);
+        }
+        if (c->out.len > at) v[nv++] = uv_buf_init(c->out.data + at, (unsigned)(c->out.len - at));
+        int n = uv_try_write((uv_stream_t *)&c->tcp, v, nv);
         if (n < 0 && n != UV_EAGAIN) {
             conn_close(c);
             return;
         }
-        if (n > 0) iy_buf_consume(&c->out, (size_t)n);
-        account_out(c);
-        if (c->out.len) {
-            /* The rest goes through one uv_write; new output meanwhile
-             * queues in c->out. */
-            iy_buf tmp = c->inflight;
-            c->inflight = c->out;
-            c->out = tmp;
-            iy_buf_reset(&c->out);
-            c->wreq.data = c;
-            b = uv_buf_init(c->inflight.data, (unsigned)c->inflight.len);
-            if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+        if (n < 0) n = 0;
+        if ((size_t)n < total) {
+            /* The rest goes through one uv_write (which copies the iovecs);
+             * the buffer and the pieces stay alive until it completes, and
+             * new output meanwhile queues in c->out. */
+            unsigned first = 0;
+            size_t done = (size_t)n;
+            while (done >= v[first].len) done -= v[first++].len;
+            v[first].base += done;
+            v[first].len -= (unsigned)done;
+            conn_wr *w = iy_malloc(sizeof *w);
+            w->buf = c->out;
+            c->out = (iy_buf){ 0 };
+            w->req.data = c;
+            c->nsegs_in = c->nsegs;
+            if (uv_write(&w->req, (uv_stream_t *)&c->tcp, v + first, nv - first, on_write) != 0) {
+                c->out = w->buf;   /* still c's: freed with it */
+                iy_free(w);
                 conn_close(c);
                 return;
             }
+            c->wr_async = w;
             c->writing = 1;
+            account_out(c);
             return;
         }
+        iy_buf_reset(&c->out);
+        segs_written(c, c->nsegs);
+        account_out(c);
         if (c->out.cap > (64u << 10)) iy_buf_free(&c->out);
     }
     if (c->close_after_flush) begin_drain(c);
@@ -758,6 +858,7 @@ static size_t ws_input(conn *c, char *data, size_t len)
     while (used < len && !c->paused && !c->closing) {
         size_t n = 0;
         ws_event ev;
+        if (!c->wr) c->wr = ws_reader_new(IY_JSON_MAX);
         int rc = ws_reader_feed(c->wr, (uint8_t *)data + used, len - used, &n, &ev);
         used += n;
         if (rc != 0) {
@@ -882,6 +983,37 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     conn_input(c, buf->base, (size_t)nread);
 }
 
+/* An idle connection keeps no buffers: tens of thousands of them would
+ * each hold a few hundred bytes of output and frame buffers they no
+ * longer need. Freed at every sweep (a busy connection allocates its
+ * buffer again: a few times a second, nothing next to its writes); freed
+ * soon, so that a wave of new connections reuses them instead of growing
+ * the heap around them. */
+static void trim(conn *c)
+{
+    if (c->writing || c->closing) return;
+    size_t freed = 0;
+    if (!c->out.len && c->out.cap) {
+        freed += c->out.cap;
+        iy_buf_free(&c->out);
+    }
+    if (!c->nsegs && c->segs) {
+        freed += c->segcap * sizeof *c->segs;
+        iy_free(c->segs);
+        c->segs = NULL;
+        c->segcap = 0;
+    }
+    if (!c->rest.len && c->rest.cap) {
+        freed += c->rest.cap;
+        iy_buf_free(&c->rest);
+    }
+    if (c->wr && ws_reader_idle(c->wr)) {   /* made again by the next byte (ws_input) */
+        ws_reader_free(c->wr);
+        c->wr = NULL;
+    }
+    c->t->idle_freed += freed;
+}
+
 /* Timeouts of the transport; the service's sweep (life signs, long polls)
  * follows (net_handlers.sweep). Each connection it ends counts against
  * the budget (net.h). */
@@ -892,6 +1024,7 @@ int conn_sweep(iothread *t, uint64_t now, int budget)
     for (conn *c = t->all, *next; c; c = next) {
         next = c->all_next;
         if (ended >= budget) return 1;
+        trim(c);
         ended++;
         if (c->draining) {
             if (now - c->drain_since_ms > DRAIN_MS) {

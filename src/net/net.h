@@ -22,8 +22,9 @@
  *    unparsed bytes wait in c->rest.
  *  - Input is also paused while a WebSocket authenticates and while too many
  *    of its requests are in flight (back-pressure, no unbounded queue).
- *  - Output is appended to c->out and flushed once per loop turn (prepare
- *    handle), at most one uv_write in flight. A connection whose queued
+ *  - Output is appended to c->out, with references to shared buffers
+ *    between its bytes (conn_seg), and flushed once per loop turn (prepare
+ *    handle) in one writev, at most one uv_write in flight. A connection whose queued
  *    output passes CONN_OUT_CAP is dropped: everything it missed is durable
  *    and the client catches up with sync.
  *  - TLS (--tls-cert, tls.h) sits between the socket and the codecs: reads
@@ -180,6 +181,8 @@ struct iothread {
     uint64_t refused_logged_ms; /* loop ms of the last "connection refused" log line */
     uint64_t tls_logged_ms;     /* loop ms of the last "TLS failed" log line */
     int trim_pending;           /* big buffers were freed: return memory at the next sweep */
+    size_t idle_freed;          /* bytes of idle connections' buffers freed since the last trim */
+    uint64_t idle_trim_ms;      /* loop ms of the last malloc_trim for them */
 };
 
 enum conn_proto { PROTO_HTTP = 1, PROTO_WS = 2 };
@@ -188,6 +191,28 @@ enum conn_ws_state { WS_NEW = 0, WS_AUTHING, WS_READY };
 /* A held frame: a message that reached a socket before its ready or ahead
  * of a missing pos (chat/deliver.c); len 0: an ack marker (the device has
  * that pos already). */
+/* A shared piece of output: bytes that go to many sockets (the common part
+ * of a fan-out's `msg` frame, chat/deliver.c), written by reference with
+ * vectored I/O, never copied per socket. Refcounted, by one thread (the
+ * I/O thread that made it): its maker holds one reference, each socket
+ * that queued a piece of it another, dropped once the piece is written or
+ * the socket closes. */
+typedef struct conn_shared {
+    uint32_t refs;
+    uint32_t len;
+    char data[];
+} conn_shared;
+
+/* A reference in a connection's output queue (conn.c): len bytes at p
+ * (inside s), written after the first `at` bytes of the buffer it belongs
+ * to (c->out, or c->inflight once handed to uv_write). */
+typedef struct conn_seg {
+    conn_shared *s;
+    const char *p;
+    uint32_t len;
+    uint32_t at;
+} conn_seg;
+
 typedef struct conn_held {
     struct conn_held *next;
     uint64_t pos;
@@ -195,12 +220,25 @@ typedef struct conn_held {
     char frame[];               /* a complete WebSocket frame */
 } conn_held;
 
+/* A WebSocket's sequencer state beyond its pos (chat/deliver.c), allocated
+ * while it has any (a gap, a check due, sends in flight): most idle
+ * connections have none. */
+typedef struct conn_seq {
+    conn_held *held;            /* what arrived ahead of pos + 1, by pos */
+    uint64_t *sending;          /* hashes of the cmids of its sends not yet answered */
+    uint32_t nsending, sending_cap;
+    uint32_t held_bytes;
+    uint64_t held_since_ms;     /* loop ms the oldest gap opened; 0: none */
+    uint64_t check_at_ms;       /* loop ms of a due comparison of pos with the store; 0: none */
+} conn_seq;
+
 struct conn {
     uv_tcp_t tcp;               /* first: the handle's data is the conn */
     iothread *t;
     uint64_t id;
-    int proto;                  /* enum conn_proto */
-    int ws_state;               /* enum conn_ws_state */
+    uint8_t proto;              /* enum conn_proto */
+    uint8_t ws_state;           /* enum conn_ws_state */
+    uint16_t ws_code;           /* WS: the close code sent or echoed; 0 none yet */
     /* One word of flags: the transport's, then the service's (one thread
      * writes them all: the connection's I/O thread). */
     unsigned closing : 1, close_after_flush : 1, draining : 1, writing : 1, paused : 1,
@@ -223,7 +261,6 @@ struct conn {
     uint8_t route;              /* service: its route template number (metrics_route_name); 0 other */
     uint8_t req_method;         /* enum metric_method */
     uint16_t resp_status;       /* the answer's status, once written */
-    uint16_t ws_code;           /* WS: the close code sent or echoed; 0 none yet */
     uint64_t req_t0_ns;         /* mono ns the request was complete; 0: no request being answered */
     uint64_t resp_bytes;        /* the answer's size, head included */
     uint64_t client;            /* the client's address (conn_client) of the last request */
@@ -232,8 +269,12 @@ struct conn {
     struct tls_conn *tls;       /* TLS state (tls.h); NULL: plaintext, nothing else to pay */
     iy_buf rest;                /* input not yet processed while paused */
     iy_buf out;                 /* queued output */
-    iy_buf inflight;            /* bytes handed to uv_write */
-    uv_write_t wreq;
+    conn_seg *segs;             /* shared pieces of the output in order: the first nsegs_in are */
+    uint16_t nsegs, nsegs_in;   /* in flight (in wr_async), the rest queued (in c->out); */
+    uint16_t segcap;            /* the array goes when the connection is idle (conn_sweep) */
+    uint32_t seg_bytes;         /* bytes of all the segs */
+    struct conn_wr *wr_async;   /* the uv_write in flight and its bytes (writing), allocated
+                                   for it: most flushes finish in uv_try_write and need none */
     uint64_t peer;              /* the client's address as a key: IPv4 (1 << 32 | addr), IPv6
                                    (its /64 prefix, top bit set); 0 unknown (net_addr_text) */
     uint64_t last_rx_ms;        /* loop time of the last input */
@@ -256,12 +297,7 @@ struct conn {
     void *stream;               /* the service's state of it */
     void (*drained)(conn *c);   /* called once when all queued output is written */
     uint64_t pos;               /* WS: every inbox pos up to this one was sent (ready, msg, ack) */
-    conn_held *held;            /* WS: what arrived ahead of pos + 1, by pos (chat/deliver.c) */
-    uint64_t *sending;          /* WS: hashes of the cmids of its sends not yet answered */
-    uint32_t nsending, sending_cap;
-    size_t held_bytes;
-    uint64_t held_since_ms;     /* loop ms the oldest gap opened; 0: none */
-    uint64_t check_at_ms;       /* loop ms of a due comparison of pos with the store; 0: none */
+    conn_seq *seq;              /* WS: the rest of the sequencer, on demand (chat/deliver.c) */
     uint64_t wait_after;        /* long poll */
     uint64_t wait_deadline_ms;
     uint64_t reported_rx_ms;    /* last life sign reported to presence */
@@ -288,6 +324,14 @@ conn *iothread_user_first(iothread *t, uint64_t user);           /* then c->user
 void conn_accept(iothread *t, uv_stream_t *listener, int admin);
 void conn_write(conn *c, const void *p, size_t n);        /* queue raw bytes */
 void conn_ws_send(conn *c, const char *json, size_t n);   /* queue one text frame */
+/* Shared output (conn_shared above). new: a buffer of n bytes (copied
+ * from p unless NULL) with one reference, the caller's. unref: drops one
+ * (NULL: nothing). conn_write_shared queues n bytes at p inside s by
+ * reference (written with vectored I/O; a TLS connection, a piece too
+ * small to be worth a reference or a queue already long copies them). */
+conn_shared *conn_shared_new(const void *p, size_t n);
+void conn_shared_unref(conn_shared *s);
+void conn_write_shared(conn *c, conn_shared *s, const char *p, size_t n);
 void conn_ws_close(conn *c, uint16_t code, const char *reason); /* close frame, then close */
 void conn_close(conn *c);                                  /* immediately */
 void conn_flush_all(iothread *t);

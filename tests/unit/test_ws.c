@@ -597,8 +597,42 @@ static void test_accept_key(void)
     CHECK_EQ(ws_accept_key("", 0, out), IY_EINVAL);
 }
 
+/* ws_reader_idle: 1 exactly when nothing of a frame or message is pending
+ * (the transport frees an idle connection's reader and starts a new one). */
+static void test_idle(void)
+{
+    iy_buf b = { 0 };
+    ws_reader *r = ws_reader_new(100);
+    size_t used;
+    ws_event ev;
+    CHECK(ws_reader_idle(r));
+    frame(&b, WS_OP_TEXT, 1, "hello");
+    /* Byte by byte: not idle until the frame is complete. */
+    for (size_t i = 0; i < b.len; i++) {
+        CHECK_EQ(ws_reader_feed(r, (uint8_t *)b.data + i, 1, &used, &ev), 0);
+        CHECK_EQ(used, 1);
+        CHECK_EQ(ws_reader_idle(r), i + 1 == b.len);
+    }
+    CHECK_EQ(ev.kind, WS_TEXT);
+    iy_buf_reset(&b);
+    /* A fragmented message: not idle between its fragments. */
+    frame(&b, WS_OP_TEXT, 0, "Hel");
+    CHECK_EQ(ws_reader_feed(r, (uint8_t *)b.data, b.len, &used, &ev), 0);
+    CHECK_EQ(ev.kind, WS_NONE);
+    CHECK(!ws_reader_idle(r));
+    iy_buf_reset(&b);
+    frame(&b, WS_OP_CONT, 1, "lo");
+    CHECK_EQ(ws_reader_feed(r, (uint8_t *)b.data, b.len, &used, &ev), 0);
+    CHECK_EQ(ev.kind, WS_TEXT);
+    CHECK_MEM(ev.data, ev.len, "Hello");
+    CHECK(ws_reader_idle(r));
+    ws_reader_free(r);
+    iy_buf_free(&b);
+}
+
 int main(void)
 {
+    test_idle();
     test_masking();
     test_lengths();
     test_stream();
