@@ -9,6 +9,7 @@
 #include "../base/utf8.h"
 #include "../chat/auth.h"
 #include "../chat/registry.h"
+#include "../chat/tokens.h"
 #include "../codec/jsonw.h"
 #include "../codec/proto.h"
 #include <stdlib.h>
@@ -55,10 +56,14 @@ static void api_run(store *s, dbq_job *j)
     api_job *a = (api_job *)j;
     iy_buf_reset(&a->body);
     a->status = 200;
-    if (a->need_auth) {
+    if (a->need_auth && !tokens_get(a->svc->tokens, a->token, &a->user, a->device)) {
+        /* Not cached: the store says, and a valid token is cached (unless
+         * a revocation came in meanwhile: the epoch). */
+        uint64_t epoch = tokens_epoch(a->svc->tokens, a->token);
         int rc = store_session_get(s, a->token, &a->user, a->device);
         if (rc == IY_ENOTFOUND) { api_fail(a, IY_EUNAUTH, "invalid or revoked token"); return; }
         if (rc) { api_fail(a, rc, "storage unavailable, retry"); return; }
+        tokens_put(a->svc->tokens, a->token, a->user, a->device, epoch);
     }
     if (a->handler) a->handler(s, a);
 }
