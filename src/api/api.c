@@ -56,9 +56,14 @@ static void api_run(store *s, dbq_job *j)
     api_job *a = (api_job *)j;
     iy_buf_reset(&a->body);
     a->status = 200;
-    if (a->need_auth && !tokens_get(a->svc->tokens, a->token, &a->user, a->device)) {
-        /* Not cached: the store says, and a valid token is cached (unless
-         * a revocation came in meanwhile: the epoch). */
+    /* A cached token is trusted on a single node only: there a revocation
+     * empties the cache before the logout is answered. In a cluster it
+     * reaches the other nodes' caches a moment later (iyagi.revoke), and no
+     * request may slip through that moment, so every node of a cluster asks
+     * the store (a WebSocket's second read does so anyway: chat/chat.c). */
+    if (a->need_auth && (a->svc->cluster || !tokens_get(a->svc->tokens, a->token, &a->user, a->device))) {
+        /* The store says, and a valid token is cached (unless a revocation
+         * came in meanwhile: the epoch) for the WebSocket auth. */
         uint64_t epoch = tokens_epoch(a->svc->tokens, a->token);
         int rc = store_session_get(s, a->token, &a->user, a->device);
         if (rc == IY_ENOTFOUND) { api_fail(a, IY_EUNAUTH, "invalid or revoked token"); return; }
