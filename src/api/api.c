@@ -344,6 +344,11 @@ static void metrics_page(conn *c, const http_request *req)
     metrics_set(M_BUS_CONNECTED, bs.connected);
     metrics_set(M_BUS_SUBSCRIPTIONS, (int64_t)bs.subscriptions);
     metrics_set(M_CLUSTER_NODES, (int64_t)registry_count(svc->registry));
+    tokens_stats ts;
+    tokens_get_stats(svc->tokens, &ts);
+    metrics_set(M_TOKEN_CACHE_HITS, (int64_t)ts.hits);
+    metrics_set(M_TOKEN_CACHE_MISSES, (int64_t)ts.misses);
+    metrics_set(M_TOKEN_CACHE_ENTRIES, (int64_t)ts.entries);
     metrics_render(&b);
     conn_http_respond(c, 200, "text/plain; version=0.0.4", b.data, b.len);
     iy_buf_free(&b);

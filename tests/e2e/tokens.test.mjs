@@ -31,6 +31,15 @@ async function wsAuth(srv, token, label) {
   return f.code;
 }
 
+/** the token cache's series of /metrics, by name */
+async function metrics(srv) {
+  const r = await api(srv, 'GET', '/metrics');
+  assert.equal(r.status, 200);
+  const out = {};
+  for (const [, name, v] of r.text.matchAll(/^(iyagi_token_cache_[a-z_]+) ([0-9.e+]+)$/gm)) out[name] = Number(v);
+  return out;
+}
+
 /** uses token over HTTP and WebSocket (so that it is cached when the cache is on) */
 async function warm(srv, token, what) {
   for (let i = 0; i < 2; i++) {
@@ -122,6 +131,10 @@ test('unknown tokens are refused and cached nowhere: valid tokens still work aft
       for (const r of rs) assert.equal(r.status, 401, show(r));
     }
     assert.equal(await wsAuth(srv, guess(), 'guess'), 'unauthorized');
+    const m = await metrics(srv);
+    assert.equal(m.iyagi_token_cache_entries, users.length, 'only the valid tokens are held');
+    assert.ok(m.iyagi_token_cache_misses_total >= 2000, `every guess missed (${m.iyagi_token_cache_misses_total})`);
+    assert.ok(m.iyagi_token_cache_hits_total >= users.length * 3, `the valid ones hit (${m.iyagi_token_cache_hits_total})`);
     for (const u of users) {
       const me = await api(srv, 'GET', '/v1/me', { token: u.token });
       assert.equal(me.status, 200, `${u.username} after the guesses: ${show(me)}`);
