@@ -16,9 +16,11 @@
  *   ──store──> token still valid, user, inbox pos P ──> `ready` {pos: P},
  *   then the held messages with pos > P, then the live stream (deliver.c)
  *
- * The token cache (chat/tokens.h) only saves the first read: a token
- * revoked is forgotten there before its revocation is published, and the
- * second read always asks the store.
+ * The token cache (chat/tokens.h) saves the first read: a token revoked
+ * is forgotten there before its revocation is published. The second read
+ * asks the store in a cluster (another node's delete reaches this node's
+ * cache a moment later); on a single node the cache answers it too (see
+ * auth_run).
  *
  * A message committed before the second read has pos <= P (sync finds it);
  * one committed after reaches the registered socket, held or live. A logout
@@ -191,11 +193,17 @@ static void auth_run(store *s, dbq_job *j)
     tokens *tk = a->w.svc->tokens;
     uint64_t user = 0;
     uint64_t epoch = a->second ? 0 : tokens_epoch(tk, a->session);
-    int rc = store_session_get(s, a->session, &user, a->device);
+    int rc;
+    /* The second read's token check is what the revocation race above
+     * relies on. On a single node the cache answers it as well as the
+     * store: every session delete runs on this thread and forgets the
+     * token right after it, so a token still cached here was not deleted
+     * before this read. In a cluster another node may have deleted it a
+     * moment ago: ask the store. */
+    if (a->second && !a->w.svc->cluster && tokens_get(tk, a->session, &user, a->device)) rc = 0;
+    else rc = store_session_get(s, a->session, &user, a->device);
     /* The first read of a token not cached: cache it, so that the
-     * device's next connection skips this round trip. The second read
-     * always asks the store (its answer is what the revocation race above
-     * relies on, on every node). */
+     * device's next connection skips this round trip. */
     if (rc == 0 && !a->second) tokens_put(tk, a->session, user, a->device, epoch);
     if (rc == 0 && a->second && user != a->w.user) rc = IY_ENOTFOUND;
     if (rc == 0 && a->second) rc = store_user_get(s, user, &a->u);

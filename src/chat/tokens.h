@@ -13,9 +13,9 @@
  * after the store deleted the session (logout, session revocation, password
  * change, account deletion), before the call is answered, and, on the other
  * nodes, when the revocation arrives over the bus — a moment later, so in a
- * cluster a cached token is never enough alone: HTTP asks the store there,
- * and the WebSocket auth's second read asks it everywhere (chat/chat.c); the
- * cache then only spares the WebSocket auth its first round trip. A lookup that read the store before the delete must
+ * cluster a cached token is never enough alone: HTTP and the WebSocket
+ * auth's second read ask the store there (chat/chat.c), and the cache only
+ * spares the WebSocket auth its first round trip. A lookup that read the store before the delete must
  * not put the token back afterwards: tokens_epoch() is read before the store
  * lookup and tokens_put() only inserts if no forget or clear touched the
  * token's stripe in between. While the cluster bus is cut off (revocations
