@@ -96,7 +96,7 @@ step "end-to-end" e2e_logged build/rel/iyagid
 step "log audit (no secret in any log)" log_audit
 step "alert rules and dashboard (promtool)" alert_rules
 step "end-to-end on PostgreSQL" e2e build/rel/iyagid postgres
-step "cluster (3 NATS, PostgreSQL, 3 nodes)" cluster build/rel/iyagid ./cluster_infra.test.mjs ./cluster.test.mjs ./cluster_faults.test.mjs
+step "cluster (3 NATS, PostgreSQL, 3 nodes)" cluster build/rel/iyagid ./cluster_infra.test.mjs ./cluster.test.mjs ./cluster_faults.test.mjs ./cluster_tokens.test.mjs
 [ -f tests/web/package.json ] && step "web client (Chromium)" web
 # The .deb built, installed (as root: CI's throwaway machine), run as its user, removed, purged.
 step "make install" tests/pkg/install.test.sh

@@ -53,6 +53,8 @@ static const opt opts[] = {
       "X-Forwarded-Proto: https makes the WebSocket URLs we hand out wss://; repeatable", 1 },
     { "presence-timeout", "S", "30", "seconds of silence before a user is offline", 0 },
     { "auth-timeout", "S", "10", "seconds a WebSocket may stay unauthenticated", 0 },
+    { "token-cache", "N", "100000", "valid session tokens kept in memory, so a token check needs\n"
+      "no storage round trip (0: ask the store every time)", 0 },
     { "idle-timeout", "S", "60", "seconds of silence before a WebSocket is closed", 0 },
     { "max-backlog", "N", "20000", "queued sends past which new sends get 'unavailable'", 0 },
     { "push-allow-private", NULL, "false", "allow push endpoints on private addresses (tests)", 0 },
@@ -281,6 +283,9 @@ static int apply(server_config *cfg, int i, const char *v, enum src src, char *e
     } else if (!strcmp(n, "presence-timeout")) {
         INT(1, 3600);
         cfg->presence_timeout_s = (int)x;
+    } else if (!strcmp(n, "token-cache")) {
+        INT(0, 100000000);
+        cfg->token_cache = (unsigned)x;
     } else if (!strcmp(n, "auth-timeout")) {
         INT(1, 3600);
         cfg->auth_timeout_s = (int)x;

@@ -2,10 +2,13 @@
  *
  * Login chains three stages: look the user up (storage thread), verify the
  * password (Argon2id on libuv's thread pool), create the session (storage
- * thread). Logout deletes the session, then — back on the I/O thread, after
- * the delete committed — revokes it on the bus, so every socket of the
- * session closes: one authenticated before the delete is registered and
- * gets the revoke, one after it fails its second read (chat/chat.c).
+ * thread; the new token goes into the token cache, chat/tokens.h). Logout
+ * deletes the session, then — on the storage thread, right after the delete
+ * committed — forgets the token in the cache and revokes it on the bus, so
+ * every socket of the session closes: one authenticated before the delete is
+ * registered and gets the revoke, one after it fails its second read
+ * (chat/chat.c). Session revocation, password change and account deletion
+ * revoke each session they delete the same way (session_gone).
  *
  * Rate limits (chat/limiter.h), checked before any work: logins and
  * signups per client address, failed logins per account (a growing
@@ -18,6 +21,7 @@
 #include "../base/log.h"
 #include "../chat/auth.h"
 #include "../chat/limiter.h"
+#include "../chat/tokens.h"
 #include "../bus/bus_wire.h"
 #include "../codec/jsonw.h"
 #include "../codec/proto.h"
@@ -157,6 +161,9 @@ static void login_session_store(store *s, api_job *a)
         api_fail(a, rc, "storage error");
         return;
     }
+    /* The new token's first uses (the client's WebSocket auth) need no
+     * storage round trip. */
+    tokens_put(a->svc->tokens, a->token, x->u.id, a->device, tokens_epoch(a->svc->tokens, a->token));
     iy_log_info("login: user %llu, device %s", (unsigned long long)x->u.id, a->device);
     a->status = 201;
     iy_buf *b = &a->body;
@@ -251,9 +258,21 @@ out:
 
 /* ---- logout ---- */
 
+/* Storage thread, right after the store deleted a session: no node accepts
+ * its token from now on — this node's cache forgets it at once, the other
+ * nodes' when the revocation reaches them (iyagi.revoke), and the session's
+ * sockets everywhere close. Done here rather than when the answer goes out,
+ * so that a client that hangs up first still has its session revoked. */
+static void session_gone(api_job *a, uint64_t user, const uint8_t hash[32])
+{
+    tokens_forget(a->svc->tokens, hash);
+    bus_revoke(a->svc->bus, user, hash);
+}
+
 static void logout_store(store *s, api_job *a)
 {
     int rc = store_session_delete(s, a->token);
+    if (rc == 0 || rc == IY_ENOTFOUND) session_gone(a, a->user, a->token);
     if (rc) { api_fail(a, rc == IY_ENOTFOUND ? IY_EUNAUTH : rc, "storage error"); return; }
     iy_log_info("logout: user %llu, device %s", (unsigned long long)a->user, a->device);
     a->status = 204;
@@ -261,7 +280,6 @@ static void logout_store(store *s, api_job *a)
 
 static void logout_done(conn *c, api_job *a)
 {
-    bus_revoke(a->svc->bus, a->user, a->token);
     conn_http_respond(c, 204, NULL, "", 0);
     api_job_drop(a);
 }
@@ -386,17 +404,19 @@ static int sessions_delete(store *s, account_job *x, int (*keep)(const account_j
         if (keep(x, &l[i])) continue;
         rc = store_session_delete(s, l[i].hash);
         if (rc == IY_ENOTFOUND) rc = 0;   /* gone meanwhile (its own logout) */
-        else if (rc == 0) memcpy(x->revoked[x->nrevoked++], l[i].hash, 32);
+        else if (rc == 0) {
+            memcpy(x->revoked[x->nrevoked++], l[i].hash, 32);
+            session_gone(&x->a, x->a.user, l[i].hash);
+        }
     }
     iy_free(l);
     return rc;
 }
 
-/* Back on the I/O thread: every socket of every deleted session closes. */
+/* Back on the I/O thread: the deleted sessions were revoked as they went
+ * (session_gone); answer. */
 static void sessions_revoked(conn *c, api_job *a)
 {
-    account_job *x = (account_job *)a;
-    for (size_t i = 0; i < x->nrevoked; i++) bus_revoke(a->svc->bus, a->user, x->revoked[i]);
     conn_http_respond(c, 204, NULL, "", 0);
     api_job_drop(a);
 }

@@ -9,6 +9,7 @@
 #include "../base/utf8.h"
 #include "../chat/auth.h"
 #include "../chat/registry.h"
+#include "../chat/tokens.h"
 #include "../codec/jsonw.h"
 #include "../codec/proto.h"
 #include <stdlib.h>
@@ -55,10 +56,19 @@ static void api_run(store *s, dbq_job *j)
     api_job *a = (api_job *)j;
     iy_buf_reset(&a->body);
     a->status = 200;
-    if (a->need_auth) {
+    /* A cached token is trusted on a single node only: there a revocation
+     * empties the cache before the logout is answered. In a cluster it
+     * reaches the other nodes' caches a moment later (iyagi.revoke), and no
+     * request may slip through that moment, so every node of a cluster asks
+     * the store (a WebSocket's second read does so anyway: chat/chat.c). */
+    if (a->need_auth && (a->svc->cluster || !tokens_get(a->svc->tokens, a->token, &a->user, a->device))) {
+        /* The store says, and a valid token is cached (unless a revocation
+         * came in meanwhile: the epoch) for the WebSocket auth. */
+        uint64_t epoch = tokens_epoch(a->svc->tokens, a->token);
         int rc = store_session_get(s, a->token, &a->user, a->device);
         if (rc == IY_ENOTFOUND) { api_fail(a, IY_EUNAUTH, "invalid or revoked token"); return; }
         if (rc) { api_fail(a, rc, "storage unavailable, retry"); return; }
+        tokens_put(a->svc->tokens, a->token, a->user, a->device, epoch);
     }
     if (a->handler) a->handler(s, a);
 }
@@ -334,6 +344,11 @@ static void metrics_page(conn *c, const http_request *req)
     metrics_set(M_BUS_CONNECTED, bs.connected);
     metrics_set(M_BUS_SUBSCRIPTIONS, (int64_t)bs.subscriptions);
     metrics_set(M_CLUSTER_NODES, (int64_t)registry_count(svc->registry));
+    tokens_stats ts;
+    tokens_get_stats(svc->tokens, &ts);
+    metrics_set(M_TOKEN_CACHE_HITS, (int64_t)ts.hits);
+    metrics_set(M_TOKEN_CACHE_MISSES, (int64_t)ts.misses);
+    metrics_set(M_TOKEN_CACHE_ENTRIES, (int64_t)ts.entries);
     metrics_render(&b);
     conn_http_respond(c, 200, "text/plain; version=0.0.4", b.data, b.len);
     iy_buf_free(&b);

@@ -344,6 +344,11 @@ static const struct {
     { M_PUSH_DEAD_LETTERS, "iyagi_push_dead_letters", "gauge", "Push notifications given up, kept as dead letters." },
     { M_TLS_FAILED, "iyagi_tls_failures_total", "counter",
       "TLS connections closed for a failed handshake (or none within --request-timeout) or broken records." },
+    { M_TOKEN_CACHE_HITS, "iyagi_token_cache_hits_total", "counter",
+      "Session token checks answered from memory (--token-cache), without a storage round trip." },
+    { M_TOKEN_CACHE_MISSES, "iyagi_token_cache_misses_total", "counter",
+      "Session token checks the token cache could not answer (the store did)." },
+    { M_TOKEN_CACHE_ENTRIES, "iyagi_token_cache_entries", "gauge", "Valid session tokens held in memory." },
 };
 
 void metrics_render(iy_buf *out)

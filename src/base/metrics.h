@@ -49,6 +49,9 @@ enum metric_counter {
     M_PUSH_OLDEST_S,        /* gauge: age of the oldest due one at the last take, seconds */
     M_PUSH_DEAD_LETTERS,    /* gauge: dead letters in the store (the push worker's last take) */
     M_TLS_FAILED,           /* counter: TLS connections closed for a failed or late handshake, or garbage */
+    M_TOKEN_CACHE_HITS,     /* counter: token checks answered by the token cache (set at render) */
+    M_TOKEN_CACHE_MISSES,   /* counter: token checks the cache could not answer (set at render) */
+    M_TOKEN_CACHE_ENTRIES,  /* gauge: tokens in the cache (set at render) */
     M_COUNTER_COUNT
 };
 

@@ -118,6 +118,14 @@ typedef struct bus_cluster_fns {
     void (*node)(void *ctx, const struct bus_node_info *n);
     /* Another node's view of a user's presence changed. Same rule. */
     void (*presence)(void *ctx, const struct bus_presence_info *p);
+    /* A session was deleted on another node (every node hears every
+     * revocation, whether or not it holds the user's sockets: its token
+     * cache must forget the token). Same rule; may be NULL. */
+    void (*revoked)(void *ctx, uint64_t user, const uint8_t session[32]);
+    /* The bus was cut off from NATS (cut = 1: what other nodes publish may
+     * be lost until it is back) or is connected again (0). Same rule; may
+     * be NULL. */
+    void (*cut)(void *ctx, int cut);
 } bus_cluster_fns;
 
 /* The cluster bus over NATS (servers: "nats://h:p[,nats://h:p...]") for n

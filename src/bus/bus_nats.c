@@ -6,6 +6,8 @@
  *                      a node subscribes while it holds a socket of the user
  *   iyagi.nodes        W_NODE: the registry heartbeats (every node)
  *   iyagi.presence     W_PRESENCE: each node's view of presence changes
+ *   iyagi.revoke       W_REVOKE again, for every node: a node caches valid
+ *                      tokens (chat/tokens.h) of users it holds no socket of
  *
  * Routing per user, not per node: a group message is one publish per member
  * (with that member's pos) and NATS sends each only to the nodes interested
@@ -68,7 +70,7 @@ typedef struct nats_bus {
     bus_cluster_fns fns;
     natsOptions *opts;
     natsConnection *nc;
-    natsSubscription *nodes_sub, *presence_sub;
+    natsSubscription *nodes_sub, *presence_sub, *revoke_sub;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     u64map subs;                  /* user -> sub_ent *, under mu */
@@ -172,6 +174,7 @@ static void on_cluster(natsConnection *nc, natsSubscription *sub, natsMsg *msg, 
         if (w.kind == W_NODE && b->fns.node) b->fns.node(b->fns.ctx, &w.node);
         else if (w.kind == W_PRESENCE && b->fns.presence && w.presence.node != b->node)
             b->fns.presence(b->fns.ctx, &w.presence);
+        else if (w.kind == W_REVOKE && b->fns.revoked) b->fns.revoked(b->fns.ctx, w.user, w.session);
     }
     natsMsg_Destroy(msg);
 }
@@ -183,6 +186,7 @@ static void on_disconnected(natsConnection *nc, void *closure)
     (void)nc;
     nats_bus *b = closure;
     if (atomic_exchange(&b->connected, 0)) iy_log_warn("bus: disconnected from NATS; reconnecting");
+    if (b->fns.cut) b->fns.cut(b->fns.ctx, 1);
 }
 
 static void on_connected(natsConnection *nc, void *closure)
@@ -191,6 +195,7 @@ static void on_connected(natsConnection *nc, void *closure)
     nats_bus *b = closure;
     atomic_store(&b->connected, 1);
     iy_log_info("bus: connected to NATS");
+    if (b->fns.cut) b->fns.cut(b->fns.ctx, 0);
 }
 
 static void on_reconnected(natsConnection *nc, void *closure)
@@ -200,6 +205,7 @@ static void on_reconnected(natsConnection *nc, void *closure)
     atomic_store(&b->connected, 1);
     atomic_fetch_add(&b->reconnects, 1);
     iy_log_info("bus: reconnected to NATS; sockets check their pos against the store");
+    if (b->fns.cut) b->fns.cut(b->fns.ctx, 0);
     post_all(b, BUS_RESYNC, NULL, NULL, 0, NULL);
 }
 
@@ -368,6 +374,7 @@ static void nats_revoke(bus *bb, uint64_t user, const uint8_t session[32])
     bus_wire_revoke(&w, wall_ms(), user, session);
     user_subject(subject, user);
     publish(b, subject, &w);
+    publish(b, "iyagi.revoke", &w);       /* every node's token cache */
     iy_buf_free(&w);
 }
 
@@ -422,6 +429,7 @@ static void nats_free(bus *bb)
     u64map_free(&b->subs);
     natsSubscription_Destroy(b->nodes_sub);
     natsSubscription_Destroy(b->presence_sub);
+    natsSubscription_Destroy(b->revoke_sub);
     if (b->nc) {
         natsConnection_Close(b->nc);
         natsConnection_Destroy(b->nc);
@@ -511,11 +519,13 @@ bus *bus_nats_new(const char *servers, unsigned n, bus_post_fn post, void **ctx,
             char shown[512];
             redact_urls(servers, shown, sizeof shown);
             iy_log_warn("bus: NATS (%s) not reachable yet; connecting in the background", shown);
+            if (b->fns.cut) b->fns.cut(b->fns.ctx, 1);
             st = NATS_OK;
         }
     }
     if (st == NATS_OK) st = natsConnection_Subscribe(&b->nodes_sub, b->nc, "iyagi.nodes", on_cluster, b);
     if (st == NATS_OK) st = natsConnection_Subscribe(&b->presence_sub, b->nc, "iyagi.presence", on_cluster, b);
+    if (st == NATS_OK) st = natsConnection_Subscribe(&b->revoke_sub, b->nc, "iyagi.revoke", on_cluster, b);
     if (st == NATS_OK && pthread_create(&b->confirmer, NULL, confirmer_main, b) != 0) st = NATS_ERR;
     if (st != NATS_OK) {
         char shown[512];
@@ -524,6 +534,7 @@ bus *bus_nats_new(const char *servers, unsigned n, bus_post_fn post, void **ctx,
         if (b->nc) natsConnection_Destroy(b->nc);
         natsSubscription_Destroy(b->nodes_sub);
         natsSubscription_Destroy(b->presence_sub);
+        natsSubscription_Destroy(b->revoke_sub);
         natsOptions_Destroy(o);
         bus_free(b->local);
         iy_free(b);

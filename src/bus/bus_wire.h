@@ -13,6 +13,7 @@
  *   W_NOTICE    iyagi.u.<user>     origin (as above) | user u64 | skip_user u64 |
  *                                  flen u32 frame   (a JSON frame for the user's sockets)
  *   W_REVOKE    iyagi.u.<user>     user u64 | session [32]
+ *               and iyagi.revoke   (the same bytes, for every node's token cache)
  *   W_NODE      iyagi.nodes        number u16 | incarnation i64 | connections u32 |
  *                                  capacity u32 | leaving u8 | nlen u8 name | ulen u16 ws_url
  *   W_PRESENCE  iyagi.presence     node u16 | user u64 | online u8 | global u8 |

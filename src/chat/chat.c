@@ -11,10 +11,16 @@
  * Auth: subscribe, then read (so ready.pos plus the live stream leave no
  * gap, with any bus, in any order of the threads' inboxes):
  *
- *   auth frame ──store──> token -> user ──> register the socket under the
- *   user (AUTHING: deliveries are held, bus_subscribe) ──store──> token
- *   still valid, user, inbox pos P ──> `ready` {pos: P}, then the held
- *   messages with pos > P, then the live stream (chat/deliver.c)
+ *   auth frame ──token cache, or store──> token -> user ──> register the
+ *   socket under the user (AUTHING: deliveries are held, bus_subscribe)
+ *   ──store──> token still valid, user, inbox pos P ──> `ready` {pos: P},
+ *   then the held messages with pos > P, then the live stream (deliver.c)
+ *
+ * The token cache (chat/tokens.h) saves the first read: a token revoked
+ * is forgotten there before its revocation is published. The second read
+ * asks the store in a cluster (another node's delete reaches this node's
+ * cache a moment later); on a single node the cache answers it too (see
+ * auth_run).
  *
  * A message committed before the second read has pos <= P (sync finds it);
  * one committed after reaches the registered socket, held or live. A logout
@@ -26,6 +32,7 @@
 #include "post.h"
 #include "presence.h"
 #include "social.h"
+#include "tokens.h"
 #include "../api/api.h"
 #include "../base/alloc.h"
 #include "../base/counter.h"
@@ -183,8 +190,21 @@ static void auth_free(dbq_job *j) { iy_free(j); }
 static void auth_run(store *s, dbq_job *j)
 {
     auth_job *a = (auth_job *)j;
+    tokens *tk = a->w.svc->tokens;
     uint64_t user = 0;
-    int rc = store_session_get(s, a->session, &user, a->device);
+    uint64_t epoch = a->second ? 0 : tokens_epoch(tk, a->session);
+    int rc;
+    /* The second read's token check is what the revocation race above
+     * relies on. On a single node the cache answers it as well as the
+     * store: every session delete runs on this thread and forgets the
+     * token right after it, so a token still cached here was not deleted
+     * before this read. In a cluster another node may have deleted it a
+     * moment ago: ask the store. */
+    if (a->second && !a->w.svc->cluster && tokens_get(tk, a->session, &user, a->device)) rc = 0;
+    else rc = store_session_get(s, a->session, &user, a->device);
+    /* The first read of a token not cached: cache it, so that the
+     * device's next connection skips this round trip. */
+    if (rc == 0 && !a->second) tokens_put(tk, a->session, user, a->device, epoch);
     if (rc == 0 && a->second && user != a->w.user) rc = IY_ENOTFOUND;
     if (rc == 0 && a->second) rc = store_user_get(s, user, &a->u);
     if (rc == 0 && a->second) rc = store_user_pos(s, user, &a->pos);
@@ -229,6 +249,37 @@ static void ready(conn *c, auth_job *a)
     conn_resume(c);
 }
 
+/* The token names a->w.user (the store said so, or the token cache):
+ * register the socket under the user, subscribe, then the second read. */
+static void auth_register(conn *c, auth_job *a)
+{
+    /* A cap on one account's sockets here: a user's fan-out multiplies
+     * every message by them (and their output buffers). */
+    service *svc = svc_of(c);
+    if (svc->user_sockets && !counter_inc(svc->user_sockets, a->w.user, svc->cfg.max_user_sockets)) {
+        metrics_add(M_RATE_LIMITED, 1);
+        send_error(c, rid_of(&a->w), IY_ERATE, "too many connections for this account");
+        conn_ws_close(c, 1008, "too many connections for this account");
+        dbq_job_unref(&a->w.j);
+        return;
+    }
+    c->counted_user = svc->user_sockets != NULL;
+    /* Subscribe: from here on every message for the user reaches this
+     * socket (held until ready), then read the inbox pos — at once, or
+     * once the bus confirms the subscription (chat_subscribed). */
+    c->user = a->w.user;
+    memcpy(c->session, a->session, 32);
+    c->registered = 1;
+    iothread_user_add(c->t, c);
+    a->second = 1;
+    if (bus_subscribe(svc->bus, c->t->index, c->user)) {
+        dbq_job_init(&a->w.j, DBQ_RUN);
+        submit(c, &a->w);
+    } else {
+        c->waiting_job = a;
+    }
+}
+
 static void auth_done(dbq_job *j)
 {
     auth_job *a = (auth_job *)j;
@@ -245,31 +296,7 @@ static void auth_done(dbq_job *j)
         return;
     }
     if (!a->second) {
-        /* A cap on one account's sockets here: a user's fan-out multiplies
-         * every message by them (and their output buffers). */
-        service *svc = svc_of(c);
-        if (svc->user_sockets && !counter_inc(svc->user_sockets, a->w.user, svc->cfg.max_user_sockets)) {
-            metrics_add(M_RATE_LIMITED, 1);
-            send_error(c, rid_of(&a->w), IY_ERATE, "too many connections for this account");
-            conn_ws_close(c, 1008, "too many connections for this account");
-            dbq_job_unref(j);
-            return;
-        }
-        c->counted_user = svc->user_sockets != NULL;
-        /* Subscribe: from here on every message for the user reaches this
-         * socket (held until ready), then read the inbox pos — at once, or
-         * once the bus confirms the subscription (chat_subscribed). */
-        c->user = a->w.user;
-        memcpy(c->session, a->session, 32);
-        c->registered = 1;
-        iothread_user_add(c->t, c);
-        a->second = 1;
-        if (bus_subscribe(svc_of(c)->bus, c->t->index, c->user)) {
-            dbq_job_init(&a->w.j, DBQ_RUN);
-            submit(c, &a->w);
-        } else {
-            c->waiting_job = a;
-        }
+        auth_register(c, a);
         return;
     }
     ready(c, a);
@@ -293,7 +320,9 @@ static void start_auth(conn *c, const proto_req *req)
     a->w.j.done = auth_done;
     c->ws_state = WS_AUTHING;
     conn_pause(c); /* frames pipelined behind auth wait for the answer */
-    submit(c, &a->w);
+    /* A cached token skips the first read: one storage round trip, not two. */
+    if (tokens_get(svc_of(c)->tokens, a->session, &a->w.user, a->device)) auth_register(c, a);
+    else submit(c, &a->w);
 }
 
 /* ---- send ---- */

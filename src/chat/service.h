@@ -52,6 +52,7 @@ typedef struct service {
     struct indexer *indexer;    /* the search index's (NULL: search unavailable) */
     struct registry *registry;  /* the live nodes (a single node: itself) */
     struct service_limits *limits;  /* rate limits (chat/limiter.h); NULL: --rate-limits off */
+    struct tokens *tokens;      /* valid session tokens (chat/tokens.h; never NULL) */
     struct counter *user_sockets;   /* authenticated sockets per user (NULL: no cap) */
     store *store;               /* for its health only (/healthz): it is the storage thread's */
     int cluster;                /* the bus crosses nodes (--bus) */

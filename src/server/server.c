@@ -16,6 +16,7 @@
 #include "../chat/presence.h"
 #include "../chat/registry.h"
 #include "../chat/social.h"
+#include "../chat/tokens.h"
 #include "../chat/limiter.h"
 #include "../base/counter.h"
 #include "../base/metrics.h"
@@ -65,6 +66,7 @@ void server_config_defaults(server_config *cfg)
     cfg->threads = n > 0 ? (unsigned)n : 1;
     cfg->presence_timeout_s = 30;
     cfg->auth_timeout_s = 10;
+    cfg->token_cache = 100000;
     cfg->idle_timeout_s = 60;
     cfg->max_backlog = 20000;
     cfg->push_retry_base_ms = 1000;
@@ -229,6 +231,22 @@ static void on_node(void *ctx, const bus_node_info *n)
 static void on_presence(void *ctx, const bus_presence_info *p)
 {
     presence_remote(((service *)ctx)->presence, p->node, p->user, p->online, p->global, p->last_active);
+}
+
+/* Another node deleted a session: its token is refused here at once. */
+static void on_revoked(void *ctx, uint64_t user, const uint8_t session[32])
+{
+    (void)user;
+    tokens_forget(((service *)ctx)->tokens, session);
+}
+
+/* The bus lost (cut = 1) or regained (0) NATS: revocations sent meanwhile
+ * may be lost, so the token cache empties and stays off until it is back. */
+static void on_bus_cut(void *ctx, int cut)
+{
+    service *svc = ctx;
+    if (cut) tokens_pause(svc->tokens);
+    else tokens_resume(svc->tokens);
 }
 
 /* A node joined, restarted or left: what it said of presence no longer
@@ -450,6 +468,7 @@ int server_run(const server_config *cfg)
     svc->registry = registry_new(&self, on_node_change, svc);
     svc->social = social_batch_new();
     svc->limits = cfg->rate_limits ? service_limits_new() : NULL;
+    svc->tokens = tokens_new(cfg->token_cache, TOKENS_TTL_MS);
     svc->presence = presence_new(cfg->presence_timeout_s, svc->node, social_publish,
                                  svc->cluster ? announce_presence : NULL, svc);
     svc->nthreads = cfg->threads;
@@ -458,7 +477,7 @@ int server_run(const server_config *cfg)
     for (unsigned i = 0; i < svc->nthreads; i++)
         if (iothread_new(i, &svc->net, &service_handlers, svc, &svc->threads[i]) != 0) goto out_store;
     if (svc->cluster) {
-        bus_cluster_fns fns = { svc, on_node, on_presence };
+        bus_cluster_fns fns = { svc, on_node, on_presence, on_revoked, on_bus_cut };
         svc->bus = bus_nats_new(cfg->bus, svc->nthreads, service_post_event, (void **)svc->threads, svc->node, &fns);
         if (!svc->bus) goto out_store;
     } else {
@@ -531,6 +550,7 @@ int server_run(const server_config *cfg)
     bus_free(svc->bus);       /* no more bus callbacks into presence and the registry */
     presence_free(svc->presence);
     social_batch_free(svc->social);
+    tokens_free(svc->tokens);
     registry_free(svc->registry);
     service_limits_free(svc->limits);
     counter_free(svc->net.per_addr);
@@ -549,6 +569,7 @@ out_store:
     /* A failed start exits the process: the threads never ran (a thread
      * that was set up is left to the exit). */
     vapid_free(svc->vapid);
+    tokens_free(svc->tokens);
     presence_free(svc->presence);
     social_batch_free(svc->social);
     registry_free(svc->registry);

@@ -22,6 +22,7 @@ typedef struct server_config {
     char public_url[512];
     int presence_timeout_s;
     int auth_timeout_s;
+    unsigned token_cache;       /* --token-cache N: valid tokens cached (0: none) */
     int idle_timeout_s;
     int push_allow_private;
     int max_backlog;            /* queued sends past which new sends get `unavailable` */
