@@ -21,13 +21,16 @@
 #
 # Environment: IYAGID, BENCH (binaries), BENCH_STORE=postgres, PROFILE_DIR
 # (where perf.data and the reports stay; default build/bench/profile.*),
-# PROFILE_FREQ (sampling Hz, default 999).
+# PROFILE_FREQ (sampling Hz, default 999), PROFILE_CALLGRAPH (perf record --call-graph:
+# fp by default; "dwarf" unwinds through frames without frame pointers, at
+# ~100x the data).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 IYAGID=${IYAGID:-build/rel/iyagid}
 BENCH=${BENCH:-build/rel/iyagi-bench}
 FREQ=${PROFILE_FREQ:-999}
+CG=${PROFILE_CALLGRAPH:-fp}
 SEED=build/bench/seed-u15000-g20x100
 command -v perf >/dev/null || { echo "profile: no perf (apt-get install linux-perf)"; exit 1; }
 [ -f "$SEED/users.txt" ] || { echo "profile: no seed; run bench/run.sh once (BENCH_ONLY=none bench/run.sh makes it)"; exit 1; }
@@ -100,7 +103,7 @@ for shape in "$@"; do
         # The postmaster's children now: the server's pool of backends among them.
         pids="$pids,$pm$(pgrep -P "$pm" | sed 's/^/,/' | tr -d '\n')"
     fi
-    if ! perf record -F "$FREQ" -g -p "$pids" -o "$OUT/perf-$shape.data" -- sleep 10 >"$OUT/perf-$shape.log" 2>&1; then
+    if ! perf record -F "$FREQ" --call-graph "$CG" -p "$pids" -o "$OUT/perf-$shape.data" -- sleep 10 >"$OUT/perf-$shape.log" 2>&1; then
         echo "profile: perf record failed (no perf_event access here?):"
         cat "$OUT/perf-$shape.log"
     fi
