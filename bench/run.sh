@@ -26,6 +26,9 @@
 #   iyagi-bench group|idle|history|resync ...
 #   common: --users U --port PORT --server-pid PID [--db-pid PID] --workers 2
 #           --warmup S --duration S --label L; the last stdout line is JSON.
+# bench/ab.sh BEFORE AFTER [ROUNDS] -- SCENARIO ARGS: two binaries alternated on
+# fresh seed copies, medians of CPU/msg, syscalls/msg, throughput, latency;
+# bench/profile.sh SHAPE...: perf of the server inside the measured window.
 #
 # Environment: BENCH_NO_APPEND=1 prints the section instead of appending it;
 # BENCH_KEEP=1 keeps the run directory (build/bench/run.*); BENCH_STORE=postgres
