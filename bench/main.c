@@ -400,6 +400,13 @@ static const char *scenario_name(int s)
     return s >= SC_IDLE && s <= SC_RESYNC ? names[s] : "?";
 }
 
+static void free_params(bparams *p)
+{
+    for (int i = 0; i < p->ngroups; i++) free(p->groups[i].member);
+    free(p->groups);
+    free(p->users);
+}
+
 static double ms(uint64_t ns) { return (double)ns / 1e6; }
 
 static void print_hist_row(const char *name, const hist *h)
@@ -513,11 +520,13 @@ int main(int argc, char **argv)
     int need = p.scenario == SC_IDLE ? p.count : p.scenario == SC_GROUP ? 0 : 2 * p.count;
     if (p.scenario == SC_GROUP && p.count > p.ngroups) {
         fprintf(stderr, "iyagi-bench: %d groups asked, the users file has %d\n", p.count, p.ngroups);
+        free_params(&p);
         return 2;
     }
     if (need > p.nusers) {
         fprintf(stderr, "iyagi-bench: %s --count %d needs %d users, the file has %d\n", sc, p.count, need,
                 p.nusers);
+        free_params(&p);
         return 2;
     }
     {
@@ -657,8 +666,12 @@ int main(int argc, char **argv)
         waitpid(pids[i], &st, 0);
         close(up[i]);
     }
+    free(up);
+    free(down);
+    free(pids);
     if (failed) {
         fprintf(stderr, "iyagi-bench: a worker failed\n");
+        free_params(&p);
         return 1;
     }
 
@@ -878,5 +891,6 @@ int main(int argc, char **argv)
         break;
     }
     printf("}\n");
+    free_params(&p);
     return errors ? 3 : 0;
 }
