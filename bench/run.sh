@@ -222,6 +222,7 @@ cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
     echo "## $(date -u +%Y-%m-%dT%H:%MZ) — commit $commit"
     echo
     echo "Machine: $(nproc) CPUs ($cpu), $mem, Linux $(uname -r). Server: \`iyagid --threads 2\` on the ${BENCH_STORE:-rocksdb} store$([ "${BENCH_STORE:-}" = postgres ] && echo ' (PostgreSQL 15, throwaway, fsync on, same machine)');"
+    echo "Server binary: \`$IYAGID\` ($("$IYAGID" --version 2>/dev/null | head -1 || echo 'no --version')); bench: \`$BENCH\`."
     echo "client: \`iyagi-bench\`, $WORKERS worker processes, on the same machine (they share the CPUs)."
     echo "Load average at the end of the run: $(cut -d' ' -f1-3 /proc/loadavg) (anything else running skews the figures)."
     echo
