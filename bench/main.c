@@ -840,6 +840,8 @@ int main(int argc, char **argv)
         printf("]");
     }
     if (db_pct >= 0) printf(",\"db_cpu_pct\":%.1f,\"db_us_per_msg\":%.3f", db_pct, db_us);
+    if (db_pct >= 0 && p.scenario == SC_GROUP && w_deliv > 0)
+        printf(",\"db_us_per_delivery\":%.3f", 1e6 * (s1.db_cpu_s - s0.db_cpu_s) / w_deliv);
     if (p.slowloris)
         printf(",\"slowloris\":%d,\"slowloris_open_min\":%llu,\"slowloris_open_mean\":%llu,"
                "\"slowloris_closed\":%llu,\"slowloris_408\":%llu,\"server_rss_attack_kib\":%ld",

@@ -180,16 +180,18 @@ trap - EXIT
 targets() {
     jq -rs '
       def run(l): map(select(.label == l)) | first;
+      # On PostgreSQL the database does most of the storage work: its CPU counts with the server'"'"'s.
+      def cpu(r; f; dbf): if r[f] == null then null else r[f] + (r[dbf] // 0) end;
       def row(name; v; unit; op; t; tunit):
         if v == null then "| \(name) | not measured | \(op) \(t) \(tunit) | — |"
         else "| \(name) | \(v * 100 | round / 100) \(unit) | \(op) \(t) \(tunit) | \(if (op == "<=" and v <= t) or (op == ">=" and v >= t) or (op == "<" and v < t) then "met" else "**not met**" end) |" end;
       "| figure | measured | target | |",
       "| --- | --- | --- | --- |",
-      row("chat-like 1:1 (chat-500): server CPU per message"; run("chat-500").us_per_msg; "µs"; "<="; 20; "µs"),
-      row("pipelined 1:1 (direct-full): server CPU per message"; run("direct-full").us_per_msg; "µs"; "<="; 10; "µs"),
-      row("group of 100 (group-20x100): server CPU per delivery"; run("group-20x100").us_per_delivery; "µs"; "<="; 1.5; "µs"),
-      row("fixed 5,000 msgs/s (rate-5k): server CPU"; run("rate-5k").cpu_pct; "% of a core"; "<="; 20; "%"),
-      row("fixed 5,000 msgs/s (rate-5k): server CPU per message"; run("rate-5k").us_per_msg; "µs"; "<="; 40; "µs"),
+      row("chat-like 1:1 (chat-500): server CPU per message\($db)"; cpu(run("chat-500"); "us_per_msg"; "db_us_per_msg"); "µs"; "<="; 20; "µs"),
+      row("pipelined 1:1 (direct-full): server CPU per message\($db)"; cpu(run("direct-full"); "us_per_msg"; "db_us_per_msg"); "µs"; "<="; 10; "µs"),
+      row("group of 100 (group-20x100): server CPU per delivery\($db)"; cpu(run("group-20x100"); "us_per_delivery"; "db_us_per_delivery"); "µs"; "<="; 1.5; "µs"),
+      row("fixed 5,000 msgs/s (rate-5k): server CPU\($db)"; cpu(run("rate-5k"); "cpu_pct"; "db_cpu_pct"); "% of a core"; "<="; 20; "%"),
+      row("fixed 5,000 msgs/s (rate-5k): server CPU per message\($db)"; cpu(run("rate-5k"); "us_per_msg"; "db_us_per_msg"); "µs"; "<="; 40; "µs"),
       row("fixed 10,000 msgs/s (rate-10k): send→ack p50"; run("rate-10k").ack.p50_ms; "ms"; "<="; 0.5; "ms"),
       row("fixed 10,000 msgs/s (rate-10k): send→ack p99"; run("rate-10k").ack.p99_ms; "ms"; "<="; 2; "ms"),
       row("fixed 10,000 msgs/s (rate-10k): send→delivery p50"; run("rate-10k").e2e.p50_ms; "ms"; "<="; 0.5; "ms"),
@@ -201,7 +203,7 @@ targets() {
       row("issue 6: history pages (history-200)"; run("history-200").pages_per_s; "pages/s"; ">="; 20000; "pages/s"),
       row("issue 6: p99 send→delivery at 50,000/s offered (direct-50k)"; run("direct-50k").e2e.p99_ms; "ms"; "<="; 25; "ms"),
       row("issue 12: p99 send→ack under 10,000 slowloris (slowloris-10k)"; run("slowloris-10k").ack.p99_ms; "ms"; "<"; 50; "ms")
-    ' "$RUN/results.jsonl"
+    ' --arg db "$([ "${BENCH_STORE:-}" = postgres ] && echo ' + PostgreSQL')" "$RUN/results.jsonl"
 }
 : >"$RUN/targets.md"
 if command -v jq >/dev/null; then
@@ -248,7 +250,7 @@ cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
           elif .scenario == "history" then
             "| \(.label) | \(.pages_per_s) pages/s (limit \(.limit)) | \(cpu) | \(sys) | \(db) | page \(l(.page)) | — | \(.errors) |"
           else
-            "| \(.label) | \(.caught_up) devices x \(.missed) msgs caught up in \(.all_caught_up_s) s | — | — | — | reconnect \(l(.reconnect)) | caught up \(l(.caught_up)) | \(.errors) |"
+            "| \(.label) | \(.count) devices x \(.missed) msgs caught up in \(.all_caught_up_s) s | — | — | — | reconnect \(l(.reconnect)) | caught up \(l(.caught_up)) | \(.errors) |"
           end' "$RUN/results.jsonl"
         echo
         echo "Server CPU by thread (µs per message; threads in creation order: see docs/BENCHMARKS.md, \"Threads in the bench output\"):"
