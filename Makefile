@@ -173,7 +173,7 @@ cluster:
 	@scripts/cluster.sh run
 
 bench:
-	@scripts/deps.sh build
+	@scripts/deps.sh bench
 	@$(MAKE) --no-print-directory all
 	@bench/run.sh
 

@@ -132,6 +132,8 @@ typedef struct bparams {
     int server_pid;             /* 0: no server memory/CPU figures; else the first of server_pids */
     int server_pids[BENCH_MAX_NODES];   /* --server-pid PID[,PID...]: figures summed over them */
     int nserver_pids;
+    int db_pid;                 /* --db-pid: a PostgreSQL postmaster; its and its children's CPU */
+    int chat;                   /* the `chat` scenario: direct, 1 in flight per sender (as people type) */
     int count;                  /* idle N, direct P, group G, history H, resync K */
     double duration, warmup;    /* seconds (direct, group, history) */
     double rate;                /* offered msgs/s in all; 0 = full speed (window) */

@@ -15,6 +15,7 @@
  * was. */
 #include "bench.h"
 #include "base/alloc.h"
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -64,6 +65,8 @@ static void usage(FILE *f)
         "scenarios:\n"
         "  idle     --count N connections authenticate and stay idle (heartbeats every 5 s);\n"
         "           connect+auth rate, server memory per connection (needs --server-pid)\n"
+        "  chat     direct with --window 1 and --count 500 by default: each sender waits for its ack\n"
+        "           before the next message, as people type (the chat-like shape of issue 15)\n"
         "  direct   --count P pairs (users 2i, 2i+1) send 1:1 messages to each other; full speed\n"
         "           (--window in flight per connection) or --rate R msgs/s offered in all\n"
         "  group    --count G groups from the users file, all members online; --senders S per group\n"
@@ -80,6 +83,11 @@ static void usage(FILE *f)
         "  --slowloris N   N more connections, from 127.1.x.y, each trickling a never-ending request head\n"
         "                  (a byte every 2 s) and reopened when the server closes it, during the whole run\n"
         "  --server-pid PID[,PID...]: memory and CPU are summed over several server processes\n"
+        "  --db-pid PID    a PostgreSQL postmaster: the database's CPU (it and its children) is reported\n"
+        "                  apart from the server's\n"
+        "server figures over the measured window (direct, chat, group, history; needs --server-pid):\n"
+        "  CPU per message and per delivery (us), %% of a core, read+write syscalls per message\n"
+        "  (/proc/PID/io syscr + syscw), and the CPU per message of each server thread\n"
         "several nodes:\n"
         "  --discovery     spread the connections over the nodes GET /v1/discovery lists on --host:--port,\n"
         "                  weighted by spare capacity (the default when it lists more than one node)\n"
@@ -216,6 +224,148 @@ static int parse_pids(const char *v, bparams *p)
     return p->nserver_pids ? 0 : -1;
 }
 
+/* ---- the measured window's server figures ----------------------------------
+ * At the window's start and end (go + warmup, + duration: the instants the
+ * workers count from) the coordinator reads, for every --server-pid:
+ *   - CPU time (utime + stime of /proc/PID/stat: every thread, live or ended);
+ *   - syscr + syscw of /proc/PID/io: the read-family (read, readv, pread,
+ *     preadv) and write-family (write, writev, pwrite, pwritev) system calls of
+ *     the whole process. They miss recvmsg/sendmsg/sendto, epoll_wait, futex,
+ *     fsync/fdatasync, accept, io_uring: see docs/BENCHMARKS.md, "Scenarios";
+ *   - each thread's CPU time (/proc/PID/task/TID/stat), so the CPU per message
+ *     splits by thread; threads are listed in TID (creation) order;
+ * and, with --db-pid (a PostgreSQL postmaster), the database's CPU: the
+ * postmaster's own time and its waited-for children's (cutime + cstime), plus
+ * every live child's (a process whose parent is the postmaster). */
+#define BENCH_MAX_THREADS 64
+
+typedef struct tsample {
+    int pid, tid;
+    char comm[20];
+    double cpu_s;
+} tsample;
+
+typedef struct ssample {
+    int ok;                     /* the server's /proc could be read */
+    double cpu_s;
+    uint64_t syscr, syscw;
+    int io_ok;
+    double db_cpu_s;            /* -1 without --db-pid */
+    int nthr;
+    tsample thr[BENCH_MAX_THREADS];
+} ssample;
+
+/* utime + stime (+ cutime + cstime when children) of a /proc .../stat file, in s;
+ * *ppid and comm (may be NULL) filled. -1 when unreadable. */
+static double stat_cpu_s(const char *path, int children, int *ppid, char *comm, size_t comm_n)
+{
+    char buf[2048];
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *o = strchr(buf, '('), *s = strrchr(buf, ')');
+    if (!o || !s) return -1;
+    if (comm) snprintf(comm, comm_n, "%.*s", (int)(s - o - 1), o + 1);
+    int pp = 0;
+    unsigned long long ut = 0, st = 0, cut = 0, cst = 0;
+    /* after ")": state(3) ppid(4) ... utime(14) stime(15) cutime(16) cstime(17) */
+    if (sscanf(s + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu", &pp, &ut, &st,
+               &cut, &cst) != 5)
+        return -1;
+    if (ppid) *ppid = pp;
+    return (double)(ut + st + (children ? cut + cst : 0)) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static int proc_io(int pid, uint64_t *syscr, uint64_t *syscw)
+{
+    char path[64], line[128];
+    int got = 0;
+    snprintf(path, sizeof path, "/proc/%d/io", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    while (fgets(line, sizeof line, f)) {
+        if (!strncmp(line, "syscr:", 6)) *syscr += strtoull(line + 6, NULL, 10), got++;
+        else if (!strncmp(line, "syscw:", 6)) *syscw += strtoull(line + 6, NULL, 10), got++;
+    }
+    fclose(f);
+    return got == 2 ? 0 : -1;
+}
+
+static int tid_cmp(const void *a, const void *b)
+{
+    const tsample *x = a, *y = b;
+    return x->pid != y->pid ? (x->pid < y->pid ? -1 : 1) : x->tid < y->tid ? -1 : x->tid > y->tid;
+}
+
+static double db_cpu_s(int postmaster)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", postmaster);
+    double sum = stat_cpu_s(path, 1, NULL, NULL, 0);
+    if (sum < 0) return -1;
+    DIR *d = opendir("/proc");
+    if (!d) return sum;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+        int ppid = 0;
+        snprintf(path, sizeof path, "/proc/%.20s/stat", e->d_name);
+        double v = stat_cpu_s(path, 0, &ppid, NULL, 0);
+        if (v >= 0 && ppid == postmaster) sum += v;
+    }
+    closedir(d);
+    return sum;
+}
+
+static void sample_servers(const bparams *p, ssample *s)
+{
+    memset(s, 0, sizeof *s);
+    s->db_cpu_s = p->db_pid > 0 ? db_cpu_s(p->db_pid) : -1;
+    s->io_ok = 1;
+    for (int i = 0; i < p->nserver_pids; i++) {
+        int pid = p->server_pids[i];
+        char path[96];
+        snprintf(path, sizeof path, "/proc/%d/stat", pid);
+        double v = stat_cpu_s(path, 0, NULL, NULL, 0);
+        if (v < 0) continue;
+        s->ok = 1;
+        s->cpu_s += v;
+        if (proc_io(pid, &s->syscr, &s->syscw) != 0) s->io_ok = 0;
+        snprintf(path, sizeof path, "/proc/%d/task", pid);
+        DIR *d = opendir(path);
+        struct dirent *e;
+        while (d && (e = readdir(d)) && s->nthr < BENCH_MAX_THREADS) {
+            if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+            tsample *t = &s->thr[s->nthr];
+            snprintf(path, sizeof path, "/proc/%d/task/%.20s/stat", pid, e->d_name);
+            t->cpu_s = stat_cpu_s(path, 0, NULL, t->comm, sizeof t->comm);
+            if (t->cpu_s < 0) continue;
+            t->pid = pid;
+            t->tid = atoi(e->d_name);
+            s->nthr++;
+        }
+        if (d) closedir(d);
+    }
+    qsort(s->thr, (size_t)s->nthr, sizeof *s->thr, tid_cmp);
+    if (!s->ok) s->io_ok = 0;
+}
+
+/* A thread's CPU over the window: its time at the end minus at the start (0 if it started later). */
+static double thread_delta(const ssample *a, const tsample *t)
+{
+    for (int i = 0; i < a->nthr; i++)
+        if (a->thr[i].pid == t->pid && a->thr[i].tid == t->tid) return t->cpu_s - a->thr[i].cpu_s;
+    return t->cpu_s;
+}
+
+static void sleep_until(uint64_t ns)
+{
+    struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000ull), .tv_nsec = (long)(ns % 1000000000ull) };
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {}
+}
+
 /* Adds a worker's per-node figures into the total, matched by node name. */
 static void merge_nodes(wreport *into, const wreport *from)
 {
@@ -248,6 +398,13 @@ static const char *scenario_name(int s)
 {
     static const char *names[] = { "", "idle", "direct", "group", "history", "resync" };
     return s >= SC_IDLE && s <= SC_RESYNC ? names[s] : "?";
+}
+
+static void free_params(bparams *p)
+{
+    for (int i = 0; i < p->ngroups; i++) free(p->groups[i].member);
+    free(p->groups);
+    free(p->users);
 }
 
 static double ms(uint64_t ns) { return (double)ns / 1e6; }
@@ -284,7 +441,12 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(sc, "search")) return search_main(argc, argv);
-    p.scenario = !strcmp(sc, "idle") ? SC_IDLE : !strcmp(sc, "direct") ? SC_DIRECT
+    if (!strcmp(sc, "chat")) {
+        p.chat = 1;
+        p.window = 1;
+        p.count = 500;
+    }
+    p.scenario = !strcmp(sc, "idle") ? SC_IDLE : !strcmp(sc, "direct") || p.chat ? SC_DIRECT
                : !strcmp(sc, "group") ? SC_GROUP : !strcmp(sc, "history") ? SC_HISTORY
                : !strcmp(sc, "resync") ? SC_RESYNC : 0;
     if (!p.scenario) {
@@ -321,6 +483,7 @@ int main(int argc, char **argv)
                 return 2;
             }
         }
+        else if (!strcmp(a, "--db-pid")) p.db_pid = atoi(v);
         else if (!strcmp(a, "--workers")) p.workers = atoi(v);
         else if (!strcmp(a, "--count")) p.count = atoi(v);
         else if (!strcmp(a, "--duration")) p.duration = atof(v);
@@ -357,11 +520,13 @@ int main(int argc, char **argv)
     int need = p.scenario == SC_IDLE ? p.count : p.scenario == SC_GROUP ? 0 : 2 * p.count;
     if (p.scenario == SC_GROUP && p.count > p.ngroups) {
         fprintf(stderr, "iyagi-bench: %d groups asked, the users file has %d\n", p.count, p.ngroups);
+        free_params(&p);
         return 2;
     }
     if (need > p.nusers) {
         fprintf(stderr, "iyagi-bench: %s --count %d needs %d users, the file has %d\n", sc, p.count, need,
                 p.nusers);
+        free_params(&p);
         return 2;
     }
     {
@@ -436,6 +601,15 @@ int main(int argc, char **argv)
     for (int i = 0; i < W && !failed; i++)
         if (bench_write_full(down[i], &cmd, sizeof cmd) != 0) failed = 1;
     if (p.slowloris) slowloris_go(&slow);
+    /* The window the workers measure: the server's figures at its two ends. */
+    ssample s0 = { 0 }, s1 = { 0 };
+    int windowed = p.scenario == SC_DIRECT || p.scenario == SC_GROUP || p.scenario == SC_HISTORY;
+    if (windowed && !failed && (p.server_pid || p.db_pid)) {
+        sleep_until(go + (uint64_t)(p.warmup * 1e9));
+        sample_servers(&p, &s0);
+        sleep_until(go + (uint64_t)((p.warmup + p.duration) * 1e9));
+        sample_servers(&p, &s1);
+    }
     if (p.scenario == SC_IDLE && !failed) {
         for (int i = 0; i < W && !failed; i++) {
             if (bench_read_full(up[i], &m, sizeof m) != 0 || m.kind != MSG_MARK) failed = 1;
@@ -492,8 +666,12 @@ int main(int argc, char **argv)
         waitpid(pids[i], &st, 0);
         close(up[i]);
     }
+    free(up);
+    free(down);
+    free(pids);
     if (failed) {
         fprintf(stderr, "iyagi-bench: a worker failed\n");
+        free_params(&p);
         return 1;
     }
 
@@ -589,6 +767,47 @@ int main(int argc, char **argv)
                (unsigned long long)slr.connect_failed);
         if (rss_attack >= 0) printf("  server RSS under the attack, at the end of the run: %ld KiB\n", rss_attack);
     }
+    /* The window's server figures: per message (direct: per delivered message;
+     * group: per acknowledged message and per delivery; history: per page). */
+    double w_cpu = -1, w_msgs = 0, w_deliv = 0, us_msg = -1, us_deliv = -1, w_pct = -1;
+    double sys_r = -1, sys_w = -1, db_pct = -1, db_us = -1;
+    if (windowed && s0.ok && s1.ok) {
+        w_cpu = s1.cpu_s - s0.cpu_s;
+        w_msgs = p.scenario == SC_DIRECT ? (double)total.delivered_win
+               : p.scenario == SC_GROUP ? (double)total.h_ack.n : (double)total.pages;
+        w_deliv = (double)total.delivered_win;
+        w_pct = 100.0 * w_cpu / p.duration;
+        if (w_msgs > 0) us_msg = 1e6 * w_cpu / w_msgs;
+        if (p.scenario == SC_GROUP && w_deliv > 0) us_deliv = 1e6 * w_cpu / w_deliv;
+        if (s0.io_ok && s1.io_ok && w_msgs > 0) {
+            sys_r = (double)(s1.syscr - s0.syscr) / w_msgs;
+            sys_w = (double)(s1.syscw - s0.syscw) / w_msgs;
+        }
+    }
+    if (windowed && s0.db_cpu_s >= 0 && s1.db_cpu_s >= 0) {
+        db_pct = 100.0 * (s1.db_cpu_s - s0.db_cpu_s) / p.duration;
+        if (w_msgs > 0) db_us = 1e6 * (s1.db_cpu_s - s0.db_cpu_s) / w_msgs;
+    }
+    const char *per = p.scenario == SC_HISTORY ? "page" : "message";
+    if (w_cpu >= 0) {
+        printf("  server over the %.0f s window: %.1f %% of a core; %.2f us CPU per %s", p.duration, w_pct,
+               us_msg, per);
+        if (us_deliv >= 0) printf(", %.3f us per delivery", us_deliv);
+        if (sys_r >= 0)
+            printf("; %.2f read+write syscalls per %s (%.2f reads, %.2f writes)", sys_r + sys_w, per, sys_r,
+                   sys_w);
+        printf("\n  server CPU by thread (TID order = creation order; us per %s, %% of a core):", per);
+        for (int i = 0, k = 0; i < s1.nthr; i++) {
+            double d = thread_delta(&s0, &s1.thr[i]);
+            if (d <= 0) continue;
+            printf("%s t%d/%d %.2f (%.1f%%)", k++ % 4 ? "," : "\n   ", i, s1.thr[i].tid,
+                   w_msgs > 0 ? 1e6 * d / w_msgs : 0, 100.0 * d / p.duration);
+        }
+        printf("\n");
+    }
+    if (db_pct >= 0)
+        printf("  database (pid %d and children) over the window: %.1f %% of a core; %.2f us CPU per %s\n",
+               p.db_pid, db_pct, db_us, per);
     printf("  errors in all: %llu\n", (unsigned long long)errors);
 
     /* ---- one JSON line ---- */
@@ -597,11 +816,32 @@ int main(int argc, char **argv)
     strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
     printf("{\"bench\":\"iyagi\",\"scenario\":\"%s\",\"label\":\"%s\",\"date\":\"%s\",\"count\":%d,"
            "\"workers\":%d,\"rate\":%.0f,\"window\":%d,\"msg_bytes\":%d,\"duration_s\":%.1f",
-           scenario_name(p.scenario), label, date, p.count, W, p.rate, p.window, p.msg_bytes, p.duration);
+           p.chat ? "chat" : scenario_name(p.scenario), label, date, p.count, W, p.rate, p.window, p.msg_bytes, p.duration);
     printf(",\"conns_ok\":%llu,\"conns_failed\":%llu,\"dropped\":%llu,\"errors\":%llu",
            (unsigned long long)total.conns_ok, (unsigned long long)total.conns_failed,
            (unsigned long long)total.closed_unexpected, (unsigned long long)errors);
     if (cpu >= 0) printf(",\"server_cpu_s\":%.2f", cpu);
+    if (p.scenario == SC_DIRECT)
+        printf(",\"shape\":\"%s\"", p.rate > 0 ? "fixed-rate" : p.chat ? "chat" : "pipelined");
+    if (w_cpu >= 0) {
+        printf(",\"win_cpu_s\":%.3f,\"cpu_pct\":%.1f,\"us_per_msg\":%.3f", w_cpu, w_pct, us_msg);
+        if (us_deliv >= 0) printf(",\"us_per_delivery\":%.3f", us_deliv);
+        if (sys_r >= 0)
+            printf(",\"syscalls_per_msg\":%.3f,\"reads_per_msg\":%.3f,\"writes_per_msg\":%.3f", sys_r + sys_w,
+                   sys_r, sys_w);
+        printf(",\"threads\":[");
+        for (int i = 0, k = 0; i < s1.nthr; i++) {
+            double d = thread_delta(&s0, &s1.thr[i]);
+            if (d <= 0) continue;
+            json_safe(s1.thr[i].comm);
+            printf("%s{\"i\":%d,\"tid\":%d,\"comm\":\"%s\",\"cpu_pct\":%.1f,\"us_per_msg\":%.3f}", k++ ? "," : "",
+                   i, s1.thr[i].tid, s1.thr[i].comm, 100.0 * d / p.duration, w_msgs > 0 ? 1e6 * d / w_msgs : 0);
+        }
+        printf("]");
+    }
+    if (db_pct >= 0) printf(",\"db_cpu_pct\":%.1f,\"db_us_per_msg\":%.3f", db_pct, db_us);
+    if (db_pct >= 0 && p.scenario == SC_GROUP && w_deliv > 0)
+        printf(",\"db_us_per_delivery\":%.3f", 1e6 * (s1.db_cpu_s - s0.db_cpu_s) / w_deliv);
     if (p.slowloris)
         printf(",\"slowloris\":%d,\"slowloris_open_min\":%llu,\"slowloris_open_mean\":%llu,"
                "\"slowloris_closed\":%llu,\"slowloris_408\":%llu,\"server_rss_attack_kib\":%ld",
@@ -653,5 +893,6 @@ int main(int argc, char **argv)
         break;
     }
     printf("}\n");
+    free_params(&p);
     return errors ? 3 : 0;
 }

@@ -6,6 +6,8 @@
 #   scripts/deps.sh test    the above, plus the test tools: clang (libFuzzer),
 #                           Chromium and fonts, Node.js and npm from Debian, and
 #                           the test suites' npm packages (npm ci)
+#   scripts/deps.sh bench   the build packages, plus what bench/run.sh uses: jq (the
+#                           tables and targets), curl; postgresql for BENCH_STORE=postgres
 #   scripts/deps.sh cluster the build packages, plus the servers of a local
 #                           cluster (scripts/cluster.sh): nats-server, haproxy,
 #                           postgresql (their Debian services are not used)
@@ -31,6 +33,7 @@ test_pkgs=(clang libclang-rt-14-dev curl chromium fonts-noto-cjk fonts-noto-colo
            prometheus                        # promtool: /metrics, deploy/alerts.yml and its tests
            dpkg-dev adduser)                 # the .deb's Depends (dpkg-shlibdeps) and its postinst
 cluster_pkgs=(nats-server haproxy postgresql)
+bench_pkgs=(jq curl)
 
 case "$what" in
   build) pkgs=("${build_pkgs[@]}") ;;
@@ -39,7 +42,9 @@ case "$what" in
          command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
          command -v npm >/dev/null 2>&1 || pkgs+=(npm) ;;
   cluster) pkgs=("${build_pkgs[@]}" "${cluster_pkgs[@]}") ;;
-  *) echo "usage: scripts/deps.sh build|test|cluster" >&2; exit 2 ;;
+  bench) pkgs=("${build_pkgs[@]}" "${bench_pkgs[@]}")
+         [ "${BENCH_STORE:-}" != postgres ] || pkgs+=(postgresql) ;;
+  *) echo "usage: scripts/deps.sh build|test|cluster|bench" >&2; exit 2 ;;
 esac
 
 missing=()
