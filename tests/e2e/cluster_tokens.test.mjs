@@ -9,7 +9,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  api, newUser, newDevice, openWs, connectWs, ms, sleep, show, PASSWORD,
+  api, newUser, newDevice, connectWs, ms, sleep, show, PASSWORD,
+  wsAuth,
 } from './lib/harness.mjs';
 import { startCluster, waitForNodes, iyagidHasBus, natsBinary } from './lib/cluster.mjs';
 
@@ -33,18 +34,6 @@ const t = (fn) => async () => {
 };
 const node = (i) => cl.nodes[i % cl.nodes.length];
 
-async function wsAuth(srv, token, label) {
-  const c = await openWs(srv, { label });
-  c.send({ op: 'auth', token });
-  const f = await c.waitFor((x) => x.op === 'ready' || x.op === 'error', { what: `${label}: ready or error` });
-  if (f.op === 'ready') {
-    c.terminate();
-    return 'ready';
-  }
-  const closed = await c.waitClose();
-  assert.equal(closed.code, 1008, `${label}: closed 1008 after ${JSON.stringify(f)}`);
-  return f.code;
-}
 
 /** token used on every node (HTTP twice, one WebSocket on `wsNodes`): cached everywhere */
 async function warmEverywhere(token, what, wsNodes = [1]) {

@@ -12,24 +12,12 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import {
   withServer, api, show, newUser, newDevice, openWs, connectWs, ms, PASSWORD,
+  wsAuth,
 } from './lib/harness.mjs';
 
 const T = { timeout: ms(120000) };
 const MODES = [['cache on', []], ['cache off', ['--token-cache', '0']]];
 
-/** the WebSocket auth with token: 'ready', or the error code (the socket then closes 1008) */
-async function wsAuth(srv, token, label) {
-  const c = await openWs(srv, { label });
-  c.send({ op: 'auth', token });
-  const f = await c.waitFor((x) => x.op === 'ready' || x.op === 'error', { what: `${label}: ready or error` });
-  if (f.op === 'ready') {
-    c.terminate();
-    return 'ready';
-  }
-  const closed = await c.waitClose();
-  assert.equal(closed.code, 1008, `${label}: closed 1008 after ${JSON.stringify(f)}`);
-  return f.code;
-}
 
 /** the token cache's series of /metrics, by name */
 async function metrics(srv) {

@@ -702,6 +702,20 @@ export function openWs(target, { label = 'ws', timeoutMs = ms(10000) } = {}) {
   });
 }
 
+/** the WebSocket auth with token: 'ready', or the error code (the socket then closes 1008) */
+export async function wsAuth(srv, token, label) {
+  const c = await openWs(srv, { label });
+  c.send({ op: 'auth', token });
+  const f = await c.waitFor((x) => x.op === 'ready' || x.op === 'error', { what: `${label}: ready or error` });
+  if (f.op === 'ready') {
+    c.terminate();
+    return 'ready';
+  }
+  const closed = await c.waitClose();
+  nodeAssert.equal(closed.code, 1008, `${label}: closed 1008 after ${JSON.stringify(f)}`);
+  return f.code;
+}
+
 /** open + auth; resolves with the client, whose .ready holds the ready frame */
 export async function connectWs(target, { token, label = 'ws', timeoutMs = ms(10000) } = {}) {
   const c = await openWs(target, { label, timeoutMs });
