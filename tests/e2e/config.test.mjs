@@ -15,17 +15,20 @@ import { IYAGID, requireBinary, freePort, withServer, api, ms, sleep } from './l
 
 const T = { timeout: ms(60000) };
 
-/** GET with headers fetch() will not send (Host): {status, body} */
-function rawGet(srv, p, headers) {
+/** A request with exactly these headers (fetch() sends Host or not depending on Node's version):
+ * {status, body} */
+function rawGet(srv, p, headers, { method = 'GET', body } = {}) {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: srv.port, path: p, headers }, (res) => {
+    const h = { ...headers };
+    if (body !== undefined) h['content-type'] = 'application/json';
+    const req = http.request({ host: '127.0.0.1', port: srv.port, path: p, method, headers: h }, (res) => {
       let t = '';
       res.setEncoding('utf8');
       res.on('data', (d) => { t += d; });
       res.on('end', () => resolve({ status: res.statusCode, body: JSON.parse(t) }));
     });
     req.on('error', reject);
-    req.end();
+    req.end(body !== undefined ? JSON.stringify(body) : undefined);
   });
 }
 
@@ -228,8 +231,6 @@ test('IPv6, host names and several --listen addresses; the URLs handed out brack
   const dir = await tmpdir();
   try {
     const s = await spawnUntilHealthy(['--listen', `[::1]:${only6}`, '--data', dir, '--rate-limits', 'off'], {}, `http://[::1]:${only6}`);
-    const d = await fetch(`http://[::1]:${only6}/v1/discovery`, { headers: { host: '' } }).catch(() => null);
-    if (d) await d.arrayBuffer();
     s.p.kill('SIGTERM');
     assert.equal(await s.exited, 0);
     assert.match(s.err(), new RegExp(`listening on http://\\[::1\\]:${only6}/ \\(node \\[::1\\]:${only6},`));
@@ -276,9 +277,9 @@ test('a trusted proxy speaking TLS (X-Forwarded-Proto: https) makes the WebSocke
     const h = { 'x-forwarded-proto': 'https', host: 'chat.example.org' };
     const cred = { username: 'proxied1', password: 'correct horse 1' };
     assert.equal((await api(srv, 'POST', '/v1/users', { body: cred })).status, 201);
-    let r = await api(srv, 'POST', '/v1/sessions', { body: cred, headers: h });
+    let r = await rawGet(srv, '/v1/sessions', h, { method: 'POST', body: cred });
     assert.equal(r.status, 201);
-    assert.equal(r.body.ws_url, `wss://127.0.0.1:${srv.port}/v1/ws`);
+    assert.equal(r.body.ws_url, 'wss://chat.example.org/v1/ws');
     r = await rawGet(srv, '/v1/discovery', h);
     assert.equal(r.body.ws_url, 'wss://chat.example.org/v1/ws');
     r = await rawGet(srv, '/v1/discovery', { ...h, 'x-forwarded-proto': 'https, http' });

@@ -252,6 +252,10 @@ static int ix_step(store_indexer *sx, size_t *done)
     size_t n;
     uint64_t last;
     *done = 0;
+    /* The index is derived data: while the store refuses writes for the
+     * disk's reserve, it waits too (a lagging indexer would otherwise eat
+     * the reserve the refusals keep), and catches up when space returns. */
+    if (atomic_load(&x->s->fault) == ROCKS_LOW_SPACE) return 0;
     int rc = read_batch(x, &items, &n, &last);
     if (rc == 0 && atomic_load(&x->base.cancel)) rc = IY_EUNAVAIL;   /* a batch read in part */
     if (rc == 0 && last != x->base.cursor) rc = write_batch(x, items, n, last);
