@@ -212,7 +212,7 @@ int iy_access_log_on(void) { return access_fd >= 0; }
 
 int iy_access_log_reopen(void)
 {
-    if (access_fd <= 2 || !access_path[0]) return 0;
+    if (access_fd <= 2 || !access_path[0]) return 1;   /* no file: nothing to reopen */
     int fd = open(access_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) return -errno;
     int rc = dup3(fd, access_fd, O_CLOEXEC) < 0 ? -errno : 0;

@@ -70,8 +70,8 @@ int iy_access_log_on(void);
 
 /* Opens the access log's file again (after logrotate moved it): the new
  * file takes the old descriptor's number (dup2), so writers on other
- * threads never see a closed descriptor. 0 (also when it is off or
- * stderr), or -errno (the old file stays). */
+ * threads never see a closed descriptor. 0, 1 when there is no file to
+ * reopen (off or stderr), or -errno (the old file stays). */
 int iy_access_log_reopen(void);
 
 /* One HTTP request: client address (text), method, route template (never

@@ -196,8 +196,8 @@ static void on_sighup(uv_signal_t *s, int signum)
             iy_log_error("SIGHUP: TLS certificate not reloaded, the old one stays: %s", err);
     }
     int rc = iy_access_log_reopen();
-    if (rc) iy_log_error("signal %d: cannot reopen the access log: %s", signum, strerror(-rc));
-    else iy_log_info("signal %d: access log reopened", signum);
+    if (rc < 0) iy_log_error("signal %d: cannot reopen the access log: %s", signum, strerror(-rc));
+    else if (rc == 0) iy_log_info("signal %d: access log reopened", signum);
 }
 
 static void on_presence_tick(uv_timer_t *t)
