@@ -172,6 +172,16 @@ static uint64_t free_bytes(rocks *s)
     return s->free_at_check > s->written_since ? s->free_at_check - s->written_since : 0;
 }
 
+/* Room for `bytes` above the reserve, for a writer beside RocksDB on
+ * another thread (the search indexer): a statvfs of its own (the cache
+ * above is the storage thread's). 1: room, or no reserve, or no telling. */
+int rocks_room_for(rocks *s, uint64_t bytes)
+{
+    struct statvfs v;
+    if (!s->min_free || statvfs(s->dir, &v) != 0) return 1;
+    return (uint64_t)v.f_bavail * v.f_frsize >= s->min_free + bytes;
+}
+
 static int load_meta(rocks *s);
 
 static rocksdb_t *open_db(rocks *s, int readonly, char **err)

@@ -88,6 +88,7 @@ int rocks_write(rocks *s, rocksdb_writebatch_t *wb, int sync);   /* destroys wb 
  * when it would take the disk below the reserve; a failed write is
  * IY_EUNAVAIL too, and marks the store unhealthy until a write succeeds. */
 int rocks_write_guarded(rocks *s, rocksdb_writeoptions_t *wo, rocksdb_writebatch_t *wb);
+int rocks_room_for(rocks *s, uint64_t bytes);                 /* 1: the disk has room above the reserve */
 int rocks_put_lazy(rocks *s, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl);
 int rocks_user_load(const rview *rv, uint64_t id, iy_user *out, char *pwhash);
 int rocks_channel_load(rocks *s, uint64_t id, iy_channel *out);   /* committed, cached */

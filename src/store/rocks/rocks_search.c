@@ -37,6 +37,11 @@
 #include "rocks_int.h"
 
 #define BATCH_MAX 2000           /* messages one step reads (whole 'i' records) */
+#define BATCH_BYTES (1u << 20)   /* and text: a lagging indexer catches up in small steps */
+/* What a step may take of the disk for each byte of text it indexes: the
+ * docs row, its trigrams in FTS5 (several times the text for text that
+ * does not repeat) and the WAL copy of both before a checkpoint. */
+#define DISK_PER_TEXT_BYTE 12
 
 static const char *const SCHEMA[] = {
     "PRAGMA journal_mode = WAL",
@@ -161,10 +166,11 @@ static int read_item(const rview *rv, uint64_t id, uint64_t channel, uint64_t se
 
 /* Up to BATCH_MAX items after the cursor, whole 'i' records: 0, IY_EIO.
  * *last gets the newest id read (the next cursor). */
-static int read_batch(rocks_indexer *x, item **out, size_t *n, uint64_t *last)
+static int read_batch(rocks_indexer *x, item **out, size_t *n, uint64_t *last, size_t *bytes)
 {
     rocks *s = x->s;
     size_t cap = 0;
+    *bytes = 0;
     *out = NULL;
     *n = 0;
     *last = x->base.cursor;
@@ -173,7 +179,7 @@ static int read_batch(rocks_indexer *x, item **out, size_t *n, uint64_t *last)
     uint8_t lo[9], hi[1] = { K_MSGID + 1 };
     rocksdb_iterator_t *it = rocks_scan_open(&x->v, lo, key1(lo, K_MSGID, x->base.cursor + 1), hi, 1);
     int rc = 0;
-    for (rocksdb_iter_seek(it, (const char *)lo, 9); rc == 0 && rocksdb_iter_valid(it) && *n < BATCH_MAX;
+    for (rocksdb_iter_seek(it, (const char *)lo, 9); rc == 0 && rocksdb_iter_valid(it) && *n < BATCH_MAX && *bytes < BATCH_BYTES;
          rocksdb_iter_next(it)) {
         size_t kl, vl;
         rocksdb_iter_key(it, &kl);
@@ -190,7 +196,7 @@ static int read_batch(rocks_indexer *x, item **out, size_t *n, uint64_t *last)
                 *out = iy_realloc(*out, cap * sizeof **out);
             }
             rc = read_item(&x->lv, id, get64(v + 24 * i + 8), get64(v + 24 * i + 16), &(*out)[*n]);
-            if (rc == 0) (*n)++;
+            if (rc == 0) *bytes += (*out)[(*n)++].text_len;
             if (id > *last) *last = id;
         }
     }
@@ -251,15 +257,19 @@ static int ix_step(store_indexer *sx, size_t *done)
     item *items;
     size_t n;
     uint64_t last;
+    size_t bytes;
     *done = 0;
     /* The index is derived data: while the store refuses writes for the
-     * disk's reserve, it waits too (a lagging indexer would otherwise eat
-     * the reserve the refusals keep), and catches up when space returns. */
+     * disk's reserve, it waits too, and it writes a batch only while the
+     * disk has room for it above the reserve (a lagging indexer would
+     * otherwise eat the reserve the refusals keep); it catches up when
+     * space returns. */
     if (atomic_load(&x->s->fault) == ROCKS_LOW_SPACE) return 0;
-    int rc = read_batch(x, &items, &n, &last);
+    int rc = read_batch(x, &items, &n, &last, &bytes);
     if (rc == 0 && atomic_load(&x->base.cancel)) rc = IY_EUNAVAIL;   /* a batch read in part */
-    if (rc == 0 && last != x->base.cursor) rc = write_batch(x, items, n, last);
-    if (rc == 0) *done = n;
+    int room = rc == 0 && rocks_room_for(x->s, (uint64_t)bytes * DISK_PER_TEXT_BYTE + (1u << 20));
+    if (room && last != x->base.cursor) rc = write_batch(x, items, n, last);
+    if (room && rc == 0) *done = n;
     for (size_t i = 0; i < n; i++) iy_free(items[i].text);
     iy_free(items);
     return rc;
