@@ -10,6 +10,11 @@
 #include "../base/err.h"
 #include "../base/log.h"
 
+/* Between batches that took all there was: what a message waits at most
+ * before it can be found, and what makes batches big at moderate rates (an
+ * index's cost is mostly per batch: FTS5 writes a segment per transaction,
+ * GIN its pending list; at a fixed 5,000 msgs/s, one step per commit round
+ * cost as much CPU as the commits themselves, docs/BENCHMARKS.md). */
 #define IDLE_MS 250
 #define RETRY_MS 1000
 
@@ -66,7 +71,7 @@ static void *run(void *arg)
         if (rc && !failing) iy_log_warn("search: indexing failed (%s); retrying every second", iy_err_code(rc));
         if (!rc && failing) iy_log_info("search: indexing again");
         failing = rc != 0;
-        if (rc == 0 && done > 0) {
+        if (rc == 0 && done > 0 && store_indexer_full(x->ix)) {
             pthread_mutex_lock(&x->mu);
             int stop = x->stop;
             pthread_mutex_unlock(&x->mu);

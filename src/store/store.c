@@ -132,6 +132,7 @@ int store_attachment_put(store *s, const iy_attachment *a) { return OPS(s)->atta
 int store_reader_attachment(store_reader *r, uint64_t id, iy_attachment *out) { return ROPS(r)->reader_attachment(r, id, out); }
 void store_indexer_free(store_indexer *x) { if (x) ((store_indexer_base *)x)->free(x); }
 int store_indexer_step(store_indexer *x, size_t *done) { return ((store_indexer_base *)x)->step(x, done); }
+int store_indexer_full(store_indexer *x) { return ((store_indexer_base *)x)->full; }
 uint64_t store_indexer_cursor(store_indexer *x) { return ((store_indexer_base *)x)->cursor; }
 void store_indexer_cancel(store_indexer *x) { atomic_store(&((store_indexer_base *)x)->cancel, 1); }
 

@@ -530,6 +530,11 @@ void store_indexer_free(store_indexer *x);   /* accepts NULL */
  * IY_EUNAVAIL, IY_EIO. */
 int store_indexer_step(store_indexer *x, size_t *done);
 
+/* 1: the last step stopped at its batch's limit, so more is waiting (step
+ * again at once); 0: it took all there was (wait, so that batches grow:
+ * an index's cost is mostly per batch). */
+int store_indexer_full(store_indexer *x);
+
 /* The newest message id indexed (tests, /metrics). */
 uint64_t store_indexer_cursor(store_indexer *x);
 

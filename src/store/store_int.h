@@ -245,6 +245,7 @@ typedef struct store_indexer_base {
     void (*free)(store_indexer *x);
     int (*step)(store_indexer *x, size_t *done);
     uint64_t cursor;            /* the newest id indexed */
+    int full;                   /* the last step stopped at its batch's limit: more is waiting */
     _Atomic int cancel;         /* store_indexer_cancel: a step in progress gives up */
 } store_indexer_base;
 

@@ -130,6 +130,7 @@ static int index_range(pgs_indexer *x, unsigned node, uint64_t *cursor, uint64_t
     pgs_arr targets = { 0 };
     pgs__arr_begin(&targets, PGS_OID_INT8);
     uint64_t last = rows < BATCH_MAX ? to : *cursor;
+    x->base.full = rows == BATCH_MAX;
     for (int i = 0; i < rows; i++) {
         uint64_t id = pgs__r_i64(res, i, 2);
         if (id > last) last = id;
@@ -231,12 +232,14 @@ static int ix_step(store_indexer *sx, size_t *done)
 {
     pgs_indexer *x = (pgs_indexer *)sx;
     *done = 0;
+    x->base.full = 0;
     int rc = x->have_cursor ? 0 : load_cursor(x);
     if (rc) return rc;
     rc = index_range(x, x->node, &x->base.cursor, atomic_load(&x->s->committed_id), done);
     if (rc == 0 && *done == 0 && pgs__now() >= x->orphans_at) {
         rc = index_orphans(x, done);
         if (rc == 0 && *done == 0) x->orphans_at = pgs__now() + ORPHANS_EVERY_MS;
+        x->base.full = *done > 0;   /* until no orphan is left */
     }
     return rc;
 }

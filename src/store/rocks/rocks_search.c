@@ -12,14 +12,14 @@
  *
  *   docs   id INTEGER PRIMARY KEY (the message id), channel, seq, text;
  *          index (channel, id)
- *   fts    fts5(text), external content = docs (kept by docs' triggers),
- *          trigram tokenizer, case-insensitive
+ *   fts    fts5(text), external content = docs (kept in step by the
+ *          indexer's statements), trigram tokenizer, case-insensitive
  *   cursor node PK, last_id: the newest message id indexed
  *
  * The indexer (its own thread) reads the 'i' records RocksDB wrote after
  * the cursor, whole records at a time, and the messages they list, under
- * the store's dblock (read); then writes docs and the cursor in ONE SQLite
- * transaction (WAL, synchronous=NORMAL: a machine crash may lose the
+ * the store's dblock (read); then writes docs, fts and the cursor in ONE
+ * SQLite transaction with a few statements for the whole batch (WAL, synchronous=NORMAL: a machine crash may lose the
  * newest transactions, and with them the cursor's move, so they are done
  * again). Edits re-read the target's current text; deletes drop its row.
  * Deleting search.sqlite rebuilds the index from the messages at the next
@@ -51,13 +51,38 @@ static const char *const SCHEMA[] = {
     "CREATE INDEX IF NOT EXISTS docs_channel ON docs (channel, id)",
     "CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(text, content = 'docs',"
     " content_rowid = 'id', tokenize = 'trigram')",
-    "CREATE TRIGGER IF NOT EXISTS docs_ai AFTER INSERT ON docs BEGIN"
-    " INSERT INTO fts (rowid, text) VALUES (new.id, new.text); END",
-    "CREATE TRIGGER IF NOT EXISTS docs_ad AFTER DELETE ON docs BEGIN"
-    " INSERT INTO fts (fts, rowid, text) VALUES ('delete', old.id, old.text); END",
+    /* fts was kept by triggers on docs once: a statement per message */
+    "DROP TRIGGER IF EXISTS docs_ai",
+    "DROP TRIGGER IF EXISTS docs_ad",
     "CREATE TABLE IF NOT EXISTS cursor (node INTEGER PRIMARY KEY, last_id INTEGER NOT NULL)",
     "INSERT OR IGNORE INTO cursor VALUES (0, 0)",
     NULL
+};
+
+/* The indexer's own connection: a batch is staged in a temporary table,
+ * then applied by APPLY for all of it at once. FTS5 flushes its pending
+ * terms into a new segment at the end of every statement after a write to
+ * it (its savepoint), so a statement per message (as triggers on docs
+ * did) wrote a segment per message, and merged them later: a third of the
+ * server's CPU in the chat shape (docs/BENCHMARKS.md). */
+static const char *const STAGE[] = {
+    "PRAGMA temp_store = MEMORY",
+    "CREATE TEMP TABLE IF NOT EXISTS batch (id INTEGER PRIMARY KEY, channel INTEGER NOT NULL,"
+    " seq INTEGER NOT NULL, text TEXT)",   /* text NULL: drop the doc */
+    NULL
+};
+
+enum { APPLY_N = 5 };
+static const char *const APPLY[APPLY_N] = {
+    /* what was indexed of these ids before (an edit, a delete, a batch
+     * done again after a crash) leaves fts with the text it was indexed with */
+    "INSERT INTO fts (fts, rowid, text) SELECT 'delete', d.id, d.text FROM temp.batch b"
+    " CROSS JOIN docs d ON d.id = b.id",
+    "DELETE FROM docs WHERE id IN (SELECT id FROM temp.batch)",
+    "INSERT INTO docs (id, channel, seq, text) SELECT id, channel, seq, text FROM temp.batch"
+    " WHERE text IS NOT NULL",
+    "INSERT INTO fts (rowid, text) SELECT id, text FROM temp.batch WHERE text IS NOT NULL",
+    "DELETE FROM temp.batch",
 };
 
 static int sq_err(sqlite3 *db, const char *what)
@@ -105,7 +130,8 @@ typedef struct rocks_indexer {
     rview lv;                   /* ... and the lookups made during that scan (a view runs one
                                    scan at a time: its bounds live in its read options) */
     sqlite3 *db;
-    sqlite3_stmt *put, *del, *get_seq, *cur;
+    sqlite3_stmt *stage, *cur;
+    sqlite3_stmt *apply[APPLY_N];
 } rocks_indexer;
 
 /* One message the step looked at: a text to index, or a change of one. */
@@ -119,10 +145,9 @@ typedef struct item {
 static void ix_free(store_indexer *sx)
 {
     rocks_indexer *x = (rocks_indexer *)sx;
-    sqlite3_finalize(x->put);
-    sqlite3_finalize(x->del);
-    sqlite3_finalize(x->get_seq);
+    sqlite3_finalize(x->stage);
     sqlite3_finalize(x->cur);
+    for (int i = 0; i < APPLY_N; i++) sqlite3_finalize(x->apply[i]);
     sqlite3_close(x->db);
     rocksdb_readoptions_destroy(x->v.ropt);
     rocksdb_readoptions_destroy(x->v.ropt_scan);
@@ -164,7 +189,7 @@ static int read_item(const rview *rv, uint64_t id, uint64_t channel, uint64_t se
     return 0;
 }
 
-/* Up to BATCH_MAX items after the cursor, whole 'i' records: 0, IY_EIO.
+/* Up to BATCH_MAX items (or BATCH_BYTES of text) after the cursor, whole 'i' records: 0, IY_EIO.
  * *last gets the newest id read (the next cursor). */
 static int read_batch(rocks_indexer *x, item **out, size_t *n, uint64_t *last, size_t *bytes)
 {
@@ -200,6 +225,7 @@ static int read_batch(rocks_indexer *x, item **out, size_t *n, uint64_t *last, s
             if (id > *last) *last = id;
         }
     }
+    x->base.full = rc == 0 && rocksdb_iter_valid(it);   /* stopped at a limit */
     int rc2 = rocks_scan_close(it);
     pthread_rwlock_unlock(&s->dblock);
     return rc ? rc : rc2;
@@ -228,17 +254,13 @@ static int write_batch(rocks_indexer *x, const item *items, size_t n, uint64_t l
             rc = IY_EUNAVAIL;
             break;
         }
-        /* An id indexed before (an edit) goes first: REPLACE would skip
-         * the delete trigger that keeps fts in step. */
-        sqlite3_bind_int64(x->del, 1, (sqlite3_int64)it->id);
-        rc = sq_step_done(x->db, x->del);
-        if (rc || it->del || !it->text) continue;
-        sqlite3_bind_int64(x->put, 1, (sqlite3_int64)it->id);
-        sqlite3_bind_int64(x->put, 2, (sqlite3_int64)it->channel);
-        sqlite3_bind_int64(x->put, 3, (sqlite3_int64)it->seq);
-        sqlite3_bind_text(x->put, 4, it->text, (int)it->text_len, SQLITE_STATIC);
-        rc = sq_step_done(x->db, x->put);
+        sqlite3_bind_int64(x->stage, 1, (sqlite3_int64)it->id);
+        sqlite3_bind_int64(x->stage, 2, (sqlite3_int64)it->channel);
+        sqlite3_bind_int64(x->stage, 3, (sqlite3_int64)it->seq);
+        if (!it->del && it->text) sqlite3_bind_text(x->stage, 4, it->text, (int)it->text_len, SQLITE_STATIC);
+        rc = sq_step_done(x->db, x->stage);   /* text left unbound: NULL */
     }
+    for (int i = 0; i < APPLY_N && rc == 0; i++) rc = sq_step_done(x->db, x->apply[i]);
     if (rc == 0) {
         sqlite3_bind_int64(x->cur, 1, (sqlite3_int64)last);
         rc = sq_step_done(x->db, x->cur);
@@ -247,7 +269,7 @@ static int write_batch(rocks_indexer *x, const item *items, size_t n, uint64_t l
         x->base.cursor = last;
         return 0;
     }
-    sqlite3_exec(x->db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_exec(x->db, "ROLLBACK", NULL, NULL, NULL);   /* temp.batch's rows too */
     return rc == IY_EUNAVAIL ? rc : IY_EIO;
 }
 
@@ -259,6 +281,7 @@ static int ix_step(store_indexer *sx, size_t *done)
     uint64_t last;
     size_t bytes;
     *done = 0;
+    x->base.full = 0;
     /* The index is derived data: while the store refuses writes for the
      * disk's reserve, it waits too, and it writes a batch only while the
      * disk has room for it above the reserve (a lagging indexer would
@@ -270,6 +293,7 @@ static int ix_step(store_indexer *sx, size_t *done)
     int room = rc == 0 && rocks_room_for(x->s, (uint64_t)bytes * DISK_PER_TEXT_BYTE + (1u << 20));
     if (room && last != x->base.cursor) rc = write_batch(x, items, n, last);
     if (room && rc == 0) *done = n;
+    else x->base.full = 0;
     for (size_t i = 0; i < n; i++) iy_free(items[i].text);
     iy_free(items);
     return rc;
@@ -285,6 +309,11 @@ store_indexer *rocks_indexer_new(store *st)
             sqlite3_close(db);
             return NULL;
         }
+    for (const char *const *sql = STAGE; *sql; sql++)
+        if (sq_exec(db, *sql)) {
+            sqlite3_close(db);
+            return NULL;
+        }
     rocks_indexer *x = iy_calloc(1, sizeof *x);
     x->base.free = ix_free;
     x->base.step = ix_step;
@@ -295,9 +324,12 @@ store_indexer *rocks_indexer_new(store *st)
     x->lv.ropt = rocksdb_readoptions_create();
     x->lv.ropt_scan = rocksdb_readoptions_create();
     sqlite3_stmt *get = NULL;
-    if (sqlite3_prepare_v2(db, "INSERT INTO docs (id, channel, seq, text) VALUES (?, ?, ?, ?)", -1,
-                           &x->put, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db, "DELETE FROM docs WHERE id = ?", -1, &x->del, NULL) != SQLITE_OK ||
+    int bad = 0;
+    for (int i = 0; i < APPLY_N && !bad; i++)
+        bad = sqlite3_prepare_v2(db, APPLY[i], -1, &x->apply[i], NULL) != SQLITE_OK;
+    if (bad ||
+        sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO temp.batch (id, channel, seq, text) VALUES (?, ?, ?, ?)",
+                           -1, &x->stage, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(db, "UPDATE cursor SET last_id = ? WHERE node = 0", -1, &x->cur, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(db, "SELECT last_id FROM cursor WHERE node = 0", -1, &get, NULL) != SQLITE_OK ||
         sqlite3_step(get) != SQLITE_ROW) {
