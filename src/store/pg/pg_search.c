@@ -51,6 +51,11 @@ static const char SQL_ORPHANS[] =
 static const char SQL_TARGETS[] =
     "SELECT " PGS_MSG_COLS " FROM messages AS m WHERE m.id = ANY ($1::int8[])";
 static const char SQL_BEGIN[] = "BEGIN";
+/* The index is derived data and its cursor moves in the same transaction:
+ * a commit lost in a crash is done again, so it need not wait for the WAL
+ * flush (PostgreSQL's asynchronous commit loses whole transactions, never
+ * part of one). */
+static const char SQL_ASYNC[] = "SET LOCAL synchronous_commit TO off";
 static const char SQL_COMMIT[] = "COMMIT";
 static const char SQL_DEL[] = "DELETE FROM search_docs WHERE id = ANY ($1::int8[])";
 static const char SQL_PUT[] =
@@ -183,6 +188,7 @@ static int index_range(pgs_indexer *x, unsigned node, uint64_t *cursor, uint64_t
         pgs__p_i64(&cp, last);
         if ((rc = pgs__pipe_begin(&p, &x->conn, pgs__deadline())) == 0) {
             pgs__pipe_add_once(&p, SQL_BEGIN);
+            pgs__pipe_add_once(&p, SQL_ASYNC);
             pgs__pipe_add(&p, SQL_DEL, &dp);
             pgs__pipe_add(&p, SQL_PUT, &ip);
             pgs__pipe_add(&p, SQL_CURSOR_SET, &cp);
