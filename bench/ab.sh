@@ -11,7 +11,8 @@
 # and --server-pid. Extra server flags: AB_SERVER_ARGS="--flag v ...".
 # Prints one line per run and the median per binary of: msgs/s delivered,
 # server % of a core, µs per message (per delivery for groups), syscalls per
-# message, ack and end-to-end p50/p99 (ms). Correctness errors fail the run.
+# message, ack and end-to-end p50/p99 (ms), and per run the server's CPU by
+# thread (TID order, as iyagi-bench reports it). Correctness errors fail the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 3 ] || { sed -n '2,14p' "$0"; exit 2; }
@@ -56,7 +57,7 @@ done
 jq -rs '
   def med: sort | if length == 0 then null else .[(length - 1) / 2 | floor] end;
   def row: "\(.label)\t\(.delivered_per_s // .pages_per_s)/s\t\(.cpu_pct // "-") %\t\(.us_per_delivery // .us_per_msg // "-") us\t\(.syscalls_per_msg // "-") sys\tack \(.ack.p50_ms // "-")/\(.ack.p99_ms // "-")\te2e \(.e2e.p50_ms // "-")/\(.e2e.p99_ms // "-") ms\terrors \(.errors)";
-  (.[] | row),
+  (.[] | row, "\tthreads (us per message): \(.threads // [] | map("t\(.i) \(.comm) \(.us_per_msg)") | join(", "))"),
   "median of each:",
   (group_by(.label)[] | {label: .[0].label, delivered_per_s: (map(.delivered_per_s // .pages_per_s) | med),
      cpu_pct: (map(.cpu_pct) | med), us_per_msg: (map(.us_per_msg) | med),
