@@ -87,7 +87,7 @@ static void api_done(dbq_job *j)
     if (c && !c->closing && a->need_auth && a->status == 401 && iy_log_allow(&iy_log_auth_budget)) {
         char peer[48];
         net_addr_text(c->client, peer, sizeof peer);
-        iy_log_warn("http auth failed from %s on %s: invalid or revoked token", peer, metrics_route_name(c->route));
+        iy_log_warn("http auth failed from %s on %s: invalid or revoked token", peer, metrics_route_name(c->http->route));
     }
     if (c && !c->closing) {
         char extra[40];
@@ -561,11 +561,11 @@ const char *api_auth_problem(iy_str v)
 
 /* A known path asked with a method it does not take: 405 with Allow, or
  * the answer to a CORS preflight (OPTIONS with Access-Control-Request-Method
- * from an allowed origin, conn.c's c->cors). */
+ * from an allowed origin, conn.c's c->http->cors). */
 static void not_allowed(conn *c, const http_request *req, const char *allow)
 {
     iy_buf x = { 0 }, b = { 0 };
-    if (req->method == HTTP_OPTIONS && c->cors && req->ac_request_method.len) {
+    if (req->method == HTTP_OPTIONS && c->http->cors && req->ac_request_method.len) {
         iy_buf_appendf(&x, "Allow: %s\r\nAccess-Control-Allow-Methods: %s\r\n"
                            "Access-Control-Allow-Headers: Authorization, Content-Type\r\n"
                            "Access-Control-Max-Age: 600\r\n", allow, allow);
@@ -583,7 +583,7 @@ static void not_allowed(conn *c, const http_request *req, const char *allow)
 
 void api_head(conn *c, const http_request *head)
 {
-    c->route = (uint8_t)api_route_of(head->path);
+    c->http->route = (uint8_t)api_route_of(head->path);
     if (head->method == HTTP_POST && iy_str_eq(head->path, "/v1/uploads")) uploads_head(c, head);
 }
 
@@ -592,7 +592,7 @@ void api_handle(conn *c, const http_request *req)
     iy_str seg[8];
     int n = http_path_split(req->path, seg, 8);
     int m = req->method == HTTP_HEAD ? HTTP_GET : req->method;
-    c->route = (uint8_t)api_route_of(req->path);
+    c->http->route = (uint8_t)api_route_of(req->path);
     if (n < 0) { conn_http_error(c, IY_ENOTFOUND, "no such endpoint"); return; }
 
     /* With an admin listener, /metrics is served there only, and the admin

@@ -112,8 +112,8 @@ static void sync_answered(conn *c, api_job *a)
     }
     if (waiting) {
         c->http_waiting = 1;
-        c->wait_after = x->after;
-        c->wait_limit = x->limit;
+        c->http->wait_after = x->after;
+        c->http->wait_limit = x->limit;
         api_job_drop(a);
         return;
     }
@@ -144,7 +144,7 @@ void api_wait_wake(conn *c)
         return;
     }
     c->http_waiting = 0;
-    sync_job *y = sync_job_new(c, NULL, c->wait_after, c->wait_limit, 1);
+    sync_job *y = sync_job_new(c, NULL, c->http->wait_after, c->http->wait_limit, 1);
     memcpy(y->a.token, c->session, 32);
     y->a.then = sync_answered;
     submit_read(c, y);
@@ -163,7 +163,7 @@ void api_wait_expire(conn *c)
     unwait(c);
     iy_buf b = { 0 };
     iy_buf_append_str(&b, "{\"messages\":[],\"pos\":");
-    jw_u64(&b, c->wait_after);
+    jw_u64(&b, c->http->wait_after);
     iy_buf_append_str(&b, ",\"more\":false}");
     conn_http_respond(c, 200, "application/json", b.data, b.len);
     iy_buf_free(&b);

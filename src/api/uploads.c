@@ -107,15 +107,15 @@ static conn *up_conn(upload *u)
 static void up_fail(conn *c, upload *u, int err, const char *message)
 {
     c->keep_alive = 0;
-    c->sink = NULL;
-    c->stream = NULL;
+    c->http->sink = NULL;
+    c->http->stream = NULL;
     if (u) up_free(u);
     conn_http_error(c, err, message);
 }
 
 static void up_abort(conn *c)
 {
-    upload *u = c->stream;
+    upload *u = c->http->stream;
     u->gone = 1;
     if (!u->busy) up_free(u);
 }
@@ -181,7 +181,7 @@ static void on_written(uv_fs_t *r)
 
 static void up_chunk(conn *c, const char *data, size_t len)
 {
-    upload *u = c->stream;
+    upload *u = c->http->stream;
     if (u->headlen < sizeof u->head) {
         size_t k = sizeof u->head - u->headlen < len ? sizeof u->head - u->headlen : len;
         memcpy(u->head + u->headlen, data, k);
@@ -372,8 +372,8 @@ static void up_record_done(dbq_job *j)
     iy_buf_append_str(&b, "{\"attachment\":");
     proto_write_attachment(&b, u->a.id, u->a.name, u->a.type, u->a.size, u->a.thumb);
     iy_buf_putc(&b, '}');
-    c->sink = NULL;
-    c->stream = NULL;
+    c->http->sink = NULL;
+    c->http->stream = NULL;
     up_free(u);
     conn_http_respond(c, 201, "application/json", b.data, b.len);
     iy_buf_free(&b);
@@ -432,7 +432,7 @@ static void up_finish(upload *u)
 
 void uploads_complete(conn *c, const http_request *req)
 {
-    upload *u = c->sink == &up_sink ? c->stream : NULL;
+    upload *u = c->http->sink == &up_sink ? c->http->stream : NULL;
     if (!u && (req->authorization.len <= 7 || strncasecmp(req->authorization.ptr, "Bearer ", 7) != 0)) {
         conn_http_error(c, IY_EUNAUTH, "a bearer token is needed");
         return;
@@ -475,7 +475,7 @@ static void dl_free_fn(api_job *a) { dl_close((download *)a); }
 
 static void dl_abort(conn *c)
 {
-    download *d = c->stream;
+    download *d = c->http->stream;
     d->gone = 1;
     if (!d->busy) api_job_drop(&d->a);
 }
@@ -497,8 +497,8 @@ static void on_read_piece(uv_fs_t *r)
     }
     if (n <= 0) {   /* the file is shorter than its record: cut the answer off */
         iy_log_error("attachment %llu: reading %s failed", (unsigned long long)d->at.id, d->path);
-        c->sink = NULL;
-        c->stream = NULL;
+        c->http->sink = NULL;
+        c->http->stream = NULL;
         api_job_drop(&d->a);
         conn_close(c);
         return;
@@ -510,10 +510,10 @@ static void on_read_piece(uv_fs_t *r)
 
 static void dl_next(conn *c)
 {
-    download *d = c->stream;
+    download *d = c->http->stream;
     if (d->off >= d->at.size) {
-        c->sink = NULL;
-        c->stream = NULL;
+        c->http->sink = NULL;
+        c->http->stream = NULL;
         api_job_drop(&d->a);
         conn_http_done(c);
         return;
@@ -523,8 +523,8 @@ static void dl_next(conn *c)
     d->busy = 1;
     if (uv_fs_read(&c->t->loop, &d->fs, d->fd, &b, 1, (int64_t)d->off, on_read_piece) < 0) {
         d->busy = 0;
-        c->sink = NULL;
-        c->stream = NULL;
+        c->http->sink = NULL;
+        c->http->stream = NULL;
         api_job_drop(&d->a);
         conn_close(c);
     }

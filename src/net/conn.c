@@ -112,8 +112,9 @@ void conn_accept(iothread *t, uv_stream_t *listener, int admin)
     c->t = t;
     c->id = t->next_conn_id++;
     c->proto = PROTO_HTTP;
-    c->hp = http_parser_new(IY_HTTP_HEADER_MAX, IY_JSON_MAX);
-    if (t->h->http_head) http_parser_set_head_stop(c->hp, 1);
+    c->http = iy_calloc(1, sizeof *c->http);
+    c->http->hp = http_parser_new(IY_HTTP_HEADER_MAX, IY_JSON_MAX);
+    if (t->h->http_head) http_parser_set_head_stop(c->http->hp, 1);
     c->opened_ms = c->last_rx_ms = uv_now(&t->loop);
     if (cfg->tls && !c->admin) c->tls = tls_conn_new(cfg->tls);   /* --admin-listen stays plain */
     u64map_put(&t->conns, c->id, c);
@@ -144,6 +145,14 @@ static void flush_list_add(conn *c)
     c->in_flush_list = 1;
 }
 
+static void http_free(conn *c)
+{
+    if (!c->http) return;
+    http_parser_free(c->http->hp);
+    iy_free(c->http);
+    c->http = NULL;
+}
+
 static void on_close(uv_handle_t *h)
 {
     conn *c = h->data;
@@ -156,7 +165,7 @@ static void on_close(uv_handle_t *h)
         iy_free(c->seq->sending);
         iy_free(c->seq);
     }
-    http_parser_free(c->hp);
+    http_free(c);
     ws_reader_free(c->wr);
     tls_conn_free(c->tls);
     iy_buf_free(&c->rest);
@@ -188,11 +197,11 @@ void conn_close(conn *c)
     /* A graceful close in progress (closing, handle still open) may become
      * immediate; a handle already closing is done. */
     if (uv_is_closing((uv_handle_t *)&c->tcp)) return;
-    if (c->sink) {   /* a streamed request or answer that will not finish */
-        const net_sink *k = c->sink;
-        c->sink = NULL;
+    if (c->http && c->http->sink) {   /* a streamed request or answer that will not finish */
+        const net_sink *k = c->http->sink;
+        c->http->sink = NULL;
         k->abort(c);
-        c->stream = NULL;
+        c->http->stream = NULL;
     }
     c->drained = NULL;
     if (c->proto == PROTO_WS && iy_access_log_on()) {
@@ -207,8 +216,10 @@ void conn_close(conn *c)
     unregister(c);
     if (c->counted_addr) counter_dec(c->t->cfg->per_addr, c->peer);
     c->counted_addr = 0;
-    metrics_add(M_REQUEST_BUFFERED, -(int64_t)c->held_in);
-    c->held_in = 0;
+    if (c->http) {
+        metrics_add(M_REQUEST_BUFFERED, -(int64_t)c->http->held_in);
+        c->http->held_in = 0;
+    }
     u64map_del(&c->t->conns, c->id);
     if (c->all_prev) c->all_prev->all_next = c->all_next;
     else c->t->all = c->all_next;
@@ -223,9 +234,10 @@ void conn_close(conn *c)
 /* Brings c's share of M_REQUEST_BUFFERED to what its parser holds now. */
 static void account_held(conn *c)
 {
-    size_t now = c->hp && !uv_is_closing((uv_handle_t *)&c->tcp) ? http_parser_buffered(c->hp) : 0;
-    metrics_add(M_REQUEST_BUFFERED, (int64_t)now - (int64_t)c->held_in);
-    c->held_in = now;
+    if (!c->http) return;
+    size_t now = c->http->hp && !uv_is_closing((uv_handle_t *)&c->tcp) ? http_parser_buffered(c->http->hp) : 0;
+    metrics_add(M_REQUEST_BUFFERED, (int64_t)now - (int64_t)c->http->held_in);
+    c->http->held_in = now;
 }
 
 /* ---- output ---------------------------------------------------------- */
@@ -536,8 +548,8 @@ void conn_http_respond(conn *c, int status, const char *ctype, const char *body,
 static void cors_pick(conn *c, iy_str origin)
 {
     const char *p = c->t->cfg->cors_origins;
-    c->cors = NULL;
-    c->cors_len = 0;
+    c->http->cors = NULL;
+    c->http->cors_len = 0;
     if (!p || !p[0] || !origin.len) return;
     while (*p) {
         while (*p == ' ' || *p == ',') p++;
@@ -545,8 +557,8 @@ static void cors_pick(conn *c, iy_str origin)
         while (*e && *e != ',' && *e != ' ') e++;
         size_t n = (size_t)(e - p);
         if ((n == 1 && *p == '*') || (n == origin.len && n && memcmp(p, origin.ptr, n) == 0)) {
-            c->cors = p;
-            c->cors_len = (uint16_t)n;
+            c->http->cors = p;
+            c->http->cors_len = (uint16_t)n;
             return;
         }
         p = e;
@@ -561,15 +573,15 @@ static void write_head(conn *c, int status, const char *ctype, const char *extra
         if (extra) iy_buf_append_str(&x, extra);
         /* Retry-After and Content-Disposition are not CORS-safelisted: a page
          * could not read them (a rate limit's wait, a download's name). */
-        if (c->cors)
+        if (c->http->cors)
             iy_buf_appendf(&x, "Access-Control-Allow-Origin: %.*s\r\nAccess-Control-Expose-Headers: Retry-After, "
-                               "Content-Disposition\r\n", (int)c->cors_len, c->cors);
+                               "Content-Disposition\r\n", (int)c->http->cors_len, c->http->cors);
         iy_buf_append_str(&x, "Vary: Origin\r\n");
         extra = iy_buf_cstr(&x);
     }
     http_response_head(&head, status, ctype, (size_t)len, c->keep_alive, extra);
-    c->resp_status = (uint16_t)status;
-    c->resp_bytes = head.len + (c->head_only ? 0 : len);
+    c->http->resp_status = (uint16_t)status;
+    c->http->resp_bytes = head.len + (c->head_only ? 0 : len);
     conn_write(c, head.data, head.len);
     iy_buf_free(&head);
     iy_buf_free(&x);
@@ -587,15 +599,15 @@ void conn_http_respond_head(conn *c, int status, const char *ctype, const char *
                             const net_sink *sink, void *stream)
 {
     write_head(c, status, ctype, extra, len);
-    c->sink = sink;
-    c->stream = stream;
+    c->http->sink = sink;
+    c->http->stream = stream;
 }
 
 int conn_stream_body(conn *c, uint64_t max, const net_sink *sink, void *stream)
 {
-    const http_request *head = http_parser_head(c->hp);
+    const http_request *head = http_parser_head(c->http->hp);
     int cont = head && iy_str_ieq(head->expect, "100-continue");
-    int rc = http_parser_stream_body(c->hp, max);
+    int rc = http_parser_stream_body(c->http->hp, max);
     if (rc) {
         http_fail(c, 413, "too_large", "the body is larger than allowed");
         return rc;
@@ -603,23 +615,23 @@ int conn_stream_body(conn *c, uint64_t max, const net_sink *sink, void *stream)
     /* A client that waits for it before sending a big body (curl does,
      * for a second) may send it now. */
     if (cont) conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-    c->sink = sink;
-    c->stream = stream;
+    c->http->sink = sink;
+    c->http->stream = stream;
     return 0;
 }
 
 /* The answered request in the metrics and the access log. */
 static void observe_request(conn *c)
 {
-    if (!c->req_t0_ns) return;
-    uint64_t ns = mono_ns() - c->req_t0_ns;
-    c->req_t0_ns = 0;
-    metrics_http(c->route, c->req_method, c->resp_status, ns);
+    if (!c->http->req_t0_ns) return;
+    uint64_t ns = mono_ns() - c->http->req_t0_ns;
+    c->http->req_t0_ns = 0;
+    metrics_http(c->http->route, c->http->req_method, c->http->resp_status, ns);
     if (iy_access_log_on()) {
         char a[48];
         net_addr_text(c->client, a, sizeof a);
-        iy_access_http(a, metrics_method_name(c->req_method), metrics_route_name(c->route), c->resp_status,
-                       c->resp_bytes, ns / 1000);
+        iy_access_http(a, metrics_method_name(c->http->req_method), metrics_route_name(c->http->route), c->http->resp_status,
+                       c->http->resp_bytes, ns / 1000);
     }
 }
 
@@ -638,11 +650,11 @@ static int method_index(int m)
 /* A request (complete, or its head) begins to be answered. */
 static void request_begins(conn *c, const http_request *req)
 {
-    c->req_t0_ns = mono_ns();
-    c->req_method = (uint8_t)method_index(req->method);
-    c->route = 0;
-    c->resp_status = 0;
-    c->resp_bytes = 0;
+    c->http->req_t0_ns = mono_ns();
+    c->http->req_method = (uint8_t)method_index(req->method);
+    c->http->route = 0;
+    c->http->resp_status = 0;
+    c->http->resp_bytes = 0;
     c->client = conn_client(c, req);
 }
 
@@ -650,18 +662,18 @@ void conn_http_done(conn *c)
 {
     observe_request(c);
     c->head_seen = 0;
-    if (c->sink) {   /* answered (an error) while a stream was still going: it ends here */
-        const net_sink *k = c->sink;
-        c->sink = NULL;
+    if (c->http->sink) {   /* answered (an error) while a stream was still going: it ends here */
+        const net_sink *k = c->http->sink;
+        c->http->sink = NULL;
         k->abort(c);
     }
-    c->stream = NULL;
+    c->http->stream = NULL;
     c->http_busy = 0;
     c->http_waiting = 0;
     c->head_only = 0;
-    c->cors = NULL;
-    c->cors_len = 0;
-    if (c->hp) http_parser_next(c->hp);
+    c->http->cors = NULL;
+    c->http->cors_len = 0;
+    if (c->http->hp) http_parser_next(c->http->hp);
     account_held(c);
     if (c->closing) return;
     if (!c->keep_alive) {
@@ -730,10 +742,10 @@ uint64_t conn_client(const conn *c, const http_request *req)
 
 static void http_fail(conn *c, int status, const char *code, const char *message)
 {
-    if (!c->req_t0_ns) {   /* no request parsed: counted as "other", from the peer's address */
-        c->req_t0_ns = mono_ns();
-        c->req_method = MM_OTHER;
-        c->route = 0;
+    if (!c->http->req_t0_ns) {   /* no request parsed: counted as "other", from the peer's address */
+        c->http->req_t0_ns = mono_ns();
+        c->http->req_method = MM_OTHER;
+        c->http->route = 0;
         c->client = c->peer;
     }
     iy_buf body = { 0 };
@@ -753,9 +765,9 @@ static int upgrade(conn *c, const http_request *req)
         const char *r = "HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\n"
                         "Content-Length: 0\r\nConnection: close\r\n\r\n";
         conn_write(c, r, strlen(r));
-        c->resp_status = 426;
-        c->resp_bytes = strlen(r);
-        c->route = (uint8_t)c->t->cfg->ws_route;
+        c->http->resp_status = 426;
+        c->http->resp_bytes = strlen(r);
+        c->http->route = (uint8_t)c->t->cfg->ws_route;
         observe_request(c);
         return IY_EINVAL;
     }
@@ -767,20 +779,20 @@ static int upgrade(conn *c, const http_request *req)
     iy_buf_appendf(&r, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                        "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", accept);
     conn_write(c, r.data, r.len);
-    c->resp_bytes = r.len;
+    c->http->resp_bytes = r.len;
     iy_buf_free(&r);
-    http_parser_free(c->hp);
-    c->hp = NULL;
+    http_parser_free(c->http->hp);
+    c->http->hp = NULL;
     account_held(c);
-    c->req_since_ms = 0;
     c->proto = PROTO_WS;
     c->ws_state = WS_NEW;
     c->wr = ws_reader_new(IY_JSON_MAX);
     c->opened_ms = uv_now(&c->t->loop);
     /* The upgrade is an answered request (101) of its own route. */
-    c->resp_status = 101;
-    c->route = (uint8_t)c->t->cfg->ws_route;
+    c->http->resp_status = 101;
+    c->http->route = (uint8_t)c->t->cfg->ws_route;
     observe_request(c);
+    http_free(c);   /* nothing HTTP is left: a WebSocket does not carry it */
     if (iy_access_log_on()) {
         char a[48];
         net_addr_text(c->client, a, sizeof a);
@@ -796,12 +808,12 @@ static size_t http_input(conn *c, char *data, size_t len)
     while (used < len && !c->paused && !c->closing && c->proto == PROTO_HTTP) {
         size_t n = 0;
         const http_request *req = NULL;
-        if (!c->req_since_ms) c->req_since_ms = uv_now(&c->t->loop);   /* a request begins */
-        int rc = http_parser_feed(c->hp, data + used, len - used, &n, &req);
+        if (!c->http->req_since_ms) c->http->req_since_ms = uv_now(&c->t->loop);   /* a request begins */
+        int rc = http_parser_feed(c->http->hp, data + used, len - used, &n, &req);
         used += n;
         account_held(c);
         if (rc != 0) {
-            int st = http_parser_error_status(c->hp);
+            int st = http_parser_error_status(c->http->hp);
             http_fail(c, st, st == 400 ? "bad_request" : "too_large",
                       st == 400 ? "malformed HTTP request" : "request too large");
             return len;
@@ -809,29 +821,29 @@ static size_t http_input(conn *c, char *data, size_t len)
         /* Unfinished requests share one memory budget: past it, the big
          * ones are refused (the small ones cannot add up to much). */
         size_t cl;
-        const char *chunk = http_parser_body_chunk(c->hp, &cl);
-        if (chunk && c->sink && c->sink->chunk) c->sink->chunk(c, chunk, cl);
+        const char *chunk = http_parser_body_chunk(c->http->hp, &cl);
+        if (chunk && c->http->sink && c->http->sink->chunk) c->http->sink->chunk(c, chunk, cl);
         if (c->closing) return len;
         if (!req) {
-            const http_request *head = http_parser_head(c->hp);
+            const http_request *head = http_parser_head(c->http->hp);
             if (head && !c->head_seen) {
                 c->head_seen = 1;
                 request_begins(c, head);
                 cors_pick(c, head->origin);
                 c->t->h->http_head(c, head);
                 if (c->closing) return len;
-                if (!c->sink) account_held(c);
+                if (!c->http->sink) account_held(c);
                 continue;   /* the body follows (held, or streamed to the sink) */
             }
         }
-        if (!req && c->held_in > HTTP_SMALL_REQUEST &&
+        if (!req && c->http->held_in > HTTP_SMALL_REQUEST &&
             metrics_get(M_REQUEST_BUFFERED) > (int64_t)c->t->cfg->max_buffered) {
             metrics_add(M_OVER_BUDGET, 1);
             http_fail(c, 503, "unavailable", "server busy: too many unfinished requests, retry later");
             return len;
         }
         if (!req) break;
-        c->req_since_ms = 0;
+        c->http->req_since_ms = 0;
         metrics_add(M_HTTP_REQUESTS, 1);
         if (!c->head_seen) request_begins(c, req);
         c->keep_alive = req->keep_alive != 0;
@@ -1053,13 +1065,13 @@ int conn_sweep(iothread *t, uint64_t now, int budget)
                 conn_ws_close(c, 1001, "idle timeout");
                 continue;
             }
-        } else if (c->req_since_ms && !c->http_busy && !c->http_waiting) {
+        } else if (c->http && c->http->req_since_ms && !c->http_busy && !c->http_waiting) {
             /* A request being received: its head within the deadline, its
              * declared body at the minimum rate on top (slow senders hold a
              * connection and a buffer; they must finish or go). */
             uint64_t limit = (uint64_t)cfg->request_timeout_s * 1000;
-            if (cfg->min_body_rate) limit += (uint64_t)http_parser_declared(c->hp) * 1000 / cfg->min_body_rate;
-            if (now - c->req_since_ms > limit) {
+            if (cfg->min_body_rate) limit += (uint64_t)http_parser_declared(c->http->hp) * 1000 / cfg->min_body_rate;
+            if (now - c->http->req_since_ms > limit) {
                 metrics_add(M_REQUEST_TIMEOUTS, 1);
                 http_fail(c, 408, "bad_request", "request not received in time");
                 continue;

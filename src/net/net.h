@@ -232,6 +232,29 @@ typedef struct conn_seq {
     uint64_t check_at_ms;       /* loop ms of a due comparison of pos with the store; 0: none */
 } conn_seq;
 
+/* What only an HTTP connection needs: the parser, the request being
+ * received and answered (for limits, metrics and the access log), a
+ * stream, a long poll. Allocated at accept, freed when the connection
+ * becomes a WebSocket, so that an idle WebSocket does not carry it. */
+typedef struct conn_http {
+    http_parser *hp;
+    const char *cors;           /* the request's Origin is one of net_config.cors_origins: this entry of it, */
+    uint16_t cors_len;          /* echoed in Access-Control-Allow-Origin ("*" for a wildcard); NULL: none */
+    /* The request being answered, for metrics and the access log (conn_http_done): */
+    uint8_t route;              /* service: its route template number (metrics_route_name); 0 other */
+    uint8_t req_method;         /* enum metric_method */
+    uint16_t resp_status;       /* the answer's status, once written */
+    uint32_t held_in;           /* bytes of the request being received held (counted in M_REQUEST_BUFFERED) */
+    uint64_t req_t0_ns;         /* mono ns the request was complete; 0: no request being answered */
+    uint64_t resp_bytes;        /* the answer's size, head included */
+    uint64_t req_since_ms;      /* loop time the request being received began; 0: none */
+    /* ---- owned by the service ---- */
+    const net_sink *sink;       /* a streamed request body or answer in progress */
+    void *stream;               /* the service's state of it */
+    uint64_t wait_after;        /* long poll */
+    int wait_limit;
+} conn_http;
+
 struct conn {
     uv_tcp_t tcp;               /* first: the handle's data is the conn */
     iothread *t;
@@ -254,17 +277,8 @@ struct conn {
         admin : 1,              /* accepted on an --admin-listen address: /metrics, /healthz only */
         trusted : 1,            /* its peer is a --trust-proxy proxy */
         head_only : 1;          /* the request being answered is a HEAD: its answer's head goes out, no body */
-    const char *cors;           /* the request's Origin is one of net_config.cors_origins: this entry of it, */
-    uint16_t cors_len;          /* echoed in Access-Control-Allow-Origin ("*" for a wildcard); NULL: none */
-    uint32_t held_in;           /* HTTP: bytes of the request being received held (counted in M_REQUEST_BUFFERED) */
-    /* The request being answered, for metrics and the access log (conn_http_done): */
-    uint8_t route;              /* service: its route template number (metrics_route_name); 0 other */
-    uint8_t req_method;         /* enum metric_method */
-    uint16_t resp_status;       /* the answer's status, once written */
-    uint64_t req_t0_ns;         /* mono ns the request was complete; 0: no request being answered */
-    uint64_t resp_bytes;        /* the answer's size, head included */
     uint64_t client;            /* the client's address (conn_client) of the last request */
-    http_parser *hp;
+    conn_http *http;            /* HTTP: the request's state; NULL once a WebSocket */
     ws_reader *wr;
     struct tls_conn *tls;       /* TLS state (tls.h); NULL: plaintext, nothing else to pay */
     iy_buf rest;                /* input not yet processed while paused */
@@ -278,7 +292,6 @@ struct conn {
     uint64_t peer;              /* the client's address as a key: IPv4 (1 << 32 | addr), IPv6
                                    (its /64 prefix, top bit set); 0 unknown (net_addr_text) */
     uint64_t last_rx_ms;        /* loop time of the last input */
-    uint64_t req_since_ms;      /* HTTP: loop time the request being received began; 0: none */
     uint32_t out_counted;       /* out + inflight bytes counted in M_OUTPUT_BUFFERED (< CONN_OUT_CAP + a frame) */
     int inflight_reqs;          /* service: WebSocket requests submitted, not answered */
     uint64_t out_since_ms;      /* loop ms output began waiting or last drained a bit; 0: none */
@@ -290,16 +303,12 @@ struct conn {
 
     /* ---- owned by the service (chat/, api/; its flags and inflight_reqs are above) ---- */
     uint64_t user;              /* identity once authenticating (WS) or long polling (HTTP) */
-    int wait_limit;             /* long poll */
     uint8_t session[32];
     void *waiting_job;          /* a job waiting for the bus subscription (BUS_SUBSCRIBED) */
-    const net_sink *sink;       /* a streamed request body or answer in progress */
-    void *stream;               /* the service's state of it */
     void (*drained)(conn *c);   /* called once when all queued output is written */
     uint64_t pos;               /* WS: every inbox pos up to this one was sent (ready, msg, ack) */
     conn_seq *seq;              /* WS: the rest of the sequencer, on demand (chat/deliver.c) */
-    uint64_t wait_after;        /* long poll */
-    uint64_t wait_deadline_ms;
+    uint64_t wait_deadline_ms;  /* long poll's end; WS: a drain's deadline */
     uint64_t reported_rx_ms;    /* last life sign reported to presence */
     uint64_t last_typing_ms;
 };
