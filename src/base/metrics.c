@@ -349,6 +349,8 @@ static const struct {
     { M_TOKEN_CACHE_MISSES, "iyagi_token_cache_misses_total", "counter",
       "Session token checks the token cache could not answer (the store did)." },
     { M_TOKEN_CACHE_ENTRIES, "iyagi_token_cache_entries", "gauge", "Valid session tokens held in memory." },
+    { M_SEARCH_INDEXED, "iyagi_search_indexed_total", "counter",
+      "Messages (and edits and deletes) the search indexer took into the index since the start." },
 };
 
 void metrics_render(iy_buf *out)

@@ -52,6 +52,7 @@ enum metric_counter {
     M_TOKEN_CACHE_HITS,     /* counter: token checks answered by the token cache (set at render) */
     M_TOKEN_CACHE_MISSES,   /* counter: token checks the cache could not answer (set at render) */
     M_TOKEN_CACHE_ENTRIES,  /* gauge: tokens in the cache (set at render) */
+    M_SEARCH_INDEXED,       /* counter: messages the search indexer took into the index */
     M_COUNTER_COUNT
 };
 

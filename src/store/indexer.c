@@ -9,6 +9,7 @@
 #include "../base/alloc.h"
 #include "../base/err.h"
 #include "../base/log.h"
+#include "../base/metrics.h"
 
 /* Between batches that took all there was: what a message waits at most
  * before it can be found, and what makes batches big at moderate rates (an
@@ -64,6 +65,7 @@ static void *run(void *arg)
         int rc = store_indexer_step(x->ix, &done);
         atomic_store(&x->cursor, store_indexer_cursor(x->ix));
         atomic_fetch_add(&x->count, done);
+        metrics_add(M_SEARCH_INDEXED, (int64_t)done);
         pthread_mutex_lock(&x->mu);
         int stopping = x->stop;
         pthread_mutex_unlock(&x->mu);
