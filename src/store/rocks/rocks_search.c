@@ -19,9 +19,9 @@
  * The indexer (its own thread) reads the 'i' records RocksDB wrote after
  * the cursor, whole records at a time, and the messages they list, under
  * the store's dblock (read); then writes docs, fts and the cursor in ONE
- * SQLite transaction with a few statements for the whole batch (WAL, synchronous=NORMAL: a machine crash may lose the
- * newest transactions, and with them the cursor's move, so they are done
- * again). Edits re-read the target's current text; deletes drop its row.
+ * SQLite transaction, with a few statements for the whole batch (WAL,
+ * synchronous=NORMAL: a machine crash may lose the newest transactions,
+ * and with them the cursor's move, so they are done again). Edits re-read the target's current text; deletes drop its row.
  * Deleting search.sqlite rebuilds the index from the messages at the next
  * start. */
 #include <sqlite3.h>
@@ -189,8 +189,9 @@ static int read_item(const rview *rv, uint64_t id, uint64_t channel, uint64_t se
     return 0;
 }
 
-/* Up to BATCH_MAX items (or BATCH_BYTES of text) after the cursor, whole 'i' records: 0, IY_EIO.
- * *last gets the newest id read (the next cursor). */
+/* Up to BATCH_MAX items (or BATCH_BYTES of text) after the cursor, whole
+ * 'i' records: 0, IY_EIO. *last gets the newest id read (the next cursor),
+ * *bytes the text read; base.full says whether more is waiting. */
 static int read_batch(rocks_indexer *x, item **out, size_t *n, uint64_t *last, size_t *bytes)
 {
     rocks *s = x->s;
@@ -204,8 +205,8 @@ static int read_batch(rocks_indexer *x, item **out, size_t *n, uint64_t *last, s
     uint8_t lo[9], hi[1] = { K_MSGID + 1 };
     rocksdb_iterator_t *it = rocks_scan_open(&x->v, lo, key1(lo, K_MSGID, x->base.cursor + 1), hi, 1);
     int rc = 0;
-    for (rocksdb_iter_seek(it, (const char *)lo, 9); rc == 0 && rocksdb_iter_valid(it) && *n < BATCH_MAX && *bytes < BATCH_BYTES;
-         rocksdb_iter_next(it)) {
+    for (rocksdb_iter_seek(it, (const char *)lo, 9);
+         rc == 0 && rocksdb_iter_valid(it) && *n < BATCH_MAX && *bytes < BATCH_BYTES; rocksdb_iter_next(it)) {
         size_t kl, vl;
         rocksdb_iter_key(it, &kl);
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
