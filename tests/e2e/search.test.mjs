@@ -58,9 +58,13 @@ test('Korean, English in any case and emoji; ranked results with snippets; only 
   rs = await searchUntil(a, { q: 'WORLD' }, (x) => x.length === 1, 'case-insensitive');
   assert.deepEqual(rs[0].highlights, [[6, 11]]);
   rs = await searchUntil(a, { q: '🎉 t' }, (x) => x.length === 1, 'emoji');
-  // what the indexer took in is counted (make bench waits on it between runs)
-  const m = await (await fetch(`${srv.url}/metrics`)).text();
-  const indexed = Number(/^iyagi_search_indexed_total (\d+)$/m.exec(m)?.[1]);
+  // what the indexer took in is counted (make bench waits on it between runs): all five
+  // messages, once the indexer's next batch has run (it waits 250 ms after one that took all)
+  let indexed = 0;
+  for (const until = Date.now() + ms(10000); indexed < 5 && Date.now() < until; await sleep(50)) {
+    const m = await (await fetch(`${srv.url}/metrics`)).text();
+    indexed = Number(/^iyagi_search_indexed_total (\d+)$/m.exec(m)?.[1]);
+  }
   assert.ok(indexed >= 5, `iyagi_search_indexed_total counts the indexed messages: ${indexed}`);
   const sn = [...rs[0].snippet];
   assert.equal(sn.slice(rs[0].highlights[0][0], rs[0].highlights[0][1]).join(''), '🎉 t', 'highlights count code points');
