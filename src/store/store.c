@@ -134,7 +134,12 @@ void store_indexer_free(store_indexer *x) { if (x) ((store_indexer_base *)x)->fr
 int store_indexer_step(store_indexer *x, size_t *done) { return ((store_indexer_base *)x)->step(x, done); }
 int store_indexer_full(store_indexer *x) { return ((store_indexer_base *)x)->full; }
 uint64_t store_indexer_cursor(store_indexer *x) { return ((store_indexer_base *)x)->cursor; }
-void store_indexer_cancel(store_indexer *x) { atomic_store(&((store_indexer_base *)x)->cancel, 1); }
+void store_indexer_cancel(store_indexer *x)
+{
+    store_indexer_base *b = (store_indexer_base *)x;
+    atomic_store(&b->cancel, 1);
+    if (b->interrupt) b->interrupt(x);
+}
 
 int store_reader_message(store_reader *r, uint64_t channel, uint64_t seq, iy_msg *out)
 {

@@ -247,6 +247,7 @@ typedef struct store_indexer_base {
     uint64_t cursor;            /* the newest id indexed */
     int full;                   /* the last step stopped at its batch's limit: more is waiting */
     _Atomic int cancel;         /* store_indexer_cancel: a step in progress gives up */
+    void (*interrupt)(store_indexer *x);   /* optional: stops a statement running now (any thread) */
 } store_indexer_base;
 
 /* The first member of every backend's store struct. */

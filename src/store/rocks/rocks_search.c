@@ -242,6 +242,7 @@ static int sq_step_done(sqlite3 *db, sqlite3_stmt *st)
     int r = sqlite3_step(st);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
+    if (r == SQLITE_INTERRUPT) return IY_EUNAVAIL;   /* a stop (ix_interrupt): done again at the next start */
     return r == SQLITE_DONE || r == SQLITE_ROW ? 0 : sq_err(db, "write");
 }
 
@@ -261,7 +262,8 @@ static int write_batch(rocks_indexer *x, const item *items, size_t n, uint64_t l
         if (!it->del && it->text) sqlite3_bind_text(x->stage, 4, it->text, (int)it->text_len, SQLITE_STATIC);
         rc = sq_step_done(x->db, x->stage);   /* text left unbound: NULL */
     }
-    for (int i = 0; i < APPLY_N && rc == 0; i++) rc = sq_step_done(x->db, x->apply[i]);
+    for (int i = 0; i < APPLY_N && rc == 0; i++)
+        rc = atomic_load(&x->base.cancel) ? IY_EUNAVAIL : sq_step_done(x->db, x->apply[i]);
     if (rc == 0) {
         sqlite3_bind_int64(x->cur, 1, (sqlite3_int64)last);
         rc = sq_step_done(x->db, x->cur);
@@ -272,6 +274,14 @@ static int write_batch(rocks_indexer *x, const item *items, size_t n, uint64_t l
     }
     sqlite3_exec(x->db, "ROLLBACK", NULL, NULL, NULL);   /* temp.batch's rows too */
     return rc == IY_EUNAVAIL ? rc : IY_EIO;
+}
+
+/* Any thread (store_indexer_cancel): the batch's statements are few and
+ * big, so a stop interrupts the one running (SQLite allows it from another
+ * thread while the connection is open; it is closed only after the join). */
+static void ix_interrupt(store_indexer *sx)
+{
+    sqlite3_interrupt(((rocks_indexer *)sx)->db);
 }
 
 static int ix_step(store_indexer *sx, size_t *done)
@@ -318,6 +328,7 @@ store_indexer *rocks_indexer_new(store *st)
     rocks_indexer *x = iy_calloc(1, sizeof *x);
     x->base.free = ix_free;
     x->base.step = ix_step;
+    x->base.interrupt = ix_interrupt;
     x->s = s;
     x->db = db;
     x->v.ropt = rocksdb_readoptions_create();
