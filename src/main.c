@@ -57,6 +57,9 @@ static const opt opts[] = {
       "no storage round trip (0: ask the store every time)", 0 },
     { "idle-timeout", "S", "60", "seconds of silence before a WebSocket is closed", 0 },
     { "max-backlog", "N", "20000", "queued sends past which new sends get 'unavailable'", 0 },
+    { "max-queue-ms", "MS", "250", "new sends also get 'unavailable' once the oldest job queued for the\n"
+      "storage thread has waited MS ms with 512 or more sends queued: overload is\n"
+      "shed in time, whatever the commit rate (0: off, only --max-backlog)", 0 },
     { "push-allow-private", NULL, "false", "allow push endpoints on private addresses (tests)", 0 },
     { "push-retry-base-ms", "N", "1000", "first retry delay of a failed push, doubling", 0 },
     { "push-give-up", "S", "86400", "seconds after which an undelivered push is a dead letter", 0 },
@@ -295,6 +298,9 @@ static int apply(server_config *cfg, int i, const char *v, enum src src, char *e
     } else if (!strcmp(n, "max-backlog")) {
         INT(1, 10000000);
         cfg->max_backlog = (int)x;
+    } else if (!strcmp(n, "max-queue-ms")) {
+        INT(0, 3600000);
+        cfg->max_queue_ms = (int)x;
     } else if (!strcmp(n, "push-retry-base-ms")) {
         INT(1, 3600000);
         cfg->push_retry_base_ms = (int)x;

@@ -401,7 +401,7 @@ static void send_authed(conn *c, api_job *a)
         api_job_drop(a);
         return;
     }
-    if (dbq_backlog(svc->dbq) >= (size_t)svc->cfg.max_backlog) {
+    if (svc_shed_send(svc)) {
         metrics_add(M_SHED, 1);
         conn_http_error(c, IY_EUNAVAIL, "server busy, retry with the same cmid");
         api_job_drop(a);

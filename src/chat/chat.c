@@ -395,7 +395,7 @@ static void start_send(conn *c, proto_req *req)
     if (over_limit(c, svc->limits ? svc->limits->send_user : NULL, req,
                    "too many messages; retry with the same cmid later"))
         return;
-    if (dbq_backlog(svc->dbq) >= (size_t)svc->cfg.max_backlog) {
+    if (svc_shed_send(svc)) {
         /* Shed load rather than queue without bound; nothing was stored. */
         metrics_add(M_SHED, 1);
         op_now(req->op, IY_EUNAVAIL);

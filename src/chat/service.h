@@ -31,6 +31,7 @@ typedef struct service_config {
     int presence_timeout_s;
     int push_allow_private;
     int max_backlog;            /* queued sends past which new sends get `unavailable` */
+    int max_queue_ms;           /* ... or once the storage queue's oldest job waited this long (0: off) */
     uint32_t capacity;          /* connections this node is meant to hold (--capacity) */
     uint32_t max_user_sockets;  /* authenticated sockets per user on this node (0: no cap) */
     char blob_dir[4096];        /* attachments' bytes (api/uploads.c): DIR/ID, DIR/ID.thumb, DIR/tmp */
@@ -64,6 +65,17 @@ typedef struct service {
 } service;
 
 static inline service *svc_of(const conn *c) { return (service *)c->t->svc; }
+
+/* Whether a new send must be refused with `unavailable` (overload: see
+ * dbq.h): the storage queue holds --max-backlog sends, or its oldest job has
+ * waited past --max-queue-ms with DBQ_SHED_MIN_SENDS sends queued. */
+static inline int svc_shed_send(const service *svc)
+{
+    size_t backlog = dbq_backlog(svc->dbq);
+    if (backlog >= (size_t)svc->cfg.max_backlog) return 1;
+    return svc->cfg.max_queue_ms > 0 && backlog >= DBQ_SHED_MIN_SENDS &&
+           dbq_wait_ns(svc->dbq, mono_ns()) > (uint64_t)svc->cfg.max_queue_ms * 1000000u;
+}
 
 /* The handlers the transport calls (chat/chat.c). */
 extern const net_handlers service_handlers;

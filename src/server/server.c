@@ -70,7 +70,8 @@ void server_config_defaults(server_config *cfg)
     cfg->auth_timeout_s = 10;
     cfg->token_cache = 100000;
     cfg->idle_timeout_s = 60;
-    cfg->max_backlog = 20000;
+    cfg->max_backlog = DBQ_SHED_SENDS;
+    cfg->max_queue_ms = DBQ_SHED_MS;
     cfg->push_retry_base_ms = 1000;
     cfg->push_give_up_s = 86400;
     cfg->shutdown_timeout_s = 10;
@@ -432,6 +433,7 @@ int server_run(const server_config *cfg)
     svc->cfg.presence_timeout_s = cfg->presence_timeout_s;
     svc->cfg.push_allow_private = cfg->push_allow_private;
     svc->cfg.max_backlog = cfg->max_backlog;
+    svc->cfg.max_queue_ms = cfg->max_queue_ms;
     svc->cfg.max_upload = (uint64_t)cfg->max_upload_mb << 20;
     if (cfg->blob_dir[0]) snprintf(svc->cfg.blob_dir, sizeof svc->cfg.blob_dir, "%s", cfg->blob_dir);
     else snprintf(svc->cfg.blob_dir, sizeof svc->cfg.blob_dir, "%.4000s/blobs", cfg->data_dir);

@@ -26,6 +26,7 @@ typedef struct server_config {
     int idle_timeout_s;
     int push_allow_private;
     int max_backlog;            /* queued sends past which new sends get `unavailable` */
+    int max_queue_ms;           /* ... or once the storage queue's oldest job waited this long (0: off) */
     int push_retry_base_ms;     /* first push retry delay */
     int push_give_up_s;         /* age past which a push notification is dead */
     int shutdown_timeout_s;     /* SIGTERM to exit, at most (then the process exits regardless) */

@@ -21,10 +21,24 @@ struct dbq {
     dbq_job *head, *tail;
     size_t queued_sends;           /* under mu */
     atomic_size_t backlog;         /* = queued_sends, readable without the lock */
+    _Atomic uint64_t head_t_in;    /* = head->_t_in, 0 when empty, readable without the lock */
     int stopping;
 };
 
 size_t dbq_backlog(dbq *q) { return atomic_load_explicit(&q->backlog, memory_order_relaxed); }
+
+uint64_t dbq_wait_ns(dbq *q, uint64_t now_ns)
+{
+    uint64_t t = atomic_load_explicit(&q->head_t_in, memory_order_relaxed);
+    return t && now_ns > t ? now_ns - t : 0;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 /* Takes the jobs of the next round: everything queued, but at most
  * DBQ_ROUND_SENDS sends. Called with mu held. */
@@ -43,6 +57,7 @@ static dbq_job *take_round(dbq *q)
     last->_next = NULL;
     q->queued_sends -= sends;
     atomic_store_explicit(&q->backlog, q->queued_sends, memory_order_relaxed);
+    atomic_store_explicit(&q->head_t_in, q->head ? q->head->_t_in : 0, memory_order_relaxed);
     return first;
 }
 
@@ -155,13 +170,17 @@ dbq *dbq_start(store *s, const dbq_round_fns *round, void (*post)(void *origin, 
 int dbq_submit(dbq *q, dbq_job *j)
 {
     j->_next = NULL;
+    j->_t_in = mono_ns();
     pthread_mutex_lock(&q->mu);
     if (q->stopping) {
         pthread_mutex_unlock(&q->mu);
         return IY_EUNAVAIL;
     }
     if (q->tail) q->tail->_next = j;
-    else q->head = j;
+    else {
+        q->head = j;
+        atomic_store_explicit(&q->head_t_in, j->_t_in, memory_order_relaxed);
+    }
     q->tail = j;
     if (j->kind == DBQ_SEND) {
         q->queued_sends++;

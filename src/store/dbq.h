@@ -23,9 +23,11 @@
  *
  * Overload: a round takes at most DBQ_ROUND_SENDS sends (the rest wait for
  * the next round), so a backlog never becomes one giant batch and jobs
- * queued behind it (auth, reads) keep moving; dbq_backlog() lets the I/O
- * threads refuse new sends with `unavailable` past DBQ_SHED_SENDS instead of
- * queueing without bound.
+ * queued behind it (auth, reads) keep moving; dbq_backlog() and dbq_wait_ns()
+ * let the I/O threads refuse new sends with `unavailable` instead of queueing
+ * without bound: past DBQ_SHED_SENDS queued sends, or once the oldest queued
+ * job has waited longer than the server allows (--max-queue-ms) while at
+ * least DBQ_SHED_MIN_SENDS wait — a bound in time, whatever the commit rate.
  *
  * Jobs are refcounted because a send is referenced by its origin (for the
  * ack) and by the published bus batch (for fan-out); the last unref calls
@@ -40,6 +42,8 @@ enum dbq_kind { DBQ_SEND = 1, DBQ_RUN = 2 };
 
 #define DBQ_ROUND_SENDS 4096     /* sends committed in one round at most */
 #define DBQ_SHED_SENDS 20000     /* default of --max-backlog: queued sends past which new ones are refused */
+#define DBQ_SHED_MS 250          /* default of --max-queue-ms: the oldest job's wait past which sends are refused */
+#define DBQ_SHED_MIN_SENDS 512   /* ... but only with this many sends queued (one slow commit is no overload) */
 
 typedef struct dbq_job dbq_job;
 struct dbq_job {
@@ -51,6 +55,7 @@ struct dbq_job {
     void (*done)(dbq_job *j);                /* on the origin thread; must dbq_job_unref(j) */
     void (*free)(dbq_job *j);                /* frees the job's memory */
     void *origin;                            /* the origin I/O thread */
+    uint64_t _t_in;                          /* CLOCK_MONOTONIC ns when queued: the dbq's */
     void (*post)(dbq_job *j);                /* if set: hands the finished job back instead of
                                                 the dbq's post(origin, j) (e.g. to the push worker) */
     int err;                                 /* result: 0 or an IY_E* code */
@@ -87,6 +92,10 @@ int dbq_submit(dbq *q, dbq_job *j);
 
 /* Sends queued and not yet taken into a round (any thread, lock-free). */
 size_t dbq_backlog(dbq *q);
+
+/* How long the oldest job still queued has waited at now_ns (CLOCK_MONOTONIC
+ * ns, e.g. uv_hrtime()): 0 when nothing waits (any thread, lock-free). */
+uint64_t dbq_wait_ns(dbq *q, uint64_t now_ns);
 
 /* Finishes every queued job and stops the thread; later dbq_submit calls
  * return IY_EUNAVAIL. q stays valid until dbq_free. */

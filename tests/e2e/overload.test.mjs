@@ -54,3 +54,53 @@ test('a deep storage queue refuses new sends with unavailable and loses nothing 
       A.close();
     }
   }));
+
+test('a storage queue whose oldest job waited past --max-queue-ms refuses new sends, and loses nothing it accepted', { timeout: ms(180000) }, () =>
+  // --max-queue-ms 1: overload measured in time (the head of the queue waited over 1 ms while
+  // 512 or more sends wait), not in count (--max-backlog is far away).
+  withServer({ extraArgs: ['--max-backlog', '1000000', '--max-queue-ms', '1', '--rate-limits', 'off'] }, async (srv) => {
+    const b = await newUser(srv, 'qb');
+    const senders = [];
+    for (let i = 0; i < 24; i++) {
+      const u = await newUser(srv, `q${i}`);
+      senders.push({ u, ws: await connectWs(srv, { token: u.token, label: `Q${i}` }), acked: [], refused: [] });
+    }
+    try {
+      // Bursts from 24 sockets at once (each pauses its input at 128 in flight) until the queue
+      // has been deep and old enough to refuse some; a fast machine may need more than one.
+      const N = 200;
+      let refusedAll = 0;
+      for (let round = 0; round < 6 && refusedAll === 0; round++) {
+        await Promise.all(senders.map((s, si) => new Promise((resolve, reject) => {
+          let answered = 0;
+          const timer = setTimeout(() => reject(new Error(`sender ${si}: only ${answered} of ${N} answered`)), ms(60000));
+          s.ws.listeners.push((f) => {
+            if ((f.op === 'ack' || f.op === 'error') && f.rid?.startsWith(`r${round}-`)) {
+              (f.op === 'ack' ? s.acked : s.refused).push(f);
+              if (++answered === N) { clearTimeout(timer); resolve(); }
+              return true;
+            }
+            return false;
+          });
+          for (let i = 0; i < N; i++)
+            s.ws.send({ op: 'send', to: b.user.id, text: `q ${round} ${i}`, cmid: `c${round}.${i}`, rid: `r${round}-${i}` });
+        })));
+        refusedAll = senders.reduce((n, s) => n + s.refused.length, 0);
+      }
+      assert.ok(refusedAll > 0, 'some sends refused with --max-queue-ms 1');
+      for (const s of senders) {
+        for (const f of s.refused) {
+          assert.equal(f.code, 'unavailable', `refusal: ${JSON.stringify(f)}`);
+          assert.match(f.message, /server busy/);
+        }
+        // Exactly the acknowledged messages are stored, once each, gap-free.
+        const messages = await fullSyncWs(s.ws, 0);
+        assert.deepEqual(messages.map((m) => m.cmid).sort(), s.acked.map((f) => f.cmid).sort(), 'stored = acknowledged');
+        assert.deepEqual(messages.map((m) => m.seq), messages.map((_, i) => i + 1), 'seq gap-free');
+      }
+      const m = await (await fetch(`${srv.url}/metrics`)).text();
+      assert.equal(Number(/^iyagi_sends_shed_total (\d+)$/m.exec(m)?.[1]), refusedAll, 'iyagi_sends_shed_total');
+    } finally {
+      for (const s of senders) s.ws.close();
+    }
+  }));
