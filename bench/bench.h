@@ -180,6 +180,7 @@ typedef struct wreport {
     uint64_t pages, page_errors, caught_up, catchup_errors, synced_msgs;
     uint64_t all_ready_ns, done_ns;     /* monotonic ns: last connection ready, last device caught up */
     uint64_t behind;                    /* fixed rate: sends skipped because a window was full */
+    uint64_t shed;                      /* fixed rate: sends the server refused as busy (`unavailable`) */
     /* --reconnect */
     uint64_t reconnects;                /* dropped connections that came back to ready */
     uint64_t reconnect_failures;        /* attempts that failed (and were retried) */

@@ -643,7 +643,7 @@ int main(int argc, char **argv)
         ADD(conns_ok); ADD(conns_failed); ADD(closed_unexpected); ADD(proto_errors); ADD(server_errors);
         ADD(sent); ADD(acked); ADD(delivered_win); ADD(delivered_total); ADD(expected_total);
         ADD(missing); ADD(dup_or_reorder); ADD(seq_order_errors); ADD(pages); ADD(page_errors);
-        ADD(caught_up); ADD(catchup_errors); ADD(synced_msgs); ADD(behind);
+        ADD(caught_up); ADD(catchup_errors); ADD(synced_msgs); ADD(behind); ADD(shed);
         ADD(reconnects); ADD(reconnect_failures); ADD(resent); ADD(offline_ns); ADD(still_offline);
 #undef ADD
         merge_nodes(&total, &r);
@@ -728,8 +728,10 @@ int main(int argc, char **argv)
         printf("  %s: sent (acked) %.0f msgs/s, delivered %.0f msgs/s over %.0f s%s\n",
                p.rate > 0 ? "offered rate" : "full speed", msgs_s, delivered_s, win_s,
                p.rate > 0 ? "" : "");
-        if (p.rate > 0) printf("  offered %.0f msgs/s; sends skipped (a connection had %d in flight): %llu\n",
-                               p.rate, BENCH_FIXED_RATE_CAP, (unsigned long long)total.behind);
+        if (p.rate > 0) printf("  offered %.0f msgs/s; sends skipped (a connection had %d in flight): %llu; "
+                               "refused by the server as busy (shed, not stored): %llu\n",
+                               p.rate, BENCH_FIXED_RATE_CAP, (unsigned long long)total.behind,
+                               (unsigned long long)total.shed);
         printf("  whole run: sent %llu, acked %llu, deliveries expected %llu, received %llu\n",
                (unsigned long long)total.sent, (unsigned long long)total.acked,
                (unsigned long long)total.expected_total, (unsigned long long)total.delivered_total);
@@ -873,10 +875,10 @@ int main(int argc, char **argv)
     case SC_DIRECT:
     case SC_GROUP:
         printf(",\"acked_per_s\":%.0f,\"delivered_per_s\":%.0f,\"lost\":%llu,\"dup_or_reorder\":%llu,"
-               "\"seq_order_errors\":%llu,\"skipped\":%llu",
+               "\"seq_order_errors\":%llu,\"skipped\":%llu,\"shed\":%llu",
                msgs_s, delivered_s, (unsigned long long)total.missing,
                (unsigned long long)total.dup_or_reorder, (unsigned long long)total.seq_order_errors,
-               (unsigned long long)total.behind);
+               (unsigned long long)total.behind, (unsigned long long)total.shed);
         json_hist("ack", &total.h_ack);
         json_hist("e2e", &total.h_e2e);
         break;

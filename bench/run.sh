@@ -277,7 +277,7 @@ cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
           if .scenario == "idle" then
             "| \(.label) | \(.connect_per_s) conn/s connect+auth; \(.bytes_per_conn) B/conn (\(.conns_ok) conns) | — | — | — | connect \(l(.connect)) | — | \(.errors) |"
           elif .scenario == "direct" or .scenario == "chat" or .scenario == "group" then
-            "| \(.label) | \(.delivered_per_s) \(if .scenario == "group" then "deliveries/s (\(.acked_per_s) msgs/s)" else "msgs/s delivered" end)\(if .rate > 0 then " (offered \(.rate))" else "" end)\(if .slowloris then ", while \(.slowloris) slowloris connections (\(.slowloris_408) answered 408)" else "" end) | \(cpu) | \(sys) | \(db) | \(l(.ack)) | \(l(.e2e)) | \(.errors) |"
+            "| \(.label) | \(.delivered_per_s) \(if .scenario == "group" then "deliveries/s (\(.acked_per_s) msgs/s)" else "msgs/s delivered" end)\(if .rate > 0 then " (offered \(.rate)\(if (.shed // 0) > 0 then "; \(.shed) sends shed as busy" else "" end))" else "" end)\(if .slowloris then ", while \(.slowloris) slowloris connections (\(.slowloris_408) answered 408)" else "" end) | \(cpu) | \(sys) | \(db) | \(l(.ack)) | \(l(.e2e)) | \(.errors) |"
           elif .scenario == "history" then
             "| \(.label) | \(.pages_per_s) pages/s (limit \(.limit)) | \(cpu) | \(sys) | \(db) | page \(l(.page)) | — | \(.errors) |"
           else
