@@ -91,7 +91,8 @@ static void sync_answered(conn *c, api_job *a)
     if (waiting && !c->registered) {
         /* Subscribe, then read again (once the bus confirms: api_wait_subscribed). */
         c->user = a->user;
-        memcpy(c->session, a->token, 32);
+        c->session_key = session_key_of(a->token);
+        memcpy(c->http->wait_session, a->token, 32);
         c->registered = 1;
         iothread_user_add(c->t, c);
         sync_job *y = sync_job_new(c, NULL, x->after, x->limit, x->wait);
@@ -145,7 +146,7 @@ void api_wait_wake(conn *c)
     }
     c->http_waiting = 0;
     sync_job *y = sync_job_new(c, NULL, c->http->wait_after, c->http->wait_limit, 1);
-    memcpy(y->a.token, c->session, 32);
+    memcpy(y->a.token, c->http->wait_session, 32);
     y->a.then = sync_answered;
     submit_read(c, y);
 }

@@ -206,7 +206,7 @@ static void auth_run(store *s, dbq_job *j)
      * device's next connection skips this round trip. */
     if (rc == 0 && !a->second) tokens_put(tk, a->session, user, a->device, epoch);
     if (rc == 0 && a->second && user != a->w.user) rc = IY_ENOTFOUND;
-    if (rc == 0 && a->second) rc = store_user_get(s, user, &a->u);
+    if (rc == 0 && a->second) rc = store_user_get_cold(s, user, &a->u);
     if (rc == 0 && a->second) rc = store_user_pos(s, user, &a->pos);
     a->w.user = user;
     j->err = rc == IY_ENOTFOUND ? IY_EUNAUTH : rc;
@@ -268,7 +268,7 @@ static void auth_register(conn *c, auth_job *a)
      * socket (held until ready), then read the inbox pos — at once, or
      * once the bus confirms the subscription (chat_subscribed). */
     c->user = a->w.user;
-    memcpy(c->session, a->session, 32);
+    c->session_key = session_key_of(a->session);
     c->registered = 1;
     iothread_user_add(c->t, c);
     a->second = 1;

@@ -414,7 +414,7 @@ static void deliver_revoke(iothread *t, uint64_t user, const uint8_t session[32]
 {
     for (conn *c = iothread_user_first(t, user), *next; c; c = next) {
         next = c->user_next;
-        if (memcmp(c->session, session, 32) != 0) continue;
+        if (c->session_key != session_key_of(session)) continue;
         c->clean_close = 1; /* a logout is a proper goodbye: offline at once */
         if (c->proto == PROTO_WS) conn_ws_close(c, 1008, "logged out");
         else conn_close(c);

@@ -25,18 +25,20 @@
  * device that just came up there may be on its way (no flap). */
 #define SETTLE_MS 300
 
+/* One per user with a socket here or news from elsewhere: 72 bytes (an
+ * 80-byte malloc chunk), one per idle connection's user. */
 typedef struct entry {
     uint64_t user;
-    int devices;           /* sockets on this node */
-    int gone;              /* the last local device closed cleanly */
-    int local;             /* the local view, as last announced */
-    int online;            /* the global view, as last evaluated here */
+    int32_t devices;       /* sockets on this node */
+    int8_t gone;           /* the last local device closed cleanly */
+    int8_t local;          /* the local view, as last announced */
+    int8_t online;         /* the global view, as last evaluated here */
+    int8_t said;           /* what this node last published: -1 nothing, 0 offline, 1 online */
     int64_t local_last;    /* last sign of life here */
     int64_t remote_last;   /* newest last_active other nodes told */
     int64_t linger_until;  /* a gone node's users stay online until then */
     int64_t local_off_ms;  /* when the local view last went offline (0: never online here) */
     int64_t offline_due;   /* cluster: when a settled offline is published (0: none) */
-    int said;              /* what this node last published: -1 nothing, 0 offline, 1 online */
     uint16_t *remote;      /* nodes whose local view is online */
     uint32_t nremote, capremote;
 } entry;

@@ -14,6 +14,7 @@
 #ifndef IY_CHAT_SERVICE_H
 #define IY_CHAT_SERVICE_H
 #include <stdint.h>
+#include <string.h>
 #include "../bus/bus.h"
 #include "../net/net.h"
 #include "../store/dbq.h"
@@ -65,6 +66,14 @@ typedef struct service {
 } service;
 
 static inline service *svc_of(const conn *c) { return (service *)c->t->svc; }
+
+/* conn.session_key of a session's token hash. */
+static inline uint64_t session_key_of(const uint8_t token_hash[32])
+{
+    uint64_t k;
+    memcpy(&k, token_hash, sizeof k);
+    return k;
+}
 
 /* Whether a new send must be refused with `unavailable` (overload: see
  * dbq.h): the storage queue holds --max-backlog sends, or its oldest job has

@@ -28,13 +28,20 @@
 #define TOKENS_STRIPES 64
 #define EVICT_SAMPLES 5
 
+/* One per cached token, one per connection that authenticated with a new
+ * one: 48 bytes and the device name (a 64-byte malloc chunk for a name of
+ * up to 7 bytes). Times are CLOCK_MONOTONIC ms, wrapping at 32 bits: they
+ * are only compared with now, and a live entry is younger than the TTL. */
 typedef struct tok_ent {
     uint8_t hash[32];
     uint64_t user;
-    int64_t expires_ms;
-    int64_t used_ms;
+    uint32_t expires_ms;
+    uint32_t used_ms;
     char device[];
 } tok_ent;
+
+/* a - b for wrapping ms (|a - b| < 24 days) */
+static int32_t ms_diff(uint32_t a, uint32_t b) { return (int32_t)(a - b); }
 
 typedef struct stripe {
     pthread_mutex_t mu;
@@ -104,10 +111,10 @@ int tokens_get(tokens *t, const uint8_t hash[32], uint64_t *user, char device[IY
     int hit = 0;
     pthread_mutex_lock(&s->mu);
     tok_ent *e = u64map_get(&s->map, key_of(hash));
-    if (e && memcmp(e->hash, hash, 32) == 0 && e->expires_ms > now) {
+    if (e && memcmp(e->hash, hash, 32) == 0 && ms_diff(e->expires_ms, (uint32_t)now) > 0) {
         *user = e->user;
         snprintf(device, IY_DEVICE_MAX + 1, "%s", e->device);
-        e->used_ms = now;
+        e->used_ms = (uint32_t)now;
         hit = 1;
         s->hits++;
     } else {
@@ -145,7 +152,7 @@ static void evict_one(stripe *s, int64_t now)
         size_t i = xorshift(&s->rnd) & (s->map.cap - 1);
         while (!s->map.keys[i]) i = (i + 1) & (s->map.cap - 1);   /* the map is not empty */
         tok_ent *e = (tok_ent *)(uintptr_t)s->map.vals[i];
-        int64_t age = e->expires_ms <= now ? INT64_MIN : e->used_ms;
+        int64_t age = ms_diff(e->expires_ms, (uint32_t)now) <= 0 ? INT64_MIN : ms_diff(e->used_ms, (uint32_t)now);
         if (age < oldest) {
             oldest = age;
             victim = i;
@@ -167,8 +174,8 @@ void tokens_put(tokens *t, const uint8_t hash[32], uint64_t user, const char *de
     memcpy(e->device, device, dn);
     e->device[dn] = '\0';
     int64_t now = mono_ms();
-    e->used_ms = now;
-    e->expires_ms = now + t->ttl_ms;
+    e->used_ms = (uint32_t)now;
+    e->expires_ms = (uint32_t)(now + t->ttl_ms);
     uint64_t key = key_of(hash);
     pthread_mutex_lock(&s->mu);
     /* paused is checked again under the lock: tokens_pause clears every

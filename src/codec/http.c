@@ -329,6 +329,11 @@ http_parser *http_parser_new(size_t max_head, size_t max_body)
     return p;
 }
 
+size_t http_parser_mem(const http_parser *p)
+{
+    return p ? sizeof *p + p->store.cap + p->chunk.cap : 0;
+}
+
 void http_parser_free(http_parser *p)
 {
     if (!p) return;

@@ -61,6 +61,9 @@ http_parser *http_parser_new(size_t max_head, size_t max_body);
 /* Frees the parser and its storage; accepts NULL. */
 void http_parser_free(http_parser *p);
 
+/* Bytes p holds (itself and its buffers): what freeing it gives back. */
+size_t http_parser_mem(const http_parser *p);
+
 /* Feeds len bytes of data. Returns 0 and sets *consumed to the number of
  * bytes used. When a whole request has been parsed, *req points to it and
  * parsing stopped right after it: pipelined bytes and, for an upgrade, the

@@ -54,6 +54,11 @@ ws_reader *ws_reader_new(size_t max_message)
     return r;
 }
 
+size_t ws_reader_mem(const ws_reader *r)
+{
+    return r ? sizeof *r + r->cap : 0;
+}
+
 void ws_reader_free(ws_reader *r)
 {
     if (!r) return;

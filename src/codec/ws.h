@@ -68,6 +68,9 @@ ws_reader *ws_reader_new(size_t max_message);
 
 /* Frees the reader and its buffer. Accepts NULL. */
 void ws_reader_free(ws_reader *r);
+
+/* Bytes r holds (itself and its buffer). */
+size_t ws_reader_mem(const ws_reader *r);
 /* 1 if r is between messages with nothing buffered (no frame header,
  * payload, fragmented message or error in progress): freeing it and
  * starting a new reader for the next bytes loses nothing. Between calls to

@@ -58,6 +58,114 @@ static void stop_reading(conn *c)
     c->reading = 0;
 }
 
+/* ---- connection memory and ids ------------------------------------------
+ *
+ * Connections live in blocks of CONN_BLOCK per I/O thread, and a closed
+ * one's slot goes back to the thread's free list. The slot is the low half
+ * of the connection's id and the slot's generation the high half, bumped
+ * when the connection closes: iothread_conn finds a connection by its id
+ * with two array reads, and a job that comes back for a closed one finds
+ * nothing (the generation moved on), where a hash map from ids cost ~35
+ * bytes more per connection at 15,000 (docs/BENCHMARKS.md). Blocks are kept
+ * until the thread ends (the next wave reuses them). Under ASan a free slot
+ * is poisoned, so a use after close is still caught. */
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/asan_interface.h>
+#define CONN_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define CONN_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define CONN_POISON(p, n) ((void)(p), (void)(n))
+#define CONN_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+#define CONN_BLOCK 64
+
+struct conn_block {
+    conn c[CONN_BLOCK];
+    uint32_t gen[CONN_BLOCK];   /* the slot's generation: the high half of its connection's id */
+};
+
+static conn *conn_new(iothread *t)
+{
+    if (!t->nconn_free) {
+        conn_block *b = iy_malloc(sizeof *b);
+        uint32_t k = t->nconn_blocks++;
+        t->conn_blocks = iy_realloc(t->conn_blocks, t->nconn_blocks * sizeof *t->conn_blocks);
+        t->conn_blocks[k] = b;
+        t->conn_free = iy_realloc(t->conn_free, (size_t)t->nconn_blocks * CONN_BLOCK * sizeof *t->conn_free);
+        for (uint32_t i = CONN_BLOCK; i-- > 0;) {
+            b->gen[i] = 1;   /* never 0: an id is never 0 */
+            t->conn_free[t->nconn_free++] = k * CONN_BLOCK + i;
+        }
+        CONN_POISON(b->c, sizeof b->c);
+    }
+    uint32_t slot = t->conn_free[--t->nconn_free];
+    conn_block *b = t->conn_blocks[slot / CONN_BLOCK];
+    conn *c = &b->c[slot % CONN_BLOCK];
+    CONN_UNPOISON(c, sizeof *c);
+    memset(c, 0, sizeof *c);
+    c->t = t;
+    c->id = (uint64_t)b->gen[slot % CONN_BLOCK] << 32 | slot;
+    return c;
+}
+
+/* The id stops naming c: iothread_conn finds nothing for it from now on. */
+static void conn_unlist(conn *c)
+{
+    uint32_t slot = (uint32_t)c->id;
+    uint32_t *gen = &c->t->conn_blocks[slot / CONN_BLOCK]->gen[slot % CONN_BLOCK];
+    if (*gen != (uint32_t)(c->id >> 32)) return;   /* already */
+    *gen = *gen + 1 ? *gen + 1 : 1;
+}
+
+conn *iothread_conn(iothread *t, uint64_t id)
+{
+    uint32_t slot = (uint32_t)id, k = slot / CONN_BLOCK;
+    if (k >= t->nconn_blocks) return NULL;
+    conn_block *b = t->conn_blocks[k];
+    return b->gen[slot % CONN_BLOCK] == (uint32_t)(id >> 32) ? &b->c[slot % CONN_BLOCK] : NULL;
+}
+
+/* uv_close's callback of every connection handle. */
+static void conn_release(uv_handle_t *h)
+{
+    conn *c = h->data;
+    iothread *t = c->t;
+    uint32_t slot = (uint32_t)c->id;
+    conn_unlist(c);
+    CONN_POISON(c, sizeof *c);
+    t->conn_free[t->nconn_free++] = slot;
+}
+
+void conn_pool_free(iothread *t)
+{
+    ws_reader_free(t->spare_wr);
+    t->spare_wr = NULL;
+    for (uint32_t k = 0; k < t->nconn_blocks; k++) {
+        CONN_UNPOISON(t->conn_blocks[k]->c, sizeof t->conn_blocks[k]->c);
+        iy_free(t->conn_blocks[k]);
+    }
+    iy_free(t->conn_blocks);
+    iy_free(t->conn_free);
+    t->conn_blocks = NULL;
+    t->conn_free = NULL;
+    t->nconn_blocks = t->nconn_free = 0;
+}
+
+/* c->rest, input held while paused: made by the first byte held. */
+static void rest_append(conn *c, const void *p, size_t n)
+{
+    if (!c->rest) c->rest = iy_calloc(1, sizeof *c->rest);
+    iy_buf_append(c->rest, p, n);
+}
+
+static void rest_free(conn *c)
+{
+    if (!c->rest) return;
+    iy_buf_free(c->rest);
+    iy_free(c->rest);
+    c->rest = NULL;
+}
+
 /* A connection refused at accept: closed at once, logged at most once a
  * second per thread. */
 static void refuse(iothread *t, conn *c, const char *why)
@@ -70,16 +178,16 @@ static void refuse(iothread *t, conn *c, const char *why)
         iy_log_warn("io thread %u: connection from %s refused: %s", t->index, a, why);
         t->refused_logged_ms = now;
     }
-    uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)iy_free);
+    uv_close((uv_handle_t *)&c->tcp, conn_release);
 }
 
 void conn_accept(iothread *t, uv_stream_t *listener, int admin)
 {
-    conn *c = iy_calloc(1, sizeof *c);
+    conn *c = conn_new(t);
     uv_tcp_init(&t->loop, &c->tcp);
     c->tcp.data = c;
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
-        uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)iy_free);
+        uv_close((uv_handle_t *)&c->tcp, conn_release);
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
@@ -110,18 +218,17 @@ void conn_accept(iothread *t, uv_stream_t *listener, int admin)
         c->counted_addr = 1;
     }
     c->t = t;
-    c->id = t->next_conn_id++;
     c->proto = PROTO_HTTP;
     c->http = iy_calloc(1, sizeof *c->http);
     c->http->hp = http_parser_new(IY_HTTP_HEADER_MAX, IY_JSON_MAX);
     if (t->h->http_head) http_parser_set_head_stop(c->http->hp, 1);
     c->opened_ms = c->last_rx_ms = uv_now(&t->loop);
     if (cfg->tls && !c->admin) c->tls = tls_conn_new(cfg->tls);   /* --admin-listen stays plain */
-    u64map_put(&t->conns, c->id, c);
     c->all_next = t->all;
     if (t->all) t->all->all_prev = c;
     t->all = c;
     metrics_add(M_CONNECTIONS, 1);
+    t->accepted++;
     start_reading(c);
 }
 
@@ -168,14 +275,14 @@ static void on_close(uv_handle_t *h)
     http_free(c);
     ws_reader_free(c->wr);
     tls_conn_free(c->tls);
-    iy_buf_free(&c->rest);
+    rest_free(c);
     /* Big output buffers freed: the sweep hands the memory back (malloc_trim). */
     if (c->out.cap > (1u << 20)) c->t->trim_pending = 1;
     iy_buf_free(&c->out);
     for (uint16_t i = 0; i < c->nsegs; i++) conn_shared_unref(c->segs[i].s);
     iy_free(c->segs);
     metrics_add(M_OUTPUT_BUFFERED, -(int64_t)c->out_counted);
-    iy_free(c);
+    conn_release(h);
 }
 
 int64_t conn_wall_ms(conn *c, uint64_t loop_ms)
@@ -203,7 +310,7 @@ void conn_close(conn *c)
         k->abort(c);
         c->http->stream = NULL;
     }
-    c->drained = NULL;
+    if (c->http) c->http->drained = NULL;
     if (c->proto == PROTO_WS && iy_access_log_on()) {
         char a[48];
         net_addr_text(c->client, a, sizeof a);
@@ -220,7 +327,7 @@ void conn_close(conn *c)
         metrics_add(M_REQUEST_BUFFERED, -(int64_t)c->http->held_in);
         c->http->held_in = 0;
     }
-    u64map_del(&c->t->conns, c->id);
+    conn_unlist(c);
     if (c->all_prev) c->all_prev->all_next = c->all_next;
     else c->t->all = c->all_next;
     if (c->all_next) c->all_next->all_prev = c->all_prev;
@@ -393,15 +500,16 @@ static void begin_drain(conn *c)
 /* All output written: the one waiting for that goes on. */
 static void call_drained(conn *c)
 {
-    if (!c->drained || c->out.len || c->nsegs || c->writing || c->closing) return;
-    void (*fn)(conn *) = c->drained;
-    c->drained = NULL;
+    if (!c->http || !c->http->drained || c->out.len || c->nsegs || c->writing || c->closing) return;
+    void (*fn)(conn *) = c->http->drained;
+    c->http->drained = NULL;
     fn(c);
 }
 
 void conn_on_drained(conn *c, void (*fn)(conn *c))
 {
-    c->drained = fn;
+    if (!c->http) return;   /* HTTP answers only (net.h) */
+    c->http->drained = fn;
     call_drained(c);
 }
 
@@ -526,11 +634,12 @@ void conn_resume(conn *c)
 {
     if (c->closing) return;
     c->paused = 0;
-    if (c->rest.len) {
-        iy_buf pending = c->rest;
-        c->rest = (iy_buf){ 0 };
-        conn_input(c, pending.data, pending.len);
-        iy_buf_free(&pending);
+    if (c->rest && c->rest->len) {
+        iy_buf *pending = c->rest;
+        c->rest = NULL;
+        conn_input(c, pending->data, pending->len);
+        iy_buf_free(pending);
+        iy_free(pending);
     }
     if (!c->paused && !c->closing) start_reading(c);
 }
@@ -781,12 +890,15 @@ static int upgrade(conn *c, const http_request *req)
     conn_write(c, r.data, r.len);
     c->http->resp_bytes = r.len;
     iy_buf_free(&r);
+    /* The HTTP side (~1.2 KB) goes: holes between live connections after a
+     * wave of upgrades, which the sweep's malloc_trim gives back (~60 bytes
+     * per idle connection at 15,000). */
+    iothread_freed(c->t, http_parser_mem(c->http->hp) + sizeof *c->http);
     http_parser_free(c->http->hp);
     c->http->hp = NULL;
     account_held(c);
     c->proto = PROTO_WS;
-    c->ws_state = WS_NEW;
-    c->wr = ws_reader_new(IY_JSON_MAX);
+    c->ws_state = WS_NEW;   /* c->wr: the thread's spare, for the first frame (ws_input) */
     c->opened_ms = uv_now(&c->t->loop);
     /* The upgrade is an answered request (101) of its own route. */
     c->http->resp_status = 101;
@@ -864,13 +976,44 @@ static size_t http_input(conn *c, char *data, size_t len)
     return used;
 }
 
+/* A connection without a reader (an idle one gave its own back) borrows the
+ * thread's spare for this input and gives it back if the input ended
+ * between messages: an idle connection's heartbeat every 5 s allocates
+ * nothing (a reader made and freed per heartbeat left holes between the
+ * connections: 50-100 bytes each at 15,000, by when RSS was read). */
+static void ws_reader_borrow(conn *c)
+{
+    iothread *t = c->t;
+    c->wr = t->spare_wr ? t->spare_wr : ws_reader_new(IY_JSON_MAX);
+    t->spare_wr = NULL;
+}
+
+static void ws_reader_return(conn *c)
+{
+    iothread *t = c->t;
+    if (!c->wr || !ws_reader_idle(c->wr)) return;   /* mid-message: it stays the connection's */
+    if (t->spare_wr) ws_reader_free(c->wr);        /* another input gave one back meanwhile */
+    else t->spare_wr = c->wr;
+    c->wr = NULL;
+}
+
+static size_t ws_input_frames(conn *c, char *data, size_t len);
+
 static size_t ws_input(conn *c, char *data, size_t len)
+{
+    if (c->wr) return ws_input_frames(c, data, len);
+    ws_reader_borrow(c);
+    size_t used = ws_input_frames(c, data, len);
+    ws_reader_return(c);
+    return used;
+}
+
+static size_t ws_input_frames(conn *c, char *data, size_t len)
 {
     size_t used = 0;
     while (used < len && !c->paused && !c->closing) {
         size_t n = 0;
         ws_event ev;
-        if (!c->wr) c->wr = ws_reader_new(IY_JSON_MAX);
         int rc = ws_reader_feed(c->wr, (uint8_t *)data + used, len - used, &n, &ev);
         used += n;
         if (rc != 0) {
@@ -918,7 +1061,7 @@ static void conn_input(conn *c, char *data, size_t len)
         if (c->proto == PROTO_HTTP) used += http_input(c, data + used, len - used);
         else used += ws_input(c, data + used, len - used);
     }
-    if (used < len && !c->closing) iy_buf_append(&c->rest, data + used, len - used);
+    if (used < len && !c->closing) rest_append(c, data + used, len - used);
 }
 
 /* A TLS connection that failed: the peer's close_notify closes it at once;
@@ -962,7 +1105,7 @@ static void tls_input(conn *c, const char *data, size_t len)
             return;
         }
         if (c->paused) {
-            iy_buf_append(&c->rest, plain, (size_t)n);
+            rest_append(c, plain, (size_t)n);
             stop_reading(c);
             continue;
         }
@@ -988,7 +1131,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (c->paused) {
-        iy_buf_append(&c->rest, buf->base, (size_t)nread);
+        rest_append(c, buf->base, (size_t)nread);
         stop_reading(c);
         return;
     }
@@ -1015,15 +1158,16 @@ static void trim(conn *c)
         c->segs = NULL;
         c->segcap = 0;
     }
-    if (!c->rest.len && c->rest.cap) {
-        freed += c->rest.cap;
-        iy_buf_free(&c->rest);
+    if (c->rest && !c->rest->len) {
+        freed += sizeof *c->rest + c->rest->cap;
+        rest_free(c);
     }
     if (c->wr && ws_reader_idle(c->wr)) {   /* made again by the next byte (ws_input) */
+        freed += ws_reader_mem(c->wr);
         ws_reader_free(c->wr);
         c->wr = NULL;
     }
-    c->t->idle_freed += freed;
+    iothread_freed(c->t, freed);
 }
 
 /* Timeouts of the transport; the service's sweep (life signs, long polls)

@@ -69,7 +69,6 @@ void iothread_post_ctl(iothread *t, int ctl)
     push(t, it);
 }
 
-conn *iothread_conn(iothread *t, uint64_t id) { return u64map_get(&t->conns, id); }
 
 void iothread_user_add(iothread *t, conn *c)
 {
@@ -173,14 +172,23 @@ static void on_sweep(uv_timer_t *tm)
     if (!uv_is_active((uv_handle_t *)&t->sweep_more) && conn_sweep(t, uv_now(&t->loop), SWEEP_BUDGET))
         uv_timer_start(&t->sweep_more, on_sweep_more, 1, 0);
     t->h->sweep(t, uv_now(&t->loop));
-    /* Many idle connections' buffers freed (a wave of connections that
-     * went quiet): their pages are holes between live connections that
-     * glibc keeps; malloc_trim hands whole free pages back. At most once a
-     * second: under load the pages it returns fault in again (every 5 s
-     * left ~150 bytes more per idle connection after a wave of 15,000). */
+    /* Connections come and go (a wave of connects leaves their HTTP side,
+     * auth jobs and frames behind; a wave that went quiet its buffers):
+     * the freed memory is holes between live connections that glibc keeps.
+     * malloc_trim hands whole free pages back: every 2 s while connections
+     * are accepted or buffers freed, and once more 2 s after (what other
+     * threads free for them later: auth jobs, store reads, presence batches).
+     * Measured at 15,000 idle connections: a trim once a second after 1 MB
+     * of idle buffers left ~60 bytes more per connection, and a single trim
+     * a second after the last connect ~40 more. */
     uint64_t now = uv_now(&t->loop);
-    if (t->idle_freed > (1u << 20) && now - t->idle_trim_ms >= 1000) t->trim_pending = 1;
+    if (now - t->idle_trim_ms >= 2000) {
+        int churn = t->accepted != t->accepted_at_trim || t->idle_freed > (64u << 10);
+        if (churn || t->trim_trailing) t->trim_pending = 1;
+        t->trim_trailing = churn;
+    }
     if (t->trim_pending) {
+        t->accepted_at_trim = t->accepted;
         t->idle_freed = 0;
         t->idle_trim_ms = now;
         /* glibc keeps freed memory for reuse; after slow readers' megabytes
@@ -188,6 +196,11 @@ static void on_sweep(uv_timer_t *tm)
         t->trim_pending = 0;
         malloc_trim(0);
     }
+}
+
+void iothread_freed(iothread *t, size_t bytes)
+{
+    t->idle_freed += bytes;
 }
 
 static void on_connection(uv_stream_t *listener, int status)
@@ -274,7 +287,6 @@ int iothread_new(unsigned index, const net_config *cfg, const net_handlers *h, v
     t->h = h;
     t->svc = svc;
     t->index = index;
-    t->next_conn_id = 1;
     t->readbuf = iy_malloc(READ_BUF_SIZE);
     pthread_mutex_init(&t->mu, NULL);
     int fd = -1, rc = uv_loop_init(&t->loop);
@@ -318,7 +330,7 @@ int iothread_run(iothread *t)
 void iothread_join(iothread *t)
 {
     pthread_join(t->thread, NULL);
-    u64map_free(&t->conns);
+    conn_pool_free(t);
     u64map_free(&t->users);
     iy_buf_free(&t->scratch);
     iy_free(t->readbuf);

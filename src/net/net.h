@@ -58,6 +58,7 @@
 #define EXIT_GRACE_MS 1000              /* THREAD_EXIT: a close frame's time to leave before the socket goes */
 
 typedef struct iothread iothread;
+typedef struct conn_block conn_block;
 typedef struct conn conn;
 typedef struct net_config net_config;
 
@@ -170,8 +171,6 @@ struct iothread {
     int listening;
     pthread_mutex_t mu;
     struct inbox_item *head, *tail;   /* under mu */
-    uint64_t next_conn_id;
-    u64map conns;               /* conn id -> conn */
     u64map users;               /* user id -> first registered conn of that user */
     conn *all;                  /* every open connection (sweeps, shutdown) */
     conn *flush_list;           /* connections with output to write this turn */
@@ -181,8 +180,16 @@ struct iothread {
     uint64_t refused_logged_ms; /* loop ms of the last "connection refused" log line */
     uint64_t tls_logged_ms;     /* loop ms of the last "TLS failed" log line */
     int trim_pending;           /* big buffers were freed: return memory at the next sweep */
-    size_t idle_freed;          /* bytes of idle connections' buffers freed since the last trim */
+    conn_block **conn_blocks;   /* conn.c: the connections' memory (slots of ids) */
+    uint32_t nconn_blocks;
+    uint32_t *conn_free;        /* ... its free slots */
+    uint32_t nconn_free;
+    ws_reader *spare_wr;        /* lent to connections without a reader of their own (ws_input) */
+    size_t idle_freed;          /* bytes of connections' buffers freed since the last trim */
     uint64_t idle_trim_ms;      /* loop ms of the last malloc_trim for them */
+    uint64_t accepted;          /* connections accepted, ever */
+    uint64_t accepted_at_trim;  /* ... at the last malloc_trim */
+    int trim_trailing;          /* the last trim was for a wave: one more after it */
 };
 
 enum conn_proto { PROTO_HTTP = 1, PROTO_WS = 2 };
@@ -253,6 +260,8 @@ typedef struct conn_http {
     void *stream;               /* the service's state of it */
     uint64_t wait_after;        /* long poll */
     int wait_limit;
+    uint8_t wait_session[32];   /* long poll: its token's hash, for the reads after a wake-up */
+    void (*drained)(conn *c);   /* called once when all queued output is written (a download) */
 } conn_http;
 
 struct conn {
@@ -281,7 +290,7 @@ struct conn {
     conn_http *http;            /* HTTP: the request's state; NULL once a WebSocket */
     ws_reader *wr;
     struct tls_conn *tls;       /* TLS state (tls.h); NULL: plaintext, nothing else to pay */
-    iy_buf rest;                /* input not yet processed while paused */
+    iy_buf *rest;               /* input not yet processed while paused (NULL: none held) */
     iy_buf out;                 /* queued output */
     conn_seg *segs;             /* shared pieces of the output in order: the first nsegs_in are */
     uint16_t nsegs, nsegs_in;   /* in flight (in wr_async), the rest queued (in c->out); */
@@ -303,9 +312,9 @@ struct conn {
 
     /* ---- owned by the service (chat/, api/; its flags and inflight_reqs are above) ---- */
     uint64_t user;              /* identity once authenticating (WS) or long polling (HTTP) */
-    uint8_t session[32];
+    uint64_t session_key;       /* its token hash's first 8 bytes (session_key_of): a logout's
+                                   revocation matches it among the user's sockets */
     void *waiting_job;          /* a job waiting for the bus subscription (BUS_SUBSCRIBED) */
-    void (*drained)(conn *c);   /* called once when all queued output is written */
     uint64_t pos;               /* WS: every inbox pos up to this one was sent (ready, msg, ack) */
     conn_seq *seq;              /* WS: the rest of the sequencer, on demand (chat/deliver.c) */
     uint64_t wait_deadline_ms;  /* long poll's end; WS: a drain's deadline */
@@ -326,11 +335,13 @@ void iothread_post_ctl(iothread *t, int ctl);
 void iothread_join(iothread *t);                                 /* and frees t */
 conn *iothread_conn(iothread *t, uint64_t id);                   /* NULL if closed */
 void iothread_user_add(iothread *t, conn *c);                    /* c->user must be set */
+void iothread_freed(iothread *t, size_t bytes);  /* a connection's buffers freed: a trim is due */
 void iothread_user_del(iothread *t, conn *c);
 conn *iothread_user_first(iothread *t, uint64_t user);           /* then c->user_next */
 
 /* ---- conn.c ---- */
 void conn_accept(iothread *t, uv_stream_t *listener, int admin);
+void conn_pool_free(iothread *t);   /* frees the connections' memory: the thread has ended */
 void conn_write(conn *c, const void *p, size_t n);        /* queue raw bytes */
 void conn_ws_send(conn *c, const char *json, size_t n);   /* queue one text frame */
 /* Shared output (conn_shared above). new: a buffer of n bytes (copied

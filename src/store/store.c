@@ -83,6 +83,10 @@ int store_setting_get(store *s, const char *name, char **v, size_t *vl) { return
 int store_setting_put_once(store *s, const char *name, const char *value, size_t len, char **v, size_t *vl) { return OPS(s)->setting_put_once(s, name, value, len, v, vl); }
 int store_user_create(store *s, const char *username, const char *display_name, const char *pwhash, iy_user *out) { return OPS(s)->user_create(s, username, display_name, pwhash, out); }
 int store_user_get(store *s, uint64_t id, iy_user *out) { return OPS(s)->user_get(s, id, out); }
+int store_user_get_cold(store *s, uint64_t id, iy_user *out)
+{
+    return OPS(s)->user_get_cold ? OPS(s)->user_get_cold(s, id, out) : OPS(s)->user_get(s, id, out);
+}
 int store_user_find(store *s, const char *username, iy_user *out, char pwhash[256]) { return OPS(s)->user_find(s, username, out, pwhash); }
 int store_user_set_display_name(store *s, uint64_t id, const char *display_name) { return OPS(s)->user_set_display_name(s, id, display_name); }
 int store_user_set_password(store *s, uint64_t id, const char *pwhash) { return OPS(s)->user_set_password(s, id, pwhash); }

@@ -164,6 +164,7 @@ typedef struct store_ops {
     int (*user_create)(store *s, const char *username, const char *display_name, const char *pwhash,
                        iy_user *out);
     int (*user_get)(store *s, uint64_t id, iy_user *out);
+    int (*user_get_cold)(store *s, uint64_t id, iy_user *out);   /* optional: user_get */
     int (*user_find)(store *s, const char *username, iy_user *out, char pwhash[256]);
     int (*user_set_display_name)(store *s, uint64_t id, const char *display_name);
     int (*session_create)(store *s, const uint8_t h[32], uint64_t user, const char *device);

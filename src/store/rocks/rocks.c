@@ -543,6 +543,12 @@ int store_rocks_open(const store_config *cfg, store **out)
     s->opt = make_options(s, cfg->cache_mb);
     s->ropt = rocksdb_readoptions_create();
     s->ropt_scan = rocksdb_readoptions_create();
+    /* Sessions are keyed by a token's hash: no two neighbours are read
+     * together, and a session read once is kept by the token cache
+     * (chat/tokens.c). Caching its 4 KB block cost ~60 B per connection,
+     * the user record's at a connect ~120 B (docs/BENCHMARKS.md). */
+    s->ropt_cold = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_fill_cache(s->ropt_cold, 0);
     s->wopt = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(s->wopt, 1);
     s->wopt_lazy = rocksdb_writeoptions_create();
@@ -581,6 +587,7 @@ static void rocks_free(store *st)
     if (s->wopt_lazy) rocksdb_writeoptions_destroy(s->wopt_lazy);
     if (s->wopt) rocksdb_writeoptions_destroy(s->wopt);
     if (s->ropt_scan) rocksdb_readoptions_destroy(s->ropt_scan);
+    if (s->ropt_cold) rocksdb_readoptions_destroy(s->ropt_cold);
     if (s->ropt) rocksdb_readoptions_destroy(s->ropt);
     if (s->opt) rocksdb_options_destroy(s->opt);
     if (s->cache) rocksdb_cache_destroy(s->cache);
@@ -725,6 +732,13 @@ static int rocks_user_create(store *st, const char *username, const char *displa
 static int rocks_user_get(store *st, uint64_t id, iy_user *out)
 {
     rview rv = rocks_view((rocks *)st);
+    return rocks_user_load(&rv, id, out, NULL);
+}
+
+static int rocks_user_get_cold(store *st, uint64_t id, iy_user *out)
+{
+    const rocks *s = (const rocks *)st;
+    rview rv = { s->db, s->ropt_cold, s->ropt_scan };
     return rocks_user_load(&rv, id, out, NULL);
 }
 
@@ -941,7 +955,8 @@ static int session_get_v(const rview *rv, const uint8_t token_hash[32], uint64_t
 static int rocks_session_get(store *st, const uint8_t token_hash[32], uint64_t *user,
                              char device[IY_DEVICE_MAX + 1])
 {
-    rview rv = rocks_view((rocks *)st);
+    const rocks *s = (const rocks *)st;
+    rview rv = { s->db, s->ropt_cold, s->ropt_scan };
     return session_get_v(&rv, token_hash, user, device);
 }
 
@@ -1278,6 +1293,7 @@ const store_ops rocks_ops = {
     .setting_put_once = rocks_setting_put_once,
     .user_create = rocks_user_create,
     .user_get = rocks_user_get,
+    .user_get_cold = rocks_user_get_cold,
     .user_find = rocks_user_find,
     .user_set_display_name = rocks_user_set_display_name,
     .session_create = rocks_session_create,

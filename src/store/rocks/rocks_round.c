@@ -59,9 +59,19 @@ int rocks_counter(rocks *s, int type, uint64_t id, uint64_t *out)
     return rc;
 }
 
+/* A connection's auth asks once: what the rounds cached, or the store,
+ * without caching it (an idle connection's user needs no counter here;
+ * a round that delivers to the user loads it). */
 int rocks_user_pos(store *st, uint64_t user, uint64_t *pos)
 {
-    return rocks_counter((rocks *)st, K_INBOX, user, pos);
+    rocks *s = (rocks *)st;
+    const uint64_t *v = u64map_find(&s->pos, user);
+    if (v) {
+        *pos = *v;
+        return 0;
+    }
+    rview rv = rocks_view(s);
+    return rocks_load_last_v(&rv, K_INBOX, user, pos);
 }
 
 /* ---- rounds -------------------------------------------------------------- */
