@@ -549,6 +549,8 @@ int store_rocks_open(const store_config *cfg, store **out)
      * the user record's at a connect ~120 B (docs/BENCHMARKS.md). */
     s->ropt_cold = rocksdb_readoptions_create();
     rocksdb_readoptions_set_fill_cache(s->ropt_cold, 0);
+    s->ropt_cold_scan = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_fill_cache(s->ropt_cold_scan, 0);
     s->wopt = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(s->wopt, 1);
     s->wopt_lazy = rocksdb_writeoptions_create();
@@ -588,6 +590,7 @@ static void rocks_free(store *st)
     if (s->wopt) rocksdb_writeoptions_destroy(s->wopt);
     if (s->ropt_scan) rocksdb_readoptions_destroy(s->ropt_scan);
     if (s->ropt_cold) rocksdb_readoptions_destroy(s->ropt_cold);
+    if (s->ropt_cold_scan) rocksdb_readoptions_destroy(s->ropt_cold_scan);
     if (s->ropt) rocksdb_readoptions_destroy(s->ropt);
     if (s->opt) rocksdb_options_destroy(s->opt);
     if (s->cache) rocksdb_cache_destroy(s->cache);
@@ -738,7 +741,7 @@ static int rocks_user_get(store *st, uint64_t id, iy_user *out)
 static int rocks_user_get_cold(store *st, uint64_t id, iy_user *out)
 {
     const rocks *s = (const rocks *)st;
-    rview rv = { s->db, s->ropt_cold, s->ropt_scan };
+    rview rv = { s->db, s->ropt_cold, s->ropt_cold_scan };
     return rocks_user_load(&rv, id, out, NULL);
 }
 
@@ -956,7 +959,7 @@ static int rocks_session_get(store *st, const uint8_t token_hash[32], uint64_t *
                              char device[IY_DEVICE_MAX + 1])
 {
     const rocks *s = (const rocks *)st;
-    rview rv = { s->db, s->ropt_cold, s->ropt_scan };
+    rview rv = { s->db, s->ropt_cold, s->ropt_cold_scan };
     return session_get_v(&rv, token_hash, user, device);
 }
 

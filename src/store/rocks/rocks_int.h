@@ -27,6 +27,7 @@ typedef struct rocks {
     rocksdb_readoptions_t *ropt;       /* point reads */
     rocksdb_readoptions_t *ropt_scan;  /* scans: bounds set per scan */
     rocksdb_readoptions_t *ropt_cold;  /* point reads not worth a cache block: fill_cache = 0 */
+    rocksdb_readoptions_t *ropt_cold_scan; /* ... and scans */
     rocksdb_writeoptions_t *wopt;      /* sync = 1 */
     rocksdb_writeoptions_t *wopt_lazy; /* sync = 0: read state, last_active, leases */
     uint64_t total_msgs;               /* messages in the database (meta record) */

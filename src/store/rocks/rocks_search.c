@@ -335,6 +335,13 @@ store_indexer *rocks_indexer_new(store *st)
     x->v.ropt_scan = rocksdb_readoptions_create();
     x->lv.ropt = rocksdb_readoptions_create();
     x->lv.ropt_scan = rocksdb_readoptions_create();
+    /* The indexer reads each message once: its blocks would only push out
+     * the ones sends and pages reuse (a 1M-message store's backlog filled
+     * 40 MB of the block cache in 4 s). */
+    rocksdb_readoptions_set_fill_cache(x->v.ropt, 0);
+    rocksdb_readoptions_set_fill_cache(x->v.ropt_scan, 0);
+    rocksdb_readoptions_set_fill_cache(x->lv.ropt, 0);
+    rocksdb_readoptions_set_fill_cache(x->lv.ropt_scan, 0);
     sqlite3_stmt *get = NULL;
     int bad = 0;
     for (int i = 0; i < APPLY_N && !bad; i++)
