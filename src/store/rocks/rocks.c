@@ -94,6 +94,28 @@ int rocks_rerr(char *err, const char *what)
     return IY_EIO;
 }
 
+static int64_t mono_ms(void);
+
+/* Reads done once for a connection (its auth: the session, the user, the
+ * inbox pos), kept by the caller (the token cache, the socket): they fill
+ * the block cache only once it is (nearly) full anyway. Below that, their
+ * 4 KB blocks would only grow it: ~180 bytes per connection on a small
+ * store (sessions are keyed by a token's hash: no two neighbours are read
+ * together). Once full they cost no memory, and the index and filter
+ * blocks they need must be cached for the next lookup: read uncached,
+ * those were read again for every lookup (3x slower connects on a
+ * 10M-message store whose cache was full). Storage thread only. */
+rview rocks_once_view(rocks *s)
+{
+    int64_t now = mono_ms();
+    if (now - s->once_checked_ms >= 100) {
+        s->once_checked_ms = now;
+        size_t cap = s->cache ? rocksdb_cache_get_capacity(s->cache) : 0;
+        s->once_warm = !s->cache || rocksdb_cache_get_usage(s->cache) >= cap - cap / 8;
+    }
+    return s->once_warm ? rocks_view(s) : (rview){ s->db, s->ropt_cold, s->ropt_cold_scan };
+}
+
 int rocks_corrupt(const char *what)
 {
     iy_log_error("store: corrupt %s record", what);
@@ -543,10 +565,7 @@ int store_rocks_open(const store_config *cfg, store **out)
     s->opt = make_options(s, cfg->cache_mb);
     s->ropt = rocksdb_readoptions_create();
     s->ropt_scan = rocksdb_readoptions_create();
-    /* Sessions are keyed by a token's hash: no two neighbours are read
-     * together, and a session read once is kept by the token cache
-     * (chat/tokens.c). Caching its 4 KB block cost ~60 B per connection,
-     * the user record's at a connect ~120 B (docs/BENCHMARKS.md). */
+    /* rocks_once_view's, for reads done once per connection. */
     s->ropt_cold = rocksdb_readoptions_create();
     rocksdb_readoptions_set_fill_cache(s->ropt_cold, 0);
     s->ropt_cold_scan = rocksdb_readoptions_create();
@@ -740,8 +759,7 @@ static int rocks_user_get(store *st, uint64_t id, iy_user *out)
 
 static int rocks_user_get_cold(store *st, uint64_t id, iy_user *out)
 {
-    const rocks *s = (const rocks *)st;
-    rview rv = { s->db, s->ropt_cold, s->ropt_cold_scan };
+    rview rv = rocks_once_view((rocks *)st);
     return rocks_user_load(&rv, id, out, NULL);
 }
 
@@ -958,8 +976,7 @@ static int session_get_v(const rview *rv, const uint8_t token_hash[32], uint64_t
 static int rocks_session_get(store *st, const uint8_t token_hash[32], uint64_t *user,
                              char device[IY_DEVICE_MAX + 1])
 {
-    const rocks *s = (const rocks *)st;
-    rview rv = { s->db, s->ropt_cold, s->ropt_cold_scan };
+    rview rv = rocks_once_view((rocks *)st);
     return session_get_v(&rv, token_hash, user, device);
 }
 

@@ -28,6 +28,8 @@ typedef struct rocks {
     rocksdb_readoptions_t *ropt_scan;  /* scans: bounds set per scan */
     rocksdb_readoptions_t *ropt_cold;  /* point reads not worth a cache block: fill_cache = 0 */
     rocksdb_readoptions_t *ropt_cold_scan; /* ... and scans */
+    int64_t once_checked_ms;           /* rocks_once_view: when the cache's fill was last read */
+    int once_warm;                     /* ... and whether it was (nearly) full */
     rocksdb_writeoptions_t *wopt;      /* sync = 1 */
     rocksdb_writeoptions_t *wopt_lazy; /* sync = 0: read state, last_active, leases */
     uint64_t total_msgs;               /* messages in the database (meta record) */
@@ -79,6 +81,7 @@ static inline rview rocks_view(const rocks *s) { return (rview){ s->db, s->ropt,
 
 /* rocks.c */
 int rocks_rerr(char *err, const char *what);                /* logs, frees err: IY_EIO */
+rview rocks_once_view(rocks *s);                            /* reads done once per connection */
 int rocks_corrupt(const char *what);                        /* logs: IY_EIO */
 /* Point read: 1 with *val (rocksdb_free) and *vl, 0 if absent, IY_EIO. */
 int rocks_get_v(const rview *rv, const uint8_t *k, size_t kl, char **val, size_t *vl);

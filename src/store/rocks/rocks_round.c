@@ -70,7 +70,7 @@ int rocks_user_pos(store *st, uint64_t user, uint64_t *pos)
         *pos = *v;
         return 0;
     }
-    rview rv = { s->db, s->ropt_cold, s->ropt_cold_scan };
+    rview rv = rocks_once_view(s);
     return rocks_load_last_v(&rv, K_INBOX, user, pos);
 }
 
