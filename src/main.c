@@ -57,7 +57,7 @@ static const opt opts[] = {
       "no storage round trip (0: ask the store every time)", 0 },
     { "idle-timeout", "S", "60", "seconds of silence before a WebSocket is closed", 0 },
     { "max-backlog", "N", "20000", "queued sends past which new sends get 'unavailable'", 0 },
-    { "max-queue-ms", "MS", "250", "new sends also get 'unavailable' once the oldest job queued for the\n"
+    { "max-queue-ms", "MS", "1000", "new sends also get 'unavailable' once the oldest job queued for the\n"
       "storage thread has waited MS ms with 512 or more sends queued: overload is\n"
       "shed in time, whatever the commit rate (0: off, only --max-backlog)", 0 },
     { "push-allow-private", NULL, "false", "allow push endpoints on private addresses (tests)", 0 },

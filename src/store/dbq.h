@@ -42,7 +42,7 @@ enum dbq_kind { DBQ_SEND = 1, DBQ_RUN = 2 };
 
 #define DBQ_ROUND_SENDS 4096     /* sends committed in one round at most */
 #define DBQ_SHED_SENDS 20000     /* default of --max-backlog: queued sends past which new ones are refused */
-#define DBQ_SHED_MS 250          /* default of --max-queue-ms: the oldest job's wait past which sends are refused */
+#define DBQ_SHED_MS 1000         /* default of --max-queue-ms: the oldest job's wait past which sends are refused */
 #define DBQ_SHED_MIN_SENDS 512   /* ... but only with this many sends queued (one slow commit is no overload) */
 
 typedef struct dbq_job dbq_job;
