@@ -242,7 +242,7 @@ static void ready(conn *c, auth_job *a)
     conn_ws_send(c, b.data, b.len);
     iy_buf_free(&b);
     c->ws_state = WS_READY;
-    c->reported_rx_ms = c->last_rx_ms;
+    c->reported_rx_ms = (uint32_t)c->last_rx_ms;
     metrics_add(M_WS_CONNECTIONS, 1);
     presence_device_up(svc_of(c)->presence, c->user, (int64_t)now_ms());
     deliver_ready(c, a->pos);          /* the held messages after P, in pos order */
@@ -717,8 +717,8 @@ static void on_ws_text(conn *c, const char *data, size_t len)
     case P_TYPING: {
         /* At most one typing per socket per second; extras are dropped. */
         uint64_t now = uv_now(&c->t->loop);
-        if (c->last_typing_ms && now - c->last_typing_ms < 1000) { op_now(P_TYPING, 0); break; }
-        c->last_typing_ms = now;
+        if (c->last_typing_ms && (uint32_t)((uint32_t)now - c->last_typing_ms) < 1000) { op_now(P_TYPING, 0); break; }
+        c->last_typing_ms = (uint32_t)now | 1;   /* 0: never */
         /* ... and a few per user, whatever its number of sockets. */
         service_limits *lim = svc_of(c)->limits;
         if (lim && limiter_take(lim->typing_user, c->user, (int64_t)now_ms())) { op_now(P_TYPING, IY_ERATE); break; }
@@ -782,7 +782,7 @@ static void on_sweep(iothread *t, uint64_t now)
             continue;
         }
         deliver_sweep(c, now);
-        if (c->proto == PROTO_WS && c->ws_state == WS_READY && c->last_rx_ms > c->reported_rx_ms) {
+        if (c->proto == PROTO_WS && c->ws_state == WS_READY && (uint32_t)c->last_rx_ms != c->reported_rx_ms) {
             if (nalive == cap) {
                 cap = cap ? cap * 2 : 64;
                 users = iy_realloc(users, cap * sizeof *users);
@@ -790,7 +790,7 @@ static void on_sweep(iothread *t, uint64_t now)
             }
             users[nalive] = c->user;
             when[nalive++] = conn_wall_ms(c, c->last_rx_ms);
-            c->reported_rx_ms = c->last_rx_ms;
+            c->reported_rx_ms = (uint32_t)c->last_rx_ms;
         } else if (c->http_waiting && now >= c->wait_deadline_ms) {
             api_wait_expire(c);
         }

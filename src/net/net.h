@@ -318,8 +318,8 @@ struct conn {
     uint64_t pos;               /* WS: every inbox pos up to this one was sent (ready, msg, ack) */
     conn_seq *seq;              /* WS: the rest of the sequencer, on demand (chat/deliver.c) */
     uint64_t wait_deadline_ms;  /* long poll's end; WS: a drain's deadline */
-    uint64_t reported_rx_ms;    /* last life sign reported to presence */
-    uint64_t last_typing_ms;
+    uint32_t reported_rx_ms;    /* last life sign reported to presence (loop ms, low 32 bits) */
+    uint32_t last_typing_ms;    /* the last typing relayed (loop ms, low 32 bits, | 1; 0: none) */
 };
 
 
