@@ -717,8 +717,9 @@ static void on_ws_text(conn *c, const char *data, size_t len)
     case P_TYPING: {
         /* At most one typing per socket per second; extras are dropped. */
         uint64_t now = uv_now(&c->t->loop);
-        if (c->last_typing_ms && (uint32_t)((uint32_t)now - c->last_typing_ms) < 1000) { op_now(P_TYPING, 0); break; }
-        c->last_typing_ms = (uint32_t)now | 1;   /* 0: never */
+        if (c->typed && (uint32_t)now - c->last_typing_ms < 1000) { op_now(P_TYPING, 0); break; }
+        c->typed = 1;
+        c->last_typing_ms = (uint32_t)now;
         /* ... and a few per user, whatever its number of sockets. */
         service_limits *lim = svc_of(c)->limits;
         if (lim && limiter_take(lim->typing_user, c->user, (int64_t)now_ms())) { op_now(P_TYPING, IY_ERATE); break; }

@@ -285,7 +285,8 @@ struct conn {
         drain_pending : 1,      /* service: draining: closed with 1012 once its requests are answered */
         admin : 1,              /* accepted on an --admin-listen address: /metrics, /healthz only */
         trusted : 1,            /* its peer is a --trust-proxy proxy */
-        head_only : 1;          /* the request being answered is a HEAD: its answer's head goes out, no body */
+        head_only : 1,          /* the request being answered is a HEAD: its answer's head goes out, no body */
+        typed : 1;              /* service: a typing was relayed (last_typing_ms) */
     uint64_t client;            /* the client's address (conn_client) of the last request */
     conn_http *http;            /* HTTP: the request's state; NULL once a WebSocket */
     ws_reader *wr;
@@ -319,7 +320,7 @@ struct conn {
     conn_seq *seq;              /* WS: the rest of the sequencer, on demand (chat/deliver.c) */
     uint64_t wait_deadline_ms;  /* long poll's end; WS: a drain's deadline */
     uint32_t reported_rx_ms;    /* last life sign reported to presence (loop ms, low 32 bits) */
-    uint32_t last_typing_ms;    /* the last typing relayed (loop ms, low 32 bits, | 1; 0: none) */
+    uint32_t last_typing_ms;    /* the last typing relayed (loop ms, low 32 bits; if typed) */
 };
 
 
