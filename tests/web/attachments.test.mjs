@@ -139,7 +139,9 @@ test('uploads: picker, drop and paste make chips; Send waits; errors, ×, too la
   const requests = [];
   A.page.on('request', (r) => { if (r.url().includes('/v1/uploads')) requests.push(r.url()); });
   await A.page.getByLabel('Message', { exact: true }).fill('');
-  await A.page.locator('#attach-input').setInputFiles({ name: 'big.bin', mimeType: 'application/octet-stream', buffer: Buffer.alloc(26 * 1024 * 1024, 7) });
+  // 26 MB through the DevTools protocol into the page: over the 10 s default on a busy 2-core
+  // machine (CI timed out here once); the refusal itself is immediate.
+  await A.page.locator('#attach-input').setInputFiles({ name: 'big.bin', mimeType: 'application/octet-stream', buffer: Buffer.alloc(26 * 1024 * 1024, 7) }, { timeout: 60000 });
   await A.page.locator('#chat-error', { hasText: 'big.bin' }).waitFor();
   assert.equal(await A.page.locator('#chat-error').textContent(), '“big.bin” is 26 MB: files can be at most 25 MB.');
   assert.equal(await chips(A.page).count(), 0);
