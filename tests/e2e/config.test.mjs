@@ -299,6 +299,11 @@ test('--admin-listen: a second address whose connections the server marks as adm
   await withServer({ extraArgs: ['--admin-listen', `127.0.0.1:${ap}`] }, async (srv) => {
     const r = await fetch(`http://127.0.0.1:${ap}/healthz`);
     assert.equal(r.status, 200);
-    assert.match(srv.stderrTail(), new RegExp(`http://127\\.0\\.0\\.1:${ap}/ \\(admin\\)`));
+    // The I/O threads answer before the main thread has logged its "listening" line (under
+    // ThreadSanitizer on a slow machine, by more than the fetch takes): wait for the line.
+    const line = new RegExp(`http://127\\.0\\.0\\.1:${ap}/ \\(admin\\)`);
+    for (const until = Date.now() + ms(5000); !line.test(srv.stderrTail()) && Date.now() < until;)
+      await sleep(50);
+    assert.match(srv.stderrTail(), line);
   });
 });
