@@ -20,8 +20,8 @@
 # `cafile` setting. /proc, /sys, /dev, /dev/pts and /dev/shm are bind
 # mounts, undone on every exit path before the root is deleted.
 #
-# Run by .ci/run after README's test command (not by `make test`, which is
-# what runs inside the root). Needs root. Environment: FRESH_ROOT_KEEP=1
+# Run by .ci/run: this is where CI runs README's test command (not by
+# `make test`, which is what runs inside the root). Needs root. Environment: FRESH_ROOT_KEEP=1
 # keeps the root directory for a look afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
