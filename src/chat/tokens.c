@@ -54,16 +54,21 @@ typedef struct stripe {
 
 struct tokens {
     int64_t ttl_ms;
+    int64_t clock_offset_ms;     /* tokens_clock_offset (tests) */
     atomic_int paused;
     stripe s[TOKENS_STRIPES];
 };
 
-static int64_t mono_ms(void)
+static int64_t mono_ms(const tokens *t)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + t->clock_offset_ms;
 }
+
+void tokens_clock_offset(tokens *t, int64_t offset_ms) { t->clock_offset_ms = offset_ms; }
+
+int64_t tokens_clock_ms(tokens *t) { return mono_ms(t); }
 
 static stripe *stripe_of(tokens *t, const uint8_t hash[32]) { return &t->s[hash[0] % TOKENS_STRIPES]; }
 
@@ -107,7 +112,7 @@ int tokens_get(tokens *t, const uint8_t hash[32], uint64_t *user, char device[IY
 {
     if (!t) return 0;
     stripe *s = stripe_of(t, hash);
-    int64_t now = mono_ms();
+    int64_t now = mono_ms(t);
     int hit = 0;
     pthread_mutex_lock(&s->mu);
     tok_ent *e = u64map_get(&s->map, key_of(hash));
@@ -173,7 +178,7 @@ void tokens_put(tokens *t, const uint8_t hash[32], uint64_t user, const char *de
     e->user = user;
     memcpy(e->device, device, dn);
     e->device[dn] = '\0';
-    int64_t now = mono_ms();
+    int64_t now = mono_ms(t);
     e->used_ms = (uint32_t)now;
     e->expires_ms = (uint32_t)(now + t->ttl_ms);
     uint64_t key = key_of(hash);

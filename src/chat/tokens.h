@@ -67,4 +67,10 @@ typedef struct tokens_stats {
 } tokens_stats;
 void tokens_get_stats(tokens *t, tokens_stats *out);
 
+/* Tests only: the cache's clock (CLOCK_MONOTONIC ms) shifted by offset_ms,
+ * and its current reading, to drive its 32-bit times across their wrap.
+ * Not thread-safe: set it before other threads use t. */
+void tokens_clock_offset(tokens *t, int64_t offset_ms);
+int64_t tokens_clock_ms(tokens *t);
+
 #endif

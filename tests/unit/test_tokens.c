@@ -1,7 +1,7 @@
 /* test_tokens.c — the valid-token cache (chat/tokens.h): hits and misses,
  * forget, a fill that raced a revocation is refused (the epoch), the
- * capacity bound with eviction, expiry, pause/resume, a zero capacity, and
- * threads reading, filling and forgetting at once (run under TSan too). */
+ * capacity bound with eviction, expiry, pause/resume, a zero capacity, the
+ * 32-bit times across their wrap (every 49.7 days of uptime), and threads reading, filling and forgetting at once (run under TSan too). */
 #include "t.h"
 #include "chat/tokens.h"
 #include <pthread.h>
@@ -129,6 +129,38 @@ static void test_expiry_and_pause(void)
     tokens_free(t);
 }
 
+/* The entries keep their times in 32 bits of ms, which wrap every 49.7
+ * days: put just before the wrap, a token is still valid just after it
+ * and expires a TTL after its put. */
+static void test_clock_wrap(void)
+{
+    tokens *t = tokens_new(64, 1000);          /* 1 per stripe */
+    int64_t now = tokens_clock_ms(t);
+    int64_t to_wrap = ((now >> 32) + 1) * ((int64_t)1 << 32) - now;   /* ms until (uint32_t)now wraps */
+    tokens_clock_offset(t, to_wrap - 10);      /* 10 ms before the wrap */
+    CHECK((uint32_t)tokens_clock_ms(t) > UINT32_MAX - 20);
+    uint8_t h[32];
+    hash_of(7, h);
+    uint64_t user = 0;
+    char dev[IY_DEVICE_MAX + 1];
+    tokens_put(t, h, 9, "d", tokens_epoch(t, h));
+    tokens_clock_offset(t, to_wrap + 500);     /* past the wrap, within the TTL */
+    CHECK((uint32_t)tokens_clock_ms(t) < 1000);
+    CHECK(tokens_get(t, h, &user, dev));
+    CHECK_EQ(user, 9);
+    tokens_clock_offset(t, to_wrap + 1200);    /* past the TTL */
+    CHECK(!tokens_get(t, h, &user, dev));
+    /* expired just before the wrap: still expired after it (its 32-bit
+     * expiry is larger than the wrapped clock) */
+    tokens_clock_offset(t, to_wrap - 1500);
+    tokens_put(t, h, 9, "d", tokens_epoch(t, h));
+    CHECK(tokens_get(t, h, &user, dev));
+    tokens_clock_offset(t, to_wrap + 500);
+    CHECK(!tokens_get(t, h, &user, dev));
+
+    tokens_free(t);
+}
+
 /* Readers, fillers and forgetters at once; a forgotten token whose
  * forget came after every fill is gone at the end. */
 static tokens *shared;
@@ -179,6 +211,7 @@ int main(void)
     test_epoch_race();
     test_capacity();
     test_expiry_and_pause();
+    test_clock_wrap();
     test_threads();
     return T_DONE("tokens");
 }
