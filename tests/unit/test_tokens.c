@@ -1,7 +1,8 @@
 /* test_tokens.c — the valid-token cache (chat/tokens.h): hits and misses,
  * forget, a fill that raced a revocation is refused (the epoch), the
  * capacity bound with eviction, expiry, pause/resume, a zero capacity, the
- * 32-bit times across their wrap (every 49.7 days of uptime), and threads reading, filling and forgetting at once (run under TSan too). */
+ * 32-bit times across their wrap (every 49.7 days of uptime), and threads
+ * reading, filling and forgetting at once (run under TSan too). */
 #include "t.h"
 #include "chat/tokens.h"
 #include <pthread.h>
@@ -131,33 +132,42 @@ static void test_expiry_and_pause(void)
 
 /* The entries keep their times in 32 bits of ms, which wrap every 49.7
  * days: put just before the wrap, a token is still valid just after it
- * and expires a TTL after its put. */
+ * and expires a TTL after its put. clock_at sets the cache's clock to
+ * wrap + rel ms at the moment of the call (so a slow machine cannot move
+ * a step across the wrap or the TTL). */
+static int64_t raw_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void clock_at(tokens *t, int64_t wrap, int64_t rel) { tokens_clock_offset(t, wrap + rel - raw_ms()); }
+
 static void test_clock_wrap(void)
 {
-    tokens *t = tokens_new(64, 1000);          /* 1 per stripe */
-    int64_t now = tokens_clock_ms(t);
-    int64_t to_wrap = ((now >> 32) + 1) * ((int64_t)1 << 32) - now;   /* ms until (uint32_t)now wraps */
-    tokens_clock_offset(t, to_wrap - 10);      /* 10 ms before the wrap */
-    CHECK((uint32_t)tokens_clock_ms(t) > UINT32_MAX - 20);
+    tokens *t = tokens_new(64, 1000);
+    int64_t wrap = ((raw_ms() >> 32) + 1) << 32;   /* the next ms where (uint32_t)now is 0 */
     uint8_t h[32];
     hash_of(7, h);
     uint64_t user = 0;
     char dev[IY_DEVICE_MAX + 1];
+    clock_at(t, wrap, -10);                        /* 10 ms before the wrap */
+    CHECK((uint32_t)tokens_clock_ms(t) > UINT32_MAX - 1000);
     tokens_put(t, h, 9, "d", tokens_epoch(t, h));
-    tokens_clock_offset(t, to_wrap + 500);     /* past the wrap, within the TTL */
+    clock_at(t, wrap, 500);                        /* past the wrap, within the TTL */
     CHECK((uint32_t)tokens_clock_ms(t) < 1000);
     CHECK(tokens_get(t, h, &user, dev));
     CHECK_EQ(user, 9);
-    tokens_clock_offset(t, to_wrap + 1200);    /* past the TTL */
+    clock_at(t, wrap, 1200);                       /* past the TTL */
     CHECK(!tokens_get(t, h, &user, dev));
     /* expired just before the wrap: still expired after it (its 32-bit
      * expiry is larger than the wrapped clock) */
-    tokens_clock_offset(t, to_wrap - 1500);
+    clock_at(t, wrap, -1500);
     tokens_put(t, h, 9, "d", tokens_epoch(t, h));
     CHECK(tokens_get(t, h, &user, dev));
-    tokens_clock_offset(t, to_wrap + 500);
+    clock_at(t, wrap, 500);
     CHECK(!tokens_get(t, h, &user, dev));
-
     tokens_free(t);
 }
 
