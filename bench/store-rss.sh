@@ -16,6 +16,7 @@
 # (build/rel/iyagi-bench), PORT (a free one), CATCHUP_MAX (seconds to wait for
 # the indexer, default 3600).
 #
+# The server's log goes to a temporary file, removed after a complete run.
 # Prints one line per measurement:
 #   PHASE rss=KB cache=BYTES memtables=BYTES indexed=N [bench's idle line]
 set -euo pipefail
@@ -91,3 +92,5 @@ start "$@"
 sleep 4
 show "caught-up-idle"
 idle "caught-up-15k"
+stop
+rm -f "$LOG"   # kept (and printed) only when the server failed to start
