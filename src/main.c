@@ -75,6 +75,7 @@ static const opt opts[] = {
       "--rate-limits off)", 0 },
     { "request-timeout", "S", "10", "an HTTP request head must arrive within S seconds ...", 0 },
     { "min-body-rate", "B", "16384", "... and its body at B bytes a second at least", 0 },
+    { "keepalive-timeout", "S", "30", "an HTTP connection idle for S seconds after its last answer is closed", 0 },
     { "max-request-buffers-mb", "N", "128", "memory for unfinished requests, all connections together; past it\n"
       "big requests get 503", 0 },
     { "min-free-mb", "N", "256", "the embedded store refuses writes ('unavailable', /healthz 503) while\n"
@@ -322,6 +323,9 @@ static int apply(server_config *cfg, int i, const char *v, enum src src, char *e
     } else if (!strcmp(n, "request-timeout")) {
         INT(1, 3600);
         cfg->request_timeout_s = (int)x;
+    } else if (!strcmp(n, "keepalive-timeout")) {
+        INT(1, 3600);
+        cfg->keepalive_timeout_s = (int)x;
     } else if (!strcmp(n, "min-body-rate")) {
         INT(1, 1 << 30);
         cfg->min_body_rate = (unsigned)x;

@@ -15,7 +15,6 @@
 #include <strings.h>
 #include <string.h>
 
-#define HTTP_IDLE_MS 30000
 #define DRAIN_MS 2000
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
@@ -784,6 +783,11 @@ void conn_http_done(conn *c)
     c->http->cors_len = 0;
     if (c->http->hp) http_parser_next(c->http->hp);
     account_held(c);
+    /* Keep-alive idleness counts from the end of the answer, not from the
+     * request: an answer that took longer than --keepalive-timeout (a long
+     * poll, a login queued behind many hashes) must not have its connection
+     * closed by the next sweep while the client sends its next request on it. */
+    c->last_rx_ms = uv_now(&c->t->loop);
     if (c->closing) return;
     if (!c->keep_alive) {
         c->closing = 1;
@@ -1220,7 +1224,8 @@ int conn_sweep(iothread *t, uint64_t now, int budget)
                 http_fail(c, 408, "bad_request", "request not received in time");
                 continue;
             }
-        } else if (!c->http_busy && !c->http_waiting && now - c->last_rx_ms > HTTP_IDLE_MS) {
+        } else if (!c->http_busy && !c->http_waiting &&
+                   now - c->last_rx_ms > (uint64_t)cfg->keepalive_timeout_s * 1000) {
             conn_close(c);
             continue;
         }

@@ -122,6 +122,7 @@ struct net_config {
     uint32_t max_per_addr;      /* per client address (0: no cap); a trusted proxy is exempt */
     struct counter *per_addr;   /* live connections per address (NULL: no per-address cap) */
     int request_timeout_s;      /* an HTTP request's head must arrive within this, ... */
+    int keepalive_timeout_s;    /* an HTTP connection idle between requests is closed after this */
     uint32_t min_body_rate;     /* ... its declared body at least this fast (bytes/s) */
     size_t max_buffered;        /* bytes of unfinished requests held, all connections together */
     size_t max_output;          /* bytes queued for sockets, all together: past it, slow readers go */
@@ -301,7 +302,8 @@ struct conn {
                                    for it: most flushes finish in uv_try_write and need none */
     uint64_t peer;              /* the client's address as a key: IPv4 (1 << 32 | addr), IPv6
                                    (its /64 prefix, top bit set); 0 unknown (net_addr_text) */
-    uint64_t last_rx_ms;        /* loop time of the last input */
+    uint64_t last_rx_ms;        /* loop time of the last input, or of the end of the last
+                                   HTTP answer (keep-alive idleness counts from there) */
     uint32_t out_counted;       /* out + inflight bytes counted in M_OUTPUT_BUFFERED (< CONN_OUT_CAP + a frame) */
     int inflight_reqs;          /* service: WebSocket requests submitted, not answered */
     uint64_t out_since_ms;      /* loop ms output began waiting or last drained a bit; 0: none */

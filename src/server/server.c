@@ -79,6 +79,7 @@ void server_config_defaults(server_config *cfg)
     cfg->max_per_addr = 512;
     cfg->max_user_sockets = 32;
     cfg->request_timeout_s = 10;
+    cfg->keepalive_timeout_s = 30;
     cfg->min_body_rate = 16384;
     cfg->max_buffered_mb = 128;
     cfg->min_free_mb = 256;
@@ -459,6 +460,7 @@ int server_run(const server_config *cfg)
         }
     }
     svc->net.request_timeout_s = cfg->request_timeout_s;
+    svc->net.keepalive_timeout_s = cfg->keepalive_timeout_s;
     svc->net.min_body_rate = cfg->min_body_rate;
     svc->net.max_buffered = (size_t)cfg->max_buffered_mb << 20;
     svc->net.max_output = (size_t)cfg->max_output_mb << 20;

@@ -37,6 +37,7 @@ typedef struct server_config {
     unsigned max_per_addr;      /* --max-conns-per-address (with rate limits on) */
     unsigned max_user_sockets;  /* --max-sockets-per-user (with rate limits on) */
     int request_timeout_s;      /* --request-timeout */
+    int keepalive_timeout_s;    /* --keepalive-timeout */
     unsigned min_body_rate;     /* --min-body-rate, bytes/s */
     unsigned max_buffered_mb;   /* --max-request-buffers-mb */
     unsigned min_free_mb;       /* --min-free-mb: the data disk's reserve (embedded store) */

@@ -240,6 +240,50 @@ test('slow requests: a head or a body that trickles is cut at its deadline (408)
   assert.match(m, /^iyagi_request_timeouts_total [2-9]/m, 'counted');
 }));
 
+/** reads one HTTP/1.1 answer (with a Content-Length) from a raw socket: {status, body, at} */
+function readAnswer(s, timeoutMs = ms(15000)) {
+  return new Promise((resolve, reject) => {
+    let got = Buffer.alloc(0);
+    const done = (err, v) => { clearTimeout(timer); s.off('data', onData); s.off('close', onClose); err ? reject(err) : resolve(v); };
+    const onData = (d) => {
+      got = Buffer.concat([got, d]);
+      const end = got.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const head = got.subarray(0, end).toString('latin1');
+      const len = Number(/^content-length:\s*(\d+)/im.exec(head)?.[1] ?? 0);
+      if (got.length < end + 4 + len) return;
+      done(null, { status: Number(head.split(' ')[1]), body: got.subarray(end + 4, end + 4 + len).toString('utf8'), at: Date.now() });
+    };
+    const onClose = () => done(new Error(`the server closed the connection before answering (got ${JSON.stringify(got.toString('latin1').slice(0, 80))})`));
+    const timer = setTimeout(() => done(new Error('no answer in time')), timeoutMs);
+    s.on('data', onData);
+    s.once('close', onClose);
+  });
+}
+
+test('keep-alive: an idle connection goes after --keepalive-timeout counted from its last answer; a long poll longer than that keeps its connection for the next request', T, () => withServer({ extraArgs: ['--keepalive-timeout', '2'] }, async (srv) => {
+  const u = await newUser(srv, 'keep');
+  const s = await rawConn(srv);
+  const get = (p) => s.write(`GET ${p} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${u.token}\r\n\r\n`);
+  const t0 = Date.now();
+  get('/v1/sync?after=0&wait=3');
+  const poll = await readAnswer(s);
+  assert.equal(poll.status, 200, `the long poll: ${poll.status} ${poll.body}`);
+  assert.deepEqual(JSON.parse(poll.body).messages, [], 'nothing arrived');
+  assert.ok(poll.at - t0 >= 2900, `held for its wait of 3 s, past the 2 s keep-alive (${poll.at - t0} ms)`);
+  // the sweep runs every 250 ms: a connection counted idle from its request (3 s ago) would be gone by now
+  await sleep(800);
+  assert.equal(s.gone, false, 'the connection is still open after the long answer');
+  get('/v1/me');
+  const me = await readAnswer(s);
+  assert.equal(me.status, 200, `the next request on the same connection: ${me.status} ${me.body}`);
+  assert.equal(JSON.parse(me.body).user.username, u.username);
+  // and idle, it goes after the keep-alive time
+  await s.ended;
+  const idle = Date.now() - me.at;
+  assert.ok(idle >= 1900 && idle < ms(4500), `closed ${idle} ms after its last answer (--keepalive-timeout 2)`);
+}));
+
 test('unfinished request bodies share a memory budget: past it big ones get 503, small requests still pass, RSS stays bounded', T, () => withServer({ extraArgs: ['--max-request-buffers-mb', '4'] }, async (srv) => {
   const u = await newUser(srv, 'budget');
   const before = rssKb(srv.proc.pid);
