@@ -122,8 +122,8 @@ struct net_config {
     uint32_t max_per_addr;      /* per client address (0: no cap); a trusted proxy is exempt */
     struct counter *per_addr;   /* live connections per address (NULL: no per-address cap) */
     int request_timeout_s;      /* an HTTP request's head must arrive within this, ... */
-    int keepalive_timeout_s;    /* an HTTP connection idle between requests is closed after this */
     uint32_t min_body_rate;     /* ... its declared body at least this fast (bytes/s) */
+    int keepalive_timeout_s;    /* an HTTP connection idle between requests is closed after this */
     size_t max_buffered;        /* bytes of unfinished requests held, all connections together */
     size_t max_output;          /* bytes queued for sockets, all together: past it, slow readers go */
     unsigned ws_route;          /* the route number of GET /v1/ws (metrics_http: the upgrade's 101) */
