@@ -131,6 +131,7 @@ test('bad configuration is refused before starting, saying where: file line, var
       [`public-url = https://${'x'.repeat(200)}.example\n`, /iyagid\.conf:1: a line is at most/],
       ['listen = 127.0.0.1\n', /listen takes HOST:PORT/],
       ['trust-proxy = 10.0.0.0/33\n', /trust-proxy takes a network/],
+      ['keepalive-timeout = 0\n', /iyagid\.conf:1: keepalive-timeout must be an integer from 1 to 3600/],
     ];
     for (const [text, want] of cases) {
       const file = path.join(dir, 'iyagid.conf');
